@@ -1,0 +1,200 @@
+//! What we send back: the user JWT (the connection's permissions) inside an authorization response.
+
+use nkeys::KeyPair;
+use serde::Serialize;
+
+use super::{ClaimsError, encode, new_jti};
+
+/// `nats.type` of our reply.
+pub const RESPONSE_TYPE: &str = "authorization_response";
+
+/// Publish or subscribe permissions. Both lists are always written: an empty
+/// `allow` would mean allow-all, so callers never pass one (see [`UserPermissions`]).
+#[derive(Debug, Serialize, Clone, PartialEq, Eq, Default)]
+pub struct Permission {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// Permission to answer requests received (the reply subjects, once each).
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct ResponsePermission {
+    pub max: i64,
+    /// Go duration in nanoseconds; 0 = no time limit.
+    pub ttl: i64,
+}
+
+/// The permissions of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPermissions {
+    pub publish: Permission,
+    pub subscribe: Permission,
+    pub resp: Option<ResponsePermission>,
+}
+
+#[derive(Serialize)]
+struct UserNats<'a> {
+    #[serde(rename = "pub")]
+    publish: &'a Permission,
+    #[serde(rename = "sub")]
+    subscribe: &'a Permission,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resp: Option<&'a ResponsePermission>,
+    subs: i64,
+    data: i64,
+    payload: i64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: u8,
+}
+
+#[derive(Serialize)]
+struct UserClaims<'a> {
+    jti: String,
+    iat: i64,
+    iss: &'a str,
+    sub: &'a str,
+    name: &'a str,
+    aud: &'a str,
+    exp: i64,
+    nats: UserNats<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseNats<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: u8,
+}
+
+#[derive(Serialize)]
+struct ResponseClaims<'a> {
+    jti: String,
+    iat: i64,
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    nats: ResponseNats<'a>,
+}
+
+/// Everything needed to write a user JWT.
+pub struct UserJwt<'a> {
+    /// The per-connection user nkey from the request (`nats.user_nkey`).
+    pub user_nkey: &'a str,
+    /// Stable user id; becomes the connection's user in CONNZ and events.
+    pub name: &'a str,
+    /// Target account name (config mode).
+    pub account: &'a str,
+    pub expires_at: i64,
+    pub permissions: &'a UserPermissions,
+}
+
+/// Sign a user JWT with the issuer account key. `subs`/`data`/`payload` are -1:
+/// nats-server does not enforce them for callout users anyway.
+pub fn user_jwt(issuer: &KeyPair, issuer_public: &str, u: &UserJwt<'_>, now: i64) -> Result<String, ClaimsError> {
+    let claims = UserClaims {
+        jti: new_jti(),
+        iat: now,
+        iss: issuer_public,
+        sub: u.user_nkey,
+        name: u.name,
+        aud: u.account,
+        exp: u.expires_at,
+        nats: UserNats {
+            publish: &u.permissions.publish,
+            subscribe: &u.permissions.subscribe,
+            resp: u.permissions.resp.as_ref(),
+            subs: -1,
+            data: -1,
+            payload: -1,
+            kind: "user",
+            version: 2,
+        },
+    };
+    encode(&claims, issuer)
+}
+
+/// The outcome carried by a response: a user JWT, or an error text for the server log.
+pub enum Outcome<'a> {
+    Allow(&'a str),
+    Deny(&'a str),
+}
+
+/// Sign an authorization response for `user_nkey` on server `server_id`.
+pub fn response_jwt(
+    issuer: &KeyPair,
+    issuer_public: &str,
+    user_nkey: &str,
+    server_id: &str,
+    outcome: Outcome<'_>,
+    now: i64,
+) -> Result<String, ClaimsError> {
+    let (jwt, error) = match outcome {
+        Outcome::Allow(j) => (Some(j), None),
+        Outcome::Deny(e) => (None, Some(e)),
+    };
+    let claims = ResponseClaims {
+        jti: new_jti(),
+        iat: now,
+        iss: issuer_public,
+        sub: user_nkey,
+        aud: server_id,
+        nats: ResponseNats { jwt, error, kind: RESPONSE_TYPE, version: 2 },
+    };
+    encode(&claims, issuer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::decode_verified;
+    use serde_json::Value;
+
+    fn perms() -> UserPermissions {
+        UserPermissions {
+            publish: Permission { allow: vec!["chat.all1.bob".into()], deny: vec![] },
+            subscribe: Permission { allow: vec!["chat.all1.>".into()], deny: vec![] },
+            resp: Some(ResponsePermission { max: 1, ttl: 0 }),
+        }
+    }
+
+    #[test]
+    fn user_jwt_has_explicit_lists_name_aud_and_exp() {
+        let issuer = KeyPair::new_account();
+        let p = perms();
+        let u = UserJwt { user_nkey: "UABC", name: "bob", account: "APP", expires_at: 4600, permissions: &p };
+        let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
+        let (iss, v): (String, Value) = decode_verified(&jwt).unwrap();
+        assert_eq!(iss, issuer.public_key());
+        assert_eq!(v["sub"], "UABC");
+        assert_eq!(v["name"], "bob");
+        assert_eq!(v["aud"], "APP");
+        assert_eq!(v["exp"], 4600);
+        assert_eq!(v["nats"]["pub"]["allow"][0], "chat.all1.bob");
+        assert_eq!(v["nats"]["sub"]["allow"][0], "chat.all1.>");
+        assert_eq!(v["nats"]["resp"]["max"], 1);
+        assert_eq!(v["nats"]["subs"], -1);
+        assert_eq!(v["nats"]["type"], "user");
+    }
+
+    #[test]
+    fn response_carries_exactly_one_of_jwt_or_error() {
+        let issuer = KeyPair::new_account();
+        let pk = issuer.public_key();
+        let deny = response_jwt(&issuer, &pk, "UABC", "NSRV", Outcome::Deny("no-token"), 1).unwrap();
+        let (_, v): (String, Value) = decode_verified(&deny).unwrap();
+        assert_eq!(v["nats"]["error"], "no-token");
+        assert!(v["nats"].get("jwt").is_none());
+        assert_eq!(v["aud"], "NSRV");
+        assert_eq!(v["sub"], "UABC");
+        let allow = response_jwt(&issuer, &pk, "UABC", "NSRV", Outcome::Allow("x.y.z"), 1).unwrap();
+        let (_, v): (String, Value) = decode_verified(&allow).unwrap();
+        assert_eq!(v["nats"]["jwt"], "x.y.z");
+        assert!(v["nats"].get("error").is_none());
+        assert_eq!(v["nats"]["type"], RESPONSE_TYPE);
+    }
+}

@@ -1,0 +1,1 @@
+//! Validated NATS subject-token names (users, rooms, groups).

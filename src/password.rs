@@ -1,0 +1,1 @@
+//! Password hashing (argon2id).
