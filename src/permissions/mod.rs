@@ -1,1 +1,207 @@
-//! Permission store.
+//! Permission store: users, groups, rooms and grants, loaded from a directory of files.
+//!
+//! Every `*.toml` and `*.json` file in the directory is read (other files, hidden files
+//! and subdirectories are ignored), validated, and merged into one immutable [`Snapshot`].
+//! Both formats share one schema; each file may hold any of the three tables:
+//!
+//! ```toml
+//! [users.bob]
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # optional; argon2id PHC hash
+//! roles = ["user"]            # optional, default ["user"]: user, admin, sysadmin, service
+//! groups = ["everyone"]       # optional
+//! [users.bob.rooms]           # optional direct grants: room or pattern -> access
+//! bob1 = "readwrite"
+//! "team-*" = "read"
+//!
+//! [groups.everyone]
+//! members = ["bob", "alice"]  # users only (users may also list their groups)
+//!
+//! [rooms.all1]
+//! members = ["bob", "@everyone"]  # users, or groups prefixed with '@'
+//! access = "readwrite"            # optional, default "readwrite"; read, write, readwrite
+//! description = "..."             # optional
+//! ```
+//!
+//! A room pattern holds exactly one `*`, which matches one or more name characters; `*`
+//! alone matches every room. A user's access to a room is the union of direct grants,
+//! room memberships (direct and through groups) and matching patterns; admins and
+//! sysadmins may read and write every valid room. Validation collects every problem,
+//! each with its file and line (see [`Problem`]); a single problem rejects the whole set.
+
+mod build;
+mod locate;
+mod model;
+mod snapshot;
+mod source;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+pub use model::{Access, Pattern, PatternError, Role, UnknownAccess, UnknownRole, User};
+pub use snapshot::Snapshot;
+
+use locate::{LineIndex, Seg, json_lines, toml_lines};
+use source::{Format, Loc, Pending};
+
+/// One problem in the permission files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, as given (e.g. `permissions/users.toml`), or the directory.
+    pub file: String,
+    /// 1-based line; 0 when the problem concerns the whole file or directory.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    /// `file:line: reason`, or `file: reason` when there is no line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
+    }
+}
+
+/// Every problem found while loading permission files (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_lines(.0))]
+pub struct LoadErrors(pub Vec<Problem>);
+
+fn display_lines(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Snapshot {
+    /// Loads every `*.toml` and `*.json` file in `dir` (sorted by name). An empty directory
+    /// gives an empty snapshot.
+    ///
+    /// # Errors
+    /// Every problem found: an unreadable directory or file, syntax, schema and
+    /// reference errors (see the module documentation).
+    pub fn load_dir(dir: &Path) -> Result<Self, LoadErrors> {
+        let dir_problem = |reason: String| {
+            LoadErrors(vec![Problem {
+                file: dir.display().to_string(),
+                line: 0,
+                reason,
+            }])
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let wanted =
+                !name.starts_with('.') && Format::from_path(&path).is_some() && path.is_file();
+            if wanted {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut sources = Vec::with_capacity(paths.len());
+        let mut problems = Vec::new();
+        for path in paths {
+            let file = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => sources.push((file, text)),
+                Err(e) => problems.push(Problem {
+                    file,
+                    line: 0,
+                    reason: format!("cannot read file: {e}"),
+                }),
+            }
+        }
+        match Self::from_sources(&sources) {
+            Ok(snapshot) if problems.is_empty() => Ok(snapshot),
+            Ok(_) => Err(LoadErrors(problems)),
+            Err(LoadErrors(more)) => {
+                problems.extend(more);
+                Err(LoadErrors(problems))
+            }
+        }
+    }
+
+    /// Builds a snapshot from `(file name, contents)` pairs; names ending in `.json` are
+    /// read as JSON, all others as TOML. Definitions may be split across files in any way.
+    ///
+    /// # Errors
+    /// Every problem found, ordered by file and line.
+    pub fn from_sources(sources: &[(String, String)]) -> Result<Self, LoadErrors> {
+        let mut pending = Vec::new();
+        let mut defs = build::Defs::default();
+        for (i, (name, text)) in sources.iter().enumerate() {
+            let raw = source::parse(i, Format::of(name), text, &mut pending);
+            defs.add_file(i, raw, &mut pending);
+        }
+        defs.check_references(&mut pending);
+        if pending.is_empty() {
+            Ok(defs.build())
+        } else {
+            Err(LoadErrors(resolve(sources, &pending)))
+        }
+    }
+}
+
+/// Turns pending problems into problems with lines, sorted by file and line.
+fn resolve(sources: &[(String, String)], pending: &[Pending]) -> Vec<Problem> {
+    // Gather every path to look up, per file, and look them all up in one go per file.
+    let mut wanted: Vec<Vec<&[Seg]>> = vec![Vec::new(); sources.len()];
+    for p in pending {
+        if let Loc::Path(path) = &p.loc {
+            wanted[p.file].push(path);
+        }
+        if let Some((file, path)) = &p.first {
+            wanted[*file].push(path);
+        }
+    }
+    let mut found: Vec<HashMap<&[Seg], usize>> = Vec::with_capacity(sources.len());
+    for ((name, text), paths) in sources.iter().zip(&wanted) {
+        let lines = match (paths.is_empty(), Format::of(name)) {
+            (true, _) => Vec::new(),
+            (false, Format::Toml) => toml_lines(text, paths),
+            (false, Format::Json) => json_lines(text, paths),
+        };
+        found.push(paths.iter().copied().zip(lines).collect());
+    }
+    let mut line_indexes: Vec<Option<LineIndex>> = sources.iter().map(|_| None).collect();
+
+    let mut problems: Vec<(usize, Problem)> = pending
+        .iter()
+        .map(|p| {
+            let line = match &p.loc {
+                Loc::Line(line) => *line,
+                Loc::Offset(offset) => line_indexes[p.file]
+                    .get_or_insert_with(|| LineIndex::new(&sources[p.file].1))
+                    .line(*offset),
+                Loc::Path(path) => found[p.file].get(path.as_slice()).copied().unwrap_or(1),
+            };
+            let mut reason = p.reason.clone();
+            if let Some((file, path)) = &p.first {
+                let first_line = found[*file].get(path.as_slice()).copied().unwrap_or(1);
+                reason = format!("{reason} (first at {}:{first_line})", sources[*file].0);
+            }
+            let problem = Problem {
+                file: sources[p.file].0.clone(),
+                line,
+                reason,
+            };
+            (p.file, problem)
+        })
+        .collect();
+    problems.sort_by_key(|(file, p)| (*file, p.line));
+    problems.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests;

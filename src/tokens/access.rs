@@ -201,6 +201,18 @@ impl TokenKeys {
         Ok(self)
     }
 
+    /// Load the signing key and the extra verification keys named in the settings.
+    pub fn from_settings(s: &crate::config::TokenSettings) -> Result<Self, TokenError> {
+        let read = |p: &std::path::Path| {
+            crate::keys::read_secret(p).map_err(|e| TokenError::Key(e.to_string()))
+        };
+        let mut keys = TokenKeys::new(&s.issuer, &s.audience).with_signing_pem(&read(&s.signing_key_file)?)?;
+        for p in &s.verify_key_files {
+            keys = keys.with_verifying_pem(&read(p)?)?;
+        }
+        Ok(keys)
+    }
+
     pub fn issuer(&self) -> &str {
         &self.issuer
     }

@@ -1,0 +1,377 @@
+//! The decision: a pure function from a verified request, keys, snapshot and clock to a grant or a deny.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::claims::request::AuthRequest;
+use crate::claims::response::{Permission, ResponsePermission, UserPermissions};
+use crate::config::CalloutSettings;
+use crate::names::{NameError, validate_name};
+use crate::permissions::{Access, Snapshot};
+use crate::subjects::Template;
+use crate::tokens::{AccessClaims, TokenError, TokenKeys};
+
+/// Which connection types are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTypes {
+    pub nats: bool,
+    pub websocket: bool,
+    pub leafnode: bool,
+    pub mqtt: bool,
+}
+
+/// The rules of a decision, derived from the configuration once.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub account: String,
+    pub max_rooms: usize,
+    pub reserved: HashSet<String>,
+    pub types: ConnectionTypes,
+    pub read_subject: Template,
+    pub write_subject: Template,
+    pub inbox_prefix: Template,
+    pub user_jwt_ttl: Duration,
+}
+
+impl Policy {
+    /// Build from validated settings (see `Config::validate`).
+    pub fn from_settings(s: &CalloutSettings) -> Result<Policy, String> {
+        let has = |t: &str| s.connection_types.iter().any(|c| c == t);
+        Ok(Policy {
+            account: s.account.clone(),
+            max_rooms: s.max_rooms,
+            reserved: s.auth_users.iter().cloned().collect(),
+            types: ConnectionTypes {
+                nats: has("nats"),
+                websocket: has("websocket"),
+                leafnode: has("leafnode"),
+                mqtt: has("mqtt"),
+            },
+            read_subject: Template::parse(&s.read_subject, true)?,
+            write_subject: Template::parse(&s.write_subject, true)?,
+            inbox_prefix: Template::parse(&s.inbox_prefix, false)?,
+            user_jwt_ttl: s.user_jwt_ttl,
+        })
+    }
+
+    /// The longest `user` field that can hold `max_rooms` valid names.
+    pub fn max_room_list_len(&self) -> usize {
+        self.max_rooms * (crate::names::MAX_NAME_LEN + 1)
+    }
+}
+
+/// A granted room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedRoom {
+    pub name: String,
+    pub access: Access,
+}
+
+/// An allowed connection: who, which rooms, which subjects, until when.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub identity: AccessClaims,
+    pub rooms: Vec<GrantedRoom>,
+    /// Requested rooms left out for lack of a grant.
+    pub refused: Vec<String>,
+    pub permissions: UserPermissions,
+    pub expires_at: i64,
+}
+
+/// Why a connection was denied. [`Deny::code`] is the logged reason.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum Deny {
+    #[error("connection type {kind}/{client_type} is not served")]
+    ConnectionType { kind: String, client_type: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("token subject is not a valid user id: {0}")]
+    BadUserId(NameError),
+    #[error("unknown user {0}")]
+    UnknownUser(String),
+    #[error("session ended at {0}")]
+    SessionEnded(i64),
+    #[error("{count} rooms requested, at most {max} allowed")]
+    TooManyRooms { count: usize, max: usize },
+    #[error("room list of {len} bytes is longer than {max}")]
+    RoomListTooLong { len: usize, max: usize },
+    #[error("invalid room name {room:?}: {reason}")]
+    BadRoom { room: String, reason: NameError },
+    #[error("room name {0:?} is reserved")]
+    ReservedRoom(String),
+}
+
+impl Deny {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Deny::ConnectionType { .. } => "connection-type",
+            Deny::Token(e) => e.code(),
+            Deny::BadUserId(_) => "bad-user-id",
+            Deny::UnknownUser(_) => "unknown-user",
+            Deny::SessionEnded(_) => "session-ended",
+            Deny::TooManyRooms { .. } => "too-many-rooms",
+            Deny::RoomListTooLong { .. } => "room-list-too-long",
+            Deny::BadRoom { .. } => "bad-room-name",
+            Deny::ReservedRoom(_) => "reserved-room-name",
+        }
+    }
+}
+
+/// Client-supplied text, shortened for logs.
+fn clip(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Split the CONNECT `user` field into room names (`;`, `,` accepted), validated,
+/// without duplicates. Empty segments are skipped.
+pub fn parse_rooms<'a>(list: Option<&'a str>, policy: &Policy) -> Result<Vec<&'a str>, Deny> {
+    let Some(list) = list else { return Ok(Vec::new()) };
+    let max_len = policy.max_room_list_len();
+    if list.len() > max_len {
+        return Err(Deny::RoomListTooLong { len: list.len(), max: max_len });
+    }
+    let mut rooms: Vec<&str> = Vec::new();
+    for room in list.split([';', ',']).filter(|r| !r.is_empty()) {
+        validate_name(room).map_err(|reason| Deny::BadRoom { room: clip(room), reason })?;
+        if policy.reserved.contains(room) {
+            return Err(Deny::ReservedRoom(room.to_string()));
+        }
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+        if rooms.len() > policy.max_rooms {
+            return Err(Deny::TooManyRooms { count: rooms.len(), max: policy.max_rooms });
+        }
+    }
+    Ok(rooms)
+}
+
+fn check_connection_type(req: &AuthRequest, t: ConnectionTypes) -> Result<(), Deny> {
+    let ci = &req.client_info;
+    let ok = match (ci.kind.as_str(), ci.client_type.as_str()) {
+        ("Leafnode", _) => t.leafnode,
+        ("Client" | "", "nats" | "") => t.nats,
+        ("Client" | "", "websocket") => t.websocket,
+        ("Client" | "", "mqtt") => t.mqtt,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Deny::ConnectionType { kind: clip(&ci.kind), client_type: clip(&ci.client_type) })
+    }
+}
+
+/// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds).
+pub fn decide(
+    req: &AuthRequest,
+    tokens: &TokenKeys,
+    snapshot: &Snapshot,
+    policy: &Policy,
+    now: i64,
+) -> Result<Grant, Deny> {
+    check_connection_type(req, policy.types)?;
+    let token = req.connect_opts.auth_token.as_deref().unwrap_or("");
+    let identity = tokens.verify(token, now)?;
+    validate_name(&identity.sub).map_err(Deny::BadUserId)?;
+    let user = snapshot
+        .user(&identity.sub)
+        .ok_or_else(|| Deny::UnknownUser(identity.sub.clone()))?;
+    let mut expires_at = now + policy.user_jwt_ttl.as_secs() as i64;
+    if let Some(end) = identity.sexp {
+        if end <= now {
+            return Err(Deny::SessionEnded(end));
+        }
+        expires_at = expires_at.min(end);
+    }
+    let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
+
+    let uid = identity.sub.as_str();
+    let inbox = policy
+        .inbox_prefix
+        .render("", uid)
+        .map(|p| p + ".>")
+        .ok_or_else(|| Deny::BadUserId(NameError::Empty))?;
+    let mut publish = vec![inbox.clone()];
+    let mut subscribe = vec![inbox];
+    let mut rooms = Vec::with_capacity(requested.len());
+    let mut refused = Vec::new();
+    for room in requested {
+        let Some(access) = snapshot.access(user, room) else {
+            refused.push(room.to_string());
+            continue;
+        };
+        if access.can_read()
+            && let Some(s) = policy.read_subject.render(room, uid)
+        {
+            subscribe.push(s);
+        }
+        if access.can_write()
+            && let Some(s) = policy.write_subject.render(room, uid)
+        {
+            publish.push(s);
+        }
+        rooms.push(GrantedRoom { name: room.to_string(), access });
+    }
+    Ok(Grant {
+        identity,
+        rooms,
+        refused,
+        permissions: UserPermissions {
+            publish: Permission { allow: publish, deny: vec![] },
+            subscribe: Permission { allow: subscribe, deny: vec![] },
+            resp: Some(ResponsePermission { max: 1, ttl: 0 }),
+        },
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::request::{ClientInfo, ConnectOpts};
+    use crate::tokens::MintRequest;
+    use crate::tokens::access::generate_signing_pem;
+
+    const NOW: i64 = 1_000_000;
+
+    const PERMS: &str = r#"
+[users.bob]
+groups = ["everyone"]
+[users.bob.rooms]
+bob1 = "readwrite"
+news = "read"
+drop = "write"
+[users.alice]
+groups = ["everyone"]
+[users.alice.rooms]
+alice1 = "readwrite"
+"team-*" = "read"
+[users.root]
+roles = ["admin"]
+[groups.everyone]
+members = []
+[rooms.all1]
+members = ["@everyone"]
+"#;
+
+    fn world() -> (TokenKeys, Snapshot, Policy) {
+        let keys = TokenKeys::new("nats-callout", "nats").with_signing_pem(&generate_signing_pem()).unwrap();
+        let snapshot = Snapshot::from_sources(&[("t.toml".to_string(), PERMS.to_string())]).unwrap();
+        let policy = Policy::from_settings(&CalloutSettings::default()).unwrap();
+        (keys, snapshot, policy)
+    }
+
+    fn token(keys: &TokenKeys, user: &str, sexp: Option<i64>) -> String {
+        let req = MintRequest { user, session: "s", device: None, ttl: Duration::from_secs(300), session_expires_at: sexp };
+        keys.mint(&req, NOW).unwrap().0
+    }
+
+    fn req(token: Option<&str>, rooms: Option<&str>, kind: &str, ty: &str) -> AuthRequest {
+        AuthRequest {
+            user_nkey: "UABC".into(),
+            client_info: ClientInfo { kind: kind.into(), client_type: ty.into(), ..Default::default() },
+            connect_opts: ConnectOpts {
+                auth_token: token.map(str::to_string),
+                user: rooms.map(str::to_string),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn grant(user: &str, rooms: &str) -> Result<Grant, Deny> {
+        let (k, s, p) = world();
+        decide(&req(Some(&token(&k, user, None)), Some(rooms), "Client", "nats"), &k, &s, &p, NOW)
+    }
+
+    #[test]
+    fn grants_map_to_subjects_table() {
+        // (user, requested rooms, publish allow, subscribe allow, refused)
+        let cases: &[(&str, &str, &[&str], &[&str], &[&str])] = &[
+            ("bob", "all1;bob1;alice1", &["_INBOX.bob.>", "chat.all1.bob", "chat.bob1.bob"], &["_INBOX.bob.>", "chat.all1.>", "chat.bob1.>"], &["alice1"]),
+            ("alice", "all1,alice1,bob1", &["_INBOX.alice.>", "chat.all1.alice", "chat.alice1.alice"], &["_INBOX.alice.>", "chat.all1.>", "chat.alice1.>"], &["bob1"]),
+            ("bob", "news", &["_INBOX.bob.>"], &["_INBOX.bob.>", "chat.news.>"], &[]),
+            ("bob", "drop", &["_INBOX.bob.>", "chat.drop.bob"], &["_INBOX.bob.>"], &[]),
+            ("alice", "team-x;team-", &["_INBOX.alice.>"], &["_INBOX.alice.>", "chat.team-x.>"], &["team-"]),
+            ("root", "anything;all1", &["_INBOX.root.>", "chat.anything.root", "chat.all1.root"], &["_INBOX.root.>", "chat.anything.>", "chat.all1.>"], &[]),
+            ("bob", "", &["_INBOX.bob.>"], &["_INBOX.bob.>"], &[]),
+            ("bob", "all1;;all1;", &["_INBOX.bob.>", "chat.all1.bob"], &["_INBOX.bob.>", "chat.all1.>"], &[]),
+        ];
+        for (user, rooms, publish, subscribe, refused) in cases {
+            let g = grant(user, rooms).unwrap_or_else(|e| panic!("{user} {rooms}: {e}"));
+            assert_eq!(g.permissions.publish.allow, *publish, "{user} {rooms} pub");
+            assert_eq!(g.permissions.subscribe.allow, *subscribe, "{user} {rooms} sub");
+            assert_eq!(g.refused, *refused, "{user} {rooms} refused");
+            assert!(!g.permissions.publish.allow.is_empty() && !g.permissions.subscribe.allow.is_empty());
+            assert_eq!(g.identity.sub, *user);
+        }
+    }
+
+    #[test]
+    fn bad_rooms_deny_table() {
+        let long = "x".repeat(65);
+        let many = (0..51).map(|i| format!("r{i}")).collect::<Vec<_>>().join(";");
+        let huge = "a;".repeat(5000);
+        let cases: &[(&str, &str)] = &[
+            ("all1;a.b", "bad-room-name"),
+            ("*", "bad-room-name"),
+            (">", "bad-room-name"),
+            ("all1;a b", "bad-room-name"),
+            (" all1", "bad-room-name"),
+            ("all1\t", "bad-room-name"),
+            (&long, "bad-room-name"),
+            ("all1;callout", "reserved-room-name"),
+            ("sys", "reserved-room-name"),
+            (&many, "too-many-rooms"),
+            (&huge, "room-list-too-long"),
+        ];
+        for (rooms, code) in cases {
+            let err = grant("bob", rooms).expect_err(rooms);
+            assert_eq!(err.code(), *code, "{rooms:.40}");
+        }
+    }
+
+    #[test]
+    fn identity_and_type_deny_table() {
+        let (k, s, p) = world();
+        let good = token(&k, "bob", None);
+        let ghost = token(&k, "ghost", None);
+        let ended = token(&k, "bob", Some(NOW));
+        let cases: &[(AuthRequest, &str)] = &[
+            (req(None, Some("all1"), "Client", "nats"), "no-token"),
+            (req(Some(""), Some("all1"), "Client", "nats"), "no-token"),
+            (req(Some("null"), Some("all1"), "Client", "nats"), "token-malformed"),
+            (req(Some(&ghost), Some("all1"), "Client", "nats"), "unknown-user"),
+            (req(Some(&ended), Some("all1"), "Client", "nats"), "access-token-expired"),
+            (req(Some(&good), Some("all1"), "Leafnode", ""), "connection-type"),
+            (req(Some(&good), Some("all1"), "Client", "mqtt"), "connection-type"),
+            (req(Some(&good), Some("all1"), "Router", "nats"), "connection-type"),
+        ];
+        for (r, code) in cases {
+            assert_eq!(decide(r, &k, &s, &p, NOW).unwrap_err().code(), *code);
+        }
+        // websocket and plain clients pass by default
+        for ty in ["nats", "websocket"] {
+            assert!(decide(&req(Some(&good), Some("all1"), "Client", ty), &k, &s, &p, NOW).is_ok());
+        }
+        // leafnode and mqtt only when configured
+        let mut settings = CalloutSettings::default();
+        settings.connection_types = vec!["leafnode".into(), "mqtt".into()];
+        let p2 = Policy::from_settings(&settings).unwrap();
+        assert!(decide(&req(Some(&good), Some("all1"), "Leafnode", ""), &k, &s, &p2, NOW).is_ok());
+        assert!(decide(&req(Some(&good), Some("all1"), "Client", "mqtt"), &k, &s, &p2, NOW).is_ok());
+        assert!(decide(&req(Some(&good), Some("all1"), "Client", "nats"), &k, &s, &p2, NOW).is_err());
+    }
+
+    #[test]
+    fn user_jwt_expiry_is_the_cap_not_the_access_token() {
+        let (k, s, p) = world();
+        let g = decide(&req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats"), &k, &s, &p, NOW).unwrap();
+        assert_eq!(g.expires_at, NOW + 3600);
+        assert_eq!(g.identity.exp, NOW + 300);
+        // ...but never after the session's absolute end
+        let g = decide(&req(Some(&token(&k, "bob", Some(NOW + 120))), Some("all1"), "Client", "nats"), &k, &s, &p, NOW).unwrap();
+        assert_eq!(g.expires_at, NOW + 120);
+    }
+}

@@ -1,0 +1,259 @@
+//! The auth callout: open and verify each request, decide, answer with a signed (and sealed) response.
+//!
+//! [`Callout::handle`] is the whole request path without I/O; [`serve`] is the NATS loop
+//! around it (queue group, bounded concurrency that queues instead of denying).
+
+pub mod decision;
+pub mod envelope;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::claims::request::{self, AuthRequest};
+use crate::claims::response::{Outcome, UserJwt, response_jwt, user_jwt};
+use crate::keys::CalloutKeys;
+use crate::permissions::Snapshot;
+use crate::tokens::TokenKeys;
+use decision::{Deny, Grant, Policy, decide};
+use envelope::SERVER_XKEY_HEADER;
+
+/// The subject nats-server sends authorization requests to.
+pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+
+/// Everything the request path needs, shared by all in-flight requests.
+pub struct Callout {
+    keys: CalloutKeys,
+    tokens: TokenKeys,
+    snapshot: ArcSwap<Snapshot>,
+    policy: Policy,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct Counts {
+    allowed: AtomicU64,
+    denied: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// How many requests this instance answered, by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub allowed: u64,
+    pub denied: u64,
+    /// Requests that could not be opened or verified (empty reply).
+    pub refused: u64,
+}
+
+/// What became of one request (for logs and tests).
+#[derive(Debug)]
+pub enum Verdict {
+    /// Not answered with a JWT (cannot be opened or verified): an empty reply.
+    Refused(&'static str),
+    Denied(Deny),
+    Allowed(Box<Grant>),
+}
+
+impl Callout {
+    pub fn new(keys: CalloutKeys, tokens: TokenKeys, snapshot: Snapshot, policy: Policy) -> Self {
+        Callout { keys, tokens, snapshot: ArcSwap::from_pointee(snapshot), policy, counts: Counts::default() }
+    }
+
+    /// Replace the permission snapshot (atomic; requests in flight keep the old one).
+    pub fn set_snapshot(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            allowed: self.counts.allowed.load(Ordering::Relaxed),
+            denied: self.counts.denied.load(Ordering::Relaxed),
+            refused: self.counts.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Handle one request payload; returns the reply bytes (empty = immediate deny).
+    pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+        let (reply, verdict) = self.handle_inner(payload, xkey_header, now);
+        let counter = match verdict {
+            Verdict::Allowed(_) => &self.counts.allowed,
+            Verdict::Denied(_) => &self.counts.denied,
+            Verdict::Refused(_) => &self.counts.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (reply, verdict)
+    }
+
+    fn handle_inner(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+        let opened = match envelope::open(payload, xkey_header, self.keys.xkey()) {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(reason = e.code(), error = %e, "authorization request refused");
+                return (Vec::new(), Verdict::Refused(e.code()));
+            }
+        };
+        let req = match request::verify(&opened.jwt, self.keys.issuer_public(), now) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(reason = "request-invalid", error = %e, "authorization request refused");
+                return (Vec::new(), Verdict::Refused("request-invalid"));
+            }
+        };
+        if let Some((header, _)) = &opened.server_xkey
+            && *header != req.server_id.xkey
+        {
+            let e = request::RequestError::XkeyMismatch { header: header.clone(), signed: req.server_id.xkey.clone() };
+            warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
+            return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
+        }
+        let snapshot = self.snapshot.load();
+        let verdict = match decide(&req, &self.tokens, &snapshot, &self.policy, now) {
+            Ok(grant) => Verdict::Allowed(Box::new(grant)),
+            Err(deny) => Verdict::Denied(deny),
+        };
+        log_decision(&req, &verdict);
+        let reply = match self.respond(&req, &verdict, now) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "could not sign the authorization response");
+                return (Vec::new(), Verdict::Refused("sign-failed"));
+            }
+        };
+        let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
+        (envelope::seal(reply, self.keys.xkey(), server_key), verdict)
+    }
+
+    fn respond(&self, req: &AuthRequest, verdict: &Verdict, now: i64) -> Result<String, crate::claims::ClaimsError> {
+        let issuer = self.keys.issuer();
+        let issuer_pk = self.keys.issuer_public();
+        let (nkey, server) = (req.user_nkey.as_str(), req.server_id.id.as_str());
+        match verdict {
+            Verdict::Allowed(grant) => {
+                let jwt = user_jwt(
+                    issuer,
+                    issuer_pk,
+                    &UserJwt {
+                        user_nkey: nkey,
+                        name: &grant.identity.sub,
+                        account: &self.policy.account,
+                        expires_at: grant.expires_at,
+                        permissions: &grant.permissions,
+                    },
+                    now,
+                )?;
+                response_jwt(issuer, issuer_pk, nkey, server, Outcome::Allow(&jwt), now)
+            }
+            Verdict::Denied(deny) => response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(deny.code()), now),
+            Verdict::Refused(code) => response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(code), now),
+        }
+    }
+}
+
+/// One structured line per decision. Never logs a token.
+fn log_decision(req: &AuthRequest, verdict: &Verdict) {
+    let ci = &req.client_info;
+    let requested = req.connect_opts.user.as_deref().unwrap_or("");
+    let requested: String = requested.chars().take(200).collect();
+    match verdict {
+        Verdict::Allowed(g) => {
+            let granted: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
+            info!(
+                result = "allow",
+                user = %g.identity.sub,
+                session = %g.identity.sid,
+                tid = %g.identity.tid,
+                client_id = ci.id,
+                server = %req.server_id.name,
+                kind = %ci.client_type,
+                requested = %requested,
+                granted = %granted.join(";"),
+                refused = %g.refused.join(";"),
+                expires_at = g.expires_at,
+                "authorization"
+            );
+        }
+        Verdict::Denied(d) => {
+            info!(
+                result = "deny",
+                reason = d.code(),
+                detail = %d,
+                client_id = ci.id,
+                server = %req.server_id.name,
+                kind = %ci.client_type,
+                requested = %requested,
+                "authorization"
+            );
+        }
+        Verdict::Refused(_) => {}
+    }
+}
+
+/// Subscribe to `$SYS.REQ.USER.AUTH` in the queue group `queue` (several instances share the load).
+pub async fn subscribe(
+    client: &async_nats::Client,
+    queue: &str,
+) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+    let sub = client.queue_subscribe(AUTH_SUBJECT, queue.to_string()).await?;
+    let _ = client.flush().await;
+    Ok(sub)
+}
+
+/// Serve the requests arriving on `sub` until `shutdown`, at most `max_in_flight`
+/// at once (later ones wait: overload never becomes a deny), then finish those in flight.
+pub async fn serve(
+    client: async_nats::Client,
+    mut sub: async_nats::Subscriber,
+    callout: Arc<Callout>,
+    max_in_flight: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    info!(subject = AUTH_SUBJECT, "serving authorization requests");
+    let limit = Arc::new(Semaphore::new(max_in_flight));
+    tokio::pin!(shutdown);
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => match m { Some(m) => m, None => break },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let (client, callout) = (client.clone(), callout.clone());
+        tokio::spawn(async move {
+            let Some(reply_to) = msg.reply.clone() else { return };
+            let header = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SERVER_XKEY_HEADER))
+                .map(|v| v.as_str().to_string());
+            let now = now_secs();
+            let (reply, _) = callout.handle(&msg.payload, header.as_deref(), now);
+            if let Err(e) = client.publish(reply_to, reply.into()).await {
+                warn!(error = %e, "could not send the authorization reply");
+            }
+            drop(permit);
+        });
+    }
+    let _ = sub.unsubscribe().await;
+    // Wait (bounded) for the requests in flight.
+    let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(5), limit.acquire_many(all)).await;
+    let _ = client.flush().await;
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

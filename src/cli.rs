@@ -1,0 +1,147 @@
+//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, shutdown_signal};
+use crate::config::Config;
+use crate::permissions::Snapshot;
+use crate::tokens::{MintRequest, TokenKeys};
+
+#[derive(Debug, Parser)]
+#[command(name = "nats-callout", version, about = "NATS auth-callout service: tokens in, room permissions out")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "NATS_CALLOUT_CONFIG", default_value = "callout.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve,
+    /// Validate permission files; prints `file:line: reason` per problem.
+    Check {
+        /// Directory (default: `permissions.dir` from the configuration).
+        #[arg(env = "NATS_CALLOUT_CHECK_DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Generate the issuer nkey, the xkey and the token signing key (0600 files)
+    /// and print the nats-server.conf snippet.
+    Keys {
+        #[arg(long, env = "NATS_CALLOUT_KEYS_DIR", default_value = ".demo")]
+        dir: PathBuf,
+        /// Replace existing keys.
+        #[arg(long, env = "NATS_CALLOUT_KEYS_FORCE")]
+        force: bool,
+    },
+    /// Hash a password (argon2id) for the permission files; reads it from stdin.
+    HashPassword,
+    /// Mint an access token for a user (for operators and tests).
+    Token {
+        #[arg(long, env = "NATS_CALLOUT_TOKEN_USER")]
+        user: String,
+        /// Lifetime, e.g. `5m`, `1h` (default: `tokens.access_ttl`).
+        #[arg(long, env = "NATS_CALLOUT_TOKEN_TTL", value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        #[arg(long, env = "NATS_CALLOUT_TOKEN_DEVICE")]
+        device: Option<String>,
+    },
+}
+
+/// Set up logging: `RUST_LOG` filter (default info), text or JSON on stderr.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "nats_callout=info,async_nats=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Run one command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let config = load(&cli.config)?;
+            init_tracing(config.log.format.as_deref() == Some("json"));
+            App::build(config).await?.run(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { dir } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => load(&cli.config)?.permissions.dir,
+            };
+            Ok(check(&dir))
+        }
+        Command::Keys { dir, force } => {
+            let g = crate::keys::generate(&dir, force)?;
+            eprintln!("keys written to {} (0600 files)", g.dir.display());
+            print!("{}", g.snippet);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            let password = read_password()?;
+            println!("{}", crate::password::hash_password(&password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { user, ttl, device } => {
+            let config = load(&cli.config)?;
+            let keys = TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
+            match Snapshot::load_dir(&config.permissions.dir) {
+                Ok(s) if s.user(&user).is_none() => eprintln!("warning: {user} is not in the permission files"),
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
+            }
+            let session = crate::tokens::access::new_id();
+            let (token, _) = keys.mint(
+                &MintRequest {
+                    user: &user,
+                    session: &session,
+                    device: device.as_deref(),
+                    ttl: ttl.unwrap_or(config.tokens.access_ttl),
+                    session_expires_at: None,
+                },
+                crate::callout::now_secs(),
+            )?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("while loading configuration {}", path.display()))
+}
+
+/// Validate a permission directory, print the outcome, and return the exit code.
+pub fn check(dir: &Path) -> ExitCode {
+    match Snapshot::load_dir(dir) {
+        Ok(s) => {
+            println!("{}: ok ({} users, {} rooms)", dir.display(), s.user_count(), s.room_count());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("while reading the password from stdin")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(!pw.is_empty(), "empty password");
+    Ok(pw)
+}

@@ -1,0 +1,311 @@
+//! Service configuration: `callout.toml`, overridden by `NATS_CALLOUT_<SECTION>__<KEY>` variables.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// A secret string (password): never printed by `Debug`.
+#[derive(Clone, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("while reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub nats: NatsSettings,
+    pub callout: CalloutSettings,
+    pub tokens: TokenSettings,
+    pub permissions: PermissionSettings,
+    pub log: LogSettings,
+}
+
+/// How the service connects to NATS (as a user listed in `auth_users`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Read the password from this file (takes precedence over `password`).
+    pub password_file: Option<PathBuf>,
+    /// Client name shown in CONNZ.
+    pub name: String,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: "nats://127.0.0.1:4222".into(),
+            user: Some("callout".into()),
+            password: None,
+            password_file: None,
+            name: "nats-callout".into(),
+        }
+    }
+}
+
+/// The callout itself: keys, target account, bounds, subject templates.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalloutSettings {
+    /// Seed (`SA...`) of the account nkey named as `auth_callout.issuer`.
+    pub issuer_seed_file: PathBuf,
+    /// Seed (`SX...`) of the curve key named as `auth_callout.xkey`; unset = no encryption.
+    pub xkey_seed_file: Option<PathBuf>,
+    /// Account the users are placed in (the user JWT `aud`).
+    pub account: String,
+    pub queue_group: String,
+    /// Requests handled at once; more wait in a queue (never denied for load).
+    pub max_in_flight: usize,
+    /// Lifetime cap of the NATS user JWT (not tied to the access token).
+    #[serde(with = "humantime_serde")]
+    pub user_jwt_ttl: Duration,
+    /// Most rooms one connection may ask for.
+    pub max_rooms: usize,
+    /// The server's `auth_users`: reserved, never accepted as room names.
+    pub auth_users: Vec<String>,
+    /// Connection types served: `nats`, `websocket`, `leafnode`, `mqtt`.
+    pub connection_types: Vec<String>,
+    /// Subscribe permission for a readable room.
+    pub read_subject: String,
+    /// Publish permission for a writable room.
+    pub write_subject: String,
+    /// Per-user inbox prefix (clients set it as their inbox prefix).
+    pub inbox_prefix: String,
+}
+
+impl Default for CalloutSettings {
+    fn default() -> Self {
+        CalloutSettings {
+            issuer_seed_file: PathBuf::from(".demo/issuer.nk"),
+            xkey_seed_file: None,
+            account: "APP".into(),
+            queue_group: "nats-callout".into(),
+            max_in_flight: 256,
+            user_jwt_ttl: Duration::from_secs(3600),
+            max_rooms: 50,
+            auth_users: vec!["callout".into(), "sys".into()],
+            connection_types: vec!["nats".into(), "websocket".into()],
+            read_subject: "chat.{room}.>".into(),
+            write_subject: "chat.{room}.{user}".into(),
+            inbox_prefix: "_INBOX.{user}".into(),
+        }
+    }
+}
+
+/// Access tokens.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// PKCS#8 PEM Ed25519 key that signs new access tokens.
+    pub signing_key_file: PathBuf,
+    /// Further keys (public or private PEM) whose tokens are still accepted.
+    pub verify_key_files: Vec<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            issuer: "nats-callout".into(),
+            audience: "nats".into(),
+            signing_key_file: PathBuf::from(".demo/token-signing.pem"),
+            verify_key_files: vec![],
+            access_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for PermissionSettings {
+    fn default() -> Self {
+        PermissionSettings { dir: PathBuf::from("permissions") }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+}
+
+/// Connection types the callout can serve.
+pub const CONNECTION_TYPES: [&str; 4] = ["nats", "websocket", "leafnode", "mqtt"];
+
+impl Config {
+    /// Load `path` (if it exists), then apply `NATS_CALLOUT_<SECTION>__<KEY>` variables.
+    /// Relative paths are resolved against the directory of `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let figment = Figment::new().merge(Toml::file(path)).merge(
+            Env::prefixed("NATS_CALLOUT_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Make every relative file path relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.callout.issuer_seed_file);
+        if let Some(p) = self.callout.xkey_seed_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.nats.password_file.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.tokens.signing_key_file);
+        self.tokens.verify_key_files.iter_mut().for_each(fix);
+        fix(&mut self.permissions.dir);
+    }
+
+    /// Check values that would otherwise fail later, at the first request.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.callout;
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if c.max_rooms == 0 {
+            return invalid("callout.max_rooms", "must be at least 1".into());
+        }
+        if c.max_in_flight == 0 {
+            return invalid("callout.max_in_flight", "must be at least 1".into());
+        }
+        if let Err(e) = crate::names::validate_name(&c.account) {
+            return invalid("callout.account", e.to_string());
+        }
+        for t in &c.connection_types {
+            if !CONNECTION_TYPES.contains(&t.as_str()) {
+                return invalid(
+                    "callout.connection_types",
+                    format!("unknown type {t:?} (known: {CONNECTION_TYPES:?})"),
+                );
+            }
+        }
+        if c.user_jwt_ttl.as_secs() == 0 {
+            return invalid("callout.user_jwt_ttl", "must be at least 1s".into());
+        }
+        for (key, tpl, needs_room) in [
+            ("callout.read_subject", &c.read_subject, true),
+            ("callout.write_subject", &c.write_subject, true),
+            ("callout.inbox_prefix", &c.inbox_prefix, false),
+        ] {
+            if let Err(reason) = crate::subjects::Template::parse(tpl, needs_room) {
+                return invalid(key, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// The NATS password, from `password_file` or `password`.
+    pub fn nats_password(&self) -> Result<Option<Secret>, ConfigError> {
+        match &self.nats.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| Some(Secret::new(s.trim())))
+                .map_err(|source| ConfigError::Read { path: path.clone(), source }),
+            None => Ok(self.nats.password.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_values_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[callout]\naccount = \"CHAT\"\nuser_jwt_ttl = \"10m\"\nissuer_seed_file = \"k/issuer.nk\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.callout.account, "CHAT");
+        assert_eq!(c.callout.user_jwt_ttl, Duration::from_secs(600));
+        assert_eq!(c.callout.issuer_seed_file, dir.path().join("k/issuer.nk"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for (body, key) in [
+            ("[callout]\nmax_rooms = 0\n", "callout.max_rooms"),
+            ("[callout]\nconnection_types = [\"carrier-pigeon\"]\n", "callout.connection_types"),
+            ("[callout]\nread_subject = \"chat..{room}\"\n", "callout.read_subject"),
+            ("[callout]\nwrite_subject = \"chat.static\"\n", "callout.write_subject"),
+            ("[callout]\naccount = \"A.B\"\n", "callout.account"),
+        ] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, body).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[callout]\nmax_romos = 3\n").unwrap();
+        assert!(Config::load(&path).unwrap_err().to_string().contains("max_romos"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut c = Config::default();
+        c.nats.password = Some(Secret::new("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

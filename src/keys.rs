@@ -1,0 +1,237 @@
+//! Key material: the issuer account nkey, the curve xkey, the token signing key; loading and generation.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nkeys::{KeyPair, XKey};
+
+use crate::tokens::access::generate_signing_pem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("while reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("while writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} does not hold a valid {what} seed")]
+    BadSeed { path: PathBuf, what: &'static str },
+    #[error("{path} already exists (use --force to replace the keys)")]
+    Exists { path: PathBuf },
+}
+
+/// The keys the callout signs and seals with.
+pub struct CalloutKeys {
+    issuer: KeyPair,
+    issuer_public: String,
+    xkey: Option<XKey>,
+}
+
+impl fmt::Debug for CalloutKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CalloutKeys")
+            .field("issuer", &self.issuer_public)
+            .field("xkey", &self.xkey.as_ref().map(XKey::public_key))
+            .finish()
+    }
+}
+
+impl CalloutKeys {
+    pub fn new(issuer: KeyPair, xkey: Option<XKey>) -> Self {
+        let issuer_public = issuer.public_key();
+        CalloutKeys { issuer, issuer_public, xkey }
+    }
+
+    /// Read the issuer seed and, if configured, the xkey seed.
+    pub fn load(issuer_seed: &Path, xkey_seed: Option<&Path>) -> Result<Self, KeyError> {
+        let seed = read_secret(issuer_seed)?;
+        let issuer = KeyPair::from_seed(&seed)
+            .ok()
+            .filter(|k| k.public_key().starts_with('A'))
+            .ok_or_else(|| KeyError::BadSeed { path: issuer_seed.into(), what: "account nkey" })?;
+        let xkey = match xkey_seed {
+            Some(p) => Some(
+                XKey::from_seed(&read_secret(p)?)
+                    .map_err(|_| KeyError::BadSeed { path: p.into(), what: "curve xkey" })?,
+            ),
+            None => None,
+        };
+        Ok(CalloutKeys::new(issuer, xkey))
+    }
+
+    pub fn issuer(&self) -> &KeyPair {
+        &self.issuer
+    }
+    pub fn issuer_public(&self) -> &str {
+        &self.issuer_public
+    }
+    pub fn xkey(&self) -> Option<&XKey> {
+        self.xkey.as_ref()
+    }
+}
+
+/// Read a secret file, trimmed; warn when others may read it.
+pub fn read_secret(path: &Path) -> Result<String, KeyError> {
+    let s = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+    #[cfg(unix)]
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "secret file is readable by group or others; chmod 600 it");
+        }
+    }
+    Ok(s.trim().to_string())
+}
+
+/// Write `contents` to a new 0600 file.
+fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError> {
+    if path.exists() && !force {
+        return Err(KeyError::Exists { path: path.into() });
+    }
+    let werr = |source| KeyError::Write { path: path.into(), source };
+    let _ = fs::remove_file(path);
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(werr)?;
+    f.write_all(contents.as_bytes()).map_err(werr)?;
+    f.write_all(b"\n").map_err(werr)
+}
+
+/// What `nats-callout keys` produced.
+pub struct Generated {
+    pub dir: PathBuf,
+    pub issuer_public: String,
+    pub xkey_public: String,
+    /// The nats-server.conf snippet for an existing server.
+    pub snippet: String,
+}
+
+/// File names inside the key directory.
+pub const ISSUER_FILE: &str = "issuer.nk";
+pub const XKEY_FILE: &str = "xkey.xk";
+pub const TOKEN_KEY_FILE: &str = "token-signing.pem";
+pub const CALLOUT_PASSWORD_FILE: &str = "callout.pass";
+pub const SYS_PASSWORD_FILE: &str = "sys.pass";
+/// Variables for nats-server.conf's `include`.
+pub const SERVER_VARS_FILE: &str = "nats-keys.conf";
+
+fn random_password() -> String {
+    let bytes: [u8; 24] = rand::random();
+    data_encoding::BASE64URL_NOPAD.encode(&bytes)
+}
+
+/// Generate every key into `dir` (0600 files) and return the server snippet.
+/// Refuses to overwrite existing keys unless `force`.
+pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
+    fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.into(), source })?;
+    let issuer = KeyPair::new_account();
+    let xkey = XKey::new();
+    let callout_pw = random_password();
+    let sys_pw = random_password();
+    let seed = |r: Result<String, nkeys::error::Error>| r.expect("fresh keys always have a seed");
+    let files = [
+        (ISSUER_FILE, seed(issuer.seed())),
+        (XKEY_FILE, seed(xkey.seed())),
+        (TOKEN_KEY_FILE, generate_signing_pem().trim_end().to_string()),
+        (CALLOUT_PASSWORD_FILE, callout_pw.clone()),
+        (SYS_PASSWORD_FILE, sys_pw.clone()),
+        (
+            SERVER_VARS_FILE,
+            format!(
+                "# generated by `nats-callout keys`; included by nats-server.conf\n\
+                 CALLOUT_ISSUER: \"{}\"\nCALLOUT_XKEY: \"{}\"\nCALLOUT_PASSWORD: \"{callout_pw}\"\nSYS_PASSWORD: \"{sys_pw}\"",
+                issuer.public_key(),
+                xkey.public_key()
+            ),
+        ),
+    ];
+    if !force {
+        for (name, _) in &files {
+            let path = dir.join(name);
+            if path.exists() {
+                return Err(KeyError::Exists { path });
+            }
+        }
+    }
+    for (name, contents) in &files {
+        write_secret(&dir.join(name), contents, force)?;
+    }
+    let snippet = server_snippet(&issuer.public_key(), &xkey.public_key(), dir);
+    Ok(Generated { dir: dir.into(), issuer_public: issuer.public_key(), xkey_public: xkey.public_key(), snippet })
+}
+
+/// The nats-server.conf fragment that points a server at this service.
+pub fn server_snippet(issuer: &str, xkey: &str, dir: &Path) -> String {
+    format!(
+        r#"# nats-server.conf: hand new connections to nats-callout.
+# Passwords are in {dir}/{CALLOUT_PASSWORD_FILE} and {dir}/{SYS_PASSWORD_FILE}
+# (or `include "{dir}/{SERVER_VARS_FILE}"` and use $CALLOUT_PASSWORD / $SYS_PASSWORD).
+accounts {{
+  AUTH {{ users: [ {{ user: callout, password: $CALLOUT_PASSWORD }} ] }}
+  APP {{}}
+  SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
+}}
+system_account: SYS
+authorization {{
+  timeout: 2s
+  auth_callout {{
+    issuer: {issuer}
+    xkey: {xkey}
+    account: AUTH
+    auth_users: [ callout, sys ]
+  }}
+}}
+"#,
+        dir = dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_writes_private_files_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(dir.path(), false).unwrap();
+        assert!(g.snippet.contains(&g.issuer_public) && g.snippet.contains(&g.xkey_public));
+        for name in [ISSUER_FILE, XKEY_FILE, TOKEN_KEY_FILE, CALLOUT_PASSWORD_FILE] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        let keys = CalloutKeys::load(&dir.path().join(ISSUER_FILE), Some(&dir.path().join(XKEY_FILE))).unwrap();
+        assert_eq!(keys.issuer_public(), g.issuer_public);
+        assert_eq!(keys.xkey().unwrap().public_key(), g.xkey_public);
+        let dbg = format!("{keys:?}");
+        let seed = fs::read_to_string(dir.path().join(ISSUER_FILE)).unwrap();
+        assert!(!dbg.contains(seed.trim()));
+    }
+
+    #[test]
+    fn generate_refuses_to_overwrite_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate(dir.path(), false).unwrap();
+        assert!(matches!(generate(dir.path(), false), Err(KeyError::Exists { .. })));
+        let keys = CalloutKeys::load(&dir.path().join(ISSUER_FILE), None).unwrap();
+        assert_eq!(keys.issuer_public(), first.issuer_public);
+        let second = generate(dir.path(), true).unwrap();
+        assert_ne!(second.issuer_public, first.issuer_public);
+    }
+
+    #[test]
+    fn a_user_seed_is_not_an_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.nk");
+        fs::write(&p, KeyPair::new_user().seed().unwrap()).unwrap();
+        assert!(matches!(CalloutKeys::load(&p, None), Err(KeyError::BadSeed { .. })));
+        fs::write(&p, "garbage").unwrap();
+        assert!(matches!(CalloutKeys::load(&p, None), Err(KeyError::BadSeed { .. })));
+    }
+}

@@ -1,0 +1,152 @@
+//! The immutable permission snapshot and its queries.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::model::{Access, User};
+use crate::names::is_valid_name;
+
+/// All permission files merged and validated: immutable, `Send + Sync`, shared via `Arc`.
+pub struct Snapshot {
+    id: u64,
+    users: HashMap<String, User>,
+    /// Every exact room named in the files (room tables and direct grants), sorted.
+    rooms: Vec<String>,
+    /// Room (or pattern) name → description, where one is given.
+    descriptions: HashMap<String, String>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(
+        id: u64,
+        users: HashMap<String, User>,
+        rooms: Vec<String>,
+        descriptions: HashMap<String, String>,
+    ) -> Self {
+        Self {
+            id,
+            users,
+            rooms,
+            descriptions,
+        }
+    }
+
+    /// A snapshot without users or rooms (denies everything).
+    #[must_use]
+    pub fn empty() -> Self {
+        super::build::Defs::default().build()
+    }
+
+    /// The user with this id.
+    #[must_use]
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.get(id)
+    }
+
+    /// Every user, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    /// This snapshot's record of `user`: `user` itself if it came from this snapshot,
+    /// otherwise the user with the same id here (a `User` kept from an older snapshot
+    /// never carries its old grants into a newer one).
+    fn current<'a>(&'a self, user: &'a User) -> Option<&'a User> {
+        if user.snapshot == self.id {
+            Some(user)
+        } else {
+            self.users.get(&user.id)
+        }
+    }
+
+    /// What `user` may do in `room`; `None` means no grant. A room that is not a valid
+    /// name (see [`crate::names::validate_name`]) never gets a grant, not even for admins.
+    ///
+    /// Cost: one hash lookup plus the user's own pattern list; no scan over rooms.
+    #[must_use]
+    pub fn access(&self, user: &User, room: &str) -> Option<Access> {
+        if !is_valid_name(room) {
+            return None;
+        }
+        let user = self.current(user)?;
+        if user.is_admin() {
+            return Some(Access::ReadWrite);
+        }
+        let mut access = user.grants.get(room).copied();
+        for (pattern, a) in &user.patterns {
+            if access == Some(Access::ReadWrite) {
+                break;
+            }
+            if pattern.matches(room) {
+                access = Some(access.map_or(*a, |have| have.union(*a)));
+            }
+        }
+        access
+    }
+
+    /// The exact (non-pattern) rooms `user` may join, with their access, sorted by name.
+    /// Admins get every room named in the files. Rooms reachable only through a pattern
+    /// are listed when they are named somewhere in the files.
+    #[must_use]
+    pub fn rooms_for(&self, user: &User) -> Vec<(String, Access)> {
+        let Some(user) = self.current(user) else {
+            return Vec::new();
+        };
+        if user.is_admin() {
+            return self
+                .rooms
+                .iter()
+                .map(|r| (r.clone(), Access::ReadWrite))
+                .collect();
+        }
+        let mut out: Vec<(String, Access)> = if user.patterns.is_empty() {
+            user.grants.iter().map(|(r, a)| (r.clone(), *a)).collect()
+        } else {
+            self.rooms
+                .iter()
+                .filter_map(|r| self.access(user, r).map(|a| (r.clone(), a)))
+                .collect()
+        };
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The description of a room (or pattern, by its text), if the files give one.
+    #[must_use]
+    pub fn room_description(&self, room: &str) -> Option<&str> {
+        self.descriptions.get(room).map(String::as_str)
+    }
+
+    /// Every exact room named in the files, sorted.
+    #[must_use]
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
+    }
+
+    /// Number of users.
+    #[must_use]
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of exact rooms named in the files.
+    #[must_use]
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("users", &self.users.len())
+            .field("rooms", &self.rooms.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,339 @@
+//! Test harness: a real nats-server per test (free ports, temp dir) and the service in-process.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event, ServerError};
+use nats_callout::app::App;
+use nats_callout::config::Config;
+use nats_callout::keys;
+use nats_callout::tokens::{MintRequest, TokenKeys};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, oneshot};
+
+/// Generous upper bound on anything a test waits for.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The nats-server binary: `NATS_SERVER_BIN`, then `.tools/`, then `PATH`.
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running nats-server, killed on drop.
+pub struct NatsServer {
+    pub conf_dir: PathBuf,
+    child: Child,
+    pub port: u16,
+    pub ws_port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(keep) = std::env::var_os("TEST_KEEP_LOGS") {
+            let _ = std::fs::copy(&self.log, Path::new(&keep).join(format!("nats-{}.log", self.port)));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NatsServer {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+    /// The server log so far (for assertions and failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What a test wants from its environment.
+#[derive(Clone)]
+pub struct EnvOptions {
+    pub xkey: bool,
+    /// Extra lines for the `websocket {}` block.
+    pub websocket: bool,
+    /// Change the service configuration before it starts.
+    pub tweak: fn(&mut Config),
+    /// Configure `auth_callout` on the server. Off, the server is plain (anyone in
+    /// AUTH may publish raw requests on `$SYS.REQ.USER.AUTH`, which nats-server
+    /// otherwise forbids) and the service is driven directly.
+    pub auth_callout: bool,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        EnvOptions { xkey: true, websocket: true, tweak: |_| {}, auth_callout: true }
+    }
+}
+
+/// One test's world: keys, permission files, a nats-server, the service config.
+pub struct TestEnv {
+    /// Declared first so the server stops before its directory is removed.
+    pub server: NatsServer,
+    pub dir: TempDir,
+    pub config: Config,
+    pub tokens: TokenKeys,
+    pub issuer_public: String,
+    pub callout_password: String,
+}
+
+/// Copy the demo permission files into `dst`.
+pub fn copy_demo_permissions(dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("permissions");
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+impl TestEnv {
+    pub async fn start(opts: EnvOptions) -> TestEnv {
+        // Service logs, shown for failing tests (filter with RUST_LOG).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "nats_callout=info".into()))
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let keydir = dir.path().join("keys");
+        let g = keys::generate(&keydir, false).unwrap();
+        let read = |f: &str| std::fs::read_to_string(keydir.join(f)).unwrap().trim().to_string();
+        let callout_password = read(keys::CALLOUT_PASSWORD_FILE);
+        let sys_password = read(keys::SYS_PASSWORD_FILE);
+        let perms = dir.path().join("permissions");
+        copy_demo_permissions(&perms);
+
+        let server = start_server(dir.path(), &g.issuer_public, opts.xkey.then_some(g.xkey_public.as_str()), &callout_password, &sys_password, opts.websocket, opts.auth_callout);
+
+        let mut config = Config::default();
+        config.nats.url = server.url();
+        config.nats.user = Some("callout".into());
+        config.nats.password_file = Some(keydir.join(keys::CALLOUT_PASSWORD_FILE));
+        config.callout.issuer_seed_file = keydir.join(keys::ISSUER_FILE);
+        config.callout.xkey_seed_file = opts.xkey.then(|| keydir.join(keys::XKEY_FILE));
+        config.tokens.signing_key_file = keydir.join(keys::TOKEN_KEY_FILE);
+        config.permissions.dir = perms;
+        (opts.tweak)(&mut config);
+        config.validate().unwrap();
+        let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
+        TestEnv { dir, server, config, tokens, issuer_public: g.issuer_public, callout_password }
+    }
+
+    /// Start the service in-process; it stops when the handle drops.
+    pub async fn start_callout(&self) -> CalloutHandle {
+        self.start_callout_with(self.config.clone()).await
+    }
+
+    pub async fn start_callout_with(&self, config: Config) -> CalloutHandle {
+        let app = App::build(config).await.expect("service starts");
+        let callout = app.callout();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        CalloutHandle { stop: Some(tx), task: Some(task), callout }
+    }
+
+    /// A fresh access token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.token_with(user, Duration::from_secs(300), None)
+    }
+
+    pub fn token_with(&self, user: &str, ttl: Duration, session_end: Option<i64>) -> String {
+        let now = nats_callout::callout::now_secs();
+        self.tokens
+            .mint(&MintRequest { user, session: "test-session", device: Some("test"), ttl, session_expires_at: session_end }, now)
+            .unwrap()
+            .0
+    }
+
+    /// Connect as a chat client: `auth_token` = token, `user` = room list.
+    pub async fn connect(&self, token: Option<&str>, rooms: &str) -> Result<Conn, async_nats::ConnectError> {
+        let user = token.and_then(|t| self.tokens.verify(t, nats_callout::callout::now_secs()).ok()).map(|c| c.sub);
+        let mut conn = connect_to(&self.server.url(), token, rooms, None).await?;
+        conn.user = user;
+        Ok(conn)
+    }
+
+    /// Connect as the service user in the AUTH account (to send raw requests).
+    pub async fn connect_auth_user(&self) -> Client {
+        ConnectOptions::new()
+            .user_and_password("callout".into(), self.callout_password.clone())
+            .connect(self.server.url())
+            .await
+            .unwrap()
+    }
+}
+
+/// A client connection plus the server errors it received (permission violations).
+pub struct Conn {
+    pub client: Client,
+    /// The user the token names (when it verifies).
+    pub user: Option<String>,
+    pub errors: mpsc::UnboundedReceiver<String>,
+}
+
+impl Conn {
+    /// Wait for an asynchronous server error containing `needle`.
+    pub async fn expect_error(&mut self, needle: &str) {
+        let found = tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = self.errors.recv().await {
+                if e.contains(needle) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(matches!(found, Ok(true)), "no server error containing {needle:?}");
+    }
+
+    /// A round trip through the server: every command sent before it has been
+    /// processed once this returns (async-nats `flush` only empties the socket
+    /// buffer). Uses the user's own inbox, which every user may use.
+    pub async fn sync(&self) {
+        let user = self.user.as_deref().expect("sync needs a connection with a known user");
+        let subject = format!("_INBOX.{user}.sync.{}", nuid::next());
+        let mut echo = self.client.subscribe(subject.clone()).await.unwrap();
+        self.client.publish(subject, "sync".into()).await.unwrap();
+        self.client.flush().await.unwrap();
+        tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut echo)).await.expect("sync round trip").unwrap();
+    }
+}
+
+pub async fn connect_to(url: &str, token: Option<&str>, rooms: &str, inbox: Option<&str>) -> Result<Conn, async_nats::ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut opts = ConnectOptions::new()
+        .user_and_password(rooms.to_string(), String::new())
+        .max_reconnects(Some(1))
+        .connection_timeout(DEADLINE)
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                if let Event::ServerError(ServerError::Other(s)) = e {
+                    let _ = tx.send(s);
+                }
+            }
+        });
+    if let Some(t) = token {
+        opts = opts.token(t.to_string());
+    }
+    if let Some(i) = inbox {
+        opts = opts.custom_inbox_prefix(i);
+    }
+    let client = opts.connect(url).await?;
+    Ok(Conn { client, user: None, errors: rx })
+}
+
+/// Stops the in-process service when dropped (or explicitly).
+pub struct CalloutHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub callout: std::sync::Arc<nats_callout::callout::Callout>,
+}
+
+impl CalloutHandle {
+    pub fn stats(&self) -> nats_callout::callout::Stats {
+        self.callout.stats()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for CalloutHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn start_server(dir: &Path, issuer: &str, xkey: Option<&str>, callout_pw: &str, sys_pw: &str, websocket: bool, auth_callout: bool) -> NatsServer {
+    for _attempt in 0..5 {
+        let (port, ws_port) = (free_port(), free_port());
+        let xkey_line = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
+        let ws = if websocket {
+            format!(
+                "websocket {{ listen: \"127.0.0.1:{ws_port}\", no_tls: true, token_cookie: nats_token, \
+                 allowed_origins: [\"http://127.0.0.1:8080\"] }}"
+            )
+        } else {
+            String::new()
+        };
+        let authorization = if auth_callout {
+            format!(
+                "authorization {{\n  timeout: 2s\n  auth_callout {{\n    issuer: {issuer}\n    account: AUTH\n    auth_users: [ callout, sys ]\n    {xkey_line}\n  }}\n}}"
+            )
+        } else {
+            String::new()
+        };
+        let conf = format!(
+            r#"listen: 127.0.0.1:{port}
+server_name: test
+max_control_line: 8KB
+accounts {{
+  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
+  APP {{}}
+  SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
+}}
+system_account: SYS
+{authorization}
+{ws}
+"#
+        );
+        let conf_path = dir.join("nats-server.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = dir.join("nats-server.log");
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-l")
+            .arg(&log)
+            .args(if std::env::var_os("TEST_NATS_TRACE").is_some() { &["-DV"][..] } else { &[][..] })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)", nats_server_bin().display()));
+        let mut server = NatsServer { conf_dir: dir.to_path_buf(), child, port, ws_port, log };
+        let started = std::time::Instant::now();
+        while started.elapsed() < DEADLINE {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // exited: probably a port race; try other ports
+            }
+            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && (!websocket || std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_ok());
+            if up {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.child.kill();
+    }
+    panic!("nats-server did not start");
+}

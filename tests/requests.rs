@@ -1,0 +1,148 @@
+//! Hostile or broken authorization requests sent straight to `$SYS.REQ.USER.AUTH`:
+//! each gets an empty reply (an immediate deny), and the service goes on serving.
+//!
+//! nats-server forbids clients to publish on that subject when `auth_callout` is on,
+//! so these tests run the service against a real server without the callout block
+//! and play the server's part with a server key of their own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DEADLINE, EnvOptions, TestEnv};
+use nats_callout::claims::encode;
+use nkeys::{KeyPair, XKey};
+use serde_json::{Value, json};
+
+/// A request as nats-server writes it, from a server key of our own making.
+fn request(server: &KeyPair, server_xkey: Option<&XKey>, issuer: &str, token: &str, now: i64) -> Value {
+    json!({
+        "aud": "nats-authorization-request", "exp": now + 2, "iat": now, "iss": server.public_key(), "jti": "J",
+        "sub": issuer,
+        "nats": {
+            "server_id": {"name": "fake", "host": "127.0.0.1", "id": server.public_key(), "version": "2.15.1",
+                          "xkey": server_xkey.map(|x| x.public_key()).unwrap_or_default()},
+            "user_nkey": KeyPair::new_user().public_key(),
+            "client_info": {"host": "127.0.0.1", "id": 7, "kind": "Client", "type": "nats"},
+            "connect_opts": {"auth_token": token, "user": "all1", "protocol": 1},
+            "type": "authorization_request", "version": 2
+        }
+    })
+}
+
+/// Send a raw request as the service user; return the reply payload.
+async fn send(env: &TestEnv, payload: Vec<u8>, server_xkey: Option<&XKey>) -> Vec<u8> {
+    let client = env.connect_auth_user().await;
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(x) = server_xkey {
+        headers.insert("Nats-Server-Xkey", x.public_key().as_str());
+    }
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        client.request_with_headers("$SYS.REQ.USER.AUTH", headers, payload.into()),
+    )
+    .await
+    .expect("an answer, not silence")
+    .expect("request");
+    reply.payload.to_vec()
+}
+
+fn seal_to_service(env: &TestEnv, server_xkey: &XKey, jwt: &str) -> Vec<u8> {
+    let ours = XKey::from_seed(&std::fs::read_to_string(env.config.callout.xkey_seed_file.as_ref().unwrap()).unwrap().trim().to_string()).unwrap();
+    server_xkey.seal(jwt.as_bytes(), &XKey::from_public_key(&ours.public_key()).unwrap()).unwrap()
+}
+
+/// The service still answers a well-formed request with a JWT.
+async fn still_serving(env: &TestEnv, good: &[u8], header: Option<&XKey>, what: &str) {
+    let reply = send(env, good.to_vec(), header).await;
+    assert!(!reply.is_empty(), "after {what}: the service stopped answering");
+}
+
+fn raw_env(xkey: bool) -> EnvOptions {
+    EnvOptions { xkey, auth_callout: false, ..Default::default() }
+}
+
+#[tokio::test]
+async fn broken_requests_get_an_empty_reply_with_xkey() {
+    let env = TestEnv::start(raw_env(true)).await;
+    let svc = env.start_callout().await;
+    let now = nats_callout::callout::now_secs();
+    let server = KeyPair::new_server();
+    let sx = XKey::new();
+    let token = env.token("bob");
+    let issuer = env.issuer_public.clone();
+    let good = request(&server, Some(&sx), &issuer, &token, now);
+
+    // Control: a well-formed sealed request from our fake server gets a real (sealed) answer.
+    let good_sealed = seal_to_service(&env, &sx, &encode(&good, &server).unwrap());
+    let reply = send(&env, good_sealed.clone(), Some(&sx)).await;
+    assert!(!reply.is_empty() && reply.starts_with(b"xkv1"), "sealed answer expected");
+
+    let mutated = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        v
+    };
+    let signed = |v: &Value| encode(v, &server).unwrap();
+    let cases: Vec<(&str, Vec<u8>, Option<&XKey>)> = vec![
+        ("garbage", b"\x00\x01garbage".to_vec(), Some(&sx)),
+        ("unsealed while xkey is on", signed(&good).into_bytes(), None),
+        ("unsealed with the header", signed(&good).into_bytes(), Some(&sx)),
+        ("sealed garbage", seal_to_service(&env, &sx, "not a jwt"), Some(&sx)),
+        ("wrong aud", seal_to_service(&env, &sx, &signed(&mutated(&|v| v["aud"] = json!("someone")))), Some(&sx)),
+        ("wrong iss", seal_to_service(&env, &sx, &signed(&mutated(&|v| v["nats"]["server_id"]["id"] = json!(KeyPair::new_server().public_key())))), Some(&sx)),
+        ("expired", seal_to_service(&env, &sx, &signed(&mutated(&|v| v["exp"] = json!(now - 30)))), Some(&sx)),
+        ("badly signed", seal_to_service(&env, &sx, &encode(&good, &KeyPair::new_server()).unwrap()), Some(&sx)),
+        ("header key differs from the signed key", {
+            let other = XKey::new();
+            let v = mutated(&|v| v["nats"]["server_id"]["xkey"] = json!(XKey::new().public_key()));
+            let _ = &other;
+            seal_to_service(&env, &sx, &signed(&v))
+        }, Some(&sx)),
+    ];
+    let before = svc.stats();
+    for (what, payload, header) in &cases {
+        let reply = send(&env, payload.clone(), *header).await;
+        assert!(reply.is_empty(), "{what}: expected an empty reply");
+        still_serving(&env, &good_sealed, Some(&sx), what).await;
+    }
+    assert_eq!(svc.stats().refused, before.refused + cases.len() as u64);
+    assert_eq!(svc.stats().allowed, before.allowed + cases.len() as u64);
+}
+
+#[tokio::test]
+async fn sealed_requests_are_refused_without_xkey() {
+    let env = TestEnv::start(raw_env(false)).await;
+    let _svc = env.start_callout().await;
+    let now = nats_callout::callout::now_secs();
+    let server = KeyPair::new_server();
+    let sx = XKey::new();
+    let token = env.token("bob");
+    let good = request(&server, None, &env.issuer_public, &token, now);
+    let jwt = encode(&good, &server).unwrap();
+    let jwt_copy = jwt.clone();
+
+    // Control: the plain request is answered with a JWT.
+    let reply = send(&env, jwt.clone().into_bytes(), None).await;
+    assert!(reply.starts_with(b"eyJ"));
+
+    let some_key = XKey::new();
+    let sealed = sx.seal(jwt.as_bytes(), &XKey::from_public_key(&some_key.public_key()).unwrap()).unwrap();
+    assert!(send(&env, sealed.clone(), Some(&sx)).await.is_empty(), "sealed with header");
+    assert!(send(&env, sealed, None).await.is_empty(), "sealed without header");
+    assert!(send(&env, jwt.into_bytes(), Some(&sx)).await.is_empty(), "plain but claiming a server xkey");
+    still_serving(&env, jwt_copy.as_bytes(), None, "sealed requests").await;
+}
+
+/// Requests beyond the concurrency bound wait instead of being denied.
+#[tokio::test]
+async fn overload_queues_instead_of_denying() {
+    let env = TestEnv::start(EnvOptions { tweak: |c| c.callout.max_in_flight = 1, ..Default::default() }).await;
+    let _svc = env.start_callout().await;
+    let token = env.token("bob");
+    let connects = (0..30).map(|_| env.connect(Some(&token), "all1;bob1"));
+    let results = futures::future::join_all(connects).await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!(failed, 0, "no connection denied under load");
+    let _ = Duration::from_secs(0);
+}
