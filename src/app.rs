@@ -24,11 +24,17 @@ impl App {
     /// Load everything the configuration names and connect. Fails fast with a
     /// message naming the file or setting at fault.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let keys = CalloutKeys::load(&config.callout.issuer_seed_file, config.callout.xkey_seed_file.as_deref())
-            .context("while loading the callout keys")?;
+        let keys = CalloutKeys::load(
+            &config.callout.issuer_seed_file,
+            config.callout.xkey_seed_file.as_deref(),
+        )
+        .context("while loading the callout keys")?;
         let tokens = TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?;
         let snapshot = Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
-            anyhow::anyhow!("while loading permissions from {}:\n{e}", config.permissions.dir.display())
+            anyhow::anyhow!(
+                "while loading permissions from {}:\n{e}",
+                config.permissions.dir.display()
+            )
         })?;
         let policy = Policy::from_settings(&config.callout).map_err(anyhow::Error::msg)?;
         info!(
@@ -41,7 +47,10 @@ impl App {
         let callout = Arc::new(Callout::new(keys, tokens, snapshot, policy));
         let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
         if let Some(user) = &config.nats.user {
-            let password = config.nats_password()?.map(|s| s.expose().to_string()).unwrap_or_default();
+            let password = config
+                .nats_password()?
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default();
             opts = opts.user_and_password(user.clone(), password);
         }
         let client = opts
@@ -51,7 +60,12 @@ impl App {
         let sub = callout::subscribe(&client, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
-        Ok(App { client, sub, callout, config })
+        Ok(App {
+            client,
+            sub,
+            callout,
+            config,
+        })
     }
 
     /// The shared request handler (to swap snapshots, or to inspect in tests).
@@ -61,9 +75,24 @@ impl App {
 
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let App { client, sub, callout, config } = self;
-        callout::serve(client.clone(), sub, callout, config.callout.max_in_flight, shutdown).await;
-        client.drain().await.context("while draining the NATS connection")?;
+        let App {
+            client,
+            sub,
+            callout,
+            config,
+        } = self;
+        callout::serve(
+            client.clone(),
+            sub,
+            callout,
+            config.callout.max_in_flight,
+            shutdown,
+        )
+        .await;
+        client
+            .drain()
+            .await
+            .context("while draining the NATS connection")?;
         info!("stopped");
         Ok(())
     }

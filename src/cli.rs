@@ -14,10 +14,20 @@ use crate::permissions::Snapshot;
 use crate::tokens::{MintRequest, TokenKeys};
 
 #[derive(Debug, Parser)]
-#[command(name = "nats-callout", version, about = "NATS auth-callout service: tokens in, room permissions out")]
+#[command(
+    name = "nats-callout",
+    version,
+    about = "NATS auth-callout service: tokens in, room permissions out"
+)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, env = "NATS_CALLOUT_CONFIG", default_value = "callout.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "NATS_CALLOUT_CONFIG",
+        default_value = "callout.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -60,8 +70,14 @@ pub enum Command {
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "nats_callout=info,async_nats=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Run one command.
@@ -93,9 +109,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Token { user, ttl, device } => {
             let config = load(&cli.config)?;
-            let keys = TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
+            let keys =
+                TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
             match Snapshot::load_dir(&config.permissions.dir) {
-                Ok(s) if s.user(&user).is_none() => eprintln!("warning: {user} is not in the permission files"),
+                Ok(s) if s.user(&user).is_none() => {
+                    eprintln!("warning: {user} is not in the permission files")
+                }
                 Ok(_) => {}
                 Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
             }
@@ -124,7 +143,12 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 pub fn check(dir: &Path) -> ExitCode {
     match Snapshot::load_dir(dir) {
         Ok(s) => {
-            println!("{}: ok ({} users, {} rooms)", dir.display(), s.user_count(), s.room_count());
+            println!(
+                "{}: ok ({} users, {} rooms)",
+                dir.display(),
+                s.user_count(),
+                s.room_count()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -140,7 +164,10 @@ fn read_password() -> anyhow::Result<String> {
         eprint!("password: ");
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("while reading the password from stdin")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("while reading the password from stdin")?;
     let pw = line.trim_end_matches(['\n', '\r']).to_string();
     anyhow::ensure!(!pw.is_empty(), "empty password");
     Ok(pw)

@@ -157,7 +157,9 @@ pub struct PermissionSettings {
 
 impl Default for PermissionSettings {
     fn default() -> Self {
-        PermissionSettings { dir: PathBuf::from("permissions") }
+        PermissionSettings {
+            dir: PathBuf::from("permissions"),
+        }
     }
 }
 
@@ -247,7 +249,10 @@ impl Config {
         match &self.nats.password_file {
             Some(path) => std::fs::read_to_string(path)
                 .map(|s| Some(Secret::new(s.trim())))
-                .map_err(|source| ConfigError::Read { path: path.clone(), source }),
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
             None => Ok(self.nats.password.clone()),
         }
     }
@@ -282,9 +287,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (body, key) in [
             ("[callout]\nmax_rooms = 0\n", "callout.max_rooms"),
-            ("[callout]\nconnection_types = [\"carrier-pigeon\"]\n", "callout.connection_types"),
-            ("[callout]\nread_subject = \"chat..{room}\"\n", "callout.read_subject"),
-            ("[callout]\nwrite_subject = \"chat.static\"\n", "callout.write_subject"),
+            (
+                "[callout]\nconnection_types = [\"carrier-pigeon\"]\n",
+                "callout.connection_types",
+            ),
+            (
+                "[callout]\nread_subject = \"chat..{room}\"\n",
+                "callout.read_subject",
+            ),
+            (
+                "[callout]\nwrite_subject = \"chat.static\"\n",
+                "callout.write_subject",
+            ),
             ("[callout]\naccount = \"A.B\"\n", "callout.account"),
         ] {
             let path = dir.path().join("c.toml");

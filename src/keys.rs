@@ -40,7 +40,11 @@ impl fmt::Debug for CalloutKeys {
 impl CalloutKeys {
     pub fn new(issuer: KeyPair, xkey: Option<XKey>) -> Self {
         let issuer_public = issuer.public_key();
-        CalloutKeys { issuer, issuer_public, xkey }
+        CalloutKeys {
+            issuer,
+            issuer_public,
+            xkey,
+        }
     }
 
     /// Read the issuer seed and, if configured, the xkey seed.
@@ -49,12 +53,15 @@ impl CalloutKeys {
         let issuer = KeyPair::from_seed(&seed)
             .ok()
             .filter(|k| k.public_key().starts_with('A'))
-            .ok_or_else(|| KeyError::BadSeed { path: issuer_seed.into(), what: "account nkey" })?;
+            .ok_or_else(|| KeyError::BadSeed {
+                path: issuer_seed.into(),
+                what: "account nkey",
+            })?;
         let xkey = match xkey_seed {
-            Some(p) => Some(
-                XKey::from_seed(&read_secret(p)?)
-                    .map_err(|_| KeyError::BadSeed { path: p.into(), what: "curve xkey" })?,
-            ),
+            Some(p) => Some(XKey::from_seed(&read_secret(p)?).map_err(|_| KeyError::BadSeed {
+                path: p.into(),
+                what: "curve xkey",
+            })?),
             None => None,
         };
         Ok(CalloutKeys::new(issuer, xkey))
@@ -73,7 +80,10 @@ impl CalloutKeys {
 
 /// Read a secret file, trimmed; warn when others may read it.
 pub fn read_secret(path: &Path) -> Result<String, KeyError> {
-    let s = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+    let s = fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.into(),
+        source,
+    })?;
     #[cfg(unix)]
     if let Ok(meta) = fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
@@ -89,7 +99,10 @@ fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError
     if path.exists() && !force {
         return Err(KeyError::Exists { path: path.into() });
     }
-    let werr = |source| KeyError::Write { path: path.into(), source };
+    let werr = |source| KeyError::Write {
+        path: path.into(),
+        source,
+    };
     let _ = fs::remove_file(path);
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -129,7 +142,10 @@ fn random_password() -> String {
 /// Generate every key into `dir` (0600 files) and return the server snippet.
 /// Refuses to overwrite existing keys unless `force`.
 pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
-    fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.into(), source })?;
+    fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+        path: dir.into(),
+        source,
+    })?;
     let issuer = KeyPair::new_account();
     let xkey = XKey::new();
     let callout_pw = random_password();
@@ -163,7 +179,12 @@ pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
         write_secret(&dir.join(name), contents, force)?;
     }
     let snippet = server_snippet(&issuer.public_key(), &xkey.public_key(), dir);
-    Ok(Generated { dir: dir.into(), issuer_public: issuer.public_key(), xkey_public: xkey.public_key(), snippet })
+    Ok(Generated {
+        dir: dir.into(),
+        issuer_public: issuer.public_key(),
+        xkey_public: xkey.public_key(),
+        snippet,
+    })
 }
 
 /// The nats-server.conf fragment that points a server at this service.
@@ -206,7 +227,8 @@ mod tests {
             let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
-        let keys = CalloutKeys::load(&dir.path().join(ISSUER_FILE), Some(&dir.path().join(XKEY_FILE))).unwrap();
+        let keys =
+            CalloutKeys::load(&dir.path().join(ISSUER_FILE), Some(&dir.path().join(XKEY_FILE))).unwrap();
         assert_eq!(keys.issuer_public(), g.issuer_public);
         assert_eq!(keys.xkey().unwrap().public_key(), g.xkey_public);
         let dbg = format!("{keys:?}");
@@ -218,7 +240,10 @@ mod tests {
     fn generate_refuses_to_overwrite_without_force() {
         let dir = tempfile::tempdir().unwrap();
         let first = generate(dir.path(), false).unwrap();
-        assert!(matches!(generate(dir.path(), false), Err(KeyError::Exists { .. })));
+        assert!(matches!(
+            generate(dir.path(), false),
+            Err(KeyError::Exists { .. })
+        ));
         let keys = CalloutKeys::load(&dir.path().join(ISSUER_FILE), None).unwrap();
         assert_eq!(keys.issuer_public(), first.issuer_public);
         let second = generate(dir.path(), true).unwrap();
@@ -230,8 +255,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("u.nk");
         fs::write(&p, KeyPair::new_user().seed().unwrap()).unwrap();
-        assert!(matches!(CalloutKeys::load(&p, None), Err(KeyError::BadSeed { .. })));
+        assert!(matches!(
+            CalloutKeys::load(&p, None),
+            Err(KeyError::BadSeed { .. })
+        ));
         fs::write(&p, "garbage").unwrap();
-        assert!(matches!(CalloutKeys::load(&p, None), Err(KeyError::BadSeed { .. })));
+        assert!(matches!(
+            CalloutKeys::load(&p, None),
+            Err(KeyError::BadSeed { .. })
+        ));
     }
 }

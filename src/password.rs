@@ -54,10 +54,7 @@ fn parse_hash(hash: &str) -> Option<PasswordHash> {
     parsed.salt.as_ref()?;
     parsed.hash.as_ref()?;
     let params = Params::try_from(&parsed).ok()?;
-    if params.m_cost() > MAX_M_COST_KIB
-        || params.t_cost() > MAX_T_COST
-        || params.p_cost() > MAX_P_COST
-    {
+    if params.m_cost() > MAX_M_COST_KIB || params.t_cost() > MAX_T_COST || params.p_cost() > MAX_P_COST {
         return None;
     }
     if let Some(version) = parsed.version {

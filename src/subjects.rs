@@ -28,7 +28,9 @@ impl Template {
                 "{user}" => Part::User,
                 ">" if i + 1 != tokens.len() => return Err(format!("{s:?}: '>' must be last")),
                 t if t.contains('{') || t.contains('}') => {
-                    return Err(format!("{s:?}: placeholders must be whole tokens ({{room}}, {{user}})"));
+                    return Err(format!(
+                        "{s:?}: placeholders must be whole tokens ({{room}}, {{user}})"
+                    ));
                 }
                 t if t.chars().any(char::is_whitespace) => return Err(format!("{s:?} contains whitespace")),
                 t => Part::Literal(t.to_string()),

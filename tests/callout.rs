@@ -14,18 +14,33 @@ use futures::StreamExt;
 async fn assert_receives(sub_conn: &mut Conn, publisher: &async_nats::Client, filter: &str, subject: &str) {
     let mut sub = sub_conn.client.subscribe(filter.to_string()).await.unwrap();
     sub_conn.sync().await;
-    publisher.publish(subject.to_string(), "hello".into()).await.unwrap();
+    publisher
+        .publish(subject.to_string(), "hello".into())
+        .await
+        .unwrap();
     publisher.flush().await.unwrap();
     let msg = tokio::time::timeout(DEADLINE, sub.next())
         .await
-        .unwrap_or_else(|_| panic!("no message on {subject} for {filter}: {:?} {:?}", sub_conn.errors.try_recv(), publisher.connection_state()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "no message on {subject} for {filter}: {:?} {:?}",
+                sub_conn.errors.try_recv(),
+                publisher.connection_state()
+            )
+        })
         .unwrap();
     assert_eq!(msg.subject.as_str(), subject);
 }
 
 async fn chat_scenario(env: &TestEnv) {
-    let mut bob = env.connect(Some(&env.token("bob")), "all1;bob1;alice1").await.expect("bob connects");
-    let mut alice = env.connect(Some(&env.token("alice")), "all1;alice1;bob1").await.expect("alice connects");
+    let mut bob = env
+        .connect(Some(&env.token("bob")), "all1;bob1;alice1")
+        .await
+        .expect("bob connects");
+    let mut alice = env
+        .connect(Some(&env.token("alice")), "all1;alice1;bob1")
+        .await
+        .expect("alice connects");
 
     // Granted rooms work both ways, with the sender in the last token.
     let (bob_client, alice_client) = (bob.client.clone(), alice.client.clone());
@@ -36,19 +51,29 @@ async fn chat_scenario(env: &TestEnv) {
 
     // Rooms without a grant were left out.
     let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
-    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"").await;
+    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
     let _s = alice.client.subscribe("chat.bob1.>").await.unwrap();
-    alice.expect_error("Permissions Violation for Subscription to \"chat.bob1.>\"").await;
+    alice
+        .expect_error("Permissions Violation for Subscription to \"chat.bob1.>\"")
+        .await;
 
     // Bob cannot publish as alice, nor into alice's room, nor subscribe to everything.
-    bob.client.publish("chat.all1.alice", "forged".into()).await.unwrap();
-    bob.expect_error("Permissions Violation for Publish to \"chat.all1.alice\"").await;
+    bob.client
+        .publish("chat.all1.alice", "forged".into())
+        .await
+        .unwrap();
+    bob.expect_error("Permissions Violation for Publish to \"chat.all1.alice\"")
+        .await;
     bob.client.publish("chat.alice1.bob", "x".into()).await.unwrap();
-    bob.expect_error("Permissions Violation for Publish to \"chat.alice1.bob\"").await;
+    bob.expect_error("Permissions Violation for Publish to \"chat.alice1.bob\"")
+        .await;
     let _s = bob.client.subscribe(">").await.unwrap();
-    bob.expect_error("Permissions Violation for Subscription to \">\"").await;
+    bob.expect_error("Permissions Violation for Subscription to \">\"")
+        .await;
     let _s = bob.client.subscribe("$SYS.>").await.unwrap();
-    bob.expect_error("Permissions Violation for Subscription to \"$SYS.>\"").await;
+    bob.expect_error("Permissions Violation for Subscription to \"$SYS.>\"")
+        .await;
 }
 
 /// The original nats-chat scenario, xkey on (the default).
@@ -62,7 +87,11 @@ async fn chat_scenario_with_xkey() {
 /// The same scenario with encryption off on both sides.
 #[tokio::test]
 async fn chat_scenario_without_xkey() {
-    let env = TestEnv::start(EnvOptions { xkey: false, ..Default::default() }).await;
+    let env = TestEnv::start(EnvOptions {
+        xkey: false,
+        ..Default::default()
+    })
+    .await;
     let _svc = env.start_callout().await;
     chat_scenario(&env).await;
 }
@@ -73,8 +102,22 @@ async fn chat_scenario_without_xkey() {
 async fn request_reply_through_per_user_inboxes() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let _svc = env.start_callout().await;
-    let mut bob = connect_to(&env.server.url(), Some(&env.token("bob")), "all1", Some("_INBOX.bob")).await.unwrap();
-    let alice = connect_to(&env.server.url(), Some(&env.token("alice")), "all1", Some("_INBOX.alice")).await.unwrap();
+    let mut bob = connect_to(
+        &env.server.url(),
+        Some(&env.token("bob")),
+        "all1",
+        Some("_INBOX.bob"),
+    )
+    .await
+    .unwrap();
+    let alice = connect_to(
+        &env.server.url(),
+        Some(&env.token("alice")),
+        "all1",
+        Some("_INBOX.alice"),
+    )
+    .await
+    .unwrap();
 
     let mut requests = bob.client.subscribe("chat.all1.>").await.unwrap();
     bob.client.flush().await.unwrap();
@@ -95,7 +138,8 @@ async fn request_reply_through_per_user_inboxes() {
     assert_eq!(&answer.payload[..], b"pong");
 
     let _s = bob.client.subscribe("_INBOX.alice.>").await.unwrap();
-    bob.expect_error("Permissions Violation for Subscription to \"_INBOX.alice.>\"").await;
+    bob.expect_error("Permissions Violation for Subscription to \"_INBOX.alice.>\"")
+        .await;
 }
 
 async fn assert_denied(env: &TestEnv, token: Option<&str>, rooms: &str, what: &str) {
@@ -104,7 +148,9 @@ async fn assert_denied(env: &TestEnv, token: Option<&str>, rooms: &str, what: &s
         Err(e) => assert_eq!(e.kind(), ConnectErrorKind::AuthorizationViolation, "{what}: {e}"),
     }
     // The service goes on serving.
-    env.connect(Some(&env.token("bob")), "all1").await.unwrap_or_else(|e| panic!("after {what}: {e}"));
+    env.connect(Some(&env.token("bob")), "all1")
+        .await
+        .unwrap_or_else(|e| panic!("after {what}: {e}"));
 }
 
 /// Every bad client input is denied and the service keeps serving.
@@ -116,14 +162,24 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
     let now = nats_callout::callout::now_secs();
 
     let pem = std::fs::read_to_string(&env.config.tokens.signing_key_file).unwrap();
-    let other_issuer = nats_callout::tokens::TokenKeys::new("someone-else", "nats").with_signing_pem(&pem).unwrap();
-    let other_aud = nats_callout::tokens::TokenKeys::new("nats-callout", "elsewhere").with_signing_pem(&pem).unwrap();
+    let other_issuer = nats_callout::tokens::TokenKeys::new("someone-else", "nats")
+        .with_signing_pem(&pem)
+        .unwrap();
+    let other_aud = nats_callout::tokens::TokenKeys::new("nats-callout", "elsewhere")
+        .with_signing_pem(&pem)
+        .unwrap();
     let other_key = nats_callout::tokens::TokenKeys::new("nats-callout", "nats")
         .with_signing_pem(&nats_callout::tokens::access::generate_signing_pem())
         .unwrap();
     let mint = |k: &nats_callout::tokens::TokenKeys, user: &str, at: i64| {
         k.mint(
-            &nats_callout::tokens::MintRequest { user, session: "s", device: None, ttl: Duration::from_secs(300), session_expires_at: None },
+            &nats_callout::tokens::MintRequest {
+                user,
+                session: "s",
+                device: None,
+                ttl: Duration::from_secs(300),
+                session_expires_at: None,
+            },
             at,
         )
         .unwrap()
@@ -135,14 +191,22 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         h.kid = jsonwebtoken::decode_header(&bob).unwrap().kid;
         h.typ = Some("JWT".into());
-        jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     };
     let tampered = {
         let (head, rest) = bob.split_once('.').unwrap();
         let (_, sig) = rest.split_once('.').unwrap();
         let claims = serde_json::json!({"iss":"nats-callout","aud":"nats","sub":"admin","sid":"s","tid":"t","iat":now,"exp":now+300});
         use base64::Engine;
-        format!("{head}.{}.{sig}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string()))
+        format!(
+            "{head}.{}.{sig}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
     };
     let long_room = "r".repeat(65);
     let many_rooms = (0..51).map(|i| format!("r{i}")).collect::<Vec<_>>().join(";");
@@ -150,39 +214,81 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
     let cases: Vec<(Option<String>, String, &str)> = vec![
         (None, "all1".to_string(), "no token"),
         (Some("null".to_string()), "all1".to_string(), "token 'null'"),
-        (Some("not-a-jwt".to_string()), "all1".to_string(), "token not a JWT"),
+        (
+            Some("not-a-jwt".to_string()),
+            "all1".to_string(),
+            "token not a JWT",
+        ),
         (Some(tampered.clone()), "all1".to_string(), "bad signature"),
         (Some(wrong_typ.clone()), "all1".to_string(), "wrong typ"),
-        (Some(mint(&other_issuer, "bob", now)), "all1".to_string(), "wrong iss"),
-        (Some(mint(&other_aud, "bob", now)), "all1".to_string(), "wrong aud"),
-        (Some(mint(&env.tokens, "bob", now - 1000)), "all1".to_string(), "expired"),
-        (Some(mint(&other_key, "bob", now)), "all1".to_string(), "unknown kid"),
-        (Some(mint(&env.tokens, "mallory", now)), "all1".to_string(), "unknown user"),
+        (
+            Some(mint(&other_issuer, "bob", now)),
+            "all1".to_string(),
+            "wrong iss",
+        ),
+        (
+            Some(mint(&other_aud, "bob", now)),
+            "all1".to_string(),
+            "wrong aud",
+        ),
+        (
+            Some(mint(&env.tokens, "bob", now - 1000)),
+            "all1".to_string(),
+            "expired",
+        ),
+        (
+            Some(mint(&other_key, "bob", now)),
+            "all1".to_string(),
+            "unknown kid",
+        ),
+        (
+            Some(mint(&env.tokens, "mallory", now)),
+            "all1".to_string(),
+            "unknown user",
+        ),
         (Some(bob.clone()), "all1;alice1.x".to_string(), "room with ."),
         (Some(bob.clone()), "all1;*".to_string(), "room *"),
         (Some(bob.clone()), "all1;>".to_string(), "room >"),
-        (Some(bob.clone()), "all1;bo b1".to_string(), "room with whitespace"),
+        (
+            Some(bob.clone()),
+            "all1;bo b1".to_string(),
+            "room with whitespace",
+        ),
         (Some(bob.clone()), long_room.clone(), "over-long room"),
-        (Some(bob.clone()), "all1;callout".to_string(), "room equal to an auth user"),
+        (
+            Some(bob.clone()),
+            "all1;callout".to_string(),
+            "room equal to an auth user",
+        ),
         (Some(bob.clone()), many_rooms.clone(), "too many rooms"),
     ];
     for (token, rooms, what) in cases {
         assert_denied(&env, token.as_deref(), &rooms, what).await;
     }
     // JSON null in auth_token (what the original example crashed on) over a raw connection.
-    let raw = raw_connect(&env.server.port, r#"{"auth_token":null,"user":"all1","verbose":false,"pedantic":false,"protocol":1}"#).await;
+    let raw = raw_connect(
+        &env.server.port,
+        r#"{"auth_token":null,"user":"all1","verbose":false,"pedantic":false,"protocol":1}"#,
+    )
+    .await;
     assert!(raw.contains("Authorization Violation"), "{raw}");
-    env.connect(Some(&bob), "all1").await.expect("still serving after a null token");
+    env.connect(Some(&bob), "all1")
+        .await
+        .expect("still serving after a null token");
     svc.stop().await;
 }
 
 /// Send a raw CONNECT + PING over TCP and return what the server answered.
 async fn raw_connect(port: &u16, connect_json: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", *port))
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let _ = s.read(&mut buf).await.unwrap(); // INFO
-    s.write_all(format!("CONNECT {connect_json}\r\nPING\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("CONNECT {connect_json}\r\nPING\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     let _ = tokio::time::timeout(DEADLINE, async {
         loop {
@@ -209,7 +315,11 @@ async fn connection_types_are_checked_by_the_service() {
     })
     .await;
     let _svc = env.start_callout().await;
-    let err = env.connect(Some(&env.token("bob")), "all1").await.err().expect("plain TCP refused");
+    let err = env
+        .connect(Some(&env.token("bob")), "all1")
+        .await
+        .err()
+        .expect("plain TCP refused");
     assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation);
     let ws = ws_exchange(&env, Some(&env.token("bob")), "all1", "SUB chat.all1.> 1\r\n").await;
     assert!(ws.contains("PONG") && !ws.contains("-ERR"), "{ws}");
@@ -221,14 +331,20 @@ async fn ws_exchange(env: &TestEnv, cookie_token: Option<&str>, rooms: &str, ext
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
     let mut req = env.server.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("Origin", "http://127.0.0.1:8080".parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "http://127.0.0.1:8080".parse().unwrap());
     if let Some(t) = cookie_token {
-        req.headers_mut().insert("Cookie", format!("nats_token={t}").parse().unwrap());
+        req.headers_mut()
+            .insert("Cookie", format!("nats_token={t}").parse().unwrap());
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket upgrade");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket upgrade");
     let _info = ws.next().await;
     let connect = format!(r#"CONNECT {{"user":"{rooms}","verbose":false,"pedantic":false,"protocol":1}}"#);
-    ws.send(Message::binary(format!("{connect}\r\nPING\r\n").into_bytes())).await.unwrap();
+    ws.send(Message::binary(format!("{connect}\r\nPING\r\n").into_bytes()))
+        .await
+        .unwrap();
     let mut out = String::new();
     let mut sent_extra = false;
     let _ = tokio::time::timeout(DEADLINE, async {
@@ -239,7 +355,9 @@ async fn ws_exchange(env: &TestEnv, cookie_token: Option<&str>, rooms: &str, ext
             }
             if out.contains("PONG") && !sent_extra {
                 sent_extra = true;
-                ws.send(Message::binary(format!("{extra}PING\r\n").into_bytes())).await.unwrap();
+                ws.send(Message::binary(format!("{extra}PING\r\n").into_bytes()))
+                    .await
+                    .unwrap();
                 out.clear();
                 continue;
             }
@@ -261,10 +379,19 @@ async fn websocket_client_authenticates_with_the_token_cookie() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let _svc = env.start_callout().await;
     let bob = env.token("bob");
-    let ok = ws_exchange(&env, Some(&bob), "all1;bob1", "SUB chat.all1.> 1\r\nSUB chat.bob1.> 2\r\n").await;
+    let ok = ws_exchange(
+        &env,
+        Some(&bob),
+        "all1;bob1",
+        "SUB chat.all1.> 1\r\nSUB chat.bob1.> 2\r\n",
+    )
+    .await;
     assert!(ok.contains("PONG") && !ok.contains("-ERR"), "granted rooms: {ok}");
     let refused = ws_exchange(&env, Some(&bob), "all1", "SUB chat.alice1.> 1\r\n").await;
-    assert!(refused.contains("Permissions Violation for Subscription to \"chat.alice1.>\""), "{refused}");
+    assert!(
+        refused.contains("Permissions Violation for Subscription to \"chat.alice1.>\""),
+        "{refused}"
+    );
     let no_cookie = ws_exchange(&env, None, "all1", "").await;
     assert!(no_cookie.contains("Authorization Violation"), "{no_cookie}");
 }
@@ -284,7 +411,9 @@ async fn two_instances_share_the_queue_group() {
     assert_eq!(sa.allowed + sb.allowed, 24);
     a.stop().await;
     for _ in 0..4 {
-        env.connect(Some(&token), "all1").await.expect("served by the remaining instance");
+        env.connect(Some(&token), "all1")
+            .await
+            .expect("served by the remaining instance");
     }
     assert_eq!(b.stats().allowed, sb.allowed + 4);
 }

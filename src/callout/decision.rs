@@ -128,11 +128,17 @@ pub fn parse_rooms<'a>(list: Option<&'a str>, policy: &Policy) -> Result<Vec<&'a
     let Some(list) = list else { return Ok(Vec::new()) };
     let max_len = policy.max_room_list_len();
     if list.len() > max_len {
-        return Err(Deny::RoomListTooLong { len: list.len(), max: max_len });
+        return Err(Deny::RoomListTooLong {
+            len: list.len(),
+            max: max_len,
+        });
     }
     let mut rooms: Vec<&str> = Vec::new();
     for room in list.split([';', ',']).filter(|r| !r.is_empty()) {
-        validate_name(room).map_err(|reason| Deny::BadRoom { room: clip(room), reason })?;
+        validate_name(room).map_err(|reason| Deny::BadRoom {
+            room: clip(room),
+            reason,
+        })?;
         if policy.reserved.contains(room) {
             return Err(Deny::ReservedRoom(room.to_string()));
         }
@@ -140,7 +146,10 @@ pub fn parse_rooms<'a>(list: Option<&'a str>, policy: &Policy) -> Result<Vec<&'a
             rooms.push(room);
         }
         if rooms.len() > policy.max_rooms {
-            return Err(Deny::TooManyRooms { count: rooms.len(), max: policy.max_rooms });
+            return Err(Deny::TooManyRooms {
+                count: rooms.len(),
+                max: policy.max_rooms,
+            });
         }
     }
     Ok(rooms)
@@ -158,7 +167,10 @@ fn check_connection_type(req: &AuthRequest, t: ConnectionTypes) -> Result<(), De
     if ok {
         Ok(())
     } else {
-        Err(Deny::ConnectionType { kind: clip(&ci.kind), client_type: clip(&ci.client_type) })
+        Err(Deny::ConnectionType {
+            kind: clip(&ci.kind),
+            client_type: clip(&ci.client_type),
+        })
     }
 }
 
@@ -191,7 +203,7 @@ pub fn decide(
         .inbox_prefix
         .render("", uid)
         .map(|p| p + ".>")
-        .ok_or_else(|| Deny::BadUserId(NameError::Empty))?;
+        .ok_or(Deny::BadUserId(NameError::Empty))?;
     let mut publish = vec![inbox.clone()];
     let mut subscribe = vec![inbox];
     let mut rooms = Vec::with_capacity(requested.len());
@@ -211,15 +223,24 @@ pub fn decide(
         {
             publish.push(s);
         }
-        rooms.push(GrantedRoom { name: room.to_string(), access });
+        rooms.push(GrantedRoom {
+            name: room.to_string(),
+            access,
+        });
     }
     Ok(Grant {
         identity,
         rooms,
         refused,
         permissions: UserPermissions {
-            publish: Permission { allow: publish, deny: vec![] },
-            subscribe: Permission { allow: subscribe, deny: vec![] },
+            publish: Permission {
+                allow: publish,
+                deny: vec![],
+            },
+            subscribe: Permission {
+                allow: subscribe,
+                deny: vec![],
+            },
             resp: Some(ResponsePermission { max: 1, ttl: 0 }),
         },
         expires_at,
@@ -256,21 +277,33 @@ members = ["@everyone"]
 "#;
 
     fn world() -> (TokenKeys, Snapshot, Policy) {
-        let keys = TokenKeys::new("nats-callout", "nats").with_signing_pem(&generate_signing_pem()).unwrap();
+        let keys = TokenKeys::new("nats-callout", "nats")
+            .with_signing_pem(&generate_signing_pem())
+            .unwrap();
         let snapshot = Snapshot::from_sources(&[("t.toml".to_string(), PERMS.to_string())]).unwrap();
         let policy = Policy::from_settings(&CalloutSettings::default()).unwrap();
         (keys, snapshot, policy)
     }
 
     fn token(keys: &TokenKeys, user: &str, sexp: Option<i64>) -> String {
-        let req = MintRequest { user, session: "s", device: None, ttl: Duration::from_secs(300), session_expires_at: sexp };
+        let req = MintRequest {
+            user,
+            session: "s",
+            device: None,
+            ttl: Duration::from_secs(300),
+            session_expires_at: sexp,
+        };
         keys.mint(&req, NOW).unwrap().0
     }
 
     fn req(token: Option<&str>, rooms: Option<&str>, kind: &str, ty: &str) -> AuthRequest {
         AuthRequest {
             user_nkey: "UABC".into(),
-            client_info: ClientInfo { kind: kind.into(), client_type: ty.into(), ..Default::default() },
+            client_info: ClientInfo {
+                kind: kind.into(),
+                client_type: ty.into(),
+                ..Default::default()
+            },
             connect_opts: ConnectOpts {
                 auth_token: token.map(str::to_string),
                 user: rooms.map(str::to_string),
@@ -282,21 +315,70 @@ members = ["@everyone"]
 
     fn grant(user: &str, rooms: &str) -> Result<Grant, Deny> {
         let (k, s, p) = world();
-        decide(&req(Some(&token(&k, user, None)), Some(rooms), "Client", "nats"), &k, &s, &p, NOW)
+        decide(
+            &req(Some(&token(&k, user, None)), Some(rooms), "Client", "nats"),
+            &k,
+            &s,
+            &p,
+            NOW,
+        )
     }
 
     #[test]
     fn grants_map_to_subjects_table() {
         // (user, requested rooms, publish allow, subscribe allow, refused)
-        let cases: &[(&str, &str, &[&str], &[&str], &[&str])] = &[
-            ("bob", "all1;bob1;alice1", &["_INBOX.bob.>", "chat.all1.bob", "chat.bob1.bob"], &["_INBOX.bob.>", "chat.all1.>", "chat.bob1.>"], &["alice1"]),
-            ("alice", "all1,alice1,bob1", &["_INBOX.alice.>", "chat.all1.alice", "chat.alice1.alice"], &["_INBOX.alice.>", "chat.all1.>", "chat.alice1.>"], &["bob1"]),
-            ("bob", "news", &["_INBOX.bob.>"], &["_INBOX.bob.>", "chat.news.>"], &[]),
-            ("bob", "drop", &["_INBOX.bob.>", "chat.drop.bob"], &["_INBOX.bob.>"], &[]),
-            ("alice", "team-x;team-", &["_INBOX.alice.>"], &["_INBOX.alice.>", "chat.team-x.>"], &["team-"]),
-            ("root", "anything;all1", &["_INBOX.root.>", "chat.anything.root", "chat.all1.root"], &["_INBOX.root.>", "chat.anything.>", "chat.all1.>"], &[]),
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                "bob",
+                "all1;bob1;alice1",
+                &["_INBOX.bob.>", "chat.all1.bob", "chat.bob1.bob"],
+                &["_INBOX.bob.>", "chat.all1.>", "chat.bob1.>"],
+                &["alice1"],
+            ),
+            (
+                "alice",
+                "all1,alice1,bob1",
+                &["_INBOX.alice.>", "chat.all1.alice", "chat.alice1.alice"],
+                &["_INBOX.alice.>", "chat.all1.>", "chat.alice1.>"],
+                &["bob1"],
+            ),
+            (
+                "bob",
+                "news",
+                &["_INBOX.bob.>"],
+                &["_INBOX.bob.>", "chat.news.>"],
+                &[],
+            ),
+            (
+                "bob",
+                "drop",
+                &["_INBOX.bob.>", "chat.drop.bob"],
+                &["_INBOX.bob.>"],
+                &[],
+            ),
+            (
+                "alice",
+                "team-x;team-",
+                &["_INBOX.alice.>"],
+                &["_INBOX.alice.>", "chat.team-x.>"],
+                &["team-"],
+            ),
+            (
+                "root",
+                "anything;all1",
+                &["_INBOX.root.>", "chat.anything.root", "chat.all1.root"],
+                &["_INBOX.root.>", "chat.anything.>", "chat.all1.>"],
+                &[],
+            ),
             ("bob", "", &["_INBOX.bob.>"], &["_INBOX.bob.>"], &[]),
-            ("bob", "all1;;all1;", &["_INBOX.bob.>", "chat.all1.bob"], &["_INBOX.bob.>", "chat.all1.>"], &[]),
+            (
+                "bob",
+                "all1;;all1;",
+                &["_INBOX.bob.>", "chat.all1.bob"],
+                &["_INBOX.bob.>", "chat.all1.>"],
+                &[],
+            ),
         ];
         for (user, rooms, publish, subscribe, refused) in cases {
             let g = grant(user, rooms).unwrap_or_else(|e| panic!("{user} {rooms}: {e}"));
@@ -341,12 +423,24 @@ members = ["@everyone"]
         let cases: &[(AuthRequest, &str)] = &[
             (req(None, Some("all1"), "Client", "nats"), "no-token"),
             (req(Some(""), Some("all1"), "Client", "nats"), "no-token"),
-            (req(Some("null"), Some("all1"), "Client", "nats"), "token-malformed"),
+            (
+                req(Some("null"), Some("all1"), "Client", "nats"),
+                "token-malformed",
+            ),
             (req(Some(&ghost), Some("all1"), "Client", "nats"), "unknown-user"),
-            (req(Some(&ended), Some("all1"), "Client", "nats"), "access-token-expired"),
+            (
+                req(Some(&ended), Some("all1"), "Client", "nats"),
+                "access-token-expired",
+            ),
             (req(Some(&good), Some("all1"), "Leafnode", ""), "connection-type"),
-            (req(Some(&good), Some("all1"), "Client", "mqtt"), "connection-type"),
-            (req(Some(&good), Some("all1"), "Router", "nats"), "connection-type"),
+            (
+                req(Some(&good), Some("all1"), "Client", "mqtt"),
+                "connection-type",
+            ),
+            (
+                req(Some(&good), Some("all1"), "Router", "nats"),
+                "connection-type",
+            ),
         ];
         for (r, code) in cases {
             assert_eq!(decide(r, &k, &s, &p, NOW).unwrap_err().code(), *code);
@@ -356,22 +450,61 @@ members = ["@everyone"]
             assert!(decide(&req(Some(&good), Some("all1"), "Client", ty), &k, &s, &p, NOW).is_ok());
         }
         // leafnode and mqtt only when configured
-        let mut settings = CalloutSettings::default();
-        settings.connection_types = vec!["leafnode".into(), "mqtt".into()];
+        let settings = CalloutSettings {
+            connection_types: vec!["leafnode".into(), "mqtt".into()],
+            ..Default::default()
+        };
         let p2 = Policy::from_settings(&settings).unwrap();
         assert!(decide(&req(Some(&good), Some("all1"), "Leafnode", ""), &k, &s, &p2, NOW).is_ok());
-        assert!(decide(&req(Some(&good), Some("all1"), "Client", "mqtt"), &k, &s, &p2, NOW).is_ok());
-        assert!(decide(&req(Some(&good), Some("all1"), "Client", "nats"), &k, &s, &p2, NOW).is_err());
+        assert!(
+            decide(
+                &req(Some(&good), Some("all1"), "Client", "mqtt"),
+                &k,
+                &s,
+                &p2,
+                NOW
+            )
+            .is_ok()
+        );
+        assert!(
+            decide(
+                &req(Some(&good), Some("all1"), "Client", "nats"),
+                &k,
+                &s,
+                &p2,
+                NOW
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn user_jwt_expiry_is_the_cap_not_the_access_token() {
         let (k, s, p) = world();
-        let g = decide(&req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats"), &k, &s, &p, NOW).unwrap();
+        let g = decide(
+            &req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats"),
+            &k,
+            &s,
+            &p,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(g.expires_at, NOW + 3600);
         assert_eq!(g.identity.exp, NOW + 300);
         // ...but never after the session's absolute end
-        let g = decide(&req(Some(&token(&k, "bob", Some(NOW + 120))), Some("all1"), "Client", "nats"), &k, &s, &p, NOW).unwrap();
+        let g = decide(
+            &req(
+                Some(&token(&k, "bob", Some(NOW + 120))),
+                Some("all1"),
+                "Client",
+                "nats",
+            ),
+            &k,
+            &s,
+            &p,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(g.expires_at, NOW + 120);
     }
 }

@@ -42,14 +42,20 @@ pub fn open(payload: &[u8], header: Option<&str>, ours: Option<&XKey>) -> Result
         (Some(_), None) => Err(EnvelopeError::Unsealed),
         (None, Some(_)) => Err(EnvelopeError::SealedWithoutKey),
         (None, None) if !looks_plain && payload.starts_with(b"xkv1") => Err(EnvelopeError::SealedWithoutKey),
-        (None, None) => Ok(Opened { jwt: payload.to_vec(), server_xkey: None }),
+        (None, None) => Ok(Opened {
+            jwt: payload.to_vec(),
+            server_xkey: None,
+        }),
         (Some(ours), Some(header)) => {
             if looks_plain {
                 return Err(EnvelopeError::Unsealed);
             }
             let server = XKey::from_public_key(header).map_err(|_| EnvelopeError::BadServerKey)?;
             let jwt = ours.open(payload, &server).map_err(|_| EnvelopeError::Open)?;
-            Ok(Opened { jwt, server_xkey: Some((header.to_string(), server)) })
+            Ok(Opened {
+                jwt,
+                server_xkey: Some((header.to_string(), server)),
+            })
         }
     }
 }
@@ -70,28 +76,58 @@ mod tests {
     fn sealed_round_trip() {
         let ours = XKey::new();
         let server = XKey::new();
-        let sealed = server.seal(b"eyJhello", &XKey::from_public_key(&ours.public_key()).unwrap()).unwrap();
+        let sealed = server
+            .seal(b"eyJhello", &XKey::from_public_key(&ours.public_key()).unwrap())
+            .unwrap();
         let opened = open(&sealed, Some(&server.public_key()), Some(&ours)).unwrap();
         assert_eq!(opened.jwt, b"eyJhello");
         let (_, sk) = opened.server_xkey.unwrap();
         let reply = seal("eyJreply".into(), Some(&ours), Some(&sk));
-        assert_eq!(server.open(&reply, &XKey::from_public_key(&ours.public_key()).unwrap()).unwrap(), b"eyJreply");
+        assert_eq!(
+            server
+                .open(&reply, &XKey::from_public_key(&ours.public_key()).unwrap())
+                .unwrap(),
+            b"eyJreply"
+        );
     }
 
     #[test]
     fn mode_mismatches_and_garbage_are_refused() {
         let ours = XKey::new();
         let server = XKey::new();
-        let sealed = server.seal(b"eyJx", &XKey::from_public_key(&ours.public_key()).unwrap()).unwrap();
+        let sealed = server
+            .seal(b"eyJx", &XKey::from_public_key(&ours.public_key()).unwrap())
+            .unwrap();
         let sp = server.public_key();
-        assert_eq!(open(b"eyJx", None, Some(&ours)).err(), Some(EnvelopeError::Unsealed));
-        assert_eq!(open(b"eyJx", Some(&sp), Some(&ours)).err(), Some(EnvelopeError::Unsealed));
-        assert_eq!(open(&sealed, Some(&sp), None).err(), Some(EnvelopeError::SealedWithoutKey));
-        assert_eq!(open(&sealed, None, None).err(), Some(EnvelopeError::SealedWithoutKey));
-        assert_eq!(open(b"xkv1garbage", Some(&sp), Some(&ours)).err(), Some(EnvelopeError::Open));
-        assert_eq!(open(&sealed, Some("not-a-key"), Some(&ours)).err(), Some(EnvelopeError::BadServerKey));
+        assert_eq!(
+            open(b"eyJx", None, Some(&ours)).err(),
+            Some(EnvelopeError::Unsealed)
+        );
+        assert_eq!(
+            open(b"eyJx", Some(&sp), Some(&ours)).err(),
+            Some(EnvelopeError::Unsealed)
+        );
+        assert_eq!(
+            open(&sealed, Some(&sp), None).err(),
+            Some(EnvelopeError::SealedWithoutKey)
+        );
+        assert_eq!(
+            open(&sealed, None, None).err(),
+            Some(EnvelopeError::SealedWithoutKey)
+        );
+        assert_eq!(
+            open(b"xkv1garbage", Some(&sp), Some(&ours)).err(),
+            Some(EnvelopeError::Open)
+        );
+        assert_eq!(
+            open(&sealed, Some("not-a-key"), Some(&ours)).err(),
+            Some(EnvelopeError::BadServerKey)
+        );
         // sealed by a server key other than the one in the header
         let other = XKey::new().public_key();
-        assert_eq!(open(&sealed, Some(&other), Some(&ours)).err(), Some(EnvelopeError::Open));
+        assert_eq!(
+            open(&sealed, Some(&other), Some(&ours)).err(),
+            Some(EnvelopeError::Open)
+        );
     }
 }

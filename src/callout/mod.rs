@@ -63,7 +63,13 @@ pub enum Verdict {
 
 impl Callout {
     pub fn new(keys: CalloutKeys, tokens: TokenKeys, snapshot: Snapshot, policy: Policy) -> Self {
-        Callout { keys, tokens, snapshot: ArcSwap::from_pointee(snapshot), policy, counts: Counts::default() }
+        Callout {
+            keys,
+            tokens,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            policy,
+            counts: Counts::default(),
+        }
     }
 
     /// Replace the permission snapshot (atomic; requests in flight keep the old one).
@@ -113,7 +119,10 @@ impl Callout {
         if let Some((header, _)) = &opened.server_xkey
             && *header != req.server_id.xkey
         {
-            let e = request::RequestError::XkeyMismatch { header: header.clone(), signed: req.server_id.xkey.clone() };
+            let e = request::RequestError::XkeyMismatch {
+                header: header.clone(),
+                signed: req.server_id.xkey.clone(),
+            };
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
             return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
         }
@@ -134,7 +143,12 @@ impl Callout {
         (envelope::seal(reply, self.keys.xkey(), server_key), verdict)
     }
 
-    fn respond(&self, req: &AuthRequest, verdict: &Verdict, now: i64) -> Result<String, crate::claims::ClaimsError> {
+    fn respond(
+        &self,
+        req: &AuthRequest,
+        verdict: &Verdict,
+        now: i64,
+    ) -> Result<String, crate::claims::ClaimsError> {
         let issuer = self.keys.issuer();
         let issuer_pk = self.keys.issuer_public();
         let (nkey, server) = (req.user_nkey.as_str(), req.server_id.id.as_str());
@@ -154,7 +168,9 @@ impl Callout {
                 )?;
                 response_jwt(issuer, issuer_pk, nkey, server, Outcome::Allow(&jwt), now)
             }
-            Verdict::Denied(deny) => response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(deny.code()), now),
+            Verdict::Denied(deny) => {
+                response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(deny.code()), now)
+            }
             Verdict::Refused(code) => response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(code), now),
         }
     }
@@ -226,7 +242,9 @@ pub async fn serve(
             m = sub.next() => match m { Some(m) => m, None => break },
             _ = &mut shutdown => break,
         };
-        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
         let (client, callout) = (client.clone(), callout.clone());
         tokio::spawn(async move {
             let Some(reply_to) = msg.reply.clone() else { return };

@@ -70,20 +70,14 @@ pub fn decode_verified<T: DeserializeOwned>(token: &str) -> Result<(String, T), 
     let header = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| ClaimsError::Malformed)?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|_| ClaimsError::BadHeader)?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| ClaimsError::BadHeader)?;
     let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
     if !alg.eq_ignore_ascii_case("ed25519-nkey") && !alg.eq_ignore_ascii_case("ed25519") {
         return Err(ClaimsError::BadHeader);
     }
-    let body = URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|_| ClaimsError::Malformed)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| ClaimsError::Malformed)?;
-    let iss: Issuer =
-        serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
+    let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| ClaimsError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| ClaimsError::Malformed)?;
+    let iss: Issuer = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
     let key = KeyPair::from_public_key(&iss.iss).map_err(|_| ClaimsError::BadIssuer)?;
     let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
     key.verify(&token.as_bytes()[..signed_len], &sig)

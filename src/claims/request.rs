@@ -193,13 +193,44 @@ pub(crate) mod tests {
     #[test]
     fn request_checks_table() {
         type Mutation = fn(&mut serde_json::Value);
-        let cases: &[(&str, Mutation, i64, fn(&RequestError) -> bool)] = &[
-            ("wrong aud", |v| v["aud"] = json!("other"), 1000, |e| matches!(e, RequestError::Audience(_))),
-            ("wrong type", |v| v["nats"]["type"] = json!("authorization_response"), 1000, |e| matches!(e, RequestError::Type(_))),
-            ("expired", |_| {}, 1004, |e| matches!(e, RequestError::Expired { .. })),
-            ("iss not server id", |v| v["nats"]["server_id"]["id"] = json!(KeyPair::new_server().public_key()), 1000, |e| matches!(e, RequestError::IssuerNotServer { .. })),
-            ("sub not our issuer", |v| v["sub"] = json!(KeyPair::new_account().public_key()), 1000, |e| matches!(e, RequestError::WrongCalloutIssuer { .. })),
-            ("no user nkey", |v| v["nats"]["user_nkey"] = json!(""), 1000, |e| matches!(e, RequestError::NoUserNkey)),
+        type Case = (&'static str, Mutation, i64, fn(&RequestError) -> bool);
+        let cases: &[Case] = &[
+            (
+                "wrong aud",
+                |v| v["aud"] = json!("other"),
+                1000,
+                |e| matches!(e, RequestError::Audience(_)),
+            ),
+            (
+                "wrong type",
+                |v| v["nats"]["type"] = json!("authorization_response"),
+                1000,
+                |e| matches!(e, RequestError::Type(_)),
+            ),
+            (
+                "expired",
+                |_| {},
+                1004,
+                |e| matches!(e, RequestError::Expired { .. }),
+            ),
+            (
+                "iss not server id",
+                |v| v["nats"]["server_id"]["id"] = json!(KeyPair::new_server().public_key()),
+                1000,
+                |e| matches!(e, RequestError::IssuerNotServer { .. }),
+            ),
+            (
+                "sub not our issuer",
+                |v| v["sub"] = json!(KeyPair::new_account().public_key()),
+                1000,
+                |e| matches!(e, RequestError::WrongCalloutIssuer { .. }),
+            ),
+            (
+                "no user nkey",
+                |v| v["nats"]["user_nkey"] = json!(""),
+                1000,
+                |e| matches!(e, RequestError::NoUserNkey),
+            ),
         ];
         for (name, mutate, now, expect) in cases {
             let err = check(mutate, *now).expect_err(name);
@@ -219,12 +250,19 @@ pub(crate) mod tests {
         let mut v = request_json(&acct, &issuer, 1000);
         v["nats"]["server_id"]["id"] = json!(acct.public_key());
         let jwt = encode(&v, &acct).unwrap();
-        assert_eq!(verify(jwt.as_bytes(), &issuer, 1000).unwrap_err(), RequestError::IssuerNotServerKey);
+        assert_eq!(
+            verify(jwt.as_bytes(), &issuer, 1000).unwrap_err(),
+            RequestError::IssuerNotServerKey
+        );
     }
 
     #[test]
     fn debug_redacts_credentials() {
-        let opts = ConnectOpts { auth_token: Some("s3cr3t".into()), pass: Some("pw".into()), ..Default::default() };
+        let opts = ConnectOpts {
+            auth_token: Some("s3cr3t".into()),
+            pass: Some("pw".into()),
+            ..Default::default()
+        };
         let dbg = format!("{opts:?}");
         assert!(!dbg.contains("s3cr3t") && !dbg.contains("pw\""), "{dbg}");
     }

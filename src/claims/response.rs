@@ -95,7 +95,12 @@ pub struct UserJwt<'a> {
 
 /// Sign a user JWT with the issuer account key. `subs`/`data`/`payload` are -1:
 /// nats-server does not enforce them for callout users anyway.
-pub fn user_jwt(issuer: &KeyPair, issuer_public: &str, u: &UserJwt<'_>, now: i64) -> Result<String, ClaimsError> {
+pub fn user_jwt(
+    issuer: &KeyPair,
+    issuer_public: &str,
+    u: &UserJwt<'_>,
+    now: i64,
+) -> Result<String, ClaimsError> {
     let claims = UserClaims {
         jti: new_jti(),
         iat: now,
@@ -143,7 +148,12 @@ pub fn response_jwt(
         iss: issuer_public,
         sub: user_nkey,
         aud: server_id,
-        nats: ResponseNats { jwt, error, kind: RESPONSE_TYPE, version: 2 },
+        nats: ResponseNats {
+            jwt,
+            error,
+            kind: RESPONSE_TYPE,
+            version: 2,
+        },
     };
     encode(&claims, issuer)
 }
@@ -156,8 +166,14 @@ mod tests {
 
     fn perms() -> UserPermissions {
         UserPermissions {
-            publish: Permission { allow: vec!["chat.all1.bob".into()], deny: vec![] },
-            subscribe: Permission { allow: vec!["chat.all1.>".into()], deny: vec![] },
+            publish: Permission {
+                allow: vec!["chat.all1.bob".into()],
+                deny: vec![],
+            },
+            subscribe: Permission {
+                allow: vec!["chat.all1.>".into()],
+                deny: vec![],
+            },
             resp: Some(ResponsePermission { max: 1, ttl: 0 }),
         }
     }
@@ -166,7 +182,13 @@ mod tests {
     fn user_jwt_has_explicit_lists_name_aud_and_exp() {
         let issuer = KeyPair::new_account();
         let p = perms();
-        let u = UserJwt { user_nkey: "UABC", name: "bob", account: "APP", expires_at: 4600, permissions: &p };
+        let u = UserJwt {
+            user_nkey: "UABC",
+            name: "bob",
+            account: "APP",
+            expires_at: 4600,
+            permissions: &p,
+        };
         let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
         let (iss, v): (String, Value) = decode_verified(&jwt).unwrap();
         assert_eq!(iss, issuer.public_key());

@@ -113,11 +113,10 @@ impl Defs {
             let mut grants = Vec::with_capacity(u.rooms.len());
             for (room, access) in u.rooms {
                 let at = || keys(&["users", &name, "rooms", &room]);
-                let t = target(&room)
-                    .map_err(|e| Pending::at(file, at(), format!("user {name:?}: {e}")));
-                let a = access.parse::<Access>().map_err(|e| {
-                    Pending::at(file, at(), format!("user {name:?}: room {room:?}: {e}"))
-                });
+                let t = target(&room).map_err(|e| Pending::at(file, at(), format!("user {name:?}: {e}")));
+                let a = access
+                    .parse::<Access>()
+                    .map_err(|e| Pending::at(file, at(), format!("user {name:?}: room {room:?}: {e}")));
                 match (t, a) {
                     (Ok(t), Ok(a)) => grants.push((t, a)),
                     (t, a) => out.extend(t.err().into_iter().chain(a.err())),
@@ -235,6 +234,7 @@ impl Defs {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
 
+        let t0 = std::time::Instant::now();
         let mut users: HashMap<String, User> = HashMap::with_capacity(self.users.len());
         let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
         for g in self.groups {
@@ -242,10 +242,7 @@ impl Defs {
         }
         for u in self.users {
             for g in &u.groups {
-                group_members
-                    .entry(g.clone())
-                    .or_default()
-                    .push(u.name.clone());
+                group_members.entry(g.clone()).or_default().push(u.name.clone());
             }
             let mut user = User {
                 id: u.name.clone(),
@@ -261,6 +258,7 @@ impl Defs {
             }
             users.insert(u.name, user);
         }
+        eprintln!("users {:?}", t0.elapsed());
         for (group, members) in &group_members {
             for m in members {
                 if let Some(user) = users.get_mut(m) {
@@ -292,6 +290,7 @@ impl Defs {
             }
         }
 
+        eprintln!("rooms {:?}", t0.elapsed());
         let mut rooms: HashSet<&str> = defined.iter().map(String::as_str).collect();
         for user in users.values() {
             rooms.extend(user.grants.keys().map(String::as_str));
@@ -299,11 +298,13 @@ impl Defs {
         let mut rooms: Vec<String> = rooms.into_iter().map(str::to_owned).collect();
         rooms.sort_unstable();
 
+        eprintln!("known {:?}", t0.elapsed());
         for user in users.values_mut() {
             user.groups.sort_unstable();
             user.groups.dedup();
             merge_patterns(&mut user.patterns);
         }
+        eprintln!("done {:?}", t0.elapsed());
         Snapshot::new(id, users, rooms, descriptions)
     }
 }

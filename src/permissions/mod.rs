@@ -94,16 +94,15 @@ impl Snapshot {
                 reason,
             }])
         };
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
         let mut paths = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let wanted =
-                !name.starts_with('.') && Format::from_path(&path).is_some() && path.is_file();
+            let wanted = !name.starts_with('.') && Format::from_path(&path).is_some() && path.is_file();
             if wanted {
                 paths.push(path);
             }

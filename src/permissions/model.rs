@@ -183,11 +183,7 @@ impl Pattern {
         if suffix.contains('*') {
             return Err(PatternError::TooManyStars);
         }
-        if let Some(ch) = prefix
-            .chars()
-            .chain(suffix.chars())
-            .find(|&c| !is_name_char(c))
-        {
+        if let Some(ch) = prefix.chars().chain(suffix.chars()).find(|&c| !is_name_char(c)) {
             return Err(NameError::BadChar { ch }.into());
         }
         if s.len() > MAX_NAME_LEN {

@@ -209,10 +209,7 @@ fn parse_toml(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
     for (key, value) in root.into_inner() {
         let key_offset = key.span().start;
         let Some(section) = Section::of(key.get_ref()) else {
-            out.push(problem(
-                Loc::Offset(key_offset),
-                unknown_section(key.get_ref()),
-            ));
+            out.push(problem(Loc::Offset(key_offset), unknown_section(key.get_ref())));
             continue;
         };
         let DeValue::Table(table) = value.into_inner() else {
@@ -299,15 +296,9 @@ fn parse_json_slowly(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile
         };
         for (name, entry) in table {
             let result = match section {
-                Section::Users => {
-                    RawUser::deserialize(entry).map(|u| raw.users.push((name.clone(), u)))
-                }
-                Section::Groups => {
-                    RawGroup::deserialize(entry).map(|g| raw.groups.push((name.clone(), g)))
-                }
-                Section::Rooms => {
-                    RawRoom::deserialize(entry).map(|r| raw.rooms.push((name.clone(), r)))
-                }
+                Section::Users => RawUser::deserialize(entry).map(|u| raw.users.push((name.clone(), u))),
+                Section::Groups => RawGroup::deserialize(entry).map(|g| raw.groups.push((name.clone(), g))),
+                Section::Rooms => RawRoom::deserialize(entry).map(|r| raw.rooms.push((name.clone(), r))),
             };
             if let Err(e) = result {
                 let reason = format!("{} {name:?}: {e}", section.singular());

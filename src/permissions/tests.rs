@@ -57,10 +57,7 @@ fn demo_files() {
     let alice = s.user("alice").expect("alice");
     let admin = s.user("admin").expect("admin");
     assert_eq!(bob.roles().collect::<Vec<_>>(), [Role::User]);
-    assert_eq!(
-        admin.roles().collect::<Vec<_>>(),
-        [Role::Admin, Role::Sysadmin]
-    );
+    assert_eq!(admin.roles().collect::<Vec<_>>(), [Role::Admin, Role::Sysadmin]);
     assert!(admin.is_admin() && admin.has_role(Role::Sysadmin));
     assert!(!bob.is_admin() && !alice.is_admin());
     assert_eq!(bob.groups(), ["everyone"]);
@@ -80,12 +77,7 @@ fn demo_files() {
         let got = [bob, alice, admin].map(|u| s.access(u, room));
         assert_eq!(got, *want, "{room}");
     }
-    let names = |u| {
-        s.rooms_for(u)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect::<Vec<_>>()
-    };
+    let names = |u| s.rooms_for(u).into_iter().map(|(r, _)| r).collect::<Vec<_>>();
     assert_eq!(names(bob), ["all1", "all2", "all3", "bob1", "bob2"]);
     assert_eq!(names(alice), ["alice1", "alice2", "all1", "all2", "all3"]);
     assert_eq!(names(admin).len(), 7);
@@ -319,10 +311,7 @@ fn validation_problems() {
             &[("u.toml", "[users.bob]\nroles = [\"user\"\n\n[rooms.x]\n")],
             &["u.toml:4: missing comma between array elements, expected `,`"],
         ),
-        (
-            &[("u.toml", "\n\n[users.bob\nroles = []\n")],
-            &["u.toml:3: ..."],
-        ),
+        (&[("u.toml", "\n\n[users.bob\nroles = []\n")], &["u.toml:3: ..."]),
         (
             &[("u.json", "{\n  \"users\": {\n    \"bob\": }\n}")],
             &["u.json:3: expected value"],
@@ -377,19 +366,14 @@ fn validation_problems() {
         ),
         // Roles, access, passwords.
         (
-            &[(
-                "u.toml",
-                "[users.bob]\nroles = [\n  \"user\",\n  \"root\",\n]\n",
-            )],
+            &[("u.toml", "[users.bob]\nroles = [\n  \"user\",\n  \"root\",\n]\n")],
             &[
                 "u.toml:4: user \"bob\": unknown role \"root\" (expected \"user\", \"admin\", \"sysadmin\" or \"service\")",
             ],
         ),
         (
             &[("r.toml", "[rooms.a]\nmembers = []\naccess = \"rw\"\n")],
-            &[
-                "r.toml:3: room \"a\": invalid access \"rw\" (expected \"read\", \"write\" or \"readwrite\")",
-            ],
+            &["r.toml:3: room \"a\": invalid access \"rw\" (expected \"read\", \"write\" or \"readwrite\")"],
         ),
         (
             &[("u.toml", "[users.bob]\n[users.bob.rooms]\nbob1 = \"all\"\n")],
@@ -588,20 +572,39 @@ fn load_dir_cases() {
 #[test]
 #[ignore = "measurement: cargo test --release --lib large_json -- --ignored --nocapture"]
 fn tmp_large_json() {
-    let hash = "$argon2id$v=19$m=19456,t=2,p=1$6DagVw73dIuNptllUCkSOQ$ky3bsIdt02AJ84yAtu9IX48twRpyrUDA/b5RqzObzmc";
+    let hash =
+        "$argon2id$v=19$m=19456,t=2,p=1$6DagVw73dIuNptllUCkSOQ$ky3bsIdt02AJ84yAtu9IX48twRpyrUDA/b5RqzObzmc";
     let mut j = String::from("{\"users\": {\n");
     for u in 0..100_000 {
-        let _ = write!(j, "{}\"user{u}\": {{\"password\": \"{hash}\", \"rooms\": {{", if u > 0 { ",\n" } else { "" });
+        let _ = write!(
+            j,
+            "{}\"user{u}\": {{\"password\": \"{hash}\", \"rooms\": {{",
+            if u > 0 { ",\n" } else { "" }
+        );
         for k in 0..5 {
-            let _ = write!(j, "{}\"room{}\": \"read\"", if k > 0 { ", " } else { "" }, (u * 7 + k * 13) % 20_000);
+            let _ = write!(
+                j,
+                "{}\"room{}\": \"read\"",
+                if k > 0 { ", " } else { "" },
+                (u * 7 + k * 13) % 20_000
+            );
         }
         j.push_str("}}");
     }
     j.push_str("},\n\"rooms\": {\n");
     for r in 0..10_000 {
-        let _ = write!(j, "{}\"room{r}\": {{\"members\": [", if r > 0 { ",\n" } else { "" });
+        let _ = write!(
+            j,
+            "{}\"room{r}\": {{\"members\": [",
+            if r > 0 { ",\n" } else { "" }
+        );
         for m in 0..50 {
-            let _ = write!(j, "{}\"user{}\"", if m > 0 { ", " } else { "" }, (r * 31 + m * 997) % 100_000);
+            let _ = write!(
+                j,
+                "{}\"user{}\"",
+                if m > 0 { ", " } else { "" },
+                (r * 31 + m * 997) % 100_000
+            );
         }
         j.push_str("]}");
     }
@@ -609,15 +612,43 @@ fn tmp_large_json() {
     println!("size {} MB", j.len() / 1_000_000);
     let sources = vec![("big.json".to_owned(), j)];
     let t = std::time::Instant::now();
+    let raw: source::RawFile = serde_json::from_str(&sources[0].1).expect("raw");
+    println!("serde {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut defs = build::Defs::default();
+    let mut pend = Vec::new();
+    defs.add_file(0, raw, &mut pend);
+    println!("add_file {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    defs.check_references(&mut pend);
+    println!("check {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let _ = defs.build();
+    println!("build {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    for _ in 0..100_000 {
+        assert!(crate::password::is_valid_hash(hash));
+    }
+    println!("100k is_valid_hash {:?}", t.elapsed());
+    let t = std::time::Instant::now();
     let s = Snapshot::from_sources(&sources).expect("big");
-    println!("load {:?} users {} rooms {}", t.elapsed(), s.user_count(), s.room_count());
+    println!(
+        "load {:?} users {} rooms {}",
+        t.elapsed(),
+        s.user_count(),
+        s.room_count()
+    );
     let u = s.user("user5").expect("u");
     let t = std::time::Instant::now();
     let mut n = 0;
-    for i in 0..1_000_000 { if s.access(u, &format!("room{}", i % 20_000)).is_some() { n += 1; } }
+    for i in 0..1_000_000 {
+        if s.access(u, &format!("room{}", i % 20_000)).is_some() {
+            n += 1;
+        }
+    }
     println!("1M access {:?} ({n})", t.elapsed());
     // error path: one bad member per 1000 rooms
-    let bad = sources[0].1.replace("\"user0\"", "\"nobody\"");
+    let bad = sources[0].1.replace("\"user0\", ", "\"nobody\", ");
     let t = std::time::Instant::now();
     let e = Snapshot::from_sources(&[("big.json".to_owned(), bad)]).expect_err("bad");
     println!("error path {:?} problems {}", t.elapsed(), e.0.len());

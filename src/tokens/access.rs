@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -142,8 +142,8 @@ pub fn generate_signing_pem() -> String {
 
 /// The public half of a signing key as SPKI PEM (to hand to other verifiers).
 pub fn public_pem_of(private_pem: &str) -> Result<String, TokenError> {
-    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem)
-        .map_err(|e| TokenError::Key(e.to_string()))?;
+    let key =
+        ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem).map_err(|e| TokenError::Key(e.to_string()))?;
     key.verifying_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| TokenError::Key(e.to_string()))
@@ -174,9 +174,7 @@ impl TokenKeys {
             .map_err(|e| TokenError::Key(format!("signing key: {e}")))?;
         let public = key.verifying_key().to_bytes();
         let kid = kid_for(&public);
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| TokenError::Key(e.to_string()))?;
+        let der = key.to_pkcs8_der().map_err(|e| TokenError::Key(e.to_string()))?;
         self.verifiers
             .insert(kid.clone(), DecodingKey::from_ed_der(&public));
         self.signer = Some(Signer {
@@ -203,10 +201,10 @@ impl TokenKeys {
 
     /// Load the signing key and the extra verification keys named in the settings.
     pub fn from_settings(s: &crate::config::TokenSettings) -> Result<Self, TokenError> {
-        let read = |p: &std::path::Path| {
-            crate::keys::read_secret(p).map_err(|e| TokenError::Key(e.to_string()))
-        };
-        let mut keys = TokenKeys::new(&s.issuer, &s.audience).with_signing_pem(&read(&s.signing_key_file)?)?;
+        let read =
+            |p: &std::path::Path| crate::keys::read_secret(p).map_err(|e| TokenError::Key(e.to_string()));
+        let mut keys =
+            TokenKeys::new(&s.issuer, &s.audience).with_signing_pem(&read(&s.signing_key_file)?)?;
         for p in &s.verify_key_files {
             keys = keys.with_verifying_pem(&read(p)?)?;
         }
@@ -264,19 +262,17 @@ impl TokenKeys {
             .verifiers
             .get(&kid)
             .ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(
-            |e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                match e.kind() {
-                    K::InvalidSignature => TokenError::Signature,
-                    K::InvalidIssuer => TokenError::Issuer,
-                    K::InvalidAudience => TokenError::Audience,
-                    K::InvalidAlgorithm => TokenError::Algorithm,
-                    K::InvalidToken | K::Base64(_) | K::Utf8(_) => TokenError::Malformed,
-                    other => TokenError::Claims(format!("{other:?}")),
-                }
-            },
-        )?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => TokenError::Signature,
+                K::InvalidIssuer => TokenError::Issuer,
+                K::InvalidAudience => TokenError::Audience,
+                K::InvalidAlgorithm => TokenError::Algorithm,
+                K::InvalidToken | K::Base64(_) | K::Utf8(_) => TokenError::Malformed,
+                other => TokenError::Claims(format!("{other:?}")),
+            }
+        })?;
         let claims = data.claims;
         if claims.exp <= now {
             return Err(TokenError::Expired);
@@ -353,7 +349,13 @@ mod tests {
         let k = keys();
         let (_, c) = k
             .mint(
-                &MintRequest { user: "bob", session: "s", device: None, ttl: Duration::from_secs(300), session_expires_at: Some(1100) },
+                &MintRequest {
+                    user: "bob",
+                    session: "s",
+                    device: None,
+                    ttl: Duration::from_secs(300),
+                    session_expires_at: Some(1100),
+                },
                 1000,
             )
             .unwrap();
@@ -365,7 +367,12 @@ mod tests {
         let mut v: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         f(&mut v);
-        format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(v.to_string()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(v.to_string()),
+            parts[2]
+        )
     }
 
     #[test]
@@ -391,12 +398,44 @@ mod tests {
             ("null", "null".into(), TokenError::Malformed),
             ("not a jwt", "hello".into(), TokenError::Malformed),
             ("four parts", format!("{tok}.x"), TokenError::Malformed),
-            ("over-long", "a.b.".to_string() + &"c".repeat(MAX_TOKEN_LEN), TokenError::Malformed),
-            ("tampered sub", resign_claims(&tok, |v| v["sub"] = "alice".into()), TokenError::Signature),
-            ("foreign key", foreign, TokenError::UnknownKid(jsonwebtoken::decode_header(&mint(&other, 1).0).unwrap().kid.unwrap())),
-            ("HS256 header", hdr(r#"{"alg":"HS256","typ":"at+jwt","kid":"x"}"#), TokenError::Algorithm),
-            ("typ JWT", hdr(&format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, k.signer.as_ref().unwrap().kid)), TokenError::Type),
-            ("no kid", hdr(r#"{"alg":"EdDSA","typ":"at+jwt"}"#), TokenError::MissingKid),
+            (
+                "over-long",
+                "a.b.".to_string() + &"c".repeat(MAX_TOKEN_LEN),
+                TokenError::Malformed,
+            ),
+            (
+                "tampered sub",
+                resign_claims(&tok, |v| v["sub"] = "alice".into()),
+                TokenError::Signature,
+            ),
+            (
+                "foreign key",
+                foreign,
+                TokenError::UnknownKid(
+                    jsonwebtoken::decode_header(&mint(&other, 1).0)
+                        .unwrap()
+                        .kid
+                        .unwrap(),
+                ),
+            ),
+            (
+                "HS256 header",
+                hdr(r#"{"alg":"HS256","typ":"at+jwt","kid":"x"}"#),
+                TokenError::Algorithm,
+            ),
+            (
+                "typ JWT",
+                hdr(&format!(
+                    r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#,
+                    k.signer.as_ref().unwrap().kid
+                )),
+                TokenError::Type,
+            ),
+            (
+                "no kid",
+                hdr(r#"{"alg":"EdDSA","typ":"at+jwt"}"#),
+                TokenError::MissingKid,
+            ),
         ];
         for (name, token, want) in cases {
             assert_eq!(k.verify(&token, 1001).unwrap_err(), want, "{name}");
@@ -406,10 +445,21 @@ mod tests {
         let pem = generate_signing_pem();
         let k2 = k2.with_signing_pem(&pem).unwrap();
         let iss_signer = TokenKeys::new("evil", "nats").with_signing_pem(&pem).unwrap();
-        let aud_signer = TokenKeys::new("nats-callout", "other").with_signing_pem(&pem).unwrap();
-        assert_eq!(k2.verify(&mint(&iss_signer, 1000).0, 1001).unwrap_err(), TokenError::Issuer);
-        assert_eq!(k2.verify(&mint(&aud_signer, 1000).0, 1001).unwrap_err(), TokenError::Audience);
-        assert!(matches!(trusting.verify(&other_iss_tok, 1001), Err(TokenError::UnknownKid(_))));
+        let aud_signer = TokenKeys::new("nats-callout", "other")
+            .with_signing_pem(&pem)
+            .unwrap();
+        assert_eq!(
+            k2.verify(&mint(&iss_signer, 1000).0, 1001).unwrap_err(),
+            TokenError::Issuer
+        );
+        assert_eq!(
+            k2.verify(&mint(&aud_signer, 1000).0, 1001).unwrap_err(),
+            TokenError::Audience
+        );
+        assert!(matches!(
+            trusting.verify(&other_iss_tok, 1001),
+            Err(TokenError::UnknownKid(_))
+        ));
     }
 
     #[test]
@@ -424,7 +474,10 @@ mod tests {
             .unwrap();
         assert!(new.verify(&old_tok, 1001).is_ok());
         let (new_tok, _) = mint(&new, 1000);
-        assert!(matches!(old.verify(&new_tok, 1001), Err(TokenError::UnknownKid(_))));
+        assert!(matches!(
+            old.verify(&new_tok, 1001),
+            Err(TokenError::UnknownKid(_))
+        ));
     }
 
     #[test]

@@ -30,7 +30,11 @@ pub fn nats_server_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running nats-server, killed on drop.
@@ -45,7 +49,10 @@ pub struct NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         if let Some(keep) = std::env::var_os("TEST_KEEP_LOGS") {
-            let _ = std::fs::copy(&self.log, Path::new(&keep).join(format!("nats-{}.log", self.port)));
+            let _ = std::fs::copy(
+                &self.log,
+                Path::new(&keep).join(format!("nats-{}.log", self.port)),
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -81,7 +88,12 @@ pub struct EnvOptions {
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        EnvOptions { xkey: true, websocket: true, tweak: |_| {}, auth_callout: true }
+        EnvOptions {
+            xkey: true,
+            websocket: true,
+            tweak: |_| {},
+            auth_callout: true,
+        }
     }
 }
 
@@ -110,19 +122,35 @@ impl TestEnv {
     pub async fn start(opts: EnvOptions) -> TestEnv {
         // Service logs, shown for failing tests (filter with RUST_LOG).
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "nats_callout=info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "nats_callout=info".into()),
+            )
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().unwrap();
         let keydir = dir.path().join("keys");
         let g = keys::generate(&keydir, false).unwrap();
-        let read = |f: &str| std::fs::read_to_string(keydir.join(f)).unwrap().trim().to_string();
+        let read = |f: &str| {
+            std::fs::read_to_string(keydir.join(f))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
         let callout_password = read(keys::CALLOUT_PASSWORD_FILE);
         let sys_password = read(keys::SYS_PASSWORD_FILE);
         let perms = dir.path().join("permissions");
         copy_demo_permissions(&perms);
 
-        let server = start_server(dir.path(), &g.issuer_public, opts.xkey.then_some(g.xkey_public.as_str()), &callout_password, &sys_password, opts.websocket, opts.auth_callout);
+        let server = start_server(
+            dir.path(),
+            &g.issuer_public,
+            opts.xkey.then_some(g.xkey_public.as_str()),
+            &callout_password,
+            &sys_password,
+            opts.websocket,
+            opts.auth_callout,
+        );
 
         let mut config = Config::default();
         config.nats.url = server.url();
@@ -135,7 +163,14 @@ impl TestEnv {
         (opts.tweak)(&mut config);
         config.validate().unwrap();
         let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
-        TestEnv { dir, server, config, tokens, issuer_public: g.issuer_public, callout_password }
+        TestEnv {
+            dir,
+            server,
+            config,
+            tokens,
+            issuer_public: g.issuer_public,
+            callout_password,
+        }
     }
 
     /// Start the service in-process; it stops when the handle drops.
@@ -150,7 +185,11 @@ impl TestEnv {
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        CalloutHandle { stop: Some(tx), task: Some(task), callout }
+        CalloutHandle {
+            stop: Some(tx),
+            task: Some(task),
+            callout,
+        }
     }
 
     /// A fresh access token for `user`.
@@ -161,14 +200,25 @@ impl TestEnv {
     pub fn token_with(&self, user: &str, ttl: Duration, session_end: Option<i64>) -> String {
         let now = nats_callout::callout::now_secs();
         self.tokens
-            .mint(&MintRequest { user, session: "test-session", device: Some("test"), ttl, session_expires_at: session_end }, now)
+            .mint(
+                &MintRequest {
+                    user,
+                    session: "test-session",
+                    device: Some("test"),
+                    ttl,
+                    session_expires_at: session_end,
+                },
+                now,
+            )
             .unwrap()
             .0
     }
 
     /// Connect as a chat client: `auth_token` = token, `user` = room list.
     pub async fn connect(&self, token: Option<&str>, rooms: &str) -> Result<Conn, async_nats::ConnectError> {
-        let user = token.and_then(|t| self.tokens.verify(t, nats_callout::callout::now_secs()).ok()).map(|c| c.sub);
+        let user = token
+            .and_then(|t| self.tokens.verify(t, nats_callout::callout::now_secs()).ok())
+            .map(|c| c.sub);
         let mut conn = connect_to(&self.server.url(), token, rooms, None).await?;
         conn.user = user;
         Ok(conn)
@@ -211,16 +261,27 @@ impl Conn {
     /// processed once this returns (async-nats `flush` only empties the socket
     /// buffer). Uses the user's own inbox, which every user may use.
     pub async fn sync(&self) {
-        let user = self.user.as_deref().expect("sync needs a connection with a known user");
+        let user = self
+            .user
+            .as_deref()
+            .expect("sync needs a connection with a known user");
         let subject = format!("_INBOX.{user}.sync.{}", nuid::next());
         let mut echo = self.client.subscribe(subject.clone()).await.unwrap();
         self.client.publish(subject, "sync".into()).await.unwrap();
         self.client.flush().await.unwrap();
-        tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut echo)).await.expect("sync round trip").unwrap();
+        tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut echo))
+            .await
+            .expect("sync round trip")
+            .unwrap();
     }
 }
 
-pub async fn connect_to(url: &str, token: Option<&str>, rooms: &str, inbox: Option<&str>) -> Result<Conn, async_nats::ConnectError> {
+pub async fn connect_to(
+    url: &str,
+    token: Option<&str>,
+    rooms: &str,
+    inbox: Option<&str>,
+) -> Result<Conn, async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut opts = ConnectOptions::new()
         .user_and_password(rooms.to_string(), String::new())
@@ -241,7 +302,11 @@ pub async fn connect_to(url: &str, token: Option<&str>, rooms: &str, inbox: Opti
         opts = opts.custom_inbox_prefix(i);
     }
     let client = opts.connect(url).await?;
-    Ok(Conn { client, user: None, errors: rx })
+    Ok(Conn {
+        client,
+        user: None,
+        errors: rx,
+    })
 }
 
 /// Stops the in-process service when dropped (or explicitly).
@@ -274,7 +339,15 @@ impl Drop for CalloutHandle {
     }
 }
 
-fn start_server(dir: &Path, issuer: &str, xkey: Option<&str>, callout_pw: &str, sys_pw: &str, websocket: bool, auth_callout: bool) -> NatsServer {
+fn start_server(
+    dir: &Path,
+    issuer: &str,
+    xkey: Option<&str>,
+    callout_pw: &str,
+    sys_pw: &str,
+    websocket: bool,
+    auth_callout: bool,
+) -> NatsServer {
     for _attempt in 0..5 {
         let (port, ws_port) = (free_port(), free_port());
         let xkey_line = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
@@ -315,12 +388,27 @@ system_account: SYS
             .arg(&conf_path)
             .arg("-l")
             .arg(&log)
-            .args(if std::env::var_os("TEST_NATS_TRACE").is_some() { &["-DV"][..] } else { &[][..] })
+            .args(if std::env::var_os("TEST_NATS_TRACE").is_some() {
+                &["-DV"][..]
+            } else {
+                &[][..]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)", nats_server_bin().display()));
-        let mut server = NatsServer { conf_dir: dir.to_path_buf(), child, port, ws_port, log };
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)",
+                    nats_server_bin().display()
+                )
+            });
+        let mut server = NatsServer {
+            conf_dir: dir.to_path_buf(),
+            child,
+            port,
+            ws_port,
+            log,
+        };
         let started = std::time::Instant::now();
         while started.elapsed() < DEADLINE {
             if let Ok(Some(_)) = server.child.try_wait() {

@@ -1,0 +1,193 @@
+//! The `nats-callout` binary: `keys`, `check`, `hash-password`, `token` and `serve`
+//! as an operator runs them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{EnvOptions, TestEnv, connect_to};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
+    // Keep the developer's environment out of the test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NATS_CALLOUT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keys_writes_private_files_and_prints_the_server_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (code, out, _) = run(bin().args(["keys", "--dir"]).arg(&keys));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("auth_callout") && out.contains("issuer: A") && out.contains("xkey: X"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["issuer.nk", "xkey.xk", "token-signing.pem"] {
+        let mode = std::fs::metadata(keys.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+        let content = std::fs::read_to_string(keys.join(f)).unwrap();
+        assert!(!out.contains(content.trim()), "{f} leaked into the snippet");
+    }
+    // A second run refuses to overwrite.
+    let (code, _, err) = run(bin().args(["keys", "--dir"]).arg(&keys));
+    assert_ne!(code, 0);
+    assert!(err.contains("--force"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_demo_files() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("permissions");
+    let (code, out, _) = run(bin().arg("check").arg(&demo));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn check_reports_file_and_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[users.bob]\nroles = [\"user\"]\n\n[rooms.\"a.b\"]\nmembers = [\"bob\"]\n\n[rooms.ok]\nmembers = [\"nobody\"]\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(bin().arg("check").arg(dir.path()));
+    assert_ne!(code, 0);
+    assert!(out.contains("bad.toml:4:"), "invalid room name on line 4: {out}");
+    assert!(out.contains("bad.toml:8:"), "unknown member on line 8: {out}");
+    let (code, out, _) = run(bin().arg("check").arg(dir.path().join("missing")));
+    assert_ne!(code, 0, "{out}");
+}
+
+#[test]
+fn hash_password_reads_stdin_and_prints_an_argon2id_hash() {
+    let mut child = bin()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(nats_callout::password::verify_password(
+        hash.trim(),
+        "correct horse"
+    ));
+    assert!(!nats_callout::password::verify_password(hash.trim(), "wrong"));
+}
+
+/// What an operator does: `serve` the binary against a server, mint a token with
+/// `token --user bob`, connect with it and a room list.
+#[tokio::test]
+async fn serve_and_token_work_together() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let cfg = env.dir.path().join("callout.toml");
+    let c = &env.config;
+    std::fs::write(
+        &cfg,
+        format!(
+            "[nats]\nurl = \"{}\"\nuser = \"callout\"\npassword_file = \"{}\"\n\
+             [callout]\nissuer_seed_file = \"{}\"\nxkey_seed_file = \"{}\"\n\
+             [tokens]\nsigning_key_file = \"{}\"\n[permissions]\ndir = \"{}\"\n",
+            c.nats.url,
+            c.nats.password_file.as_ref().unwrap().display(),
+            c.callout.issuer_seed_file.display(),
+            c.callout.xkey_seed_file.as_ref().unwrap().display(),
+            c.tokens.signing_key_file.display(),
+            c.permissions.dir.display(),
+        ),
+    )
+    .unwrap();
+    let mut serve = bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, token, err) = run(bin()
+        .args(["token", "--user", "bob", "--ttl", "2m", "--config"])
+        .arg(&cfg));
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    let claims = env
+        .tokens
+        .verify(&token, nats_callout::callout::now_secs())
+        .unwrap();
+    assert_eq!(claims.sub, "bob");
+    assert!(claims.exp - claims.iat <= 120);
+
+    // The service may still be starting: retry the connect for a while.
+    let mut conn = None;
+    for _ in 0..100 {
+        match connect_to(&env.server.url(), Some(&token), "all1;bob1;alice1", None).await {
+            Ok(c) => {
+                conn = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let mut conn = conn.expect("connects through the served binary");
+    conn.user = Some("bob".into());
+    let _s = conn.client.subscribe("chat.all1.>").await.unwrap();
+    let _s = conn.client.subscribe("chat.alice1.>").await.unwrap();
+    conn.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+
+    // SIGTERM stops it cleanly.
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &serve.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = serve.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn unknown_config_keys_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[callout]\nmax_romos = 3\n").unwrap();
+    let (code, _, err) = run(bin().args(["token", "--user", "bob", "--config"]).arg(&cfg));
+    assert_ne!(code, 0);
+    assert!(err.contains("max_romos"), "{err}");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[tokens]\nsigning_key_file = \"nope.pem\"\n").unwrap();
+    let keys = dir.path().join("k");
+    assert_eq!(run(bin().args(["keys", "--dir"]).arg(&keys)).0, 0);
+    let (code, out, err) = run(bin().args(["token", "--user", "bob", "--config"]).arg(&cfg).env(
+        "NATS_CALLOUT_TOKENS__SIGNING_KEY_FILE",
+        keys.join("token-signing.pem"),
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().split('.').count(), 3);
+}
