@@ -1,27 +1,59 @@
-//! The running service: load keys, tokens and permissions, connect to NATS, serve until shutdown.
+//! The running service: load keys, tokens and permissions, connect to NATS, serve the
+//! callout, the HTTP API and the service endpoints until shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tracing::info;
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
-use crate::callout::{self, Callout, decision::Policy};
+use crate::callout::{self, Callout, decision::Policy, now_secs};
 use crate::config::Config;
-use crate::keys::CalloutKeys;
+use crate::http::{self, HttpState};
+use crate::keys::{CalloutKeys, read_secret_key};
 use crate::permissions::Snapshot;
 use crate::tokens::TokenKeys;
+use crate::tokens::refresh::{RefreshService, RefreshSettings};
+use crate::tokens::revocation::Revocations;
+use crate::tokens::service::TokenService;
+use crate::tokens::store::RedbStore;
 
-/// A built service: connected and subscribed, ready to [`App::run`].
+/// A built service: connected, subscribed and bound, ready to [`App::run`].
 pub struct App {
     client: async_nats::Client,
     sub: async_nats::Subscriber,
     callout: Arc<Callout>,
+    tokens: Arc<TokenService>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    http: Option<tokio::net::TcpListener>,
     config: Config,
 }
 
+/// Open the token store and its revocation index.
+fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<TokenService> {
+    let t = &config.tokens;
+    if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+    }
+    let store = RedbStore::open(&t.store_path)
+        .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
+    let secret = read_secret_key(&t.refresh_secret_file).context("while loading the refresh-token secret")?;
+    let settings = RefreshSettings {
+        idle: t.refresh_idle,
+        absolute: t.refresh_absolute,
+        grace: t.refresh_grace,
+        tombstone: t.refresh_idle,
+    };
+    let refresh = RefreshService::new(Arc::new(store), secret, settings);
+    let revocations = Revocations::new(refresh.revocations(now_secs())?);
+    Ok(TokenService::new(keys, refresh, revocations, t.access_ttl))
+}
+
 impl App {
-    /// Load everything the configuration names and connect. Fails fast with a
+    /// Load everything the configuration names, connect and bind. Fails fast with a
     /// message naming the file or setting at fault.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let keys = CalloutKeys::load(
@@ -29,7 +61,8 @@ impl App {
             config.callout.xkey_seed_file.as_deref(),
         )
         .context("while loading the callout keys")?;
-        let tokens = TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?;
+        let token_keys =
+            Arc::new(TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?);
         let snapshot = Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
             anyhow::anyhow!(
                 "while loading permissions from {}:\n{e}",
@@ -44,7 +77,9 @@ impl App {
             xkey = keys.xkey().is_some(),
             "permissions and keys loaded"
         );
-        let callout = Arc::new(Callout::new(keys, tokens, snapshot, policy));
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let tokens = open_tokens(&config, token_keys.clone())?;
+
         let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
         if let Some(user) = &config.nats.user {
             let password = config
@@ -57,13 +92,32 @@ impl App {
             .connect(config.nats.url.as_str())
             .await
             .with_context(|| format!("while connecting to NATS at {}", config.nats.url))?;
+        let tokens = Arc::new(tokens.with_nats(client.clone()));
+        let callout = Arc::new(Callout::new(
+            keys,
+            token_keys,
+            snapshot.clone(),
+            tokens.revocations().clone(),
+            policy,
+        ));
         let sub = callout::subscribe(&client, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
+        let http = match config.http.listen.as_str() {
+            "" => None,
+            addr => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("while binding the HTTP API to {addr}"))?,
+            ),
+        };
         Ok(App {
             client,
             sub,
             callout,
+            tokens,
+            snapshot,
+            http,
             config,
         })
     }
@@ -73,28 +127,139 @@ impl App {
         self.callout.clone()
     }
 
+    pub fn tokens(&self) -> Arc<TokenService> {
+        self.tokens.clone()
+    }
+
+    /// Where the HTTP API listens (port 0 in the config picks a free port).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The HTTP state for this service.
+    pub fn http_state(&self) -> Arc<HttpState> {
+        Arc::new(HttpState {
+            tokens: self.tokens.clone(),
+            snapshot: self.snapshot.clone(),
+            settings: self.config.http.clone(),
+            limiter: Default::default(),
+            clock: Arc::new(now_secs),
+        })
+    }
+
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let state = self.http_state();
         let App {
             client,
             sub,
             callout,
+            tokens,
+            snapshot,
+            http,
             config,
         } = self;
-        callout::serve(
+
+        let mut tasks = tokio::task::JoinSet::new();
+        let s = stop.clone();
+        let max = config.callout.max_in_flight;
+        tasks.spawn({
+            let client = client.clone();
+            async move {
+                callout::serve(client, sub, callout, max, s.cancelled_owned()).await;
+                Ok(())
+            }
+        });
+        tasks.spawn(crate::endpoints::serve(
             client.clone(),
-            sub,
-            callout,
-            config.callout.max_in_flight,
-            shutdown,
-        )
-        .await;
+            config.callout.queue_group.clone(),
+            tokens.clone(),
+            snapshot,
+            stop.clone(),
+        ));
+        if let Some(listener) = http {
+            info!(addr = ?listener.local_addr().ok(), "HTTP API listening");
+            let s = stop.clone();
+            tasks.spawn(async move {
+                let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(s.cancelled_owned())
+                    .await
+                {
+                    warn!(error = %e, "HTTP server failed");
+                }
+                Ok(())
+            });
+        }
+        tasks.spawn(janitor(
+            tokens,
+            config.tokens.janitor_interval,
+            config.tokens.janitor_batch,
+            stop.clone(),
+        ));
+
+        tokio::select! {
+            _ = shutdown => {}
+            Some(done) = tasks.join_next() => warn!(result = ?done.map(|r| r.map_err(|e| e.to_string())), "a task ended early"),
+        }
+        stop.cancel();
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            warn!("tasks did not stop within 10 s");
+        }
         client
             .drain()
             .await
             .context("while draining the NATS connection")?;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Remove expired and revoked records in batches, on a schedule.
+async fn janitor(
+    tokens: Arc<TokenService>,
+    every: std::time::Duration,
+    batch: usize,
+    stop: CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut tick = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let t = tokens.clone();
+        let now = now_secs();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut total = crate::tokens::store::PurgeReport::default();
+            loop {
+                let r = t.refresh().purge(now, batch)?;
+                let done = r.total() < batch;
+                total.refresh_tokens += r.refresh_tokens;
+                total.sessions += r.sessions;
+                total.revocations += r.revocations;
+                if done {
+                    t.revocations().prune(now);
+                    return Ok::<_, crate::tokens::refresh::RefreshError>(total);
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(r)) => info!(
+                refresh_tokens = r.refresh_tokens,
+                sessions = r.sessions,
+                revocations = r.revocations,
+                "janitor run"
+            ),
+            Ok(Err(e)) => warn!(error = %e, "janitor failed"),
+            Err(e) => warn!(error = %e, "janitor panicked"),
+        }
     }
 }
 

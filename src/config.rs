@@ -46,6 +46,7 @@ pub struct Config {
     pub callout: CalloutSettings,
     pub tokens: TokenSettings,
     pub permissions: PermissionSettings,
+    pub http: HttpSettings,
     pub log: LogSettings,
 }
 
@@ -135,6 +136,23 @@ pub struct TokenSettings {
     pub verify_key_files: Vec<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub access_ttl: Duration,
+    /// redb file holding sessions, refresh-token hashes and revocations.
+    pub store_path: PathBuf,
+    /// 32-byte key (base64) that derives refresh-token successors.
+    pub refresh_secret_file: PathBuf,
+    /// A refresh token expires this long after it was issued...
+    #[serde(with = "humantime_serde")]
+    pub refresh_idle: Duration,
+    /// ...and never after the session is this old.
+    #[serde(with = "humantime_serde")]
+    pub refresh_absolute: Duration,
+    /// A replay of the immediate predecessor within this window returns the same new pair.
+    #[serde(with = "humantime_serde")]
+    pub refresh_grace: Duration,
+    /// How often the janitor removes expired and revoked records.
+    #[serde(with = "humantime_serde")]
+    pub janitor_interval: Duration,
+    pub janitor_batch: usize,
 }
 
 impl Default for TokenSettings {
@@ -145,6 +163,13 @@ impl Default for TokenSettings {
             signing_key_file: PathBuf::from(".demo/token-signing.pem"),
             verify_key_files: vec![],
             access_ttl: Duration::from_secs(300),
+            store_path: PathBuf::from(".demo/tokens.redb"),
+            refresh_secret_file: PathBuf::from(".demo/refresh.key"),
+            refresh_idle: Duration::from_secs(30 * 86400),
+            refresh_absolute: Duration::from_secs(90 * 86400),
+            refresh_grace: Duration::from_secs(20),
+            janitor_interval: Duration::from_secs(600),
+            janitor_batch: 1000,
         }
     }
 }
@@ -159,6 +184,34 @@ impl Default for PermissionSettings {
     fn default() -> Self {
         PermissionSettings {
             dir: PathBuf::from("permissions"),
+        }
+    }
+}
+
+/// The HTTP API (login, refresh, revoke) and, later, the chat page.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address to listen on; empty = no HTTP server.
+    pub listen: String,
+    /// Mark cookies `Secure` (set this behind TLS).
+    pub secure_cookies: bool,
+    /// Origins allowed to make cookie-authenticated requests.
+    pub allowed_origins: Vec<String>,
+    /// Login attempts per minute per user name.
+    pub login_per_user_per_minute: u32,
+    /// Login attempts per minute per client address.
+    pub login_per_address_per_minute: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:8080".into(),
+            secure_cookies: false,
+            allowed_origins: vec!["http://127.0.0.1:8080".into(), "http://localhost:8080".into()],
+            login_per_user_per_minute: 10,
+            login_per_address_per_minute: 30,
         }
     }
 }
@@ -204,6 +257,8 @@ impl Config {
             fix(p);
         }
         fix(&mut self.tokens.signing_key_file);
+        fix(&mut self.tokens.store_path);
+        fix(&mut self.tokens.refresh_secret_file);
         self.tokens.verify_key_files.iter_mut().for_each(fix);
         fix(&mut self.permissions.dir);
     }

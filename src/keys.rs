@@ -94,6 +94,19 @@ pub fn read_secret(path: &Path) -> Result<String, KeyError> {
     Ok(s.trim().to_string())
 }
 
+/// Read a 32-byte secret stored as base64.
+pub fn read_secret_key(path: &Path) -> Result<[u8; 32], KeyError> {
+    let text = read_secret(path)?;
+    data_encoding::BASE64
+        .decode(text.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| KeyError::BadSeed {
+            path: path.into(),
+            what: "32-byte base64 key",
+        })
+}
+
 /// Write `contents` to a new 0600 file.
 fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError> {
     if path.exists() && !force {
@@ -131,6 +144,7 @@ pub const XKEY_FILE: &str = "xkey.xk";
 pub const TOKEN_KEY_FILE: &str = "token-signing.pem";
 pub const CALLOUT_PASSWORD_FILE: &str = "callout.pass";
 pub const SYS_PASSWORD_FILE: &str = "sys.pass";
+pub const REFRESH_SECRET_FILE: &str = "refresh.key";
 /// Variables for nats-server.conf's `include`.
 pub const SERVER_VARS_FILE: &str = "nats-keys.conf";
 
@@ -157,6 +171,10 @@ pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
         (TOKEN_KEY_FILE, generate_signing_pem().trim_end().to_string()),
         (CALLOUT_PASSWORD_FILE, callout_pw.clone()),
         (SYS_PASSWORD_FILE, sys_pw.clone()),
+        (
+            REFRESH_SECRET_FILE,
+            data_encoding::BASE64.encode(&rand::random::<[u8; 32]>()),
+        ),
         (
             SERVER_VARS_FILE,
             format!(

@@ -13,6 +13,8 @@ pub mod callout;
 pub mod claims;
 pub mod cli;
 pub mod config;
+pub mod endpoints;
+pub mod http;
 pub mod keys;
 pub mod names;
 pub mod password;

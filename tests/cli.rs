@@ -108,12 +108,15 @@ async fn serve_and_token_work_together() {
         format!(
             "[nats]\nurl = \"{}\"\nuser = \"callout\"\npassword_file = \"{}\"\n\
              [callout]\nissuer_seed_file = \"{}\"\nxkey_seed_file = \"{}\"\n\
-             [tokens]\nsigning_key_file = \"{}\"\n[permissions]\ndir = \"{}\"\n",
+             [tokens]\nsigning_key_file = \"{}\"\nrefresh_secret_file = \"{}\"\nstore_path = \"{}\"\n\
+             [permissions]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
             c.nats.url,
             c.nats.password_file.as_ref().unwrap().display(),
             c.callout.issuer_seed_file.display(),
             c.callout.xkey_seed_file.as_ref().unwrap().display(),
             c.tokens.signing_key_file.display(),
+            c.tokens.refresh_secret_file.display(),
+            c.tokens.store_path.display(),
             c.permissions.dir.display(),
         ),
     )

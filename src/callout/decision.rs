@@ -9,6 +9,7 @@ use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
 use crate::permissions::{Access, Snapshot};
 use crate::subjects::Template;
+use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
 
 /// Which connection types are served.
@@ -85,6 +86,8 @@ pub enum Deny {
     ConnectionType { kind: String, client_type: String },
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("access token revoked ({0})")]
+    Revoked(&'static str),
     #[error("token subject is not a valid user id: {0}")]
     BadUserId(NameError),
     #[error("unknown user {0}")]
@@ -106,6 +109,7 @@ impl Deny {
         match self {
             Deny::ConnectionType { .. } => "connection-type",
             Deny::Token(e) => e.code(),
+            Deny::Revoked(_) => "access-token-revoked",
             Deny::BadUserId(_) => "bad-user-id",
             Deny::UnknownUser(_) => "unknown-user",
             Deny::SessionEnded(_) => "session-ended",
@@ -174,17 +178,28 @@ fn check_connection_type(req: &AuthRequest, t: ConnectionTypes) -> Result<(), De
     }
 }
 
+/// What a decision reads besides the request: keys, permissions, revocations, rules.
+pub struct Inputs<'a> {
+    pub tokens: &'a TokenKeys,
+    pub snapshot: &'a Snapshot,
+    pub revoked: &'a RevocationIndex,
+    pub policy: &'a Policy,
+}
+
 /// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds).
-pub fn decide(
-    req: &AuthRequest,
-    tokens: &TokenKeys,
-    snapshot: &Snapshot,
-    policy: &Policy,
-    now: i64,
-) -> Result<Grant, Deny> {
+pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Deny> {
+    let Inputs {
+        tokens,
+        snapshot,
+        revoked,
+        policy,
+    } = *inputs;
     check_connection_type(req, policy.types)?;
     let token = req.connect_opts.auth_token.as_deref().unwrap_or("");
     let identity = tokens.verify(token, now)?;
+    if let Some(why) = revoked.check(&identity) {
+        return Err(Deny::Revoked(why));
+    }
     validate_name(&identity.sub).map_err(Deny::BadUserId)?;
     let user = snapshot
         .user(&identity.sub)
@@ -276,6 +291,20 @@ members = []
 members = ["@everyone"]
 "#;
 
+    fn run(r: &AuthRequest, k: &TokenKeys, s: &Snapshot, p: &Policy, now: i64) -> Result<Grant, Deny> {
+        let revoked = RevocationIndex::default();
+        decide(
+            r,
+            &Inputs {
+                tokens: k,
+                snapshot: s,
+                revoked: &revoked,
+                policy: p,
+            },
+            now,
+        )
+    }
+
     fn world() -> (TokenKeys, Snapshot, Policy) {
         let keys = TokenKeys::new("nats-callout", "nats")
             .with_signing_pem(&generate_signing_pem())
@@ -315,7 +344,7 @@ members = ["@everyone"]
 
     fn grant(user: &str, rooms: &str) -> Result<Grant, Deny> {
         let (k, s, p) = world();
-        decide(
+        run(
             &req(Some(&token(&k, user, None)), Some(rooms), "Client", "nats"),
             &k,
             &s,
@@ -443,11 +472,11 @@ members = ["@everyone"]
             ),
         ];
         for (r, code) in cases {
-            assert_eq!(decide(r, &k, &s, &p, NOW).unwrap_err().code(), *code);
+            assert_eq!(run(r, &k, &s, &p, NOW).unwrap_err().code(), *code);
         }
         // websocket and plain clients pass by default
         for ty in ["nats", "websocket"] {
-            assert!(decide(&req(Some(&good), Some("all1"), "Client", ty), &k, &s, &p, NOW).is_ok());
+            assert!(run(&req(Some(&good), Some("all1"), "Client", ty), &k, &s, &p, NOW).is_ok());
         }
         // leafnode and mqtt only when configured
         let settings = CalloutSettings {
@@ -455,9 +484,9 @@ members = ["@everyone"]
             ..Default::default()
         };
         let p2 = Policy::from_settings(&settings).unwrap();
-        assert!(decide(&req(Some(&good), Some("all1"), "Leafnode", ""), &k, &s, &p2, NOW).is_ok());
+        assert!(run(&req(Some(&good), Some("all1"), "Leafnode", ""), &k, &s, &p2, NOW).is_ok());
         assert!(
-            decide(
+            run(
                 &req(Some(&good), Some("all1"), "Client", "mqtt"),
                 &k,
                 &s,
@@ -467,7 +496,7 @@ members = ["@everyone"]
             .is_ok()
         );
         assert!(
-            decide(
+            run(
                 &req(Some(&good), Some("all1"), "Client", "nats"),
                 &k,
                 &s,
@@ -479,9 +508,33 @@ members = ["@everyone"]
     }
 
     #[test]
+    fn revoked_tokens_are_denied() {
+        use crate::tokens::refresh::{Revocation, RevocationKind};
+        let (k, s, p) = world();
+        let tok = token(&k, "bob", None);
+        let revs = crate::tokens::revocation::Revocations::new([Revocation {
+            kind: RevocationKind::User,
+            value: "bob".into(),
+            cutoff: NOW,
+            expires_at: NOW + 300,
+        }]);
+        let idx = revs.load();
+        let inputs = Inputs {
+            tokens: &k,
+            snapshot: &s,
+            revoked: &idx,
+            policy: &p,
+        };
+        let err = decide(&req(Some(&tok), Some("all1"), "Client", "nats"), &inputs, NOW).unwrap_err();
+        assert_eq!(err.code(), "access-token-revoked");
+        let alice = token(&k, "alice", None);
+        assert!(decide(&req(Some(&alice), Some("all1"), "Client", "nats"), &inputs, NOW).is_ok());
+    }
+
+    #[test]
     fn user_jwt_expiry_is_the_cap_not_the_access_token() {
         let (k, s, p) = world();
-        let g = decide(
+        let g = run(
             &req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats"),
             &k,
             &s,
@@ -492,19 +545,13 @@ members = ["@everyone"]
         assert_eq!(g.expires_at, NOW + 3600);
         assert_eq!(g.identity.exp, NOW + 300);
         // ...but never after the session's absolute end
-        let g = decide(
-            &req(
-                Some(&token(&k, "bob", Some(NOW + 120))),
-                Some("all1"),
-                "Client",
-                "nats",
-            ),
-            &k,
-            &s,
-            &p,
-            NOW,
-        )
-        .unwrap();
+        let r = req(
+            Some(&token(&k, "bob", Some(NOW + 120))),
+            Some("all1"),
+            "Client",
+            "nats",
+        );
+        let g = run(&r, &k, &s, &p, NOW).unwrap();
         assert_eq!(g.expires_at, NOW + 120);
     }
 }

@@ -21,7 +21,8 @@ use crate::claims::response::{Outcome, UserJwt, response_jwt, user_jwt};
 use crate::keys::CalloutKeys;
 use crate::permissions::Snapshot;
 use crate::tokens::TokenKeys;
-use decision::{Deny, Grant, Policy, decide};
+use crate::tokens::revocation::Revocations;
+use decision::{Deny, Grant, Inputs, Policy, decide};
 use envelope::SERVER_XKEY_HEADER;
 
 /// The subject nats-server sends authorization requests to.
@@ -30,8 +31,9 @@ pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 /// Everything the request path needs, shared by all in-flight requests.
 pub struct Callout {
     keys: CalloutKeys,
-    tokens: TokenKeys,
-    snapshot: ArcSwap<Snapshot>,
+    tokens: Arc<TokenKeys>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    revocations: Revocations,
     policy: Policy,
     counts: Counts,
 }
@@ -62,11 +64,18 @@ pub enum Verdict {
 }
 
 impl Callout {
-    pub fn new(keys: CalloutKeys, tokens: TokenKeys, snapshot: Snapshot, policy: Policy) -> Self {
+    pub fn new(
+        keys: CalloutKeys,
+        tokens: Arc<TokenKeys>,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        revocations: Revocations,
+        policy: Policy,
+    ) -> Self {
         Callout {
             keys,
             tokens,
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot,
+            revocations,
             policy,
             counts: Counts::default(),
         }
@@ -127,7 +136,14 @@ impl Callout {
             return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
         }
         let snapshot = self.snapshot.load();
-        let verdict = match decide(&req, &self.tokens, &snapshot, &self.policy, now) {
+        let revoked = self.revocations.load();
+        let inputs = Inputs {
+            tokens: &self.tokens,
+            snapshot: &snapshot,
+            revoked: &revoked,
+            policy: &self.policy,
+        };
+        let verdict = match decide(&req, &inputs, now) {
             Ok(grant) => Verdict::Allowed(Box::new(grant)),
             Err(deny) => Verdict::Denied(deny),
         };

@@ -3,68 +3,59 @@
 //! Three passes: each file's entries are checked on their own (names, roles, access,
 //! password hashes), then references across files (members, groups, duplicates), and only
 //! when no problem was found is the snapshot built: per-user maps of exact room grants and
-//! per-user pattern lists, so an access check never scans all rooms.
+//! per-user pattern lists, so an access check never scans all rooms. Room names are
+//! interned (`Arc<str>`), so a million grants to a few thousand rooms share the names.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::locate::{Path, Seg, keys};
 use super::model::{Access, Pattern, Role, RoleSet, User};
 use super::snapshot::Snapshot;
-use super::source::{Pending, RawFile};
+use super::source::{Pending, RawFile, Text};
 use crate::names::validate_name;
 use crate::password::is_valid_hash;
 
 /// A room name or pattern from a file.
 #[derive(Debug, Clone)]
 enum Target {
-    Exact(String),
+    Exact(Arc<str>),
     Pattern(Pattern),
 }
 
-/// Checks a room name or pattern; `Err` carries the reason.
-fn target(name: &str) -> Result<Target, String> {
-    if name.contains('*') {
-        Pattern::parse(name)
-            .map(Target::Pattern)
-            .map_err(|e| format!("invalid room pattern {name:?}: {e}"))
-    } else {
-        validate_name(name)
-            .map(|()| Target::Exact(name.to_owned()))
-            .map_err(|e| format!("invalid room name {name:?}: {e}"))
-    }
-}
-
-struct UserDef {
+struct UserDef<'a> {
     file: usize,
-    name: String,
+    name: Text<'a>,
     roles: RoleSet,
-    password: Option<String>,
-    groups: Vec<String>,
+    password: Option<Text<'a>>,
+    groups: Vec<Text<'a>>,
     grants: Vec<(Target, Access)>,
 }
 
-struct GroupDef {
+struct GroupDef<'a> {
     file: usize,
-    name: String,
-    members: Vec<String>,
+    name: Text<'a>,
+    members: Vec<Text<'a>>,
 }
 
-struct RoomDef {
+struct RoomDef<'a> {
     file: usize,
-    name: String,
+    name: Text<'a>,
     target: Option<Target>,
     access: Access,
-    description: Option<String>,
-    members: Vec<String>,
+    description: Option<Text<'a>>,
+    members: Vec<Text<'a>>,
 }
 
 /// Definitions from all files, checked one by one.
 #[derive(Default)]
-pub(crate) struct Defs {
-    users: Vec<UserDef>,
-    groups: Vec<GroupDef>,
-    rooms: Vec<RoomDef>,
+pub(crate) struct Defs<'a> {
+    users: Vec<UserDef<'a>>,
+    groups: Vec<GroupDef<'a>>,
+    rooms: Vec<RoomDef<'a>>,
+    /// Every exact room name seen (room tables and direct grants).
+    room_names: HashSet<Arc<str>>,
 }
 
 fn path(parts: &[&str], tail: Seg) -> Path {
@@ -73,12 +64,28 @@ fn path(parts: &[&str], tail: Seg) -> Path {
     p
 }
 
-impl Defs {
+impl<'a> Defs<'a> {
+    /// Checks a room name or pattern and interns exact names; `Err` carries the reason.
+    fn target(&mut self, name: &str) -> Result<Target, String> {
+        if name.contains('*') {
+            return Pattern::parse(name)
+                .map(Target::Pattern)
+                .map_err(|e| format!("invalid room pattern {name:?}: {e}"));
+        }
+        if let Some(interned) = self.room_names.get(name) {
+            return Ok(Target::Exact(interned.clone()));
+        }
+        validate_name(name).map_err(|e| format!("invalid room name {name:?}: {e}"))?;
+        let interned: Arc<str> = Arc::from(name);
+        self.room_names.insert(interned.clone());
+        Ok(Target::Exact(interned))
+    }
+
     /// Pass 1: checks the entries of one file on their own and keeps them.
-    pub(crate) fn add_file(&mut self, file: usize, raw: RawFile, out: &mut Vec<Pending>) {
+    pub(crate) fn add_file(&mut self, file: usize, raw: RawFile<'a>, out: &mut Vec<Pending>) {
         for (name, u) in raw.users {
             if let Err(e) = validate_name(&name) {
-                let reason = format!("invalid user name {name:?}: {e}");
+                let reason = format!("invalid user name {:?}: {e}", &*name);
                 out.push(Pending::at(file, keys(&["users", &name]), reason));
             }
             let mut roles = RoleSet::default();
@@ -91,7 +98,7 @@ impl Defs {
                             Err(e) => out.push(Pending::at(
                                 file,
                                 path(&["users", &name, "roles"], Seg::Index(i)),
-                                format!("user {name:?}: {e}"),
+                                format!("user {:?}: {e}", &*name),
                             )),
                         }
                     }
@@ -105,18 +112,22 @@ impl Defs {
                     file,
                     keys(&["users", &name, "password"]),
                     format!(
-                        "user {name:?}: password is not an argon2id PHC hash \
-                         (make one with `nats-callout hash-password`)"
+                        "user {:?}: password is not an argon2id PHC hash \
+                         (make one with `nats-callout hash-password`)",
+                        &*name
                     ),
                 ));
             }
             let mut grants = Vec::with_capacity(u.rooms.len());
             for (room, access) in u.rooms {
                 let at = || keys(&["users", &name, "rooms", &room]);
-                let t = target(&room).map_err(|e| Pending::at(file, at(), format!("user {name:?}: {e}")));
-                let a = access
-                    .parse::<Access>()
-                    .map_err(|e| Pending::at(file, at(), format!("user {name:?}: room {room:?}: {e}")));
+                let t = self
+                    .target(&room)
+                    .map_err(|e| Pending::at(file, at(), format!("user {:?}: {e}", &*name)));
+                let a = access.parse::<Access>().map_err(|e| {
+                    let reason = format!("user {:?}: room {:?}: {e}", &*name, &*room);
+                    Pending::at(file, at(), reason)
+                });
                 match (t, a) {
                     (Ok(t), Ok(a)) => grants.push((t, a)),
                     (t, a) => out.extend(t.err().into_iter().chain(a.err())),
@@ -133,7 +144,7 @@ impl Defs {
         }
         for (name, g) in raw.groups {
             if let Err(e) = validate_name(&name) {
-                let reason = format!("invalid group name {name:?}: {e}");
+                let reason = format!("invalid group name {:?}: {e}", &*name);
                 out.push(Pending::at(file, keys(&["groups", &name]), reason));
             }
             self.groups.push(GroupDef {
@@ -143,7 +154,8 @@ impl Defs {
             });
         }
         for (name, r) in raw.rooms {
-            let target = target(&name)
+            let target = self
+                .target(&name)
                 .map_err(|e| out.push(Pending::at(file, keys(&["rooms", &name]), e)))
                 .ok();
             let access = match r.access.as_deref().map(str::parse::<Access>) {
@@ -151,7 +163,7 @@ impl Defs {
                 Some(Ok(a)) => a,
                 Some(Err(e)) => {
                     let at = keys(&["rooms", &name, "access"]);
-                    out.push(Pending::at(file, at, format!("room {name:?}: {e}")));
+                    out.push(Pending::at(file, at, format!("room {:?}: {e}", &*name)));
                     Access::ReadWrite
                 }
             };
@@ -189,11 +201,11 @@ impl Defs {
 
         for u in &self.users {
             for (i, g) in u.groups.iter().enumerate() {
-                if !groups.contains(g.as_str()) {
+                if !groups.contains_key(&**g) {
                     out.push(Pending::at(
                         u.file,
                         path(&["users", &u.name, "groups"], Seg::Index(i)),
-                        format!("user {:?}: unknown group {g:?}", u.name),
+                        format!("user {:?}: unknown group {:?}", &*u.name, &**g),
                     ));
                 }
             }
@@ -201,9 +213,9 @@ impl Defs {
         for g in &self.groups {
             for (i, m) in g.members.iter().enumerate() {
                 let reason = if m.starts_with('@') {
-                    format!("group {:?}: a group cannot contain groups ({m:?})", g.name)
-                } else if !users.contains(m.as_str()) {
-                    format!("group {:?}: unknown user {m:?}", g.name)
+                    format!("group {:?}: a group cannot contain groups ({:?})", &*g.name, &**m)
+                } else if !users.contains_key(&**m) {
+                    format!("group {:?}: unknown user {:?}", &*g.name, &**m)
                 } else {
                     continue;
                 };
@@ -214,15 +226,15 @@ impl Defs {
         for r in &self.rooms {
             for (i, m) in r.members.iter().enumerate() {
                 let known = match m.strip_prefix('@') {
-                    Some(g) => groups.contains(g),
-                    None => users.contains(m.as_str()),
+                    Some(g) => groups.contains_key(g),
+                    None => users.contains_key(&**m),
                 };
                 if !known {
                     let what = if m.starts_with('@') { "group" } else { "user" };
                     out.push(Pending::at(
                         r.file,
                         path(&["rooms", &r.name, "members"], Seg::Index(i)),
-                        format!("room {:?}: unknown {what} {m:?}", r.name),
+                        format!("room {:?}: unknown {what} {:?}", &*r.name, &**m),
                     ));
                 }
             }
@@ -234,91 +246,89 @@ impl Defs {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
 
-        let t0 = std::time::Instant::now();
-        let mut users: HashMap<String, User> = HashMap::with_capacity(self.users.len());
-        let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
-        for g in self.groups {
-            group_members.entry(g.name).or_default().extend(g.members);
+        // Group name -> member user ids (from both sides of the membership).
+        let mut group_members: HashMap<&str, Vec<&str>> = HashMap::new();
+        for g in &self.groups {
+            group_members
+                .entry(&g.name)
+                .or_default()
+                .extend(g.members.iter().map(|m| &**m));
         }
-        for u in self.users {
+        for u in &self.users {
             for g in &u.groups {
-                group_members.entry(g.clone()).or_default().push(u.name.clone());
+                group_members.entry(g).or_default().push(&u.name);
             }
+        }
+
+        let mut users: HashMap<String, User> = HashMap::with_capacity(self.users.len());
+        for u in &self.users {
             let mut user = User {
-                id: u.name.clone(),
+                id: u.name.to_string(),
                 roles: u.roles,
-                password_hash: u.password,
+                password_hash: u.password.as_deref().map(str::to_owned),
                 groups: Vec::new(),
                 grants: HashMap::with_capacity(u.grants.len()),
                 patterns: Vec::new(),
                 snapshot: id,
             };
-            for (target, access) in u.grants {
-                grant(&mut user, target, access);
+            for (target, access) in &u.grants {
+                grant(&mut user, target, *access);
             }
-            users.insert(u.name, user);
+            users.insert(user.id.clone(), user);
         }
-        eprintln!("users {:?}", t0.elapsed());
         for (group, members) in &group_members {
             for m in members {
-                if let Some(user) = users.get_mut(m) {
-                    user.groups.push(group.clone());
+                if let Some(user) = users.get_mut(*m) {
+                    user.groups.push((*group).to_owned());
                 }
             }
         }
 
         let mut descriptions = HashMap::new();
-        let mut defined = Vec::new();
-        for r in self.rooms {
-            let Some(target) = r.target else { continue };
+        for r in &self.rooms {
+            let Some(target) = &r.target else { continue };
             for m in &r.members {
-                let ids = match m.strip_prefix('@') {
-                    Some(g) => group_members.get(g).map_or(&[][..], Vec::as_slice),
-                    None => std::slice::from_ref(m),
-                };
-                for m in ids {
-                    if let Some(user) = users.get_mut(m) {
-                        grant(user, target.clone(), r.access);
+                match m.strip_prefix('@') {
+                    Some(g) => {
+                        for m in group_members.get(g).into_iter().flatten() {
+                            if let Some(user) = users.get_mut(*m) {
+                                grant(user, target, r.access);
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(user) = users.get_mut(&**m) {
+                            grant(user, target, r.access);
+                        }
                     }
                 }
             }
-            if let Some(d) = r.description {
-                descriptions.insert(r.name.clone(), d);
-            }
-            if let Target::Exact(name) = target {
-                defined.push(name);
+            if let Some(d) = &r.description {
+                descriptions.insert(r.name.to_string(), d.to_string());
             }
         }
 
-        eprintln!("rooms {:?}", t0.elapsed());
-        let mut rooms: HashSet<&str> = defined.iter().map(String::as_str).collect();
-        for user in users.values() {
-            rooms.extend(user.grants.keys().map(String::as_str));
-        }
-        let mut rooms: Vec<String> = rooms.into_iter().map(str::to_owned).collect();
-        rooms.sort_unstable();
-
-        eprintln!("known {:?}", t0.elapsed());
         for user in users.values_mut() {
             user.groups.sort_unstable();
             user.groups.dedup();
             merge_patterns(&mut user.patterns);
         }
-        eprintln!("done {:?}", t0.elapsed());
+        let mut rooms: Vec<Arc<str>> = self.room_names.into_iter().collect();
+        rooms.sort_unstable();
         Snapshot::new(id, users, rooms, descriptions)
     }
 }
 
 /// Adds one grant to a user, as a union with what the user already has.
-fn grant(user: &mut User, target: Target, access: Access) {
+fn grant(user: &mut User, target: &Target, access: Access) {
     match target {
-        Target::Exact(room) => match user.grants.get_mut(&room) {
+        Target::Exact(room) => match user.grants.get_mut(room) {
             Some(a) => *a = a.union(access),
             None => {
-                user.grants.insert(room, access);
+                user.grants.insert(room.clone(), access);
             }
         },
-        Target::Pattern(p) => user.patterns.push((p, access)),
+        Target::Pattern(p) => user.patterns.push((p.clone(), access)),
     }
 }
 
@@ -335,14 +345,15 @@ fn merge_patterns(patterns: &mut Vec<(Pattern, Access)>) {
     });
 }
 
-/// Indexes names and reports those defined more than once (in any files).
+/// Indexes names (name -> file of the first definition) and reports those defined more
+/// than once (in any files).
 fn index<'a>(
     kind: &str,
     section: &str,
     names: impl Iterator<Item = (usize, &'a str)>,
     out: &mut Vec<Pending>,
-) -> HashSet<&'a str> {
-    let mut first: HashMap<&'a str, usize> = HashMap::new();
+) -> HashMap<&'a str, usize> {
+    let mut first: HashMap<&'a str, usize> = HashMap::with_capacity(names.size_hint().0);
     for (file, name) in names {
         if let Some(&first_file) = first.get(name) {
             let mut p = Pending::at(
@@ -356,5 +367,5 @@ fn index<'a>(
             first.insert(name, file);
         }
     }
-    first.into_keys().collect()
+    first
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +223,7 @@ pub struct User {
     /// Effective groups (listed by the user or listing the user), sorted, unique.
     pub(crate) groups: Vec<String>,
     /// Exact room grants, unions already applied.
-    pub(crate) grants: HashMap<String, Access>,
+    pub(crate) grants: HashMap<Arc<str>, Access>,
     /// Pattern grants, sorted and unique by pattern.
     pub(crate) patterns: Vec<(Pattern, Access)>,
     /// The id of the snapshot this user belongs to.

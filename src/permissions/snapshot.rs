@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::model::{Access, User};
 use crate::names::is_valid_name;
@@ -11,7 +12,7 @@ pub struct Snapshot {
     id: u64,
     users: HashMap<String, User>,
     /// Every exact room named in the files (room tables and direct grants), sorted.
-    rooms: Vec<String>,
+    rooms: Vec<Arc<str>>,
     /// Room (or pattern) name → description, where one is given.
     descriptions: HashMap<String, String>,
 }
@@ -20,7 +21,7 @@ impl Snapshot {
     pub(crate) fn new(
         id: u64,
         users: HashMap<String, User>,
-        rooms: Vec<String>,
+        rooms: Vec<Arc<str>>,
         descriptions: HashMap<String, String>,
     ) -> Self {
         Self {
@@ -96,15 +97,15 @@ impl Snapshot {
             return self
                 .rooms
                 .iter()
-                .map(|r| (r.clone(), Access::ReadWrite))
+                .map(|r| (r.to_string(), Access::ReadWrite))
                 .collect();
         }
         let mut out: Vec<(String, Access)> = if user.patterns.is_empty() {
-            user.grants.iter().map(|(r, a)| (r.clone(), *a)).collect()
+            user.grants.iter().map(|(r, a)| (r.to_string(), *a)).collect()
         } else {
             self.rooms
                 .iter()
-                .filter_map(|r| self.access(user, r).map(|a| (r.clone(), a)))
+                .filter_map(|r| self.access(user, r).map(|a| (r.to_string(), a)))
                 .collect()
         };
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -118,9 +119,8 @@ impl Snapshot {
     }
 
     /// Every exact room named in the files, sorted.
-    #[must_use]
-    pub fn rooms(&self) -> &[String] {
-        &self.rooms
+    pub fn rooms(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.rooms.iter().map(|r| &**r)
     }
 
     /// Number of users.

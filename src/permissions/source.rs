@@ -6,11 +6,12 @@
 //! (the fast path for large generated sets); only if that fails on the data, not the
 //! syntax, is the file read again entry by entry to collect every problem.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::locate::{Path, Seg, keys};
@@ -74,62 +75,120 @@ impl Pending {
     }
 }
 
+/// A string from a file, borrowed from the file's text where the parser allows it
+/// (JSON strings without escapes), so that large generated files load without an
+/// allocation per name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// Entries of a table, in file order, duplicates kept.
+pub(crate) type Entries<'a, T> = Vec<(Text<'a>, T)>;
+
 /// The contents of one file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFile {
+#[serde(deny_unknown_fields, bound(deserialize = "'de: 'a"))]
+pub(crate) struct RawFile<'a> {
     #[serde(default, deserialize_with = "entries")]
-    pub(crate) users: Vec<(String, RawUser)>,
+    pub(crate) users: Entries<'a, RawUser<'a>>,
     #[serde(default, deserialize_with = "entries")]
-    pub(crate) groups: Vec<(String, RawGroup)>,
+    pub(crate) groups: Entries<'a, RawGroup<'a>>,
     #[serde(default, deserialize_with = "entries")]
-    pub(crate) rooms: Vec<(String, RawRoom)>,
+    pub(crate) rooms: Entries<'a, RawRoom<'a>>,
 }
 
 /// `[users.NAME]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a user table")]
-pub(crate) struct RawUser {
+#[serde(
+    deny_unknown_fields,
+    expecting = "a user table",
+    bound(deserialize = "'de: 'a")
+)]
+pub(crate) struct RawUser<'a> {
     #[serde(default)]
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Text<'a>>,
     #[serde(default)]
-    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) roles: Option<Vec<Text<'a>>>,
     #[serde(default)]
-    pub(crate) groups: Vec<String>,
+    pub(crate) groups: Vec<Text<'a>>,
     #[serde(default, deserialize_with = "entries")]
-    pub(crate) rooms: Vec<(String, String)>,
+    pub(crate) rooms: Entries<'a, Text<'a>>,
 }
 
 /// `[groups.NAME]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a group table")]
-pub(crate) struct RawGroup {
+#[serde(
+    deny_unknown_fields,
+    expecting = "a group table",
+    bound(deserialize = "'de: 'a")
+)]
+pub(crate) struct RawGroup<'a> {
     #[serde(default)]
-    pub(crate) members: Vec<String>,
+    pub(crate) members: Vec<Text<'a>>,
 }
 
 /// `[rooms.NAME]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a room table")]
-pub(crate) struct RawRoom {
+#[serde(
+    deny_unknown_fields,
+    expecting = "a room table",
+    bound(deserialize = "'de: 'a")
+)]
+pub(crate) struct RawRoom<'a> {
     #[serde(default)]
-    pub(crate) members: Vec<String>,
+    pub(crate) members: Vec<Text<'a>>,
     #[serde(default)]
-    pub(crate) access: Option<String>,
+    pub(crate) access: Option<Text<'a>>,
     #[serde(default)]
-    pub(crate) description: Option<String>,
+    pub(crate) description: Option<Text<'a>>,
 }
 
 /// Deserializes a map into its entries, in file order, keeping duplicate keys.
-fn entries<'de, D, T>(deserializer: D) -> Result<Vec<(String, T)>, D::Error>
+fn entries<'de, D, K, T>(deserializer: D) -> Result<Vec<(K, T)>, D::Error>
 where
     D: Deserializer<'de>,
+    K: Deserialize<'de>,
     T: Deserialize<'de>,
 {
-    struct Entries<T>(PhantomData<T>);
+    struct EntriesVisitor<K, T>(PhantomData<(K, T)>);
 
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Entries<T> {
-        type Value = Vec<(String, T)>;
+    impl<'de, K: Deserialize<'de>, T: Deserialize<'de>> Visitor<'de> for EntriesVisitor<K, T> {
+        type Value = Vec<(K, T)>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a table")
@@ -144,7 +203,7 @@ where
         }
     }
 
-    deserializer.deserialize_map(Entries(PhantomData))
+    deserializer.deserialize_map(EntriesVisitor(PhantomData))
 }
 
 /// The three top-level tables.
@@ -183,14 +242,14 @@ fn not_a_table(key: &str) -> String {
 }
 
 /// Parses one file; problems go to `out`, good entries are returned even when others are bad.
-pub(crate) fn parse(file: usize, format: Format, text: &str, out: &mut Vec<Pending>) -> RawFile {
+pub(crate) fn parse<'a>(file: usize, format: Format, text: &'a str, out: &mut Vec<Pending>) -> RawFile<'a> {
     match format {
         Format::Toml => parse_toml(file, text, out),
         Format::Json => parse_json(file, text, out),
     }
 }
 
-fn parse_toml(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
+fn parse_toml<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> RawFile<'a> {
     let problem = |loc, reason| Pending {
         file,
         loc,
@@ -218,16 +277,19 @@ fn parse_toml(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
         };
         for (name, entry) in table {
             let name_offset = name.span().start;
-            let name = name.into_inner().into_owned();
+            let name = name.into_inner();
+            let reason =
+                |e: &toml::de::Error| format!("{} {:?}: {}", section.singular(), &*name, e.message());
+            let text = Text(name.clone());
             let de = ValueDeserializer::from(entry);
             let result = match section {
-                Section::Users => de_toml(de).map(|u| raw.users.push((name.clone(), u))),
-                Section::Groups => de_toml(de).map(|g| raw.groups.push((name.clone(), g))),
-                Section::Rooms => de_toml(de).map(|r| raw.rooms.push((name.clone(), r))),
+                Section::Users => de_toml(de).map(|u| raw.users.push((text, u))),
+                Section::Groups => de_toml(de).map(|g| raw.groups.push((text, g))),
+                Section::Rooms => de_toml(de).map(|r| raw.rooms.push((text, r))),
             };
             if let Err(e) = result {
                 let offset = e.span().map_or(name_offset, |s| s.start);
-                let reason = format!("{} {name:?}: {}", section.singular(), e.message());
+                let reason = reason(&e);
                 out.push(problem(Loc::Offset(offset), reason));
             }
         }
@@ -235,11 +297,11 @@ fn parse_toml(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
     raw
 }
 
-fn de_toml<T: DeserializeOwned>(de: ValueDeserializer<'_>) -> Result<T, toml::de::Error> {
+fn de_toml<'a, T: Deserialize<'a>>(de: ValueDeserializer<'a>) -> Result<T, toml::de::Error> {
     T::deserialize(de)
 }
 
-fn parse_json(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
+fn parse_json<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> RawFile<'a> {
     match serde_json::from_str::<RawFile>(text) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => parse_json_slowly(file, text, out),
@@ -265,7 +327,7 @@ fn json_syntax(file: usize, e: &serde_json::Error) -> Pending {
 }
 
 /// The error path for JSON: every entry on its own, to report all problems.
-fn parse_json_slowly(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile {
+fn parse_json_slowly<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> RawFile<'a> {
     use serde_json::Value;
 
     let top = match serde_json::from_str::<Value>(text) {
@@ -295,10 +357,11 @@ fn parse_json_slowly(file: usize, text: &str, out: &mut Vec<Pending>) -> RawFile
             continue;
         };
         for (name, entry) in table {
+            let text = Text(Cow::Owned(name.clone()));
             let result = match section {
-                Section::Users => RawUser::deserialize(entry).map(|u| raw.users.push((name.clone(), u))),
-                Section::Groups => RawGroup::deserialize(entry).map(|g| raw.groups.push((name.clone(), g))),
-                Section::Rooms => RawRoom::deserialize(entry).map(|r| raw.rooms.push((name.clone(), r))),
+                Section::Users => RawUser::deserialize(entry).map(|u| raw.users.push((text, u))),
+                Section::Groups => RawGroup::deserialize(entry).map(|g| raw.groups.push((text, g))),
+                Section::Rooms => RawRoom::deserialize(entry).map(|r| raw.rooms.push((text, r))),
             };
             if let Err(e) = result {
                 let reason = format!("{} {name:?}: {e}", section.singular());

@@ -38,7 +38,7 @@ fn dump(s: &Snapshot) -> String {
             u.patterns,
         );
     }
-    let _ = writeln!(out, "rooms={:?}", s.rooms());
+    let _ = writeln!(out, "rooms={:?}", s.rooms().collect::<Vec<_>>());
     for r in s.rooms() {
         let _ = writeln!(out, "{r}: {:?}", s.room_description(r));
     }
@@ -612,7 +612,7 @@ fn tmp_large_json() {
     println!("size {} MB", j.len() / 1_000_000);
     let sources = vec![("big.json".to_owned(), j)];
     let t = std::time::Instant::now();
-    let raw: source::RawFile = serde_json::from_str(&sources[0].1).expect("raw");
+    let raw: source::RawFile<'_> = serde_json::from_str(&sources[0].1).expect("raw");
     println!("serde {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let mut defs = build::Defs::default();

@@ -215,8 +215,18 @@ impl TokenKeys {
         &self.issuer
     }
 
-    /// Mint an access token. Returns the token and its claims.
+    /// Mint an access token with a fresh random token id. Returns the token and its claims.
     pub fn mint(&self, req: &MintRequest<'_>, now: i64) -> Result<(String, AccessClaims), TokenError> {
+        self.mint_with_id(req, &new_id(), now)
+    }
+
+    /// Mint with a given token id (deterministic: same inputs, same token).
+    pub fn mint_with_id(
+        &self,
+        req: &MintRequest<'_>,
+        tid: &str,
+        now: i64,
+    ) -> Result<(String, AccessClaims), TokenError> {
         let signer = self.signer.as_ref().ok_or(TokenError::NoSigningKey)?;
         let mut exp = now + req.ttl.as_secs() as i64;
         if let Some(end) = req.session_expires_at {
@@ -228,7 +238,7 @@ impl TokenKeys {
             sub: req.user.to_string(),
             sid: req.session.to_string(),
             did: req.device.map(str::to_string),
-            tid: new_id(),
+            tid: tid.to_string(),
             iat: now,
             exp,
             sexp: req.session_expires_at,

@@ -1,5 +1,9 @@
-//! Our own tokens: short EdDSA access tokens (and, later, the refresh-token store).
+//! Our own tokens: short EdDSA access tokens, rotating refresh tokens, revocation.
 
 pub mod access;
+pub mod refresh;
+pub mod revocation;
+pub mod service;
+pub mod store;
 
 pub use access::{AccessClaims, MintRequest, TokenError, TokenKeys};

@@ -106,6 +106,7 @@ pub struct TestEnv {
     pub tokens: TokenKeys,
     pub issuer_public: String,
     pub callout_password: String,
+    instances: std::sync::atomic::AtomicUsize,
 }
 
 /// Copy the demo permission files into `dst`.
@@ -159,6 +160,9 @@ impl TestEnv {
         config.callout.issuer_seed_file = keydir.join(keys::ISSUER_FILE);
         config.callout.xkey_seed_file = opts.xkey.then(|| keydir.join(keys::XKEY_FILE));
         config.tokens.signing_key_file = keydir.join(keys::TOKEN_KEY_FILE);
+        config.tokens.refresh_secret_file = keydir.join(keys::REFRESH_SECRET_FILE);
+        config.tokens.store_path = dir.path().join("tokens.redb");
+        config.http.listen = "127.0.0.1:0".into();
         config.permissions.dir = perms;
         (opts.tweak)(&mut config);
         config.validate().unwrap();
@@ -170,17 +174,25 @@ impl TestEnv {
             tokens,
             issuer_public: g.issuer_public,
             callout_password,
+            instances: Default::default(),
         }
     }
 
-    /// Start the service in-process; it stops when the handle drops.
+    /// Start the service in-process; it stops when the handle drops. The first instance
+    /// uses `config.tokens.store_path`; later ones get their own store file.
     pub async fn start_callout(&self) -> CalloutHandle {
-        self.start_callout_with(self.config.clone()).await
+        let n = self.instances.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut config = self.config.clone();
+        if n > 0 {
+            config.tokens.store_path = self.dir.path().join(format!("tokens-{n}.redb"));
+        }
+        self.start_callout_with(config).await
     }
 
     pub async fn start_callout_with(&self, config: Config) -> CalloutHandle {
         let app = App::build(config).await.expect("service starts");
         let callout = app.callout();
+        let http_addr = app.http_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -189,6 +201,7 @@ impl TestEnv {
             stop: Some(tx),
             task: Some(task),
             callout,
+            http_addr,
         }
     }
 
@@ -314,9 +327,15 @@ pub struct CalloutHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub callout: std::sync::Arc<nats_callout::callout::Callout>,
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl CalloutHandle {
+    /// Base URL of this instance's HTTP API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr.expect("HTTP API enabled"))
+    }
+
     pub fn stats(&self) -> nats_callout::callout::Stats {
         self.callout.stats()
     }

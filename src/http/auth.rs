@@ -1,0 +1,390 @@
+//! Login, refresh, logout, revoke and introspect.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header::SET_COOKIE};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_PATH};
+use super::error::ApiError;
+use super::{ClientAddr, HttpState, SharedState, authenticate, check_origin};
+use crate::names::validate_name;
+use crate::permissions::Role;
+use crate::tokens::refresh::RefreshError;
+use crate::tokens::service::{LifecycleError, Pair, RevokeTarget};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct LoginRequest {
+    username: String,
+    password: String,
+    device_id: Option<String>,
+    client_id: Option<String>,
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// The OAuthToken answer. In browser mode both tokens are left out (they travel in cookies).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct OAuthToken {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    access_token_expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    refresh_token_expires_at: String,
+    scope: String,
+    user_id: String,
+    client_id: Option<String>,
+}
+
+fn rfc3339(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
+}
+
+fn lifecycle_error(e: LifecycleError) -> ApiError {
+    match e {
+        LifecycleError::Refresh(RefreshError::Store(err)) => {
+            warn!(error = %err, "token store error");
+            ApiError::internal()
+        }
+        LifecycleError::Refresh(r) => ApiError::unauthorized(r.code(), r.to_string()),
+        LifecycleError::Token(t) => {
+            warn!(error = %t, "could not mint an access token");
+            ApiError::internal()
+        }
+    }
+}
+
+/// The token response: body plus cookies. `browser` keeps tokens out of the body.
+fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
+    let now = state.now();
+    let secure = state.settings.secure_cookies;
+    let snapshot = state.snapshot.load();
+    let scope = snapshot
+        .user(&pair.access.sub)
+        .map(|u| u.roles().map(|r| r.to_string()).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let body = OAuthToken {
+        access_token: (!browser).then(|| pair.access_token.clone()),
+        access_token_expires_at: rfc3339(pair.access.exp),
+        refresh_token: (!browser).then(|| pair.refresh.refresh_token.clone()),
+        refresh_token_expires_at: rfc3339(pair.refresh.refresh_expires_at),
+        scope,
+        user_id: pair.access.sub.clone(),
+        client_id: pair.refresh.session.client_id.clone(),
+    };
+    let mut resp = Json(body).into_response();
+    let mut add = |c: String| {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    };
+    add(cookies::set_cookie(
+        ACCESS_COOKIE,
+        &pair.access_token,
+        "/",
+        pair.access.exp - now,
+        secure,
+    ));
+    if browser {
+        add(cookies::set_cookie(
+            REFRESH_COOKIE,
+            &pair.refresh.refresh_token,
+            REFRESH_PATH,
+            pair.refresh.refresh_expires_at - now,
+            secure,
+        ));
+    }
+    resp
+}
+
+fn optional_name(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    match v {
+        Some(s) => validate_name(&s)
+            .map(|_| Some(s))
+            .map_err(|e| ApiError::bad_request(format!("{field}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn login(
+    State(state): State<SharedState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let now = state.now();
+    if req.cookie {
+        check_origin(&state, &headers, true)?;
+    }
+    let s = &state.settings;
+    if let Some(ip) = addr {
+        state
+            .limiter
+            .hit(&format!("addr:{ip}"), s.login_per_address_per_minute, now)
+            .map_err(ApiError::rate_limited)?;
+    }
+    let username = req.username.trim().to_string();
+    state
+        .limiter
+        .hit(
+            &format!("user:{}", username.to_lowercase()),
+            s.login_per_user_per_minute,
+            now,
+        )
+        .map_err(ApiError::rate_limited)?;
+    let device = optional_name("deviceId", req.device_id)?;
+    let client_id = optional_name("clientId", req.client_id)?;
+
+    let hash = state
+        .snapshot
+        .load()
+        .user(&username)
+        .and_then(|u| u.password_hash().map(str::to_string));
+    let password = req.password;
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => crate::password::verify_password(&h, &password),
+        None => {
+            crate::password::verify_dummy(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        info!(result = "deny", reason = "invalid-credentials", addr = ?addr, "login");
+        return Err(ApiError::unauthorized(
+            "invalid-credentials",
+            "invalid user name or password",
+        ));
+    }
+    let pair = state
+        .tokens
+        .login(&username, device.as_deref(), client_id.as_deref(), now)
+        .map_err(lifecycle_error)?;
+    info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
+    Ok(token_response(&state, &pair, req.cookie))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RefreshRequest {
+    refresh_token: Option<String>,
+}
+
+/// The refresh token from the body, or else the cookie (then `Origin` is checked).
+fn presented_refresh(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: Option<RefreshRequest>,
+) -> Result<(String, bool), ApiError> {
+    if let Some(t) = body.and_then(|b| b.refresh_token).filter(|t| !t.is_empty()) {
+        return Ok((t, false));
+    }
+    let t = cookies::get(headers, REFRESH_COOKIE)
+        .ok_or_else(|| ApiError::unauthorized("missing-token", "no refresh token"))?;
+    check_origin(state, headers, true)?;
+    Ok((t.to_string(), true))
+}
+
+/// An optional JSON body: empty is fine, malformed is a 400.
+fn optional_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+pub(super) async fn refresh(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (token, browser) = presented_refresh(&state, &headers, optional_body(&body)?)?;
+    let pair = state
+        .tokens
+        .rotate(&token, state.now())
+        .map_err(lifecycle_error)?;
+    Ok(token_response(&state, &pair, browser))
+}
+
+fn clear_cookies(resp: &mut Response, secure: bool) {
+    for c in [
+        cookies::set_cookie(ACCESS_COOKIE, "", "/", 0, secure),
+        cookies::set_cookie(REFRESH_COOKIE, "", REFRESH_PATH, 0, secure),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+}
+
+/// End the caller's session (identified by its refresh token, or its access token) and
+/// clear both cookies.
+pub(super) async fn logout(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let now = state.now();
+    let session = match presented_refresh(&state, &headers, optional_body(&body)?) {
+        Ok((t, _)) => state.tokens.refresh().session_for_token(&t).ok().map(|s| s.id),
+        Err(e) if e.code != "missing-token" => return Err(e),
+        Err(_) => None,
+    };
+    let session = match session {
+        Some(s) => s,
+        None => authenticate(&state, &headers, true)?.claims.sid,
+    };
+    let n = state
+        .tokens
+        .revoke(&RevokeTarget::Session(session), "logout", now)
+        .await
+        .map_err(lifecycle_error)?;
+    let mut resp = Json(json!({ "revokedSessions": n })).into_response();
+    clear_cookies(&mut resp, state.settings.secure_cookies);
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RevokeRequest {
+    user_id: Option<String>,
+    device_id: Option<String>,
+    session_id: Option<String>,
+    /// Unix seconds or an RFC 3339 time.
+    before: Option<Value>,
+}
+
+fn parse_before(v: &Value) -> Result<i64, ApiError> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("before: not a unix time")),
+        Value::String(s) => humantime::parse_rfc3339_weak(s)
+            .map_err(|e| ApiError::bad_request(format!("before: {e}")))
+            .map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+            }),
+        _ => Err(ApiError::bad_request(
+            "before: expected unix seconds or an RFC 3339 time",
+        )),
+    }
+}
+
+/// Revoke by session, device, user (admins, or users for themselves) or everything before
+/// a time (sysadmins). Roles come from the permission files.
+pub(super) async fn revoke(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<RevokeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, true)?.claims;
+    let Json(req) = body?;
+    let targets = [
+        req.user_id.is_some(),
+        req.device_id.is_some(),
+        req.session_id.is_some(),
+        req.before.is_some(),
+    ];
+    if targets.iter().filter(|t| **t).count() != 1 {
+        return Err(ApiError::bad_request(
+            "give exactly one of userId, deviceId, sessionId, before",
+        ));
+    }
+    let snapshot = state.snapshot.load();
+    let me = snapshot
+        .user(&caller.sub)
+        .ok_or_else(|| ApiError::forbidden("unknown user"))?;
+    let (admin, sysadmin) = (me.is_admin(), me.has_role(Role::Sysadmin));
+    let target = if let Some(u) = req.user_id {
+        if !admin && u != caller.sub {
+            return Err(ApiError::forbidden("only admins revoke other users"));
+        }
+        RevokeTarget::User(u)
+    } else if let Some(d) = req.device_id {
+        if !admin && caller.did.as_deref() != Some(d.as_str()) {
+            return Err(ApiError::forbidden("only admins revoke other devices"));
+        }
+        RevokeTarget::Device(d)
+    } else if let Some(s) = req.session_id {
+        let owner = state.tokens.refresh().session(&s).ok().flatten().map(|s| s.user);
+        if !admin && owner.as_deref() != Some(caller.sub.as_str()) {
+            return Err(ApiError::forbidden("only admins revoke other users' sessions"));
+        }
+        RevokeTarget::Session(s)
+    } else {
+        if !sysadmin {
+            return Err(ApiError::forbidden(
+                "only sysadmins revoke everything before a time",
+            ));
+        }
+        RevokeTarget::Before(parse_before(req.before.as_ref().unwrap_or(&Value::Null))?)
+    };
+    let reason = format!("revoked by {}", caller.sub);
+    let n = state
+        .tokens
+        .revoke(&target, &reason, state.now())
+        .await
+        .map_err(lifecycle_error)?;
+    Ok((StatusCode::OK, Json(json!({ "revokedSessions": n }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IntrospectRequest {
+    token: String,
+}
+
+/// Admins: is this token active, and if not, why (RFC 7662 in spirit).
+pub(super) async fn introspect(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Result<Json<IntrospectRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = authenticate(&state, &headers, true)?.claims;
+    if !state
+        .snapshot
+        .load()
+        .user(&caller.sub)
+        .is_some_and(|u| u.is_admin())
+    {
+        return Err(ApiError::forbidden("only admins introspect tokens"));
+    }
+    let Json(req) = body?;
+    let now = state.now();
+    let refresh = state.tokens.refresh();
+    if req
+        .token
+        .starts_with(crate::tokens::refresh::REFRESH_TOKEN_PREFIX)
+    {
+        return Ok(Json(match refresh.session_for_token(&req.token) {
+            Ok(s) => json!({
+                "active": s.revoked_at.is_none() && s.expires_at > now,
+                "tokenType": "refresh_token", "sub": s.user, "sid": s.id, "did": s.device,
+                "exp": s.expires_at, "revokedAt": s.revoked_at, "reason": s.revoke_reason,
+            }),
+            Err(e) => json!({ "active": false, "tokenType": "refresh_token", "reason": e.code() }),
+        }));
+    }
+    Ok(Json(match state.tokens.verify_access(&req.token, now) {
+        Ok(c) => json!({
+            "active": true, "tokenType": "access_token", "sub": c.sub, "sid": c.sid, "did": c.did,
+            "tid": c.tid, "iat": c.iat, "exp": c.exp,
+        }),
+        Err(e) => json!({ "active": false, "tokenType": "access_token", "reason": e.code() }),
+    }))
+}

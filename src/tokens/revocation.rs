@@ -1,0 +1,199 @@
+//! The in-memory revocation index the request path consults: sessions, devices, users and
+//! "everything before T", each with a cutoff on the access token's `iat`.
+//!
+//! Entries come from this instance's own revocations and from those broadcast on NATS by
+//! other instances; each lives only as long as the longest access token it can refuse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::AccessClaims;
+use super::refresh::{Revocation, RevocationKind};
+
+/// One immutable view of the revocations (swapped whole on change; read lock-free).
+#[derive(Debug, Default, Clone)]
+pub struct RevocationIndex {
+    sessions: HashMap<String, Revocation>,
+    devices: HashMap<String, Revocation>,
+    users: HashMap<String, Revocation>,
+    all: Option<Revocation>,
+}
+
+impl RevocationIndex {
+    /// Why this token is revoked, if it is (a stable code).
+    pub fn check(&self, c: &AccessClaims) -> Option<&'static str> {
+        let hit = |r: Option<&Revocation>| r.is_some_and(|r| c.iat <= r.cutoff);
+        if hit(self.sessions.get(&c.sid)) {
+            return Some("session-revoked");
+        }
+        if hit(c.did.as_ref().and_then(|d| self.devices.get(d))) {
+            return Some("device-revoked");
+        }
+        if hit(self.users.get(&c.sub)) {
+            return Some("user-revoked");
+        }
+        if hit(self.all.as_ref()) {
+            return Some("all-revoked");
+        }
+        None
+    }
+
+    fn insert(&mut self, r: Revocation) {
+        /// Keep whichever entry refuses more (later cutoff) for longer.
+        fn merge(slot: &mut Option<Revocation>, r: Revocation) {
+            match slot {
+                Some(old) if old.cutoff >= r.cutoff && old.expires_at >= r.expires_at => {}
+                _ => *slot = Some(r),
+            }
+        }
+        let map = match r.kind {
+            RevocationKind::All => return merge(&mut self.all, r),
+            RevocationKind::Session => &mut self.sessions,
+            RevocationKind::Device => &mut self.devices,
+            RevocationKind::User => &mut self.users,
+        };
+        let mut slot = map.remove(&r.value);
+        let key = r.value.clone();
+        merge(&mut slot, r);
+        map.extend(slot.map(|s| (key, s)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len() + self.devices.len() + self.users.len() + usize::from(self.all.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The shared, swappable index.
+#[derive(Debug, Default, Clone)]
+pub struct Revocations {
+    current: Arc<ArcSwap<RevocationIndex>>,
+}
+
+impl Revocations {
+    pub fn new(initial: impl IntoIterator<Item = Revocation>) -> Self {
+        let mut idx = RevocationIndex::default();
+        initial.into_iter().for_each(|r| idx.insert(r));
+        Revocations {
+            current: Arc::new(ArcSwap::from_pointee(idx)),
+        }
+    }
+
+    /// The current view (cheap; for the request path).
+    pub fn load(&self) -> Arc<RevocationIndex> {
+        self.current.load_full()
+    }
+
+    /// Add revocations (rare: copy, insert, swap).
+    pub fn apply(&self, revs: impl IntoIterator<Item = Revocation>) {
+        let revs: Vec<Revocation> = revs.into_iter().collect();
+        self.current.rcu(|cur| {
+            let mut next = RevocationIndex::clone(cur);
+            for r in &revs {
+                next.insert(r.clone());
+            }
+            next
+        });
+    }
+
+    /// Forget entries that can no longer match a live access token.
+    pub fn prune(&self, now: i64) {
+        self.current.rcu(|cur| {
+            let mut next = RevocationIndex::clone(cur);
+            next.sessions.retain(|_, r| r.expires_at > now);
+            next.devices.retain(|_, r| r.expires_at > now);
+            next.users.retain(|_, r| r.expires_at > now);
+            if next.all.as_ref().is_some_and(|r| r.expires_at <= now) {
+                next.all = None;
+            }
+            next
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, sid: &str, did: Option<&str>, iat: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: sub.into(),
+            sid: sid.into(),
+            did: did.map(str::to_string),
+            tid: "t".into(),
+            iat,
+            exp: iat + 300,
+            sexp: None,
+        }
+    }
+
+    fn rev(kind: RevocationKind, value: &str, cutoff: i64) -> Revocation {
+        Revocation {
+            kind,
+            value: value.into(),
+            cutoff,
+            expires_at: cutoff + 300,
+        }
+    }
+
+    #[test]
+    fn each_kind_refuses_only_what_it_names_and_only_up_to_its_cutoff() {
+        let r = Revocations::default();
+        r.apply([
+            rev(RevocationKind::Session, "s1", 100),
+            rev(RevocationKind::Device, "phone", 100),
+            rev(RevocationKind::User, "carol", 100),
+        ]);
+        let idx = r.load();
+        assert_eq!(
+            idx.check(&claims("bob", "s1", None, 100)),
+            Some("session-revoked")
+        );
+        assert_eq!(
+            idx.check(&claims("bob", "s1", None, 101)),
+            None,
+            "issued after the cutoff"
+        );
+        assert_eq!(
+            idx.check(&claims("bob", "s2", Some("phone"), 50)),
+            Some("device-revoked")
+        );
+        assert_eq!(idx.check(&claims("bob", "s2", Some("laptop"), 50)), None);
+        assert_eq!(idx.check(&claims("carol", "s9", None, 99)), Some("user-revoked"));
+        assert_eq!(idx.check(&claims("dave", "s9", None, 99)), None);
+        r.apply([rev(RevocationKind::All, "", 120)]);
+        assert_eq!(
+            r.load().check(&claims("dave", "s9", None, 99)),
+            Some("all-revoked")
+        );
+    }
+
+    #[test]
+    fn entries_are_forgotten_when_no_live_token_can_match() {
+        let r = Revocations::new([rev(RevocationKind::Session, "s1", 100)]);
+        r.prune(399);
+        assert_eq!(r.load().len(), 1);
+        r.prune(400);
+        assert!(r.load().is_empty());
+    }
+
+    #[test]
+    fn a_later_cutoff_wins() {
+        let r = Revocations::new([rev(RevocationKind::User, "bob", 100)]);
+        r.apply([
+            rev(RevocationKind::User, "bob", 200),
+            rev(RevocationKind::User, "bob", 150),
+        ]);
+        assert_eq!(
+            r.load().check(&claims("bob", "s", None, 180)),
+            Some("user-revoked")
+        );
+    }
+}

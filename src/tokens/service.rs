@@ -1,0 +1,244 @@
+//! The token life cycle in one place: issue a pair at login, rotate on refresh, revoke
+//! (store + local index + broadcast to other instances), verify access tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
+use super::refresh::{Issued, RefreshError, RefreshService, Revocation, RevocationKind};
+use super::revocation::Revocations;
+
+/// The NATS subject revocations are broadcast on (in the service's own account).
+pub const REVOCATION_SUBJECT: &str = "nats-callout.revocations";
+
+/// An access token and the refresh token it came with.
+pub struct Pair {
+    pub access_token: String,
+    pub access: AccessClaims,
+    pub refresh: Issued,
+}
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevokeTarget {
+    Session(String),
+    Device(String),
+    User(String),
+    /// Everything issued at or before this unix time.
+    Before(i64),
+}
+
+/// Why an access token was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AccessError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("access token revoked ({0})")]
+    Revoked(&'static str),
+}
+
+impl AccessError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AccessError::Token(e) => e.code(),
+            AccessError::Revoked(_) => "access-token-revoked",
+        }
+    }
+}
+
+/// Issues, rotates, revokes and verifies.
+pub struct TokenService {
+    keys: Arc<TokenKeys>,
+    refresh: RefreshService,
+    revocations: Revocations,
+    access_ttl: Duration,
+    nats: Option<async_nats::Client>,
+}
+
+/// The access token's id is derived from its refresh token, so a grace-window replay
+/// mints byte-for-byte the same access token (EdDSA is deterministic).
+fn tid_for(refresh_token: &str) -> String {
+    let d = Sha256::digest([b"tid:".as_slice(), refresh_token.as_bytes()].concat());
+    data_encoding::BASE32_NOPAD.encode(&d[..16]).to_lowercase()
+}
+
+impl TokenService {
+    pub fn new(
+        keys: Arc<TokenKeys>,
+        refresh: RefreshService,
+        revocations: Revocations,
+        access_ttl: Duration,
+    ) -> Self {
+        TokenService {
+            keys,
+            refresh,
+            revocations,
+            access_ttl,
+            nats: None,
+        }
+    }
+
+    /// Broadcast revocations through this connection.
+    pub fn with_nats(mut self, client: async_nats::Client) -> Self {
+        self.nats = Some(client);
+        self
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+    pub fn refresh(&self) -> &RefreshService {
+        &self.refresh
+    }
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    fn pair(&self, refresh: Issued) -> Result<Pair, TokenError> {
+        let tid = tid_for(&refresh.refresh_token);
+        let (access_token, access) = self.keys.mint_with_id(
+            &MintRequest {
+                user: &refresh.session.user,
+                session: &refresh.session.id,
+                device: refresh.session.device.as_deref(),
+                ttl: self.access_ttl,
+                session_expires_at: Some(refresh.session.expires_at),
+            },
+            &tid,
+            refresh.issued_at,
+        )?;
+        Ok(Pair {
+            access_token,
+            access,
+            refresh,
+        })
+    }
+
+    /// Start a session for an authenticated user.
+    pub fn login(
+        &self,
+        user: &str,
+        device: Option<&str>,
+        client_id: Option<&str>,
+        now: i64,
+    ) -> Result<Pair, LifecycleError> {
+        let issued = self.refresh.start_session(user, device, client_id, now)?;
+        info!(user, session = %issued.session.id, device = device.unwrap_or(""), "session started");
+        Ok(self.pair(issued)?)
+    }
+
+    /// Rotate a refresh token into a new pair.
+    pub fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
+        let issued = self.refresh.rotate(presented, now)?;
+        Ok(self.pair(issued)?)
+    }
+
+    /// Verify an access token and check the revocation index.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, AccessError> {
+        let claims = self.keys.verify(token, now)?;
+        if let Some(why) = self.revocations.load().check(&claims) {
+            return Err(AccessError::Revoked(why));
+        }
+        Ok(claims)
+    }
+
+    /// Revoke in the store, record and apply the revocation here, and broadcast it so every
+    /// other instance refuses the access tokens too. Returns how many sessions ended.
+    pub async fn revoke(
+        &self,
+        target: &RevokeTarget,
+        reason: &str,
+        now: i64,
+    ) -> Result<usize, LifecycleError> {
+        let expires_at = now + self.access_ttl.as_secs() as i64 + 1;
+        let rev = |kind, value: &str| Revocation {
+            kind,
+            value: value.to_string(),
+            cutoff: now,
+            expires_at,
+        };
+        let (sessions, revs) = match target {
+            RevokeTarget::Session(id) => {
+                let n = usize::from(self.refresh.revoke_session(id, reason, now)?);
+                (n, vec![rev(RevocationKind::Session, id)])
+            }
+            RevokeTarget::Device(d) => {
+                let s = self.refresh.revoke_device(d, reason, now)?;
+                (s.len(), vec![rev(RevocationKind::Device, d)])
+            }
+            RevokeTarget::User(u) => {
+                let s = self.refresh.revoke_user(u, reason, now)?;
+                (s.len(), vec![rev(RevocationKind::User, u)])
+            }
+            RevokeTarget::Before(t) => {
+                let n = self.refresh.revoke_before(*t, reason, now)?;
+                let r = Revocation {
+                    kind: RevocationKind::All,
+                    value: String::new(),
+                    cutoff: *t,
+                    expires_at,
+                };
+                (n, vec![r])
+            }
+        };
+        for r in &revs {
+            self.refresh.record_revocation(r)?;
+        }
+        self.revocations.apply(revs.iter().cloned());
+        info!(?target, reason, sessions, "revoked");
+        self.broadcast(&revs).await;
+        Ok(sessions)
+    }
+
+    async fn broadcast(&self, revs: &[Revocation]) {
+        let Some(nats) = &self.nats else { return };
+        match serde_json::to_vec(revs) {
+            Ok(body) => {
+                if let Err(e) = nats.publish(REVOCATION_SUBJECT, body.into()).await {
+                    warn!(error = %e, "could not broadcast revocations");
+                }
+                let _ = nats.flush().await;
+            }
+            Err(e) => warn!(error = %e, "could not encode revocations"),
+        }
+    }
+
+    /// Apply revocations broadcast by another instance (and keep them across restarts).
+    pub fn accept_broadcast(&self, body: &[u8]) {
+        match serde_json::from_slice::<Vec<Revocation>>(body) {
+            Ok(revs) => {
+                for r in &revs {
+                    if let Err(e) = self.refresh.record_revocation(r) {
+                        warn!(error = %e, "could not persist a broadcast revocation");
+                    }
+                }
+                self.revocations.apply(revs);
+            }
+            Err(e) => warn!(error = %e, "ignored a malformed revocation broadcast"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl LifecycleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LifecycleError::Refresh(e) => e.code(),
+            LifecycleError::Token(e) => e.code(),
+        }
+    }
+}
