@@ -220,6 +220,21 @@ impl App {
     }
 }
 
+/// Connect to NATS with the service's credentials.
+pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
+    if let Some(user) = &config.nats.user {
+        let password = config
+            .nats_password()?
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default();
+        opts = opts.user_and_password(user.clone(), password);
+    }
+    opts.connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
+}
+
 /// Remove expired and revoked records in batches, on a schedule.
 async fn janitor(
     tokens: Arc<TokenService>,

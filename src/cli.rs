@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`.
+//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, shutdown_signal};
 use crate::config::Config;
 use crate::permissions::Snapshot;
+use crate::tokens::service::RevokeTarget;
 use crate::tokens::{MintRequest, TokenKeys};
 
 #[derive(Debug, Parser)]
@@ -54,6 +55,18 @@ pub enum Command {
     },
     /// Hash a password (argon2id) for the permission files; reads it from stdin.
     HashPassword,
+    /// Revoke sessions through the running service (NATS, with the service's credentials).
+    Revoke {
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_USER", group = "target")]
+        user: Option<String>,
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_DEVICE", group = "target")]
+        device: Option<String>,
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_SESSION", group = "target")]
+        session: Option<String>,
+        /// Everything issued at or before this time (unix seconds or RFC 3339).
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_BEFORE", group = "target")]
+        before: Option<String>,
+    },
     /// Mint an access token for a user (for operators and tests).
     Token {
         #[arg(long, env = "NATS_CALLOUT_TOKEN_USER")]
@@ -107,6 +120,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", crate::password::hash_password(&password)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Revoke {
+            user,
+            device,
+            session,
+            before,
+        } => {
+            let target = match (user, device, session, before) {
+                (Some(u), None, None, None) => RevokeTarget::User(u),
+                (None, Some(d), None, None) => RevokeTarget::Device(d),
+                (None, None, Some(s), None) => RevokeTarget::Session(s),
+                (None, None, None, Some(t)) => RevokeTarget::Before(parse_time(&t)?),
+                _ => anyhow::bail!("give exactly one of --user, --device, --session, --before"),
+            };
+            let config = load(&cli.config)?;
+            let client = crate::app::connect(&config).await?;
+            let reply = client
+                .request(
+                    crate::endpoints::ADMIN_REVOKE_SUBJECT,
+                    serde_json::to_vec(&target)?.into(),
+                )
+                .await
+                .context("while asking the running service (is `nats-callout serve` up?)")?;
+            let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+            println!("{body}");
+            Ok(if body.get("error").is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Token { user, ttl, device } => {
             let config = load(&cli.config)?;
             let keys =
@@ -133,6 +176,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Unix seconds, or an RFC 3339 time.
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("{s:?} is not a time"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0))
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

@@ -212,8 +212,11 @@ pub fn server_snippet(issuer: &str, xkey: &str, dir: &Path) -> String {
 # Passwords are in {dir}/{CALLOUT_PASSWORD_FILE} and {dir}/{SYS_PASSWORD_FILE}
 # (or `include "{dir}/{SERVER_VARS_FILE}"` and use $CALLOUT_PASSWORD / $SYS_PASSWORD).
 accounts {{
-  AUTH {{ users: [ {{ user: callout, password: $CALLOUT_PASSWORD }} ] }}
-  APP {{}}
+  AUTH {{
+    users: [ {{ user: callout, password: $CALLOUT_PASSWORD }} ]
+    exports: [ {{ service: "auth.v1.>" }} ]
+  }}
+  APP {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
 system_account: SYS

@@ -101,26 +101,7 @@ fn hash_password_reads_stdin_and_prints_an_argon2id_hash() {
 #[tokio::test]
 async fn serve_and_token_work_together() {
     let env = TestEnv::start(EnvOptions::default()).await;
-    let cfg = env.dir.path().join("callout.toml");
-    let c = &env.config;
-    std::fs::write(
-        &cfg,
-        format!(
-            "[nats]\nurl = \"{}\"\nuser = \"callout\"\npassword_file = \"{}\"\n\
-             [callout]\nissuer_seed_file = \"{}\"\nxkey_seed_file = \"{}\"\n\
-             [tokens]\nsigning_key_file = \"{}\"\nrefresh_secret_file = \"{}\"\nstore_path = \"{}\"\n\
-             [permissions]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            c.nats.url,
-            c.nats.password_file.as_ref().unwrap().display(),
-            c.callout.issuer_seed_file.display(),
-            c.callout.xkey_seed_file.as_ref().unwrap().display(),
-            c.tokens.signing_key_file.display(),
-            c.tokens.refresh_secret_file.display(),
-            c.tokens.store_path.display(),
-            c.permissions.dir.display(),
-        ),
-    )
-    .unwrap();
+    let cfg = env.write_config_file("127.0.0.1:0");
     let mut serve = bin()
         .arg("serve")
         .arg("--config")

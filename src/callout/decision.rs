@@ -7,10 +7,13 @@ use crate::claims::request::AuthRequest;
 use crate::claims::response::{Permission, ResponsePermission, UserPermissions};
 use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
-use crate::permissions::{Access, Snapshot};
+use crate::permissions::{Access, Role, Snapshot};
 use crate::subjects::Template;
 use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
+
+/// What users with the `service` role may also publish to: the service's own endpoints.
+pub const SERVICE_SUBJECTS: &[&str] = &[crate::endpoints::USER_CONTEXT_SUBJECT];
 
 /// Which connection types are served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -242,6 +245,9 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
             name: room.to_string(),
             access,
         });
+    }
+    if user.has_role(Role::Service) {
+        publish.extend(SERVICE_SUBJECTS.iter().map(|s| s.to_string()));
     }
     Ok(Grant {
         identity,

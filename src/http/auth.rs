@@ -215,6 +215,7 @@ pub(super) async fn refresh(
     let pair = state
         .tokens
         .rotate(&token, state.now())
+        .await
         .map_err(lifecycle_error)?;
     Ok(token_response(&state, &pair, browser))
 }

@@ -56,6 +56,17 @@ pub(crate) struct Defs<'a> {
     rooms: Vec<RoomDef<'a>>,
     /// Every exact room name seen (room tables and direct grants).
     room_names: HashSet<Arc<str>>,
+    /// Pass 2 results: users of each group (by index into `users`).
+    group_users: Vec<Vec<usize>>,
+    /// Pass 2 results: members of each room.
+    room_members: Vec<Members>,
+}
+
+/// The members of one room, resolved to indices.
+#[derive(Default)]
+struct Members {
+    users: Vec<usize>,
+    groups: Vec<usize>,
 }
 
 fn path(parts: &[&str], tail: Seg) -> Path {
@@ -178,8 +189,9 @@ impl<'a> Defs<'a> {
         }
     }
 
-    /// Pass 2: duplicates and references between entries.
-    pub(crate) fn check_references(&self, out: &mut Vec<Pending>) {
+    /// Pass 2: duplicates and references between entries. Also resolves every reference
+    /// to an index, so that pass 3 needs no name lookups.
+    pub(crate) fn check_references(&mut self, out: &mut Vec<Pending>) {
         let users = index(
             "user",
             "users",
@@ -199,38 +211,42 @@ impl<'a> Defs<'a> {
             out,
         );
 
-        for u in &self.users {
+        let mut group_users: Vec<Vec<usize>> = vec![Vec::new(); self.groups.len()];
+        for (ui, u) in self.users.iter().enumerate() {
             for (i, g) in u.groups.iter().enumerate() {
-                if !groups.contains_key(&**g) {
-                    out.push(Pending::at(
+                match groups.get(&**g) {
+                    Some(&(_, gi)) => group_users[gi].push(ui),
+                    None => out.push(Pending::at(
                         u.file,
                         path(&["users", &u.name, "groups"], Seg::Index(i)),
                         format!("user {:?}: unknown group {:?}", &*u.name, &**g),
-                    ));
+                    )),
                 }
             }
         }
-        for g in &self.groups {
+        for (gi, g) in self.groups.iter().enumerate() {
             for (i, m) in g.members.iter().enumerate() {
                 let reason = if m.starts_with('@') {
                     format!("group {:?}: a group cannot contain groups ({:?})", &*g.name, &**m)
-                } else if !users.contains_key(&**m) {
-                    format!("group {:?}: unknown user {:?}", &*g.name, &**m)
-                } else {
+                } else if let Some(&(_, ui)) = users.get(&**m) {
+                    group_users[gi].push(ui);
                     continue;
+                } else {
+                    format!("group {:?}: unknown user {:?}", &*g.name, &**m)
                 };
                 let at = path(&["groups", &g.name, "members"], Seg::Index(i));
                 out.push(Pending::at(g.file, at, reason));
             }
         }
+        let mut room_members = Vec::with_capacity(self.rooms.len());
         for r in &self.rooms {
+            let mut members = Members::default();
             for (i, m) in r.members.iter().enumerate() {
-                let known = match m.strip_prefix('@') {
-                    Some(g) => groups.contains_key(g),
-                    None => users.contains_key(&**m),
+                let (found, what) = match m.strip_prefix('@') {
+                    Some(g) => (groups.get(g).map(|&(_, gi)| members.groups.push(gi)), "group"),
+                    None => (users.get(&**m).map(|&(_, ui)| members.users.push(ui)), "user"),
                 };
-                if !known {
-                    let what = if m.starts_with('@') { "group" } else { "user" };
+                if found.is_none() {
                     out.push(Pending::at(
                         r.file,
                         path(&["rooms", &r.name, "members"], Seg::Index(i)),
@@ -238,84 +254,90 @@ impl<'a> Defs<'a> {
                     ));
                 }
             }
+            room_members.push(members);
         }
+        self.group_users = group_users;
+        self.room_members = room_members;
     }
 
     /// Pass 3: builds the snapshot. Only meaningful when passes 1 and 2 found nothing.
     pub(crate) fn build(self) -> Snapshot {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let no_members = Members::default();
+        let members = |ri: usize| self.room_members.get(ri).unwrap_or(&no_members);
+        let group_users = |gi: usize| self.group_users.get(gi).map_or(&[][..], Vec::as_slice);
 
-        // Group name -> member user ids (from both sides of the membership).
-        let mut group_members: HashMap<&str, Vec<&str>> = HashMap::new();
-        for g in &self.groups {
-            group_members
-                .entry(&g.name)
-                .or_default()
-                .extend(g.members.iter().map(|m| &**m));
-        }
-        for u in &self.users {
-            for g in &u.groups {
-                group_members.entry(g).or_default().push(&u.name);
+        // Size every user's grant map once, so it never grows while being filled.
+        let mut sizes: Vec<usize> = self.users.iter().map(|u| u.grants.len()).collect();
+        let mut bump = |ui: usize| {
+            if let Some(n) = sizes.get_mut(ui) {
+                *n += 1;
+            }
+        };
+        for (ri, r) in self.rooms.iter().enumerate() {
+            if matches!(r.target, Some(Target::Exact(_))) {
+                let m = members(ri);
+                m.users.iter().copied().for_each(&mut bump);
+                for &gi in &m.groups {
+                    group_users(gi).iter().copied().for_each(&mut bump);
+                }
             }
         }
 
-        let mut users: HashMap<String, User> = HashMap::with_capacity(self.users.len());
-        for u in &self.users {
-            let mut user = User {
-                id: u.name.to_string(),
-                roles: u.roles,
-                password_hash: u.password.as_deref().map(str::to_owned),
-                groups: Vec::new(),
-                grants: HashMap::with_capacity(u.grants.len()),
-                patterns: Vec::new(),
-                snapshot: id,
-            };
-            for (target, access) in &u.grants {
-                grant(&mut user, target, *access);
-            }
-            users.insert(user.id.clone(), user);
-        }
-        for (group, members) in &group_members {
-            for m in members {
-                if let Some(user) = users.get_mut(*m) {
-                    user.groups.push((*group).to_owned());
+        let mut users: Vec<User> = self
+            .users
+            .iter()
+            .zip(sizes)
+            .map(|(u, size)| {
+                let mut user = User {
+                    id: u.name.to_string(),
+                    roles: u.roles,
+                    password_hash: u.password.as_deref().map(str::to_owned),
+                    groups: Vec::new(),
+                    grants: HashMap::with_capacity(size),
+                    patterns: Vec::new(),
+                    snapshot: id,
+                };
+                for (target, access) in &u.grants {
+                    grant(&mut user, target, *access);
+                }
+                user
+            })
+            .collect();
+        for (gi, g) in self.groups.iter().enumerate() {
+            for &ui in group_users(gi) {
+                if let Some(user) = users.get_mut(ui) {
+                    user.groups.push(g.name.to_string());
                 }
             }
         }
 
         let mut descriptions = HashMap::new();
-        for r in &self.rooms {
-            let Some(target) = &r.target else { continue };
-            for m in &r.members {
-                match m.strip_prefix('@') {
-                    Some(g) => {
-                        for m in group_members.get(g).into_iter().flatten() {
-                            if let Some(user) = users.get_mut(*m) {
-                                grant(user, target, r.access);
-                            }
-                        }
-                    }
-                    None => {
-                        if let Some(user) = users.get_mut(&**m) {
-                            grant(user, target, r.access);
-                        }
-                    }
-                }
-            }
+        for (ri, r) in self.rooms.iter().enumerate() {
             if let Some(d) = &r.description {
                 descriptions.insert(r.name.to_string(), d.to_string());
             }
+            let Some(target) = &r.target else { continue };
+            let m = members(ri);
+            let via_groups = m.groups.iter().flat_map(|&gi| group_users(gi));
+            for &ui in m.users.iter().chain(via_groups) {
+                if let Some(user) = users.get_mut(ui) {
+                    grant(user, target, r.access);
+                }
+            }
         }
 
-        for user in users.values_mut() {
+        let mut by_id = HashMap::with_capacity(users.len());
+        for mut user in users {
             user.groups.sort_unstable();
             user.groups.dedup();
             merge_patterns(&mut user.patterns);
+            by_id.insert(user.id.clone(), user);
         }
         let mut rooms: Vec<Arc<str>> = self.room_names.into_iter().collect();
         rooms.sort_unstable();
-        Snapshot::new(id, users, rooms, descriptions)
+        Snapshot::new(id, by_id, rooms, descriptions)
     }
 }
 
@@ -345,17 +367,17 @@ fn merge_patterns(patterns: &mut Vec<(Pattern, Access)>) {
     });
 }
 
-/// Indexes names (name -> file of the first definition) and reports those defined more
-/// than once (in any files).
+/// Indexes names (name -> file and position of the first definition) and reports those
+/// defined more than once (in any files).
 fn index<'a>(
     kind: &str,
     section: &str,
     names: impl Iterator<Item = (usize, &'a str)>,
     out: &mut Vec<Pending>,
-) -> HashMap<&'a str, usize> {
-    let mut first: HashMap<&'a str, usize> = HashMap::with_capacity(names.size_hint().0);
-    for (file, name) in names {
-        if let Some(&first_file) = first.get(name) {
+) -> HashMap<&'a str, (usize, usize)> {
+    let mut first: HashMap<&'a str, (usize, usize)> = HashMap::with_capacity(names.size_hint().0);
+    for (i, (file, name)) in names.enumerate() {
+        if let Some(&(first_file, _)) = first.get(name) {
             let mut p = Pending::at(
                 file,
                 keys(&[section, name]),
@@ -364,7 +386,7 @@ fn index<'a>(
             p.first = Some((first_file, keys(&[section, name])));
             out.push(p);
         } else {
-            first.insert(name, file);
+            first.insert(name, (file, i));
         }
     }
     first

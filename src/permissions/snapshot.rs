@@ -119,6 +119,7 @@ impl Snapshot {
     }
 
     /// Every exact room named in the files, sorted.
+    #[must_use]
     pub fn rooms(&self) -> impl ExactSizeIterator<Item = &str> {
         self.rooms.iter().map(|r| &**r)
     }

@@ -134,10 +134,24 @@ impl TokenService {
         Ok(self.pair(issued)?)
     }
 
-    /// Rotate a refresh token into a new pair.
-    pub fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
-        let issued = self.refresh.rotate(presented, now)?;
-        Ok(self.pair(issued)?)
+    /// Rotate a refresh token into a new pair. A reuse revokes the whole family here
+    /// and, through the broadcast, on every instance: its access tokens stop working.
+    pub async fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
+        match self.refresh.rotate(presented, now) {
+            Ok(issued) => Ok(self.pair(issued)?),
+            Err(RefreshError::Reused) => {
+                if let Ok(session) = self.refresh.session_for_token(presented) {
+                    self.revoke(
+                        &RevokeTarget::Session(session.id),
+                        super::refresh::REUSE_REASON,
+                        now,
+                    )
+                    .await?;
+                }
+                Err(RefreshError::Reused.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Verify an access token and check the revocation index.

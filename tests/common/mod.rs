@@ -29,7 +29,7 @@ pub fn nats_server_bin() -> PathBuf {
     PathBuf::from("nats-server")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -237,6 +237,36 @@ impl TestEnv {
         Ok(conn)
     }
 
+    /// Write this environment's service configuration as a `callout.toml` for the binary.
+    pub fn write_config_file(&self, http_listen: &str) -> PathBuf {
+        let c = &self.config;
+        let path = self.dir.path().join("callout.toml");
+        let xkey = c
+            .callout
+            .xkey_seed_file
+            .as_ref()
+            .map(|p| format!("xkey_seed_file = \"{}\"\n", p.display()))
+            .unwrap_or_default();
+        std::fs::write(
+            &path,
+            format!(
+                "[nats]\nurl = \"{}\"\nuser = \"callout\"\npassword_file = \"{}\"\n\
+                 [callout]\nissuer_seed_file = \"{}\"\n{xkey}\
+                 [tokens]\nsigning_key_file = \"{}\"\nrefresh_secret_file = \"{}\"\nstore_path = \"{}\"\n\
+                 [permissions]\ndir = \"{}\"\n[http]\nlisten = \"{http_listen}\"\n",
+                c.nats.url,
+                c.nats.password_file.as_ref().unwrap().display(),
+                c.callout.issuer_seed_file.display(),
+                c.tokens.signing_key_file.display(),
+                c.tokens.refresh_secret_file.display(),
+                c.tokens.store_path.display(),
+                c.permissions.dir.display(),
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// Connect as the service user in the AUTH account (to send raw requests).
     pub async fn connect_auth_user(&self) -> Client {
         ConnectOptions::new()
@@ -390,8 +420,8 @@ fn start_server(
 server_name: test
 max_control_line: 8KB
 accounts {{
-  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
-  APP {{}}
+  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ], exports: [ {{ service: "auth.v1.>" }} ] }}
+  APP {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS

@@ -1,0 +1,370 @@
+//! The token life cycle end to end: HTTP login, NATS connect with the access token,
+//! refresh, reuse detection revoking the family on every instance, grace replay,
+//! browser mode, revoke by device, the service role, and a crash in mid-rotation.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::ConnectErrorKind;
+use common::{DEADLINE, EnvOptions, TestEnv, connect_to};
+use serde_json::{Value, json};
+
+async fn post(url: &str, body: Value) -> (u16, Value, Vec<String>) {
+    let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body, cookies)
+}
+
+async fn login(base: &str, user: &str, device: Option<&str>) -> Value {
+    let (status, body, _) = post(
+        &format!("{base}/api/auth/login"),
+        json!({"username": user, "password": user, "deviceId": device}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn refresh(base: &str, rt: &str) -> (u16, Value) {
+    let (s, b, _) = post(&format!("{base}/api/auth/refresh"), json!({"refreshToken": rt})).await;
+    (s, b)
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_string()
+}
+
+async fn assert_nats_denied(env: &TestEnv, token: &str, what: &str) {
+    let err = env
+        .connect(Some(token), "all1")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: allowed"));
+    assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation, "{what}");
+}
+
+/// Login, connect, refresh, reuse an old refresh token: the family is revoked and its
+/// access token refused by the callout, also by a second instance that learned it
+/// from the broadcast.
+#[tokio::test]
+async fn reuse_revokes_the_family_on_every_instance() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let a = env.start_callout().await;
+    let b = env.start_callout().await;
+    let base = a.http_url();
+
+    let first = login(&base, "bob", Some("laptop")).await;
+    env.connect(Some(&s(&first, "accessToken")), "all1;bob1")
+        .await
+        .expect("login token connects");
+    let (st, second) = refresh(&base, &s(&first, "refreshToken")).await;
+    assert_eq!(st, 200, "{second}");
+    let (st, third) = refresh(&base, &s(&second, "refreshToken")).await;
+    assert_eq!(st, 200, "{third}");
+    env.connect(Some(&s(&third, "accessToken")), "all1")
+        .await
+        .expect("refreshed token connects");
+
+    // The first token is two generations old: not forgiven by the grace window.
+    let (st, err) = refresh(&base, &s(&first, "refreshToken")).await;
+    assert_eq!(
+        (st, err["error_code"].as_str()),
+        (401, Some("refresh-token-reused"))
+    );
+    let (st, err) = refresh(&base, &s(&third, "refreshToken")).await;
+    assert_eq!(
+        (st, err["error_code"].as_str()),
+        (401, Some("refresh-token-revoked"))
+    );
+
+    // Every instance refuses the family's access token: first either, then only b.
+    for _ in 0..6 {
+        assert_nats_denied(&env, &s(&third, "accessToken"), "revoked family, either instance").await;
+    }
+    a.stop().await;
+    for _ in 0..3 {
+        assert_nats_denied(&env, &s(&third, "accessToken"), "revoked family, second instance").await;
+    }
+    // Other users are untouched.
+    let alice = env.token("alice");
+    env.connect(Some(&alice), "all1")
+        .await
+        .expect("alice still connects");
+    drop(b);
+}
+
+/// Two tabs refreshing at once: the immediate predecessor within the grace window gives
+/// the same new pair, and nobody is logged out.
+#[tokio::test]
+async fn grace_window_replay_returns_the_same_pair() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let base = svc.http_url();
+    let first = login(&base, "alice", None).await;
+    let rt = s(&first, "refreshToken");
+    let (a, b) = tokio::join!(refresh(&base, &rt), refresh(&base, &rt));
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+    assert_eq!(s(&a.1, "refreshToken"), s(&b.1, "refreshToken"));
+    assert_eq!(s(&a.1, "accessToken"), s(&b.1, "accessToken"));
+    env.connect(Some(&s(&a.1, "accessToken")), "all1;alice1")
+        .await
+        .expect("the pair works");
+    let (st, _) = refresh(&base, &s(&a.1, "refreshToken")).await;
+    assert_eq!(st, 200, "the successor still rotates");
+}
+
+/// Browser mode: no token in the body; the cookie alone authenticates the websocket.
+#[tokio::test]
+async fn browser_mode_keeps_tokens_out_of_the_body() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", svc.http_url()))
+        .header("Origin", "http://127.0.0.1:8080")
+        .json(&json!({"username": "bob", "password": "bob", "cookie": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let text = resp.text().await.unwrap();
+    let access = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("nats_token="))
+        .and_then(|c| c.split(';').next())
+        .expect("nats_token cookie")
+        .to_string();
+    let refresh_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("nats_refresh="))
+        .expect("refresh cookie");
+    assert!(refresh_cookie.contains("Path=/api/auth") && refresh_cookie.contains("HttpOnly"));
+    assert!(!text.contains(&access), "{text}");
+    assert!(
+        !text.contains("\"accessToken\"") && !text.contains("\"refreshToken\""),
+        "{text}"
+    );
+    assert!(!text.contains("rt1_"), "{text}");
+
+    // The websocket listener lifts the cookie into CONNECT.
+    let url = format!("ws://127.0.0.1:{}", env.server.ws_port);
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://127.0.0.1:8080".parse().unwrap());
+    req.headers_mut()
+        .insert("Cookie", format!("nats_token={access}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let _info = ws.next().await;
+    ws.send(Message::binary(
+        &b"CONNECT {\"user\":\"all1\",\"verbose\":false,\"protocol\":1}\r\nPING\r\n"[..],
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .into_data();
+    assert!(String::from_utf8_lossy(&reply).contains("PONG"));
+}
+
+/// Revoking one device ends only that device's session.
+#[tokio::test]
+async fn revoke_by_device_touches_only_that_device() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let base = svc.http_url();
+    let phone = login(&base, "bob", Some("phone")).await;
+    let laptop = login(&base, "bob", Some("laptop")).await;
+    let admin = login(&base, "admin", None).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/auth/revoke"))
+        .bearer_auth(s(&admin, "accessToken"))
+        .json(&json!({"deviceId": "phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["revokedSessions"], 1);
+    assert_nats_denied(&env, &s(&phone, "accessToken"), "revoked device").await;
+    env.connect(Some(&s(&laptop, "accessToken")), "all1")
+        .await
+        .expect("the other device still connects");
+    assert_eq!(refresh(&base, &s(&phone, "refreshToken")).await.0, 401);
+    assert_eq!(refresh(&base, &s(&laptop, "refreshToken")).await.0, 200);
+}
+
+/// `nats-callout revoke --user` talks to the running service over NATS.
+#[tokio::test]
+async fn revoke_command_reaches_the_running_service() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let base = svc.http_url();
+    let bob = login(&base, "bob", None).await;
+    let cfg = env.write_config_file("");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+        .args(["revoke", "--user", "bob", "--config"])
+        .arg(&cfg)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"revokedSessions\":1"));
+    assert_nats_denied(&env, &s(&bob, "accessToken"), "revoked user").await;
+    assert_eq!(refresh(&base, &s(&bob, "refreshToken")).await.0, 401);
+}
+
+/// Internal services (role `service`) ask `auth.v1.usercontext` through the app
+/// account's import; plain users may not publish there.
+#[tokio::test]
+async fn user_context_endpoint_is_for_services_only() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    std::fs::write(
+        env.config.permissions.dir.join("service.toml"),
+        "[users.helpdesk]\nroles = [\"service\"]\n",
+    )
+    .unwrap();
+    let svc = env.start_callout().await;
+    let bob = login(&svc.http_url(), "bob", Some("laptop")).await;
+
+    let service = connect_to(
+        &env.server.url(),
+        Some(&env.token("helpdesk")),
+        "",
+        Some("_INBOX.helpdesk"),
+    )
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        service.client.request(
+            "auth.v1.usercontext",
+            json!({"token": s(&bob, "accessToken")}).to_string().into(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let ctx: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(ctx["id"], "bob");
+    assert_eq!(ctx["roles"], json!(["user"]));
+    assert_eq!(ctx["data"]["deviceId"], "laptop");
+    let bad = service
+        .client
+        .request("auth.v1.usercontext", "{\"token\":\"nope\"}".into())
+        .await
+        .unwrap();
+    let bad: Value = serde_json::from_slice(&bad.payload).unwrap();
+    assert_eq!(bad["error_code"], "token-malformed");
+
+    let mut plain = env.connect(Some(&env.token("bob")), "all1").await.unwrap();
+    plain
+        .client
+        .publish("auth.v1.usercontext", "{}".into())
+        .await
+        .unwrap();
+    plain
+        .expect_error("Permissions Violation for Publish to \"auth.v1.usercontext\"")
+        .await;
+}
+
+/// A service killed with SIGKILL in the middle of rotations restarts with a consistent
+/// store: the last pair the client received works, and it has exactly one successor.
+#[tokio::test]
+async fn sigkill_during_rotations_loses_nothing() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let port = common::free_port();
+    let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    async fn wait_up(base: &str) {
+        for _ in 0..200 {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("service did not come up");
+    }
+
+    for round in 0..3 {
+        let mut child = spawn();
+        wait_up(&base).await;
+        let mut rt = if round == 0 {
+            s(&login(&base, "bob", None).await, "refreshToken")
+        } else {
+            std::fs::read_to_string(env.dir.path().join("last-rt")).unwrap()
+        };
+        // After a restart the last token the client holds must still rotate: either it is
+        // current, or its successor was committed and the grace window replays it.
+        let (st, body) = refresh(&base, &rt).await;
+        assert_eq!(st, 200, "round {round}: last known token after restart: {body}");
+        rt = s(&body, "refreshToken");
+        // Rotate in a loop; kill -9 while requests are in flight.
+        let rotations = {
+            let base = base.clone();
+            let mut rt = rt.clone();
+            let path = env.dir.path().join("last-rt");
+            tokio::spawn(async move {
+                let mut n = 0;
+                loop {
+                    std::fs::write(&path, &rt).unwrap();
+                    match reqwest::Client::new()
+                        .post(format!("{base}/api/auth/refresh"))
+                        .json(&json!({"refreshToken": rt}))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => match r.json::<Value>().await {
+                            Ok(b) => {
+                                rt = s(&b, "refreshToken");
+                                n += 1;
+                            }
+                            Err(_) => return n,
+                        },
+                        Ok(r) => panic!("rotation refused: {}", r.text().await.unwrap_or_default()),
+                        Err(_) => return n,
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300 + 150 * round)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let n = rotations.await.unwrap();
+        assert!(n > 0, "some rotations happened before the kill");
+    }
+    // Final check: the last token has exactly one successor (a replay gives the same one).
+    let mut child = spawn();
+    wait_up(&base).await;
+    let rt = std::fs::read_to_string(env.dir.path().join("last-rt")).unwrap();
+    let (st1, a) = refresh(&base, &rt).await;
+    let (st2, b) = refresh(&base, &rt).await;
+    assert_eq!((st1, st2), (200, 200), "{a} {b}");
+    assert_eq!(s(&a, "refreshToken"), s(&b, "refreshToken"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
