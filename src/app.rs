@@ -15,6 +15,8 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
 use crate::permissions::Snapshot;
+use crate::reload::Reloader;
+use crate::sessions::Sessions;
 use crate::tokens::TokenKeys;
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
@@ -28,6 +30,8 @@ pub struct App {
     callout: Arc<Callout>,
     tokens: Arc<TokenService>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    reloader: Arc<Reloader>,
+    sessions: Option<Arc<Sessions>>,
     http: Option<tokio::net::TcpListener>,
     config: Config,
 }
@@ -69,7 +73,8 @@ impl App {
                 config.permissions.dir.display()
             )
         })?;
-        let policy = Policy::from_settings(&config.callout).map_err(anyhow::Error::msg)?;
+        let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
+            .map_err(anyhow::Error::msg)?;
         info!(
             users = snapshot.user_count(),
             rooms = snapshot.room_count(),
@@ -78,6 +83,8 @@ impl App {
             "permissions and keys loaded"
         );
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let reloader = Reloader::new(config.permissions.dir.clone(), snapshot.clone(), epoch.clone());
         let tokens = open_tokens(&config, token_keys.clone())?;
 
         let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
@@ -97,9 +104,38 @@ impl App {
             keys,
             token_keys,
             snapshot.clone(),
+            epoch.clone(),
             tokens.revocations().clone(),
             policy,
         ));
+        let sessions = match &config.nats.system_user {
+            Some(user) => {
+                let password = config
+                    .system_password()?
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default();
+                let sys = async_nats::ConnectOptions::new()
+                    .name(format!("{}-system", config.nats.name))
+                    .user_and_password(user.clone(), password)
+                    .connect(config.nats.url.as_str())
+                    .await
+                    .with_context(|| format!("while connecting to NATS as system user {user}"))?;
+                let s = Sessions::new(
+                    sys,
+                    snapshot.clone(),
+                    epoch,
+                    tokens.revocations().clone(),
+                    config.enforcement.clone(),
+                    config.callout.account.clone(),
+                );
+                reloader.set_sessions(s.clone());
+                Some(s)
+            }
+            None => {
+                warn!("no nats.system_user: live enforcement (LDM/KICK) is off");
+                None
+            }
+        };
         let sub = callout::subscribe(&client, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
@@ -117,6 +153,8 @@ impl App {
             callout,
             tokens,
             snapshot,
+            reloader,
+            sessions,
             http,
             config,
         })
@@ -129,6 +167,14 @@ impl App {
 
     pub fn tokens(&self) -> Arc<TokenService> {
         self.tokens.clone()
+    }
+
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    pub fn sessions(&self) -> Option<Arc<Sessions>> {
+        self.sessions.clone()
     }
 
     /// Where the HTTP API listens (port 0 in the config picks a free port).
@@ -144,6 +190,12 @@ impl App {
             settings: self.config.http.clone(),
             limiter: Default::default(),
             clock: Arc::new(now_secs),
+            ops: http::Ops {
+                reloader: Some(self.reloader.clone()),
+                sessions: self.sessions.clone(),
+                metrics: Some(crate::telemetry::metrics()),
+                token_reset_roles: self.config.enforcement.token_reset_roles.clone(),
+            },
         })
     }
 
@@ -157,6 +209,8 @@ impl App {
             callout,
             tokens,
             snapshot,
+            reloader,
+            sessions,
             http,
             config,
         } = self;
@@ -176,8 +230,28 @@ impl App {
             config.callout.queue_group.clone(),
             tokens.clone(),
             snapshot,
+            sessions.clone(),
             stop.clone(),
         ));
+        tasks.spawn({
+            let stop = stop.clone();
+            let watch = config.enforcement.watch;
+            async move {
+                if let Err(e) = reloader.run(watch, stop).await {
+                    warn!(error = %e, "permission watcher stopped");
+                }
+                Ok(())
+            }
+        });
+        if let Some(sessions) = sessions {
+            let (client, stop) = (client.clone(), stop.clone());
+            tasks.spawn(async move {
+                if let Err(e) = sessions.run(client, stop).await {
+                    warn!(error = %e, "live enforcement stopped");
+                }
+                Ok(())
+            });
+        }
         if let Some(listener) = http {
             info!(addr = ?listener.local_addr().ok(), "HTTP API listening");
             let s = stop.clone();

@@ -79,26 +79,12 @@ pub enum Command {
     },
 }
 
-/// Set up logging: `RUST_LOG` filter (default info), text or JSON on stderr.
-pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "nats_callout=info,async_nats=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Run one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let config = load(&cli.config)?;
-            init_tracing(config.log.format.as_deref() == Some("json"));
+            crate::telemetry::init_tracing(config.log.format.as_deref() == Some("json"));
             App::build(config).await?.run(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -47,6 +47,7 @@ pub struct Config {
     pub tokens: TokenSettings,
     pub permissions: PermissionSettings,
     pub http: HttpSettings,
+    pub enforcement: EnforcementSettings,
     pub log: LogSettings,
 }
 
@@ -61,6 +62,11 @@ pub struct NatsSettings {
     pub password_file: Option<PathBuf>,
     /// Client name shown in CONNZ.
     pub name: String,
+    /// A system-account user (listed in `auth_users`) for connect events, CONNZ, LDM
+    /// and KICK. Unset: no live enforcement.
+    pub system_user: Option<String>,
+    pub system_password: Option<Secret>,
+    pub system_password_file: Option<PathBuf>,
 }
 
 impl Default for NatsSettings {
@@ -71,6 +77,9 @@ impl Default for NatsSettings {
             password: None,
             password_file: None,
             name: "nats-callout".into(),
+            system_user: None,
+            system_password: None,
+            system_password_file: None,
         }
     }
 }
@@ -202,6 +211,8 @@ pub struct HttpSettings {
     pub login_per_user_per_minute: u32,
     /// Login attempts per minute per client address.
     pub login_per_address_per_minute: u32,
+    /// Port of nats-server's websocket listener, on the host the chat page was loaded from.
+    pub websocket_port: u16,
 }
 
 impl Default for HttpSettings {
@@ -212,6 +223,43 @@ impl Default for HttpSettings {
             allowed_origins: vec!["http://127.0.0.1:8080".into(), "http://localhost:8080".into()],
             login_per_user_per_minute: 10,
             login_per_address_per_minute: 30,
+            websocket_port: 9222,
+        }
+    }
+}
+
+/// Live enforcement: what happens to open connections when access is taken away.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnforcementSettings {
+    /// Watch the permission directory and reload on change (SIGHUP reloads too).
+    pub watch: bool,
+    /// Time between the lame-duck notice and the kick of a connection still there.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Kicks and notices per second (token bucket) for permission changes...
+    pub rate_per_second: f64,
+    /// ...with this burst.
+    pub burst: u32,
+    /// Revocations (own, higher-priority bucket).
+    pub revocation_rate_per_second: f64,
+    /// How often the registry is reconciled with CONNZ.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Roles that may call `auth.v1.tokenReset` (NATS and HTTP).
+    pub token_reset_roles: Vec<String>,
+}
+
+impl Default for EnforcementSettings {
+    fn default() -> Self {
+        EnforcementSettings {
+            watch: true,
+            grace: Duration::from_secs(5),
+            rate_per_second: 200.0,
+            burst: 50,
+            revocation_rate_per_second: 1000.0,
+            reconcile_interval: Duration::from_secs(60),
+            token_reset_roles: vec!["sysadmin".into(), "service".into()],
         }
     }
 }
@@ -256,6 +304,9 @@ impl Config {
         if let Some(p) = self.nats.password_file.as_mut() {
             fix(p);
         }
+        if let Some(p) = self.nats.system_password_file.as_mut() {
+            fix(p);
+        }
         fix(&mut self.tokens.signing_key_file);
         fix(&mut self.tokens.store_path);
         fix(&mut self.tokens.refresh_secret_file);
@@ -284,6 +335,18 @@ impl Config {
                 );
             }
         }
+        let e = &self.enforcement;
+        if e.rate_per_second <= 0.0 || e.revocation_rate_per_second <= 0.0 || e.burst == 0 {
+            return invalid(
+                "enforcement.rate_per_second",
+                "rates and burst must be positive".into(),
+            );
+        }
+        for r in &e.token_reset_roles {
+            if r.parse::<crate::permissions::Role>().is_err() {
+                return invalid("enforcement.token_reset_roles", format!("unknown role {r:?}"));
+            }
+        }
         if c.user_jwt_ttl.as_secs() == 0 {
             return invalid("callout.user_jwt_ttl", "must be at least 1s".into());
         }
@@ -301,15 +364,24 @@ impl Config {
 
     /// The NATS password, from `password_file` or `password`.
     pub fn nats_password(&self) -> Result<Option<Secret>, ConfigError> {
-        match &self.nats.password_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map(|s| Some(Secret::new(s.trim())))
-                .map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                }),
-            None => Ok(self.nats.password.clone()),
-        }
+        secret_from(&self.nats.password_file, &self.nats.password)
+    }
+
+    /// The system user's password, from `system_password_file` or `system_password`.
+    pub fn system_password(&self) -> Result<Option<Secret>, ConfigError> {
+        secret_from(&self.nats.system_password_file, &self.nats.system_password)
+    }
+}
+
+fn secret_from(file: &Option<PathBuf>, inline: &Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| Some(Secret::new(s.trim())))
+            .map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            }),
+        None => Ok(inline.clone()),
     }
 }
 

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::callout::now_secs;
 use crate::http::user_context;
 use crate::permissions::Snapshot;
+use crate::sessions::{Sessions, TOKEN_RESET_SUBJECT, TokenResetRequest};
 use crate::tokens::service::{REVOCATION_SUBJECT, RevokeTarget, TokenService};
 
 /// Internal services ask who a token belongs to (exported to the app account).
@@ -59,12 +60,14 @@ pub async fn serve(
     queue: String,
     tokens: Arc<TokenService>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    sessions: Option<Arc<Sessions>>,
     stop: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut broadcasts = client.subscribe(REVOCATION_SUBJECT).await?;
     let mut contexts = client
         .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
         .await?;
+    let mut resets = client.queue_subscribe(TOKEN_RESET_SUBJECT, queue.clone()).await?;
     let mut admin = client.queue_subscribe(ADMIN_REVOKE_SUBJECT, queue).await?;
     let _ = client.flush().await;
     loop {
@@ -73,6 +76,10 @@ pub async fn serve(
             Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload),
             Some(m) = contexts.next() => {
                 let reply = user_context_reply(&tokens, &snapshot.load(), &m.payload, now_secs());
+                respond(&client, m.reply, reply).await;
+            }
+            Some(m) = resets.next() => {
+                let reply = token_reset_reply(sessions.as_deref(), &m.payload);
                 respond(&client, m.reply, reply).await;
             }
             Some(m) = admin.next() => {
@@ -92,6 +99,19 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Answer `auth.v1.tokenReset {tids, reason}` with `{affected}`. Who may publish it is
+/// decided by the publish permissions the callout grants (`enforcement.token_reset_roles`).
+pub fn token_reset_reply(sessions: Option<&Sessions>, payload: &[u8]) -> serde_json::Value {
+    let Some(sessions) = sessions else {
+        return json!({"error": "live enforcement is off (no nats.system_user)", "error_code": "unavailable"});
+    };
+    match serde_json::from_slice::<TokenResetRequest>(payload) {
+        Ok(r) if !r.tids.is_empty() => json!({"affected": sessions.token_reset(&r.tids, &r.reason)}),
+        Ok(_) => json!({"error": "tids is empty", "error_code": "bad-request"}),
+        Err(e) => json!({"error": format!("invalid token reset request: {e}"), "error_code": "bad-request"}),
+    }
 }
 
 async fn respond(client: &async_nats::Client, reply: Option<async_nats::Subject>, body: serde_json::Value) {

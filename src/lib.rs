@@ -19,5 +19,8 @@ pub mod keys;
 pub mod names;
 pub mod password;
 pub mod permissions;
+pub mod reload;
+pub mod sessions;
 pub mod subjects;
+pub mod telemetry;
 pub mod tokens;

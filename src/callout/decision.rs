@@ -35,11 +35,22 @@ pub struct Policy {
     pub write_subject: Template,
     pub inbox_prefix: Template,
     pub user_jwt_ttl: Duration,
+    /// Roles whose users may publish `auth.v1.tokenReset`.
+    pub token_reset_roles: Vec<Role>,
 }
 
 impl Policy {
     /// Build from validated settings (see `Config::validate`).
     pub fn from_settings(s: &CalloutSettings) -> Result<Policy, String> {
+        Self::with_token_reset_roles(s, &[])
+    }
+
+    /// Build from settings, with the roles allowed to reset tokens.
+    pub fn with_token_reset_roles(s: &CalloutSettings, roles: &[String]) -> Result<Policy, String> {
+        let token_reset_roles = roles
+            .iter()
+            .map(|r| r.parse::<Role>().map_err(|_| format!("unknown role {r:?}")))
+            .collect::<Result<_, _>>()?;
         let has = |t: &str| s.connection_types.iter().any(|c| c == t);
         Ok(Policy {
             account: s.account.clone(),
@@ -55,6 +66,7 @@ impl Policy {
             write_subject: Template::parse(&s.write_subject, true)?,
             inbox_prefix: Template::parse(&s.inbox_prefix, false)?,
             user_jwt_ttl: s.user_jwt_ttl,
+            token_reset_roles,
         })
     }
 
@@ -80,6 +92,8 @@ pub struct Grant {
     pub refused: Vec<String>,
     pub permissions: UserPermissions,
     pub expires_at: i64,
+    /// The service subjects were granted (role `service`).
+    pub service: bool,
 }
 
 /// Why a connection was denied. [`Deny::code`] is the logged reason.
@@ -246,8 +260,15 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
             access,
         });
     }
-    if user.has_role(Role::Service) {
+    let service = user.has_role(Role::Service);
+    if service {
         publish.extend(SERVICE_SUBJECTS.iter().map(|s| s.to_string()));
+    }
+    for role in user.roles() {
+        if policy.token_reset_roles.contains(&role) {
+            publish.push(crate::sessions::TOKEN_RESET_SUBJECT.to_string());
+            break;
+        }
     }
     Ok(Grant {
         identity,
@@ -265,6 +286,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
             resp: Some(ResponsePermission { max: 1, ttl: 0 }),
         },
         expires_at,
+        service,
     })
 }
 

@@ -1,9 +1,26 @@
 //! The xkey envelope: open sealed requests and seal replies, strictly by mode.
+//!
+//! The format is nkeys' `xkv1`: `"xkv1" || nonce (24) || NaCl box (XSalsa20-Poly1305)`.
+//! The box key (X25519 + HSalsa20 of our secret and the server's public key) is the same
+//! for every request from one server, so it is computed once per (our key, server key)
+//! pair and kept in a small process-wide cache, instead of once per open and per seal.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arc_swap::ArcSwap;
+use crypto_box::aead::{Aead, AeadCore};
+use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use nkeys::XKey;
 
 /// The header nats-server sets on a sealed request: its own public curve key.
 pub const SERVER_XKEY_HEADER: &str = "Nats-Server-Xkey";
+
+const XKEY_V1: &[u8] = b"xkv1";
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Distinct (our key, server key) pairs kept; a cluster has one entry per server.
+const MAX_BOXES: usize = 256;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
@@ -41,7 +58,7 @@ pub fn open(payload: &[u8], header: Option<&str>, ours: Option<&XKey>) -> Result
     match (ours, header) {
         (Some(_), None) => Err(EnvelopeError::Unsealed),
         (None, Some(_)) => Err(EnvelopeError::SealedWithoutKey),
-        (None, None) if !looks_plain && payload.starts_with(b"xkv1") => Err(EnvelopeError::SealedWithoutKey),
+        (None, None) if !looks_plain && payload.starts_with(XKEY_V1) => Err(EnvelopeError::SealedWithoutKey),
         (None, None) => Ok(Opened {
             jwt: payload.to_vec(),
             server_xkey: None,
@@ -51,7 +68,7 @@ pub fn open(payload: &[u8], header: Option<&str>, ours: Option<&XKey>) -> Result
                 return Err(EnvelopeError::Unsealed);
             }
             let server = XKey::from_public_key(header).map_err(|_| EnvelopeError::BadServerKey)?;
-            let jwt = ours.open(payload, &server).map_err(|_| EnvelopeError::Open)?;
+            let jwt = open_sealed(payload, ours, &server)?;
             Ok(Opened {
                 jwt,
                 server_xkey: Some((header.to_string(), server)),
@@ -63,9 +80,91 @@ pub fn open(payload: &[u8], header: Option<&str>, ours: Option<&XKey>) -> Result
 /// Seal `reply` to the server's key when the request was sealed.
 pub fn seal(reply: String, ours: Option<&XKey>, server: Option<&XKey>) -> Vec<u8> {
     match (ours, server) {
-        (Some(ours), Some(server)) => ours.seal(reply.as_bytes(), server).unwrap_or_default(),
+        (Some(ours), Some(server)) => seal_to(reply.as_bytes(), ours, server).unwrap_or_default(),
         _ => reply.into_bytes(),
     }
+}
+
+fn open_sealed(payload: &[u8], ours: &XKey, server: &XKey) -> Result<Vec<u8>, EnvelopeError> {
+    let rest = payload.strip_prefix(XKEY_V1).ok_or(EnvelopeError::Open)?;
+    if rest.len() < NONCE_LEN + TAG_LEN {
+        return Err(EnvelopeError::Open);
+    }
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let (key, cached) = BoxKey::of(ours, server).ok_or(EnvelopeError::Open)?;
+    let b = match cached.clone() {
+        Some(b) => b,
+        None => Arc::new(derive(ours, &key).ok_or(EnvelopeError::Open)?),
+    };
+    let jwt = b.decrypt(nonce.into(), sealed).map_err(|_| EnvelopeError::Open)?;
+    if cached.is_none() {
+        // Only a key that actually opened a request is kept.
+        remember(key, b);
+    }
+    Ok(jwt)
+}
+
+fn seal_to(plain: &[u8], ours: &XKey, server: &XKey) -> Option<Vec<u8>> {
+    let (key, cached) = BoxKey::of(ours, server)?;
+    let b = match cached {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(derive(ours, &key)?);
+            remember(key, b.clone());
+            b
+        }
+    };
+    let nonce = SalsaBox::generate_nonce(&mut rand::thread_rng());
+    let sealed = b.encrypt(&nonce, plain).ok()?;
+    let mut out = Vec::with_capacity(XKEY_V1.len() + NONCE_LEN + sealed.len());
+    out.extend_from_slice(XKEY_V1);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Some(out)
+}
+
+/// Our public key and the server's, raw: what a box key is derived from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct BoxKey {
+    ours: [u8; 32],
+    server: [u8; 32],
+}
+
+type Boxes = HashMap<BoxKey, Arc<SalsaBox>>;
+
+static BOXES: LazyLock<ArcSwap<Boxes>> = LazyLock::new(Default::default);
+
+impl BoxKey {
+    /// The pair's key and, when known, its cached box.
+    fn of(ours: &XKey, server: &XKey) -> Option<(BoxKey, Option<Arc<SalsaBox>>)> {
+        let raw = |k: &XKey| nkeys::from_public_key(&k.public_key()).ok().map(|(_, raw)| raw);
+        let key = BoxKey {
+            ours: raw(ours)?,
+            server: raw(server)?,
+        };
+        let cached = BOXES.load().get(&key).cloned();
+        Some((key, cached))
+    }
+}
+
+/// X25519 of our secret and the server's public key (the expensive part, done once).
+fn derive(ours: &XKey, key: &BoxKey) -> Option<SalsaBox> {
+    let seed = ours.seed().ok()?;
+    let (_, secret) = nkeys::decode_seed(&seed).ok()?;
+    let secret = SecretKey::from_bytes(secret);
+    Some(SalsaBox::new(&PublicKey::from(key.server), &secret))
+}
+
+fn remember(key: BoxKey, b: Arc<SalsaBox>) {
+    BOXES.rcu(|boxes| {
+        let mut boxes = if boxes.len() >= MAX_BOXES {
+            Boxes::new()
+        } else {
+            Boxes::clone(boxes)
+        };
+        boxes.insert(key, b.clone());
+        boxes
+    });
 }
 
 #[cfg(test)]
@@ -129,5 +228,61 @@ mod tests {
             open(&sealed, Some(&other), Some(&ours)).err(),
             Some(EnvelopeError::Open)
         );
+    }
+
+    #[test]
+    fn cached_box_keeps_working_and_is_per_key_pair() {
+        let (ours, other_ours) = (XKey::new(), XKey::new());
+        let server = XKey::new();
+        let sp = server.public_key();
+        let to = |k: &XKey| XKey::from_public_key(&k.public_key()).unwrap();
+        for _ in 0..3 {
+            let sealed = server.seal(b"eyJmany", &to(&ours)).unwrap();
+            assert_eq!(open(&sealed, Some(&sp), Some(&ours)).unwrap().jwt, b"eyJmany");
+            // the same server, another callout key: its own box, not ours
+            assert_eq!(
+                open(&sealed, Some(&sp), Some(&other_ours)).err(),
+                Some(EnvelopeError::Open)
+            );
+            let reply = seal("eyJback".into(), Some(&ours), Some(&to(&server)));
+            assert_eq!(server.open(&reply, &to(&ours)).unwrap(), b"eyJback");
+            assert!(server.open(&reply, &to(&other_ours)).is_err());
+        }
+    }
+
+    #[test]
+    fn tampered_or_short_payloads_do_not_open() {
+        let ours = XKey::new();
+        let server = XKey::new();
+        let sp = server.public_key();
+        let mut sealed = server
+            .seal(b"eyJx", &XKey::from_public_key(&ours.public_key()).unwrap())
+            .unwrap();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert_eq!(
+            open(&sealed, Some(&sp), Some(&ours)).err(),
+            Some(EnvelopeError::Open)
+        );
+        for short in [&b"xkv1"[..], b"xkv1short", &sealed[..4 + 24 + 15]] {
+            assert_eq!(
+                open(short, Some(&sp), Some(&ours)).err(),
+                Some(EnvelopeError::Open)
+            );
+        }
+        // same length and prefix as a real box, but another version tag
+        let mut v2 = sealed.clone();
+        v2[3] = b'2';
+        assert_eq!(open(&v2, Some(&sp), Some(&ours)).err(), Some(EnvelopeError::Open));
+    }
+
+    #[test]
+    fn empty_reply_seals_like_nkeys() {
+        let ours = XKey::new();
+        let server = XKey::new();
+        let to = |k: &XKey| XKey::from_public_key(&k.public_key()).unwrap();
+        let reply = seal(String::new(), Some(&ours), Some(&to(&server)));
+        assert_eq!(reply.len(), 4 + 24 + 16);
+        assert_eq!(server.open(&reply, &to(&ours)).unwrap(), b"");
     }
 }

@@ -20,6 +20,8 @@ use crate::claims::request::{self, AuthRequest};
 use crate::claims::response::{Outcome, UserJwt, response_jwt, user_jwt};
 use crate::keys::CalloutKeys;
 use crate::permissions::Snapshot;
+use crate::sessions::DECISION_SUBJECT;
+use crate::sessions::registry::{ConnKey, DecisionRecord};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use decision::{Deny, Grant, Inputs, Policy, decide};
@@ -33,6 +35,8 @@ pub struct Callout {
     keys: CalloutKeys,
     tokens: Arc<TokenKeys>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Bumped after every permission reload.
+    snapshot_epoch: Arc<AtomicU64>,
     revocations: Revocations,
     policy: Policy,
     counts: Counts,
@@ -60,7 +64,8 @@ pub enum Verdict {
     /// Not answered with a JWT (cannot be opened or verified): an empty reply.
     Refused(&'static str),
     Denied(Deny),
-    Allowed(Box<Grant>),
+    /// Allowed: the grant, and the record published for live enforcement.
+    Allowed(Box<(Grant, DecisionRecord)>),
 }
 
 impl Callout {
@@ -68,6 +73,7 @@ impl Callout {
         keys: CalloutKeys,
         tokens: Arc<TokenKeys>,
         snapshot: Arc<ArcSwap<Snapshot>>,
+        snapshot_epoch: Arc<AtomicU64>,
         revocations: Revocations,
         policy: Policy,
     ) -> Self {
@@ -75,15 +81,11 @@ impl Callout {
             keys,
             tokens,
             snapshot,
+            snapshot_epoch,
             revocations,
             policy,
             counts: Counts::default(),
         }
-    }
-
-    /// Replace the permission snapshot (atomic; requests in flight keep the old one).
-    pub fn set_snapshot(&self, snapshot: Snapshot) {
-        self.snapshot.store(Arc::new(snapshot));
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -135,6 +137,11 @@ impl Callout {
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
             return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
         }
+        // Epochs first: a decision never claims a newer epoch than the data it used.
+        let epochs = (
+            self.snapshot_epoch.load(Ordering::Acquire),
+            self.revocations.epoch(),
+        );
         let snapshot = self.snapshot.load();
         let revoked = self.revocations.load();
         let inputs = Inputs {
@@ -144,7 +151,10 @@ impl Callout {
             policy: &self.policy,
         };
         let verdict = match decide(&req, &inputs, now) {
-            Ok(grant) => Verdict::Allowed(Box::new(grant)),
+            Ok(grant) => {
+                let record = decision_record(&req, &grant, epochs);
+                Verdict::Allowed(Box::new((grant, record)))
+            }
             Err(deny) => Verdict::Denied(deny),
         };
         log_decision(&req, &verdict);
@@ -169,7 +179,8 @@ impl Callout {
         let issuer_pk = self.keys.issuer_public();
         let (nkey, server) = (req.user_nkey.as_str(), req.server_id.id.as_str());
         match verdict {
-            Verdict::Allowed(grant) => {
+            Verdict::Allowed(allowed) => {
+                let grant = &allowed.0;
                 let jwt = user_jwt(
                     issuer,
                     issuer_pk,
@@ -192,13 +203,39 @@ impl Callout {
     }
 }
 
+/// What live enforcement needs to know about an allowed connection.
+fn decision_record(
+    req: &AuthRequest,
+    g: &Grant,
+    (snapshot_epoch, revocation_epoch): (u64, u64),
+) -> DecisionRecord {
+    DecisionRecord {
+        conn: ConnKey {
+            server: req.server_id.id.clone(),
+            cid: req.client_info.id,
+        },
+        user: g.identity.sub.clone(),
+        session: g.identity.sid.clone(),
+        device: g.identity.did.clone(),
+        tid: g.identity.tid.clone(),
+        iat: g.identity.iat,
+        rooms: g.rooms.iter().map(|r| (r.name.clone(), r.access)).collect(),
+        service: g.service,
+        leafnode: req.client_info.kind == "Leafnode",
+        expires_at: g.expires_at,
+        snapshot_epoch,
+        revocation_epoch,
+    }
+}
+
 /// One structured line per decision. Never logs a token.
 fn log_decision(req: &AuthRequest, verdict: &Verdict) {
     let ci = &req.client_info;
     let requested = req.connect_opts.user.as_deref().unwrap_or("");
     let requested: String = requested.chars().take(200).collect();
     match verdict {
-        Verdict::Allowed(g) => {
+        Verdict::Allowed(allowed) => {
+            let g = &allowed.0;
             let granted: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
             info!(
                 result = "allow",
@@ -270,9 +307,15 @@ pub async fn serve(
                 .and_then(|h| h.get(SERVER_XKEY_HEADER))
                 .map(|v| v.as_str().to_string());
             let now = now_secs();
-            let (reply, _) = callout.handle(&msg.payload, header.as_deref(), now);
+            let (reply, verdict) = callout.handle(&msg.payload, header.as_deref(), now);
             if let Err(e) = client.publish(reply_to, reply.into()).await {
                 warn!(error = %e, "could not send the authorization reply");
+            }
+            if let Verdict::Allowed(allowed) = verdict
+                && let Ok(body) = serde_json::to_vec(&allowed.1)
+                && let Err(e) = client.publish(DECISION_SUBJECT, body.into()).await
+            {
+                warn!(error = %e, "could not publish the decision record");
             }
             drop(permit);
         });

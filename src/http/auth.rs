@@ -317,10 +317,17 @@ pub(super) async fn revoke(
         }
         RevokeTarget::User(u)
     } else if let Some(d) = req.device_id {
-        if !admin && caller.did.as_deref() != Some(d.as_str()) {
+        if admin {
+            RevokeTarget::Device(d)
+        } else if caller.did.as_deref() == Some(d.as_str()) {
+            // Device ids are chosen by clients: a user's revoke touches only his own sessions.
+            RevokeTarget::UserDevice {
+                user: caller.sub.clone(),
+                device: d,
+            }
+        } else {
             return Err(ApiError::forbidden("only admins revoke other devices"));
         }
-        RevokeTarget::Device(d)
     } else if let Some(s) = req.session_id {
         let owner = state.tokens.refresh().session(&s).ok().flatten().map(|s| s.user);
         if !admin && owner.as_deref() != Some(caller.sub.as_str()) {
@@ -372,11 +379,12 @@ pub(super) async fn introspect(
         .token
         .starts_with(crate::tokens::refresh::REFRESH_TOKEN_PREFIX)
     {
-        return Ok(Json(match refresh.session_for_token(&req.token) {
-            Ok(s) => json!({
-                "active": s.revoked_at.is_none() && s.expires_at > now,
+        return Ok(Json(match refresh.status(&req.token, now) {
+            Ok((s, verdict)) => json!({
+                "active": verdict.is_ok(),
                 "tokenType": "refresh_token", "sub": s.user, "sid": s.id, "did": s.device,
-                "exp": s.expires_at, "revokedAt": s.revoked_at, "reason": s.revoke_reason,
+                "exp": verdict.as_ref().ok(), "sessionExpiresAt": s.expires_at, "revokedAt": s.revoked_at,
+                "reason": verdict.err().map(|e| e.code().to_string()).or(s.revoke_reason),
             }),
             Err(e) => json!({ "active": false, "tokenType": "refresh_token", "reason": e.code() }),
         }));

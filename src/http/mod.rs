@@ -2,11 +2,13 @@
 //!
 //! [`router`] builds everything from an [`HttpState`], so tests call it without a socket.
 
+mod admin;
 mod auth;
 pub mod cookies;
 pub mod error;
 pub mod ratelimit;
 mod user;
+pub mod web;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -36,6 +38,17 @@ pub struct HttpState {
     pub limiter: RateLimiter,
     /// Unix seconds; tests inject their own clock.
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Operations: reload status, live enforcement, metrics (absent in router-only tests).
+    pub ops: Ops,
+}
+
+/// The parts of a running service the admin endpoints report on.
+#[derive(Default, Clone)]
+pub struct Ops {
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
+    pub sessions: Option<Arc<crate::sessions::Sessions>>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub token_reset_roles: Vec<String>,
 }
 
 impl HttpState {
@@ -56,7 +69,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/introspect", post(auth::introspect))
         .route("/api/auth/me", get(user::me))
         .route("/api/rooms", get(user::rooms))
+        .route("/api/admin/status", get(admin::status))
+        .route("/api/admin/token-reset", post(admin::token_reset))
+        .route("/metrics", get(admin::metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(web::routes())
         .with_state(state)
 }
 
@@ -105,7 +122,11 @@ pub(crate) fn authenticate(
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token)
         .map(str::trim);
     let token = match bearer {
         Some(t) => t,

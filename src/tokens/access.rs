@@ -1,14 +1,25 @@
 //! Access tokens: EdDSA JWTs with `iss`, `aud`, `typ`, `kid`, session, device and token id.
 //!
 //! Roles are deliberately absent: the permission store decides at every use.
+//!
+//! Minting goes through `jsonwebtoken`. Verification, which sits on every connection's
+//! path, checks the same things with the parsed Ed25519 keys kept per `kid`, and remembers
+//! tokens that passed the signature and claim checks (bounded, by token text), so that a
+//! reconnect does not pay for the signature again. Expiry is checked against `now` at
+//! every use; revocation is checked by the caller (see `callout::decision`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -111,8 +122,60 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     signer: Option<Signer>,
-    verifiers: HashMap<String, DecodingKey>,
-    validation: Validation,
+    verifiers: HashMap<String, VerifyingKey>,
+    verified: VerifiedCache,
+}
+
+/// Tokens per generation of the verified-token cache; at most twice as many are kept
+/// (about 1 KiB each).
+pub const VERIFIED_CACHE_GENERATION: usize = 8192;
+
+/// Access tokens that passed every check but the clock, by their text: two generations,
+/// the older dropped whole when the newer fills up (a hit moves an entry to the newer).
+#[derive(Default)]
+struct VerifiedCache {
+    generations: Mutex<[HashMap<Box<str>, AccessClaims>; 2]>,
+}
+
+impl VerifiedCache {
+    fn get(&self, token: &str) -> Option<AccessClaims> {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = g[0].get(token) {
+            return Some(c.clone());
+        }
+        let (key, claims) = g[1].remove_entry(token)?;
+        let out = claims.clone();
+        Self::put(&mut g, key, claims);
+        Some(out)
+    }
+
+    fn insert(&self, token: &str, claims: &AccessClaims) {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        Self::put(&mut g, token.into(), claims.clone());
+    }
+
+    fn put(g: &mut [HashMap<Box<str>, AccessClaims>; 2], token: Box<str>, claims: AccessClaims) {
+        if g[0].len() >= VERIFIED_CACHE_GENERATION {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(token, claims);
+    }
+
+    fn len(&self) -> usize {
+        let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        g[0].len() + g[1].len()
+    }
+}
+
+/// The JOSE header fields an access token must carry.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
 }
 
 impl fmt::Debug for TokenKeys {
@@ -152,19 +215,12 @@ pub fn public_pem_of(private_pem: &str) -> Result<String, TokenError> {
 impl TokenKeys {
     /// Keys for tokens with this issuer and audience, with no key yet.
     pub fn new(issuer: &str, audience: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Expiry is checked against the caller's clock (tests inject one).
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
         TokenKeys {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             signer: None,
             verifiers: HashMap::new(),
-            validation,
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -172,11 +228,10 @@ impl TokenKeys {
     pub fn with_signing_pem(mut self, pem: &str) -> Result<Self, TokenError> {
         let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| TokenError::Key(format!("signing key: {e}")))?;
-        let public = key.verifying_key().to_bytes();
-        let kid = kid_for(&public);
+        let public = key.verifying_key();
+        let kid = kid_for(&public.to_bytes());
         let der = key.to_pkcs8_der().map_err(|e| TokenError::Key(e.to_string()))?;
-        self.verifiers
-            .insert(kid.clone(), DecodingKey::from_ed_der(&public));
+        self.verifiers.insert(kid.clone(), public);
         self.signer = Some(Signer {
             kid,
             key: EncodingKey::from_ed_der(der.as_bytes()),
@@ -187,15 +242,13 @@ impl TokenKeys {
     /// Also accept tokens signed by this key (SPKI public PEM or PKCS#8 private PEM),
     /// e.g. the previous signing key during a rotation.
     pub fn with_verifying_pem(mut self, pem: &str) -> Result<Self, TokenError> {
-        let public = match ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
-            Ok(k) => k.to_bytes(),
+        let public = match VerifyingKey::from_public_key_pem(pem) {
+            Ok(k) => k,
             Err(_) => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
                 .map_err(|e| TokenError::Key(format!("verification key: {e}")))?
-                .verifying_key()
-                .to_bytes(),
+                .verifying_key(),
         };
-        self.verifiers
-            .insert(kid_for(&public), DecodingKey::from_ed_der(&public));
+        self.verifiers.insert(kid_for(&public.to_bytes()), public);
         Ok(self)
     }
 
@@ -248,20 +301,56 @@ impl TokenKeys {
         header.kid = Some(signer.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &signer.key)
             .map_err(|e| TokenError::Key(e.to_string()))?;
+        // Our own fresh token passes every check but the clock: its first use (the
+        // connection right after a login on this instance) skips the signature check.
+        self.verified.insert(&token, &claims);
         Ok((token, claims))
     }
 
     /// Verify an access token: size, algorithm allow-list, `typ`, `kid`, signature,
-    /// `iss`, `aud`, then expiry against `now`.
+    /// `iss`, `aud`, then expiry against `now`. A token that passed everything but the
+    /// clock before is not verified again (see [`TokenKeys::verify_uncached`]).
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        let claims = match self.verified.get(token) {
+            Some(c) => c,
+            None => {
+                let c = self.check_signed(token)?;
+                self.verified.insert(token, &c);
+                c
+            }
+        };
+        check_clock(claims, now)
+    }
+
+    /// [`TokenKeys::verify`] without the cache: every check, every time.
+    pub fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        check_clock(self.check_signed(token)?, now)
+    }
+
+    /// How many verified tokens are remembered.
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Everything but the clock.
+    fn check_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
-        if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|&b| b == b'.').count() != 2 {
+        if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "EdDSA" {
             return Err(TokenError::Algorithm);
         }
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
@@ -270,28 +359,44 @@ impl TokenKeys {
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let key = self
             .verifiers
-            .get(&kid)
-            .ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature => TokenError::Signature,
-                K::InvalidIssuer => TokenError::Issuer,
-                K::InvalidAudience => TokenError::Audience,
-                K::InvalidAlgorithm => TokenError::Algorithm,
-                K::InvalidToken | K::Base64(_) | K::Utf8(_) => TokenError::Malformed,
-                other => TokenError::Claims(format!("{other:?}")),
-            }
-        })?;
-        let claims = data.claims;
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
+            .get(kid.as_ref())
+            .ok_or_else(|| TokenError::UnknownKid(kid.to_string()))?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        let signature = Signature::from_slice(&signature).map_err(|_| TokenError::Signature)?;
+        let signed = &token[..header_and_payload_len(token)];
+        key.verify(signed.as_bytes(), &signature)
+            .map_err(|_| TokenError::Signature)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        let claims: AccessClaims =
+            serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::Issuer);
         }
-        if claims.iat > now + 60 {
-            return Err(TokenError::NotYetValid);
+        if claims.aud != self.audience {
+            return Err(TokenError::Audience);
         }
         Ok(claims)
     }
+}
+
+/// Length of `header.payload`, the signed part of a JWT with exactly two dots.
+fn header_and_payload_len(token: &str) -> usize {
+    token.rfind('.').unwrap_or(token.len())
+}
+
+/// Expiry and issue time against the caller's clock.
+fn check_clock(claims: AccessClaims, now: i64) -> Result<AccessClaims, TokenError> {
+    if claims.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now + 60 {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
 }
 
 /// A random 128-bit id, base32 (session ids, token ids).
@@ -449,6 +554,7 @@ mod tests {
         ];
         for (name, token, want) in cases {
             assert_eq!(k.verify(&token, 1001).unwrap_err(), want, "{name}");
+            assert_eq!(k.verify_uncached(&token, 1001).unwrap_err(), want, "{name}");
         }
         // wrong issuer / audience need a key we trust that signed a token for someone else
         let k2 = TokenKeys::new("nats-callout", "nats");
@@ -497,5 +603,55 @@ mod tests {
         let dbg = format!("{k:?}");
         let body: String = pem.lines().nth(1).unwrap().chars().take(20).collect();
         assert!(!dbg.contains(&body));
+    }
+
+    #[test]
+    fn cached_tokens_are_still_checked_against_the_clock() {
+        let k = keys();
+        let (tok, claims) = mint(&k, 1000);
+        assert_eq!(k.cached_tokens(), 1, "minting remembers the token");
+        let fresh = keys();
+        assert_eq!(fresh.cached_tokens(), 0);
+        assert_eq!(
+            fresh.verify_uncached(&tok, 1001).unwrap_err(),
+            TokenError::UnknownKid(jsonwebtoken::decode_header(&tok).unwrap().kid.unwrap())
+        );
+        for _ in 0..2 {
+            assert_eq!(k.verify(&tok, 1001).unwrap(), claims);
+            assert_eq!(k.verify(&tok, 1300).unwrap_err(), TokenError::Expired);
+            assert_eq!(k.verify(&tok, 900).unwrap_err(), TokenError::NotYetValid);
+        }
+        assert_eq!(k.cached_tokens(), 1);
+        // another string is another token: a tampered copy is checked in full
+        let tampered = resign_claims(&tok, |v| v["sub"] = "alice".into());
+        assert_eq!(k.verify(&tampered, 1001).unwrap_err(), TokenError::Signature);
+        assert_eq!(k.cached_tokens(), 1, "failures are not remembered");
+    }
+
+    #[test]
+    fn verified_cache_is_bounded_and_keeps_recent_hits() {
+        let cache = VerifiedCache::default();
+        let claims = |i: usize| AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: format!("u{i}"),
+            sid: "s".into(),
+            did: None,
+            tid: "t".into(),
+            iat: 0,
+            exp: 1,
+            sexp: None,
+        };
+        cache.insert("hot", &claims(0));
+        for i in 1..3 * VERIFIED_CACHE_GENERATION {
+            cache.insert(&format!("t{i}"), &claims(i));
+            if i % (VERIFIED_CACHE_GENERATION / 2) == 0 {
+                assert_eq!(cache.get("hot").unwrap().sub, "u0", "after {i}");
+            }
+            assert!(cache.len() <= 2 * VERIFIED_CACHE_GENERATION);
+        }
+        assert!(cache.get("t1").is_none(), "old entries are dropped");
+        let last = format!("t{}", 3 * VERIFIED_CACHE_GENERATION - 1);
+        assert!(cache.get(&last).is_some());
     }
 }

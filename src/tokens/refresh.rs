@@ -426,6 +426,7 @@ impl RefreshService {
                 SessionSelector::Id(id) => ("session", id.to_owned()),
                 SessionSelector::User(user) => ("user", user.to_owned()),
                 SessionSelector::Device(device) => ("device", device.to_owned()),
+                SessionSelector::UserDevice(user, device) => ("user-device", format!("{user}/{device}")),
                 SessionSelector::CreatedAtOrBefore(t) => ("before", t.to_string()),
             };
             tracing::info!(
@@ -467,6 +468,47 @@ impl RefreshService {
         now: i64,
     ) -> Result<Vec<SessionInfo>, RefreshError> {
         self.revoke(SessionSelector::Device(device), reason, now)
+    }
+
+    /// Revokes one user's sessions on one device; returns the sessions it revoked.
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub fn revoke_user_device(
+        &self,
+        user: &str,
+        device: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<SessionInfo>, RefreshError> {
+        self.revoke(SessionSelector::UserDevice(user, device), reason, now)
+    }
+
+    /// Whether a refresh token would rotate now, without rotating it: its session and
+    /// `Ok` if usable, else the error a rotation would give (a used token outside the
+    /// grace window reports `Reused`, within it `Ok`).
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`].
+    pub fn status(
+        &self,
+        presented: &str,
+        now: i64,
+    ) -> Result<(SessionInfo, Result<i64, RefreshError>), RefreshError> {
+        let hash = parse(presented).ok_or(RefreshError::Invalid)?;
+        let token = self.store.token(&hash)?.ok_or(RefreshError::Invalid)?;
+        let session = self.store.session(&token.session)?.ok_or(RefreshError::Invalid)?;
+        let verdict = if session.info.revoked_at.is_some() {
+            Err(RefreshError::Revoked)
+        } else if now >= token.expires_at {
+            Err(RefreshError::Expired)
+        } else {
+            match token.used_at {
+                Some(used) if now > used + self.settings.grace.as_secs() as i64 => Err(RefreshError::Reused),
+                _ => Ok(token.expires_at),
+            }
+        };
+        Ok((session.info, verdict))
     }
 
     /// Revokes every session created at or before `t`; returns how many it revoked.

@@ -12,6 +12,11 @@ use arc_swap::ArcSwap;
 use super::AccessClaims;
 use super::refresh::{Revocation, RevocationKind};
 
+/// The value of a device revocation scoped to one user.
+pub fn user_device(user: &str, device: &str) -> String {
+    format!("{user}/{device}")
+}
+
 /// One immutable view of the revocations (swapped whole on change; read lock-free).
 #[derive(Debug, Default, Clone)]
 pub struct RevocationIndex {
@@ -24,14 +29,27 @@ pub struct RevocationIndex {
 impl RevocationIndex {
     /// Why this token is revoked, if it is (a stable code).
     pub fn check(&self, c: &AccessClaims) -> Option<&'static str> {
-        let hit = |r: Option<&Revocation>| r.is_some_and(|r| c.iat <= r.cutoff);
-        if hit(self.sessions.get(&c.sid)) {
+        self.check_parts(&c.sub, &c.sid, c.did.as_deref(), c.iat)
+    }
+
+    /// The same check from the parts a live connection's record carries.
+    pub fn check_parts(
+        &self,
+        user: &str,
+        session: &str,
+        device: Option<&str>,
+        iat: i64,
+    ) -> Option<&'static str> {
+        let hit = |r: Option<&Revocation>| r.is_some_and(|r| iat <= r.cutoff);
+        if hit(self.sessions.get(session)) {
             return Some("session-revoked");
         }
-        if hit(c.did.as_ref().and_then(|d| self.devices.get(d))) {
+        if let Some(d) = device.filter(|_| !self.devices.is_empty())
+            && (hit(self.devices.get(d)) || hit(self.devices.get(&user_device(user, d))))
+        {
             return Some("device-revoked");
         }
-        if hit(self.users.get(&c.sub)) {
+        if hit(self.users.get(user)) {
             return Some("user-revoked");
         }
         if hit(self.all.as_ref()) {
@@ -69,10 +87,19 @@ impl RevocationIndex {
     }
 }
 
-/// The shared, swappable index.
-#[derive(Debug, Default, Clone)]
+/// The shared, swappable index. Every change bumps an epoch and is announced to
+/// subscribers (live enforcement kicks the matching connections).
+#[derive(Debug, Clone)]
 pub struct Revocations {
     current: Arc<ArcSwap<RevocationIndex>>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    changes: tokio::sync::broadcast::Sender<Vec<Revocation>>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Revocations::new([])
+    }
 }
 
 impl Revocations {
@@ -81,7 +108,19 @@ impl Revocations {
         initial.into_iter().for_each(|r| idx.insert(r));
         Revocations {
             current: Arc::new(ArcSwap::from_pointee(idx)),
+            epoch: Default::default(),
+            changes: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Incremented after every change (read it before [`Revocations::load`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Revocations as they are applied.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Vec<Revocation>> {
+        self.changes.subscribe()
     }
 
     /// The current view (cheap; for the request path).
@@ -99,6 +138,8 @@ impl Revocations {
             }
             next
         });
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _ = self.changes.send(revs);
     }
 
     /// Forget entries that can no longer match a live access token.

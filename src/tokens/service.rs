@@ -26,7 +26,13 @@ pub struct Pair {
 #[serde(rename_all = "camelCase")]
 pub enum RevokeTarget {
     Session(String),
+    /// A device id, whoever uses it (admins).
     Device(String),
+    /// One user's sessions on one device.
+    UserDevice {
+        user: String,
+        device: String,
+    },
     User(String),
     /// Everything issued at or before this unix time.
     Before(i64),
@@ -186,6 +192,11 @@ impl TokenService {
             RevokeTarget::Device(d) => {
                 let s = self.refresh.revoke_device(d, reason, now)?;
                 (s.len(), vec![rev(RevocationKind::Device, d)])
+            }
+            RevokeTarget::UserDevice { user, device } => {
+                let s = self.refresh.revoke_user_device(user, device, reason, now)?;
+                let value = super::revocation::user_device(user, device);
+                (s.len(), vec![rev(RevocationKind::Device, &value)])
             }
             RevokeTarget::User(u) => {
                 let s = self.refresh.revoke_user(u, reason, now)?;

@@ -212,6 +212,8 @@ pub enum SessionSelector<'a> {
     Id(&'a str),
     User(&'a str),
     Device(&'a str),
+    /// One user's sessions on one device (device ids are chosen by clients).
+    UserDevice(&'a str, &'a str),
     /// Every session created at or before this time.
     CreatedAtOrBefore(i64),
 }
@@ -614,6 +616,11 @@ impl TokenStore for RedbStore {
                 SessionSelector::Device(device) => {
                     for id in multimap_values(&t.by_device, device)? {
                         targets.extend(t.session(&id)?);
+                    }
+                }
+                SessionSelector::UserDevice(user, device) => {
+                    for id in multimap_values(&t.by_device, device)? {
+                        targets.extend(t.session(&id)?.filter(|s| s.info.user == user));
                     }
                 }
                 SessionSelector::CreatedAtOrBefore(cutoff) => {

@@ -84,6 +84,8 @@ pub struct EnvOptions {
     /// AUTH may publish raw requests on `$SYS.REQ.USER.AUTH`, which nats-server
     /// otherwise forbids) and the service is driven directly.
     pub auth_callout: bool,
+    /// The websocket listener's `allowed_origins` (the chat page's origin).
+    pub ws_allowed_origins: Vec<String>,
 }
 
 impl Default for EnvOptions {
@@ -93,6 +95,7 @@ impl Default for EnvOptions {
             websocket: true,
             tweak: |_| {},
             auth_callout: true,
+            ws_allowed_origins: vec!["http://127.0.0.1:8080".into()],
         }
     }
 }
@@ -143,15 +146,13 @@ impl TestEnv {
         let perms = dir.path().join("permissions");
         copy_demo_permissions(&perms);
 
-        let server = start_server(
-            dir.path(),
-            &g.issuer_public,
-            opts.xkey.then_some(g.xkey_public.as_str()),
-            &callout_password,
-            &sys_password,
-            opts.websocket,
-            opts.auth_callout,
-        );
+        let secrets = ServerSecrets {
+            issuer: &g.issuer_public,
+            xkey: opts.xkey.then_some(g.xkey_public.as_str()),
+            callout_pw: &callout_password,
+            sys_pw: &sys_password,
+        };
+        let server = start_server(dir.path(), &secrets, &opts);
 
         let mut config = Config::default();
         config.nats.url = server.url();
@@ -163,6 +164,9 @@ impl TestEnv {
         config.tokens.refresh_secret_file = keydir.join(keys::REFRESH_SECRET_FILE);
         config.tokens.store_path = dir.path().join("tokens.redb");
         config.http.listen = "127.0.0.1:0".into();
+        config.nats.system_user = Some("sys".into());
+        config.nats.system_password_file = Some(keydir.join(keys::SYS_PASSWORD_FILE));
+        config.enforcement.grace = Duration::from_secs(1);
         config.permissions.dir = perms;
         (opts.tweak)(&mut config);
         config.validate().unwrap();
@@ -193,6 +197,9 @@ impl TestEnv {
         let app = App::build(config).await.expect("service starts");
         let callout = app.callout();
         let http_addr = app.http_addr();
+        let sessions = app.sessions();
+        let reloader = app.reloader();
+        let tokens = app.tokens();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;
@@ -202,6 +209,9 @@ impl TestEnv {
             task: Some(task),
             callout,
             http_addr,
+            sessions,
+            reloader,
+            tokens,
         }
     }
 
@@ -358,6 +368,9 @@ pub struct CalloutHandle {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub callout: std::sync::Arc<nats_callout::callout::Callout>,
     pub http_addr: Option<std::net::SocketAddr>,
+    pub sessions: Option<std::sync::Arc<nats_callout::sessions::Sessions>>,
+    pub reloader: std::sync::Arc<nats_callout::reload::Reloader>,
+    pub tokens: std::sync::Arc<nats_callout::tokens::service::TokenService>,
 }
 
 impl CalloutHandle {
@@ -388,22 +401,29 @@ impl Drop for CalloutHandle {
     }
 }
 
-fn start_server(
-    dir: &Path,
-    issuer: &str,
-    xkey: Option<&str>,
-    callout_pw: &str,
-    sys_pw: &str,
-    websocket: bool,
-    auth_callout: bool,
-) -> NatsServer {
+/// What the server configuration needs from the generated keys.
+struct ServerSecrets<'a> {
+    issuer: &'a str,
+    xkey: Option<&'a str>,
+    callout_pw: &'a str,
+    sys_pw: &'a str,
+}
+
+fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
+    let ServerSecrets { issuer, xkey, callout_pw, sys_pw } = *secrets;
+    let (websocket, auth_callout, ws_allowed_origins) = (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
     for _attempt in 0..5 {
         let (port, ws_port) = (free_port(), free_port());
         let xkey_line = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();
         let ws = if websocket {
+            let origins = ws_allowed_origins
+                .iter()
+                .map(|o| format!("{o:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
                 "websocket {{ listen: \"127.0.0.1:{ws_port}\", no_tls: true, token_cookie: nats_token, \
-                 allowed_origins: [\"http://127.0.0.1:8080\"] }}"
+                 allowed_origins: [{origins}] }}"
             )
         } else {
             String::new()

@@ -1,0 +1,254 @@
+//! The chat page and `GET /api/config`.
+//!
+//! The page's files are built by `npm run build` in `web/` into `web/dist/` (committed, so
+//! `cargo build` needs no npm) and embedded into the binary here. Every file is served with
+//! `Cache-Control: no-cache` and an `ETag` (revalidated with `If-None-Match`), and with strict
+//! security headers: a CSP that allows only this origin plus the websocket listener, no
+//! framing, no MIME sniffing, no referrer.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{SharedState, authenticate};
+use crate::config::HttpSettings;
+
+/// One embedded file.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: [Asset; 4] = [
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/dist/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/dist/app.js"),
+    },
+    Asset {
+        path: "/style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/dist/style.css"),
+    },
+    Asset {
+        path: "/favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../web/dist/favicon.svg"),
+    },
+];
+
+/// The page's routes: the files and `GET /api/config`.
+pub fn routes() -> Router<SharedState> {
+    let mut router = Router::new().route("/api/config", get(config));
+    for (i, asset) in ASSETS.iter().enumerate() {
+        router = router.route(
+            asset.path,
+            get(
+                move |State(state): State<SharedState>, headers: HeaderMap| async move {
+                    serve(i, &state.settings, &headers)
+                },
+            ),
+        );
+    }
+    router
+}
+
+fn etag(i: usize) -> &'static str {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    &ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let digest = Sha256::digest(a.body);
+                let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                format!("\"{hex}\"")
+            })
+            .collect()
+    })[i]
+}
+
+fn serve(i: usize, settings: &HttpSettings, headers: &HeaderMap) -> Response {
+    let asset = &ASSETS[i];
+    let tag = etag(i);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        asset.body.into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        h.insert(header::ETAG, v);
+    }
+    security_headers(h, &content_security_policy(settings, headers));
+    resp
+}
+
+/// The CSP: scripts, styles and images only from this origin; connections to this origin and
+/// to the websocket listener on the host the page was loaded from.
+pub fn content_security_policy(settings: &HttpSettings, headers: &HeaderMap) -> String {
+    let scheme = if settings.secure_cookies { "wss" } else { "ws" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(host_name)
+        .unwrap_or("*");
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self' {scheme}://{host}:{port}; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
+        port = settings.websocket_port
+    )
+}
+
+/// The host name of a `Host` header (without the port), if it is a plain DNS name, IPv4
+/// address or bracketed IPv6 address; anything else must not reach the CSP.
+fn host_name(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        &host[..=host.find(']')?]
+    } else {
+        host.split(':').next()?
+    };
+    let inner = name.trim_start_matches('[').trim_end_matches(']');
+    let ok = !inner.is_empty()
+        && inner.len() <= 253
+        && if name.starts_with('[') {
+            inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        } else {
+            inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        };
+    ok.then_some(name)
+}
+
+fn security_headers(h: &mut HeaderMap, csp: &str) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=()",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// What the page needs before anything else: where the websocket listener is, and whether
+/// the `nats_token` cookie holds a valid access token (so a fresh page load never has to
+/// provoke a 401 to find out).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct PageConfig {
+    websocket_port: u16,
+    /// The logged-in user, or null.
+    user: Option<String>,
+    /// Expiry of the access token (unix seconds), or null.
+    expires_at: Option<i64>,
+}
+
+async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let caller = authenticate(&state, &headers, false).ok();
+    let body = PageConfig {
+        websocket_port: state.settings.websocket_port,
+        user: caller.as_ref().map(|c| c.claims.sub.clone()),
+        expires_at: caller.as_ref().map(|c| c.claims.exp),
+    };
+    let mut resp = Json(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_reach_the_csp_only_when_plain() {
+        assert_eq!(host_name("127.0.0.1:8080"), Some("127.0.0.1"));
+        assert_eq!(host_name("localhost"), Some("localhost"));
+        assert_eq!(host_name("chat.example.org:443"), Some("chat.example.org"));
+        assert_eq!(host_name("[::1]:8080"), Some("[::1]"));
+        for bad in [
+            "",
+            ":8080",
+            "evil.org;script-src *",
+            "a b",
+            "[::1",
+            "[zz]:1",
+            "x'y",
+        ] {
+            assert_eq!(host_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn csp_names_the_websocket_listener() {
+        let settings = HttpSettings {
+            websocket_port: 9333,
+            ..HttpSettings::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
+        let csp = content_security_policy(&settings, &h);
+        assert!(csp.contains("connect-src 'self' ws://localhost:9333;"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(csp.starts_with("default-src 'none';"));
+        h.insert(header::HOST, HeaderValue::from_static("bad;host"));
+        assert!(content_security_policy(&settings, &h).contains("ws://*:9333;"));
+        let tls = HttpSettings {
+            secure_cookies: true,
+            ..settings
+        };
+        assert!(content_security_policy(&tls, &HeaderMap::new()).contains("wss://*:9333;"));
+    }
+
+    #[test]
+    fn every_asset_is_embedded_and_tagged() {
+        for (i, a) in ASSETS.iter().enumerate() {
+            assert!(!a.body.is_empty(), "{}", a.path);
+            assert!(etag(i).starts_with('"') && etag(i).len() == 26);
+        }
+        let index = std::str::from_utf8(ASSETS[0].body).unwrap();
+        for a in &ASSETS[1..] {
+            assert!(index.contains(a.path), "index.html does not load {}", a.path);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! What a permission change or a revocation means for one live connection (pure).
+
+use crate::permissions::{Role, Snapshot};
+use crate::tokens::revocation::RevocationIndex;
+
+use super::registry::Entry;
+
+/// What to do with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing was taken away (gains need nothing).
+    Keep,
+    /// Access was taken away: lame-duck notice, then a kick after the grace.
+    Reauthorize(&'static str),
+    /// Revoked: kick at once.
+    Kick(&'static str),
+}
+
+/// Compare a connection's grant with the current permissions and revocations.
+/// `old` is the snapshot before a reload, used for connections whose decision is unknown.
+pub fn assess(entry: &Entry, old: Option<&Snapshot>, new: &Snapshot, revoked: &RevocationIndex) -> Action {
+    let Some(d) = &entry.decision else {
+        // Decision lost (made before this instance started): judge the user as a whole.
+        if revoked.check_parts(&entry.user, "", None, i64::MIN).is_some() {
+            return Action::Kick("revoked");
+        }
+        let Some(user) = new.user(&entry.user) else {
+            return Action::Reauthorize("user-removed");
+        };
+        if let Some(old_user) = old.and_then(|o| o.user(&entry.user)) {
+            let old = old.expect("old user implies old snapshot");
+            let roles_changed = old_user.roles().ne(user.roles());
+            if roles_changed || old.rooms_for(old_user) != new.rooms_for(user) {
+                return Action::Reauthorize("user-changed");
+            }
+        }
+        return Action::Keep;
+    };
+    if let Some(why) = revoked.check_parts(&d.user, &d.session, d.device.as_deref(), d.iat) {
+        return Action::Kick(why);
+    }
+    let Some(user) = new.user(&d.user) else {
+        return Action::Reauthorize("user-removed");
+    };
+    for (room, granted) in &d.rooms {
+        let lost = match new.access(user, room) {
+            None => true,
+            Some(now) => (granted.can_read() && !now.can_read()) || (granted.can_write() && !now.can_write()),
+        };
+        if lost {
+            return Action::Reauthorize("room-lost");
+        }
+    }
+    if d.service && !user.has_role(Role::Service) {
+        return Action::Reauthorize("role-lost");
+    }
+    Action::Keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::permissions::Access;
+    use crate::sessions::registry::{ConnKey, DecisionRecord};
+    use crate::tokens::refresh::{Revocation, RevocationKind};
+    use crate::tokens::revocation::Revocations;
+
+    fn snap(toml: &str) -> Snapshot {
+        Snapshot::from_sources(&[("p.toml".into(), toml.into())]).unwrap()
+    }
+
+    const BEFORE: &str = "[users.bob]\n[users.bob.rooms]\nall1 = \"readwrite\"\nbob1 = \"readwrite\"\n";
+
+    fn entry(rooms: &[(&str, Access)]) -> Entry {
+        Entry {
+            user: "bob".into(),
+            decision: Some(DecisionRecord {
+                conn: ConnKey {
+                    server: "S".into(),
+                    cid: 1,
+                },
+                user: "bob".into(),
+                session: "s1".into(),
+                device: Some("phone".into()),
+                tid: "t1".into(),
+                iat: 100,
+                rooms: rooms.iter().map(|(r, a)| (r.to_string(), *a)).collect(),
+                service: false,
+                leafnode: false,
+                expires_at: 1000,
+                snapshot_epoch: 1,
+                revocation_epoch: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn losses_reauthorize_gains_keep() {
+        let none = RevocationIndex::default();
+        let e = entry(&[("all1", Access::ReadWrite), ("bob1", Access::ReadWrite)]);
+        let cases = [
+            (BEFORE, Action::Keep),
+            (
+                "[users.bob]\n[users.bob.rooms]\nall1 = \"readwrite\"\nbob1 = \"readwrite\"\nnew = \"read\"\n",
+                Action::Keep,
+            ),
+            (
+                "[users.bob]\n[users.bob.rooms]\nbob1 = \"readwrite\"\n",
+                Action::Reauthorize("room-lost"),
+            ),
+            (
+                "[users.bob]\n[users.bob.rooms]\nall1 = \"read\"\nbob1 = \"readwrite\"\n",
+                Action::Reauthorize("room-lost"),
+            ),
+            ("[users.alice]\n", Action::Reauthorize("user-removed")),
+            ("[users.bob]\nroles = [\"admin\"]\n", Action::Keep),
+        ];
+        for (after, want) in cases {
+            assert_eq!(assess(&e, None, &snap(after), &none), want, "{after}");
+        }
+    }
+
+    #[test]
+    fn revocations_kick() {
+        let e = entry(&[("all1", Access::ReadWrite)]);
+        let r = Revocations::new([Revocation {
+            kind: RevocationKind::Device,
+            value: "phone".into(),
+            cutoff: 100,
+            expires_at: 500,
+        }]);
+        assert_eq!(
+            assess(&e, None, &snap(BEFORE), &r.load()),
+            Action::Kick("device-revoked")
+        );
+        let later = Revocations::new([Revocation {
+            kind: RevocationKind::Device,
+            value: "phone".into(),
+            cutoff: 99,
+            expires_at: 500,
+        }]);
+        assert_eq!(
+            assess(&e, None, &snap(BEFORE), &later.load()),
+            Action::Keep,
+            "token issued after the cutoff"
+        );
+    }
+
+    #[test]
+    fn unknown_decisions_are_judged_per_user() {
+        let none = RevocationIndex::default();
+        let e = Entry {
+            user: "bob".into(),
+            decision: None,
+        };
+        let old = snap(BEFORE);
+        assert_eq!(assess(&e, Some(&old), &snap(BEFORE), &none), Action::Keep);
+        let fewer = snap("[users.bob]\n[users.bob.rooms]\nall1 = \"readwrite\"\n");
+        assert_eq!(
+            assess(&e, Some(&old), &fewer, &none),
+            Action::Reauthorize("user-changed")
+        );
+        assert_eq!(
+            assess(&e, Some(&old), &snap("[users.x]\n"), &none),
+            Action::Reauthorize("user-removed")
+        );
+    }
+}

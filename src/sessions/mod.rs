@@ -1,0 +1,515 @@
+//! Live connections and live enforcement: the registry (decision records joined with
+//! connect/disconnect events and CONNZ) and the enforcer (LDM, then KICK after a grace;
+//! revocations kick at once), throttled, with exactly one enforcer among the instances.
+
+pub mod assess;
+pub mod registry;
+pub mod throttle;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::EnforcementSettings;
+use crate::permissions::Snapshot;
+use crate::tokens::refresh::{Revocation, RevocationKind};
+use crate::tokens::revocation::Revocations;
+use assess::{Action, assess};
+use registry::{ConnKey, DecisionRecord, Registry};
+use throttle::TokenBucket;
+
+/// Decision records are published here (service account).
+pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
+/// Instances announce themselves here; the lowest live id enforces.
+pub const HEARTBEAT_SUBJECT: &str = "nats-callout.instances";
+/// Token reset by token id (exported to the app account).
+pub const TOKEN_RESET_SUBJECT: &str = "auth.v1.tokenReset";
+
+/// Counters of what the enforcer did.
+#[derive(Debug, Default)]
+pub struct EnforcementStats {
+    pub ldm_sent: AtomicU64,
+    pub kicks_sent: AtomicU64,
+    pub throttled: AtomicU64,
+    /// Milliseconds from the last change to its last affected connection closed.
+    pub last_lag_ms: AtomicU64,
+}
+
+struct Job {
+    conn: ConnKey,
+    action: Action,
+    /// When the change that caused it happened (for the lag metric).
+    since: Instant,
+}
+
+/// The registry plus the enforcer. One per instance.
+pub struct Sessions {
+    instance: String,
+    registry: Mutex<Registry>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    snapshot_epoch: Arc<AtomicU64>,
+    revocations: Revocations,
+    settings: EnforcementSettings,
+    account: String,
+    sys: async_nats::Client,
+    peers: Mutex<HashMap<String, Instant>>,
+    changes: mpsc::UnboundedSender<Job>,
+    revokes: mpsc::UnboundedSender<Job>,
+    queues: Mutex<Option<(mpsc::UnboundedReceiver<Job>, mpsc::UnboundedReceiver<Job>)>>,
+    pub stats: EnforcementStats,
+}
+
+#[derive(Deserialize)]
+struct EventServer {
+    id: String,
+}
+#[derive(Deserialize)]
+struct EventClient {
+    id: u64,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    acc: String,
+}
+#[derive(Deserialize)]
+struct ConnectEvent {
+    server: EventServer,
+    client: EventClient,
+}
+
+impl Sessions {
+    pub fn new(
+        sys: async_nats::Client,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        snapshot_epoch: Arc<AtomicU64>,
+        revocations: Revocations,
+        settings: EnforcementSettings,
+        account: String,
+    ) -> Arc<Self> {
+        let (changes, crx) = mpsc::unbounded_channel();
+        let (revokes, rrx) = mpsc::unbounded_channel();
+        Arc::new(Sessions {
+            instance: nuid::next().to_string(),
+            registry: Mutex::default(),
+            snapshot,
+            snapshot_epoch,
+            revocations,
+            settings,
+            account,
+            sys,
+            peers: Mutex::default(),
+            changes,
+            revokes,
+            queues: Mutex::new(Some((crx, rrx))),
+            stats: EnforcementStats::default(),
+        })
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live connections known.
+    pub fn len(&self) -> usize {
+        self.registry().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Connections of a user (for tests and status).
+    pub fn connections_of(&self, user: &str) -> Vec<ConnKey> {
+        self.registry().by_user(user)
+    }
+
+    /// This instance enforces when its id is the lowest among live instances.
+    pub fn is_leader(&self) -> bool {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let alive = |t: &Instant| t.elapsed() < Duration::from_secs(3);
+        !peers.iter().any(|(id, t)| alive(t) && *id < self.instance)
+    }
+
+    /// Instances seen alive (including this one).
+    pub fn instances(&self) -> usize {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        1 + peers
+            .iter()
+            .filter(|(id, t)| **id != self.instance && t.elapsed() < Duration::from_secs(3))
+            .count()
+    }
+
+    fn enqueue(&self, conn: ConnKey, action: Action, since: Instant) {
+        let job = Job { conn, action, since };
+        let q = if matches!(action, Action::Kick(_)) {
+            &self.revokes
+        } else {
+            &self.changes
+        };
+        let _ = q.send(job);
+    }
+
+    /// A new decision arrived: record it; if it was made on an older snapshot or
+    /// revocation epoch, judge it again now.
+    pub fn on_decision(&self, d: DecisionRecord) {
+        let stale = d.snapshot_epoch < self.snapshot_epoch.load(Ordering::Acquire)
+            || d.revocation_epoch < self.revocations.epoch();
+        let conn = d.conn.clone();
+        let entry = {
+            let mut r = self.registry();
+            r.add_decision(d);
+            r.get(&conn).cloned()
+        };
+        if stale
+            && self.is_leader()
+            && let Some(e) = entry
+        {
+            let action = assess(&e, None, &self.snapshot.load(), &self.revocations.load());
+            if action != Action::Keep {
+                info!(server = %conn.server, cid = conn.cid, ?action, "stale decision re-evaluated");
+                self.enqueue(conn, action, Instant::now());
+            }
+        }
+    }
+
+    /// The permission snapshot changed from `old` to the current one.
+    pub fn on_snapshot_change(&self, old: &Snapshot) {
+        if !self.is_leader() {
+            return;
+        }
+        let since = Instant::now();
+        let new = self.snapshot.load();
+        let revoked = self.revocations.load();
+        let affected: Vec<(ConnKey, Action)> = {
+            let r = self.registry();
+            r.all()
+                .map(|(k, e)| (k.clone(), assess(e, Some(old), &new, &revoked)))
+                .filter(|(_, a)| *a != Action::Keep)
+                .collect()
+        };
+        info!(
+            connections = affected.len(),
+            "permission change: connections to re-authorize"
+        );
+        for (conn, action) in affected {
+            self.enqueue(conn, action, since);
+        }
+    }
+
+    /// Revocations were applied: kick the matching connections at once.
+    pub fn on_revocations(&self, revs: &[Revocation]) {
+        if !self.is_leader() {
+            return;
+        }
+        let since = Instant::now();
+        let idx = self.revocations.load();
+        let snapshot = self.snapshot.load();
+        let conns: HashSet<ConnKey> = {
+            let r = self.registry();
+            let mut set = HashSet::new();
+            for rev in revs {
+                let candidates = match rev.kind {
+                    RevocationKind::Session => r.by_session(&rev.value),
+                    RevocationKind::Device => r.by_device(&rev.value),
+                    RevocationKind::User => r.by_user(&rev.value),
+                    RevocationKind::All => r.all().map(|(k, _)| k.clone()).collect(),
+                };
+                for k in candidates {
+                    if let Some(e) = r.get(&k)
+                        && matches!(assess(e, None, &snapshot, &idx), Action::Kick(_))
+                    {
+                        set.insert(k);
+                    }
+                }
+            }
+            set
+        };
+        for conn in conns {
+            self.enqueue(conn, Action::Kick("revoked"), since);
+        }
+    }
+
+    /// Token reset: the connections holding these token ids re-authorize. Returns how many.
+    pub fn token_reset(&self, tids: &[String], reason: &str) -> usize {
+        let since = Instant::now();
+        let conns: Vec<ConnKey> = {
+            let r = self.registry();
+            tids.iter()
+                .flat_map(|t| r.by_tid(t))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        info!(
+            tids = tids.len(),
+            connections = conns.len(),
+            reason,
+            "token reset"
+        );
+        for c in &conns {
+            self.enqueue(c.clone(), Action::Reauthorize("token-reset"), since);
+        }
+        conns.len()
+    }
+
+    async fn sys_request(&self, server: &str, verb: &str, cid: u64) -> Result<Value, String> {
+        let subject = format!("$SYS.REQ.SERVER.{server}.{verb}");
+        let req = self
+            .sys
+            .request(subject, json!({ "cid": cid }).to_string().into());
+        match tokio::time::timeout(Duration::from_secs(3), req).await {
+            Ok(Ok(m)) => serde_json::from_slice(&m.payload).map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    async fn kick(&self, job: &Job, reason: &str) {
+        let leafnode = self.is_leafnode(&job.conn);
+        match self.sys_request(&job.conn.server, "KICK", job.conn.cid).await {
+            Ok(v) if v.get("error").is_none() => {
+                self.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("nats_callout_kicks_total", "reason" => reason.to_string()).increment(1);
+                info!(server = %job.conn.server, cid = job.conn.cid, reason, leafnode, "kicked");
+            }
+            Ok(v) => {
+                debug!(server = %job.conn.server, cid = job.conn.cid, reply = %v, "kick: connection already gone")
+            }
+            Err(e) => warn!(server = %job.conn.server, cid = job.conn.cid, error = %e, "kick failed"),
+        }
+        self.registry().remove(&job.conn);
+        self.record_lag(job.since);
+    }
+
+    fn record_lag(&self, since: Instant) {
+        let lag = since.elapsed();
+        self.stats
+            .last_lag_ms
+            .store(lag.as_millis() as u64, Ordering::Relaxed);
+        metrics::histogram!("nats_callout_enforcement_lag_seconds").record(lag.as_secs_f64());
+    }
+
+    fn is_leafnode(&self, conn: &ConnKey) -> bool {
+        self.registry()
+            .get(conn)
+            .and_then(|e| e.decision.as_ref())
+            .is_some_and(|d| d.leafnode)
+    }
+
+    async fn execute(self: &Arc<Self>, job: Job) {
+        match job.action {
+            Action::Keep => {}
+            Action::Kick(reason) => self.kick(&job, reason).await,
+            Action::Reauthorize(reason) => {
+                if self.is_leafnode(&job.conn) {
+                    return self.kick(&job, reason).await;
+                }
+                match self.sys_request(&job.conn.server, "LDM", job.conn.cid).await {
+                    Ok(v) if v.get("error").is_none() => {
+                        self.stats.ldm_sent.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("nats_callout_ldm_total", "reason" => reason).increment(1);
+                        info!(server = %job.conn.server, cid = job.conn.cid, reason, "lame-duck notice sent");
+                        let me = self.clone();
+                        let grace = self.settings.grace;
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            let still_there = me.registry().get(&job.conn).is_some();
+                            if still_there {
+                                me.enqueue(job.conn, Action::Kick(reason), job.since);
+                            } else {
+                                me.record_lag(job.since);
+                            }
+                        });
+                    }
+                    Ok(v) => {
+                        let unknown = v.to_string().contains("no such client");
+                        if unknown {
+                            self.registry().remove(&job.conn);
+                        } else {
+                            // Old clients refuse the notice: kick at once.
+                            self.kick(&job, reason).await;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "lame-duck notice failed; kicking");
+                        self.kick(&job, reason).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run the registry feeds, the heartbeat and the two enforcement workers until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        service: async_nats::Client,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (changes, revokes) = self
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("sessions already running"))?;
+        let mut decisions = service.subscribe(DECISION_SUBJECT).await?;
+        let mut heartbeats = service.subscribe(HEARTBEAT_SUBJECT).await?;
+        let acc = &self.account;
+        let mut connects = self.sys.subscribe(format!("$SYS.ACCOUNT.{acc}.CONNECT")).await?;
+        let mut disconnects = self
+            .sys
+            .subscribe(format!("$SYS.ACCOUNT.{acc}.DISCONNECT"))
+            .await?;
+        let mut revocations = self.revocations.subscribe();
+        let _ = self.sys.flush().await;
+        let _ = service.flush().await;
+
+        let worker = |mut rx: mpsc::UnboundedReceiver<Job>, rate: f64, burst: u32| {
+            let me = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut bucket = TokenBucket::new(rate, burst);
+                loop {
+                    let job = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        j = rx.recv() => match j { Some(j) => j, None => return },
+                    };
+                    if bucket.take().await {
+                        me.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("nats_callout_enforcement_throttled_total").increment(1);
+                    }
+                    me.execute(job).await;
+                }
+            })
+        };
+        let s = &self.settings;
+        let w1 = worker(changes, s.rate_per_second, s.burst);
+        let w2 = worker(revokes, s.revocation_rate_per_second, s.burst.max(100));
+
+        let mut beat = tokio::time::interval(Duration::from_millis(1000));
+        let mut reconcile =
+            tokio::time::interval(self.settings.reconcile_interval.max(Duration::from_secs(1)));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = beat.tick() => {
+                    let _ = service.publish(HEARTBEAT_SUBJECT, self.instance.clone().into()).await;
+                    metrics::gauge!("nats_callout_live_connections").set(self.len() as f64);
+                }
+                _ = reconcile.tick() => {
+                    if let Err(e) = self.reconcile().await {
+                        warn!(error = %e, "CONNZ reconcile failed");
+                    }
+                }
+                Some(m) = heartbeats.next() => {
+                    let id = String::from_utf8_lossy(&m.payload).to_string();
+                    self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                }
+                Some(m) = decisions.next() => match serde_json::from_slice::<DecisionRecord>(&m.payload) {
+                    Ok(d) => self.on_decision(d),
+                    Err(e) => warn!(error = %e, "ignored a malformed decision record"),
+                },
+                Some(m) = connects.next() => {
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) && ev.client.acc == *acc {
+                        self.registry().add_seen(ConnKey { server: ev.server.id, cid: ev.client.id }, &ev.client.user);
+                    }
+                }
+                Some(m) = disconnects.next() => {
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) {
+                        self.registry().remove(&ConnKey { server: ev.server.id, cid: ev.client.id });
+                    }
+                }
+                r = revocations.recv() => match r {
+                    Ok(revs) => self.on_revocations(&revs),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => {}
+                },
+            }
+        }
+        w1.abort();
+        w2.abort();
+        Ok(())
+    }
+
+    /// Reconcile with CONNZ: one reply per server, paged 1,024 connections at a time.
+    pub async fn reconcile(&self) -> anyhow::Result<()> {
+        let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
+        let mut users: Vec<(ConnKey, String)> = Vec::new();
+        let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
+        while let Some((server, offset)) = pending.pop() {
+            let subject = match &server {
+                None => "$SYS.REQ.SERVER.PING.CONNZ".to_string(),
+                Some(id) => format!("$SYS.REQ.SERVER.{id}.CONNZ"),
+            };
+            let inbox = self.sys.new_inbox();
+            let mut replies = self.sys.subscribe(inbox.clone()).await?;
+            let body = json!({"acc": self.account, "auth": true, "limit": 1024, "offset": offset});
+            self.sys
+                .publish_with_reply(subject, inbox, body.to_string().into())
+                .await?;
+            let deadline = tokio::time::sleep(Duration::from_millis(500));
+            tokio::pin!(deadline);
+            loop {
+                let m = tokio::select! { _ = &mut deadline => break, m = replies.next() => match m { Some(m) => m, None => break } };
+                let Ok(v) = serde_json::from_slice::<Value>(&m.payload) else {
+                    continue;
+                };
+                let Some(id) = v["server"]["id"].as_str() else {
+                    continue;
+                };
+                let data = &v["data"];
+                for c in data["connections"].as_array().into_iter().flatten() {
+                    let Some(cid) = c["cid"].as_u64() else { continue };
+                    seen.entry(id.to_string()).or_default().insert(cid);
+                    let user = c["authorized_user"].as_str().unwrap_or_default().to_string();
+                    users.push((
+                        ConnKey {
+                            server: id.to_string(),
+                            cid,
+                        },
+                        user,
+                    ));
+                }
+                let (total, got) = (
+                    data["total"].as_u64().unwrap_or(0),
+                    data["offset"].as_u64().unwrap_or(0) + data["limit"].as_u64().unwrap_or(1024),
+                );
+                if total > got {
+                    pending.push((Some(id.to_string()), got));
+                }
+                if server.is_some() {
+                    break;
+                }
+            }
+        }
+        let mut r = self.registry();
+        for (k, u) in users {
+            r.add_seen(k, &u);
+        }
+        for (server, alive) in &seen {
+            r.retain_server(server, alive);
+        }
+        debug!(
+            connections = r.len(),
+            servers = seen.len(),
+            "reconciled with CONNZ"
+        );
+        Ok(())
+    }
+}
+
+/// Decode a token-reset request `{tids: [...], reason}`.
+#[derive(Debug, Deserialize)]
+pub struct TokenResetRequest {
+    pub tids: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}

@@ -1,0 +1,274 @@
+//! The registry of live connections: decision records joined with connect/disconnect
+//! events and CONNZ, indexed by user, session, device, token id and room.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::permissions::Access;
+
+/// A connection: the server it is on and its client id there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnKey {
+    pub server: String,
+    pub cid: u64,
+}
+
+/// What the callout decided for one allowed connection (published on NATS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub conn: ConnKey,
+    pub user: String,
+    pub session: String,
+    pub device: Option<String>,
+    pub tid: String,
+    /// The access token's `iat` (revocation cutoffs compare with it).
+    pub iat: i64,
+    pub rooms: Vec<(String, Access)>,
+    /// Whether the service subjects were granted (role `service`).
+    pub service: bool,
+    pub leafnode: bool,
+    pub expires_at: i64,
+    pub snapshot_epoch: u64,
+    pub revocation_epoch: u64,
+}
+
+/// A live connection as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub user: String,
+    /// The decision, unless it was lost (e.g. made before this instance started):
+    /// such connections are handled at user level.
+    pub decision: Option<DecisionRecord>,
+}
+
+/// Connections and their indexes. Not thread-safe by itself; the owner locks it.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: HashMap<ConnKey, Entry>,
+    by_user: HashMap<String, HashSet<ConnKey>>,
+    by_session: HashMap<String, HashSet<ConnKey>>,
+    by_device: HashMap<String, HashSet<ConnKey>>,
+    by_tid: HashMap<String, HashSet<ConnKey>>,
+    by_room: HashMap<String, HashSet<ConnKey>>,
+}
+
+fn index(map: &mut HashMap<String, HashSet<ConnKey>>, key: &str, conn: &ConnKey) {
+    map.entry(key.to_string()).or_default().insert(conn.clone());
+}
+
+fn unindex(map: &mut HashMap<String, HashSet<ConnKey>>, key: &str, conn: &ConnKey) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(conn);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl Registry {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, conn: &ConnKey) -> Option<&Entry> {
+        self.entries.get(conn)
+    }
+
+    /// Record a decision (replacing what was known of that connection).
+    pub fn add_decision(&mut self, d: DecisionRecord) {
+        let conn = d.conn.clone();
+        self.remove(&conn);
+        index(&mut self.by_user, &d.user, &conn);
+        index(&mut self.by_session, &d.session, &conn);
+        if let Some(dev) = &d.device {
+            index(&mut self.by_device, dev, &conn);
+        }
+        index(&mut self.by_tid, &d.tid, &conn);
+        for (room, _) in &d.rooms {
+            index(&mut self.by_room, room, &conn);
+        }
+        self.entries.insert(
+            conn,
+            Entry {
+                user: d.user.clone(),
+                decision: Some(d),
+            },
+        );
+    }
+
+    /// A connection seen in events or CONNZ. Keeps a known decision; otherwise
+    /// records the user only.
+    pub fn add_seen(&mut self, conn: ConnKey, user: &str) {
+        if self.entries.get(&conn).is_some_and(|e| e.user == user) {
+            return;
+        }
+        self.remove(&conn);
+        index(&mut self.by_user, user, &conn);
+        self.entries.insert(
+            conn,
+            Entry {
+                user: user.to_string(),
+                decision: None,
+            },
+        );
+    }
+
+    /// Forget a connection (disconnected, kicked).
+    pub fn remove(&mut self, conn: &ConnKey) -> Option<Entry> {
+        let e = self.entries.remove(conn)?;
+        unindex(&mut self.by_user, &e.user, conn);
+        if let Some(d) = &e.decision {
+            unindex(&mut self.by_session, &d.session, conn);
+            if let Some(dev) = &d.device {
+                unindex(&mut self.by_device, dev, conn);
+            }
+            unindex(&mut self.by_tid, &d.tid, conn);
+            for (room, _) in &d.rooms {
+                unindex(&mut self.by_room, room, conn);
+            }
+        }
+        Some(e)
+    }
+
+    /// Drop every connection on `server` that is not in `alive` (a CONNZ reconcile).
+    pub fn retain_server(&mut self, server: &str, alive: &HashSet<u64>) -> usize {
+        let gone: Vec<ConnKey> = self
+            .entries
+            .keys()
+            .filter(|k| k.server == server && !alive.contains(&k.cid))
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        gone.len()
+    }
+
+    fn collect(map: &HashMap<String, HashSet<ConnKey>>, key: &str) -> Vec<ConnKey> {
+        let mut v: Vec<ConnKey> = map
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn by_user(&self, user: &str) -> Vec<ConnKey> {
+        Self::collect(&self.by_user, user)
+    }
+    pub fn by_session(&self, session: &str) -> Vec<ConnKey> {
+        Self::collect(&self.by_session, session)
+    }
+    pub fn by_device(&self, device: &str) -> Vec<ConnKey> {
+        Self::collect(&self.by_device, device)
+    }
+    pub fn by_tid(&self, tid: &str) -> Vec<ConnKey> {
+        Self::collect(&self.by_tid, tid)
+    }
+    pub fn by_room(&self, room: &str) -> Vec<ConnKey> {
+        Self::collect(&self.by_room, room)
+    }
+
+    /// Every user with at least one live connection.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.by_user.keys().map(String::as_str)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (&ConnKey, &Entry)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(server: &str, cid: u64, user: &str, device: &str, tid: &str, rooms: &[&str]) -> DecisionRecord {
+        DecisionRecord {
+            conn: ConnKey {
+                server: server.into(),
+                cid,
+            },
+            user: user.into(),
+            session: format!("s-{user}-{device}"),
+            device: Some(device.into()),
+            tid: tid.into(),
+            iat: 1,
+            rooms: rooms.iter().map(|r| (r.to_string(), Access::ReadWrite)).collect(),
+            service: false,
+            leafnode: false,
+            expires_at: 100,
+            snapshot_epoch: 1,
+            revocation_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn indexes_find_exactly_the_matching_connections() {
+        let mut r = Registry::default();
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1", "bob1"]));
+        r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
+        r.add_decision(rec("B", 1, "alice", "phone", "t3", &["all1", "alice1"]));
+        let k = |s: &str, c| ConnKey {
+            server: s.into(),
+            cid: c,
+        };
+        assert_eq!(r.by_user("bob"), vec![k("A", 1), k("A", 2)]);
+        assert_eq!(r.by_device("phone"), vec![k("A", 1), k("B", 1)]);
+        assert_eq!(r.by_tid("t2"), vec![k("A", 2)]);
+        assert_eq!(r.by_room("all1").len(), 3);
+        assert_eq!(r.by_room("bob1"), vec![k("A", 1)]);
+        assert_eq!(r.by_session("s-bob-laptop"), vec![k("A", 2)]);
+        r.remove(&k("A", 1));
+        assert_eq!(r.by_room("bob1"), Vec::<ConnKey>::new());
+        assert_eq!(r.by_user("bob"), vec![k("A", 2)]);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn seen_keeps_a_known_decision_and_reconcile_drops_the_dead() {
+        let mut r = Registry::default();
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        r.add_seen(
+            ConnKey {
+                server: "A".into(),
+                cid: 1,
+            },
+            "bob",
+        );
+        assert!(
+            r.get(&ConnKey {
+                server: "A".into(),
+                cid: 1
+            })
+            .unwrap()
+            .decision
+            .is_some()
+        );
+        r.add_seen(
+            ConnKey {
+                server: "A".into(),
+                cid: 7,
+            },
+            "carol",
+        );
+        assert!(
+            r.get(&ConnKey {
+                server: "A".into(),
+                cid: 7
+            })
+            .unwrap()
+            .decision
+            .is_none()
+        );
+        let alive: HashSet<u64> = [7].into_iter().collect();
+        assert_eq!(r.retain_server("A", &alive), 1);
+        assert_eq!(r.len(), 1);
+        assert!(r.by_tid("t1").is_empty());
+    }
+}

@@ -1,0 +1,80 @@
+// The HTTP API of nats-callout, in browser mode: the HttpOnly cookies carry the tokens, so
+// no function here ever sees one. Answers are JSON; errors are {error, error_code}.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Milliseconds until an RFC 3339 expiry, measured on the server's clock (`Date` header). */
+function remainingMs(expiresAt, response) {
+  const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
+  return Date.parse(expiresAt) - serverNow;
+}
+
+async function call(method, path, body) {
+  const init = { method, credentials: "same-origin", cache: "no-store", headers: {} };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, "network", `the server cannot be reached (${err.message})`);
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // an empty or non-JSON body: keep null
+  }
+  if (!response.ok) {
+    throw new ApiError(
+      response.status,
+      data?.error_code ?? `http-${response.status}`,
+      data?.error ?? response.statusText,
+    );
+  }
+  return { data, response };
+}
+
+/**
+ * A token answer (login, refresh) in browser mode carries no token, only the expiry.
+ * Returns `{user, expiresInMs}`.
+ */
+function tokenAnswer({ data, response }) {
+  return { user: data.userId, expiresInMs: remainingMs(data.accessTokenExpiresAt, response) };
+}
+
+export const api = {
+  /** `{websocketPort, user, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
+  async config() {
+    const { data, response } = await call("GET", "/api/config");
+    const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
+    return {
+      websocketPort: data.websocketPort,
+      user: data.user ?? null,
+      expiresInMs: data.expiresAt ? data.expiresAt * 1000 - serverNow : 0,
+    };
+  },
+  async login(username, password) {
+    return tokenAnswer(await call("POST", "/api/auth/login", { username, password, cookie: true }));
+  },
+  /** Uses the `nats_refresh` cookie; renews both cookies. */
+  async refresh() {
+    return tokenAnswer(await call("POST", "/api/auth/refresh"));
+  },
+  async logout() {
+    await call("POST", "/api/auth/logout");
+  },
+  /** `[{name, read, write}]`: the rooms the caller may join. */
+  async rooms() {
+    return (await call("GET", "/api/rooms")).data;
+  },
+};

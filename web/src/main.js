@@ -1,0 +1,411 @@
+// The page: login, the room lists, the message lists, the send box. State lives in Session
+// (chat.js); this file only renders it and forwards what the user does.
+
+import { api, ApiError } from "./api.js";
+import { Session } from "./chat.js";
+
+const $ = (id) => document.getElementById(id);
+/** A hint (not a secret) that this browser had a session, so a refresh is worth trying. */
+const HINT = "nats-callout.had-session";
+const MAX_NOTICES = 4;
+
+let wsUrl = null;
+let session = null;
+/** Per-room message list elements. */
+const lists = new Map();
+/** data-focus key to focus after the next render. */
+let focusNext = null;
+
+const STATUS_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+const STATE_TEXT = {
+  joining: "joining…",
+  joined: "",
+  refused: "refused",
+  lost: "access lost",
+};
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+
+// ---- notices ----------------------------------------------------------------------------
+
+function notice(text, kind = "info") {
+  const box = $("notices");
+  const item = el(
+    "p",
+    { class: `notice notice-${kind}` },
+    el("span", { text }),
+    el("button", {
+      type: "button",
+      class: "dismiss",
+      "aria-label": "Dismiss notice",
+      text: "×",
+      onclick: () => item.remove(),
+    }),
+  );
+  box.append(item);
+  while (box.children.length > MAX_NOTICES) box.firstElementChild.remove();
+}
+
+function clearNotices() {
+  $("notices").replaceChildren();
+}
+
+// ---- login ------------------------------------------------------------------------------
+
+function showLogin(message = "") {
+  $("chat-view").hidden = true;
+  $("whoami").hidden = true;
+  $("login-view").hidden = false;
+  $("login-error").textContent = message;
+  renderStatus("offline");
+  $("username").focus();
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  const username = $("username").value.trim();
+  const password = $("password").value;
+  const error = $("login-error");
+  if (!username || !password) {
+    error.textContent = "Enter your user name and password.";
+    return;
+  }
+  const button = event.submitter ?? $("login-form").querySelector("button");
+  button.disabled = true;
+  error.textContent = "";
+  try {
+    const answer = await api.login(username, password);
+    localStorage.setItem(HINT, "1");
+    $("password").value = "";
+    startSession(answer.user, answer.expiresInMs);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      error.textContent = "Wrong user name or password.";
+    } else if (err instanceof ApiError && err.status === 429) {
+      error.textContent = "Too many attempts. Wait a minute and try again.";
+    } else {
+      error.textContent = `Could not log in: ${err.message}`;
+    }
+    $("password").focus();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function onLogout() {
+  const s = session;
+  session = null;
+  localStorage.removeItem(HINT);
+  if (s) await s.stop();
+  try {
+    await api.logout();
+  } catch {
+    // the session may already be gone; the cookies are cleared either way
+  }
+  resetChat();
+  showLogin("");
+  notice("You are logged out.");
+}
+
+// ---- the chat -----------------------------------------------------------------------------
+
+function resetChat() {
+  for (const list of lists.values()) list.remove();
+  lists.clear();
+  $("joined-rooms").replaceChildren();
+  $("available-rooms").replaceChildren();
+  $("join-error").textContent = "";
+  $("send-error").textContent = "";
+}
+
+function startSession(user, expiresInMs) {
+  resetChat();
+  clearNotices();
+  session = new Session({ user, expiresInMs, wsUrl, api });
+  const s = session;
+  const mine = (fn) => (event) => {
+    if (session === s) fn(event.detail);
+  };
+  s.addEventListener("change", mine(render));
+  s.addEventListener("status", mine(() => render()));
+  s.addEventListener("notice", mine(({ text, kind }) => notice(text, kind)));
+  s.addEventListener("message", mine(({ room, message }) => appendMessage(room, message)));
+  s.addEventListener("delivered", mine(({ room, id }) => markMessage(room, id, "delivered")));
+  s.addEventListener("failed", mine(({ room, id }) => markMessage(room, id, "failed")));
+  s.addEventListener(
+    "ended",
+    mine((reason) => {
+      session = null;
+      localStorage.removeItem(HINT);
+      resetChat();
+      showLogin(reason);
+    }),
+  );
+  $("login-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("whoami").hidden = false;
+  $("user-name").textContent = user;
+  render();
+  $("join-name").focus();
+  s.start();
+}
+
+function listFor(name) {
+  let list = lists.get(name);
+  if (!list) {
+    list = el("ol", {
+      class: "messages",
+      role: "log",
+      "aria-label": `Messages in ${name}`,
+      dataset: { room: name },
+      hidden: true,
+    });
+    $("message-lists").append(list);
+    lists.set(name, list);
+  }
+  return list;
+}
+
+function appendMessage(room, m) {
+  const list = listFor(room);
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const item = el(
+    "li",
+    {
+      class: m.pending ? "msg pending" : "msg",
+      dataset: { id: m.id, sender: m.sender },
+    },
+    el("span", { class: "sender", text: m.sender }),
+    el("time", {
+      datetime: m.at.toISOString(),
+      text: m.at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+    }),
+    el("p", { class: "text", text: m.text }),
+    m.pending ? el("span", { class: "delivery", text: "sending…" }) : null,
+  );
+  if (m.sender === session?.user) item.classList.add("own");
+  list.append(item);
+  if (nearBottom || m.sender === session?.user) list.scrollTop = list.scrollHeight;
+}
+
+function markMessage(room, id, how) {
+  const item = listFor(room).querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  if (!item) return;
+  item.classList.remove("pending");
+  item.querySelector(".delivery")?.remove();
+  if (how === "failed") {
+    item.classList.add("failed");
+    item.append(el("span", { class: "delivery", text: "not delivered" }));
+  }
+}
+
+function renderStatus(status) {
+  const box = $("conn-status");
+  box.dataset.status = status;
+  box.textContent = STATUS_TEXT[status] ?? status;
+}
+
+function roomItem(room) {
+  const current = session.current === room.name;
+  const stateText = STATE_TEXT[room.state];
+  const unread =
+    room.unread > 0
+      ? el("span", {
+          class: "unread",
+          "aria-label": `${room.unread} unread`,
+          text: String(room.unread),
+        })
+      : null;
+  return el(
+    "li",
+    { dataset: { room: room.name, state: room.state }, class: current ? "current" : "" },
+    el(
+      "button",
+      {
+        type: "button",
+        class: "room-button",
+        "aria-current": current ? "true" : null,
+        dataset: { focus: `select:${room.name}` },
+        onclick: () => {
+          session.select(room.name);
+          focusNext = "message";
+        },
+      },
+      el("span", { class: "room-name", text: room.name }),
+      stateText ? el("span", { class: "room-badge", text: stateText }) : null,
+      unread,
+    ),
+  );
+}
+
+function availableItem(entry) {
+  const readOnly = entry.read && !entry.write;
+  return el(
+    "li",
+    { dataset: { room: entry.name } },
+    el(
+      "button",
+      {
+        type: "button",
+        class: "join-button",
+        "aria-label": `Join ${entry.name}${readOnly ? " (read only)" : ""}`,
+        dataset: { focus: `join:${entry.name}` },
+        onclick: () => join(entry.name),
+      },
+      el("span", { class: "room-name", text: entry.name }),
+      readOnly ? el("span", { class: "room-badge", text: "read only" }) : null,
+      el("span", { class: "join-mark", "aria-hidden": "true", text: "Join" }),
+    ),
+  );
+}
+
+function join(name) {
+  const error = session.join(name);
+  $("join-error").textContent = error ?? "";
+  if (!error) focusNext = `select:${name.trim()}`;
+  render();
+  return error;
+}
+
+function render() {
+  if (!session) return;
+  const s = session;
+  const focused = document.activeElement?.dataset?.focus ?? null;
+  renderStatus(s.status);
+
+  $("joined-rooms").replaceChildren(...[...s.rooms.values()].map(roomItem));
+  $("no-rooms").hidden = s.rooms.size > 0;
+  const wanted = new Set(s.wanted());
+  $("available-rooms").replaceChildren(
+    ...s.available.filter((r) => r.read && !wanted.has(r.name)).map(availableItem),
+  );
+
+  for (const [name, list] of lists) {
+    if (!s.rooms.has(name)) {
+      list.remove();
+      lists.delete(name);
+    }
+  }
+  const room = s.current ? s.rooms.get(s.current) : null;
+  for (const [name, list] of lists) list.hidden = name !== s.current;
+  if (room) listFor(room.name).hidden = false;
+
+  $("room-title").textContent = room ? room.name : "No room selected";
+  const state = $("room-state");
+  state.dataset.state = room?.state ?? "";
+  state.textContent = !room
+    ? "Pick a room on the left, or join one by name."
+    : room.state === "joining"
+      ? "Joining…"
+      : room.state === "refused"
+        ? `You may not join ${room.name}: ${room.reason}.`
+        : room.state === "lost"
+          ? `You lost access to ${room.name}: ${room.reason}. Earlier messages stay visible.`
+          : room.write === false
+            ? "Read only: you may read this room but not write in it."
+            : "";
+  const gone = room && (room.state === "refused" || room.state === "lost");
+  const leave = $("leave");
+  leave.hidden = !room;
+  if (room) {
+    leave.textContent = gone ? "Remove" : "Leave";
+    leave.setAttribute("aria-label", `${gone ? "Remove" : "Leave"} ${room.name}`);
+  }
+  $("rejoin").hidden = !gone;
+  if (gone) $("rejoin").setAttribute("aria-label", `Try to join ${room.name} again`);
+
+  const canSend = !!room && room.state === "joined" && room.write !== false && s.status === "connected";
+  $("message").disabled = !canSend;
+  $("send").disabled = !canSend;
+  $("message").placeholder = canSend ? `Message ${room.name}` : "";
+
+  const key = focusNext ?? focused;
+  focusNext = null;
+  if (key === "message") {
+    if (canSend) $("message").focus();
+    else $("room-title").focus();
+  } else if (key) {
+    const target = document.querySelector(`[data-focus="${CSS.escape(key)}"]`);
+    if (target) target.focus();
+    else if (focused && document.activeElement === document.body) $("room-title").focus();
+  }
+}
+
+function onJoin(event) {
+  event.preventDefault();
+  const input = $("join-name");
+  if (!join(input.value)) input.value = "";
+}
+
+function onSend(event) {
+  event.preventDefault();
+  if (!session) return;
+  const input = $("message");
+  const error = session.send(input.value);
+  $("send-error").textContent = error ?? "";
+  if (!error) input.value = "";
+  input.focus();
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+async function boot() {
+  $("login-form").addEventListener("submit", onLogin);
+  $("logout").addEventListener("click", onLogout);
+  $("join-form").addEventListener("submit", onJoin);
+  $("send-form").addEventListener("submit", onSend);
+  $("leave").addEventListener("click", () => {
+    if (session?.current) {
+      session.leave(session.current);
+      focusNext = session.current ? `select:${session.current}` : null;
+      render();
+      if (!session.current) $("join-name").focus();
+    }
+  });
+  $("rejoin").addEventListener("click", () => session?.current && join(session.current));
+
+  let config;
+  try {
+    config = await api.config();
+  } catch (err) {
+    showLogin(`The server cannot be reached: ${err.message}`);
+    return;
+  }
+  // Built from location.hostname, so the cookie and the websocket's allowed origin match.
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  wsUrl = `${scheme}://${location.hostname}:${config.websocketPort}`;
+  if (config.user) {
+    startSession(config.user, config.expiresInMs);
+  } else if (localStorage.getItem(HINT)) {
+    // The access cookie expired while the page was closed; the refresh cookie may still work.
+    try {
+      const answer = await api.refresh();
+      startSession(answer.user, answer.expiresInMs);
+    } catch {
+      localStorage.removeItem(HINT);
+      showLogin("Your session has ended. Please log in again.");
+    }
+  } else {
+    showLogin();
+  }
+}
+
+boot();
