@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`.
+//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`, `token-reset`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,14 @@ pub enum Command {
         /// Everything issued at or before this time (unix seconds or RFC 3339).
         #[arg(long, env = "NATS_CALLOUT_REVOKE_BEFORE", group = "target")]
         before: Option<String>,
+    },
+    /// Make the connections holding these access-token ids re-authorize (running service).
+    TokenReset {
+        /// Token ids (`tid` claim); repeat the flag for several.
+        #[arg(long = "tid", env = "NATS_CALLOUT_TOKEN_RESET_TIDS", value_delimiter = ',', required = true)]
+        tids: Vec<String>,
+        #[arg(long, env = "NATS_CALLOUT_TOKEN_RESET_REASON", default_value = "operator")]
+        reason: String,
     },
     /// Mint an access token for a user (for operators and tests).
     Token {
@@ -136,6 +144,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::TokenReset { tids, reason } => {
+            let config = load(&cli.config)?;
+            let body = serde_json::json!({ "tids": tids, "reason": reason });
+            ask_service(&config, crate::sessions::TOKEN_RESET_SUBJECT, body.to_string().into_bytes()).await
+        }
         Command::Token { user, ttl, device } => {
             let config = load(&cli.config)?;
             let keys =
@@ -162,6 +175,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Send a request to the running service with its own credentials; print the JSON answer.
+async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> anyhow::Result<ExitCode> {
+    let client = crate::app::connect(config).await?;
+    let reply = client
+        .request(subject, body.into())
+        .await
+        .context("while asking the running service (is `nats-callout serve` up?)")?;
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    println!("{body}");
+    Ok(if body.get("error").is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Unix seconds, or an RFC 3339 time.
