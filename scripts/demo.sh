@@ -28,6 +28,8 @@ pids+=($!)
 cat <<MSG
 
   nats-callout demo is running
+    chat page   http://127.0.0.1:8080/      (log in as bob/bob and alice/alice)
+    HTTP API    http://127.0.0.1:8080/api/  (see README: login, refresh, revoke)
     NATS        nats://127.0.0.1:4222
     websocket   ws://127.0.0.1:9222
     try it:     connect a NATS client to nats://127.0.0.1:4222 with

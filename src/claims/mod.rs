@@ -7,8 +7,14 @@
 pub mod request;
 pub mod response;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use nkeys::KeyPair;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,9 +57,16 @@ pub fn encode<T: Serialize>(claims: &T, signer: &KeyPair) -> Result<String, Clai
 /// The issuer a NATS JWT claims, read before verification so the caller can
 /// check that it is the key it expects.
 #[derive(serde::Deserialize)]
-struct Issuer {
-    #[serde(default)]
-    iss: String,
+struct Issuer<'a> {
+    #[serde(borrow, default)]
+    iss: Cow<'a, str>,
+}
+
+/// The `alg` of a header other than the one nats-server writes.
+#[derive(serde::Deserialize)]
+struct Header<'a> {
+    #[serde(borrow, default)]
+    alg: Cow<'a, str>,
 }
 
 /// Decode a NATS JWT and verify its signature by the key in its `iss` claim.
@@ -67,23 +80,60 @@ pub fn decode_verified<T: DeserializeOwned>(token: &str) -> Result<(String, T), 
     else {
         return Err(ClaimsError::Malformed);
     };
-    let header = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| ClaimsError::Malformed)?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| ClaimsError::BadHeader)?;
-    let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
-    if !alg.eq_ignore_ascii_case("ed25519-nkey") && !alg.eq_ignore_ascii_case("ed25519") {
-        return Err(ClaimsError::BadHeader);
+    if header != encoded_header() {
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| ClaimsError::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header).map_err(|_| ClaimsError::BadHeader)?;
+        if !header.alg.eq_ignore_ascii_case("ed25519-nkey") && !header.alg.eq_ignore_ascii_case("ed25519") {
+            return Err(ClaimsError::BadHeader);
+        }
     }
     let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| ClaimsError::Malformed)?;
     let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| ClaimsError::Malformed)?;
-    let iss: Issuer = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
-    let key = KeyPair::from_public_key(&iss.iss).map_err(|_| ClaimsError::BadIssuer)?;
+    let sig = Signature::from_slice(&sig).map_err(|_| ClaimsError::BadSignature)?;
+    let iss: Issuer<'_> = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
     let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
-    key.verify(&token.as_bytes()[..signed_len], &sig)
-        .map_err(|_| ClaimsError::BadSignature)?;
+    verify_by(&iss.iss, &token.as_bytes()[..signed_len], &sig)?;
     let claims = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
-    Ok((iss.iss, claims))
+    Ok((iss.iss.into_owned(), claims))
+}
+
+/// The header segment nats-server writes (and we write), base64url.
+fn encoded_header() -> &'static str {
+    static ENCODED: LazyLock<String> = LazyLock::new(|| URL_SAFE_NO_PAD.encode(HEADER));
+    &ENCODED
+}
+
+/// Issuer keys seen so far (a server signs every request with the same key), parsed.
+/// Bounded: emptied when full.
+static ISSUER_KEYS: LazyLock<ArcSwap<HashMap<String, VerifyingKey>>> = LazyLock::new(Default::default);
+const MAX_ISSUER_KEYS: usize = 1024;
+
+/// Verify `signature` over `signed` by the public nkey `issuer`.
+fn verify_by(issuer: &str, signed: &[u8], signature: &Signature) -> Result<(), ClaimsError> {
+    let cached = ISSUER_KEYS.load().get(issuer).copied();
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let (_, raw) = nkeys::from_public_key(issuer).map_err(|_| ClaimsError::BadIssuer)?;
+            VerifyingKey::from_bytes(&raw).map_err(|_| ClaimsError::BadIssuer)?
+        }
+    };
+    key.verify(signed, signature).map_err(|_| ClaimsError::BadSignature)?;
+    if cached.is_none() {
+        // Only keys that verified a signature are kept.
+        ISSUER_KEYS.rcu(|keys| {
+            let mut keys = if keys.len() >= MAX_ISSUER_KEYS {
+                HashMap::new()
+            } else {
+                HashMap::clone(keys)
+            };
+            keys.insert(issuer.to_string(), key);
+            keys
+        });
+    }
+    Ok(())
 }
 
 /// A fresh unique JWT id. nats-server never checks `jti`; it only has to be unique.
@@ -176,5 +226,43 @@ mod tests {
             decode_verified::<Sample>(&token).unwrap_err(),
             ClaimsError::BadIssuer
         );
+    }
+
+    #[test]
+    fn a_known_issuer_still_needs_a_valid_signature() {
+        let kp = KeyPair::new_account();
+        let token = encode(&sample(&kp), &kp).unwrap();
+        for _ in 0..2 {
+            assert!(decode_verified::<Sample>(&token).is_ok());
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            raw[0] ^= 1;
+            let bad = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&raw));
+            assert_eq!(decode_verified::<Sample>(&bad).unwrap_err(), ClaimsError::BadSignature);
+            let short = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&raw[..63]));
+            assert_eq!(decode_verified::<Sample>(&short).unwrap_err(), ClaimsError::BadSignature);
+        }
+    }
+
+    #[test]
+    fn other_headers_are_read_and_checked() {
+        let kp = KeyPair::new_account();
+        let token = encode(&sample(&kp), &kp).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        // A header with another field order is still an ed25519-nkey header, but the
+        // signature covers the original header, so it fails there.
+        let reordered = URL_SAFE_NO_PAD.encode(r#"{"alg":"ed25519-nkey","typ":"JWT"}"#);
+        assert_eq!(
+            decode_verified::<Sample>(&format!("{reordered}.{rest}")).unwrap_err(),
+            ClaimsError::BadSignature
+        );
+        for bad in [r#"{"typ":"JWT"}"#, "not json", r#"{"alg":"none"}"#] {
+            let h = URL_SAFE_NO_PAD.encode(bad);
+            assert_eq!(
+                decode_verified::<Sample>(&format!("{h}.{rest}")).unwrap_err(),
+                ClaimsError::BadHeader,
+                "{bad}"
+            );
+        }
     }
 }

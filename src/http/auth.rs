@@ -384,7 +384,7 @@ pub(super) async fn introspect(
                 "active": verdict.is_ok(),
                 "tokenType": "refresh_token", "sub": s.user, "sid": s.id, "did": s.device,
                 "exp": verdict.as_ref().ok(), "sessionExpiresAt": s.expires_at, "revokedAt": s.revoked_at,
-                "reason": verdict.err().map(|e| e.code().to_string()).or(s.revoke_reason),
+                "reason": s.revoke_reason.or(verdict.err().map(|e| e.code().to_string())),
             }),
             Err(e) => json!({ "active": false, "tokenType": "refresh_token", "reason": e.code() }),
         }));

@@ -484,9 +484,9 @@ impl RefreshService {
         self.revoke(SessionSelector::UserDevice(user, device), reason, now)
     }
 
-    /// Whether a refresh token would rotate now, without rotating it: its session and
-    /// `Ok` if usable, else the error a rotation would give (a used token outside the
-    /// grace window reports `Reused`, within it `Ok`).
+    /// Whether a refresh token is the live one of its session, without rotating it: its
+    /// session and `Ok(expiry)`, or why not (a used token reports `Reused`, even inside
+    /// the grace window where a replay still returns its successor).
     ///
     /// # Errors
     /// [`RefreshError::Store`].
@@ -504,8 +504,8 @@ impl RefreshService {
             Err(RefreshError::Expired)
         } else {
             match token.used_at {
-                Some(used) if now > used + self.settings.grace.as_secs() as i64 => Err(RefreshError::Reused),
-                _ => Ok(token.expires_at),
+                Some(_) => Err(RefreshError::Reused),
+                None => Ok(token.expires_at),
             }
         };
         Ok((session.info, verdict))

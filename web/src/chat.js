@@ -100,9 +100,22 @@ export class Session extends EventTarget {
     this.#reconnect("start");
   }
 
+  /** Call the API; after a 401 (the access cookie expired early), refresh once and retry. */
+  async #authed(call) {
+    // The cookie is about to expire (a late timer): refresh first rather than provoke a 401.
+    if (this.expiresAt - Date.now() < 2000) await this.refresh();
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401) || this.ended) throw err;
+      await this.refresh();
+      return call();
+    }
+  }
+
   async loadAvailable() {
     try {
-      this.available = await this.api.rooms();
+      this.available = await this.#authed(() => this.api.rooms());
       for (const room of this.rooms.values()) {
         const entry = this.available.find((r) => r.name === room.name);
         if (entry) room.write = entry.write;
@@ -400,11 +413,19 @@ export class Session extends EventTarget {
       return;
     }
     this.connects += 1;
-    for (const name of conn.sent) {
-      if (WANTED.has(this.rooms.get(name)?.state)) this.#subscribe(conn, name);
+    this.#watch(conn);
+    try {
+      for (const name of conn.sent) {
+        if (WANTED.has(this.rooms.get(name)?.state)) this.#subscribe(conn, name);
+      }
+      // The server answers a SUB it refuses with -ERR before the PONG to this flush.
+      await conn.nc.flush();
+    } catch (err) {
+      if (this.pending === conn) this.pending = null;
+      conn.nc.close().catch(() => {});
+      throw err;
     }
-    // The server answers a SUB it refuses with -ERR before the PONG to this flush.
-    await conn.nc.flush();
+    if (this.ended) return;
     for (const name of conn.sent) {
       const room = this.rooms.get(name);
       if (room && conn.subs.has(name) && room.state === "joining") {
@@ -415,7 +436,6 @@ export class Session extends EventTarget {
     const old = this.conn;
     this.conn = conn;
     this.pending = null;
-    this.#watch(conn);
     this.#setStatus("connected");
     this.#changed();
     this.#emit("connected", { rooms: conn.sent });
@@ -471,11 +491,11 @@ export class Session extends EventTarget {
     const nc = conn.nc;
     (async () => {
       for await (const s of nc.status()) {
-        if (conn !== this.conn) continue;
-        if (s.type === "ldm") {
-          // Lame-duck notice: the grant may have changed. Reconnect with the current list.
+        if (s.type === "ldm" && (conn === this.conn || conn === this.pending)) {
+          // Lame-duck notice: the grant may have changed. Reconnect with the current list
+          // (if it reaches the connection still being opened, once that one is done).
           this.#reconnect("lame-duck notice");
-        } else if (s.type === "error") {
+        } else if (s.type === "error" && conn === this.conn) {
           this.#serverError(s.error);
         }
       }

@@ -121,6 +121,7 @@ async function onLogout() {
     // the session may already be gone; the cookies are cleared either way
   }
   resetChat();
+  clearNotices();
   showLogin("");
   notice("You are logged out.");
 }
@@ -156,6 +157,7 @@ function startSession(user, expiresInMs) {
       session = null;
       localStorage.removeItem(HINT);
       resetChat();
+      clearNotices();
       showLogin(reason);
     }),
   );
@@ -228,11 +230,12 @@ function roomItem(room) {
   const stateText = STATE_TEXT[room.state];
   const unread =
     room.unread > 0
-      ? el("span", {
-          class: "unread",
-          "aria-label": `${room.unread} unread`,
-          text: String(room.unread),
-        })
+      ? el(
+          "span",
+          { class: "unread", dataset: { count: String(room.unread) } },
+          el("span", { "aria-hidden": "true", text: String(room.unread) }),
+          el("span", { class: "sr-only", text: `, ${room.unread} unread` }),
+        )
       : null;
   return el(
     "li",

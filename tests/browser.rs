@@ -1,0 +1,227 @@
+//! The chat page end to end in a real headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `tests/browser/chat.mjs`): bob and alice log in, join, talk both ways,
+//! are refused each other's rooms, and bob loses a room when the permission file changes.
+//! Screenshots of the main states go to `target/browser-screenshots/`.
+//!
+//! Needs `/usr/bin/chromium` (`scripts/install-chromium.sh`) and `npm ci` in `web/`; `make test`
+//! does both.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{EnvOptions, TestEnv, free_port};
+use nats_callout::keys;
+use serde_json::{Value, json};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// Where the screenshots go (emptied first).
+fn screenshot_dir() -> PathBuf {
+    let dir = root().join("target/browser-screenshots");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn npm_packages() {
+    assert!(
+        root().join("web/node_modules/playwright-core").exists(),
+        "web/node_modules is missing: run `npm ci` in web/ (make test does)"
+    );
+}
+
+fn prerequisites() {
+    assert!(
+        chromium().exists(),
+        "{} is missing: run scripts/install-chromium.sh (make test does)",
+        chromium().display()
+    );
+    npm_packages();
+}
+
+async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::process::Output {
+    let out = tokio::time::timeout(limit, cmd.kill_on_drop(true).output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (is node installed?)"));
+    println!("---- {what} stdout\n{}", String::from_utf8_lossy(&out.stdout));
+    println!("---- {what} stderr\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The committed bundle in web/dist is what `npm run build` makes from web/src.
+#[tokio::test]
+async fn committed_bundle_is_up_to_date() {
+    npm_packages();
+    let out = run(
+        Command::new("node")
+            .args(["build.mjs", "--check"])
+            .current_dir(root().join("web")),
+        "web/build.mjs --check",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "web/dist is stale: run `npm run build` in web/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_page_in_chromium() {
+    prerequisites();
+    // The page's origin must be known before nats-server starts: its websocket listener
+    // accepts only listed origins.
+    let http_port = free_port();
+    let origin = format!("http://127.0.0.1:{http_port}");
+    let mut env = TestEnv::start(EnvOptions {
+        ws_allowed_origins: vec![origin.clone()],
+        ..Default::default()
+    })
+    .await;
+    env.config.http.listen = format!("127.0.0.1:{http_port}");
+    env.config.http.allowed_origins = vec![origin.clone()];
+    env.config.http.websocket_port = env.server.ws_port;
+    // Short-lived access tokens, so the pages must refresh them during the test.
+    env.config.tokens.access_ttl = Duration::from_secs(12);
+    let _svc = env.start_callout().await;
+
+    // The page itself, with its headers.
+    let resp = reqwest::get(format!("{origin}/")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' ws://127.0.0.1:{};",
+            env.server.ws_port
+        )),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cache-control"], "no-cache");
+    let etag = h["etag"].clone();
+    let again = reqwest::Client::new()
+        .get(format!("{origin}/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["content-type"], "text/javascript; charset=utf-8");
+    let cached = reqwest::Client::new()
+        .get(format!("{origin}/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cached.status(),
+        304,
+        "a revalidation with the ETag is answered 304"
+    );
+    let config: serde_json::Value = reqwest::get(format!("{origin}/api/config"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["websocketPort"], env.server.ws_port);
+    assert!(config["user"].is_null());
+
+    let shots = screenshot_dir();
+    let mut node = Command::new("node");
+    node.arg("tests/browser/chat.mjs")
+        .current_dir(root())
+        .env("BASE_URL", format!("{origin}/"))
+        .env("PERMISSIONS_DIR", &env.config.permissions.dir)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", chromium());
+    let ok = tokio::time::timeout(Duration::from_secs(240), drive(&env, node))
+        .await
+        .expect("tests/browser/chat.mjs did not finish within 240 s");
+    if !ok {
+        println!("---- nats-server log (tail)");
+        let log = env.server.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        for line in tail.into_iter().rev() {
+            println!("{line}");
+        }
+    }
+    assert!(
+        ok,
+        "the browser test failed (see its output above; screenshots in {})",
+        shots.display()
+    );
+}
+
+/// Run the browser script, echoing its output. A line `@@kick USER` asks this side to kick
+/// USER's connections (as the system account would); the answer `@@kicked N` goes to its stdin.
+async fn drive(env: &TestEnv, mut node: Command) -> bool {
+    let mut child = node
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot run node (is Node.js installed?)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        println!("{line}");
+        if let Some(user) = line.strip_prefix("@@kick ") {
+            let n = kick_user(env, user.trim()).await;
+            stdin
+                .write_all(format!("@@kicked {n}\n").as_bytes())
+                .await
+                .unwrap();
+            stdin.flush().await.unwrap();
+        }
+    }
+    child.wait().await.unwrap().success()
+}
+
+/// Kick every connection of `user` through the system account (CONNZ, then KICK by cid).
+async fn kick_user(env: &TestEnv, user: &str) -> usize {
+    let password =
+        std::fs::read_to_string(env.dir.path().join("keys").join(keys::SYS_PASSWORD_FILE)).unwrap();
+    let sys = async_nats::ConnectOptions::new()
+        .user_and_password("sys".into(), password.trim().into())
+        .connect(env.server.url())
+        .await
+        .unwrap();
+    let body = json!({"acc": env.config.callout.account, "auth": true, "limit": 1024});
+    let reply = sys
+        .request("$SYS.REQ.SERVER.PING.CONNZ", body.to_string().into())
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let server = v["server"]["id"].as_str().unwrap().to_string();
+    let cids: Vec<u64> = v["data"]["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["authorized_user"] == user)
+        .filter_map(|c| c["cid"].as_u64())
+        .collect();
+    for cid in &cids {
+        let subject = format!("$SYS.REQ.SERVER.{server}.KICK");
+        let r = sys
+            .request(subject, json!({ "cid": cid }).to_string().into())
+            .await
+            .unwrap();
+        println!("kicked {user} cid {cid}: {}", String::from_utf8_lossy(&r.payload));
+    }
+    cids.len()
+}
