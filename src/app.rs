@@ -34,6 +34,9 @@ pub struct App {
     sessions: Option<Arc<Sessions>>,
     http: Option<tokio::net::TcpListener>,
     config: Config,
+    /// Instance id (service discovery) and start time.
+    id: String,
+    started: i64,
 }
 
 /// Open the token store and its revocation index.
@@ -157,6 +160,8 @@ impl App {
             sessions,
             http,
             config,
+            id: nuid::next().to_string(),
+            started: now_secs(),
         })
     }
 
@@ -195,6 +200,11 @@ impl App {
                 sessions: self.sessions.clone(),
                 metrics: Some(crate::telemetry::metrics()),
                 token_reset_roles: self.config.enforcement.token_reset_roles.clone(),
+                nats: Some(self.client.clone()),
+                callout: Some(self.callout.clone()),
+                id: self.id.clone(),
+                started: self.started,
+                queue_group: self.config.callout.queue_group.clone(),
             },
         })
     }
@@ -213,6 +223,7 @@ impl App {
             sessions,
             http,
             config,
+            ..
         } = self;
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -225,14 +236,17 @@ impl App {
                 Ok(())
             }
         });
-        tasks.spawn(crate::endpoints::serve(
-            client.clone(),
-            config.callout.queue_group.clone(),
-            tokens.clone(),
-            snapshot,
-            sessions.clone(),
-            stop.clone(),
-        ));
+        tasks.spawn(
+            crate::endpoints::Endpoints {
+                client: client.clone(),
+                queue: config.callout.queue_group.clone(),
+                tokens: tokens.clone(),
+                snapshot,
+                sessions: sessions.clone(),
+                ops: state.ops.clone(),
+            }
+            .serve(stop.clone()),
+        );
         tasks.spawn({
             let stop = stop.clone();
             let watch = config.enforcement.watch;
@@ -340,13 +354,20 @@ async fn janitor(
         })
         .await;
         match result {
-            Ok(Ok(r)) => info!(
-                refresh_tokens = r.refresh_tokens,
-                sessions = r.sessions,
-                revocations = r.revocations,
-                "janitor run"
-            ),
-            Ok(Err(e)) => warn!(error = %e, "janitor failed"),
+            Ok(Ok(r)) => {
+                metrics::counter!("nats_callout_janitor_runs_total", "result" => "ok").increment(1);
+                metrics::counter!("nats_callout_janitor_removed_total").increment(r.total() as u64);
+                info!(
+                    refresh_tokens = r.refresh_tokens,
+                    sessions = r.sessions,
+                    revocations = r.revocations,
+                    "janitor run"
+                )
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("nats_callout_janitor_runs_total", "result" => "failed").increment(1);
+                warn!(error = %e, "janitor failed")
+            }
             Err(e) => warn!(error = %e, "janitor panicked"),
         }
     }

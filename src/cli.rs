@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`, `token-reset`.
+//! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`, `token-reset`,
+//! `status`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -70,11 +71,18 @@ pub enum Command {
     /// Make the connections holding these access-token ids re-authorize (running service).
     TokenReset {
         /// Token ids (`tid` claim); repeat the flag for several.
-        #[arg(long = "tid", env = "NATS_CALLOUT_TOKEN_RESET_TIDS", value_delimiter = ',', required = true)]
+        #[arg(
+            long = "tid",
+            env = "NATS_CALLOUT_TOKEN_RESET_TIDS",
+            value_delimiter = ',',
+            required = true
+        )]
         tids: Vec<String>,
         #[arg(long, env = "NATS_CALLOUT_TOKEN_RESET_REASON", default_value = "operator")]
         reason: String,
     },
+    /// Ask the running service how it is (readiness, reloads, enforcement); exit 1 if not ready.
+    Status,
     /// Mint an access token for a user (for operators and tests).
     Token {
         #[arg(long, env = "NATS_CALLOUT_TOKEN_USER")]
@@ -93,7 +101,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let config = load(&cli.config)?;
             crate::telemetry::init_tracing(config.log.format.as_deref() == Some("json"));
-            App::build(config).await?.run(shutdown_signal()).await?;
+            let first_then_second = async {
+                shutdown_signal().await;
+                tracing::info!("shutting down (a second signal exits at once)");
+                tokio::spawn(async {
+                    shutdown_signal().await;
+                    eprintln!("second signal: exiting now");
+                    std::process::exit(130);
+                });
+            };
+            App::build(config).await?.run(first_then_second).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { dir } => {
@@ -144,10 +161,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Status => {
+            let config = load(&cli.config)?;
+            let code = ask_service(&config, crate::endpoints::ADMIN_STATUS_SUBJECT, Vec::new()).await?;
+            Ok(code)
+        }
         Command::TokenReset { tids, reason } => {
             let config = load(&cli.config)?;
             let body = serde_json::json!({ "tids": tids, "reason": reason });
-            ask_service(&config, crate::sessions::TOKEN_RESET_SUBJECT, body.to_string().into_bytes()).await
+            ask_service(
+                &config,
+                crate::sessions::TOKEN_RESET_SUBJECT,
+                body.to_string().into_bytes(),
+            )
+            .await
         }
         Command::Token { user, ttl, device } => {
             let config = load(&cli.config)?;
@@ -185,8 +212,13 @@ async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> a
         .await
         .context("while asking the running service (is `nats-callout serve` up?)")?;
     let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
-    println!("{body}");
-    Ok(if body.get("error").is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    let failed = body.get("error").is_some() || body.get("ready") == Some(&serde_json::Value::Bool(false));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Unix seconds, or an RFC 3339 time.

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::callout::now_secs;
 use crate::http::user_context;
+use crate::ops::Ops;
 use crate::permissions::Snapshot;
 use crate::sessions::{Sessions, TOKEN_RESET_SUBJECT, TokenResetRequest};
 use crate::tokens::service::{REVOCATION_SUBJECT, RevokeTarget, TokenService};
@@ -54,51 +55,105 @@ pub fn user_context_reply(
     }
 }
 
-/// Serve the endpoints until `stop`.
-pub async fn serve(
-    client: async_nats::Client,
-    queue: String,
-    tokens: Arc<TokenService>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    sessions: Option<Arc<Sessions>>,
-    stop: CancellationToken,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut broadcasts = client.subscribe(REVOCATION_SUBJECT).await?;
-    let mut contexts = client
-        .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
-        .await?;
-    let mut resets = client.queue_subscribe(TOKEN_RESET_SUBJECT, queue.clone()).await?;
-    let mut admin = client.queue_subscribe(ADMIN_REVOKE_SUBJECT, queue).await?;
-    let _ = client.flush().await;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload),
-            Some(m) = contexts.next() => {
-                let reply = user_context_reply(&tokens, &snapshot.load(), &m.payload, now_secs());
-                respond(&client, m.reply, reply).await;
+/// Operators ask the running service for its status here (AUTH account only).
+pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
+/// nats-server reports failed authorizations (timeouts included) here, in the callout account.
+pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
+
+/// What the endpoints need.
+pub struct Endpoints {
+    pub client: async_nats::Client,
+    pub queue: String,
+    pub tokens: Arc<TokenService>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub sessions: Option<Arc<Sessions>>,
+    pub ops: Ops,
+}
+
+impl Endpoints {
+    /// Serve until `stop`.
+    pub async fn serve(self, stop: CancellationToken) -> Result<(), async_nats::SubscribeError> {
+        let Endpoints {
+            client,
+            queue,
+            tokens,
+            snapshot,
+            sessions,
+            ops,
+        } = self;
+        let mut broadcasts = client.subscribe(REVOCATION_SUBJECT).await?;
+        let mut contexts = client
+            .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
+            .await?;
+        let mut resets = client.queue_subscribe(TOKEN_RESET_SUBJECT, queue.clone()).await?;
+        let mut admin = client.queue_subscribe(ADMIN_REVOKE_SUBJECT, queue).await?;
+        let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
+        let mut discovery = client.subscribe("$SRV.>").await?;
+        let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
+        let _ = client.flush().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload),
+                Some(m) = contexts.next() => {
+                    let reply = user_context_reply(&tokens, &snapshot.load(), &m.payload, now_secs());
+                    respond(&client, m.reply, reply).await;
+                }
+                Some(m) = resets.next() => {
+                    let reply = token_reset_reply(sessions.as_deref(), &m.payload);
+                    respond(&client, m.reply, reply).await;
+                }
+                Some(m) = admin.next() => {
+                    let reply = revoke_reply(&tokens, &m.payload).await;
+                    respond(&client, m.reply, reply).await;
+                }
+                Some(m) = status.next() => respond(&client, m.reply, ops.status()).await,
+                Some(m) = discovery.next() => {
+                    if let Some(reply) = ops.discovery(m.subject.as_str()) {
+                        respond(&client, m.reply, reply).await;
+                    }
+                }
+                Some(m) = auth_errors.next() => audit_auth_error(&m.payload),
+                else => break,
             }
-            Some(m) = resets.next() => {
-                let reply = token_reset_reply(sessions.as_deref(), &m.payload);
-                respond(&client, m.reply, reply).await;
-            }
-            Some(m) = admin.next() => {
-                let reply = match serde_json::from_slice::<RevokeTarget>(&m.payload) {
-                    Ok(target) => match tokens.revoke(&target, "revoked by operator", now_secs()).await {
-                        Ok(n) => {
-                            info!(?target, sessions = n, "operator revocation");
-                            json!({"revokedSessions": n})
-                        }
-                        Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
-                    },
-                    Err(e) => json!({"error": format!("invalid revoke request: {e}"), "error_code": "bad-request"}),
-                };
-                respond(&client, m.reply, reply).await;
-            }
-            else => break,
         }
+        Ok(())
     }
-    Ok(())
+}
+
+async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Value {
+    match serde_json::from_slice::<RevokeTarget>(payload) {
+        Ok(target) => match tokens.revoke(&target, "revoked by operator", now_secs()).await {
+            Ok(n) => {
+                info!(?target, sessions = n, "operator revocation");
+                json!({"revokedSessions": n})
+            }
+            Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
+        },
+        Err(e) => json!({"error": format!("invalid revoke request: {e}"), "error_code": "bad-request"}),
+    }
+}
+
+/// Count and log an authorization failure nats-server reported (no secrets in it:
+/// the server redacts tokens).
+fn audit_auth_error(payload: &[u8]) {
+    let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+    let reason = v["reason"].as_str().unwrap_or("");
+    let timeout = reason.is_empty();
+    metrics::counter!("nats_callout_server_auth_errors_total", "timeout" => if timeout { "true" } else { "false" })
+        .increment(1);
+    warn!(
+        audit = "server-auth-error",
+        reason = if timeout {
+            "no reply in time (timeout)"
+        } else {
+            reason
+        },
+        client_id = v["client"]["id"].as_u64().unwrap_or(0),
+        host = v["client"]["host"].as_str().unwrap_or(""),
+        server = v["server"]["name"].as_str().unwrap_or(""),
+        "nats-server refused a connection"
+    );
 }
 
 /// Answer `auth.v1.tokenReset {tids, reason}` with `{affected}`. Who may publish it is

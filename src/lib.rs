@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod http;
 pub mod keys;
 pub mod names;
+pub mod ops;
 pub mod password;
 pub mod permissions;
 pub mod reload;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
-use crypto_box::aead::{Aead, AeadCore};
+use crypto_box::aead::{AeadCore, AeadInPlace};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use nkeys::XKey;
 
@@ -96,7 +96,10 @@ fn open_sealed(payload: &[u8], ours: &XKey, server: &XKey) -> Result<Vec<u8>, En
         Some(b) => b,
         None => Arc::new(derive(ours, &key).ok_or(EnvelopeError::Open)?),
     };
-    let jwt = b.decrypt(nonce.into(), sealed).map_err(|_| EnvelopeError::Open)?;
+    let (tag, ciphertext) = sealed.split_at(TAG_LEN);
+    let mut jwt = ciphertext.to_vec();
+    b.decrypt_in_place_detached(nonce.into(), b"", &mut jwt, tag.into())
+        .map_err(|_| EnvelopeError::Open)?;
     if cached.is_none() {
         // Only a key that actually opened a request is kept.
         remember(key, b);
@@ -115,11 +118,17 @@ fn seal_to(plain: &[u8], ours: &XKey, server: &XKey) -> Option<Vec<u8>> {
         }
     };
     let nonce = SalsaBox::generate_nonce(&mut rand::thread_rng());
-    let sealed = b.encrypt(&nonce, plain).ok()?;
-    let mut out = Vec::with_capacity(XKEY_V1.len() + NONCE_LEN + sealed.len());
+    // "xkv1" || nonce || tag || ciphertext, encrypted in place (NaCl puts the tag first).
+    let head = XKEY_V1.len() + NONCE_LEN;
+    let mut out = Vec::with_capacity(head + TAG_LEN + plain.len());
     out.extend_from_slice(XKEY_V1);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(&[0; TAG_LEN]);
+    out.extend_from_slice(plain);
+    let tag = b
+        .encrypt_in_place_detached(&nonce, b"", &mut out[head + TAG_LEN..])
+        .ok()?;
+    out[head..head + TAG_LEN].copy_from_slice(&tag);
     Some(out)
 }
 

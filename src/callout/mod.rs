@@ -47,6 +47,8 @@ struct Counts {
     allowed: AtomicU64,
     denied: AtomicU64,
     refused: AtomicU64,
+    /// Total time spent deciding (ns), for `$SRV.STATS`.
+    time_ns: AtomicU64,
 }
 
 /// How many requests this instance answered, by outcome.
@@ -56,6 +58,8 @@ pub struct Stats {
     pub denied: u64,
     /// Requests that could not be opened or verified (empty reply).
     pub refused: u64,
+    /// Total time spent deciding, nanoseconds.
+    pub time_ns: u64,
 }
 
 /// What became of one request (for logs and tests).
@@ -97,18 +101,21 @@ impl Callout {
             allowed: self.counts.allowed.load(Ordering::Relaxed),
             denied: self.counts.denied.load(Ordering::Relaxed),
             refused: self.counts.refused.load(Ordering::Relaxed),
+            time_ns: self.counts.time_ns.load(Ordering::Relaxed),
         }
     }
 
     /// Handle one request payload; returns the reply bytes (empty = immediate deny).
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
         let (reply, verdict) = self.handle_inner(payload, xkey_header, now);
-        let counter = match verdict {
-            Verdict::Allowed(_) => &self.counts.allowed,
-            Verdict::Denied(_) => &self.counts.denied,
-            Verdict::Refused(_) => &self.counts.refused,
+        let (counter, result, reason) = match &verdict {
+            Verdict::Allowed(_) => (&self.counts.allowed, "allow", "granted"),
+            Verdict::Denied(d) => (&self.counts.denied, "deny", d.code()),
+            Verdict::Refused(code) => (&self.counts.refused, "refused", *code),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("nats_callout_authorizations_total", "result" => result, "reason" => reason)
+            .increment(1);
         (reply, verdict)
     }
 
@@ -290,41 +297,74 @@ pub async fn serve(
     info!(subject = AUTH_SUBJECT, "serving authorization requests");
     let limit = Arc::new(Semaphore::new(max_in_flight));
     tokio::pin!(shutdown);
+    let mut draining = false;
     loop {
-        let msg = tokio::select! {
-            m = sub.next() => match m { Some(m) => m, None => break },
-            _ = &mut shutdown => break,
+        let msg = if draining {
+            // Unsubscribed: finish what was already delivered to us, then stop.
+            match sub.next().await {
+                Some(m) => m,
+                None => break,
+            }
+        } else {
+            tokio::select! {
+                m = sub.next() => match m { Some(m) => m, None => break },
+                _ = &mut shutdown => {
+                    info!("shutting down: no new authorization requests");
+                    if sub.drain().await.is_err() {
+                        break;
+                    }
+                    draining = true;
+                    continue;
+                }
+            }
         };
+        let waiting = limit.available_permits() == 0;
+        if waiting {
+            metrics::counter!("nats_callout_requests_queued_total").increment(1);
+        }
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
+        metrics::gauge!("nats_callout_requests_in_flight")
+            .set((max_in_flight - limit.available_permits()) as f64);
         let (client, callout) = (client.clone(), callout.clone());
         tokio::spawn(async move {
-            let Some(reply_to) = msg.reply.clone() else { return };
-            let header = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SERVER_XKEY_HEADER))
-                .map(|v| v.as_str().to_string());
-            let now = now_secs();
-            let (reply, verdict) = callout.handle(&msg.payload, header.as_deref(), now);
-            if let Err(e) = client.publish(reply_to, reply.into()).await {
-                warn!(error = %e, "could not send the authorization reply");
-            }
-            if let Verdict::Allowed(allowed) = verdict
-                && let Ok(body) = serde_json::to_vec(&allowed.1)
-                && let Err(e) = client.publish(DECISION_SUBJECT, body.into()).await
-            {
-                warn!(error = %e, "could not publish the decision record");
-            }
+            answer(&client, &callout, msg).await;
             drop(permit);
         });
     }
-    let _ = sub.unsubscribe().await;
     // Wait (bounded) for the requests in flight.
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(5), limit.acquire_many(all)).await;
+    metrics::gauge!("nats_callout_requests_in_flight").set(0.0);
     let _ = client.flush().await;
+}
+
+/// Handle one request message: reply, then publish the decision record.
+async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats::Message) {
+    let Some(reply_to) = msg.reply.clone() else { return };
+    let header = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(SERVER_XKEY_HEADER))
+        .map(|v| v.as_str().to_string());
+    let started = std::time::Instant::now();
+    let (reply, verdict) = callout.handle(&msg.payload, header.as_deref(), now_secs());
+    let elapsed = started.elapsed();
+    metrics::histogram!("nats_callout_decision_seconds").record(elapsed.as_secs_f64());
+    callout
+        .counts
+        .time_ns
+        .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    if let Err(e) = client.publish(reply_to, reply.into()).await {
+        warn!(error = %e, "could not send the authorization reply");
+    }
+    if let Verdict::Allowed(allowed) = verdict
+        && let Ok(body) = serde_json::to_vec(&allowed.1)
+        && let Err(e) = client.publish(DECISION_SUBJECT, body.into()).await
+    {
+        warn!(error = %e, "could not publish the decision record");
+    }
 }
 
 /// Unix time in seconds.

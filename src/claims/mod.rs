@@ -8,6 +8,7 @@ pub mod request;
 pub mod response;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -40,18 +41,32 @@ pub enum ClaimsError {
 }
 
 /// Serialise `claims` and sign them with `signer` (an account key for our replies).
+///
+/// The JSON goes through a per-thread buffer and the token is written into one string of
+/// the right size: one allocation besides the signature.
 pub fn encode<T: Serialize>(claims: &T, signer: &KeyPair) -> Result<String, ClaimsError> {
-    let json = serde_json::to_vec(claims).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
-    let mut out = String::with_capacity(64 + json.len() * 4 / 3 + 90);
-    URL_SAFE_NO_PAD.encode_string(HEADER, &mut out);
-    out.push('.');
-    URL_SAFE_NO_PAD.encode_string(&json, &mut out);
-    let sig = signer
-        .sign(out.as_bytes())
-        .map_err(|e| ClaimsError::Sign(e.to_string()))?;
-    out.push('.');
-    URL_SAFE_NO_PAD.encode_string(sig, &mut out);
-    Ok(out)
+    thread_local! {
+        static JSON: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+    }
+    JSON.with_borrow_mut(|json| {
+        json.clear();
+        serde_json::to_writer(&mut *json, claims).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
+        let header = encoded_header();
+        let b64 = |n: usize| n.div_ceil(3) * 4;
+        let mut out = String::with_capacity(header.len() + 1 + b64(json.len()) + 1 + b64(64));
+        out.push_str(header);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json[..], &mut out);
+        if json.capacity() > 64 * 1024 {
+            *json = Vec::with_capacity(4096);
+        }
+        let sig = signer
+            .sign(out.as_bytes())
+            .map_err(|e| ClaimsError::Sign(e.to_string()))?;
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+        Ok(out)
+    })
 }
 
 /// The issuer a NATS JWT claims, read before verification so the caller can
@@ -120,7 +135,8 @@ fn verify_by(issuer: &str, signed: &[u8], signature: &Signature) -> Result<(), C
             VerifyingKey::from_bytes(&raw).map_err(|_| ClaimsError::BadIssuer)?
         }
     };
-    key.verify(signed, signature).map_err(|_| ClaimsError::BadSignature)?;
+    key.verify(signed, signature)
+        .map_err(|_| ClaimsError::BadSignature)?;
     if cached.is_none() {
         // Only keys that verified a signature are kept.
         ISSUER_KEYS.rcu(|keys| {
@@ -238,9 +254,15 @@ mod tests {
             let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
             raw[0] ^= 1;
             let bad = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&raw));
-            assert_eq!(decode_verified::<Sample>(&bad).unwrap_err(), ClaimsError::BadSignature);
+            assert_eq!(
+                decode_verified::<Sample>(&bad).unwrap_err(),
+                ClaimsError::BadSignature
+            );
             let short = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&raw[..63]));
-            assert_eq!(decode_verified::<Sample>(&short).unwrap_err(), ClaimsError::BadSignature);
+            assert_eq!(
+                decode_verified::<Sample>(&short).unwrap_err(),
+                ClaimsError::BadSignature
+            );
         }
     }
 

@@ -1,12 +1,10 @@
 //! Operator endpoints: service status (reloads, live connections, enforcement), token
 //! reset by token id, and Prometheus metrics.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -26,23 +24,22 @@ pub(super) async fn status(
     {
         return Err(ApiError::forbidden("only admins read the status"));
     }
-    let ops = &state.ops;
-    let enforcement = ops.sessions.as_ref().map(|s| {
-        json!({
-            "liveConnections": s.len(),
-            "leader": s.is_leader(),
-            "instances": s.instances(),
-            "ldmSent": s.stats.ldm_sent.load(Ordering::Relaxed),
-            "kicksSent": s.stats.kicks_sent.load(Ordering::Relaxed),
-            "throttled": s.stats.throttled.load(Ordering::Relaxed),
-            "lastLagMs": s.stats.last_lag_ms.load(Ordering::Relaxed),
-        })
-    });
-    Ok(Json(json!({
-        "permissions": ops.reloader.as_ref().map(|r| r.status()),
-        "enforcement": enforcement,
-        "revocations": state.tokens.revocations().load().len(),
-    })))
+    let mut status = state.ops.status();
+    status["revocations"] = json!(state.tokens.revocations().load().len());
+    Ok(Json(status))
+}
+
+/// 200 when connected to NATS with permissions loaded, else 503.
+pub(super) async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+    let (ready, body) = state.ops.readiness();
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }
 
 pub(super) async fn token_reset(

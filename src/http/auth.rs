@@ -161,6 +161,7 @@ pub(super) async fn login(
     .await
     .unwrap_or(false);
     if !ok {
+        metrics::counter!("nats_callout_logins_total", "result" => "invalid-credentials").increment(1);
         info!(result = "deny", reason = "invalid-credentials", addr = ?addr, "login");
         return Err(ApiError::unauthorized(
             "invalid-credentials",
@@ -171,6 +172,7 @@ pub(super) async fn login(
         .tokens
         .login(&username, device.as_deref(), client_id.as_deref(), now)
         .map_err(lifecycle_error)?;
+    metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
     info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
     Ok(token_response(&state, &pair, req.cookie))
 }

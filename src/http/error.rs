@@ -40,6 +40,7 @@ impl ApiError {
         )
     }
     pub fn rate_limited(retry_after: u64) -> Self {
+        metrics::counter!("nats_callout_logins_total", "result" => "rate-limited").increment(1);
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",

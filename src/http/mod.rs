@@ -42,14 +42,7 @@ pub struct HttpState {
     pub ops: Ops,
 }
 
-/// The parts of a running service the admin endpoints report on.
-#[derive(Default, Clone)]
-pub struct Ops {
-    pub reloader: Option<Arc<crate::reload::Reloader>>,
-    pub sessions: Option<Arc<crate::sessions::Sessions>>,
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub token_reset_roles: Vec<String>,
-}
+pub use crate::ops::Ops;
 
 impl HttpState {
     pub fn now(&self) -> i64 {
@@ -73,6 +66,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/admin/token-reset", post(admin::token_reset))
         .route("/metrics", get(admin::metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(admin::readyz))
         .merge(web::routes())
         .with_state(state)
 }

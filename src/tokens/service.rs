@@ -143,7 +143,13 @@ impl TokenService {
     /// Rotate a refresh token into a new pair. A reuse revokes the whole family here
     /// and, through the broadcast, on every instance: its access tokens stop working.
     pub async fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
-        match self.refresh.rotate(presented, now) {
+        let result = self.refresh.rotate(presented, now);
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        metrics::counter!("nats_callout_refreshes_total", "result" => label).increment(1);
+        match result {
             Ok(issued) => Ok(self.pair(issued)?),
             Err(RefreshError::Reused) => {
                 if let Ok(session) = self.refresh.session_for_token(presented) {
@@ -217,6 +223,13 @@ impl TokenService {
             self.refresh.record_revocation(r)?;
         }
         self.revocations.apply(revs.iter().cloned());
+        let kind = match target {
+            RevokeTarget::Session(_) => "session",
+            RevokeTarget::Device(_) | RevokeTarget::UserDevice { .. } => "device",
+            RevokeTarget::User(_) => "user",
+            RevokeTarget::Before(_) => "before",
+        };
+        metrics::counter!("nats_callout_revocations_total", "target" => kind).increment(1);
         info!(?target, reason, sessions, "revoked");
         self.broadcast(&revs).await;
         Ok(sessions)

@@ -66,6 +66,10 @@ impl NatsServer {
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.ws_port)
     }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server log so far (for assertions and failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -410,8 +414,14 @@ struct ServerSecrets<'a> {
 }
 
 fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
-    let ServerSecrets { issuer, xkey, callout_pw, sys_pw } = *secrets;
-    let (websocket, auth_callout, ws_allowed_origins) = (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
+    let ServerSecrets {
+        issuer,
+        xkey,
+        callout_pw,
+        sys_pw,
+    } = *secrets;
+    let (websocket, auth_callout, ws_allowed_origins) =
+        (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
     for _attempt in 0..5 {
         let (port, ws_port) = (free_port(), free_port());
         let xkey_line = xkey.map(|x| format!("xkey: {x}")).unwrap_or_default();

@@ -1,0 +1,269 @@
+//! Operating the service: metrics, health, service discovery, status, audit log,
+//! server-reported auth errors, graceful shutdown and a rolling restart.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, EnvOptions, TestEnv};
+use futures::StreamExt;
+use serde_json::Value;
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of a Prometheus sample whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    env.connect(Some(&env.token("bob")), "all1").await.unwrap();
+    assert!(env.connect(None, "all1").await.is_err());
+    let base = svc.http_url();
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    let (code, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"ready\":true"), "{body}");
+
+    let (_, m) = get(&format!("{base}/metrics")).await;
+    let allowed = sample(
+        &m,
+        "nats_callout_authorizations_total{result=\"allow\",reason=\"granted\"}",
+    );
+    let denied = sample(
+        &m,
+        "nats_callout_authorizations_total{result=\"deny\",reason=\"no-token\"}",
+    );
+    assert!(allowed >= Some(1.0) && denied >= Some(1.0), "{m}");
+    for name in [
+        "nats_callout_decision_seconds_bucket",
+        "nats_callout_requests_in_flight",
+        "nats_callout_live_connections",
+    ] {
+        assert!(m.contains(name), "{name} missing from:\n{m}");
+    }
+    // Failures nats-server reports in the callout account are counted too.
+    let start = Instant::now();
+    loop {
+        let (_, m) = get(&format!("{base}/metrics")).await;
+        if sample(&m, "nats_callout_server_auth_errors_total").is_some() {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "server auth error not counted:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `$SRV.PING|INFO|STATS` like any NATS micro service.
+#[tokio::test]
+async fn answers_service_discovery() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let _svc = env.start_callout().await;
+    env.connect(Some(&env.token("bob")), "all1").await.unwrap();
+    let admin = env.connect_auth_user().await;
+    let ask = |subject: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let m = tokio::time::timeout(DEADLINE, admin.request(subject, "".into()))
+                .await
+                .unwrap()
+                .unwrap();
+            serde_json::from_slice::<Value>(&m.payload).unwrap()
+        }
+    };
+    let ping = ask("$SRV.PING.nats-callout").await;
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response");
+    assert_eq!(ping["name"], "nats-callout");
+    let info = ask("$SRV.INFO").await;
+    assert_eq!(info["endpoints"][0]["subject"], "$SYS.REQ.USER.AUTH");
+    assert_eq!(info["endpoints"][0]["queue_group"], "nats-callout");
+    let stats = ask("$SRV.STATS.nats-callout").await;
+    assert!(
+        stats["endpoints"][0]["num_requests"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let id = ping["id"].as_str().unwrap().to_string();
+    let by_id = admin
+        .request(format!("$SRV.PING.nats-callout.{id}"), "".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&by_id.payload).unwrap()["id"],
+        id.as_str()
+    );
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+}
+
+/// `nats-callout status` asks the running service; the audit log is one JSON line per
+/// decision with who, what was asked and granted, and why, and never a token.
+#[tokio::test]
+async fn status_command_and_json_audit_log() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let cfg = env.write_config_file("");
+    let log = env.dir.path().join("service.log");
+    let mut serve = bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("NATS_CALLOUT_LOG__FORMAT", "json")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let token = env.token("bob");
+    let mut ok = false;
+    for _ in 0..100 {
+        if env.connect(Some(&token), "all1;alice1").await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the served binary authorizes");
+    assert!(env.connect(Some("not-a-token"), "all1").await.is_err());
+    let out = bin().args(["status", "--config"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["ready"], true, "{status}");
+    assert!(status["authorizations"]["allowed"].as_u64().unwrap() >= 1);
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &serve.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(serve.wait().unwrap().success(), "exit 0 after SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(&token) && !text.contains("not-a-token"),
+        "a token reached the log"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let decision = |result: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "authorization" && l["fields"]["result"] == result)
+            .cloned()
+    };
+    let allow = decision("allow").unwrap_or_else(|| panic!("no allow line in:\n{text}"));
+    let f = &allow["fields"];
+    assert_eq!(f["user"], "bob");
+    assert_eq!(f["requested"], "all1;alice1");
+    assert_eq!(f["granted"], "all1");
+    assert_eq!(f["refused"], "alice1");
+    assert!(f["client_id"].as_u64().is_some() && f["server"].is_string());
+    let deny = decision("deny").unwrap_or_else(|| panic!("no deny line in:\n{text}"));
+    assert_eq!(deny["fields"]["reason"], "token-malformed");
+}
+
+/// A second signal exits at once even when the first one's graceful stop is waiting
+/// (here for an HTTP request whose body never finishes, and a stopped nats-server).
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let port = common::free_port();
+    let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
+    let mut serve = bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = env.token("bob");
+    for _ in 0..100 {
+        if env.connect(Some(&token), "all1").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    use tokio::io::AsyncWriteExt;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let nats_pid = env.server.pid().to_string();
+    let kill =
+        |sig: &str, pid: &str| assert!(Command::new("kill").args([sig, pid]).status().unwrap().success());
+    kill("-STOP", &nats_pid); // the drain cannot finish
+    let pid = serve.id().to_string();
+    kill("-TERM", &pid);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(serve.try_wait().unwrap().is_none(), "still draining");
+    kill("-TERM", &pid);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "no exit after the second signal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    kill("-CONT", &nats_pid);
+    assert_eq!(status.code(), Some(130));
+}
+
+/// Restarting one of two instances (gracefully) loses no authorization.
+#[tokio::test]
+async fn rolling_restart_loses_no_authorization() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let a = env.start_callout().await;
+    let b = env.start_callout().await;
+    let url = env.server.url();
+    let token = env.token("bob");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, token, stop) = (url.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match common::connect_to(&url, Some(&token), "all1", None).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.stop().await; // graceful: unsubscribe, finish what was delivered, drain
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a2 = env.start_callout().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for w in workers {
+        let (o, f) = w.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 20, "a steady stream ({ok})");
+    assert_eq!(failed, 0, "authorizations lost during the restart ({ok} ok)");
+    assert!(a2.stats().allowed > 0);
+    let _ = futures::stream::iter([0]).next().await;
+}
