@@ -90,18 +90,7 @@ impl App {
         let reloader = Reloader::new(config.permissions.dir.clone(), snapshot.clone(), epoch.clone());
         let tokens = open_tokens(&config, token_keys.clone())?;
 
-        let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
-        if let Some(user) = &config.nats.user {
-            let password = config
-                .nats_password()?
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default();
-            opts = opts.user_and_password(user.clone(), password);
-        }
-        let client = opts
-            .connect(config.nats.url.as_str())
-            .await
-            .with_context(|| format!("while connecting to NATS at {}", config.nats.url))?;
+        let client = connect(&config).await?;
         let tokens = Arc::new(tokens.with_nats(client.clone()));
         let callout = Arc::new(Callout::new(
             keys,
@@ -117,8 +106,7 @@ impl App {
                     .system_password()?
                     .map(|s| s.expose().to_string())
                     .unwrap_or_default();
-                let sys = async_nats::ConnectOptions::new()
-                    .name(format!("{}-system", config.nats.name))
+                let sys = nats_options(&config, "system")?
                     .user_and_password(user.clone(), password)
                     .connect(config.nats.url.as_str())
                     .await
@@ -308,10 +296,32 @@ impl App {
     }
 }
 
-/// Connect to NATS with the service's credentials.
+/// Connection options shared by the service's connections: name and TLS.
+fn nats_options(config: &Config, role: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+    let n = &config.nats;
+    let mut opts = async_nats::ConnectOptions::new().name(format!("{}-{role}", n.name));
+    if let Some(ca) = &n.tls_ca_file {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    match (&n.tls_cert_file, &n.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            opts = opts
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true)
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("nats.tls_cert_file and nats.tls_key_file go together"),
+    }
+    Ok(opts)
+}
+
+/// Connect to NATS with the service's credentials (user/password or nkey seed).
 pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    let mut opts = async_nats::ConnectOptions::new().name(&config.nats.name);
-    if let Some(user) = &config.nats.user {
+    let mut opts = nats_options(config, "service")?;
+    if let Some(seed_file) = &config.nats.nkey_seed_file {
+        let seed = crate::keys::read_secret(seed_file)?;
+        opts = opts.nkey(seed);
+    } else if let Some(user) = &config.nats.user {
         let password = config
             .nats_password()?
             .map(|s| s.expose().to_string())

@@ -67,6 +67,12 @@ pub struct NatsSettings {
     pub system_user: Option<String>,
     pub system_password: Option<Secret>,
     pub system_password_file: Option<PathBuf>,
+    /// Authenticate the service with an nkey seed file instead of user/password.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// CA bundle for TLS to NATS (use a `tls://` URL); client certificate and key for mTLS.
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for NatsSettings {
@@ -80,6 +86,10 @@ impl Default for NatsSettings {
             system_user: None,
             system_password: None,
             system_password_file: None,
+            nkey_seed_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -304,7 +314,16 @@ impl Config {
         if let Some(p) = self.nats.password_file.as_mut() {
             fix(p);
         }
-        if let Some(p) = self.nats.system_password_file.as_mut() {
+        for p in [
+            &mut self.nats.system_password_file,
+            &mut self.nats.nkey_seed_file,
+            &mut self.nats.tls_ca_file,
+            &mut self.nats.tls_cert_file,
+            &mut self.nats.tls_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
         }
         fix(&mut self.tokens.signing_key_file);
