@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test build release tools lint fmt clean browser-deps web
+.PHONY: demo test build release tools lint fmt clean browser-deps web bench fuzz
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -38,3 +38,20 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Load benchmark + criterion micro-benchmarks (BENCHMARKS.md). 127.0.0.1 only; stops by itself.
+# BENCH_ARGS are passed to the load tool, e.g. BENCH_ARGS="--rounds 5 --storm-clients 0".
+BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+bench: tools
+	$(CARGO) build --profile bench --locked --bin nats-callout --example bench --bench request_path
+	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) \
+	  $(BENCH_TARGET_DIR)/release/examples/bench run --out $(BENCH_TARGET_DIR)/bench/results.json $(BENCH_ARGS)
+	$(CARGO) bench --locked --bench request_path -- --warm-up-time 1 --measurement-time 2
+
+# Fuzzing (cargo-fuzz, fuzz/): installs cargo-fuzz when missing and runs each target
+# (request, access_token, permissions) for FUZZ_TIME seconds (default 60). Nightly flags are
+# enabled on the stable toolchain with RUSTC_BOOTSTRAP=1; AddressSanitizer is on (-s address,
+# falling back to -s none only where ASan is unavailable). Crash inputs land in
+# fuzz/artifacts/; saved in fuzz/regressions/ they are replayed by `make test`.
+fuzz:
+	scripts/fuzz.sh

@@ -89,6 +89,29 @@ struct Header<'a> {
 /// Returns the issuer and the claims. The caller decides whether that issuer
 /// is acceptable (for requests: the server's own id).
 pub fn decode_verified<T: DeserializeOwned>(token: &str) -> Result<(String, T), ClaimsError> {
+    decode_unverified(token)?.verify()
+}
+
+/// A NATS JWT whose claims are decoded but whose signature is not checked yet: a caller
+/// may refuse it early for something cheap to see (an expired request) and must call
+/// [`Unverified::verify`] before trusting anything in it.
+pub struct Unverified<'t, T> {
+    pub claims: T,
+    issuer: String,
+    signed: &'t [u8],
+    signature: Signature,
+}
+
+impl<T> Unverified<'_, T> {
+    /// Check the signature by the key in `iss`; returns the issuer and the claims.
+    pub fn verify(self) -> Result<(String, T), ClaimsError> {
+        verify_by(&self.issuer, self.signed, &self.signature)?;
+        Ok((self.issuer, self.claims))
+    }
+}
+
+/// Decode a NATS JWT's header, claims and signature without checking the signature.
+pub fn decode_unverified<T: DeserializeOwned>(token: &str) -> Result<Unverified<'_, T>, ClaimsError> {
     let mut parts = token.split('.');
     let (Some(header), Some(body), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -106,12 +129,17 @@ pub fn decode_verified<T: DeserializeOwned>(token: &str) -> Result<(String, T), 
     }
     let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| ClaimsError::Malformed)?;
     let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| ClaimsError::Malformed)?;
-    let sig = Signature::from_slice(&sig).map_err(|_| ClaimsError::BadSignature)?;
+    let signature = Signature::from_slice(&sig).map_err(|_| ClaimsError::BadSignature)?;
     let iss: Issuer<'_> = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
-    let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
-    verify_by(&iss.iss, &token.as_bytes()[..signed_len], &sig)?;
+    let issuer = iss.iss.into_owned();
     let claims = serde_json::from_slice(&body).map_err(|e| ClaimsError::BadClaims(e.to_string()))?;
-    Ok((iss.iss.into_owned(), claims))
+    let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
+    Ok(Unverified {
+        claims,
+        issuer,
+        signed: &token.as_bytes()[..signed_len],
+        signature,
+    })
 }
 
 /// The header segment nats-server writes (and we write), base64url.

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::{ClaimsError, decode_verified};
+use super::{ClaimsError, decode_unverified};
 
 /// `aud` of every authorization request.
 pub const REQUEST_AUDIENCE: &str = "nats-authorization-request";
@@ -119,7 +119,15 @@ pub enum RequestError {
 /// our issuer account (`auth_callout.issuer`).
 pub fn verify(jwt: &[u8], our_issuer: &str, now: i64) -> Result<AuthRequest, RequestError> {
     let jwt = std::str::from_utf8(jwt).map_err(|_| RequestError::NotUtf8)?;
-    let (iss, claims): (String, RequestClaims) = decode_verified(jwt)?;
+    let unverified = decode_unverified::<RequestClaims>(jwt)?;
+    // A request nats-server has already given up on is refused before the signature
+    // check: under a backlog (a reconnect storm) stale requests cost little.
+    if let Some(exp) = unverified.claims.exp.filter(|&e| e > 0)
+        && exp + EXPIRY_SKEW_SECS < now
+    {
+        return Err(RequestError::Expired { exp, now });
+    }
+    let (iss, claims) = unverified.verify()?;
     if !iss.starts_with('N') {
         return Err(RequestError::IssuerNotServerKey);
     }
@@ -134,11 +142,6 @@ pub fn verify(jwt: &[u8], our_issuer: &str, now: i64) -> Result<AuthRequest, Req
     }
     if claims.nats.kind != REQUEST_TYPE {
         return Err(RequestError::Type(claims.nats.kind));
-    }
-    if let Some(exp) = claims.exp.filter(|&e| e > 0)
-        && exp + EXPIRY_SKEW_SECS < now
-    {
-        return Err(RequestError::Expired { exp, now });
     }
     if claims.sub != our_issuer {
         return Err(RequestError::WrongCalloutIssuer {
@@ -236,6 +239,22 @@ pub(crate) mod tests {
             let err = check(mutate, *now).expect_err(name);
             assert!(expect(&err), "{name}: got {err:?}");
         }
+    }
+
+    #[test]
+    fn stale_requests_are_refused_before_the_signature_check() {
+        let server = KeyPair::new_server();
+        let issuer = KeyPair::new_account().public_key();
+        let jwt = encode(&request_json(&server, &issuer, 1000), &KeyPair::new_server()).unwrap();
+        // signed by another key: a signature failure when fresh, expired when stale
+        assert_eq!(
+            verify(jwt.as_bytes(), &issuer, 1000).unwrap_err(),
+            RequestError::Claims(ClaimsError::BadSignature)
+        );
+        assert!(matches!(
+            verify(jwt.as_bytes(), &issuer, 1004).unwrap_err(),
+            RequestError::Expired { exp: 1002, now: 1004 }
+        ));
     }
 
     #[test]

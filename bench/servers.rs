@@ -1,0 +1,148 @@
+//! nats-server configurations for the three systems, and starting them.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::procs::{Proc, free_port, wait_port};
+
+/// nats-server: the flag, then NATS_SERVER_BIN, then `.tools/venv/bin`, then PATH.
+pub fn nats_server_bin(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A running nats-server.
+pub struct Server {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// Start nats-server with `conf` (which must contain `listen: 127.0.0.1:{port}` from `conf_for`).
+pub fn start(
+    bin: &Path,
+    dir: &Path,
+    name: &'static str,
+    conf_for: impl Fn(u16) -> String,
+) -> anyhow::Result<Server> {
+    let mut last = None;
+    for _ in 0..5 {
+        let port = free_port();
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, conf_for(port))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c")
+            .arg(&conf)
+            .arg("-l")
+            .arg(dir.join(format!("{name}.log")));
+        let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.stderr")))
+            .with_context(|| format!("starting {} (make tools installs it)", bin.display()))?;
+        match wait_port(port, Duration::from_secs(10)) {
+            Ok(()) => return Ok(Server { port, proc }),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+}
+
+/// The common part: accounts for the callout, the app and the system.
+fn accounts(callout_pw: &str, sys_pw: &str, app_users: &str) -> String {
+    format!(
+        r#"accounts {{
+  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
+  APP {{ {app_users} }}
+  SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
+}}
+system_account: SYS
+"#
+    )
+}
+
+/// A server whose clients are authorized by an auth callout (xkey on) within `timeout_s`.
+pub fn callout_conf(
+    port: u16,
+    issuer: &str,
+    xkey: &str,
+    callout_pw: &str,
+    sys_pw: &str,
+    timeout_s: u32,
+) -> String {
+    format!(
+        r#"listen: 127.0.0.1:{port}
+server_name: bench_{port}
+max_control_line: 8KB
+{accounts}
+authorization {{
+  timeout: {timeout_s}s
+  auth_callout {{
+    issuer: {issuer}
+    xkey: {xkey}
+    account: AUTH
+    auth_users: [ callout, sys ]
+  }}
+}}
+"#,
+        accounts = accounts(callout_pw, sys_pw, "")
+    )
+}
+
+/// One static user: name, password and the subjects the callout would grant.
+pub struct StaticUser {
+    pub name: String,
+    pub password: String,
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+/// A server with static users (plain passwords: the cheapest static check there is).
+pub fn static_conf(port: u16, users: &[StaticUser], callout_pw: &str, sys_pw: &str) -> String {
+    let list = |subjects: &[String]| {
+        subjects
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut app = String::from("users: [\n");
+    for u in users {
+        let _ = writeln!(
+            app,
+            "    {{ user: {:?}, password: {:?}, permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }}, allow_responses: {{ max: 1 }} }} }}",
+            u.name,
+            u.password,
+            list(&u.publish),
+            list(&u.subscribe)
+        );
+    }
+    app.push_str("  ]");
+    format!(
+        "listen: 127.0.0.1:{port}\nserver_name: bench_{port}\nmax_control_line: 8KB\n{}",
+        accounts(callout_pw, sys_pw, &app)
+    )
+}

