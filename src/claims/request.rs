@@ -123,7 +123,7 @@ pub fn verify(jwt: &[u8], our_issuer: &str, now: i64) -> Result<AuthRequest, Req
     // A request nats-server has already given up on is refused before the signature
     // check: under a backlog (a reconnect storm) stale requests cost little.
     if let Some(exp) = unverified.claims.exp.filter(|&e| e > 0)
-        && exp + EXPIRY_SKEW_SECS < now
+        && exp.saturating_add(EXPIRY_SKEW_SECS) < now
     {
         return Err(RequestError::Expired { exp, now });
     }
