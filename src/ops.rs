@@ -100,7 +100,7 @@ impl Ops {
             return None;
         }
         let endpoint = json!({"name": "authorize", "subject": AUTH_SUBJECT, "queue_group": self.queue_group});
-        let mut v = match verb {
+        let v = match verb {
             "PING" => self.service_base("ping"),
             "INFO" => {
                 let mut v = self.service_base("info");
@@ -130,9 +130,6 @@ impl Ops {
             }
             _ => return None,
         };
-        if v.is_null() {
-            v = json!({});
-        }
         Some(v)
     }
 }
