@@ -26,6 +26,8 @@ use crate::tokens::store::RedbStore;
 /// A built service: connected, subscribed and bound, ready to [`App::run`].
 pub struct App {
     client: async_nats::Client,
+    /// The connection that only receives authorization requests (see [`callout::serve`]).
+    requests: async_nats::Client,
     sub: async_nats::Subscriber,
     callout: Arc<Callout>,
     tokens: Arc<TokenService>,
@@ -127,7 +129,8 @@ impl App {
                 None
             }
         };
-        let sub = callout::subscribe(&client, &config.callout.queue_group)
+        let requests = connect_as(&config, "requests").await?;
+        let sub = callout::subscribe(&requests, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
         let http = match config.http.listen.as_str() {
@@ -140,6 +143,7 @@ impl App {
         };
         Ok(App {
             client,
+            requests,
             sub,
             callout,
             tokens,
@@ -203,6 +207,7 @@ impl App {
         let state = self.http_state();
         let App {
             client,
+            requests,
             sub,
             callout,
             tokens,
@@ -287,10 +292,9 @@ impl App {
         {
             warn!("tasks did not stop within 10 s");
         }
-        client
-            .drain()
-            .await
-            .context("while draining the NATS connection")?;
+        for c in [requests, client] {
+            c.drain().await.context("while draining the NATS connection")?;
+        }
         info!("stopped");
         Ok(())
     }
@@ -317,7 +321,12 @@ fn nats_options(config: &Config, role: &str) -> anyhow::Result<async_nats::Conne
 
 /// Connect to NATS with the service's credentials (user/password or nkey seed).
 pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    let mut opts = nats_options(config, "service")?;
+    connect_as(config, "service").await
+}
+
+/// [`connect`], naming the connection `<nats.name>-<role>`.
+async fn connect_as(config: &Config, role: &str) -> anyhow::Result<async_nats::Client> {
+    let mut opts = nats_options(config, role)?;
     if let Some(seed_file) = &config.nats.nkey_seed_file {
         let seed = crate::keys::read_secret(seed_file)?;
         opts = opts.nkey(seed);

@@ -287,6 +287,13 @@ pub async fn subscribe(
 
 /// Serve the requests arriving on `sub` until `shutdown`, at most `max_in_flight`
 /// at once (later ones wait: overload never becomes a deny), then finish those in flight.
+///
+/// Replies go out on `client`; `sub` should live on a connection of its own that
+/// nothing else writes to. async-nats forgets a draining subscription at the first
+/// wake-up of its connection after sending `UNSUB`, not at the `PONG` that fences it,
+/// so on a shared connection a reply published in between would drop the requests
+/// the server routed to us just before the `UNSUB`. On a receive-only connection the
+/// first wake-up is the server's next write, which carries those requests.
 pub async fn serve(
     client: async_nats::Client,
     mut sub: async_nats::Subscriber,
