@@ -425,45 +425,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let throughput = report::summarize(&phases, &args.concurrency);
     report::print_throughput(&throughput);
 
-    drop(responder);
-    drop(srv_minimal);
     drop(srv_static);
 
-    let mut storm = None;
-    let mut storm_long_timeout = None;
-    if args.storm_clients > 0 {
-        let kick_conn = crate::storm::sys_client(&srv_callout, &setup.sys_pw).await?;
-        let s = crate::storm::run(
-            &srv_callout,
-            &kick_conn,
-            &setup,
-            &requested,
-            args.storm_clients,
-            Some(service.pid()),
-        )
-        .await?;
-        report::print_storm("authorization.timeout 2s (as configured in this repo)", &s);
-        storm = Some(s);
+    let n = args.storm_clients;
+    let (mut storm, mut storm_minimal, mut storm_long_timeout) = (None, None, None);
+    if n > 0 {
+        // The floor: the same storm against the minimal responder (not a target).
+        let label = "minimal responder, authorization.timeout 2s";
+        storm_minimal = Some(storm_on(&setup, &srv_minimal, responder.pid(), &requested, n, label).await?);
+    }
+    drop(responder);
+    drop(srv_minimal);
+    if n > 0 {
+        let label = "authorization.timeout 2s (as configured in this repo)";
+        storm = Some(storm_on(&setup, &srv_callout, service.pid(), &requested, n, label).await?);
     }
     drop(service);
-    if args.storm_clients > 0 {
+    if n > 0 {
         // The same storm against a server that gives the callout 10 s instead of 2 s.
         let srv = setup.callout_server("nats-storm-10s", 10)?;
         let conf = setup.service_config("service-storm-10s", &srv, &perms)?;
         let svc = setup.start_service("service-storm-10s", &conf)?;
         wait_authorized(srv.addr(), &targets[0].creds[0], Duration::from_secs(20)).await?;
-        let kick_conn = crate::storm::sys_client(&srv, &setup.sys_pw).await?;
-        let s = crate::storm::run(
-            &srv,
-            &kick_conn,
-            &setup,
-            &requested,
-            args.storm_clients,
-            Some(svc.pid()),
-        )
-        .await?;
-        report::print_storm("authorization.timeout 10s", &s);
-        storm_long_timeout = Some(s);
+        let label = "authorization.timeout 10s";
+        storm_long_timeout = Some(storm_on(&setup, &srv, svc.pid(), &requested, n, label).await?);
     }
 
     let store = if args.skip_store {
@@ -484,6 +469,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         service_rss_mib: service_rss.0,
         throughput,
         storm,
+        storm_minimal,
         storm_long_timeout,
         store,
         targets: Vec::new(),
@@ -506,4 +492,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         eprintln!("bench: kept {}", kept.display());
     }
     Ok(())
+}
+
+/// The reconnect storm of `clients` against `server` (answered by process `pid`), printed as `label`.
+async fn storm_on(
+    setup: &Setup,
+    server: &servers::Server,
+    pid: u32,
+    requested: &[String],
+    clients: usize,
+    label: &str,
+) -> anyhow::Result<crate::storm::Storm> {
+    let kick_conn = crate::storm::sys_client(server, &setup.sys_pw).await?;
+    let s = crate::storm::run(server, &kick_conn, setup, requested, clients, Some(pid)).await?;
+    report::print_storm(label, &s);
+    Ok(s)
 }

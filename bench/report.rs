@@ -17,6 +17,8 @@ pub struct Results {
     pub service_rss_mib: f64,
     pub throughput: Vec<Summary>,
     pub storm: Option<Storm>,
+    /// The same storm against the minimal responder (not a target; the floor).
+    pub storm_minimal: Option<Storm>,
     /// The same storm with `authorization.timeout: 10s` (not a target; shows the effect).
     pub storm_long_timeout: Option<Storm>,
     pub store: Option<Store>,

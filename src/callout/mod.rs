@@ -238,12 +238,12 @@ fn decision_record(
 /// One structured line per decision. Never logs a token.
 fn log_decision(req: &AuthRequest, verdict: &Verdict) {
     let ci = &req.client_info;
-    let requested = req.connect_opts.user.as_deref().unwrap_or("");
-    let requested: String = requested.chars().take(200).collect();
+    let requested = truncate(req.connect_opts.user.as_deref().unwrap_or(""), 200);
     match verdict {
         Verdict::Allowed(allowed) => {
             let g = &allowed.0;
-            let granted: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
+            let granted = Joined(|| g.rooms.iter().map(|r| r.name.as_str()));
+            let refused = Joined(|| g.refused.iter().map(String::as_str));
             info!(
                 result = "allow",
                 user = %g.identity.sub,
@@ -253,8 +253,8 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
                 server = %req.server_id.name,
                 kind = %ci.client_type,
                 requested = %requested,
-                granted = %granted.join(";"),
-                refused = %g.refused.join(";"),
+                granted = %granted,
+                refused = %refused,
                 expires_at = g.expires_at,
                 "authorization"
             );
@@ -272,6 +272,37 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
             );
         }
         Verdict::Refused(_) => {}
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Room names written `a;b;c` straight into the log line, without building a string.
+struct Joined<F>(F);
+
+impl<'a, F, I> std::fmt::Display for Joined<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = &'a str>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, name) in (self.0)().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
     }
 }
 
@@ -380,4 +411,25 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_requested_list_is_cut_at_a_character_boundary() {
+        assert_eq!(truncate("abc", 200), "abc");
+        assert_eq!(truncate("abcdef", 4), "abcd");
+        // "é" is two bytes: a cut inside it falls back to the boundary before it.
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate(&"é".repeat(150), 200), "é".repeat(100));
+    }
+
+    #[test]
+    fn room_names_are_joined_with_semicolons() {
+        let rooms = ["all1", "r17"];
+        assert_eq!(Joined(|| rooms.iter().copied()).to_string(), "all1;r17");
+        assert_eq!(Joined(std::iter::empty::<&str>).to_string(), "");
+    }
 }

@@ -139,8 +139,8 @@ impl Snapshot {
     pub fn from_sources(sources: &[(String, String)]) -> Result<Self, LoadErrors> {
         let mut pending = Vec::new();
         let mut defs = build::Defs::default();
-        for (i, (name, text)) in sources.iter().enumerate() {
-            let raw = source::parse(i, Format::of(name), text, &mut pending);
+        for (i, (raw, problems)) in parse_all(sources).into_iter().enumerate() {
+            pending.extend(problems);
             defs.add_file(i, raw, &mut pending);
         }
         defs.check_references(&mut pending);
@@ -150,6 +150,42 @@ impl Snapshot {
             Err(LoadErrors(resolve(sources, &pending)))
         }
     }
+}
+
+/// Parses every file, several at once when there are several cores (a large set is
+/// split over files), keeping the files' order.
+fn parse_all(sources: &[(String, String)]) -> Vec<(source::RawFile<'_>, Vec<Pending>)> {
+    let parse = |i: usize| {
+        let (name, text) = &sources[i];
+        let mut problems = Vec::new();
+        let raw = source::parse(i, Format::of(name), text, &mut problems);
+        (raw, problems)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sources.len());
+    if threads <= 1 {
+        return (0..sources.len()).map(parse).collect();
+    }
+    // Thread t parses files t, t + threads, ...; the results are put back in order.
+    let mut parsed: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..sources.len())
+                        .step_by(threads)
+                        .map(|i| (i, parse(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    parsed.sort_unstable_by_key(|(i, _)| *i);
+    parsed.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Turns pending problems into problems with lines, sorted by file and line.

@@ -507,6 +507,45 @@ members = [\"zed\"]
 }
 
 #[test]
+fn many_files_parsed_at_once_keep_every_entry_and_the_problem_order() {
+    // More files than cores: each parser thread takes several, and the results are put back in order.
+    let names: Vec<String> = (0..9)
+        .map(|i| format!("f{i}.{}", if i % 2 == 0 { "toml" } else { "json" }))
+        .collect();
+    let texts: Vec<String> = (0..9)
+        .map(|i| match (i, i % 2) {
+            (4, _) => "[users.u4\n".to_owned(),
+            (7, _) => r#"{"users": {"u7": {"roles": 3}}}"#.to_owned(),
+            (_, 0) => format!("[users.u{i}]\n"),
+            _ => format!(r#"{{"users": {{"u{i}": {{}}}}}}"#),
+        })
+        .collect();
+    let sources: Vec<(&str, &str)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(texts.iter().map(String::as_str))
+        .collect();
+    let got = problems(&sources);
+    let files: Vec<&str> = got
+        .iter()
+        .map(|p| p.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(files, ["f4.toml", "f7.json"], "{got:#?}");
+    let good: Vec<(&str, &str)> = sources
+        .iter()
+        .copied()
+        .filter(|(n, _)| !["f4.toml", "f7.json"].contains(n))
+        .collect();
+    let s = load(&good).expect("the good files");
+    assert_eq!(s.user_count(), 7);
+    assert!(
+        (0..9)
+            .filter(|i| ![4, 7].contains(i))
+            .all(|i| s.user(&format!("u{i}")).is_some())
+    );
+}
+
+#[test]
 fn problem_display() {
     let p = |line| Problem {
         file: "permissions/users.toml".to_owned(),
