@@ -6,7 +6,7 @@
 //! per-user pattern lists, so an access check never scans all rooms. Room names are
 //! interned (`Arc<str>`), so a million grants to a few thousand rooms share the names.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,6 +1,6 @@
 //! Permission model: access levels, roles, room patterns and users.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The immutable permission snapshot and its queries.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
