@@ -4,8 +4,9 @@
 //   npm ci && npm run build     rebuild web/dist from web/src
 //   npm run check               rebuild in memory; exit 1 if web/dist is out of date
 //
-// esbuild bundles src/main.js and the pinned @nats-io/nats-core into dist/app.js; the other
-// files are copied as they are. The output depends only on the sources and the locked versions.
+// esbuild bundles src/main.js and the pinned @nats-io/nats-core into dist/app.js, the only
+// built file (index.html, style.css and favicon.svg are embedded from web/src as they are).
+// The output depends only on the sources and the locked versions.
 import { readFile, writeFile, mkdir, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,6 @@ import * as esbuild from "esbuild";
 const root = dirname(fileURLToPath(import.meta.url));
 const src = join(root, "src");
 const dist = join(root, "dist");
-const COPIED = ["index.html", "style.css", "favicon.svg"];
 
 /** "name version (license)" of every npm package in the bundle, for the banner. */
 async function bundledPackages(metafile) {
@@ -54,7 +54,6 @@ async function build() {
   for (const f of result.outputFiles) {
     files.set("app.js", Buffer.concat([Buffer.from(banner), Buffer.from(f.contents)]));
   }
-  for (const name of COPIED) files.set(name, await readFile(join(src, name)));
   return files;
 }
 

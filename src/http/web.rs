@@ -1,7 +1,8 @@
 //! The chat page and `GET /api/config`.
 //!
-//! The page's files are built by `npm run build` in `web/` into `web/dist/` (committed, so
-//! `cargo build` needs no npm) and embedded into the binary here. Every file is served with
+//! The page's script is bundled by `npm run build` in `web/` into `web/dist/app.js`
+//! (committed, so `cargo build` needs no npm); it and the static files of `web/src/` are
+//! embedded into the binary here. Every file is served with
 //! `Cache-Control: no-cache` and an `ETag` (revalidated with `If-None-Match`), and with strict
 //! security headers: a CSP that allows only this origin plus the websocket listener, no
 //! framing, no MIME sniffing, no referrer.
@@ -30,7 +31,7 @@ const ASSETS: [Asset; 4] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../web/dist/index.html"),
+        body: include_bytes!("../../web/src/index.html"),
     },
     Asset {
         path: "/app.js",
@@ -40,12 +41,12 @@ const ASSETS: [Asset; 4] = [
     Asset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../web/dist/style.css"),
+        body: include_bytes!("../../web/src/style.css"),
     },
     Asset {
         path: "/favicon.svg",
         content_type: "image/svg+xml",
-        body: include_bytes!("../../web/dist/favicon.svg"),
+        body: include_bytes!("../../web/src/favicon.svg"),
     },
 ];
 

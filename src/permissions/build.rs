@@ -92,13 +92,10 @@ impl<'a> Defs<'a> {
         Ok(Target::Exact(interned))
     }
 
-    /// Pass 1: checks the entries of one file on their own and keeps them.
+    /// Pass 1: checks the entries of one file on their own and keeps them (the checks of
+    /// [`check_users`] are left to the parser threads).
     pub(crate) fn add_file(&mut self, file: usize, raw: RawFile<'a>, out: &mut Vec<Pending>) {
         for (name, u) in raw.users {
-            if let Err(e) = validate_name(&name) {
-                let reason = format!("invalid user name {:?}: {e}", &*name);
-                out.push(Pending::at(file, keys(&["users", &name]), reason));
-            }
             let mut roles = RoleSet::default();
             match u.roles {
                 None => roles.insert(Role::User),
@@ -114,20 +111,6 @@ impl<'a> Defs<'a> {
                         }
                     }
                 }
-            }
-            if let Some(hash) = &u.password
-                && !is_valid_hash(hash)
-            {
-                // Never echo the value: it may be a plain-text password put there by mistake.
-                out.push(Pending::at(
-                    file,
-                    keys(&["users", &name, "password"]),
-                    format!(
-                        "user {:?}: password is not an argon2id PHC hash \
-                         (make one with `nats-callout hash-password`)",
-                        &*name
-                    ),
-                ));
             }
             let mut grants = Vec::with_capacity(u.rooms.len());
             for (room, access) in u.rooms {
@@ -390,4 +373,29 @@ fn index<'a>(
         }
     }
     first
+}
+
+/// The checks of pass 1 that need nothing but the user entry itself (name and password
+/// hash, the costly one): run for each file right after it is parsed, several files at once.
+pub(crate) fn check_users(file: usize, raw: &RawFile<'_>, out: &mut Vec<Pending>) {
+    for (name, u) in &raw.users {
+        if let Err(e) = validate_name(name) {
+            let reason = format!("invalid user name {:?}: {e}", &**name);
+            out.push(Pending::at(file, keys(&["users", name]), reason));
+        }
+        if let Some(hash) = &u.password
+            && !is_valid_hash(hash)
+        {
+            // Never echo the value: it may be a plain-text password put there by mistake.
+            out.push(Pending::at(
+                file,
+                keys(&["users", name, "password"]),
+                format!(
+                    "user {:?}: password is not an argon2id PHC hash \
+                     (make one with `nats-callout hash-password`)",
+                    &**name
+                ),
+            ));
+        }
+    }
 }

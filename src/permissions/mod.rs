@@ -159,6 +159,7 @@ fn parse_all(sources: &[(String, String)]) -> Vec<(source::RawFile<'_>, Vec<Pend
         let (name, text) = &sources[i];
         let mut problems = Vec::new();
         let raw = source::parse(i, Format::of(name), text, &mut problems);
+        build::check_users(i, &raw, &mut problems);
         (raw, problems)
     };
     let threads = std::thread::available_parallelism()
