@@ -52,8 +52,9 @@ enum Command {
 
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// Rounds of the throughput phases (systems and concurrencies interleaved).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of the throughput phases (systems and concurrencies interleaved). Five, because
+    /// single rounds move by a third on a shared host and the median of three still drifts.
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Seconds per throughput phase.
     #[arg(long, default_value_t = 3.0)]

@@ -152,30 +152,37 @@ impl Snapshot {
     }
 }
 
-/// Parses every file, several at once when there are several cores (a large set is
-/// split over files), keeping the files' order.
+/// Parses every file (and checks its users), several files at once, keeping their order.
 fn parse_all(sources: &[(String, String)]) -> Vec<(source::RawFile<'_>, Vec<Pending>)> {
-    let parse = |i: usize| {
-        let (name, text) = &sources[i];
+    par_map(sources, |i, (name, text)| {
         let mut problems = Vec::new();
         let raw = source::parse(i, Format::of(name), text, &mut problems);
         build::check_users(i, &raw, &mut problems);
         (raw, problems)
-    };
+    })
+}
+
+/// `f(index, item)` for every item, on one thread per core (contiguous slices), in order.
+/// A large permission set is split over files, so they are parsed this way.
+fn par_map<'a, T: Sync, R: Send>(items: &'a [T], f: impl Fn(usize, &'a T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(sources.len());
+        .min(items.len());
     if threads <= 1 {
-        return (0..sources.len()).map(parse).collect();
+        return items.iter().enumerate().map(|(i, x)| f(i, x)).collect();
     }
-    // Thread t parses files t, t + threads, ...; the results are put back in order.
-    let mut parsed: Vec<_> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
                 s.spawn(move || {
-                    (t..sources.len())
-                        .step_by(threads)
-                        .map(|i| (i, parse(i)))
+                    let first = c * chunk;
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, x)| f(first + i, x))
                         .collect::<Vec<_>>()
                 })
             })
@@ -184,9 +191,7 @@ fn parse_all(sources: &[(String, String)]) -> Vec<(source::RawFile<'_>, Vec<Pend
             .into_iter()
             .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
-    });
-    parsed.sort_unstable_by_key(|(i, _)| *i);
-    parsed.into_iter().map(|(_, r)| r).collect()
+    })
 }
 
 /// Turns pending problems into problems with lines, sorted by file and line.
