@@ -183,10 +183,7 @@ impl Api {
 
     /// POST a JSON body.
     async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
-        let mut h = vec![("content-type", "application/json")];
-        h.extend_from_slice(headers);
-        self.request(Method::POST, path, &h, Body::from(body.to_string()))
-            .await
+        self.post_raw(path, &body.to_string(), headers).await
     }
 
     /// POST raw bytes as JSON.
@@ -213,12 +210,17 @@ impl Api {
     }
 
     async fn login_with(&self, body: Value) -> Resp {
+        let r = self.try_login(body).await;
+        assert_eq!(r.status, StatusCode::OK, "login: {}", r.text);
+        r
+    }
+
+    /// Log in with `body`, whatever the answer (the password is remembered for leak checks).
+    async fn try_login(&self, body: Value) -> Resp {
         if let Some(p) = body["password"].as_str() {
             self.remember(p);
         }
-        let r = self.post("/api/auth/login", body, &[]).await;
-        assert_eq!(r.status, StatusCode::OK, "login: {}", r.text);
-        r
+        self.post("/api/auth/login", body, &[]).await
     }
 
     /// Log in from a given client address.
@@ -444,11 +446,7 @@ async fn a_wrong_password_is_refused_with_invalid_credentials_and_no_secret_in_t
     let password = "Wrong-Pa55word-for-bob";
     api.remember(password);
     let r = api
-        .post(
-            "/api/auth/login",
-            json!({"username": "bob", "password": password}),
-            &[],
-        )
+        .try_login(json!({"username": "bob", "password": password}))
         .await;
     r.assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
     assert!(r.cookie("nats_token").is_none());
@@ -462,19 +460,11 @@ async fn an_unknown_user_is_refused_exactly_like_a_wrong_password() {
     let password = "Secret-of-a-ghost";
     api.remember(password);
     let ghost = api
-        .post(
-            "/api/auth/login",
-            json!({"username": "ghost", "password": password}),
-            &[],
-        )
+        .try_login(json!({"username": "ghost", "password": password}))
         .await;
     ghost.assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
     let wrong = api
-        .post(
-            "/api/auth/login",
-            json!({"username": "bob", "password": password}),
-            &[],
-        )
+        .try_login(json!({"username": "bob", "password": password}))
         .await;
     assert_eq!(
         ghost.text, wrong.text,
@@ -495,12 +485,8 @@ async fn a_user_name_is_trimmed_at_login() {
 
 /// A failed login for `user` (each one costs a real password check).
 async fn failed_login(api: &Api, user: &str) -> Resp {
-    api.post(
-        "/api/auth/login",
-        json!({"username": user, "password": "not-the-password"}),
-        &[],
-    )
-    .await
+    api.try_login(json!({"username": user, "password": "not-the-password"}))
+        .await
 }
 
 #[tokio::test]
@@ -514,13 +500,7 @@ async fn the_eleventh_login_attempt_for_one_user_within_a_minute_is_rate_limited
     }
     api.advance(15);
     // Even the right password is not checked now.
-    let r = api
-        .post(
-            "/api/auth/login",
-            json!({"username": "bob", "password": "bob"}),
-            &[],
-        )
-        .await;
+    let r = api.try_login(json!({"username": "bob", "password": "bob"})).await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
     assert_eq!(r.header(RETRY_AFTER.as_str()), Some("45"));
     // The user name is compared without case.
@@ -1178,13 +1158,9 @@ async fn a_user_removed_from_the_permission_files_is_refused_as_unknown_user() {
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
     // And bob can no longer log in.
     api.remember("bob-was-here");
-    api.post(
-        "/api/auth/login",
-        json!({"username": "bob", "password": "bob"}),
-        &[],
-    )
-    .await
-    .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
+    api.try_login(json!({"username": "bob", "password": "bob"}))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
 }
 
 #[tokio::test]
