@@ -468,4 +468,99 @@ mod tests {
         c.nats.password = Some(Secret::new("hunter2"));
         assert!(!format!("{c:?}").contains("hunter2"));
     }
+
+    /// The settings a TOML text would be allowed to name: read from the deserializer's own
+    /// "unknown field, expected one of ..." answer, so no list is kept by hand.
+    fn accepted_fields(dir: &Path, section: Option<&str>) -> Vec<String> {
+        let path = dir.join("probe.toml");
+        let body = match section {
+            Some(s) => format!("[{s}]\nnot_a_setting = 1\n"),
+            None => "not_a_setting = 1\n".to_owned(),
+        };
+        std::fs::write(&path, body).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        let list = err
+            .split("expected `")
+            .nth(1)
+            .and_then(|r| r.split("` for key").next());
+        let list = list.unwrap_or_else(|| panic!("no field list in {err:?}"));
+        let list = list.strip_prefix("one of ").unwrap_or(list);
+        list.split(", ").map(|f| f.trim_matches('`').to_owned()).collect()
+    }
+
+    /// The keys named in the first column of README's configuration table: `a.b` / `c` means
+    /// `a.b` and `a.c`; `x(_file)` means `x` and `x_file`.
+    fn readme_keys(readme: &str) -> std::collections::BTreeSet<String> {
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .unwrap()
+            .split("\n## ")
+            .next()
+            .unwrap();
+        let mut keys = std::collections::BTreeSet::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.split('|').nth(1).unwrap();
+            let mut section = "";
+            for name in first.split(" / ").map(|n| n.trim().trim_matches('`')) {
+                let full = match name.split_once('.') {
+                    Some((s, _)) => {
+                        section = s;
+                        name.to_owned()
+                    }
+                    None => format!("{section}.{name}"),
+                };
+                match full.split_once("(_file)") {
+                    Some((base, _)) => keys.extend([base.to_owned(), format!("{base}_file")]),
+                    None => {
+                        keys.insert(full);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting_and_only_real_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut real = std::collections::BTreeSet::new();
+        for section in accepted_fields(dir.path(), None) {
+            for field in accepted_fields(dir.path(), Some(&section)) {
+                real.insert(format!("{section}.{field}"));
+            }
+        }
+        assert!(real.len() > 40, "{real:?}");
+        let documented = readme_keys(include_str!("../README.md"));
+        let missing: Vec<_> = real.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&real).collect();
+        assert!(
+            missing.is_empty(),
+            "settings missing from the README table: {missing:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "README table names settings that do not exist: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_production_example_is_a_valid_configuration() {
+        let readme = include_str!("../README.md");
+        let example = readme
+            .split("### A hardened production configuration")
+            .nth(1)
+            .and_then(|r| r.split("```toml\n").nth(1))
+            .and_then(|r| r.split("```").next())
+            .expect("the example block");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callout.toml");
+        std::fs::write(&path, example).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert!(c.callout.xkey_seed_file.is_some(), "xkey on");
+        assert!(c.nats.tls_ca_file.is_some() && c.nats.nkey_seed_file.is_some());
+        assert!(c.nats.url.starts_with("tls://"));
+        assert!(c.http.secure_cookies);
+        assert_eq!(c.log.format.as_deref(), Some("json"));
+    }
 }
