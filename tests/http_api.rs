@@ -1509,6 +1509,14 @@ async fn a_sysadmin_revokes_everything_issued_before_a_time() {
     let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(api.now() as u64));
     let r = api.revoke(&admin, json!({"before": when.to_string()})).await;
     r.assert_ok();
+    // A time in the future would lock everyone out until then: refused, nothing revoked.
+    api.advance(1);
+    let admin = api.login("admin", "admin").await.access();
+    let r = api.revoke(&admin, json!({"before": api.now() + 3600})).await;
+    r.assert_error(StatusCode::BAD_REQUEST, "bad-request");
+    assert!(r.json["error"].as_str().unwrap().contains("future"), "{}", r.text);
+    api.me(&admin).await.assert_ok();
+    api.login("bob", "bob").await;
 }
 
 #[tokio::test]

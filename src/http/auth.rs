@@ -60,6 +60,7 @@ fn lifecycle_error(e: LifecycleError) -> ApiError {
             warn!(error = %t, "could not mint an access token");
             ApiError::internal()
         }
+        e @ LifecycleError::CutoffInFuture => ApiError::bad_request(e.to_string()),
     }
 }
 

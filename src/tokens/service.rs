@@ -183,6 +183,12 @@ impl TokenService {
         reason: &str,
         now: i64,
     ) -> Result<usize, LifecycleError> {
+        if let RevokeTarget::Before(t) = target
+            && *t > now
+        {
+            // It would refuse every login until then: surely a mistake, and one that locks everyone out.
+            return Err(LifecycleError::CutoffInFuture);
+        }
         let expires_at = now + self.access_ttl.as_secs() as i64 + 1;
         let rev = |kind, value: &str| Revocation {
             kind,
@@ -270,6 +276,8 @@ pub enum LifecycleError {
     Refresh(#[from] RefreshError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("before: the time is in the future")]
+    CutoffInFuture,
 }
 
 impl LifecycleError {
@@ -277,6 +285,7 @@ impl LifecycleError {
         match self {
             LifecycleError::Refresh(e) => e.code(),
             LifecycleError::Token(e) => e.code(),
+            LifecycleError::CutoffInFuture => "cutoff-in-future",
         }
     }
 }
