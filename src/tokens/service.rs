@@ -109,6 +109,20 @@ impl TokenService {
 
     fn pair(&self, refresh: Issued) -> Result<Pair, TokenError> {
         let tid = tid_for(&refresh.refresh_token);
+        let s = &refresh.session;
+        // Cutoffs are whole seconds (`iat <= cutoff`): a token minted in the same second as,
+        // but after, a revocation of its user or device would be refused with the ones it
+        // ended. Date it one second later then (never more, so no real cutoff is skipped).
+        let revoked = |iat| {
+            self.revocations
+                .load()
+                .check_parts(&s.user, &s.id, s.device.as_deref(), iat)
+                .is_some()
+        };
+        let issued_at = match refresh.issued_at {
+            t if revoked(t) && !revoked(t + 1) => t + 1,
+            t => t,
+        };
         let (access_token, access) = self.keys.mint_with_id(
             &MintRequest {
                 user: &refresh.session.user,
@@ -118,7 +132,7 @@ impl TokenService {
                 session_expires_at: Some(refresh.session.expires_at),
             },
             &tid,
-            refresh.issued_at,
+            issued_at,
         )?;
         Ok(Pair {
             access_token,
