@@ -1,5 +1,6 @@
 //! Operating the service: metrics, health, service discovery, status, audit log,
-//! server-reported auth errors, graceful shutdown and a rolling restart.
+//! server-reported auth errors, graceful shutdown, a rolling restart and the hardened
+//! (TLS and nkey) set-up.
 
 mod common;
 
@@ -267,4 +268,53 @@ async fn rolling_restart_loses_no_authorization() {
         "authorizations lost during the restart ({ok} ok): {failed:?}"
     );
     assert!(a2.stats().allowed > 0);
+}
+
+/// The README's hardened set-up: nats-server takes TLS connections only and knows the
+/// service user by its nkey alone, so the service's connections (callout and system) work
+/// only through `nats.tls_ca_file` and `nats.nkey_seed_file`; clients are decided as usual.
+#[tokio::test]
+async fn tls_to_nats_and_an_nkey_service_user() {
+    use futures::StreamExt;
+    let opts = EnvOptions {
+        hardened: true,
+        ..Default::default()
+    };
+    let env = TestEnv::start(opts).await;
+    let svc = env.start_callout().await;
+    let ca = env.config.nats.tls_ca_file.clone().expect("a CA file");
+    let url = format!("tls://127.0.0.1:{}", env.server.port);
+    let connect = |token: Option<String>, rooms: &str| {
+        let mut o = async_nats::ConnectOptions::new()
+            .add_root_certificates(ca.clone())
+            .user_and_password(rooms.to_string(), String::new())
+            .max_reconnects(Some(1))
+            .connection_timeout(DEADLINE);
+        if let Some(t) = token {
+            o = o.token(t);
+        }
+        o.connect(url.clone())
+    };
+    let bob = connect(Some(env.token("bob")), "all1")
+        .await
+        .expect("bob over TLS");
+    let mut sub = bob.subscribe("chat.all1.>").await.unwrap();
+    bob.flush().await.unwrap();
+    bob.publish("chat.all1.bob", "hello".into()).await.unwrap();
+    let msg = tokio::time::timeout(DEADLINE, sub.next()).await.unwrap().unwrap();
+    assert_eq!(&msg.payload[..], b"hello");
+    // No token: denied by the service, over TLS too.
+    assert!(connect(None, "all1").await.is_err());
+    assert!(
+        svc.stats().allowed >= 1 && svc.stats().denied >= 1,
+        "{:?}",
+        svc.stats()
+    );
+    // The server refuses plain connections, so the service's own were TLS.
+    let plain = async_nats::ConnectOptions::new()
+        .max_reconnects(Some(1))
+        .connection_timeout(Duration::from_secs(2))
+        .connect(format!("nats://127.0.0.1:{}", env.server.port))
+        .await;
+    assert!(plain.is_err(), "a plain connection was accepted");
 }

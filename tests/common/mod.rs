@@ -90,6 +90,9 @@ pub struct EnvOptions {
     pub auth_callout: bool,
     /// The websocket listener's `allowed_origins` (the chat page's origin).
     pub ws_allowed_origins: Vec<String>,
+    /// The README's hardened set-up: TLS on the client listener (a CA made with openssl,
+    /// in `config.nats.tls_ca_file`) and the service user authenticated by an nkey.
+    pub hardened: bool,
 }
 
 impl Default for EnvOptions {
@@ -100,6 +103,7 @@ impl Default for EnvOptions {
             tweak: |_| {},
             auth_callout: true,
             ws_allowed_origins: vec!["http://127.0.0.1:8080".into()],
+            hardened: false,
         }
     }
 }
@@ -150,11 +154,18 @@ impl TestEnv {
         let perms = dir.path().join("permissions");
         copy_demo_permissions(&perms);
 
+        let hardened = opts.hardened.then(|| Hardened::make(&keydir));
+        let callout_user = match &hardened {
+            Some(h) => format!("{{ nkey: {} }}", h.nkey_public),
+            None => format!("{{ user: callout, password: \"{callout_password}\" }}"),
+        };
         let secrets = ServerSecrets {
             issuer: &g.issuer_public,
             xkey: opts.xkey.then_some(g.xkey_public.as_str()),
-            callout_pw: &callout_password,
+            callout_user: &callout_user,
+            auth_user: hardened.as_ref().map_or("callout", |h| h.nkey_public.as_str()),
             sys_pw: &sys_password,
+            tls: hardened.as_ref(),
         };
         let server = start_server(dir.path(), &secrets, &opts);
 
@@ -172,6 +183,13 @@ impl TestEnv {
         config.nats.system_password_file = Some(keydir.join(keys::SYS_PASSWORD_FILE));
         config.enforcement.grace = Duration::from_secs(1);
         config.permissions.dir = perms;
+        if let Some(h) = hardened {
+            config.nats.url = format!("tls://127.0.0.1:{}", server.port);
+            config.nats.tls_ca_file = Some(h.ca);
+            config.nats.user = None;
+            config.nats.password_file = None;
+            config.nats.nkey_seed_file = Some(h.nkey_seed_file);
+        }
         (opts.tweak)(&mut config);
         config.validate().unwrap();
         let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
@@ -409,17 +427,102 @@ impl Drop for CalloutHandle {
 struct ServerSecrets<'a> {
     issuer: &'a str,
     xkey: Option<&'a str>,
-    callout_pw: &'a str,
+    /// The service user's entry in the AUTH account, and its name in `auth_users`.
+    callout_user: &'a str,
+    auth_user: &'a str,
     sys_pw: &'a str,
+    tls: Option<&'a Hardened>,
+}
+
+/// The files of the hardened set-up: a CA and a server certificate for 127.0.0.1, and the
+/// service user's nkey.
+struct Hardened {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    nkey_public: String,
+    nkey_seed_file: PathBuf,
+}
+
+impl Hardened {
+    fn make(dir: &Path) -> Hardened {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output();
+            let out = out.expect("openssl (Debian package openssl) makes the test certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=nats-callout test CA"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        ca.extend([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(&csr);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let user = nkeys::KeyPair::new_user();
+        let nkey_seed_file = dir.join("callout.nk");
+        std::fs::write(&nkey_seed_file, user.seed().unwrap()).unwrap();
+        Hardened {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            nkey_public: user.public_key(),
+            nkey_seed_file,
+        }
+    }
 }
 
 fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
     let ServerSecrets {
         issuer,
         xkey,
-        callout_pw,
+        callout_user,
+        auth_user,
         sys_pw,
+        tls,
     } = *secrets;
+    let tls = tls
+        .map(|h| format!("tls {{ cert_file: {:?}, key_file: {:?} }}", h.cert, h.key))
+        .unwrap_or_default();
     let (websocket, auth_callout, ws_allowed_origins) =
         (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
     for _attempt in 0..5 {
@@ -440,7 +543,7 @@ fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> N
         };
         let authorization = if auth_callout {
             format!(
-                "authorization {{\n  timeout: 2s\n  auth_callout {{\n    issuer: {issuer}\n    account: AUTH\n    auth_users: [ callout, sys ]\n    {xkey_line}\n  }}\n}}"
+                "authorization {{\n  timeout: 2s\n  auth_callout {{\n    issuer: {issuer}\n    account: AUTH\n    auth_users: [ {auth_user}, sys ]\n    {xkey_line}\n  }}\n}}"
             )
         } else {
             String::new()
@@ -450,13 +553,14 @@ fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> N
 server_name: test
 max_control_line: 8KB
 accounts {{
-  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ], exports: [ {{ service: "auth.v1.>" }} ] }}
+  AUTH {{ users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
   APP {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS
 {authorization}
 {ws}
+{tls}
 "#
         );
         let conf_path = dir.join("nats-server.conf");
