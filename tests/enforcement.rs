@@ -526,3 +526,29 @@ async fn after_a_restart_connections_are_enforced_at_user_level() {
     })
     .await;
 }
+
+/// CONNZ answers 1,024 connections at a time: a registry rebuilt after a restart (no
+/// decision records) pages through all of them.
+#[tokio::test]
+async fn a_restarted_registry_pages_through_more_than_1024_connections() {
+    const N: usize = 1100;
+    common::raise_fd_limit(8192);
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let first = env.start_callout().await;
+    let token = env.token("bob");
+    let mut conns = Vec::with_capacity(N);
+    while conns.len() < N {
+        let batch = (N - conns.len()).min(50);
+        let connects = (0..batch).map(|_| env.connect(Some(&token), "all1"));
+        for c in futures::future::join_all(connects).await {
+            conns.push(c.expect("bob connects"));
+        }
+    }
+    registered(&first, "bob", N).await;
+    first.stop().await;
+
+    let second = env.start_callout().await;
+    registered(&second, "bob", N).await;
+    let sessions = second.sessions.clone().expect("live enforcement on");
+    assert_eq!(sessions.connections_of("bob").len(), N);
+}

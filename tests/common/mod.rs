@@ -423,6 +423,28 @@ impl Drop for CalloutHandle {
     }
 }
 
+/// Raise this process's open-file limit (inherited by the nats-servers it starts) to at
+/// least `n`, for tests that hold many connections.
+pub fn raise_fd_limit(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n {
+            assert!(
+                lim.rlim_max >= n,
+                "the hard open-file limit {} is below {n}",
+                lim.rlim_max
+            );
+            lim.rlim_cur = n;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
+
 /// What the server configuration needs from the generated keys.
 struct ServerSecrets<'a> {
     issuer: &'a str,
