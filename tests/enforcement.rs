@@ -532,8 +532,13 @@ async fn after_a_restart_connections_are_enforced_at_user_level() {
 #[tokio::test]
 async fn a_restarted_registry_pages_through_more_than_1024_connections() {
     const N: usize = 1100;
-    common::raise_fd_limit(8192);
-    let env = TestEnv::start(EnvOptions::default()).await;
+    common::raise_fd_limit(3000);
+    let opts = EnvOptions {
+        // Reconcile again soon should a busy machine let a CONNZ page miss its 500 ms.
+        tweak: |c| c.enforcement.reconcile_interval = Duration::from_secs(1),
+        ..Default::default()
+    };
+    let env = TestEnv::start(opts).await;
     let first = env.start_callout().await;
     let token = env.token("bob");
     let mut conns = Vec::with_capacity(N);
@@ -551,4 +556,47 @@ async fn a_restarted_registry_pages_through_more_than_1024_connections() {
     registered(&second, "bob", N).await;
     let sessions = second.sessions.clone().expect("live enforcement on");
     assert_eq!(sessions.connections_of("bob").len(), N);
+}
+
+/// A connection the registry holds but nats-server no longer has (its disconnect event was
+/// missed) is dropped by the next CONNZ reconcile, even when the server has no connection
+/// left in the account at all.
+#[tokio::test]
+async fn reconcile_forgets_connections_the_server_no_longer_has() {
+    use nats_callout::sessions::DECISION_SUBJECT;
+    use nats_callout::sessions::registry::{ConnKey, DecisionRecord};
+    let opts = EnvOptions {
+        tweak: |c| c.enforcement.reconcile_interval = Duration::from_secs(1),
+        ..Default::default()
+    };
+    let env = TestEnv::start(opts).await;
+    let svc = env.start_callout().await;
+    let auth = env.connect_auth_user().await;
+    let record = DecisionRecord {
+        conn: ConnKey {
+            server: auth.server_info().server_id,
+            cid: 999_999,
+        },
+        user: "ghost".into(),
+        session: "s".into(),
+        device: None,
+        tid: "t".into(),
+        iat: 0,
+        rooms: Vec::new(),
+        service: false,
+        leafnode: false,
+        expires_at: i64::MAX,
+        // Current epochs: a stale record would be judged (and kicked) at once instead.
+        snapshot_epoch: u64::MAX,
+        revocation_epoch: u64::MAX,
+    };
+    let body = serde_json::to_vec(&record).unwrap();
+    auth.publish(DECISION_SUBJECT, body.into()).await.unwrap();
+    auth.flush().await.unwrap();
+    registered(&svc, "ghost", 1).await;
+    let s = svc.sessions.clone().expect("live enforcement on");
+    wait_until("the stale connection forgotten", || {
+        s.connections_of("ghost").is_empty()
+    })
+    .await;
 }

@@ -443,6 +443,8 @@ impl Sessions {
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
         let mut users: Vec<(ConnKey, String)> = Vec::new();
+        // Servers whose every page arrived: only their lists may remove connections.
+        let mut complete: HashSet<String> = HashSet::new();
         let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
         while let Some((server, offset)) = pending.pop() {
             let subject = match &server {
@@ -466,9 +468,11 @@ impl Sessions {
                     continue;
                 };
                 let data = &v["data"];
+                // A server with no connection left still counts: its old entries go.
+                let alive = seen.entry(id.to_string()).or_default();
                 for c in data["connections"].as_array().into_iter().flatten() {
                     let Some(cid) = c["cid"].as_u64() else { continue };
-                    seen.entry(id.to_string()).or_default().insert(cid);
+                    alive.insert(cid);
                     let user = c["authorized_user"].as_str().unwrap_or_default().to_string();
                     users.push((
                         ConnKey {
@@ -484,6 +488,8 @@ impl Sessions {
                 );
                 if total > got {
                     pending.push((Some(id.to_string()), got));
+                } else {
+                    complete.insert(id.to_string());
                 }
                 if server.is_some() {
                     break;
@@ -494,7 +500,7 @@ impl Sessions {
         for (k, u) in users {
             r.add_seen(k, &u);
         }
-        for (server, alive) in &seen {
+        for (server, alive) in seen.iter().filter(|(s, _)| complete.contains(*s)) {
             r.retain_server(server, alive);
         }
         debug!(
