@@ -45,6 +45,25 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// Nothing counted yet.
+    fn empty(system: &str, concurrency: usize, round: usize) -> Phase {
+        Phase {
+            system: system.to_string(),
+            concurrency,
+            round,
+            ok: 0,
+            refused: 0,
+            timeouts: 0,
+            io_errors: 0,
+            seconds: 0.0,
+            latencies_ms: Vec::new(),
+            service_cpu: 0.0,
+            server_cpu: 0.0,
+        }
+    }
+}
+
+impl Phase {
     pub fn failed(&self) -> usize {
         self.refused + self.timeouts + self.io_errors
     }
@@ -78,19 +97,7 @@ pub async fn phase(t: &Target, concurrency: usize, dur: Duration, round: usize) 
     for _ in 0..concurrency {
         let (t, next) = (t.clone(), next.clone());
         workers.spawn(async move {
-            let mut out = Phase {
-                system: t.name.clone(),
-                concurrency,
-                round,
-                ok: 0,
-                refused: 0,
-                timeouts: 0,
-                io_errors: 0,
-                seconds: 0.0,
-                latencies_ms: Vec::new(),
-                service_cpu: 0.0,
-                server_cpu: 0.0,
-            };
+            let mut out = Phase::empty(&t.name, concurrency, round);
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if t.once && i >= t.creds.len() {
@@ -114,19 +121,7 @@ pub async fn phase(t: &Target, concurrency: usize, dur: Duration, round: usize) 
             out
         });
     }
-    let mut total = Phase {
-        system: t.name.clone(),
-        concurrency,
-        round,
-        ok: 0,
-        refused: 0,
-        timeouts: 0,
-        io_errors: 0,
-        seconds: 0.0,
-        latencies_ms: Vec::new(),
-        service_cpu: 0.0,
-        server_cpu: 0.0,
-    };
+    let mut total = Phase::empty(&t.name, concurrency, round);
     while let Some(Ok(p)) = workers.join_next().await {
         total.ok += p.ok;
         total.refused += p.refused;

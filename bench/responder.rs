@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use nats_callout::callout::envelope::{self, SERVER_XKEY_HEADER};
+use nats_callout::callout::envelope;
 use nats_callout::callout::{AUTH_SUBJECT, now_secs};
 use nats_callout::claims::request;
 use nats_callout::claims::response::{
@@ -110,12 +110,7 @@ pub async fn serve(config: PathBuf) -> anyhow::Result<()> {
         let (client, responder) = (client.clone(), responder.clone());
         tokio::spawn(async move {
             let Some(reply_to) = msg.reply.clone() else { return };
-            let header = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SERVER_XKEY_HEADER))
-                .map(|v| v.as_str().to_string());
-            let reply = responder.answer(&msg.payload, header.as_deref(), now_secs());
+            let reply = responder.answer(&msg.payload, envelope::server_xkey(&msg), now_secs());
             let _ = client.publish(reply_to, reply.into()).await;
         });
     }

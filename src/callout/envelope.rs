@@ -16,6 +16,11 @@ use nkeys::XKey;
 /// The header nats-server sets on a sealed request: its own public curve key.
 pub const SERVER_XKEY_HEADER: &str = "Nats-Server-Xkey";
 
+/// The server's curve key a request message carries (borrowed: nothing copied per request).
+pub fn server_xkey(msg: &async_nats::Message) -> Option<&str> {
+    msg.headers.as_ref()?.get(SERVER_XKEY_HEADER).map(|v| v.as_str())
+}
+
 const XKEY_V1: &[u8] = b"xkv1";
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;

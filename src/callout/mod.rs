@@ -25,7 +25,6 @@ use crate::sessions::registry::{ConnKey, DecisionRecord};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use decision::{Deny, Grant, Inputs, Policy, decide};
-use envelope::SERVER_XKEY_HEADER;
 
 /// The subject nats-server sends authorization requests to.
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
@@ -381,13 +380,8 @@ pub async fn serve(
 /// Handle one request message: reply, then publish the decision record.
 async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats::Message) {
     let Some(reply_to) = msg.reply.clone() else { return };
-    let header = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(SERVER_XKEY_HEADER))
-        .map(|v| v.as_str().to_string());
     let started = std::time::Instant::now();
-    let (reply, verdict) = callout.handle(&msg.payload, header.as_deref(), now_secs());
+    let (reply, verdict) = callout.handle(&msg.payload, envelope::server_xkey(&msg), now_secs());
     let elapsed = started.elapsed();
     metrics::histogram!("nats_callout_decision_seconds").record(elapsed.as_secs_f64());
     callout

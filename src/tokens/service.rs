@@ -113,9 +113,9 @@ impl TokenService {
         // Cutoffs are whole seconds (`iat <= cutoff`): a token minted in the same second as,
         // but after, a revocation of its user or device would be refused with the ones it
         // ended. Date it one second later then (never more, so no real cutoff is skipped).
+        let revocations = self.revocations.load();
         let revoked = |iat| {
-            self.revocations
-                .load()
+            revocations
                 .check_parts(&s.user, &s.id, s.device.as_deref(), iat)
                 .is_some()
         };
