@@ -243,6 +243,16 @@ impl Api {
             .await
     }
 
+    /// Both tokens of a login are refused as revoked.
+    async fn assert_revoked(&self, login: &Resp) {
+        self.me(&login.access())
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
+        self.refresh(&login.refresh())
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+    }
+
     async fn me(&self, access_token: &str) -> Resp {
         self.get("/api/auth/me", &[("authorization", &bearer(access_token))])
             .await
@@ -1348,12 +1358,7 @@ async fn a_user_may_revoke_all_of_his_own_sessions() {
     r.assert_ok();
     assert_eq!(r.json, json!({"revokedSessions": 2}));
     for s in [&a, &b] {
-        api.me(&s.access())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
-        api.refresh(&s.refresh())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+        api.assert_revoked(s).await;
     }
     api.me(&alice.access()).await.assert_ok();
     // A new login works, even in the same second as the revocation (cutoffs are whole seconds).
@@ -1424,12 +1429,7 @@ async fn an_admin_revokes_a_user_by_user_id() {
     r.assert_ok();
     assert_eq!(r.json, json!({"revokedSessions": 2}));
     for s in [&alice1, &alice2] {
-        api.me(&s.access())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
-        api.refresh(&s.refresh())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+        api.assert_revoked(s).await;
     }
     api.me(&bob.access()).await.assert_ok();
     api.me(&admin).await.assert_ok();
@@ -1453,12 +1453,7 @@ async fn an_admin_revokes_one_session_by_session_id() {
     let r = api.revoke(&admin, json!({"sessionId": sid})).await;
     r.assert_ok();
     assert_eq!(r.json, json!({"revokedSessions": 1}));
-    api.me(&one.access())
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
-    api.refresh(&one.refresh())
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+    api.assert_revoked(&one).await;
     api.me(&two.access()).await.assert_ok();
     api.refresh(&two.refresh()).await.assert_ok();
     // An unknown session id ends nothing.
@@ -1499,12 +1494,7 @@ async fn a_sysadmin_revokes_everything_issued_before_a_time() {
     r.assert_ok();
     assert_eq!(r.json, json!({"revokedSessions": 2}));
     for s in [&old_bob, &old_alice] {
-        api.me(&s.access())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
-        api.refresh(&s.refresh())
-            .await
-            .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+        api.assert_revoked(s).await;
     }
     api.me(&new_bob.access()).await.assert_ok();
     api.refresh(&new_bob.refresh()).await.assert_ok();
