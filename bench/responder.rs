@@ -10,9 +10,7 @@ use futures::StreamExt;
 use nats_callout::callout::envelope;
 use nats_callout::callout::{AUTH_SUBJECT, now_secs};
 use nats_callout::claims::request;
-use nats_callout::claims::response::{
-    Outcome, Permission, ResponsePermission, UserJwt, UserPermissions, response_jwt, user_jwt,
-};
+use nats_callout::claims::response::{Outcome, Permission, UserJwt, UserPermissions, response_jwt, user_jwt};
 use nats_callout::config::Config;
 use nats_callout::keys::CalloutKeys;
 
@@ -20,15 +18,8 @@ use nats_callout::keys::CalloutKeys;
 fn fixed_grant() -> UserPermissions {
     let inbox = "_INBOX.bench.>".to_string();
     UserPermissions {
-        publish: Permission {
-            allow: vec![inbox.clone(), "chat.all1.bench".into()],
-            deny: vec![],
-        },
-        subscribe: Permission {
-            allow: vec![inbox, "chat.all1.>".into()],
-            deny: vec![],
-        },
-        resp: Some(ResponsePermission { max: 1, ttl: 0 }),
+        publish: Permission::only(vec!["chat.all1.bench".into()]),
+        subscribe: Permission::only(vec![inbox, "chat.all1.>".into()]),
     }
 }
 

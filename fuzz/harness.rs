@@ -135,8 +135,11 @@ fn build_world() -> World {
     let snapshot = Arc::new(
         Snapshot::from_sources(&[("fuzz.toml".to_string(), PERMISSIONS.to_string())]).expect("permissions"),
     );
-    let policy = Policy::with_token_reset_roles(&CalloutSettings::default(), &["sysadmin".to_string()])
-        .expect("policy");
+    let policy = Policy::with_token_reset_roles(
+        &CalloutSettings::default(),
+        &[nats_callout::permissions::Role::Sysadmin],
+    )
+    .expect("policy");
     let callout = |xkey: Option<XKey>| {
         Callout::new(
             CalloutKeys::new(issuer_key(), xkey),

@@ -69,15 +69,21 @@ pub enum Command {
         before: Option<String>,
     },
     /// Make the connections holding these access-token ids re-authorize (running service).
+    #[command(group(clap::ArgGroup::new("ids").required(true).multiple(true).args(["tids", "users", "sessions"])))]
     TokenReset {
         /// Token ids (`tid` claim); repeat the flag for several.
-        #[arg(
-            long = "tid",
-            env = "NATS_CALLOUT_TOKEN_RESET_TIDS",
-            value_delimiter = ',',
-            required = true
-        )]
+        #[arg(long = "tid", env = "NATS_CALLOUT_TOKEN_RESET_TIDS", value_delimiter = ',')]
         tids: Vec<String>,
+        /// User ids: every connection of these users decides again.
+        #[arg(long = "user", env = "NATS_CALLOUT_TOKEN_RESET_USERS", value_delimiter = ',')]
+        users: Vec<String>,
+        /// Login session ids (`sid` claim).
+        #[arg(
+            long = "session",
+            env = "NATS_CALLOUT_TOKEN_RESET_SESSIONS",
+            value_delimiter = ','
+        )]
+        sessions: Vec<String>,
         #[arg(long, env = "NATS_CALLOUT_TOKEN_RESET_REASON", default_value = "operator")]
         reason: String,
     },
@@ -166,9 +172,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = ask_service(&config, crate::endpoints::ADMIN_STATUS_SUBJECT, Vec::new()).await?;
             Ok(code)
         }
-        Command::TokenReset { tids, reason } => {
+        Command::TokenReset {
+            tids,
+            users,
+            sessions,
+            reason,
+        } => {
             let config = load(&cli.config)?;
-            let body = serde_json::json!({ "tids": tids, "reason": reason });
+            let body =
+                serde_json::json!({ "tids": tids, "users": users, "sessions": sessions, "reason": reason });
             ask_service(
                 &config,
                 crate::sessions::TOKEN_RESET_SUBJECT,
@@ -187,13 +199,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
             }
+            let ttl = ttl.unwrap_or(config.tokens.access_ttl);
+            let max = config.tokens.max_token_ttl;
+            if ttl > max {
+                anyhow::bail!(
+                    "--ttl {} is longer than tokens.max_token_ttl ({}): revocations are kept only that long, \
+                     so a longer token would be accepted again after a revocation expired; raise \
+                     tokens.max_token_ttl if you need it",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(max)
+                );
+            }
             let session = crate::tokens::access::new_id();
             let (token, _) = keys.mint(
                 &MintRequest {
                     user: &user,
                     session: &session,
                     device: device.as_deref(),
-                    ttl: ttl.unwrap_or(config.tokens.access_ttl),
+                    ttl,
                     session_expires_at: None,
                 },
                 crate::callout::now_secs(),

@@ -155,6 +155,10 @@ pub struct TokenSettings {
     pub verify_key_files: Vec<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub access_ttl: Duration,
+    /// The longest access token minted (`nats-callout token --ttl`) or accepted; revocation
+    /// entries are kept this long so that no revoked token is accepted again.
+    #[serde(with = "humantime_serde")]
+    pub max_token_ttl: Duration,
     /// redb file holding sessions, refresh-token hashes and revocations.
     pub store_path: PathBuf,
     /// 32-byte key (base64) that derives refresh-token successors.
@@ -182,6 +186,7 @@ impl Default for TokenSettings {
             signing_key_file: PathBuf::from(".demo/token-signing.pem"),
             verify_key_files: vec![],
             access_ttl: Duration::from_secs(300),
+            max_token_ttl: crate::tokens::access::DEFAULT_MAX_LIFETIME,
             store_path: PathBuf::from(".demo/tokens.redb"),
             refresh_secret_file: PathBuf::from(".demo/refresh.key"),
             refresh_idle: Duration::from_secs(30 * 86400),
@@ -257,7 +262,7 @@ pub struct EnforcementSettings {
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
     /// Roles that may call `auth.v1.tokenReset` (NATS and HTTP).
-    pub token_reset_roles: Vec<String>,
+    pub token_reset_roles: Vec<crate::permissions::Role>,
 }
 
 impl Default for EnforcementSettings {
@@ -269,7 +274,10 @@ impl Default for EnforcementSettings {
             burst: 50,
             revocation_rate_per_second: 1000.0,
             reconcile_interval: Duration::from_secs(60),
-            token_reset_roles: vec!["sysadmin".into(), "service".into()],
+            token_reset_roles: vec![
+                crate::permissions::Role::Sysadmin,
+                crate::permissions::Role::Service,
+            ],
         }
     }
 }
@@ -361,13 +369,14 @@ impl Config {
                 "rates and burst must be positive".into(),
             );
         }
-        for r in &e.token_reset_roles {
-            if r.parse::<crate::permissions::Role>().is_err() {
-                return invalid("enforcement.token_reset_roles", format!("unknown role {r:?}"));
-            }
-        }
         if c.user_jwt_ttl.as_secs() == 0 {
             return invalid("callout.user_jwt_ttl", "must be at least 1s".into());
+        }
+        if self.tokens.max_token_ttl < self.tokens.access_ttl {
+            return invalid(
+                "tokens.max_token_ttl",
+                "must be at least tokens.access_ttl (revocations are kept this long)".into(),
+            );
         }
         for (key, tpl, needs_room) in [
             ("callout.read_subject", &c.read_subject, true),

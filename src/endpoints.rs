@@ -156,15 +156,17 @@ fn audit_auth_error(payload: &[u8]) {
     );
 }
 
-/// Answer `auth.v1.tokenReset {tids, reason}` with `{affected}`. Who may publish it is
+/// Answer `auth.v1.tokenReset {tids?, users?, sessions?, reason?}` with `{affected}`. Who may publish it is
 /// decided by the publish permissions the callout grants (`enforcement.token_reset_roles`).
 pub fn token_reset_reply(sessions: Option<&Sessions>, payload: &[u8]) -> serde_json::Value {
     let Some(sessions) = sessions else {
         return json!({"error": "live enforcement is off (no nats.system_user)", "error_code": "unavailable"});
     };
     match serde_json::from_slice::<TokenResetRequest>(payload) {
-        Ok(r) if !r.tids.is_empty() => json!({"affected": sessions.token_reset(&r.tids, &r.reason)}),
-        Ok(_) => json!({"error": "tids is empty", "error_code": "bad-request"}),
+        Ok(r) => match r.problem() {
+            None => json!({"affected": sessions.token_reset(&r)}),
+            Some(p) => json!({"error": p, "error_code": "bad-request"}),
+        },
         Err(e) => json!({"error": format!("invalid token reset request: {e}"), "error_code": "bad-request"}),
     }
 }

@@ -19,7 +19,7 @@ pub struct Ops {
     pub reloader: Option<Arc<Reloader>>,
     pub sessions: Option<Arc<Sessions>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub token_reset_roles: Vec<String>,
+    pub token_reset_roles: Vec<crate::permissions::Role>,
     pub nats: Option<async_nats::Client>,
     pub callout: Option<Arc<Callout>>,
     /// This instance's id (`$SRV`) and start time (unix seconds).

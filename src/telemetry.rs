@@ -1,9 +1,16 @@
 //! Logs and metrics: the tracing subscriber (text or JSON) and the Prometheus recorder.
+//!
+//! Log lines cannot be forged: client-controlled text (a CONNECT `user` field, a token
+//! claim, an HTTP field) may hold newlines or terminal escapes, so the text format writes
+//! every field with control characters escaped (JSON escapes them by itself).
 
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
 /// Set up logging: `RUST_LOG` filter (default info), text or JSON on stderr.
 pub fn init_tracing(json: bool) {
@@ -17,8 +24,41 @@ pub fn init_tracing(json: bool) {
     let _ = if json {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        builder
+            .fmt_fields(debug_fn(write_field).delimited(" "))
+            .try_init()
     };
+}
+
+/// One field of a text log line, `name=value` (the message bare), with every control
+/// character (newline, carriage return, escape, ...) and Unicode line separator escaped.
+pub fn write_field(w: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn fmt::Debug) -> fmt::Result {
+    if field.name() != "message" {
+        write!(w, "{}=", field.name())?;
+    }
+    write!(EscapeControls(w), "{value:?}")
+}
+
+/// Passes text through, escaping what could end a log line or drive a terminal.
+pub struct EscapeControls<W>(pub W);
+
+impl<W: fmt::Write> fmt::Write for EscapeControls<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let risky = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+        let mut rest = s;
+        while let Some(i) = rest.find(risky) {
+            self.0.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -38,4 +78,33 @@ pub fn metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(s: &str) -> String {
+        let mut out = String::new();
+        EscapeControls(&mut out).write_str(s).unwrap();
+        out
+    }
+
+    #[test]
+    fn control_characters_cannot_start_a_line_or_drive_a_terminal() {
+        let cases = [
+            ("all1;bob1", "all1;bob1"),
+            ("a\nINFO forged", "a\\nINFO forged"),
+            ("a\r\nb", "a\\r\\nb"),
+            ("\u{1b}[31mred", "\\u{1b}[31mred"),
+            ("x\u{2028}y\u{85}z", "x\\u{2028}y\\u{85}z"),
+            ("tab\tstop", "tab\\tstop"),
+            ("ünïcödé", "ünïcödé"),
+        ];
+        for (input, want) in cases {
+            let out = escaped(input);
+            assert_eq!(out, want, "{input:?}");
+            assert!(!out.contains('\n') && !out.contains('\r'));
+        }
+    }
 }

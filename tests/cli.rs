@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{EnvOptions, TestEnv, connect_to};
+use common::{EnvOptions, TestEnv};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
@@ -121,33 +121,14 @@ async fn serve_and_token_work_together() {
     assert_eq!(claims.sub, "bob");
     assert!(claims.exp - claims.iat <= 120);
 
-    // The service may still be starting: retry the connect for a while.
-    let mut conn = None;
-    for _ in 0..100 {
-        match connect_to(&env.server.url(), Some(&token), "all1;bob1;alice1", None).await {
-            Ok(c) => {
-                conn = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    let mut conn = conn.expect("connects through the served binary");
-    conn.user = Some("bob".into());
+    let mut conn = env.connect_when_served(&token, "all1;bob1;alice1").await;
     let _s = conn.client.subscribe("chat.all1.>").await.unwrap();
     let _s = conn.client.subscribe("chat.alice1.>").await.unwrap();
     conn.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
         .await;
 
     // SIGTERM stops it cleanly.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &serve.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = serve.wait().unwrap();
+    let status = common::sigterm(&mut serve);
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -174,4 +155,49 @@ fn environment_variables_override_the_file() {
     ));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim().split('.').count(), 3);
+}
+
+/// `token --ttl` longer than `tokens.max_token_ttl` is refused with a reason naming the
+/// setting: revocation entries live only that long.
+#[test]
+fn token_ttl_beyond_the_revocation_horizon_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    assert_eq!(run(bin().args(["keys", "--dir"]).arg(&keys)).0, 0);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tokens]\nsigning_key_file = {:?}\nmax_token_ttl = \"2h\"\n",
+            keys.join("token-signing.pem")
+        ),
+    )
+    .unwrap();
+    let token = |ttl: &str| {
+        run(bin()
+            .args(["token", "--user", "bob", "--ttl", ttl, "--config"])
+            .arg(&cfg))
+    };
+    let (code, out, err) = token("3h");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.is_empty(), "no token printed: {out}");
+    assert!(
+        err.contains("tokens.max_token_ttl") && err.contains("3h"),
+        "{err}"
+    );
+    let (code, out, err) = token("2h");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().split('.').count(), 3);
+    // A limit below the access-token lifetime is a configuration error.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tokens]\nsigning_key_file = {:?}\nmax_token_ttl = \"1m\"\n",
+            keys.join("token-signing.pem")
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = token("1m");
+    assert_ne!(code, 0);
+    assert!(err.contains("tokens.max_token_ttl"), "{err}");
 }

@@ -368,3 +368,38 @@ async fn sigkill_during_rotations_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A token minted longer than the access-token lifetime (`token --ttl 1h`) and then revoked
+/// stays refused after the access-token lifetime has passed: the revocation entry lives as
+/// long as `tokens.max_token_ttl`, in memory and in the store (what a restart loads).
+#[tokio::test]
+async fn a_revoked_long_token_stays_refused_past_the_access_token_lifetime() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let long = env.token_with("bob", Duration::from_secs(3600), None);
+    env.connect(Some(&long), "all1")
+        .await
+        .expect("the long token connects");
+    let now = nats_callout::callout::now_secs();
+    svc.tokens
+        .revoke(
+            &nats_callout::tokens::service::RevokeTarget::User("bob".into()),
+            "test",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_nats_denied(&env, &long, "right after the revocation").await;
+    // The janitor's prune well after the 5-minute access-token lifetime...
+    let later = now + env.config.tokens.access_ttl.as_secs() as i64 + 60;
+    svc.tokens.revocations().prune(later);
+    assert_nats_denied(&env, &long, "after the access-token lifetime").await;
+    // ...and the entries a restart would load at that time still cover it.
+    let stored = svc.tokens.refresh().revocations(later).unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|r| r.value == "bob" && r.expires_at >= now + 3600),
+        "{stored:?}"
+    );
+}

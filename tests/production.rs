@@ -122,15 +122,7 @@ async fn status_command_and_json_audit_log() {
         .spawn()
         .unwrap();
     let token = env.token("bob");
-    let mut ok = false;
-    for _ in 0..100 {
-        if env.connect(Some(&token), "all1;alice1").await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "the served binary authorizes");
+    env.connect_when_served(&token, "all1;alice1").await;
     assert!(env.connect(Some("not-a-token"), "all1").await.is_err());
     let out = bin().args(["status", "--config"]).arg(&cfg).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -143,14 +135,7 @@ async fn status_command_and_json_audit_log() {
     assert_eq!(status["ready"], true, "{status}");
     assert!(status["authorizations"]["allowed"].as_u64().unwrap() >= 1);
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &serve.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(serve.wait().unwrap().success(), "exit 0 after SIGTERM");
+    assert!(common::sigterm(&mut serve).success(), "exit 0 after SIGTERM");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         !text.contains(&token) && !text.contains("not-a-token"),
@@ -190,13 +175,7 @@ async fn a_second_signal_exits_at_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let token = env.token("bob");
-    for _ in 0..100 {
-        if env.connect(Some(&token), "all1").await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.connect_when_served(&env.token("bob"), "all1").await;
     use tokio::io::AsyncWriteExt;
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     slow.write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
@@ -317,4 +296,73 @@ async fn tls_to_nats_and_an_nkey_service_user() {
         .connect(format!("nats://127.0.0.1:{}", env.server.port))
         .await;
     assert!(plain.is_err(), "a plain connection was accepted");
+}
+
+/// Client-controlled text cannot forge a log line: a CONNECT `user` field and a login
+/// user name holding a newline (and a terminal escape) stay on their own line, escaped in
+/// the text format and as JSON strings in the JSON format.
+#[tokio::test]
+async fn client_text_cannot_forge_a_log_line() {
+    const FORGED: &str = "ERROR forged: admin revoked everything";
+    for format in ["text", "json"] {
+        let env = TestEnv::start(EnvOptions::default()).await;
+        let port = common::free_port();
+        let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
+        let log = env.dir.path().join("service.log");
+        let mut serve = bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("NATS_CALLOUT_LOG__FORMAT", format)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let token = env.token("bob");
+        env.connect_when_served(&token, "all1").await;
+        let rooms = format!("all1\n{FORGED}\u{1b}[2K");
+        let body = common::raw::Raw::connect_body(Some(&token), &rooms, true);
+        let refused = common::raw::Raw::connect(env.server.port, &body).await.err();
+        assert!(
+            refused.is_some_and(|e| e.contains("Authorization Violation")),
+            "{format}"
+        );
+        // The same through the HTTP login's user name.
+        let resp = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/auth/login"))
+            .json(&serde_json::json!({"username": format!("bob\n{FORGED}"), "password": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        common::sigterm(&mut serve);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("ERROR forged"),
+            "{format}: the client text was logged:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.starts_with(FORGED) && !line.contains('\u{1b}'),
+                "{format}: forged line {line:?}"
+            );
+            if format == "json" {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("not one JSON line: {line:?}: {e}"));
+            } else {
+                assert!(
+                    line.contains(" INFO ")
+                        || line.contains(" WARN ")
+                        || line.contains(" ERROR ")
+                        || line.contains(" DEBUG "),
+                    "{line:?}"
+                );
+            }
+        }
+        let deny = text
+            .lines()
+            .find(|l| l.contains("ERROR forged") && l.contains("deny"))
+            .unwrap_or_else(|| panic!("{format}: no deny line naming the request:\n{text}"));
+        if format == "text" {
+            assert!(deny.contains("all1\\nERROR forged"), "{deny}");
+        }
+    }
 }

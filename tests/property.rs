@@ -264,8 +264,11 @@ fn world() -> &'static World {
         keys: TokenKeys::new("nats-callout", "nats")
             .with_signing_pem(&generate_signing_pem())
             .unwrap(),
-        policy: Policy::with_token_reset_roles(&CalloutSettings::default(), &["sysadmin".to_string()])
-            .unwrap(),
+        policy: Policy::with_token_reset_roles(
+            &CalloutSettings::default(),
+            &[nats_callout::permissions::Role::Sysadmin],
+        )
+        .unwrap(),
     });
     &WORLD
 }
@@ -355,11 +358,12 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     let u = snapshot.user(&user).expect("generated user is loaded");
     let publish = &grant.permissions.publish.allow;
     let subscribe = &grant.permissions.subscribe.allow;
-    prop_assert!(
-        !publish.is_empty() && !subscribe.is_empty(),
-        "an empty allow list is allow-all"
-    );
-    prop_assert!(grant.permissions.publish.deny.is_empty() && grant.permissions.subscribe.deny.is_empty());
+    // An empty allow list alone is allow-all: nothing allowed must come with a deny of all.
+    for p in [&grant.permissions.publish, &grant.permissions.subscribe] {
+        let want_deny: &[&str] = if p.allow.is_empty() { &[">"] } else { &[] };
+        prop_assert_eq!(&p.deny, want_deny, "an empty allow list is allow-all");
+    }
+    prop_assert!(!subscribe.is_empty(), "the inbox is always readable");
     prop_assert_eq!(&grant.identity.sub, &user);
 
     let requested: Vec<&str> = list.split([';', ',']).filter(|r| !r.is_empty()).collect();
@@ -374,8 +378,7 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     }
     for s in publish {
         let t: Vec<&str> = s.split('.').collect();
-        let ok = *s == inbox
-            || (SERVICE_SUBJECTS.contains(&s.as_str()) && model.has_role(ui, "service"))
+        let ok = (SERVICE_SUBJECTS.contains(&s.as_str()) && model.has_role(ui, "service"))
             || (s == TOKEN_RESET_SUBJECT && model.has_role(ui, "sysadmin"))
             || matches!(t[..], ["chat", room, last] if last == user && allowed(room, Access::can_write));
         prop_assert!(
@@ -399,7 +402,7 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     }
 
     // And nothing granted is left out, each subject once.
-    let mut want_pub = vec![inbox.clone()];
+    let mut want_pub: Vec<String> = Vec::new();
     let mut want_sub = vec![inbox];
     let mut refused = Vec::new();
     let mut seen = HashSet::new();

@@ -4,10 +4,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::claims::request::AuthRequest;
-use crate::claims::response::{Permission, ResponsePermission, UserPermissions};
+use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
-use crate::permissions::{Access, Role, Snapshot};
+use crate::permissions::{Access, Role, Snapshot, User};
 use crate::subjects::Template;
 use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
@@ -46,11 +46,8 @@ impl Policy {
     }
 
     /// Build from settings, with the roles allowed to reset tokens.
-    pub fn with_token_reset_roles(s: &CalloutSettings, roles: &[String]) -> Result<Policy, String> {
-        let token_reset_roles = roles
-            .iter()
-            .map(|r| r.parse::<Role>().map_err(|_| format!("unknown role {r:?}")))
-            .collect::<Result<_, _>>()?;
+    pub fn with_token_reset_roles(s: &CalloutSettings, roles: &[Role]) -> Result<Policy, String> {
+        let token_reset_roles = roles.to_vec();
         let has = |t: &str| s.connection_types.iter().any(|c| c == t);
         Ok(Policy {
             account: s.account.clone(),
@@ -76,6 +73,40 @@ impl Policy {
     }
 }
 
+/// Publish rights that come from a user's roles rather than from rooms. Recorded with
+/// every decision so that losing the role re-authorizes the live connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Privileges {
+    /// The service endpoints ([`SERVICE_SUBJECTS`], role `service`).
+    #[serde(default)]
+    pub service: bool,
+    /// `auth.v1.tokenReset` (a role in `enforcement.token_reset_roles`).
+    #[serde(default)]
+    pub token_reset: bool,
+}
+
+impl Privileges {
+    /// What `user`'s roles give, under the roles allowed to reset tokens.
+    pub fn of(user: &User, token_reset_roles: &[Role]) -> Privileges {
+        Privileges {
+            service: user.has_role(Role::Service),
+            token_reset: user.roles().any(|r| token_reset_roles.contains(&r)),
+        }
+    }
+
+    /// Whether `self` holds something `now` no longer gives.
+    pub fn lost_in(self, now: Privileges) -> bool {
+        (self.service && !now.service) || (self.token_reset && !now.token_reset)
+    }
+
+    /// The subjects these privileges allow publishing to.
+    pub fn publish_subjects(self) -> impl Iterator<Item = String> {
+        let service = SERVICE_SUBJECTS.iter().filter(move |_| self.service);
+        let reset = std::iter::once(&crate::sessions::TOKEN_RESET_SUBJECT).filter(move |_| self.token_reset);
+        service.chain(reset).map(|s| s.to_string())
+    }
+}
+
 /// A granted room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantedRoom {
@@ -92,8 +123,8 @@ pub struct Grant {
     pub refused: Vec<String>,
     pub permissions: UserPermissions,
     pub expires_at: i64,
-    /// The service subjects were granted (role `service`).
-    pub service: bool,
+    /// Role-derived publish rights granted.
+    pub privileges: Privileges,
 }
 
 /// Why a connection was denied. [`Deny::code`] is the logged reason.
@@ -231,12 +262,14 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
     let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
 
     let uid = identity.sub.as_str();
+    // The inbox is for replies to the requests this user makes (the service endpoints);
+    // nobody publishes into it but the responders behind the account's imports.
     let inbox = policy
         .inbox_prefix
         .render("", uid)
         .map(|p| p + ".>")
         .ok_or(Deny::BadUserId(NameError::Empty))?;
-    let mut publish = vec![inbox.clone()];
+    let mut publish = Vec::with_capacity(requested.len() + 2);
     let mut subscribe = vec![inbox];
     let mut rooms = Vec::with_capacity(requested.len());
     let mut refused = Vec::new();
@@ -260,33 +293,18 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
             access,
         });
     }
-    let service = user.has_role(Role::Service);
-    if service {
-        publish.extend(SERVICE_SUBJECTS.iter().map(|s| s.to_string()));
-    }
-    for role in user.roles() {
-        if policy.token_reset_roles.contains(&role) {
-            publish.push(crate::sessions::TOKEN_RESET_SUBJECT.to_string());
-            break;
-        }
-    }
+    let privileges = Privileges::of(user, &policy.token_reset_roles);
+    publish.extend(privileges.publish_subjects());
     Ok(Grant {
         identity,
         rooms,
         refused,
         permissions: UserPermissions {
-            publish: Permission {
-                allow: publish,
-                deny: vec![],
-            },
-            subscribe: Permission {
-                allow: subscribe,
-                deny: vec![],
-            },
-            resp: Some(ResponsePermission { max: 1, ttl: 0 }),
+            publish: Permission::only(publish),
+            subscribe: Permission::only(subscribe),
         },
         expires_at,
-        service,
+        privileges,
     })
 }
 
@@ -389,50 +407,38 @@ members = ["@everyone"]
             (
                 "bob",
                 "all1;bob1;alice1",
-                &["_INBOX.bob.>", "chat.all1.bob", "chat.bob1.bob"],
+                &["chat.all1.bob", "chat.bob1.bob"],
                 &["_INBOX.bob.>", "chat.all1.>", "chat.bob1.>"],
                 &["alice1"],
             ),
             (
                 "alice",
                 "all1,alice1,bob1",
-                &["_INBOX.alice.>", "chat.all1.alice", "chat.alice1.alice"],
+                &["chat.all1.alice", "chat.alice1.alice"],
                 &["_INBOX.alice.>", "chat.all1.>", "chat.alice1.>"],
                 &["bob1"],
             ),
-            (
-                "bob",
-                "news",
-                &["_INBOX.bob.>"],
-                &["_INBOX.bob.>", "chat.news.>"],
-                &[],
-            ),
-            (
-                "bob",
-                "drop",
-                &["_INBOX.bob.>", "chat.drop.bob"],
-                &["_INBOX.bob.>"],
-                &[],
-            ),
+            ("bob", "news", &[], &["_INBOX.bob.>", "chat.news.>"], &[]),
+            ("bob", "drop", &["chat.drop.bob"], &["_INBOX.bob.>"], &[]),
             (
                 "alice",
                 "team-x;team-",
-                &["_INBOX.alice.>"],
+                &[],
                 &["_INBOX.alice.>", "chat.team-x.>"],
                 &["team-"],
             ),
             (
                 "root",
                 "anything;all1",
-                &["_INBOX.root.>", "chat.anything.root", "chat.all1.root"],
+                &["chat.anything.root", "chat.all1.root"],
                 &["_INBOX.root.>", "chat.anything.>", "chat.all1.>"],
                 &[],
             ),
-            ("bob", "", &["_INBOX.bob.>"], &["_INBOX.bob.>"], &[]),
+            ("bob", "", &[], &["_INBOX.bob.>"], &[]),
             (
                 "bob",
                 "all1;;all1;",
-                &["_INBOX.bob.>", "chat.all1.bob"],
+                &["chat.all1.bob"],
                 &["_INBOX.bob.>", "chat.all1.>"],
                 &[],
             ),
@@ -442,7 +448,10 @@ members = ["@everyone"]
             assert_eq!(g.permissions.publish.allow, *publish, "{user} {rooms} pub");
             assert_eq!(g.permissions.subscribe.allow, *subscribe, "{user} {rooms} sub");
             assert_eq!(g.refused, *refused, "{user} {rooms} refused");
-            assert!(!g.permissions.publish.allow.is_empty() && !g.permissions.subscribe.allow.is_empty());
+            for p in [&g.permissions.publish, &g.permissions.subscribe] {
+                // Never an empty allow list alone: that would be allow-all.
+                assert!(!p.allow.is_empty() || p.deny == [">"], "{user} {rooms}: {p:?}");
+            }
             assert_eq!(g.identity.sub, *user);
         }
     }

@@ -226,7 +226,7 @@ fn decision_record(
         tid: g.identity.tid.clone(),
         iat: g.identity.iat,
         rooms: g.rooms.iter().map(|r| (r.name.clone(), r.access)).collect(),
-        service: g.service,
+        privileges: g.privileges,
         leafnode: req.client_info.kind == "Leafnode",
         expires_at: g.expires_at,
         snapshot_epoch,

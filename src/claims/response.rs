@@ -8,28 +8,35 @@ use super::{ClaimsError, encode, new_jti};
 /// `nats.type` of our reply.
 pub const RESPONSE_TYPE: &str = "authorization_response";
 
-/// Publish or subscribe permissions. Both lists are always written: an empty
-/// `allow` would mean allow-all, so callers never pass one (see [`UserPermissions`]).
+/// Publish or subscribe permissions. Both lists are always written. An empty `allow`
+/// means allow-all to nats-server, so [`Permission::only`] turns "nothing" into a deny of
+/// every subject instead.
 #[derive(Debug, Serialize, Clone, PartialEq, Eq, Default)]
 pub struct Permission {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
 }
 
-/// Permission to answer requests received (the reply subjects, once each).
-#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
-pub struct ResponsePermission {
-    pub max: i64,
-    /// Go duration in nanoseconds; 0 = no time limit.
-    pub ttl: i64,
+impl Permission {
+    /// Exactly these subjects; none at all when `allow` is empty (`deny: [">"]`).
+    pub fn only(allow: Vec<String>) -> Permission {
+        let deny = if allow.is_empty() {
+            vec![">".to_string()]
+        } else {
+            Vec::new()
+        };
+        Permission { allow, deny }
+    }
 }
 
-/// The permissions of one connection.
+/// The permissions of one connection. There is deliberately no `resp` (response
+/// permission): nats-server turns every reply subject a client receives into a publish
+/// permission, and a client that may publish to a subject it also subscribes to would
+/// reach any subject by replying to itself (README, "Security model").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPermissions {
     pub publish: Permission,
     pub subscribe: Permission,
-    pub resp: Option<ResponsePermission>,
 }
 
 #[derive(Serialize)]
@@ -38,8 +45,6 @@ struct UserNats<'a> {
     publish: &'a Permission,
     #[serde(rename = "sub")]
     subscribe: &'a Permission,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resp: Option<&'a ResponsePermission>,
     subs: i64,
     data: i64,
     payload: i64,
@@ -112,7 +117,6 @@ pub fn user_jwt(
         nats: UserNats {
             publish: &u.permissions.publish,
             subscribe: &u.permissions.subscribe,
-            resp: u.permissions.resp.as_ref(),
             subs: -1,
             data: -1,
             payload: -1,
@@ -174,7 +178,6 @@ mod tests {
                 allow: vec!["chat.all1.>".into()],
                 deny: vec![],
             },
-            resp: Some(ResponsePermission { max: 1, ttl: 0 }),
         }
     }
 
@@ -198,9 +201,22 @@ mod tests {
         assert_eq!(v["exp"], 4600);
         assert_eq!(v["nats"]["pub"]["allow"][0], "chat.all1.bob");
         assert_eq!(v["nats"]["sub"]["allow"][0], "chat.all1.>");
-        assert_eq!(v["nats"]["resp"]["max"], 1);
+        assert!(v["nats"].get("resp").is_none(), "no response permission");
         assert_eq!(v["nats"]["subs"], -1);
         assert_eq!(v["nats"]["type"], "user");
+    }
+
+    #[test]
+    fn nothing_allowed_is_written_as_deny_all_never_as_an_empty_allow() {
+        assert_eq!(
+            Permission::only(vec![]),
+            Permission {
+                allow: vec![],
+                deny: vec![">".into()]
+            }
+        );
+        let p = Permission::only(vec!["chat.a.>".into()]);
+        assert_eq!((p.allow.len(), p.deny.len()), (1, 0));
     }
 
     #[test]

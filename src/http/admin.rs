@@ -48,16 +48,17 @@ pub(super) async fn token_reset(
     body: Result<Json<TokenResetRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = authenticate(&state, &headers, true)?.claims;
-    let allowed = state.snapshot.load().user(&caller.sub).is_some_and(|u| {
-        u.roles()
-            .any(|r| state.ops.token_reset_roles.iter().any(|a| *a == r.to_string()))
-    });
+    let allowed = state
+        .snapshot
+        .load()
+        .user(&caller.sub)
+        .is_some_and(|u| u.roles().any(|r| state.ops.token_reset_roles.contains(&r)));
     if !allowed {
         return Err(ApiError::forbidden("your roles may not reset tokens"));
     }
     let Json(req) = body?;
-    if req.tids.is_empty() {
-        return Err(ApiError::bad_request("tids is empty"));
+    if let Some(problem) = req.problem() {
+        return Err(ApiError::bad_request(problem));
     }
     let sessions = state.ops.sessions.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -66,9 +67,7 @@ pub(super) async fn token_reset(
             "live enforcement is off",
         )
     })?;
-    Ok(Json(
-        json!({ "affected": sessions.token_reset(&req.tids, &req.reason) }),
-    ))
+    Ok(Json(json!({ "affected": sessions.token_reset(&req) })))
 }
 
 pub(super) async fn metrics(State(state): State<SharedState>) -> String {

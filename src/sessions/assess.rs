@@ -1,5 +1,6 @@
 //! What a permission change or a revocation means for one live connection (pure).
 
+use crate::callout::decision::Privileges;
 use crate::permissions::{Role, Snapshot};
 use crate::tokens::revocation::RevocationIndex;
 
@@ -16,9 +17,26 @@ pub enum Action {
     Kick(&'static str),
 }
 
+/// What live connections are judged against.
+#[derive(Clone, Copy)]
+pub struct Current<'a> {
+    /// The permissions now.
+    pub snapshot: &'a Snapshot,
+    /// The permissions before a reload (for connections whose decision is unknown).
+    pub old: Option<&'a Snapshot>,
+    pub revoked: &'a RevocationIndex,
+    /// The roles that give `auth.v1.tokenReset`.
+    pub token_reset_roles: &'a [Role],
+}
+
 /// Compare a connection's grant with the current permissions and revocations.
-/// `old` is the snapshot before a reload, used for connections whose decision is unknown.
-pub fn assess(entry: &Entry, old: Option<&Snapshot>, new: &Snapshot, revoked: &RevocationIndex) -> Action {
+pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
+    let Current {
+        snapshot: new,
+        old,
+        revoked,
+        token_reset_roles,
+    } = *current;
     let Some(d) = &entry.decision else {
         // Decision lost (made before this instance started): judge the user as a whole.
         if revoked.check_parts(&entry.user, "", None, i64::MIN).is_some() {
@@ -51,7 +69,7 @@ pub fn assess(entry: &Entry, old: Option<&Snapshot>, new: &Snapshot, revoked: &R
             return Action::Reauthorize("room-lost");
         }
     }
-    if d.service && !user.has_role(Role::Service) {
+    if d.privileges.lost_in(Privileges::of(user, token_reset_roles)) {
         return Action::Reauthorize("role-lost");
     }
     Action::Keep
@@ -85,13 +103,24 @@ mod tests {
                 tid: "t1".into(),
                 iat: 100,
                 rooms: rooms.iter().map(|(r, a)| (r.to_string(), *a)).collect(),
-                service: false,
+                privileges: Default::default(),
                 leafnode: false,
                 expires_at: 1000,
                 snapshot_epoch: 1,
                 revocation_epoch: 0,
             }),
         }
+    }
+
+    /// Judge `e` against `after` (and `old`, before a reload), with the default token-reset roles.
+    fn judge(e: &Entry, old: Option<&Snapshot>, after: &Snapshot, revoked: &RevocationIndex) -> Action {
+        let current = Current {
+            snapshot: after,
+            old,
+            revoked,
+            token_reset_roles: &[Role::Sysadmin, Role::Service],
+        };
+        assess(e, &current)
     }
 
     #[test]
@@ -116,7 +145,41 @@ mod tests {
             ("[users.bob]\nroles = [\"admin\"]\n", Action::Keep),
         ];
         for (after, want) in cases {
-            assert_eq!(assess(&e, None, &snap(after), &none), want, "{after}");
+            assert_eq!(judge(&e, None, &snap(after), &none), want, "{after}");
+        }
+    }
+
+    #[test]
+    fn losing_a_role_derived_right_reauthorizes_keeping_it_does_not() {
+        let none = RevocationIndex::default();
+        let rooms = "[users.bob.rooms]\nall1 = \"readwrite\"\n";
+        let with = |roles: &str| snap(&format!("[users.bob]\nroles = [{roles}]\n{rooms}"));
+        // (granted privileges, roles after the edit, expected)
+        let service = Privileges {
+            service: true,
+            token_reset: true,
+        };
+        let reset_only = Privileges {
+            service: false,
+            token_reset: true,
+        };
+        let cases = [
+            (service, "\"service\"", Action::Keep),
+            (service, "", Action::Reauthorize("role-lost")),
+            (service, "\"sysadmin\"", Action::Reauthorize("role-lost")),
+            (reset_only, "\"sysadmin\"", Action::Keep),
+            (reset_only, "\"admin\"", Action::Reauthorize("role-lost")),
+            (reset_only, "", Action::Reauthorize("role-lost")),
+            (Privileges::default(), "", Action::Keep),
+        ];
+        for (granted, roles, want) in cases {
+            let mut e = entry(&[("all1", Access::ReadWrite)]);
+            e.decision.as_mut().unwrap().privileges = granted;
+            assert_eq!(
+                judge(&e, None, &with(roles), &none),
+                want,
+                "{granted:?} -> [{roles}]"
+            );
         }
     }
 
@@ -130,7 +193,7 @@ mod tests {
             expires_at: 500,
         }]);
         assert_eq!(
-            assess(&e, None, &snap(BEFORE), &r.load()),
+            judge(&e, None, &snap(BEFORE), &r.load()),
             Action::Kick("device-revoked")
         );
         let later = Revocations::new([Revocation {
@@ -140,7 +203,7 @@ mod tests {
             expires_at: 500,
         }]);
         assert_eq!(
-            assess(&e, None, &snap(BEFORE), &later.load()),
+            judge(&e, None, &snap(BEFORE), &later.load()),
             Action::Keep,
             "token issued after the cutoff"
         );
@@ -154,14 +217,14 @@ mod tests {
             decision: None,
         };
         let old = snap(BEFORE);
-        assert_eq!(assess(&e, Some(&old), &snap(BEFORE), &none), Action::Keep);
+        assert_eq!(judge(&e, Some(&old), &snap(BEFORE), &none), Action::Keep);
         let fewer = snap("[users.bob]\n[users.bob.rooms]\nall1 = \"readwrite\"\n");
         assert_eq!(
-            assess(&e, Some(&old), &fewer, &none),
+            judge(&e, Some(&old), &fewer, &none),
             Action::Reauthorize("user-changed")
         );
         assert_eq!(
-            assess(&e, Some(&old), &snap("[users.x]\n"), &none),
+            judge(&e, Some(&old), &snap("[users.x]\n"), &none),
             Action::Reauthorize("user-removed")
         );
     }

@@ -21,9 +21,9 @@ use tracing::{debug, info, warn};
 
 use crate::config::EnforcementSettings;
 use crate::permissions::Snapshot;
-use crate::tokens::refresh::{Revocation, RevocationKind};
+use crate::tokens::refresh::Revocation;
 use crate::tokens::revocation::Revocations;
-use assess::{Action, assess};
+use assess::{Action, Current, assess};
 use registry::{ConnKey, DecisionRecord, Registry};
 use throttle::TokenBucket;
 
@@ -148,6 +148,21 @@ impl Sessions {
             .count()
     }
 
+    /// What connections are judged against now.
+    fn current<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        old: Option<&'a Snapshot>,
+        revoked: &'a crate::tokens::revocation::RevocationIndex,
+    ) -> Current<'a> {
+        Current {
+            snapshot,
+            old,
+            revoked,
+            token_reset_roles: &self.settings.token_reset_roles,
+        }
+    }
+
     fn enqueue(&self, conn: ConnKey, action: Action, since: Instant) {
         let job = Job { conn, action, since };
         let q = if matches!(action, Action::Kick(_)) {
@@ -173,7 +188,8 @@ impl Sessions {
             && self.is_leader()
             && let Some(e) = entry
         {
-            let action = assess(&e, None, &self.snapshot.load(), &self.revocations.load());
+            let (snapshot, revoked) = (self.snapshot.load(), self.revocations.load());
+            let action = assess(&e, &self.current(&snapshot, None, &revoked));
             if action != Action::Keep {
                 info!(server = %conn.server, cid = conn.cid, ?action, "stale decision re-evaluated");
                 self.enqueue(conn, action, Instant::now());
@@ -189,10 +205,11 @@ impl Sessions {
         let since = Instant::now();
         let new = self.snapshot.load();
         let revoked = self.revocations.load();
+        let current = self.current(&new, Some(old), &revoked);
         let affected: Vec<(ConnKey, Action)> = {
             let r = self.registry();
             r.all()
-                .map(|(k, e)| (k.clone(), assess(e, Some(old), &new, &revoked)))
+                .map(|(k, e)| (k.clone(), assess(e, &current)))
                 .filter(|(_, a)| *a != Action::Keep)
                 .collect()
         };
@@ -213,52 +230,56 @@ impl Sessions {
         let since = Instant::now();
         let idx = self.revocations.load();
         let snapshot = self.snapshot.load();
-        let conns: HashSet<ConnKey> = {
+        let current = self.current(&snapshot, None, &idx);
+        // Connections whose decision is unknown cannot be matched by session or device:
+        // those a revocation may cover decide again (a revoked token is then refused).
+        let (kick, recheck): (HashSet<ConnKey>, HashSet<ConnKey>) = {
             let r = self.registry();
-            let mut set = HashSet::new();
+            let (mut kick, mut recheck) = (HashSet::new(), HashSet::new());
             for rev in revs {
-                let candidates = match rev.kind {
-                    RevocationKind::Session => r.by_session(&rev.value),
-                    RevocationKind::Device => r.by_device(&rev.value),
-                    RevocationKind::User => r.by_user(&rev.value),
-                    RevocationKind::All => r.all().map(|(k, _)| k.clone()).collect(),
-                };
-                for k in candidates {
-                    if let Some(e) = r.get(&k)
-                        && matches!(assess(e, None, &snapshot, &idx), Action::Kick(_))
-                    {
-                        set.insert(k);
+                for k in r.covered_by(rev) {
+                    let Some(e) = r.get(&k) else { continue };
+                    if matches!(assess(e, &current), Action::Kick(_)) {
+                        kick.insert(k);
+                    } else if e.decision.is_none() {
+                        recheck.insert(k);
                     }
                 }
             }
-            set
+            (kick, recheck)
         };
-        for conn in conns {
+        for conn in recheck.into_iter().filter(|c| !kick.contains(c)) {
+            self.enqueue(conn, Action::Reauthorize("revoked-unknown-decision"), since);
+        }
+        for conn in kick {
             self.enqueue(conn, Action::Kick("revoked"), since);
         }
     }
 
-    /// Token reset: the connections holding these token ids re-authorize. Returns how many.
-    pub fn token_reset(&self, tids: &[String], reason: &str) -> usize {
+    /// Token reset: the connections holding these token ids, of these users or in these
+    /// login sessions decide again (LDM, then KICK after the grace). Returns how many.
+    pub fn token_reset(&self, req: &TokenResetRequest) -> usize {
         let since = Instant::now();
-        let conns: Vec<ConnKey> = {
+        let conns: HashSet<ConnKey> = {
             let r = self.registry();
-            tids.iter()
-                .flat_map(|t| r.by_tid(t))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect()
+            let by_tid = req.tids.iter().flat_map(|t| r.by_tid(t));
+            let by_user = req.users.iter().flat_map(|u| r.by_user(u));
+            let by_session = req.sessions.iter().flat_map(|s| r.by_session(s));
+            by_tid.chain(by_user).chain(by_session).collect()
         };
         info!(
-            tids = tids.len(),
+            tids = req.tids.len(),
+            users = req.users.len(),
+            sessions = req.sessions.len(),
             connections = conns.len(),
-            reason,
+            reason = %req.reason,
             "token reset"
         );
-        for c in &conns {
-            self.enqueue(c.clone(), Action::Reauthorize("token-reset"), since);
+        let n = conns.len();
+        for c in conns {
+            self.enqueue(c, Action::Reauthorize("token-reset"), since);
         }
-        conns.len()
+        n
     }
 
     async fn sys_request(&self, server: &str, verb: &str, cid: u64) -> Result<Value, String> {
@@ -512,10 +533,35 @@ impl Sessions {
     }
 }
 
-/// Decode a token-reset request `{tids: [...], reason}`.
-#[derive(Debug, Deserialize)]
+/// A token-reset request: `{tids?, users?, sessions?, reason?}`, at least one id in all.
+/// A system that changed a user's rights elsewhere names the user; resgate-style callers
+/// name token ids (often the user id too).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenResetRequest {
+    #[serde(default)]
     pub tids: Vec<String>,
     #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub sessions: Vec<String>,
+    #[serde(default)]
     pub reason: String,
+}
+
+/// The most ids one token-reset request may name.
+pub const MAX_TOKEN_RESET_IDS: usize = 10_000;
+
+impl TokenResetRequest {
+    /// Why the request cannot be served, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let n = self.tids.len() + self.users.len() + self.sessions.len();
+        match n {
+            0 => Some("name at least one of tids, users, sessions".into()),
+            n if n > MAX_TOKEN_RESET_IDS => Some(format!(
+                "{n} ids named, at most {MAX_TOKEN_RESET_IDS} per request"
+            )),
+            _ => None,
+        }
+    }
 }

@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::permissions::Access;
+use crate::tokens::refresh::{Revocation, RevocationKind};
+use crate::tokens::revocation::split_user_device;
 
 /// A connection: the server it is on and its client id there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,8 +27,9 @@ pub struct DecisionRecord {
     /// The access token's `iat` (revocation cutoffs compare with it).
     pub iat: i64,
     pub rooms: Vec<(String, Access)>,
-    /// Whether the service subjects were granted (role `service`).
-    pub service: bool,
+    /// Role-derived publish rights granted (`service`, `token_reset`).
+    #[serde(flatten)]
+    pub privileges: crate::callout::decision::Privileges,
     pub leafnode: bool,
     pub expires_at: i64,
     pub snapshot_epoch: u64,
@@ -174,6 +177,35 @@ impl Registry {
         Self::collect(&self.by_room, room)
     }
 
+    /// The connections a revocation may cover: candidates, each still to be judged
+    /// against the revocation index. A device revocation scoped to one user (`user/device`)
+    /// names that user's connections on the device, and those whose decision is unknown.
+    pub fn covered_by(&self, rev: &Revocation) -> Vec<ConnKey> {
+        match rev.kind {
+            RevocationKind::Session => self.by_session(&rev.value),
+            RevocationKind::Device => match split_user_device(&rev.value) {
+                Some((user, device)) => self
+                    .by_user(user)
+                    .into_iter()
+                    .filter(|k| {
+                        self.entries.get(k).is_some_and(|e| {
+                            e.decision
+                                .as_ref()
+                                .is_none_or(|d| d.device.as_deref() == Some(device))
+                        })
+                    })
+                    .collect(),
+                None => self.by_device(&rev.value),
+            },
+            RevocationKind::User => self.by_user(&rev.value),
+            RevocationKind::All => {
+                let mut all: Vec<ConnKey> = self.entries.keys().cloned().collect();
+                all.sort();
+                all
+            }
+        }
+    }
+
     /// Every user with at least one live connection.
     pub fn users(&self) -> impl Iterator<Item = &str> {
         self.by_user.keys().map(String::as_str)
@@ -200,7 +232,7 @@ mod tests {
             tid: tid.into(),
             iat: 1,
             rooms: rooms.iter().map(|r| (r.to_string(), Access::ReadWrite)).collect(),
-            service: false,
+            privileges: Default::default(),
             leafnode: false,
             expires_at: 100,
             snapshot_epoch: 1,
@@ -228,6 +260,37 @@ mod tests {
         assert_eq!(r.by_room("bob1"), Vec::<ConnKey>::new());
         assert_eq!(r.by_user("bob"), vec![k("A", 2)]);
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn a_revocation_covers_exactly_its_connections_table() {
+        let mut r = Registry::default();
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
+        r.add_decision(rec("A", 3, "alice", "phone", "t3", &["all1"]));
+        let k = |c| ConnKey {
+            server: "A".into(),
+            cid: c,
+        };
+        r.add_seen(k(4), "bob"); // decision lost (made before a restart)
+        let rev = |kind, value: &str| Revocation {
+            kind,
+            value: value.into(),
+            cutoff: 1,
+            expires_at: 2,
+        };
+        let cases = [
+            (rev(RevocationKind::Device, "bob/phone"), vec![k(1), k(4)]),
+            (rev(RevocationKind::Device, "alice/phone"), vec![k(3)]),
+            (rev(RevocationKind::Device, "bob/tablet"), vec![k(4)]),
+            (rev(RevocationKind::Device, "phone"), vec![k(1), k(3)]),
+            (rev(RevocationKind::Session, "s-bob-laptop"), vec![k(2)]),
+            (rev(RevocationKind::User, "bob"), vec![k(1), k(2), k(4)]),
+            (rev(RevocationKind::All, ""), vec![k(1), k(2), k(3), k(4)]),
+        ];
+        for (rev, want) in cases {
+            assert_eq!(r.covered_by(&rev), want, "{rev:?}");
+        }
     }
 
     #[test]

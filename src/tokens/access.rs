@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
+/// The default of `tokens.max_token_ttl`.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,6 +78,8 @@ pub enum TokenError {
     Expired,
     #[error("access token issued in the future")]
     NotYetValid,
+    #[error("access token lives {lifetime} s, longer than the longest allowed ({max} s)")]
+    Lifetime { lifetime: i64, max: i64 },
     #[error("no signing key configured")]
     NoSigningKey,
     #[error("key: {0}")]
@@ -97,6 +101,7 @@ impl TokenError {
             TokenError::Claims(_) => "token-bad-claims",
             TokenError::Expired => "access-token-expired",
             TokenError::NotYetValid => "token-not-yet-valid",
+            TokenError::Lifetime { .. } => "token-lifetime-too-long",
             TokenError::NoSigningKey | TokenError::Key(_) => "token-key-error",
         }
     }
@@ -121,6 +126,9 @@ struct Signer {
 pub struct TokenKeys {
     issuer: String,
     audience: String,
+    /// The longest lifetime (`exp - iat`) minted or accepted; revocation entries are kept
+    /// this long, so no token outlives the entries that refuse it.
+    max_lifetime: i64,
     signer: Option<Signer>,
     verifiers: HashMap<String, VerifyingKey>,
     verified: VerifiedCache,
@@ -218,10 +226,22 @@ impl TokenKeys {
         TokenKeys {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
+            max_lifetime: DEFAULT_MAX_LIFETIME.as_secs() as i64,
             signer: None,
             verifiers: HashMap::new(),
             verified: VerifiedCache::default(),
         }
+    }
+
+    /// Mint and accept tokens living at most `max` (`tokens.max_token_ttl`).
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The longest lifetime a token may have: how long revocation entries must live.
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_lifetime.max(0) as u64)
     }
 
     /// Use this PKCS#8 PEM private key to sign; it also verifies.
@@ -256,8 +276,9 @@ impl TokenKeys {
     pub fn from_settings(s: &crate::config::TokenSettings) -> Result<Self, TokenError> {
         let read =
             |p: &std::path::Path| crate::keys::read_secret(p).map_err(|e| TokenError::Key(e.to_string()));
-        let mut keys =
-            TokenKeys::new(&s.issuer, &s.audience).with_signing_pem(&read(&s.signing_key_file)?)?;
+        let mut keys = TokenKeys::new(&s.issuer, &s.audience)
+            .with_max_lifetime(s.max_token_ttl)
+            .with_signing_pem(&read(&s.signing_key_file)?)?;
         for p in &s.verify_key_files {
             keys = keys.with_verifying_pem(&read(p)?)?;
         }
@@ -281,7 +302,14 @@ impl TokenKeys {
         now: i64,
     ) -> Result<(String, AccessClaims), TokenError> {
         let signer = self.signer.as_ref().ok_or(TokenError::NoSigningKey)?;
-        let mut exp = now + req.ttl.as_secs() as i64;
+        let lifetime = i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX);
+        if lifetime > self.max_lifetime {
+            return Err(TokenError::Lifetime {
+                lifetime,
+                max: self.max_lifetime,
+            });
+        }
+        let mut exp = now + lifetime;
         if let Some(end) = req.session_expires_at {
             exp = exp.min(end);
         }
@@ -379,6 +407,14 @@ impl TokenKeys {
         if claims.aud != self.audience {
             return Err(TokenError::Audience);
         }
+        // A token minted under a longer limit would outlive the revocation entries.
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime > self.max_lifetime {
+            return Err(TokenError::Lifetime {
+                lifetime,
+                max: self.max_lifetime,
+            });
+        }
         Ok(claims)
     }
 }
@@ -475,6 +511,40 @@ mod tests {
             )
             .unwrap();
         assert_eq!(c.exp, 1100);
+    }
+
+    #[test]
+    fn no_token_lives_longer_than_the_revocation_entries() {
+        let pem = generate_signing_pem();
+        let long = TokenKeys::new("nats-callout", "nats")
+            .with_max_lifetime(Duration::from_secs(7200))
+            .with_signing_pem(&pem)
+            .unwrap();
+        let short = TokenKeys::new("nats-callout", "nats")
+            .with_max_lifetime(Duration::from_secs(3600))
+            .with_signing_pem(&pem)
+            .unwrap();
+        let req = |secs| MintRequest {
+            user: "bob",
+            session: "s",
+            device: None,
+            ttl: Duration::from_secs(secs),
+            session_expires_at: None,
+        };
+        // Minting beyond the limit is refused...
+        let err = short.mint(&req(3601), 1000).unwrap_err();
+        assert_eq!(err.code(), "token-lifetime-too-long");
+        assert!(short.mint(&req(3600), 1000).is_ok());
+        // ...and so is a token minted under a longer limit (e.g. before a config change).
+        let (tok, _) = long.mint(&req(7200), 1000).unwrap();
+        assert_eq!(
+            short.verify_uncached(&tok, 1001).unwrap_err(),
+            TokenError::Lifetime {
+                lifetime: 7200,
+                max: 3600
+            }
+        );
+        assert!(long.verify(&tok, 1001).is_ok());
     }
 
     fn resign_claims(tok: &str, f: impl FnOnce(&mut serde_json::Value)) -> String {

@@ -17,6 +17,12 @@ pub fn user_device(user: &str, device: &str) -> String {
     format!("{user}/{device}")
 }
 
+/// The user and device of a value made by [`user_device`]; `None` for a bare device id
+/// (names never contain `/`).
+pub fn split_user_device(value: &str) -> Option<(&str, &str)> {
+    value.split_once('/')
+}
+
 /// One immutable view of the revocations (swapped whole on change; read lock-free).
 #[derive(Debug, Default, Clone)]
 pub struct RevocationIndex {
@@ -59,11 +65,15 @@ impl RevocationIndex {
     }
 
     fn insert(&mut self, r: Revocation) {
-        /// Keep whichever entry refuses more (later cutoff) for longer.
+        /// A revocation never weakens: the merged entry keeps the later cutoff and the
+        /// later expiry, each on its own (the store merges the same way).
         fn merge(slot: &mut Option<Revocation>, r: Revocation) {
             match slot {
-                Some(old) if old.cutoff >= r.cutoff && old.expires_at >= r.expires_at => {}
-                _ => *slot = Some(r),
+                Some(old) => {
+                    old.cutoff = old.cutoff.max(r.cutoff);
+                    old.expires_at = old.expires_at.max(r.expires_at);
+                }
+                None => *slot = Some(r),
             }
         }
         let map = match r.kind {
@@ -236,5 +246,57 @@ mod tests {
             r.load().check(&claims("bob", "s", None, 180)),
             Some("user-revoked")
         );
+    }
+
+    /// The value each kind is checked against, for a token of bob on session s1, device phone.
+    fn value(kind: RevocationKind) -> &'static str {
+        match kind {
+            RevocationKind::Session => "s1",
+            RevocationKind::Device => "bob/phone",
+            RevocationKind::User => "bob",
+            RevocationKind::All => "",
+        }
+    }
+
+    #[test]
+    fn a_weaker_revocation_never_undoes_a_stronger_one_of_any_kind() {
+        use RevocationKind::*;
+        for kind in [Session, Device, User, All] {
+            let strong = Revocation {
+                kind,
+                value: value(kind).into(),
+                cutoff: 200,
+                expires_at: 500,
+            };
+            // Earlier cutoff, later expiry: it adds time, it must not take back the cutoff.
+            let weaker_cutoff = Revocation {
+                cutoff: 100,
+                expires_at: 900,
+                ..strong.clone()
+            };
+            // Later cutoff, earlier expiry: it adds a cutoff, it must not shorten the life.
+            let shorter_life = Revocation {
+                cutoff: 300,
+                expires_at: 400,
+                ..strong.clone()
+            };
+            let token = |iat| claims("bob", "s1", Some("phone"), iat);
+            let r = Revocations::new([strong.clone()]);
+            r.apply([weaker_cutoff]);
+            assert!(r.load().check(&token(150)).is_some(), "{kind:?}: cutoff 200 kept");
+            assert!(r.load().check(&token(200)).is_some(), "{kind:?}: cutoff 200 kept");
+            r.prune(600);
+            assert!(r.load().check(&token(150)).is_some(), "{kind:?}: expiry 900 kept");
+            let r = Revocations::new([strong]);
+            r.apply([shorter_life]);
+            assert!(
+                r.load().check(&token(250)).is_some(),
+                "{kind:?}: cutoff 300 taken"
+            );
+            r.prune(450);
+            assert!(r.load().check(&token(250)).is_some(), "{kind:?}: expiry 500 kept");
+            r.prune(500);
+            assert!(r.load().is_empty(), "{kind:?}: gone after its expiry");
+        }
     }
 }

@@ -203,7 +203,10 @@ impl TokenService {
             // It would refuse every login until then: surely a mistake, and one that locks everyone out.
             return Err(LifecycleError::CutoffInFuture);
         }
-        let expires_at = now + self.access_ttl.as_secs() as i64 + 1;
+        // Kept as long as the longest token it may cover can live (`tokens.max_token_ttl`,
+        // minted by `nats-callout token --ttl`), not just a login's access token.
+        let keep = self.access_ttl.max(self.keys.max_lifetime());
+        let expires_at = now.saturating_add(keep.as_secs() as i64).saturating_add(1);
         let rev = |kind, value: &str| Revocation {
             kind,
             value: value.to_string(),

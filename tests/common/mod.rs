@@ -1,6 +1,8 @@
 //! Test harness: a real nats-server per test (free ports, temp dir) and the service in-process.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,6 +95,8 @@ pub struct EnvOptions {
     /// The README's hardened set-up: TLS on the client listener (a CA made with openssl,
     /// in `config.nats.tls_ca_file`) and the service user authenticated by an nkey.
     pub hardened: bool,
+    /// JetStream on the server, enabled for the app account.
+    pub jetstream: bool,
 }
 
 impl Default for EnvOptions {
@@ -104,6 +108,7 @@ impl Default for EnvOptions {
             auth_callout: true,
             ws_allowed_origins: vec!["http://127.0.0.1:8080".into()],
             hardened: false,
+            jetstream: false,
         }
     }
 }
@@ -117,6 +122,9 @@ pub struct TestEnv {
     pub tokens: TokenKeys,
     pub issuer_public: String,
     pub callout_password: String,
+    /// Password of `observer`, a static user of the app account listed in `auth_users`
+    /// (so it skips the callout): it may subscribe to `>` and see every message.
+    pub observer_password: String,
     instances: std::sync::atomic::AtomicUsize,
 }
 
@@ -151,6 +159,7 @@ impl TestEnv {
         };
         let callout_password = read(keys::CALLOUT_PASSWORD_FILE);
         let sys_password = read(keys::SYS_PASSWORD_FILE);
+        let observer_password = nuid::next().to_string();
         let perms = dir.path().join("permissions");
         copy_demo_permissions(&perms);
 
@@ -165,6 +174,7 @@ impl TestEnv {
             callout_user: &callout_user,
             auth_user: hardened.as_ref().map_or("callout", |h| h.nkey_public.as_str()),
             sys_pw: &sys_password,
+            observer_pw: &observer_password,
             tls: hardened.as_ref(),
         };
         let server = start_server(dir.path(), &secrets, &opts);
@@ -200,6 +210,7 @@ impl TestEnv {
             tokens,
             issuer_public: g.issuer_public,
             callout_password,
+            observer_password,
             instances: Default::default(),
         }
     }
@@ -269,6 +280,19 @@ impl TestEnv {
         Ok(conn)
     }
 
+    /// Connect as a chat client once a service started in another process answers
+    /// (it may still be starting): retried until the deadline.
+    pub async fn connect_when_served(&self, token: &str, rooms: &str) -> Conn {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            match self.connect(Some(token), rooms).await {
+                Ok(c) => return c,
+                Err(e) if std::time::Instant::now() > deadline => panic!("the service never answered: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Write this environment's service configuration as a `callout.toml` for the binary.
     pub fn write_config_file(&self, http_listen: &str) -> PathBuf {
         let c = &self.config;
@@ -297,6 +321,21 @@ impl TestEnv {
         )
         .unwrap();
         path
+    }
+
+    /// A raw connection as `observer`, subscribed to `>` in the app account (sid `obs`):
+    /// it sees every message anybody publishes there.
+    pub async fn observer(&self) -> raw::Raw {
+        let body = serde_json::json!({
+            "verbose": false, "pedantic": false, "protocol": 1, "headers": true,
+            "user": "observer", "pass": self.observer_password,
+        });
+        let mut o = raw::Raw::connect(self.server.port, &body)
+            .await
+            .expect("observer connects");
+        o.send("SUB > obs\r\n").await;
+        o.sync().await.expect("observer subscribed");
+        o
     }
 
     /// Connect as the service user in the AUTH account (to send raw requests).
@@ -330,24 +369,6 @@ impl Conn {
         })
         .await;
         assert!(matches!(found, Ok(true)), "no server error containing {needle:?}");
-    }
-
-    /// A round trip through the server: every command sent before it has been
-    /// processed once this returns (async-nats `flush` only empties the socket
-    /// buffer). Uses the user's own inbox, which every user may use.
-    pub async fn sync(&self) {
-        let user = self
-            .user
-            .as_deref()
-            .expect("sync needs a connection with a known user");
-        let subject = format!("_INBOX.{user}.sync.{}", nuid::next());
-        let mut echo = self.client.subscribe(subject.clone()).await.unwrap();
-        self.client.publish(subject, "sync".into()).await.unwrap();
-        self.client.flush().await.unwrap();
-        tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut echo))
-            .await
-            .expect("sync round trip")
-            .unwrap();
     }
 }
 
@@ -423,6 +444,14 @@ impl Drop for CalloutHandle {
     }
 }
 
+/// Stop a child process with SIGTERM (as an operator would) and wait for it.
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+    child.wait().unwrap()
+}
+
 /// Raise this process's open-file limit (inherited by the nats-servers it starts) to at
 /// least `n`, for tests that hold many connections.
 pub fn raise_fd_limit(n: u64) {
@@ -453,6 +482,7 @@ struct ServerSecrets<'a> {
     callout_user: &'a str,
     auth_user: &'a str,
     sys_pw: &'a str,
+    observer_pw: &'a str,
     tls: Option<&'a Hardened>,
 }
 
@@ -540,6 +570,7 @@ fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> N
         callout_user,
         auth_user,
         sys_pw,
+        observer_pw,
         tls,
     } = *secrets;
     let tls = tls
@@ -565,18 +596,28 @@ fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> N
         };
         let authorization = if auth_callout {
             format!(
-                "authorization {{\n  timeout: 2s\n  auth_callout {{\n    issuer: {issuer}\n    account: AUTH\n    auth_users: [ {auth_user}, sys ]\n    {xkey_line}\n  }}\n}}"
+                "authorization {{\n  timeout: 2s\n  auth_callout {{\n    issuer: {issuer}\n    account: AUTH\n    auth_users: [ {auth_user}, sys, observer ]\n    {xkey_line}\n  }}\n}}"
             )
         } else {
             String::new()
+        };
+        let (jetstream, app_js) = if opts.jetstream {
+            (
+                format!("jetstream {{ store_dir: {:?} }}", dir.join("js")),
+                "jetstream: enabled,",
+            )
+        } else {
+            (String::new(), "")
         };
         let conf = format!(
             r#"listen: 127.0.0.1:{port}
 server_name: test
 max_control_line: 8KB
+{jetstream}
 accounts {{
   AUTH {{ users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
-  APP {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
+  APP {{ {app_js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
+         imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS
