@@ -32,6 +32,7 @@ test: tools browser-deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
 
 fmt:
 	$(CARGO) fmt

@@ -213,7 +213,7 @@ impl Setup {
                     ttl: Duration::from_secs(3600),
                     session_expires_at: None,
                 },
-                nats_callout::callout::now_secs(),
+                nats_callout::clock::now_secs(),
             )
             .expect("mint")
             .0

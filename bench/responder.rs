@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use nats_callout::callout::envelope;
-use nats_callout::callout::{AUTH_SUBJECT, now_secs};
 use nats_callout::claims::request;
 use nats_callout::claims::response::{Outcome, Permission, UserJwt, UserPermissions, response_jwt, user_jwt};
+use nats_callout::clock::now_secs;
 use nats_callout::config::Config;
 use nats_callout::keys::CalloutKeys;
+use nats_callout::wire::AUTH_SUBJECT;
 
 /// The one grant every client gets (the same shape as a one-room callout grant).
 fn fixed_grant() -> UserPermissions {

@@ -9,19 +9,10 @@ use anyhow::Context;
 
 use crate::procs::{Proc, free_port, wait_port};
 
-/// nats-server: the flag, then NATS_SERVER_BIN, then `.tools/venv/bin`, then PATH.
+/// nats-server: the flag, then what the tests use (`NATS_SERVER_BIN`, `.tools/`, `PATH`).
 pub fn nats_server_bin(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_path_buf();
-    }
-    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return p.into();
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("nats-server")
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(nats_callout::testing::nats_server_bin)
 }
 
 /// A running nats-server.
@@ -94,21 +85,14 @@ pub fn callout_conf(
     timeout_s: u32,
 ) -> String {
     format!(
-        r#"listen: 127.0.0.1:{port}
-server_name: bench_{port}
-max_control_line: 8KB
-{accounts}
-authorization {{
-  timeout: {timeout_s}s
-  auth_callout {{
-    issuer: {issuer}
-    xkey: {xkey}
-    account: AUTH
-    auth_users: [ callout, sys ]
-  }}
-}}
-"#,
-        accounts = accounts(callout_pw, sys_pw, "")
+        "listen: 127.0.0.1:{port}\nserver_name: bench_{port}\nmax_control_line: 8KB\n{accounts}{authorization}",
+        accounts = accounts(callout_pw, sys_pw, ""),
+        authorization = nats_callout::keys::authorization_block(
+            issuer,
+            Some(xkey),
+            &["callout", "sys"],
+            u64::from(timeout_s)
+        )
     )
 }
 

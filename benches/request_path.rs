@@ -21,10 +21,8 @@ use nats_callout::config::CalloutSettings;
 use nats_callout::tokens::revocation::RevocationIndex;
 use nkeys::XKey;
 
-#[path = "../bench/fixture.rs"]
-mod fixture;
-
-use fixture::World;
+use nats_callout::clock::now_secs;
+use nats_callout::testing::{self, World};
 
 const ROOMS: &str = "all1;bob1;alice1";
 
@@ -69,10 +67,10 @@ impl Measurement for ThreadCpu {
 type Crit = Criterion<ThreadCpu>;
 
 fn steps(c: &mut Crit) {
-    let w = World::new();
-    let now = fixture::now();
+    let w = World::random();
+    let now = now_secs();
     let token = w.token("bob", now);
-    let header = w.server_xkey_public();
+    let header = w.server_xkey.public_key();
     let sealed = w.sealed_request(&token, ROOMS, now);
     let issuer_pk = w.issuer_public();
     let jwt = w.request_jwt(&token, ROOMS, now);
@@ -105,7 +103,7 @@ fn steps(c: &mut Crit) {
     });
 
     let req = request::verify(jwt.as_bytes(), &issuer_pk, now).unwrap();
-    let snapshot = World::demo_snapshot();
+    let snapshot = testing::demo_snapshot();
     let revoked = RevocationIndex::default();
     let policy = Policy::from_settings(&CalloutSettings::default()).unwrap();
     let inputs = Inputs {
@@ -168,12 +166,12 @@ fn steps(c: &mut Crit) {
 }
 
 fn whole_path(c: &mut Crit) {
-    let w = World::new();
-    let now = fixture::now();
+    let w = World::random();
+    let now = now_secs();
     let token = w.token("bob", now);
-    let header = w.server_xkey_public();
+    let header = w.server_xkey.public_key();
     let sealed = w.sealed_request(&token, ROOMS, now);
-    let callout = w.callout();
+    let callout = w.callout(testing::demo_snapshot(), true);
 
     let mut g = c.benchmark_group("handle");
     g.bench_function("allow_no_log", |b| {
@@ -205,10 +203,10 @@ fn whole_path(c: &mut Crit) {
 /// every open and seal, a key parsed and a verifier built per token), for comparison.
 fn before(c: &mut Crit) {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    let w = World::new();
-    let now = fixture::now();
+    let w = World::random();
+    let now = now_secs();
     let token = w.token("bob", now);
-    let header = w.server_xkey_public();
+    let header = w.server_xkey.public_key();
     let sealed = w.sealed_request(&token, ROOMS, now);
     let server_public = XKey::from_public_key(&header).unwrap();
 

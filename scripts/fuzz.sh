@@ -12,7 +12,7 @@
 #
 # New corpus entries go to fuzz/corpus/<target>/ (git-ignored); fuzz/seeds/<target>/ is the
 # committed seed corpus. A crash is written to fuzz/artifacts/<target>/: copy it into
-# fuzz/regressions/<target>/ and tests/fuzz_regressions.rs replays it on stable.
+# fuzz/regressions/<target>/ and the integration tests (`tests/it/properties/fuzz.rs`) replay it on stable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,17 +6,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::callout::{self, Callout, decision::Policy, now_secs};
+use crate::callout::{self, Callout, decision::Policy};
+use crate::clock::now_secs;
 use crate::config::Config;
+use crate::enforcement::Enforcement;
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
-use crate::permissions::Snapshot;
+use crate::ops::{Health, Instance, Ops};
+use crate::permissions::{Permissions, Snapshot};
 use crate::reload::Reloader;
-use crate::sessions::Sessions;
 use crate::tokens::TokenKeys;
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
@@ -31,14 +32,10 @@ pub struct App {
     sub: async_nats::Subscriber,
     callout: Arc<Callout>,
     tokens: Arc<TokenService>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    reloader: Arc<Reloader>,
-    sessions: Option<Arc<Sessions>>,
+    permissions: Permissions,
+    ops: Arc<Ops>,
     http: Option<tokio::net::TcpListener>,
     config: Config,
-    /// Instance id (service discovery) and start time.
-    id: String,
-    started: i64,
 }
 
 /// Open the token store and its revocation index.
@@ -87,22 +84,20 @@ impl App {
             xkey = keys.xkey().is_some(),
             "permissions and keys loaded"
         );
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(1));
-        let reloader = Reloader::new(config.permissions.dir.clone(), snapshot.clone(), epoch.clone());
+        let permissions = Permissions::new(snapshot);
         let tokens = open_tokens(&config, token_keys.clone())?;
+        let health = Arc::new(Health::default());
 
-        let client = connect(&config).await?;
+        let client = connect_as(&config, "service", Some(&health)).await?;
         let tokens = Arc::new(tokens.with_nats(client.clone()));
         let callout = Arc::new(Callout::new(
             keys,
             token_keys,
-            snapshot.clone(),
-            epoch.clone(),
+            permissions.clone(),
             tokens.revocations().clone(),
             policy,
         ));
-        let sessions = match &config.nats.system_user {
+        let enforcement = match &config.nats.system_user {
             Some(user) => {
                 let password = config
                     .system_password()?
@@ -113,23 +108,35 @@ impl App {
                     .connect(config.nats.url.as_str())
                     .await
                     .with_context(|| format!("while connecting to NATS as system user {user}"))?;
-                let s = Sessions::new(
+                Some(Enforcement::new(
                     sys,
-                    snapshot.clone(),
-                    epoch,
+                    permissions.clone(),
                     tokens.revocations().clone(),
                     config.enforcement.clone(),
                     config.callout.account.clone(),
-                );
-                reloader.set_sessions(s.clone());
-                Some(s)
+                ))
             }
             None => {
                 warn!("no nats.system_user: live enforcement (LDM/KICK) is off");
                 None
             }
         };
-        let requests = connect_as(&config, "requests").await?;
+        let reloader = Reloader::new(
+            config.permissions.dir.clone(),
+            permissions.clone(),
+            enforcement.clone(),
+        );
+        let ops = Arc::new(Ops {
+            health,
+            counters: callout.counters(),
+            enforcement,
+            ..Ops::new(
+                Instance::new(&config.callout.queue_group),
+                reloader,
+                tokens.clone(),
+            )
+        });
+        let requests = connect_as(&config, "requests", None).await?;
         let sub = callout::subscribe(&requests, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
@@ -147,13 +154,10 @@ impl App {
             sub,
             callout,
             tokens,
-            snapshot,
-            reloader,
-            sessions,
+            permissions,
+            ops,
             http,
             config,
-            id: nuid::next().to_string(),
-            started: now_secs(),
         })
     }
 
@@ -167,11 +171,15 @@ impl App {
     }
 
     pub fn reloader(&self) -> Arc<Reloader> {
-        self.reloader.clone()
+        self.ops.reloader.clone()
     }
 
-    pub fn sessions(&self) -> Option<Arc<Sessions>> {
-        self.sessions.clone()
+    pub fn enforcement(&self) -> Option<Arc<Enforcement>> {
+        self.ops.enforcement.clone()
+    }
+
+    pub fn ops(&self) -> Arc<Ops> {
+        self.ops.clone()
     }
 
     /// Where the HTTP API listens (port 0 in the config picks a free port).
@@ -183,21 +191,11 @@ impl App {
     pub fn http_state(&self) -> Arc<HttpState> {
         Arc::new(HttpState {
             tokens: self.tokens.clone(),
-            snapshot: self.snapshot.clone(),
+            permissions: self.permissions.clone(),
             settings: self.config.http.clone(),
             limiter: Default::default(),
             clock: Arc::new(now_secs),
-            ops: http::Ops {
-                reloader: Some(self.reloader.clone()),
-                sessions: self.sessions.clone(),
-                metrics: Some(crate::telemetry::metrics()),
-                token_reset_roles: self.config.enforcement.token_reset_roles.clone(),
-                nats: Some(self.client.clone()),
-                callout: Some(self.callout.clone()),
-                id: self.id.clone(),
-                started: self.started,
-                queue_group: self.config.callout.queue_group.clone(),
-            },
+            ops: self.ops.clone(),
         })
     }
 
@@ -211,12 +209,10 @@ impl App {
             sub,
             callout,
             tokens,
-            snapshot,
-            reloader,
-            sessions,
+            permissions,
+            ops,
             http,
             config,
-            ..
         } = self;
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -232,17 +228,16 @@ impl App {
         tasks.spawn(
             crate::endpoints::Endpoints {
                 client: client.clone(),
-                queue: config.callout.queue_group.clone(),
                 tokens: tokens.clone(),
-                snapshot,
-                sessions: sessions.clone(),
-                ops: state.ops.clone(),
+                permissions,
+                ops: ops.clone(),
             }
             .serve(stop.clone()),
         );
         tasks.spawn({
             let stop = stop.clone();
             let watch = config.enforcement.watch;
+            let reloader = ops.reloader.clone();
             async move {
                 if let Err(e) = reloader.run(watch, stop).await {
                     warn!(error = %e, "permission watcher stopped");
@@ -250,10 +245,10 @@ impl App {
                 Ok(())
             }
         });
-        if let Some(sessions) = sessions {
+        if let Some(enforcement) = ops.enforcement.clone() {
             let (client, stop) = (client.clone(), stop.clone());
             tasks.spawn(async move {
-                if let Err(e) = sessions.run(client, stop).await {
+                if let Err(e) = enforcement.run(client, stop).await {
                     warn!(error = %e, "live enforcement stopped");
                 }
                 Ok(())
@@ -321,11 +316,16 @@ fn nats_options(config: &Config, role: &str) -> anyhow::Result<async_nats::Conne
 
 /// Connect to NATS with the service's credentials (user/password or nkey seed).
 pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    connect_as(config, "service").await
+    connect_as(config, "service", None).await
 }
 
-/// [`connect`], naming the connection `<nats.name>-<role>`.
-async fn connect_as(config: &Config, role: &str) -> anyhow::Result<async_nats::Client> {
+/// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, the connection
+/// reports its state there (part `nats`).
+async fn connect_as(
+    config: &Config,
+    role: &str,
+    health: Option<&Arc<Health>>,
+) -> anyhow::Result<async_nats::Client> {
     let mut opts = nats_options(config, role)?;
     if let Some(seed_file) = &config.nats.nkey_seed_file {
         let seed = crate::keys::read_secret(seed_file)?;
@@ -337,9 +337,28 @@ async fn connect_as(config: &Config, role: &str) -> anyhow::Result<async_nats::C
             .unwrap_or_default();
         opts = opts.user_and_password(user.clone(), password);
     }
-    opts.connect(config.nats.url.as_str())
+    if let Some(h) = health {
+        let h = h.clone();
+        h.set("nats", false, "connecting");
+        opts = opts.event_callback(move |e| {
+            let h = h.clone();
+            async move {
+                match e {
+                    async_nats::Event::Connected => h.set("nats", true, "connected"),
+                    async_nats::Event::Disconnected => h.set("nats", false, "disconnected, reconnecting"),
+                    _ => {}
+                }
+            }
+        });
+    }
+    let client = opts
+        .connect(config.nats.url.as_str())
         .await
-        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
+        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))?;
+    if let Some(h) = health {
+        h.set("nats", true, "connected");
+    }
+    Ok(client)
 }
 
 /// Remove expired and revoked records in batches, on a schedule.

@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, shutdown_signal};
 use crate::config::Config;
 use crate::permissions::Snapshot;
-use crate::tokens::service::RevokeTarget;
+use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::{MintRequest, TokenKeys};
+use crate::wire::{ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, TOKEN_RESET_SUBJECT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -143,33 +144,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             session,
             before,
         } => {
-            let target = match (user, device, session, before) {
-                (Some(u), None, None, None) => RevokeTarget::User(u),
-                (None, Some(d), None, None) => RevokeTarget::Device(d),
-                (None, None, Some(s), None) => RevokeTarget::Session(s),
-                (None, None, None, Some(t)) => RevokeTarget::Before(parse_time(&t)?),
-                _ => anyhow::bail!("give exactly one of --user, --device, --session, --before"),
+            // The service checks that exactly one target is named, as for HTTP.
+            let req = RevokeRequest {
+                user_id: user,
+                device_id: device,
+                session_id: session,
+                before: before.map(serde_json::Value::String),
             };
             let config = load(&cli.config)?;
-            let client = crate::app::connect(&config).await?;
-            let reply = client
-                .request(
-                    crate::endpoints::ADMIN_REVOKE_SUBJECT,
-                    serde_json::to_vec(&target)?.into(),
-                )
-                .await
-                .context("while asking the running service (is `nats-callout serve` up?)")?;
-            let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
-            println!("{body}");
-            Ok(if body.get("error").is_some() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            ask_service(&config, ADMIN_REVOKE_SUBJECT, serde_json::to_vec(&req)?).await
         }
         Command::Status => {
             let config = load(&cli.config)?;
-            let code = ask_service(&config, crate::endpoints::ADMIN_STATUS_SUBJECT, Vec::new()).await?;
+            let code = ask_service(&config, ADMIN_STATUS_SUBJECT, Vec::new()).await?;
             Ok(code)
         }
         Command::TokenReset {
@@ -179,14 +166,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
         } => {
             let config = load(&cli.config)?;
-            let body =
-                serde_json::json!({ "tids": tids, "users": users, "sessions": sessions, "reason": reason });
-            ask_service(
-                &config,
-                crate::sessions::TOKEN_RESET_SUBJECT,
-                body.to_string().into_bytes(),
-            )
-            .await
+            let req = crate::wire::TokenResetRequest {
+                tids,
+                users,
+                sessions,
+                reason,
+            };
+            ask_service(&config, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
         }
         Command::Token { user, ttl, device } => {
             let config = load(&cli.config)?;
@@ -219,7 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ttl,
                     session_expires_at: None,
                 },
-                crate::callout::now_secs(),
+                crate::clock::now_secs(),
             )?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -243,18 +229,6 @@ async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> a
         ExitCode::SUCCESS
     })
 }
-
-/// Unix seconds, or an RFC 3339 time.
-fn parse_time(s: &str) -> anyhow::Result<i64> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
-    }
-    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("{s:?} is not a time"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0))
-}
-
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).with_context(|| format!("while loading configuration {}", path.display()))
 }

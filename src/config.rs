@@ -143,6 +143,9 @@ impl Default for CalloutSettings {
     }
 }
 
+/// The default of `tokens.max_token_ttl`.
+pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Access tokens.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
@@ -186,7 +189,7 @@ impl Default for TokenSettings {
             signing_key_file: PathBuf::from(".demo/token-signing.pem"),
             verify_key_files: vec![],
             access_ttl: Duration::from_secs(300),
-            max_token_ttl: crate::tokens::access::DEFAULT_MAX_LIFETIME,
+            max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
             store_path: PathBuf::from(".demo/tokens.redb"),
             refresh_secret_file: PathBuf::from(".demo/refresh.key"),
             refresh_idle: Duration::from_secs(30 * 86400),

@@ -3,24 +3,23 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::callout::now_secs;
-use crate::http::user_context;
+use crate::clock::now_secs;
+use crate::context::user_context;
+use crate::enforcement::Enforcement;
 use crate::ops::Ops;
-use crate::permissions::Snapshot;
-use crate::sessions::{Sessions, TOKEN_RESET_SUBJECT, TokenResetRequest};
-use crate::tokens::service::{REVOCATION_SUBJECT, RevokeTarget, TokenService};
-
-/// Internal services ask who a token belongs to (exported to the app account).
-pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";
-/// Operators (service credentials, AUTH account only) revoke through the running service.
-pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
+use crate::permissions::{Permissions, Snapshot};
+use crate::tokens::revocation::RevokeRequest;
+use crate::tokens::service::TokenService;
+use crate::wire::{
+    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, REVOCATION_SUBJECT,
+    TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
+};
 
 #[derive(Deserialize)]
 struct TokenRequest {
@@ -39,35 +38,20 @@ pub fn user_context_reply(
         Err(_) => String::from_utf8_lossy(payload).trim().to_string(),
     };
     match tokens.verify_access(&token, now) {
-        Ok(claims) => {
-            let client_id = tokens
-                .refresh()
-                .session(&claims.sid)
-                .ok()
-                .flatten()
-                .and_then(|s| s.client_id);
-            match user_context(&claims, snapshot, client_id) {
-                Some(ctx) => serde_json::to_value(ctx).unwrap_or_default(),
-                None => json!({"error": "user no longer exists", "error_code": "unknown-user"}),
-            }
-        }
+        Ok(claims) => match user_context(&claims, snapshot, tokens.refresh()) {
+            Ok(ctx) => serde_json::to_value(ctx).unwrap_or_default(),
+            Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
+        },
         Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
     }
 }
 
-/// Operators ask the running service for its status here (AUTH account only).
-pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
-/// nats-server reports failed authorizations (timeouts included) here, in the callout account.
-pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
-
 /// What the endpoints need.
 pub struct Endpoints {
     pub client: async_nats::Client,
-    pub queue: String,
     pub tokens: Arc<TokenService>,
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub sessions: Option<Arc<Sessions>>,
-    pub ops: Ops,
+    pub permissions: Permissions,
+    pub ops: Arc<Ops>,
 }
 
 impl Endpoints {
@@ -75,12 +59,11 @@ impl Endpoints {
     pub async fn serve(self, stop: CancellationToken) -> Result<(), async_nats::SubscribeError> {
         let Endpoints {
             client,
-            queue,
             tokens,
-            snapshot,
-            sessions,
+            permissions,
             ops,
         } = self;
+        let queue = ops.instance.queue_group.clone();
         let mut broadcasts = client.subscribe(REVOCATION_SUBJECT).await?;
         let mut contexts = client
             .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
@@ -88,7 +71,7 @@ impl Endpoints {
         let mut resets = client.queue_subscribe(TOKEN_RESET_SUBJECT, queue.clone()).await?;
         let mut admin = client.queue_subscribe(ADMIN_REVOKE_SUBJECT, queue).await?;
         let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
-        let mut discovery = client.subscribe("$SRV.>").await?;
+        let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
         let _ = client.flush().await;
         loop {
@@ -96,11 +79,11 @@ impl Endpoints {
                 _ = stop.cancelled() => break,
                 Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload),
                 Some(m) = contexts.next() => {
-                    let reply = user_context_reply(&tokens, &snapshot.load(), &m.payload, now_secs());
+                    let reply = user_context_reply(&tokens, &permissions.load(), &m.payload, now_secs());
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = resets.next() => {
-                    let reply = token_reset_reply(sessions.as_deref(), &m.payload);
+                    let reply = token_reset_reply(ops.enforcement.as_deref(), &m.payload);
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = admin.next() => {
@@ -121,8 +104,12 @@ impl Endpoints {
     }
 }
 
+/// Operators revoke through the running service: a [`RevokeRequest`], any target.
 async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Value {
-    match serde_json::from_slice::<RevokeTarget>(payload) {
+    let target = serde_json::from_slice::<RevokeRequest>(payload)
+        .map_err(|e| format!("invalid revoke request: {e}"))
+        .and_then(|r| r.target().map_err(|e| e.to_string()));
+    match target {
         Ok(target) => match tokens.revoke(&target, "revoked by operator", now_secs()).await {
             Ok(n) => {
                 info!(?target, sessions = n, "operator revocation");
@@ -130,7 +117,7 @@ async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Valu
             }
             Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
         },
-        Err(e) => json!({"error": format!("invalid revoke request: {e}"), "error_code": "bad-request"}),
+        Err(e) => json!({"error": e, "error_code": "bad-request"}),
     }
 }
 
@@ -158,13 +145,13 @@ fn audit_auth_error(payload: &[u8]) {
 
 /// Answer `auth.v1.tokenReset {tids?, users?, sessions?, reason?}` with `{affected}`. Who may publish it is
 /// decided by the publish permissions the callout grants (`enforcement.token_reset_roles`).
-pub fn token_reset_reply(sessions: Option<&Sessions>, payload: &[u8]) -> serde_json::Value {
-    let Some(sessions) = sessions else {
+pub fn token_reset_reply(enforcement: Option<&Enforcement>, payload: &[u8]) -> serde_json::Value {
+    let Some(enforcement) = enforcement else {
         return json!({"error": "live enforcement is off (no nats.system_user)", "error_code": "unavailable"});
     };
     match serde_json::from_slice::<TokenResetRequest>(payload) {
         Ok(r) => match r.problem() {
-            None => json!({"affected": sessions.token_reset(&r)}),
+            None => json!({"affected": enforcement.token_reset(&r)}),
             Some(p) => json!({"error": p, "error_code": "bad-request"}),
         },
         Err(e) => json!({"error": format!("invalid token reset request: {e}"), "error_code": "bad-request"}),

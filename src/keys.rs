@@ -1,4 +1,6 @@
-//! Key material: the issuer account nkey, the curve xkey, the token signing key; loading and generation.
+//! Key material, one home for loading and generating it: the issuer account nkey, the
+//! curve xkey, the token signing key (Ed25519 PEM), service passwords and the
+//! refresh-token secret.
 
 use std::fmt;
 use std::fs;
@@ -7,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use nkeys::{KeyPair, XKey};
 
-use crate::tokens::access::generate_signing_pem;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -129,6 +132,22 @@ fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError
     f.write_all(b"\n").map_err(werr)
 }
 
+/// A fresh Ed25519 signing key as PKCS#8 PEM (what `nats-callout keys` writes).
+pub fn generate_signing_pem() -> String {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    key.to_pkcs8_pem(LineEnding::LF)
+        .expect("an ed25519 key always encodes")
+        .to_string()
+}
+
+/// The public half of a signing key as SPKI PEM (to hand to other verifiers).
+pub fn public_pem_of(private_pem: &str) -> Result<String, String> {
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem).map_err(|e| e.to_string())?;
+    key.verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())
+}
+
 /// What `nats-callout keys` produced.
 pub struct Generated {
     pub dir: PathBuf,
@@ -205,6 +224,22 @@ pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
     })
 }
 
+/// The `authorization { auth_callout { … } }` block of nats-server.conf that hands every
+/// connection not made by an `auth_users` user to this service (in account `AUTH`).
+pub fn authorization_block(
+    issuer: &str,
+    xkey: Option<&str>,
+    auth_users: &[&str],
+    timeout_secs: u64,
+) -> String {
+    let xkey = xkey.map(|x| format!("    xkey: {x}\n")).unwrap_or_default();
+    format!(
+        "authorization {{\n  timeout: {timeout_secs}s\n  auth_callout {{\n    issuer: {issuer}\n{xkey}    \
+         account: AUTH\n    auth_users: [ {} ]\n  }}\n}}\n",
+        auth_users.join(", ")
+    )
+}
+
 /// The nats-server.conf fragment that points a server at this service.
 pub fn server_snippet(issuer: &str, xkey: &str, dir: &Path) -> String {
     format!(
@@ -220,17 +255,9 @@ accounts {{
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
 system_account: SYS
-authorization {{
-  timeout: 2s
-  auth_callout {{
-    issuer: {issuer}
-    xkey: {xkey}
-    account: AUTH
-    auth_users: [ callout, sys ]
-  }}
-}}
-"#,
-        dir = dir.display()
+{authorization}"#,
+        dir = dir.display(),
+        authorization = authorization_block(issuer, Some(xkey), &["callout", "sys"], 2)
     )
 }
 

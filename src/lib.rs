@@ -1,19 +1,40 @@
 //! nats-callout: a NATS auth-callout service.
 //!
 //! # Layout
+//!
+//! One concept per module, lower layers first; nothing depends on a layer above it (a
+//! test checks that the module graph has no cycle).
+//!
+//! - [`names`]: validated names (users, rooms, devices): one subject token each.
+//! - [`clock`]: unix seconds now, RFC 3339 times written and read.
+//! - [`password`]: argon2id password hashes.
+//! - [`permissions`]: the permission files, the immutable snapshot decisions read, its shared handle and role privileges.
+//! - [`wire`]: the wire contract: every NATS subject the service uses or serves, decision records, token-reset requests.
+//! - [`subjects`]: subject templates such as `chat.{room}.>`.
+//! - [`config`]: the settings (file and environment), validated.
+//! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
+//! - [`claims`]: NATS JWTs on nkeys: requests in, user JWTs and responses out.
+//! - [`tokens`]: our access tokens, the refresh-token store, revocations.
+//! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.
-//! - [`claims`]: NATS JWTs (requests in, user JWTs and responses out) on nkeys.
-//! - [`tokens`]: our EdDSA access tokens.
-//! - [`permissions`]: the permission files and the immutable snapshot decisions read.
-//! - [`names`], [`subjects`]: validated names and subject templates.
-//! - [`config`], [`keys`], [`password`]: settings, key material, password hashing.
-//! - [`app`], [`cli`]: the running service and the command line.
+//! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
+//! - [`reload`]: hot reload of the permission files.
+//! - [`telemetry`]: logs (escaped text or JSON) and metrics.
+//! - [`ops`]: readiness, status and service discovery of a running instance.
+//! - [`endpoints`]: the service's own NATS endpoints (user context, token reset, revoke, status, discovery).
+//! - [`http`]: the HTTP API, its access rules and the chat page.
+//! - [`app`]: the running service: everything built and wired, served until shutdown.
+//! - [`cli`]: the command line.
+//! - [`testing`]: the shared test world (feature `testing`): keys, permission texts, requests as nats-server sends them, the fuzz targets.
 pub mod app;
 pub mod callout;
 pub mod claims;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod context;
 pub mod endpoints;
+pub mod enforcement;
 pub mod http;
 pub mod keys;
 pub mod names;
@@ -21,7 +42,9 @@ pub mod ops;
 pub mod password;
 pub mod permissions;
 pub mod reload;
-pub mod sessions;
 pub mod subjects;
 pub mod telemetry;
+#[cfg(any(test, doc, feature = "testing"))]
+pub mod testing;
 pub mod tokens;
+pub mod wire;

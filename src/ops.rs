@@ -1,56 +1,147 @@
-//! What operators ask a running instance: readiness, status (reloads, live connections,
-//! enforcement, request counts) and NATS service discovery (`$SRV.PING|INFO|STATS`).
+//! What operators ask a running instance: readiness (each part's real state), status
+//! (reloads, live connections, enforcement, request counts) and NATS service discovery
+//! (`$SRV.PING|INFO|STATS`). Built once by `app` and shared by the HTTP listeners and the
+//! NATS endpoints.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::callout::{AUTH_SUBJECT, Callout};
+use crate::callout::Counters;
+use crate::clock::{now_secs, rfc3339};
+use crate::enforcement::Enforcement;
 use crate::reload::Reloader;
-use crate::sessions::Sessions;
+use crate::tokens::service::TokenService;
+use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
 
-/// Service name in `$SRV` discovery.
-pub const SERVICE_NAME: &str = "nats-callout";
-
-/// The parts of a running service that status and readiness report on.
-#[derive(Default, Clone)]
-pub struct Ops {
-    pub reloader: Option<Arc<Reloader>>,
-    pub sessions: Option<Arc<Sessions>>,
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub token_reset_roles: Vec<crate::permissions::Role>,
-    pub nats: Option<async_nats::Client>,
-    pub callout: Option<Arc<Callout>>,
-    /// This instance's id (`$SRV`) and start time (unix seconds).
+/// Who this instance is.
+#[derive(Debug, Clone, Default)]
+pub struct Instance {
+    /// Random id (`$SRV`).
     pub id: String,
+    /// Unix seconds.
     pub started: i64,
     pub queue_group: String,
 }
 
+impl Instance {
+    pub fn new(queue_group: &str) -> Self {
+        Instance {
+            id: nuid::next().to_string(),
+            started: now_secs(),
+            queue_group: queue_group.to_string(),
+        }
+    }
+}
+
+/// The state of one part the service depends on, as last reported by the part itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    /// Why it is not ok (or what it is doing), for people.
+    pub detail: String,
+    /// Unix seconds of the last change.
+    pub since: i64,
+}
+
+/// Parts that report their own state (the NATS connection, later others); each starts
+/// not ready until it says otherwise.
+#[derive(Debug, Default)]
+pub struct Health {
+    parts: Mutex<BTreeMap<&'static str, Check>>,
+}
+
+impl Health {
+    /// Record `part`'s state (the time changes only when `ok` does).
+    pub fn set(&self, part: &'static str, ok: bool, detail: impl Into<String>) {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let since = match parts.get(part) {
+            Some(c) if c.ok == ok => c.since,
+            _ => now_secs(),
+        };
+        parts.insert(
+            part,
+            Check {
+                ok,
+                detail: detail.into(),
+                since,
+            },
+        );
+    }
+
+    pub fn get(&self, part: &str) -> Option<Check> {
+        self.parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(part)
+            .cloned()
+    }
+
+    fn all(&self) -> Vec<(&'static str, Check)> {
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+}
+
+/// The parts of a running instance that readiness, status and discovery report on.
+pub struct Ops {
+    pub instance: Instance,
+    pub health: Arc<Health>,
+    pub reloader: Arc<Reloader>,
+    pub tokens: Arc<TokenService>,
+    pub counters: Arc<Counters>,
+    /// Absent without `nats.system_user`.
+    pub enforcement: Option<Arc<Enforcement>>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
 impl Ops {
-    /// Ready = connected to NATS and permissions loaded (the token store opened at build).
+    /// The operational view of an instance with no callout or enforcement attached yet
+    /// (`app` sets them; router-only tests use it as is).
+    pub fn new(instance: Instance, reloader: Arc<Reloader>, tokens: Arc<TokenService>) -> Ops {
+        Ops {
+            instance,
+            health: Arc::default(),
+            reloader,
+            tokens,
+            counters: Arc::default(),
+            enforcement: None,
+            metrics: crate::telemetry::metrics(),
+        }
+    }
+
+    /// Ready = every reporting part ok (the NATS connection among them), permissions
+    /// loaded, and the token store answering a read. The body says which part is not.
     pub fn readiness(&self) -> (bool, Value) {
-        let nats = self
-            .nats
-            .as_ref()
-            .map(|c| c.connection_state() == async_nats::connection::State::Connected)
-            .unwrap_or(false);
-        let permissions = self
-            .reloader
-            .as_ref()
-            .map(|r| r.status().users > 0 || r.status().loaded_at > 0);
-        let ready = nats && permissions.unwrap_or(false);
-        (
-            ready,
-            json!({ "ready": ready, "nats": nats, "permissions": permissions, "tokenStore": true }),
-        )
+        let mut ready = true;
+        let mut parts = serde_json::Map::new();
+        let mut add = |name: &str, ok: bool, detail: String| {
+            ready &= ok;
+            parts.insert(name.to_string(), json!({ "ok": ok, "detail": detail }));
+        };
+        for (name, c) in self.health.all() {
+            add(name, c.ok, c.detail);
+        }
+        let p = self.reloader.status();
+        let loaded = p.users > 0 || p.loaded_at > 0;
+        add(
+            "permissions",
+            loaded,
+            format!("{} users, {} rooms", p.users, p.rooms),
+        );
+        match self.tokens.refresh().check_store() {
+            Ok(()) => add("tokenStore", true, "ok".into()),
+            Err(e) => add("tokenStore", false, e.to_string()),
+        }
+        (ready, json!({ "ready": ready, "parts": parts }))
     }
 
     /// Everything an operator wants to see at once.
     pub fn status(&self) -> Value {
         let (ready, readiness) = self.readiness();
-        let enforcement = self.sessions.as_ref().map(|s| {
+        let enforcement = self.enforcement.as_ref().map(|s| {
             json!({
                 "liveConnections": s.len(),
                 "leader": s.is_leader(),
@@ -61,24 +152,22 @@ impl Ops {
                 "lastLagMs": s.stats.last_lag_ms.load(Ordering::Relaxed),
             })
         });
-        let requests = self.callout.as_ref().map(|c| {
-            let s = c.stats();
-            json!({"allowed": s.allowed, "denied": s.denied, "refused": s.refused})
-        });
+        let s = self.counters.stats();
         json!({
-            "id": self.id,
+            "id": self.instance.id,
             "ready": ready,
             "readiness": readiness,
-            "permissions": self.reloader.as_ref().map(|r| r.status()),
+            "permissions": self.reloader.status(),
             "enforcement": enforcement,
-            "authorizations": requests,
+            "authorizations": {"allowed": s.allowed, "denied": s.denied, "refused": s.refused},
+            "revocations": self.tokens.revocations().load().len(),
         })
     }
 
     fn service_base(&self, kind: &str) -> Value {
         json!({
             "name": SERVICE_NAME,
-            "id": self.id,
+            "id": self.instance.id,
             "version": env!("CARGO_PKG_VERSION"),
             "metadata": {},
             "type": format!("io.nats.micro.v1.{kind}_response"),
@@ -95,11 +184,12 @@ impl Ops {
             return None;
         }
         if let Some(id) = parts.next()
-            && id != self.id
+            && id != self.instance.id
         {
             return None;
         }
-        let endpoint = json!({"name": "authorize", "subject": AUTH_SUBJECT, "queue_group": self.queue_group});
+        let endpoint =
+            json!({"name": "authorize", "subject": AUTH_SUBJECT, "queue_group": self.instance.queue_group});
         let v = match verb {
             "PING" => self.service_base("ping"),
             "INFO" => {
@@ -110,26 +200,42 @@ impl Ops {
             }
             "STATS" => {
                 let mut v = self.service_base("stats");
-                let s = self.callout.as_ref().map(|c| c.stats()).unwrap_or_default();
+                let s = self.counters.stats();
                 let n = s.allowed + s.denied + s.refused;
                 let mut e = endpoint;
                 e["num_requests"] = json!(n);
                 e["num_errors"] = json!(s.refused);
-                e["last_error"] = json!("");
+                e["last_error"] = json!(self.counters.last_error());
                 e["processing_time"] = json!(s.time_ns);
                 e["average_processing_time"] = json!(s.time_ns.checked_div(n).unwrap_or(0));
                 e["data"] = json!({"allowed": s.allowed, "denied": s.denied});
                 v["endpoints"] = json!([e]);
-                v["started"] = json!(
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.started.max(0) as u64)
-                    )
-                    .to_string()
-                );
+                v["started"] = json!(rfc3339(self.instance.started));
                 v
             }
             _ => return None,
         };
         Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_keeps_its_since_until_its_state_changes() {
+        let h = Health::default();
+        assert!(h.get("nats").is_none());
+        h.set("nats", false, "connecting");
+        let first = h.get("nats").unwrap();
+        h.set("nats", false, "connection refused");
+        let again = h.get("nats").unwrap();
+        assert_eq!(
+            (again.since, again.detail.as_str()),
+            (first.since, "connection refused")
+        );
+        h.set("nats", true, "connected");
+        assert!(h.get("nats").unwrap().ok);
     }
 }

@@ -3,19 +3,17 @@
 //! `file:line: reason`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::callout::now_secs;
-use crate::permissions::Snapshot;
-use crate::sessions::Sessions;
+use crate::clock::now_secs;
+use crate::enforcement::Enforcement;
+use crate::permissions::{Permissions, Snapshot};
 
 /// What the last reloads did (for the admin status endpoint and `status`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,37 +30,32 @@ pub struct ReloadStatus {
     pub last_attempt_at: i64,
 }
 
-/// Loads the permission directory into the shared snapshot.
+/// Loads the permission directory into the shared permissions and tells live
+/// enforcement (when it runs) what changed.
 pub struct Reloader {
     dir: PathBuf,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    epoch: Arc<AtomicU64>,
+    permissions: Permissions,
+    enforcement: Option<Arc<Enforcement>>,
     status: Mutex<ReloadStatus>,
-    sessions: Mutex<Option<Arc<Sessions>>>,
 }
 
 impl Reloader {
-    pub fn new(dir: PathBuf, snapshot: Arc<ArcSwap<Snapshot>>, epoch: Arc<AtomicU64>) -> Arc<Self> {
-        let s = snapshot.load();
+    pub fn new(dir: PathBuf, permissions: Permissions, enforcement: Option<Arc<Enforcement>>) -> Arc<Self> {
+        let s = permissions.load();
         let status = ReloadStatus {
-            epoch: epoch.load(Ordering::Acquire),
+            epoch: permissions.epoch(),
             loaded_at: now_secs(),
             users: s.user_count(),
             rooms: s.room_count(),
             ..Default::default()
         };
+        drop(s);
         Arc::new(Reloader {
             dir,
-            snapshot,
-            epoch,
+            permissions,
+            enforcement,
             status: Mutex::new(status),
-            sessions: Mutex::default(),
         })
-    }
-
-    /// Tell live enforcement about changes.
-    pub fn set_sessions(&self, sessions: Arc<Sessions>) {
-        *self.sessions.lock().unwrap_or_else(|p| p.into_inner()) = Some(sessions);
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -79,8 +72,7 @@ impl Reloader {
         match loaded {
             Ok(Ok(new)) => {
                 let (users, rooms) = (new.user_count(), new.room_count());
-                let old = self.snapshot.swap(Arc::new(new));
-                let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                let (old, epoch) = self.permissions.replace(new);
                 *st = ReloadStatus {
                     epoch,
                     loaded_at: now,
@@ -94,9 +86,8 @@ impl Reloader {
                 drop(st);
                 metrics::counter!("nats_callout_permission_reloads_total", "result" => "ok").increment(1);
                 info!(epoch, users, rooms, "permissions reloaded");
-                let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Some(s) = sessions {
-                    s.on_snapshot_change(&old);
+                if let Some(e) = &self.enforcement {
+                    e.on_snapshot_change(&old);
                 }
                 true
             }

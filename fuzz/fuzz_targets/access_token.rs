@@ -1,7 +1,4 @@
-//! cargo-fuzz target `access_token`; the harness is in fuzz/harness.rs.
+//! cargo-fuzz target `access_token`; the target itself is `nats_callout::testing::fuzz::access_token`.
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::access_token(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nats_callout::testing::fuzz::access_token(data));

@@ -1,7 +1,4 @@
-//! cargo-fuzz target `permissions`; the harness is in fuzz/harness.rs.
+//! cargo-fuzz target `permissions`; the target itself is `nats_callout::testing::fuzz::permissions`.
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::permissions(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nats_callout::testing::fuzz::permissions(data));

@@ -1,7 +1,4 @@
-//! cargo-fuzz target `request`; the harness is in fuzz/harness.rs.
+//! cargo-fuzz target `request`; the target itself is `nats_callout::testing::fuzz::request`.
 #![no_main]
 
-#[path = "../harness.rs"]
-mod harness;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nats_callout::testing::fuzz::request(data));

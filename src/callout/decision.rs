@@ -7,13 +7,10 @@ use crate::claims::request::AuthRequest;
 use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
-use crate::permissions::{Access, Role, Snapshot, User};
+use crate::permissions::{Access, Privileges, Role, Snapshot};
 use crate::subjects::Template;
 use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
-
-/// What users with the `service` role may also publish to: the service's own endpoints.
-pub const SERVICE_SUBJECTS: &[&str] = &[crate::endpoints::USER_CONTEXT_SUBJECT];
 
 /// Which connection types are served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,40 +67,6 @@ impl Policy {
     /// The longest `user` field that can hold `max_rooms` valid names.
     pub fn max_room_list_len(&self) -> usize {
         self.max_rooms * (crate::names::MAX_NAME_LEN + 1)
-    }
-}
-
-/// Publish rights that come from a user's roles rather than from rooms. Recorded with
-/// every decision so that losing the role re-authorizes the live connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Privileges {
-    /// The service endpoints ([`SERVICE_SUBJECTS`], role `service`).
-    #[serde(default)]
-    pub service: bool,
-    /// `auth.v1.tokenReset` (a role in `enforcement.token_reset_roles`).
-    #[serde(default)]
-    pub token_reset: bool,
-}
-
-impl Privileges {
-    /// What `user`'s roles give, under the roles allowed to reset tokens.
-    pub fn of(user: &User, token_reset_roles: &[Role]) -> Privileges {
-        Privileges {
-            service: user.has_role(Role::Service),
-            token_reset: user.roles().any(|r| token_reset_roles.contains(&r)),
-        }
-    }
-
-    /// Whether `self` holds something `now` no longer gives.
-    pub fn lost_in(self, now: Privileges) -> bool {
-        (self.service && !now.service) || (self.token_reset && !now.token_reset)
-    }
-
-    /// The subjects these privileges allow publishing to.
-    pub fn publish_subjects(self) -> impl Iterator<Item = String> {
-        let service = SERVICE_SUBJECTS.iter().filter(move |_| self.service);
-        let reset = std::iter::once(&crate::sessions::TOKEN_RESET_SUBJECT).filter(move |_| self.token_reset);
-        service.chain(reset).map(|s| s.to_string())
     }
 }
 
@@ -294,7 +257,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
         });
     }
     let privileges = Privileges::of(user, &policy.token_reset_roles);
-    publish.extend(privileges.publish_subjects());
+    publish.extend(crate::wire::privilege_subjects(privileges));
     Ok(Grant {
         identity,
         rooms,
@@ -311,31 +274,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::request::{ClientInfo, ConnectOpts};
-    use crate::tokens::MintRequest;
-    use crate::tokens::access::generate_signing_pem;
-
-    const NOW: i64 = 1_000_000;
-
-    const PERMS: &str = r#"
-[users.bob]
-groups = ["everyone"]
-[users.bob.rooms]
-bob1 = "readwrite"
-news = "read"
-drop = "write"
-[users.alice]
-groups = ["everyone"]
-[users.alice.rooms]
-alice1 = "readwrite"
-"team-*" = "read"
-[users.root]
-roles = ["admin"]
-[groups.everyone]
-members = []
-[rooms.all1]
-members = ["@everyone"]
-"#;
+    use crate::testing::{self, NOW, PERMISSIONS, World, auth_request as req};
 
     fn run(r: &AuthRequest, k: &TokenKeys, s: &Snapshot, p: &Policy, now: i64) -> Result<Grant, Deny> {
         let revoked = RevocationIndex::default();
@@ -351,17 +290,17 @@ members = ["@everyone"]
         )
     }
 
+    /// Token keys, the shared permission set and the default policy.
     fn world() -> (TokenKeys, Snapshot, Policy) {
-        let keys = TokenKeys::new("nats-callout", "nats")
-            .with_signing_pem(&generate_signing_pem())
+        let w = World::random();
+        let keys = TokenKeys::new(testing::TOKEN_ISSUER, testing::TOKEN_AUDIENCE)
+            .with_signing_pem(&w.token_pem)
             .unwrap();
-        let snapshot = Snapshot::from_sources(&[("t.toml".to_string(), PERMS.to_string())]).unwrap();
-        let policy = Policy::from_settings(&CalloutSettings::default()).unwrap();
-        (keys, snapshot, policy)
+        (keys, testing::snapshot(PERMISSIONS), testing::policy())
     }
 
     fn token(keys: &TokenKeys, user: &str, sexp: Option<i64>) -> String {
-        let req = MintRequest {
+        let req = crate::tokens::MintRequest {
             user,
             session: "s",
             device: None,
@@ -369,23 +308,6 @@ members = ["@everyone"]
             session_expires_at: sexp,
         };
         keys.mint(&req, NOW).unwrap().0
-    }
-
-    fn req(token: Option<&str>, rooms: Option<&str>, kind: &str, ty: &str) -> AuthRequest {
-        AuthRequest {
-            user_nkey: "UABC".into(),
-            client_info: ClientInfo {
-                kind: kind.into(),
-                client_type: ty.into(),
-                ..Default::default()
-            },
-            connect_opts: ConnectOpts {
-                auth_token: token.map(str::to_string),
-                user: rooms.map(str::to_string),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
     }
 
     fn grant(user: &str, rooms: &str) -> Result<Grant, Deny> {
@@ -453,6 +375,26 @@ members = ["@everyone"]
                 assert!(!p.allow.is_empty() || p.deny == [">"], "{user} {rooms}: {p:?}");
             }
             assert_eq!(g.identity.sub, *user);
+        }
+    }
+
+    #[test]
+    fn role_derived_subjects_only_for_their_roles() {
+        // (user, publish allow for rooms "ops")
+        let cases: &[(&str, &[&str])] = &[
+            ("bob", &[]),
+            ("root", &["chat.ops.root"]),
+            ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
+            (
+                "svc",
+                &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.tokenReset"],
+            ),
+        ];
+        for (user, publish) in cases {
+            let g = grant(user, "ops").unwrap();
+            assert_eq!(g.permissions.publish.allow, *publish, "{user}");
+            let deny: &[&str] = if publish.is_empty() { &[">"] } else { &[] };
+            assert_eq!(g.permissions.publish.deny, deny, "{user}");
         }
     }
 
@@ -546,7 +488,7 @@ members = ["@everyone"]
 
     #[test]
     fn revoked_tokens_are_denied() {
-        use crate::tokens::refresh::{Revocation, RevocationKind};
+        use crate::tokens::revocation::{Revocation, RevocationKind};
         let (k, s, p) = world();
         let tok = token(&k, "bob", None);
         let revs = crate::tokens::revocation::Revocations::new([Revocation {

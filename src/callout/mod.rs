@@ -11,43 +11,69 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::claims::request::{self, AuthRequest};
 use crate::claims::response::{Outcome, UserJwt, response_jwt, user_jwt};
+use crate::clock::now_secs;
 use crate::keys::CalloutKeys;
-use crate::permissions::Snapshot;
-use crate::sessions::DECISION_SUBJECT;
-use crate::sessions::registry::{ConnKey, DecisionRecord};
+use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
+use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
 use decision::{Deny, Grant, Inputs, Policy, decide};
-
-/// The subject nats-server sends authorization requests to.
-pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
 
 /// Everything the request path needs, shared by all in-flight requests.
 pub struct Callout {
     keys: CalloutKeys,
     tokens: Arc<TokenKeys>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    /// Bumped after every permission reload.
-    snapshot_epoch: Arc<AtomicU64>,
+    permissions: Permissions,
     revocations: Revocations,
     policy: Policy,
-    counts: Counts,
+    counters: Arc<Counters>,
 }
 
-#[derive(Default)]
-struct Counts {
+/// What this instance answered, shared with status and `$SRV.STATS`.
+#[derive(Debug, Default)]
+pub struct Counters {
     allowed: AtomicU64,
     denied: AtomicU64,
     refused: AtomicU64,
-    /// Total time spent deciding (ns), for `$SRV.STATS`.
+    /// Total time spent deciding (ns).
     time_ns: AtomicU64,
+    /// The last request refused (could not be opened, verified or signed), with its time.
+    last_error: std::sync::Mutex<String>,
+}
+
+impl Counters {
+    pub fn stats(&self) -> Stats {
+        Stats {
+            allowed: self.allowed.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            time_ns: self.time_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `"<RFC 3339 time> <code>"` of the last refused request, or `""` if none was.
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, verdict: &Verdict, now: i64) {
+        let counter = match verdict {
+            Verdict::Allowed(_) => &self.allowed,
+            Verdict::Denied(_) => &self.denied,
+            Verdict::Refused(code) => {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    format!("{} {code}", crate::clock::rfc3339(now));
+                &self.refused
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// How many requests this instance answered, by outcome.
@@ -75,44 +101,42 @@ impl Callout {
     pub fn new(
         keys: CalloutKeys,
         tokens: Arc<TokenKeys>,
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        snapshot_epoch: Arc<AtomicU64>,
+        permissions: Permissions,
         revocations: Revocations,
         policy: Policy,
     ) -> Self {
         Callout {
             keys,
             tokens,
-            snapshot,
-            snapshot_epoch,
+            permissions,
             revocations,
             policy,
-            counts: Counts::default(),
+            counters: Arc::default(),
         }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.permissions.load_full()
+    }
+
+    /// The counters of what this instance answered (shared with status and discovery).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     pub fn stats(&self) -> Stats {
-        Stats {
-            allowed: self.counts.allowed.load(Ordering::Relaxed),
-            denied: self.counts.denied.load(Ordering::Relaxed),
-            refused: self.counts.refused.load(Ordering::Relaxed),
-            time_ns: self.counts.time_ns.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     /// Handle one request payload; returns the reply bytes (empty = immediate deny).
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
         let (reply, verdict) = self.handle_inner(payload, xkey_header, now);
-        let (counter, result, reason) = match &verdict {
-            Verdict::Allowed(_) => (&self.counts.allowed, "allow", "granted"),
-            Verdict::Denied(d) => (&self.counts.denied, "deny", d.code()),
-            Verdict::Refused(code) => (&self.counts.refused, "refused", *code),
+        self.counters.record(&verdict, now);
+        let (result, reason) = match &verdict {
+            Verdict::Allowed(_) => ("allow", "granted"),
+            Verdict::Denied(d) => ("deny", d.code()),
+            Verdict::Refused(code) => ("refused", *code),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("nats_callout_authorizations_total", "result" => result, "reason" => reason)
             .increment(1);
         (reply, verdict)
@@ -144,11 +168,8 @@ impl Callout {
             return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
         }
         // Epochs first: a decision never claims a newer epoch than the data it used.
-        let epochs = (
-            self.snapshot_epoch.load(Ordering::Acquire),
-            self.revocations.epoch(),
-        );
-        let snapshot = self.snapshot.load();
+        let epochs = (self.permissions.epoch(), self.revocations.epoch());
+        let snapshot = self.permissions.load();
         let revoked = self.revocations.load();
         let inputs = Inputs {
             tokens: &self.tokens,
@@ -385,7 +406,7 @@ async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats:
     let elapsed = started.elapsed();
     metrics::histogram!("nats_callout_decision_seconds").record(elapsed.as_secs_f64());
     callout
-        .counts
+        .counters
         .time_ns
         .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
     if let Err(e) = client.publish(reply_to, reply.into()).await {
@@ -397,14 +418,6 @@ async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats:
     {
         warn!(error = %e, "could not publish the decision record");
     }
-}
-
-/// Unix time in seconds.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

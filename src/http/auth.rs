@@ -1,7 +1,5 @@
 //! Login, refresh, logout, revoke and introspect.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -13,11 +11,13 @@ use tracing::{info, warn};
 
 use super::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_PATH};
 use super::error::ApiError;
-use super::{ClientAddr, HttpState, SharedState, authenticate, check_origin};
+use super::policy::{Revoker, authorize_revoke};
+use super::{Admin, Caller, ClientAddr, HttpState, SharedState, authenticate, check_origin};
+use crate::clock::rfc3339;
 use crate::names::validate_name;
-use crate::permissions::Role;
 use crate::tokens::refresh::RefreshError;
-use crate::tokens::service::{LifecycleError, Pair, RevokeTarget};
+use crate::tokens::revocation::{RevokeRequest, RevokeTarget};
+use crate::tokens::service::{LifecycleError, Pair};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -45,16 +45,15 @@ pub(super) struct OAuthToken {
     client_id: Option<String>,
 }
 
-fn rfc3339(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).to_string()
+/// A token-store error on a request path: logged with its cause, then a 503.
+pub(super) fn store_unavailable(err: &dyn std::fmt::Display) -> ApiError {
+    warn!(error = %err, "token store error");
+    ApiError::unavailable("store-unavailable", "the token store is unavailable, try again")
 }
 
 fn lifecycle_error(e: LifecycleError) -> ApiError {
     match e {
-        LifecycleError::Refresh(RefreshError::Store(err)) => {
-            warn!(error = %err, "token store error");
-            ApiError::internal()
-        }
+        LifecycleError::Refresh(RefreshError::Store(err)) => store_unavailable(&err),
         LifecycleError::Refresh(r) => ApiError::unauthorized(r.code(), r.to_string()),
         LifecycleError::Token(t) => {
             warn!(error = %t, "could not mint an access token");
@@ -68,7 +67,7 @@ fn lifecycle_error(e: LifecycleError) -> ApiError {
 fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
     let now = state.now();
     let secure = state.settings.secure_cookies;
-    let snapshot = state.snapshot.load();
+    let snapshot = state.permissions.load();
     let scope = snapshot
         .user(&pair.access.sub)
         .map(|u| u.roles().map(|r| r.to_string()).collect::<Vec<_>>().join(" "))
@@ -147,7 +146,7 @@ pub(super) async fn login(
     let client_id = optional_name("clientId", req.client_id)?;
 
     let hash = state
-        .snapshot
+        .permissions
         .load()
         .user(&username)
         .and_then(|u| u.password_hash().map(str::to_string));
@@ -243,7 +242,11 @@ pub(super) async fn logout(
 ) -> Result<Response, ApiError> {
     let now = state.now();
     let session = match presented_refresh(&state, &headers, optional_body(&body)?) {
-        Ok((t, _)) => state.tokens.refresh().session_for_token(&t).ok().map(|s| s.id),
+        Ok((t, _)) => match state.tokens.refresh().session_for_token(&t) {
+            Ok(s) => Some(s.id),
+            Err(RefreshError::Store(e)) => return Err(store_unavailable(&e)),
+            Err(_) => None,
+        },
         Err(e) if e.code != "missing-token" => return Err(e),
         Err(_) => None,
     };
@@ -261,91 +264,34 @@ pub(super) async fn logout(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct RevokeRequest {
-    user_id: Option<String>,
-    device_id: Option<String>,
-    session_id: Option<String>,
-    /// Unix seconds or an RFC 3339 time.
-    before: Option<Value>,
-}
-
-fn parse_before(v: &Value) -> Result<i64, ApiError> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| ApiError::bad_request("before: not a unix time")),
-        Value::String(s) => humantime::parse_rfc3339_weak(s)
-            .map_err(|e| ApiError::bad_request(format!("before: {e}")))
-            .map(|t| {
-                t.duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0)
-            }),
-        _ => Err(ApiError::bad_request(
-            "before: expected unix seconds or an RFC 3339 time",
-        )),
-    }
-}
-
-/// Revoke by session, device, user (admins, or users for themselves) or everything before
-/// a time (sysadmins). Roles come from the permission files.
+/// Revoke by session, device, user or everything before a time; who may revoke what is
+/// [`authorize_revoke`]. Roles come from the permission files.
 pub(super) async fn revoke(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<RevokeRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&state, &headers, true)?.claims;
     let Json(req) = body?;
-    let targets = [
-        req.user_id.is_some(),
-        req.device_id.is_some(),
-        req.session_id.is_some(),
-        req.before.is_some(),
-    ];
-    if targets.iter().filter(|t| **t).count() != 1 {
-        return Err(ApiError::bad_request(
-            "give exactly one of userId, deviceId, sessionId, before",
-        ));
-    }
-    let snapshot = state.snapshot.load();
-    let me = snapshot
-        .user(&caller.sub)
-        .ok_or_else(|| ApiError::forbidden("unknown user"))?;
-    let (admin, sysadmin) = (me.is_admin(), me.has_role(Role::Sysadmin));
-    let target = if let Some(u) = req.user_id {
-        if !admin && u != caller.sub {
-            return Err(ApiError::forbidden("only admins revoke other users"));
-        }
-        RevokeTarget::User(u)
-    } else if let Some(d) = req.device_id {
-        if admin {
-            RevokeTarget::Device(d)
-        } else if caller.did.as_deref() == Some(d.as_str()) {
-            // Device ids are chosen by clients: a user's revoke touches only his own sessions.
-            RevokeTarget::UserDevice {
-                user: caller.sub.clone(),
-                device: d,
-            }
-        } else {
-            return Err(ApiError::forbidden("only admins revoke other devices"));
-        }
-    } else if let Some(s) = req.session_id {
-        let owner = state.tokens.refresh().session(&s).ok().flatten().map(|s| s.user);
-        if !admin && owner.as_deref() != Some(caller.sub.as_str()) {
-            return Err(ApiError::forbidden("only admins revoke other users' sessions"));
-        }
-        RevokeTarget::Session(s)
-    } else {
-        if !sysadmin {
-            return Err(ApiError::forbidden(
-                "only sysadmins revoke everything before a time",
-            ));
-        }
-        RevokeTarget::Before(parse_before(req.before.as_ref().unwrap_or(&Value::Null))?)
+    let asked = req.target().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let owner = match &asked {
+        RevokeTarget::Session(id) => match state.tokens.refresh().session(id) {
+            Ok(s) => s.map(|s| s.user),
+            Err(e) => return Err(store_unavailable(&e)),
+        },
+        _ => None,
     };
-    let reason = format!("revoked by {}", caller.sub);
+    let roles = caller.roles(&state);
+    if roles.is_empty() {
+        return Err(ApiError::forbidden("unknown user"));
+    }
+    let c = &caller.claims;
+    let revoker = Revoker {
+        user: &c.sub,
+        device: c.did.as_deref(),
+        roles: &roles,
+    };
+    let target = authorize_revoke(&revoker, asked, owner.as_deref()).map_err(ApiError::forbidden)?;
+    let reason = format!("revoked by {}", c.sub);
     let n = state
         .tokens
         .revoke(&target, &reason, state.now())
@@ -363,18 +309,9 @@ pub(super) struct IntrospectRequest {
 /// Admins: is this token active, and if not, why (RFC 7662 in spirit).
 pub(super) async fn introspect(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: Admin,
     body: Result<Json<IntrospectRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&state, &headers, true)?.claims;
-    if !state
-        .snapshot
-        .load()
-        .user(&caller.sub)
-        .is_some_and(|u| u.is_admin())
-    {
-        return Err(ApiError::forbidden("only admins introspect tokens"));
-    }
     let Json(req) = body?;
     let now = state.now();
     let refresh = state.tokens.refresh();
@@ -389,6 +326,7 @@ pub(super) async fn introspect(
                 "exp": verdict.as_ref().ok(), "sessionExpiresAt": s.expires_at, "revokedAt": s.revoked_at,
                 "reason": s.revoke_reason.or(verdict.err().map(|e| e.code().to_string())),
             }),
+            Err(RefreshError::Store(e)) => return Err(store_unavailable(&e)),
             Err(e) => json!({ "active": false, "tokenType": "refresh_token", "reason": e.code() }),
         }));
     }

@@ -1,11 +1,15 @@
-//! The HTTP API (axum): login, refresh, logout, revoke, introspect, user context, rooms.
+//! The HTTP API (axum): login, refresh, logout, revoke, introspect, user context, rooms,
+//! operator endpoints and the chat page.
 //!
 //! [`router`] builds everything from an [`HttpState`], so tests call it without a socket.
+//! Who may call what is decided here, once: the [`Caller`] and [`Admin`] extractors, and
+//! [`policy`] for revocations.
 
 mod admin;
 mod auth;
 pub mod cookies;
 pub mod error;
+pub mod policy;
 pub mod ratelimit;
 mod user;
 pub mod web;
@@ -13,36 +17,32 @@ pub mod web;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use axum::routing::{get, post};
 
 use crate::config::HttpSettings;
-use crate::permissions::Snapshot;
+use crate::ops::Ops;
+use crate::permissions::{Permissions, Role};
 use crate::tokens::AccessClaims;
 use crate::tokens::service::TokenService;
 use error::ApiError;
 use ratelimit::RateLimiter;
 
-pub use user::{UserContext, user_context};
-
 /// Everything the handlers share.
 pub struct HttpState {
     pub tokens: Arc<TokenService>,
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub permissions: Permissions,
     pub settings: HttpSettings,
     pub limiter: RateLimiter,
     /// Unix seconds; tests inject their own clock.
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
-    /// Operations: reload status, live enforcement, metrics (absent in router-only tests).
-    pub ops: Ops,
+    /// Readiness, status, metrics, live enforcement.
+    pub ops: Arc<Ops>,
 }
-
-pub use crate::ops::Ops;
 
 impl HttpState {
     pub fn now(&self) -> i64 {
@@ -101,13 +101,52 @@ pub(crate) fn check_origin(
     }
 }
 
-/// The caller of an authenticated endpoint.
-pub(crate) struct Caller {
+/// The authenticated caller of an endpoint: `Authorization: Bearer` or, failing that, the
+/// `nats_token` cookie (checked against `Origin`; state-changing methods must send one).
+pub struct Caller {
     pub claims: AccessClaims,
 }
 
-/// Authenticate by `Authorization: Bearer` or, failing that, the `nats_token` cookie
-/// (checked against `Origin`).
+impl Caller {
+    /// The roles the permission files give the caller now (none if the user was removed).
+    pub fn roles(&self, state: &HttpState) -> Vec<Role> {
+        state
+            .permissions
+            .load()
+            .user(&self.claims.sub)
+            .map(|u| u.roles().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let state_changing = !matches!(parts.method, Method::GET | Method::HEAD);
+        authenticate(state, &parts.headers, state_changing)
+    }
+}
+
+/// A caller whose user is an admin (role `admin` or `sysadmin`) in the permission files now.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let admin = state
+            .permissions
+            .load()
+            .user(&caller.claims.sub)
+            .is_some_and(|u| u.is_admin());
+        if !admin {
+            return Err(ApiError::forbidden("admins only"));
+        }
+        Ok(Admin(caller))
+    }
+}
+
+/// Authenticate by bearer token or cookie (see [`Caller`]).
 pub(crate) fn authenticate(
     state: &HttpState,
     headers: &HeaderMap,

@@ -1,70 +1,24 @@
-//! Who am I (`/api/auth/me`, also served on NATS as `auth.v1.usercontext`) and which rooms may I join.
+//! Who am I (`/api/auth/me`, the same context as `auth.v1.usercontext`) and which rooms may I join.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::{SharedState, authenticate};
-use crate::permissions::Snapshot;
-use crate::tokens::AccessClaims;
-
-/// What internal services learn about a caller. Roles come from the permission files.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct UserContext {
-    pub id: String,
-    pub client_id: Option<String>,
-    pub roles: Vec<String>,
-    pub data: UserData,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct UserData {
-    pub session_id: String,
-    pub device_id: Option<String>,
-    pub token_id: String,
-    pub expires_at: i64,
-}
-
-/// Build the context of a verified access token; `None` if the user left the files.
-pub fn user_context(
-    claims: &AccessClaims,
-    snapshot: &Snapshot,
-    client_id: Option<String>,
-) -> Option<UserContext> {
-    let user = snapshot.user(&claims.sub)?;
-    Some(UserContext {
-        id: claims.sub.clone(),
-        client_id,
-        roles: user.roles().map(|r| r.to_string()).collect(),
-        data: UserData {
-            session_id: claims.sid.clone(),
-            device_id: claims.did.clone(),
-            token_id: claims.tid.clone(),
-            expires_at: claims.exp,
-        },
-    })
-}
+use super::{Caller, SharedState};
+use crate::context::{ContextError, UserContext, user_context};
 
 pub(super) async fn me(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<UserContext>, ApiError> {
-    let caller = authenticate(&state, &headers, false)?;
-    let client_id = state
-        .tokens
-        .refresh()
-        .session(&caller.claims.sid)
-        .ok()
-        .flatten()
-        .and_then(|s| s.client_id);
-    let snapshot = state.snapshot.load();
-    user_context(&caller.claims, &snapshot, client_id)
+    let snapshot = state.permissions.load();
+    user_context(&caller.claims, &snapshot, state.tokens.refresh())
         .map(Json)
-        .ok_or_else(|| ApiError::unauthorized("unknown-user", "user no longer exists"))
+        .map_err(|e| match e {
+            ContextError::UnknownUser => ApiError::unauthorized(e.code(), e.to_string()),
+            ContextError::Store => ApiError::unavailable(e.code(), e.to_string()),
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -76,10 +30,9 @@ pub(super) struct RoomEntry {
 
 pub(super) async fn rooms(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Vec<RoomEntry>>, ApiError> {
-    let caller = authenticate(&state, &headers, false)?;
-    let snapshot = state.snapshot.load();
+    let snapshot = state.permissions.load();
     let user = snapshot
         .user(&caller.claims.sub)
         .ok_or_else(|| ApiError::unauthorized("unknown-user", "user no longer exists"))?;

@@ -399,3 +399,11 @@ pub(crate) fn check_users(file: usize, raw: &RawFile<'_>, out: &mut Vec<Pending>
         }
     }
 }
+
+impl Snapshot {
+    /// A snapshot without users or rooms (denies everything).
+    #[must_use]
+    pub fn empty() -> Self {
+        Defs::default().build()
+    }
+}

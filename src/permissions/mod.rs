@@ -31,6 +31,7 @@
 mod build;
 mod locate;
 mod model;
+mod shared;
 mod snapshot;
 mod source;
 
@@ -39,6 +40,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{Access, Pattern, PatternError, Role, UnknownAccess, UnknownRole, User};
+pub use shared::{Permissions, Privileges};
 pub use snapshot::Snapshot;
 
 use locate::{LineIndex, Seg, json_lines, toml_lines};

@@ -32,12 +32,6 @@ impl Snapshot {
         }
     }
 
-    /// A snapshot without users or rooms (denies everything).
-    #[must_use]
-    pub fn empty() -> Self {
-        super::build::Defs::default().build()
-    }
-
     /// The user with this id.
     #[must_use]
     pub fn user(&self, id: &str) -> Option<&User> {

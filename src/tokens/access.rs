@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -28,7 +27,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 /// The default of `tokens.max_token_ttl`.
-pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub use crate::config::DEFAULT_MAX_TOKEN_TTL as DEFAULT_MAX_LIFETIME;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -201,23 +200,6 @@ impl fmt::Debug for TokenKeys {
 pub fn kid_for(public: &[u8; 32]) -> String {
     let digest = Sha256::digest(public);
     data_encoding::BASE32_NOPAD.encode(&digest[..10]).to_lowercase()
-}
-
-/// A fresh Ed25519 signing key as PKCS#8 PEM (what `nats-callout keys` writes).
-pub fn generate_signing_pem() -> String {
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    key.to_pkcs8_pem(LineEnding::LF)
-        .expect("an ed25519 key always encodes")
-        .to_string()
-}
-
-/// The public half of a signing key as SPKI PEM (to hand to other verifiers).
-pub fn public_pem_of(private_pem: &str) -> Result<String, TokenError> {
-    let key =
-        ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem).map_err(|e| TokenError::Key(e.to_string()))?;
-    key.verifying_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| TokenError::Key(e.to_string()))
 }
 
 impl TokenKeys {
@@ -444,6 +426,7 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{generate_signing_pem, public_pem_of};
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

@@ -18,7 +18,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::access::new_id;
-pub use super::store::{PurgeReport, Revocation, RevocationKind, SessionInfo};
+use super::revocation::Revocation;
+pub use super::store::{PurgeReport, SessionInfo};
 use super::store::{
     RotateStep, RotateView, SessionRecord, SessionSelector, StoreError, TokenHash, TokenRecord, TokenStore,
 };
@@ -406,6 +407,14 @@ impl RefreshService {
         Ok(session.info)
     }
 
+    /// Whether the token store answers now (readiness).
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] when it does not.
+    pub fn check_store(&self) -> Result<(), RefreshError> {
+        Ok(self.store.check()?)
+    }
+
     /// A session by id, if it is stored (revoked and expired ones included, until purged).
     ///
     /// # Errors
@@ -566,6 +575,7 @@ mod tests {
     use std::sync::Barrier;
 
     use super::*;
+    use crate::tokens::revocation::RevocationKind;
     use crate::tokens::store::RedbStore;
 
     const SECRET: [u8; 32] = [7; 32];

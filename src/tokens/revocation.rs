@@ -1,16 +1,143 @@
-//! The in-memory revocation index the request path consults: sessions, devices, users and
-//! "everything before T", each with a cutoff on the access token's `iat`.
+//! Revocations: what may be revoked ([`RevokeTarget`]), the entries that refuse access
+//! tokens ([`Revocation`]) and the in-memory index the request path consults
+//! ([`Revocations`]): sessions, devices, users and "everything before T", each with a
+//! cutoff on the access token's `iat`.
 //!
 //! Entries come from this instance's own revocations and from those broadcast on NATS by
-//! other instances; each lives only as long as the longest access token it can refuse.
+//! other instances; each lives as long as the longest access token it can refuse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use serde::{Deserialize, Serialize};
+
 use super::AccessClaims;
-use super::refresh::{Revocation, RevocationKind};
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevokeTarget {
+    Session(String),
+    /// A device id, whoever uses it (admins).
+    Device(String),
+    /// One user's sessions on one device.
+    UserDevice {
+        user: String,
+        device: String,
+    },
+    User(String),
+    /// Everything issued at or before this unix time.
+    Before(i64),
+}
+
+/// A revoke request as people write it (HTTP `POST /api/auth/revoke`, the admin subject
+/// behind `nats-callout revoke`): exactly one of `userId`, `deviceId`, `sessionId`, `before`
+/// (unix seconds or an RFC 3339 time, as a number or a string).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+}
+
+/// Why a revoke request names no single target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRevokeRequest {
+    #[error("give exactly one of userId, deviceId, sessionId, before")]
+    NotOneTarget,
+    #[error("before: {0}")]
+    Time(String),
+}
+
+impl RevokeRequest {
+    /// The one target named, as asked (who may revoke it is decided by the caller's side).
+    pub fn target(&self) -> Result<RevokeTarget, BadRevokeRequest> {
+        let named = [
+            self.user_id.is_some(),
+            self.device_id.is_some(),
+            self.session_id.is_some(),
+            self.before.is_some(),
+        ];
+        if named.iter().filter(|n| **n).count() != 1 {
+            return Err(BadRevokeRequest::NotOneTarget);
+        }
+        let cloned = |v: &Option<String>| v.clone().unwrap_or_default();
+        Ok(if self.user_id.is_some() {
+            RevokeTarget::User(cloned(&self.user_id))
+        } else if self.device_id.is_some() {
+            RevokeTarget::Device(cloned(&self.device_id))
+        } else if self.session_id.is_some() {
+            RevokeTarget::Session(cloned(&self.session_id))
+        } else {
+            let t = match self.before.as_ref() {
+                Some(serde_json::Value::Number(n)) => n
+                    .as_i64()
+                    .ok_or_else(|| BadRevokeRequest::Time("not a unix time".into()))?,
+                Some(serde_json::Value::String(s)) => {
+                    crate::clock::parse_time(s).map_err(|e| BadRevokeRequest::Time(e.to_string()))?
+                }
+                _ => {
+                    return Err(BadRevokeRequest::Time(
+                        "expected unix seconds or an RFC 3339 time".into(),
+                    ));
+                }
+            };
+            RevokeTarget::Before(t)
+        })
+    }
+}
+
+/// What a [`Revocation`] entry refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationKind {
+    Session,
+    Device,
+    User,
+    All,
+}
+
+impl RevocationKind {
+    /// The lowercase name used in keys and logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationKind::Session => "session",
+            RevocationKind::Device => "device",
+            RevocationKind::User => "user",
+            RevocationKind::All => "all",
+        }
+    }
+}
+
+/// A deny entry for access tokens: those of `kind`/`value` issued at or before `cutoff` are
+/// refused until `expires_at`, after which none of them can still be valid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub kind: RevocationKind,
+    /// Session id, device id, user id, or `""` for [`RevocationKind::All`].
+    pub value: String,
+    /// Access tokens with `iat <= cutoff` are refused.
+    pub cutoff: i64,
+    /// The entry is kept while `now <= expires_at`: as long as the longest access token it
+    /// may cover can live (`tokens.max_token_ttl`).
+    pub expires_at: i64,
+}
+
+impl Revocation {
+    /// The entry's key in the token store: one entry per kind and value.
+    pub(crate) fn key(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.value)
+    }
+}
 
 /// The value of a device revocation scoped to one user.
 pub fn user_device(user: &str, device: &str) -> String {
@@ -233,6 +360,47 @@ mod tests {
         assert_eq!(r.load().len(), 1);
         r.prune(400);
         assert!(r.load().is_empty());
+    }
+
+    #[test]
+    fn a_revoke_request_names_exactly_one_target() {
+        let req = |v: serde_json::Value| serde_json::from_value::<RevokeRequest>(v).map(|r| r.target());
+        use serde_json::json;
+        let ok = [
+            (json!({"userId": "bob"}), RevokeTarget::User("bob".into())),
+            (json!({"deviceId": "phone"}), RevokeTarget::Device("phone".into())),
+            (json!({"sessionId": "s1"}), RevokeTarget::Session("s1".into())),
+            (json!({"before": 100}), RevokeTarget::Before(100)),
+            (json!({"before": "100"}), RevokeTarget::Before(100)),
+            (
+                json!({"before": "1970-01-01T00:01:40Z"}),
+                RevokeTarget::Before(100),
+            ),
+        ];
+        for (body, want) in ok {
+            assert_eq!(req(body.clone()).unwrap(), Ok(want), "{body}");
+        }
+        for body in [json!({}), json!({"userId": "a", "deviceId": "b"})] {
+            assert_eq!(
+                req(body.clone()).unwrap(),
+                Err(BadRevokeRequest::NotOneTarget),
+                "{body}"
+            );
+        }
+        for body in [
+            json!({"before": "soon"}),
+            json!({"before": 1.5}),
+            json!({"before": true}),
+        ] {
+            assert!(
+                matches!(req(body.clone()).unwrap(), Err(BadRevokeRequest::Time(_))),
+                "{body}"
+            );
+        }
+        assert!(
+            req(json!({"userid": "bob"})).is_err(),
+            "unknown fields are refused"
+        );
     }
 
     #[test]

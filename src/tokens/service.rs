@@ -8,34 +8,15 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
-use super::refresh::{Issued, RefreshError, RefreshService, Revocation, RevocationKind};
-use super::revocation::Revocations;
-
-/// The NATS subject revocations are broadcast on (in the service's own account).
-pub const REVOCATION_SUBJECT: &str = "nats-callout.revocations";
+use super::refresh::{Issued, RefreshError, RefreshService};
+use super::revocation::{Revocation, RevocationKind, Revocations, RevokeTarget};
+use crate::wire::REVOCATION_SUBJECT;
 
 /// An access token and the refresh token it came with.
 pub struct Pair {
     pub access_token: String,
     pub access: AccessClaims,
     pub refresh: Issued,
-}
-
-/// What to revoke.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum RevokeTarget {
-    Session(String),
-    /// A device id, whoever uses it (admins).
-    Device(String),
-    /// One user's sessions on one device.
-    UserDevice {
-        user: String,
-        device: String,
-    },
-    User(String),
-    /// Everything issued at or before this unix time.
-    Before(i64),
 }
 
 /// Why an access token was refused.

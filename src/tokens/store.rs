@@ -17,6 +17,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::revocation::Revocation;
 use redb::{
     Database, MultimapTable, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
     Table, TableDefinition, WriteTransaction,
@@ -94,48 +95,6 @@ pub struct SessionInfo {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
-}
-
-/// What a [`Revocation`] entry refuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RevocationKind {
-    Session,
-    Device,
-    User,
-    All,
-}
-
-impl RevocationKind {
-    /// The lowercase name used in keys and logs.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevocationKind::Session => "session",
-            RevocationKind::Device => "device",
-            RevocationKind::User => "user",
-            RevocationKind::All => "all",
-        }
-    }
-}
-
-/// A deny entry for access tokens: those of `kind`/`value` issued at or before `cutoff` are
-/// refused until `expires_at`, after which none of them can still be valid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    pub kind: RevocationKind,
-    /// Session id, device id, user id, or `""` for [`RevocationKind::All`].
-    pub value: String,
-    /// Access tokens with `iat <= cutoff` are refused.
-    pub cutoff: i64,
-    /// `cutoff` + the access-token lifetime: the entry is kept while `now <= expires_at`.
-    pub expires_at: i64,
-}
-
-impl Revocation {
-    fn key(&self) -> String {
-        format!("{}:{}", self.kind.as_str(), self.value)
-    }
 }
 
 /// A stored refresh token (keyed by its [`TokenHash`]).
@@ -243,6 +202,8 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("refused change: {0}")]
     Conflict(&'static str),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 macro_rules! from_redb {
@@ -311,6 +272,9 @@ pub trait TokenStore: Send + Sync {
     /// [`SessionRecord::end`]) with their index entries, then revocation entries with
     /// `expires_at < now`.
     fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError>;
+
+    /// Whether the store answers a read now (readiness).
+    fn check(&self) -> Result<(), StoreError>;
 }
 
 /// A [`TokenStore`] in a redb file.
@@ -668,6 +632,12 @@ impl TokenStore for RedbStore {
         Ok(out)
     }
 
+    fn check(&self) -> Result<(), StoreError> {
+        let r = self.db.begin_read()?;
+        r.open_table(SESSIONS)?;
+        Ok(())
+    }
+
     fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError> {
         // Records whose end is before `limit` have `end + tombstone < now`.
         let limit = now.saturating_sub(tombstone.max(0));
@@ -729,6 +699,7 @@ impl TokenStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::revocation::RevocationKind;
 
     fn session(id: &str, user: &str, device: Option<&str>, hash: TokenHash, end: i64) -> SessionRecord {
         SessionRecord {

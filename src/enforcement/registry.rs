@@ -3,38 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
-
-use crate::permissions::Access;
-use crate::tokens::refresh::{Revocation, RevocationKind};
-use crate::tokens::revocation::split_user_device;
-
-/// A connection: the server it is on and its client id there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ConnKey {
-    pub server: String,
-    pub cid: u64,
-}
-
-/// What the callout decided for one allowed connection (published on NATS).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecisionRecord {
-    pub conn: ConnKey,
-    pub user: String,
-    pub session: String,
-    pub device: Option<String>,
-    pub tid: String,
-    /// The access token's `iat` (revocation cutoffs compare with it).
-    pub iat: i64,
-    pub rooms: Vec<(String, Access)>,
-    /// Role-derived publish rights granted (`service`, `token_reset`).
-    #[serde(flatten)]
-    pub privileges: crate::callout::decision::Privileges,
-    pub leafnode: bool,
-    pub expires_at: i64,
-    pub snapshot_epoch: u64,
-    pub revocation_epoch: u64,
-}
+use crate::tokens::revocation::{Revocation, RevocationKind, split_user_device};
+pub use crate::wire::{ConnKey, DecisionRecord};
 
 /// A live connection as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +189,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::permissions::Access;
 
     fn rec(server: &str, cid: u64, user: &str, device: &str, tid: &str, rooms: &[&str]) -> DecisionRecord {
         DecisionRecord {

@@ -1,17 +1,17 @@
 //! Live enforcement against a real nats-server: permission files edited while clients are
 //! connected, LDM then KICK, revocations, token reset, several instances, throttling.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{CalloutHandle, DEADLINE, EnvOptions, TestEnv, wait_until};
 use async_nats::{ConnectOptions, Event, ServerError};
-use common::{CalloutHandle, DEADLINE, EnvOptions, TestEnv};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
+
+mod revocations;
 
 /// What a watched client saw, with when.
 #[derive(Debug, Clone)]
@@ -131,33 +131,31 @@ async fn receives(c: &async_nats::Client, room: &str, user: &str) {
     panic!("nothing received on {subject}");
 }
 
-async fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Wait until the registry knows `n` connections of `user` (decision records arrived).
 async fn registered(svc: &CalloutHandle, user: &str, n: usize) {
-    let s = svc.sessions.clone().expect("live enforcement on");
+    let s = svc.enforcement.clone().expect("live enforcement on");
     wait_until(&format!("{n} registered connections of {user}"), || {
         s.connections_of(user).len() >= n
     })
     .await;
 }
 
+/// The set-up of the edit tests: bob connected to all1 and bob1, known to the registry.
+async fn bob_in_all1_and_bob1(handle_ldm: bool) -> (TestEnv, CalloutHandle, Watched) {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let bob = watched(&env, &env.token("bob"), "all1;bob1", handle_ldm).await;
+    registered(&svc, "bob", 1).await;
+    (env, svc, bob)
+}
+
 /// A client that handles LDM reconnects, then has `chat.all1.>` denied while
 /// `chat.bob1.>` keeps working. The file is replaced by rename.
 #[tokio::test]
 async fn ldm_client_reconnects_and_loses_only_the_removed_room() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut bob = watched(&env, &env.token("bob"), "all1;bob1", true).await;
+    let (env, svc, mut bob) = bob_in_all1_and_bob1(true).await;
     let _all1 = bob.client.subscribe("chat.all1.>").await.unwrap();
     receives(&bob.client, "bob1", "bob").await;
-    registered(&svc, "bob", 1).await;
 
     replace_file(
         &env.config.permissions.dir,
@@ -172,7 +170,7 @@ async fn ldm_client_reconnects_and_loses_only_the_removed_room() {
     })
     .await;
     receives(&bob.client, "bob1", "bob").await;
-    let stats = &svc.sessions.as_ref().unwrap().stats;
+    let stats = &svc.enforcement.as_ref().unwrap().stats;
     assert!(stats.ldm_sent.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(svc.reloader.status().reloads_ok, 1, "{:?}", svc.reloader.status());
 }
@@ -180,10 +178,7 @@ async fn ldm_client_reconnects_and_loses_only_the_removed_room() {
 /// A client that ignores the notice is kicked after the grace.
 #[tokio::test]
 async fn a_client_ignoring_ldm_is_kicked_after_the_grace() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut bob = watched(&env, &env.token("bob"), "all1;bob1", false).await;
-    registered(&svc, "bob", 1).await;
+    let (env, svc, mut bob) = bob_in_all1_and_bob1(false).await;
     std::fs::write(
         env.config.permissions.dir.join("rooms.toml"),
         ROOMS_WITHOUT_BOB_IN_ALL1,
@@ -200,7 +195,7 @@ async fn a_client_ignoring_ldm_is_kicked_after_the_grace() {
             "kicked only after the 1 s grace"
         );
     }
-    let stats = &svc.sessions.as_ref().unwrap().stats;
+    let stats = &svc.enforcement.as_ref().unwrap().stats;
     wait_until("a kick counted", || {
         stats.kicks_sent.load(std::sync::atomic::Ordering::Relaxed) >= 1
     })
@@ -210,10 +205,7 @@ async fn a_client_ignoring_ldm_is_kicked_after_the_grace() {
 /// A broken edit changes nothing and is reported with file and line.
 #[tokio::test]
 async fn a_broken_edit_keeps_the_grants_and_reports_the_error() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut bob = watched(&env, &env.token("bob"), "all1;bob1", true).await;
-    registered(&svc, "bob", 1).await;
+    let (env, svc, mut bob) = bob_in_all1_and_bob1(true).await;
     std::fs::write(
         env.config.permissions.dir.join("broken.toml"),
         "[rooms.all1]\nmembers = [\"nobody\"]\n",
@@ -250,51 +242,6 @@ async fn a_broken_edit_keeps_the_grants_and_reports_the_error() {
     drop(bob.seen.try_recv());
 }
 
-/// Revoking one device kicks only that device's connections.
-#[tokio::test]
-async fn revoking_a_device_kicks_only_that_device() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let login = |device: &'static str| {
-        let url = format!("{}/api/auth/login", svc.http_url());
-        async move {
-            let b: serde_json::Value = reqwest::Client::new()
-                .post(url)
-                .json(&json!({"username": "bob", "password": "bob", "deviceId": device}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            b["accessToken"].as_str().unwrap().to_string()
-        }
-    };
-    let (phone_token, laptop_token) = (login("phone").await, login("laptop").await);
-    let mut phone = watched(&env, &phone_token, "all1", true).await;
-    let laptop = watched(&env, &laptop_token, "all1", true).await;
-    registered(&svc, "bob", 2).await;
-    svc.callout.stats();
-    let tokens = svc_tokens(&svc);
-    tokens
-        .revoke(
-            &nats_callout::tokens::service::RevokeTarget::Device("phone".into()),
-            "test",
-            nats_callout::callout::now_secs(),
-        )
-        .await
-        .unwrap();
-    phone
-        .wait_for("the phone kicked", |s| matches!(s, Seen::Disconnected))
-        .await;
-    receives(&laptop.client, "all1", "bob").await;
-    assert!(!laptop.saw(|s| matches!(s, Seen::Disconnected | Seen::LameDuck(_))));
-}
-
-fn svc_tokens(svc: &CalloutHandle) -> Arc<nats_callout::tokens::service::TokenService> {
-    svc.tokens.clone()
-}
-
 /// `auth.v1.tokenReset` re-authorizes exactly the connections holding those token ids.
 #[tokio::test]
 async fn token_reset_affects_exactly_the_matching_connections() {
@@ -303,7 +250,7 @@ async fn token_reset_affects_exactly_the_matching_connections() {
     let (t1, t2) = (env.token("bob"), env.token("bob"));
     let tid = env
         .tokens
-        .verify(&t1, nats_callout::callout::now_secs())
+        .verify(&t1, nats_callout::clock::now_secs())
         .unwrap()
         .tid;
     let mut one = watched(&env, &t1, "all1", true).await;
@@ -311,7 +258,7 @@ async fn token_reset_affects_exactly_the_matching_connections() {
     registered(&svc, "bob", 2).await;
 
     // The admin (sysadmin role) may publish auth.v1.tokenReset; bob may not.
-    let admin = common::connect_to(
+    let admin = crate::support::connect_to(
         &env.server.url(),
         Some(&env.token("admin")),
         "",
@@ -351,7 +298,7 @@ async fn two_instances_send_one_kick_per_connection() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let a = env.start_callout().await;
     let b = env.start_callout().await;
-    let (sa, sb) = (a.sessions.clone().unwrap(), b.sessions.clone().unwrap());
+    let (sa, sb) = (a.enforcement.clone().unwrap(), b.enforcement.clone().unwrap());
     wait_until("the instances see each other", || {
         sa.instances() == 2 && sb.instances() == 2
     })
@@ -374,10 +321,12 @@ async fn two_instances_send_one_kick_per_connection() {
     }
     // The kicked clients come back; give any duplicate enforcement time to show.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let kicks =
-        |s: &nats_callout::sessions::Sessions| s.stats.kicks_sent.load(std::sync::atomic::Ordering::Relaxed);
-    let ldms =
-        |s: &nats_callout::sessions::Sessions| s.stats.ldm_sent.load(std::sync::atomic::Ordering::Relaxed);
+    let kicks = |s: &nats_callout::enforcement::Enforcement| {
+        s.stats.kicks_sent.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let ldms = |s: &nats_callout::enforcement::Enforcement| {
+        s.stats.ldm_sent.load(std::sync::atomic::Ordering::Relaxed)
+    };
     assert_eq!(kicks(&sa) + kicks(&sb), 3, "one kick per connection");
     assert_eq!(ldms(&sa) + ldms(&sb), 3, "one notice per connection");
     assert!(kicks(&sa) == 0 || kicks(&sb) == 0, "exactly one enforcer");
@@ -391,7 +340,7 @@ async fn a_reload_under_steady_connects_makes_no_mixed_decision() {
     let svc = env.start_callout().await;
     let auth = env.connect_auth_user().await;
     let mut records = auth
-        .subscribe(nats_callout::sessions::DECISION_SUBJECT)
+        .subscribe(nats_callout::wire::DECISION_SUBJECT)
         .await
         .unwrap();
     auth.flush().await.unwrap();
@@ -407,7 +356,7 @@ async fn a_reload_under_steady_connects_makes_no_mixed_decision() {
             let mut n = 0;
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(3) {
-                let c = common::connect_to(&url, Some(&token), "all1;bob1;team1", None)
+                let c = crate::support::connect_to(&url, Some(&token), "all1;bob1;team1", None)
                     .await
                     .expect("allowed");
                 drop(c);
@@ -492,7 +441,7 @@ async fn a_large_edit_is_spread_at_the_configured_rate() {
         "notices spread over {spread:?}"
     );
     let throttled = svc
-        .sessions
+        .enforcement
         .as_ref()
         .unwrap()
         .stats
@@ -532,7 +481,7 @@ async fn after_a_restart_connections_are_enforced_at_user_level() {
 #[tokio::test]
 async fn a_restarted_registry_pages_through_more_than_1024_connections() {
     const N: usize = 1100;
-    common::raise_fd_limit(3000);
+    crate::support::raise_fd_limit(3000);
     let opts = EnvOptions {
         // Reconcile again soon should a busy machine let a CONNZ page miss its 500 ms.
         tweak: |c| c.enforcement.reconcile_interval = Duration::from_secs(1),
@@ -554,7 +503,7 @@ async fn a_restarted_registry_pages_through_more_than_1024_connections() {
 
     let second = env.start_callout().await;
     registered(&second, "bob", N).await;
-    let sessions = second.sessions.clone().expect("live enforcement on");
+    let sessions = second.enforcement.clone().expect("live enforcement on");
     assert_eq!(sessions.connections_of("bob").len(), N);
 }
 
@@ -563,8 +512,8 @@ async fn a_restarted_registry_pages_through_more_than_1024_connections() {
 /// left in the account at all.
 #[tokio::test]
 async fn reconcile_forgets_connections_the_server_no_longer_has() {
-    use nats_callout::sessions::DECISION_SUBJECT;
-    use nats_callout::sessions::registry::{ConnKey, DecisionRecord};
+    use nats_callout::wire::DECISION_SUBJECT;
+    use nats_callout::wire::{ConnKey, DecisionRecord};
     let opts = EnvOptions {
         tweak: |c| c.enforcement.reconcile_interval = Duration::from_secs(1),
         ..Default::default()
@@ -594,275 +543,9 @@ async fn reconcile_forgets_connections_the_server_no_longer_has() {
     auth.publish(DECISION_SUBJECT, body.into()).await.unwrap();
     auth.flush().await.unwrap();
     registered(&svc, "ghost", 1).await;
-    let s = svc.sessions.clone().expect("live enforcement on");
+    let s = svc.enforcement.clone().expect("live enforcement on");
     wait_until("the stale connection forgotten", || {
         s.connections_of("ghost").is_empty()
     })
     .await;
-}
-
-// ---- every revocation path closes the connections it covers ----
-
-/// One login of a user on a device, connected to NATS and registered.
-struct Login {
-    access: String,
-    refresh: String,
-    session: String,
-    conn: Watched,
-}
-
-async fn post_json(url: String, bearer: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new().post(url).json(&body);
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
-
-/// Log `user` in on `device` over HTTP and connect with the access token.
-async fn login_and_connect(env: &TestEnv, svc: &CalloutHandle, user: &str, device: &str) -> Login {
-    let (status, b) = post_json(
-        format!("{}/api/auth/login", svc.http_url()),
-        None,
-        json!({"username": user, "password": user, "deviceId": device}),
-    )
-    .await;
-    assert_eq!(status, 200, "{b}");
-    let access = b["accessToken"].as_str().unwrap().to_string();
-    let claims = env
-        .tokens
-        .verify(&access, nats_callout::callout::now_secs())
-        .unwrap();
-    let before = svc.sessions.as_ref().unwrap().connections_of(user).len();
-    let conn = watched(env, &access, "all1", false).await;
-    registered(svc, user, before + 1).await;
-    Login {
-        refresh: b["refreshToken"].as_str().unwrap().to_string(),
-        session: claims.sid,
-        access,
-        conn,
-    }
-}
-
-/// The connection is closed by the server and its token no longer connects.
-async fn assert_closed(env: &TestEnv, l: &mut Login, what: &str) {
-    l.conn
-        .wait_for(&format!("{what}: the connection closed"), |s| {
-            matches!(s, Seen::Disconnected)
-        })
-        .await;
-    let err = env.connect(Some(&l.access), "all1").await.err();
-    assert!(err.is_some(), "{what}: the revoked token still connects");
-}
-
-/// The connection stays up and works.
-async fn assert_untouched(l: &Login, user: &str, what: &str) {
-    receives(&l.conn.client, "all1", user).await;
-    assert!(
-        !l.conn
-            .saw(|s| matches!(s, Seen::Disconnected | Seen::LameDuck(_))),
-        "{what}: a bystander was disturbed"
-    );
-}
-
-async fn revoke(svc: &CalloutHandle, bearer: &str, body: serde_json::Value) {
-    let (status, b) = post_json(format!("{}/api/auth/revoke", svc.http_url()), Some(bearer), body).await;
-    assert_eq!(status, 200, "{b}");
-}
-
-/// A user revoking his own device closes that device's live connection (the enforcer once
-/// looked the stored `user/device` value up as a bare device id and missed it).
-#[tokio::test]
-async fn a_user_revoking_his_own_device_closes_its_connection() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
-    let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
-    let alice_phone = login_and_connect(&env, &svc, "alice", "phone").await;
-    revoke(&svc, &phone.access.clone(), json!({"deviceId": "phone"})).await;
-    assert_closed(&env, &mut phone, "own device").await;
-    assert_untouched(&laptop, "bob", "own device").await;
-    assert_untouched(
-        &alice_phone,
-        "alice",
-        "own device: another user's device of the same name",
-    )
-    .await;
-}
-
-/// Admin revocations by device, session and user close exactly what they name.
-#[tokio::test]
-async fn admin_revocations_by_device_session_and_user_close_their_connections() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let admin = env.token("admin");
-    let mut tablet = login_and_connect(&env, &svc, "bob", "tablet").await;
-    let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
-    let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
-    let alice = login_and_connect(&env, &svc, "alice", "desk").await;
-
-    revoke(&svc, &admin, json!({"deviceId": "tablet"})).await;
-    assert_closed(&env, &mut tablet, "admin device").await;
-    assert_untouched(&phone, "bob", "admin device").await;
-
-    revoke(&svc, &admin, json!({"sessionId": phone.session.clone()})).await;
-    assert_closed(&env, &mut phone, "admin session").await;
-    assert_untouched(&laptop, "bob", "admin session").await;
-
-    let mut laptop = laptop;
-    revoke(&svc, &admin, json!({"userId": "bob"})).await;
-    assert_closed(&env, &mut laptop, "admin user").await;
-    assert_untouched(&alice, "alice", "admin user").await;
-}
-
-/// "Everything before T" (sysadmins) closes every connection whose token is older.
-#[tokio::test]
-async fn revoke_before_closes_every_older_connection() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut bob = login_and_connect(&env, &svc, "bob", "phone").await;
-    let mut alice = login_and_connect(&env, &svc, "alice", "desk").await;
-    let now = nats_callout::callout::now_secs();
-    revoke(&svc, &env.token("admin"), json!({"before": now})).await;
-    assert_closed(&env, &mut bob, "before").await;
-    assert_closed(&env, &mut alice, "before").await;
-}
-
-/// Logging out closes the live connection of that session only.
-#[tokio::test]
-async fn logout_closes_the_sessions_connection() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
-    let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
-    let (status, b) = post_json(
-        format!("{}/api/auth/logout", svc.http_url()),
-        None,
-        json!({"refreshToken": phone.refresh.clone()}),
-    )
-    .await;
-    assert_eq!(status, 200, "{b}");
-    assert_closed(&env, &mut phone, "logout").await;
-    assert_untouched(&laptop, "bob", "logout").await;
-}
-
-/// A refresh token used twice revokes its session: the connection made with the session's
-/// access token closes too.
-#[tokio::test]
-async fn refresh_token_reuse_closes_the_sessions_connection() {
-    let env = TestEnv::start(EnvOptions {
-        tweak: |c| c.tokens.refresh_grace = Duration::ZERO,
-        ..Default::default()
-    })
-    .await;
-    let svc = env.start_callout().await;
-    let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
-    let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
-    let url = format!("{}/api/auth/refresh", svc.http_url());
-    let (status, b) = post_json(url.clone(), None, json!({"refreshToken": phone.refresh.clone()})).await;
-    assert_eq!(status, 200, "{b}");
-    // Within the grace second a replay still returns the same pair; after it, a reuse.
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, b) = post_json(url.clone(), None, json!({"refreshToken": phone.refresh.clone()})).await;
-        if status == 401 {
-            assert_eq!(b["error_code"], "refresh-token-reused", "{b}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never detected as reuse: {b}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_closed(&env, &mut phone, "reuse").await;
-    assert_untouched(&laptop, "bob", "reuse").await;
-}
-
-/// Token reset by user and by login session, over HTTP: the named connections decide
-/// again (a notice), the others are left alone.
-#[tokio::test]
-async fn token_reset_by_user_and_by_session() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
-    let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
-    let mut alice = login_and_connect(&env, &svc, "alice", "desk").await;
-    let url = format!("{}/api/admin/token-reset", svc.http_url());
-    let admin = env.token("admin");
-    let (status, b) = post_json(
-        url.clone(),
-        Some(&admin),
-        json!({"sessions": [phone.session.clone()]}),
-    )
-    .await;
-    assert_eq!((status, b["affected"].as_u64()), (200, Some(1)), "{b}");
-    phone
-        .conn
-        .wait_for("a notice for the session", |s| matches!(s, Seen::LameDuck(_)))
-        .await;
-    assert_untouched(&laptop, "bob", "reset by session").await;
-    let (status, b) = post_json(
-        url.clone(),
-        Some(&admin),
-        json!({"users": ["alice"], "reason": "rights changed"}),
-    )
-    .await;
-    assert_eq!((status, b["affected"].as_u64()), (200, Some(1)), "{b}");
-    alice
-        .conn
-        .wait_for("a notice for alice", |s| matches!(s, Seen::LameDuck(_)))
-        .await;
-    // Bad requests are refused with a reason.
-    for body in [
-        json!({}),
-        json!({"tids": []}),
-        json!({"users": "bob"}),
-        json!({"bogus": 1}),
-    ] {
-        let (status, b) = post_json(url.clone(), Some(&admin), body.clone()).await;
-        assert_eq!(status, 400, "{body} -> {b}");
-    }
-    // Over NATS too (the sysadmin role may publish auth.v1.tokenReset).
-    let nats = common::connect_to(&env.server.url(), Some(&admin), "", Some("_INBOX.admin"))
-        .await
-        .unwrap();
-    let reply = nats
-        .client
-        .request("auth.v1.tokenReset", json!({"users": ["bob"]}).to_string().into())
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-    assert!(body["affected"].as_u64().unwrap() >= 1, "{body}");
-    let reply = nats
-        .client
-        .request("auth.v1.tokenReset", "{}".into())
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-    assert_eq!(body["error_code"], "bad-request", "{body}");
-}
-
-/// A connection holding a role-derived right (token reset for a sysadmin) is re-authorized
-/// when the files take that role away, as a lost room is.
-#[tokio::test]
-async fn losing_a_role_reaches_the_live_connection() {
-    let env = TestEnv::start(EnvOptions::default()).await;
-    let svc = env.start_callout().await;
-    let mut admin = watched(&env, &env.token("admin"), "all1", false).await;
-    let bob = watched(&env, &env.token("bob"), "all1", false).await;
-    registered(&svc, "admin", 1).await;
-    registered(&svc, "bob", 1).await;
-    let users = env.config.permissions.dir.join("users.toml");
-    let text = std::fs::read_to_string(&users).unwrap();
-    // admin keeps every room (role admin) but loses sysadmin, and with it token reset.
-    let edited = text.replace(r#"roles = ["admin", "sysadmin"]"#, r#"roles = ["admin"]"#);
-    assert_ne!(text, edited);
-    replace_file(&env.config.permissions.dir, "users.toml", &edited);
-    admin
-        .wait_for("a notice after losing the role", |s| {
-            matches!(s, Seen::LameDuck(_))
-        })
-        .await;
-    receives(&bob.client, "all1", "bob").await;
-    assert!(!bob.saw(|s| matches!(s, Seen::LameDuck(_) | Seen::Disconnected)));
 }

@@ -1,9 +1,8 @@
-//! Replays the fuzz inputs on stable Rust, through the same harness the cargo-fuzz targets
-//! run (fuzz/harness.rs): every file under `fuzz/regressions/<target>/` (inputs that once
+//! Replays the fuzz inputs on stable Rust, through the same targets cargo-fuzz runs
+//! (`nats_callout::testing::fuzz`): every file under `fuzz/regressions/<target>/` (inputs that once
 //! crashed) and `fuzz/seeds/<target>/` (the seed corpus). `make fuzz` finds new ones.
 
-#[path = "../fuzz/harness.rs"]
-mod harness;
+use nats_callout::testing::fuzz as harness;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -75,11 +74,12 @@ fn permissions_inputs_replay() {
 fn harness_sanity() {
     use nats_callout::callout::Verdict;
     let w = harness::world();
-    let jwt = nats_callout::claims::encode(&w.request_json(), &w.server).unwrap();
-    let (_, plain) = w.plain.handle(jwt.as_bytes(), None, harness::NOW);
-    let header = w.server_xkey.public_key();
-    let sealed = w.seal_request(jwt.as_bytes());
-    let (_, sealed) = w.sealed.handle(&sealed, Some(&header), harness::NOW);
+    let now = nats_callout::testing::NOW;
+    let jwt = w.w.sign_request(&w.request_json());
+    let (_, plain) = w.plain.handle(jwt.as_bytes(), None, now);
+    let header = w.w.server_xkey.public_key();
+    let sealed = w.w.seal(jwt.as_bytes());
+    let (_, sealed) = w.sealed.handle(&sealed, Some(&header), now);
     for verdict in [plain, sealed] {
         let Verdict::Allowed(grant) = verdict else {
             panic!("{verdict:?}")

@@ -1,6 +1,6 @@
 //! What a permission change or a revocation means for one live connection (pure).
 
-use crate::callout::decision::Privileges;
+use crate::permissions::Privileges;
 use crate::permissions::{Role, Snapshot};
 use crate::tokens::revocation::RevocationIndex;
 
@@ -79,9 +79,9 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
 mod tests {
     use super::*;
     use crate::permissions::Access;
-    use crate::sessions::registry::{ConnKey, DecisionRecord};
-    use crate::tokens::refresh::{Revocation, RevocationKind};
     use crate::tokens::revocation::Revocations;
+    use crate::tokens::revocation::{Revocation, RevocationKind};
+    use crate::wire::{ConnKey, DecisionRecord};
 
     fn snap(toml: &str) -> Snapshot {
         Snapshot::from_sources(&[("p.toml".into(), toml.into())]).unwrap()

@@ -5,28 +5,9 @@
 //! so these tests run the service against a real server without the callout block
 //! and play the server's part with a server key of their own.
 
-mod common;
-
-use common::{DEADLINE, EnvOptions, TestEnv};
-use nats_callout::claims::encode;
+use crate::support::{DEADLINE, EnvOptions, TestEnv};
 use nkeys::{KeyPair, XKey};
 use serde_json::{Value, json};
-
-/// A request as nats-server writes it, from a server key of our own making.
-fn request(server: &KeyPair, server_xkey: Option<&XKey>, issuer: &str, token: &str, now: i64) -> Value {
-    json!({
-        "aud": "nats-authorization-request", "exp": now + 2, "iat": now, "iss": server.public_key(), "jti": "J",
-        "sub": issuer,
-        "nats": {
-            "server_id": {"name": "fake", "host": "127.0.0.1", "id": server.public_key(), "version": "2.15.1",
-                          "xkey": server_xkey.map(|x| x.public_key()).unwrap_or_default()},
-            "user_nkey": KeyPair::new_user().public_key(),
-            "client_info": {"host": "127.0.0.1", "id": 7, "kind": "Client", "type": "nats"},
-            "connect_opts": {"auth_token": token, "user": "all1", "protocol": 1},
-            "type": "authorization_request", "version": 2
-        }
-    })
-}
 
 /// Send a raw request as the service user; return the reply payload.
 async fn send(env: &TestEnv, payload: Vec<u8>, server_xkey: Option<&XKey>) -> Vec<u8> {
@@ -43,17 +24,6 @@ async fn send(env: &TestEnv, payload: Vec<u8>, server_xkey: Option<&XKey>) -> Ve
     .expect("an answer, not silence")
     .expect("request");
     reply.payload.to_vec()
-}
-
-fn seal_to_service(env: &TestEnv, server_xkey: &XKey, jwt: &str) -> Vec<u8> {
-    let seed = std::fs::read_to_string(env.config.callout.xkey_seed_file.as_ref().unwrap()).unwrap();
-    let ours = XKey::from_seed(seed.trim()).unwrap();
-    server_xkey
-        .seal(
-            jwt.as_bytes(),
-            &XKey::from_public_key(&ours.public_key()).unwrap(),
-        )
-        .unwrap()
 }
 
 /// The service still answers a well-formed request with a JWT.
@@ -74,16 +44,16 @@ fn raw_env(xkey: bool) -> EnvOptions {
 async fn broken_requests_get_an_empty_reply_with_xkey() {
     let env = TestEnv::start(raw_env(true)).await;
     let svc = env.start_callout().await;
-    let now = nats_callout::callout::now_secs();
-    let server = KeyPair::new_server();
-    let sx = XKey::new();
+    let now = nats_callout::clock::now_secs();
+    let w = env.world();
+    let sx = &w.server_xkey;
     let token = env.token("bob");
-    let issuer = env.issuer_public.clone();
-    let good = request(&server, Some(&sx), &issuer, &token, now);
+    let good = w.request_claims(&token, "all1", now);
+    let seal = |jwt: &str| w.seal(jwt.as_bytes());
 
     // Control: a well-formed sealed request from our fake server gets a real (sealed) answer.
-    let good_sealed = seal_to_service(&env, &sx, &encode(&good, &server).unwrap());
-    let reply = send(&env, good_sealed.clone(), Some(&sx)).await;
+    let good_sealed = seal(&w.sign_request(&good));
+    let reply = send(&env, good_sealed.clone(), Some(sx)).await;
     assert!(
         !reply.is_empty() && reply.starts_with(b"xkv1"),
         "sealed answer expected"
@@ -94,71 +64,78 @@ async fn broken_requests_get_an_empty_reply_with_xkey() {
         f(&mut v);
         v
     };
-    let signed = |v: &Value| encode(v, &server).unwrap();
+    let signed = |v: &Value| w.sign_request(v);
     let cases: Vec<(&str, Vec<u8>, Option<&XKey>)> = vec![
-        ("garbage", b"\x00\x01garbage".to_vec(), Some(&sx)),
+        ("garbage", b"\x00\x01garbage".to_vec(), Some(sx)),
         ("unsealed while xkey is on", signed(&good).into_bytes(), None),
-        ("unsealed with the header", signed(&good).into_bytes(), Some(&sx)),
-        (
-            "sealed garbage",
-            seal_to_service(&env, &sx, "not a jwt"),
-            Some(&sx),
-        ),
+        ("unsealed with the header", signed(&good).into_bytes(), Some(sx)),
+        ("sealed garbage", seal("not a jwt"), Some(sx)),
         (
             "wrong aud",
-            seal_to_service(&env, &sx, &signed(&mutated(&|v| v["aud"] = json!("someone")))),
-            Some(&sx),
+            seal(&signed(&mutated(&|v| v["aud"] = json!("someone")))),
+            Some(sx),
         ),
         (
             "wrong iss",
-            seal_to_service(
-                &env,
-                &sx,
-                &signed(&mutated(&|v| {
-                    v["nats"]["server_id"]["id"] = json!(KeyPair::new_server().public_key())
-                })),
-            ),
-            Some(&sx),
+            seal(&signed(&mutated(&|v| {
+                v["nats"]["server_id"]["id"] = json!(KeyPair::new_server().public_key())
+            }))),
+            Some(sx),
         ),
         (
             "expired",
-            seal_to_service(&env, &sx, &signed(&mutated(&|v| v["exp"] = json!(now - 30)))),
-            Some(&sx),
+            seal(&signed(&mutated(&|v| v["exp"] = json!(now - 30)))),
+            Some(sx),
         ),
         (
             "badly signed",
-            seal_to_service(&env, &sx, &encode(&good, &KeyPair::new_server()).unwrap()),
-            Some(&sx),
+            seal(&nats_callout::claims::encode(&good, &KeyPair::new_server()).unwrap()),
+            Some(sx),
         ),
         (
             "header key differs from the signed key",
             {
                 let v = mutated(&|v| v["nats"]["server_id"]["xkey"] = json!(XKey::new().public_key()));
-                seal_to_service(&env, &sx, &signed(&v))
+                seal(&signed(&v))
             },
-            Some(&sx),
+            Some(sx),
         ),
     ];
     let before = svc.stats();
     for (what, payload, header) in &cases {
         let reply = send(&env, payload.clone(), *header).await;
         assert!(reply.is_empty(), "{what}: expected an empty reply");
-        still_serving(&env, &good_sealed, Some(&sx), what).await;
+        still_serving(&env, &good_sealed, Some(sx), what).await;
     }
     assert_eq!(svc.stats().refused, before.refused + cases.len() as u64);
     assert_eq!(svc.stats().allowed, before.allowed + cases.len() as u64);
+    // Service discovery reports the refusals and the last one's reason, with its time.
+    let stats = env
+        .connect_auth_user()
+        .await
+        .request("$SRV.STATS.nats-callout", "".into())
+        .await
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&stats.payload).unwrap();
+    let e = &stats["endpoints"][0];
+    assert_eq!(e["num_errors"], cases.len() as u64, "{stats}");
+    let last = e["last_error"].as_str().unwrap();
+    assert!(last.ends_with(" request-xkey-mismatch"), "{last}");
+    assert!(
+        nats_callout::clock::parse_time(last.split(' ').next().unwrap()).is_ok(),
+        "{last}"
+    );
 }
 
 #[tokio::test]
 async fn sealed_requests_are_refused_without_xkey() {
     let env = TestEnv::start(raw_env(false)).await;
     let _svc = env.start_callout().await;
-    let now = nats_callout::callout::now_secs();
-    let server = KeyPair::new_server();
-    let sx = XKey::new();
+    let now = nats_callout::clock::now_secs();
+    let w = env.world();
+    let sx = &w.server_xkey;
     let token = env.token("bob");
-    let good = request(&server, None, &env.issuer_public, &token, now);
-    let jwt = encode(&good, &server).unwrap();
+    let jwt = w.request_jwt(&token, "all1", now);
     let jwt_copy = jwt.clone();
 
     // Control: the plain request is answered with a JWT.
@@ -173,12 +150,12 @@ async fn sealed_requests_are_refused_without_xkey() {
         )
         .unwrap();
     assert!(
-        send(&env, sealed.clone(), Some(&sx)).await.is_empty(),
+        send(&env, sealed.clone(), Some(sx)).await.is_empty(),
         "sealed with header"
     );
     assert!(send(&env, sealed, None).await.is_empty(), "sealed without header");
     assert!(
-        send(&env, jwt.into_bytes(), Some(&sx)).await.is_empty(),
+        send(&env, jwt.into_bytes(), Some(sx)).await.is_empty(),
         "plain but claiming a server xkey"
     );
     still_serving(&env, jwt_copy.as_bytes(), None, "sealed requests").await;

@@ -1,8 +1,6 @@
 //! A raw NATS protocol client for tests that must send exact protocol lines (HPUB, queue
 //! subscriptions, odd reply subjects) and see exactly what the server answers.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -96,22 +94,6 @@ impl Raw {
         })
         .await;
         done.unwrap_or_else(|_| Err("no PONG within the deadline".into()))
-    }
-
-    /// Whether the server closed the connection (read until EOF or `wait`).
-    pub async fn closed_within(&mut self, wait: Duration) -> bool {
-        if self.closed {
-            return true;
-        }
-        let _ = tokio::time::timeout(wait, async {
-            while let Some(line) = self.line().await {
-                if self.take(&line).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
-        self.closed
     }
 
     async fn take(&mut self, line: &str) -> Result<(), String> {

@@ -3,13 +3,11 @@
 //! is an observer in the app account subscribed to `>`: it sees every message anybody managed
 //! to publish there.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::raw::{Raw, hpub_line, matches, pub_line};
-use common::{EnvOptions, TestEnv};
+use crate::support::raw::{Raw, hpub_line, matches, pub_line};
+use crate::support::{EnvOptions, TestEnv};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -501,7 +499,7 @@ async fn a_reconnect_with_fewer_rooms_keeps_nothing_of_the_old_grant() {
     bob.force_reconnect().await.unwrap();
     // Wait until the new connection exists: its publish to all1 reaches the observer.
     let from = observer.delivered.len();
-    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
     loop {
         bob.publish("chat.all1.bob", "probe".into()).await.unwrap();
         bob.flush().await.unwrap();

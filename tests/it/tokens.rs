@@ -2,12 +2,10 @@
 //! refresh, reuse detection revoking the family on every instance, grace replay,
 //! browser mode, revoke by device, the service role, and a crash in mid-rotation.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::{DEADLINE, EnvOptions, TestEnv, connect_to};
 use async_nats::ConnectErrorKind;
-use common::{DEADLINE, EnvOptions, TestEnv, connect_to};
 use serde_json::{Value, json};
 
 async fn post(url: &str, body: Value) -> (u16, Value, Vec<String>) {
@@ -218,16 +216,41 @@ async fn revoke_command_reaches_the_running_service() {
     let base = svc.http_url();
     let bob = login(&base, "bob", None).await;
     let cfg = env.write_config_file("");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
-        .args(["revoke", "--user", "bob", "--config"])
-        .arg(&cfg)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"revokedSessions\":1"));
+    let cli = |args: &'static [&'static str]| {
+        let cfg = cfg.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+                .args(args)
+                .arg("--config")
+                .arg(&cfg)
+                .output()
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            (
+                out.status.success(),
+                body,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, body, err) = cli(&["revoke", "--user", "bob"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(body["revokedSessions"], 1, "{body}");
     assert_nats_denied(&env, &s(&bob, "accessToken"), "revoked user").await;
     assert_eq!(refresh(&base, &s(&bob, "refreshToken")).await.0, 401);
+    // A time that is not one, or in the future, is refused by the service with a reason.
+    let (ok, body, _) = cli(&["revoke", "--before", "yesterday"]).await;
+    assert!(!ok && body["error_code"] == "bad-request", "{body}");
+    let (ok, body, _) = cli(&["revoke", "--before", "4102444800"]).await;
+    assert!(!ok && body["error_code"] == "cutoff-in-future", "{body}");
+    // Naming two targets is refused before anything is sent.
+    let (ok, _, err) = cli(&["revoke", "--user", "bob", "--device", "x"]).await;
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    // Token reset by user through the same path.
+    let (ok, body, err) = cli(&["token-reset", "--user", "bob"]).await;
+    assert!(ok, "{err}");
+    assert!(body["affected"].is_u64(), "{body}");
 }
 
 /// Internal services (role `service`) ask `auth.v1.usercontext` through the app
@@ -289,7 +312,7 @@ async fn user_context_endpoint_is_for_services_only() {
 #[tokio::test]
 async fn sigkill_during_rotations_loses_nothing() {
     let env = TestEnv::start(EnvOptions::default()).await;
-    let port = common::free_port();
+    let port = crate::support::free_port();
     let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
     let base = format!("http://127.0.0.1:{port}");
     let spawn = || {
@@ -380,10 +403,10 @@ async fn a_revoked_long_token_stays_refused_past_the_access_token_lifetime() {
     env.connect(Some(&long), "all1")
         .await
         .expect("the long token connects");
-    let now = nats_callout::callout::now_secs();
+    let now = nats_callout::clock::now_secs();
     svc.tokens
         .revoke(
-            &nats_callout::tokens::service::RevokeTarget::User("bob".into()),
+            &nats_callout::tokens::revocation::RevokeTarget::User("bob".into()),
             "test",
             now,
         )

@@ -1,13 +1,14 @@
 //! The callout against a real nats-server: the chat scenario, bad input, xkey modes,
 //! websocket cookies and queue-group sharing.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv};
 use async_nats::ConnectErrorKind;
-use common::{Conn, DEADLINE, EnvOptions, TestEnv};
 use futures::StreamExt;
+
+mod escape;
+mod requests;
 
 /// Subscribe, and prove the subscription is live by receiving a message published
 /// by `publisher` on `subject` (published again until the subscription is in place).
@@ -115,7 +116,7 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let svc = env.start_callout().await;
     let bob = env.token("bob");
-    let now = nats_callout::callout::now_secs();
+    let now = nats_callout::clock::now_secs();
 
     let pem = std::fs::read_to_string(&env.config.tokens.signing_key_file).unwrap();
     let other_issuer = nats_callout::tokens::TokenKeys::new("someone-else", "nats")
@@ -125,7 +126,7 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
         .with_signing_pem(&pem)
         .unwrap();
     let other_key = nats_callout::tokens::TokenKeys::new("nats-callout", "nats")
-        .with_signing_pem(&nats_callout::tokens::access::generate_signing_pem())
+        .with_signing_pem(&nats_callout::keys::generate_signing_pem())
         .unwrap();
     let mint = |k: &nats_callout::tokens::TokenKeys, user: &str, at: i64| {
         k.mint(

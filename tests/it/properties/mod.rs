@@ -7,23 +7,20 @@
 //! against an independent model of who may do what; room lists mix real and pattern-matching
 //! names with separators, wildcards, whitespace, unicode, long names and long lists.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+mod fuzz;
 
-use nats_callout::callout::decision::{Deny, Grant, Inputs, Policy, SERVICE_SUBJECTS, decide};
-use nats_callout::claims::request::{AuthRequest, ClientInfo, ConnectOpts};
-use nats_callout::config::CalloutSettings;
+use std::collections::{BTreeMap, HashSet};
+
+use nats_callout::callout::decision::{Deny, Grant, Inputs, Policy, decide};
 use nats_callout::names::MAX_NAME_LEN;
 use nats_callout::permissions::{Access, Snapshot};
-use nats_callout::sessions::TOKEN_RESET_SUBJECT;
-use nats_callout::tokens::access::generate_signing_pem;
+use nats_callout::testing::{self, NOW, World};
 use nats_callout::tokens::revocation::RevocationIndex;
-use nats_callout::tokens::{MintRequest, TokenKeys};
+use nats_callout::wire::{SERVICE_SUBJECTS, TOKEN_RESET_SUBJECT};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::FileFailurePersistence;
 
-const NOW: i64 = 1_700_000_000;
 const GROUPS: usize = 3;
 /// Exact room names the files use.
 const ROOMS: &[&str] = &["r0", "r1", "team-a", "team-b", "a-ops", "all", "chat", "x"];
@@ -254,55 +251,23 @@ fn room_list() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
-struct World {
-    keys: TokenKeys,
-    policy: Policy,
-}
-
-fn world() -> &'static World {
-    static WORLD: std::sync::LazyLock<World> = std::sync::LazyLock::new(|| World {
-        keys: TokenKeys::new("nats-callout", "nats")
-            .with_signing_pem(&generate_signing_pem())
-            .unwrap(),
-        policy: Policy::with_token_reset_roles(
-            &CalloutSettings::default(),
-            &[nats_callout::permissions::Role::Sysadmin],
-        )
-        .unwrap(),
-    });
+/// The shared test world (keys, the default policy with its token-reset roles).
+fn world() -> &'static (World, Policy) {
+    static WORLD: std::sync::LazyLock<(World, Policy)> =
+        std::sync::LazyLock::new(|| (World::random(), testing::policy()));
     &WORLD
 }
 
 fn decide_for(snapshot: &Snapshot, user: &str, rooms: Option<&str>) -> Result<Grant, Deny> {
-    let w = world();
-    let mint = MintRequest {
-        user,
-        session: "s1",
-        device: None,
-        ttl: Duration::from_secs(300),
-        session_expires_at: None,
-    };
-    let (token, _) = w.keys.mint(&mint, NOW).unwrap();
-    let req = AuthRequest {
-        user_nkey: "UPROP".into(),
-        client_info: ClientInfo {
-            kind: "Client".into(),
-            client_type: "nats".into(),
-            ..Default::default()
-        },
-        connect_opts: ConnectOpts {
-            auth_token: Some(token),
-            user: rooms.map(str::to_string),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let (w, policy) = world();
+    let token = w.token(user, NOW);
+    let req = testing::auth_request(Some(&token), rooms, "Client", "nats");
     let revoked = RevocationIndex::default();
     let inputs = Inputs {
-        tokens: &w.keys,
+        tokens: &w.tokens,
         snapshot,
         revoked: &revoked,
-        policy: &w.policy,
+        policy,
     };
     decide(&req, &inputs, NOW)
 }
@@ -340,9 +305,14 @@ fn wildcard_free(s: &str) -> bool {
     })
 }
 
+/// The default `enforcement.token_reset_roles`: sysadmin and service.
+fn token_reset(model: &Model, ui: usize) -> bool {
+    model.has_role(ui, "sysadmin") || model.has_role(ui, "service")
+}
+
 fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> Result<(), TestCaseError> {
     let user = format!("u{ui}");
-    let policy = &world().policy;
+    let policy = &world().1;
     let result = decide_for(snapshot, &user, rooms);
     let list = rooms.unwrap_or("");
     let want_deny = expected_deny(list, policy);
@@ -379,7 +349,7 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     for s in publish {
         let t: Vec<&str> = s.split('.').collect();
         let ok = (SERVICE_SUBJECTS.contains(&s.as_str()) && model.has_role(ui, "service"))
-            || (s == TOKEN_RESET_SUBJECT && model.has_role(ui, "sysadmin"))
+            || (s == TOKEN_RESET_SUBJECT && token_reset(model, ui))
             || matches!(t[..], ["chat", room, last] if last == user && allowed(room, Access::can_write));
         prop_assert!(
             ok,
@@ -422,7 +392,7 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     if model.has_role(ui, "service") {
         want_pub.extend(SERVICE_SUBJECTS.iter().map(|s| s.to_string()));
     }
-    if model.has_role(ui, "sysadmin") {
+    if token_reset(model, ui) {
         want_pub.push(TOKEN_RESET_SUBJECT.to_string());
     }
     prop_assert_eq!(publish, &want_pub);

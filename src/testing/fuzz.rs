@@ -1,79 +1,23 @@
-//! The fuzz harness, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`, nightly
-//! flags) and the replay test (`tests/fuzz_regressions.rs`, stable), so that a saved input
-//! runs through exactly the same code in both.
-//!
-//! One entry point per target, each taking the raw fuzz input: [`request`],
-//! [`access_token`], [`permissions`]. They panic only on a bug: a panic inside the library,
-//! or a broken invariant (an `assert!` here). Every key is derived from fixed bytes and the
-//! clock is fixed, so a saved input replays identically in any process.
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use nats_callout::callout::decision::{Inputs, Policy, SERVICE_SUBJECTS, decide};
-use nats_callout::callout::{Callout, Verdict};
-use nats_callout::claims::request::{self, AuthRequest, ClientInfo, ConnectOpts};
-use nats_callout::claims::{self, encode};
-use nats_callout::config::CalloutSettings;
-use nats_callout::keys::CalloutKeys;
-use nats_callout::names::{MAX_NAME_LEN, validate_name};
-use nats_callout::permissions::{Access, Pattern, Role, Snapshot};
-use nats_callout::sessions::TOKEN_RESET_SUBJECT;
-use nats_callout::tokens::access::kid_for;
-use nats_callout::tokens::revocation::{RevocationIndex, Revocations};
-use nats_callout::tokens::{AccessClaims, MintRequest, TokenKeys};
-use nkeys::{KeyPair, KeyPairType, XKey};
+use nkeys::{KeyPair, KeyPairType};
 use serde_json::{Value, json};
 
-/// The fixed clock of every run (unix seconds).
-pub const NOW: i64 = 1_700_000_000;
-pub const TOKEN_ISSUER: &str = "nats-callout";
-pub const TOKEN_AUDIENCE: &str = "nats";
-
-/// The permission set the request and token targets decide against: direct grants,
-/// a group, rooms with members, patterns, admin, sysadmin and service users.
-pub const PERMISSIONS: &str = r#"
-[users.bob]
-groups = ["everyone"]
-[users.bob.rooms]
-bob1 = "readwrite"
-news = "read"
-drop = "write"
-[users.alice]
-groups = ["everyone"]
-[users.alice.rooms]
-alice1 = "readwrite"
-"team-*" = "read"
-[users.root]
-roles = ["admin"]
-[users.sysop]
-roles = ["sysadmin"]
-[users.svc]
-roles = ["service"]
-[users.svc.rooms]
-ops = "write"
-[groups.everyone]
-members = []
-[groups.devs]
-members = ["alice", "svc"]
-[rooms.all1]
-members = ["@everyone"]
-[rooms.dev]
-members = ["@devs"]
-access = "read"
-[rooms."x*y"]
-members = ["bob"]
-access = "write"
-"#;
+use super::{NOW, PERMISSIONS, TOKEN_AUDIENCE, TOKEN_ISSUER, World};
+use crate::callout::decision::{Inputs, Policy, decide};
+use crate::callout::{Callout, Verdict};
+use crate::claims::request::{self, AuthRequest, ClientInfo, ConnectOpts};
+use crate::claims::{self, encode};
+use crate::names::{MAX_NAME_LEN, validate_name};
+use crate::permissions::{Access, Pattern, Privileges, Role, Snapshot};
+use crate::tokens::revocation::RevocationIndex;
+use crate::tokens::{AccessClaims, MintRequest, TokenError};
+use crate::wire::privilege_subjects;
 
 /// Users of [`PERMISSIONS`] and names that are not (or not valid) users; the token pool
 /// mints one token for each.
@@ -90,66 +34,29 @@ const ROOM_WORDS: &[&str] = &[
 const SEPARATORS: &[&str] = &[";", ",", ";;", ".", " ", "|", "", ";\n", "\u{3b}\u{200b}"];
 
 /// Everything the targets share, built once per process.
-pub struct World {
+pub struct Fuzz {
+    /// The fixed keys.
+    pub w: World,
     /// A callout without an xkey: plain requests only.
     pub plain: Callout,
     /// A callout with an xkey: sealed requests only.
     pub sealed: Callout,
-    /// Our issuer account public key.
-    pub issuer: String,
-    /// The sealed callout's public curve key (to seal requests to and open replies from).
-    pub callout_xkey: XKey,
-    /// The nats-server that signs requests, and its curve key.
-    pub server: KeyPair,
-    pub server_xkey: XKey,
-    pub tokens: Arc<TokenKeys>,
-    /// The access-token signing key and its `kid`, to sign arbitrary token bodies.
-    pub signing: ed25519_dalek::SigningKey,
-    pub kid: String,
-    pub snapshot: Arc<Snapshot>,
+    pub snapshot: Snapshot,
     pub policy: Policy,
-    /// One token per [`TOKEN_USERS`] entry, then expired, capped-session, not-yet-valid
+    /// One token per `TOKEN_USERS` entry, then expired, capped-session, not-yet-valid
     /// and with-device tokens for bob.
     pub pool: Vec<(String, AccessClaims)>,
 }
 
-static WORLD: LazyLock<World> = LazyLock::new(build_world);
+static FUZZ: LazyLock<Fuzz> = LazyLock::new(build);
 
-pub fn world() -> &'static World {
-    &WORLD
+pub fn world() -> &'static Fuzz {
+    &FUZZ
 }
 
-fn build_world() -> World {
-    let issuer_key = || KeyPair::new_from_raw(KeyPairType::Account, [1; 32]).expect("account key");
-    let callout_xkey = XKey::new_from_raw([2; 32]);
-    let server = KeyPair::new_from_raw(KeyPairType::Server, [3; 32]).expect("server key");
-    let server_xkey = XKey::new_from_raw([4; 32]);
-    let signing = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
-    let pem = signing.to_pkcs8_pem(LineEnding::LF).expect("pem");
-    let kid = kid_for(&signing.verifying_key().to_bytes());
-    let tokens = Arc::new(
-        TokenKeys::new(TOKEN_ISSUER, TOKEN_AUDIENCE)
-            .with_signing_pem(&pem)
-            .expect("signing key"),
-    );
-    let snapshot = Arc::new(
-        Snapshot::from_sources(&[("fuzz.toml".to_string(), PERMISSIONS.to_string())]).expect("permissions"),
-    );
-    let policy = Policy::with_token_reset_roles(
-        &CalloutSettings::default(),
-        &[nats_callout::permissions::Role::Sysadmin],
-    )
-    .expect("policy");
-    let callout = |xkey: Option<XKey>| {
-        Callout::new(
-            CalloutKeys::new(issuer_key(), xkey),
-            tokens.clone(),
-            Arc::new(ArcSwap::new(snapshot.clone())),
-            Arc::new(AtomicU64::new(1)),
-            Revocations::default(),
-            policy.clone(),
-        )
-    };
+fn build() -> Fuzz {
+    let w = World::fixed();
+    let snapshot = || super::snapshot(PERMISSIONS);
     let mint = |user: &str, device: Option<&str>, sexp: Option<i64>, now: i64| {
         let req = MintRequest {
             user,
@@ -158,41 +65,24 @@ fn build_world() -> World {
             ttl: Duration::from_secs(300),
             session_expires_at: sexp,
         };
-        tokens.mint_with_id(&req, "t1", now).expect("mint")
+        w.tokens.mint_with_id(&req, "t1", now).expect("mint")
     };
     let mut pool: Vec<_> = TOKEN_USERS.iter().map(|u| mint(u, None, None, NOW)).collect();
     pool.push(mint("bob", None, None, NOW - 1000));
     pool.push(mint("bob", None, Some(NOW + 100), NOW));
     pool.push(mint("bob", None, None, NOW + 1000));
     pool.push(mint("alice", Some("d1"), None, NOW));
-    World {
-        plain: callout(None),
-        sealed: callout(Some(XKey::new_from_raw([2; 32]))),
-        issuer: issuer_key().public_key(),
-        callout_xkey,
-        server,
-        server_xkey,
-        tokens,
-        signing,
-        kid,
-        snapshot,
-        policy,
+    Fuzz {
+        plain: w.callout(snapshot(), false),
+        sealed: w.callout(snapshot(), true),
+        snapshot: snapshot(),
+        policy: super::policy(),
         pool,
+        w,
     }
 }
 
-impl World {
-    fn public_xkey(k: &XKey) -> XKey {
-        XKey::from_public_key(&k.public_key()).expect("public xkey")
-    }
-
-    /// Seal `data` as nats-server does, from the server's curve key to the callout's.
-    pub fn seal_request(&self, data: &[u8]) -> Vec<u8> {
-        self.server_xkey
-            .seal(data, &Self::public_xkey(&self.callout_xkey))
-            .expect("seal")
-    }
-
+impl Fuzz {
     /// Replace `$S` (server key), `$I` (our issuer), `$X` (server curve key), `$K` (token
     /// kid) and `$0`..`$9` (pool tokens), so fuzz inputs can name them.
     pub fn expand(&self, data: &[u8]) -> Vec<u8> {
@@ -201,10 +91,10 @@ impl World {
         while i < data.len() {
             if data[i] == b'$' && i + 1 < data.len() {
                 let sub = match data[i + 1] {
-                    b'S' => Some(self.server.public_key()),
-                    b'I' => Some(self.issuer.clone()),
-                    b'X' => Some(self.server_xkey.public_key()),
-                    b'K' => Some(self.kid.clone()),
+                    b'S' => Some(self.w.server.public_key()),
+                    b'I' => Some(self.w.issuer_public()),
+                    b'X' => Some(self.w.server_xkey.public_key()),
+                    b'K' => Some(self.w.kid.clone()),
                     d @ b'0'..=b'9' => Some(self.pool[usize::from(d - b'0')].0.clone()),
                     _ => None,
                 };
@@ -220,32 +110,16 @@ impl World {
         out
     }
 
-    /// A JWT with `body` as its claims, signed by the server key (the body is not checked).
-    fn server_signed(&self, body: &[u8]) -> String {
-        let mut jwt = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-        jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(body));
-        let sig = self.server.sign(jwt.as_bytes()).expect("sign");
-        jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
-        jwt
-    }
-
-    /// A request as nats-server 2.15.1 writes it (see `src/claims/request.rs`).
+    /// A request as nats-server 2.15.1 writes it, for the first pool token and `all1;bob1`.
     pub fn request_json(&self) -> Value {
-        json!({
-            "aud": request::REQUEST_AUDIENCE, "exp": NOW + 2, "iat": NOW, "iss": self.server.public_key(),
-            "jti": "X", "sub": self.issuer,
-            "nats": {
-                "server_id": {"name": "n1", "host": "127.0.0.1", "id": self.server.public_key(),
-                              "version": "2.15.1", "xkey": self.server_xkey.public_key()},
-                "user_nkey": KeyPair::new_from_raw(KeyPairType::User, [6; 32]).expect("user key").public_key(),
-                "client_info": {"host": "127.0.0.1", "id": 29, "user": "all1;bob1", "kind": "Client", "type": "nats"},
-                "connect_opts": {"auth_token": self.pool[0].0, "user": "all1;bob1", "lang": "rust",
-                                 "version": "0.51.0", "protocol": 1},
-                "type": request::REQUEST_TYPE, "version": 2
-            }
-        })
+        let mut v = self.w.request_claims(&self.pool[0].0, "all1;bob1", NOW);
+        v["jti"] = json!("X");
+        v["nats"]["user_nkey"] = json!(
+            KeyPair::new_from_raw(KeyPairType::User, [6; 32])
+                .expect("user key")
+                .public_key()
+        );
+        v
     }
 }
 
@@ -311,21 +185,21 @@ pub fn request(data: &[u8]) {
         1 => {
             let header = match b.byte() % 3 {
                 0 => None,
-                1 => Some(w.server_xkey.public_key()),
+                1 => Some(w.w.server_xkey.public_key()),
                 _ => Some(b.string()),
             };
             let (reply, verdict) = w.sealed.handle(b.rest(), header.as_deref(), NOW);
             check_reply(w, true, &reply, &verdict, None);
         }
         2 => {
-            let sealed = w.seal_request(b.rest());
-            let header = w.server_xkey.public_key();
+            let sealed = w.w.seal(b.rest());
+            let header = w.w.server_xkey.public_key();
             let (reply, verdict) = w.sealed.handle(&sealed, Some(&header), NOW);
             check_reply(w, true, &reply, &verdict, None);
         }
         3 => {
             let data = b.rest();
-            if let Ok(req) = request::verify(data, &w.issuer, NOW) {
+            if let Ok(req) = request::verify(data, &w.w.issuer_public(), NOW) {
                 assert!(!req.user_nkey.is_empty(), "verified request without user nkey");
                 assert_eq!(req.kind, request::REQUEST_TYPE);
             }
@@ -339,18 +213,17 @@ pub fn request(data: &[u8]) {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
             });
-            send(w, sealed, w.server_signed(&body), requested.as_deref());
+            send(w, sealed, w.w.server_signed(&body), requested.as_deref());
         }
         _ => structured(w, &mut b),
     }
 }
 
 /// Send a server-signed request JWT through the plain or the sealed callout and check the reply.
-fn send(w: &World, sealed: bool, jwt: String, requested: Option<&str>) {
+fn send(w: &Fuzz, sealed: bool, jwt: String, requested: Option<&str>) {
     let (reply, verdict) = if sealed {
-        let header = w.server_xkey.public_key();
-        w.sealed
-            .handle(&w.seal_request(jwt.as_bytes()), Some(&header), NOW)
+        let header = w.w.server_xkey.public_key();
+        w.sealed.handle(&w.w.seal(jwt.as_bytes()), Some(&header), NOW)
     } else {
         w.plain.handle(jwt.as_bytes(), None, NOW)
     };
@@ -410,7 +283,7 @@ fn remove(v: &mut Value, path: &[&str]) {
 }
 
 /// A JSON value of any type, often the right one.
-fn any_value(w: &World, b: &mut Bytes<'_>) -> Value {
+fn any_value(w: &Fuzz, b: &mut Bytes<'_>) -> Value {
     match b.byte() % 20 {
         0 => Value::Null,
         1 => json!(true),
@@ -421,8 +294,8 @@ fn any_value(w: &World, b: &mut Bytes<'_>) -> Value {
         6 => json!(u64::MAX),
         7 => json!(1.5),
         8 => json!(""),
-        9 => json!(w.issuer),
-        10 => json!(w.server.public_key()),
+        9 => json!(w.w.issuer_public()),
+        10 => json!(w.w.server.public_key()),
         11 => json!(
             KeyPair::new_from_raw(KeyPairType::Server, [7; 32])
                 .expect("key")
@@ -463,7 +336,7 @@ fn room_list(b: &mut Bytes<'_>) -> String {
 }
 
 /// A valid token with a few bytes changed.
-fn mutated_token(w: &World, b: &mut Bytes<'_>) -> (Vec<u8>, usize) {
+fn mutated_token(w: &Fuzz, b: &mut Bytes<'_>) -> (Vec<u8>, usize) {
     let i = usize::from(b.byte()) % w.pool.len();
     let mut t = w.pool[i].0.clone().into_bytes();
     for _ in 0..=(b.byte() % 4) {
@@ -483,7 +356,7 @@ fn mutated_token(w: &World, b: &mut Bytes<'_>) -> (Vec<u8>, usize) {
     (t, i)
 }
 
-fn token_value(w: &World, b: &mut Bytes<'_>) -> Value {
+fn token_value(w: &Fuzz, b: &mut Bytes<'_>) -> Value {
     match b.byte() % 6 {
         0 => json!(b.string()),
         1 => json!("null"),
@@ -497,7 +370,7 @@ fn token_value(w: &World, b: &mut Bytes<'_>) -> Value {
 }
 
 /// A valid request, mutated up to 16 times, signed by the server and sent.
-fn structured(w: &World, b: &mut Bytes<'_>) {
+fn structured(w: &Fuzz, b: &mut Bytes<'_>) {
     let sealed = b.byte() & 1 == 1;
     let mut v = w.request_json();
     for _ in 0..16 {
@@ -548,32 +421,31 @@ fn structured(w: &World, b: &mut Bytes<'_>) {
         .pointer("/nats/connect_opts/user")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let jwt = encode(&v, &w.server).expect("sign request");
+    let jwt = encode(&v, &w.w.server).expect("sign request");
     send(w, sealed, jwt, requested.as_deref());
 }
 
 /// The reply must match the verdict, be signed by our issuer, and an allow must carry
 /// only subjects the user was granted (see [`check_subjects`]).
-fn check_reply(w: &World, sealed: bool, reply: &[u8], verdict: &Verdict, requested: Option<&str>) {
+fn check_reply(w: &Fuzz, sealed: bool, reply: &[u8], verdict: &Verdict, requested: Option<&str>) {
     if let Verdict::Refused(_) = verdict {
         assert!(reply.is_empty(), "a refused request must get an empty reply");
         return;
     }
     let reply = if sealed {
-        w.server_xkey
-            .open(reply, &World::public_xkey(&w.callout_xkey))
+        w.w.open_reply(reply)
             .expect("a sealed request gets a reply sealed to the server")
     } else {
         reply.to_vec()
     };
     let reply = String::from_utf8(reply).expect("reply is UTF-8");
     let (iss, resp) = claims::decode_verified::<Value>(&reply).expect("reply verifies");
-    assert_eq!(iss, w.issuer, "reply issuer");
+    assert_eq!(iss, w.w.issuer_public(), "reply issuer");
     assert_eq!(resp["nats"]["type"], "authorization_response");
     match (verdict, resp["nats"]["jwt"].as_str()) {
         (Verdict::Allowed(allowed), Some(user_jwt)) => {
             let (iss, user) = claims::decode_verified::<Value>(user_jwt).expect("user JWT verifies");
-            assert_eq!(iss, w.issuer, "user JWT issuer");
+            assert_eq!(iss, w.w.issuer_public(), "user JWT issuer");
             assert_eq!(user["aud"], w.policy.account.as_str(), "user JWT audience");
             assert_eq!(
                 user["sub"], resp["sub"],
@@ -586,16 +458,21 @@ fn check_reply(w: &World, sealed: bool, reply: &[u8], verdict: &Verdict, request
             );
             let name = user["name"].as_str().expect("user JWT name");
             assert_eq!(name, allowed.0.identity.sub);
+            assert!(user["nats"].get("resp").is_none(), "no response permission");
             let list = |dir: &str| -> Vec<String> {
-                let allow = user["nats"][dir]["allow"]
-                    .as_array()
-                    .expect("explicit allow list");
-                let deny = user["nats"][dir]["deny"].as_array().map_or(0, Vec::len);
-                assert_eq!(deny, 0, "no deny list is needed");
+                let strings = |key: &str| -> Vec<String> {
+                    user["nats"][dir][key]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("an explicit {dir} {key} list"))
+                        .iter()
+                        .map(|s| s.as_str().expect("subject").to_owned())
+                        .collect()
+                };
+                let (allow, deny) = (strings("allow"), strings("deny"));
+                // An empty allow list means allow-all: nothing allowed is a deny of all.
+                let want: &[&str] = if allow.is_empty() { &[">"] } else { &[] };
+                assert_eq!(deny, want, "{dir}: deny all exactly when nothing is allowed");
                 allow
-                    .iter()
-                    .map(|s| s.as_str().expect("subject").to_owned())
-                    .collect()
             };
             let (publish, subscribe) = (list("pub"), list("sub"));
             let roles = &w.policy.token_reset_roles;
@@ -613,11 +490,11 @@ fn check_reply(w: &World, sealed: bool, reply: &[u8], verdict: &Verdict, request
     }
 }
 
-/// Whether `publish` and `subscribe` are explicit, non-empty, wildcard-free lists of what
-/// `user` was granted: `_INBOX.<user>.>` both ways; `chat.<room>.>` to subscribe and
-/// `chat.<room>.<user>` to publish for a valid requested room the snapshot lets the user
-/// read or write; the service subjects for service users; token reset for the roles
-/// allowed it. `requested` is the CONNECT `user` field, when known.
+/// Whether `publish` and `subscribe` are explicit, wildcard-free lists of what `user` was
+/// granted: `_INBOX.<user>.>` to subscribe (never to publish); `chat.<room>.>` to subscribe
+/// and `chat.<room>.<user>` to publish for a valid requested room the snapshot lets the
+/// user read or write; the subjects of the user's role-derived privileges. `requested` is
+/// the CONNECT `user` field, when known.
 pub fn check_subjects(
     snapshot: &Snapshot,
     token_reset_roles: &[Role],
@@ -630,10 +507,10 @@ pub fn check_subjects(
     let u = snapshot
         .user(user)
         .ok_or_else(|| format!("granted user {user:?} is not in the permission files"))?;
-    if publish.is_empty() || subscribe.is_empty() {
-        return Err("an empty allow list means allow-all".into());
-    }
     let inbox = format!("_INBOX.{user}.>");
+    if !subscribe.contains(&inbox) {
+        return Err("the user's inbox is not readable".into());
+    }
     let requested: Option<HashSet<&str>> = requested.map(|r| r.split([';', ',']).collect());
     let room_ok = |room: &str, can: fn(Access) -> bool| {
         validate_name(room).is_ok()
@@ -649,11 +526,10 @@ pub fn check_subjects(
             return Err(format!("subject {s:?} has a wildcard, empty token or whitespace"));
         }
     }
+    let privileged: Vec<String> = privilege_subjects(Privileges::of(u, token_reset_roles)).collect();
     for s in publish {
         let tokens: Vec<&str> = s.split('.').collect();
-        let ok = *s == inbox
-            || (SERVICE_SUBJECTS.contains(&s.as_str()) && u.has_role(Role::Service))
-            || (s == TOKEN_RESET_SUBJECT && u.roles().any(|r| token_reset_roles.contains(&r)))
+        let ok = privileged.contains(s)
             || matches!(tokens[..], ["chat", room, last] if last == user && room_ok(room, Access::can_write));
         if !ok {
             return Err(format!("publish {s:?} is not a grant of {user}"));
@@ -690,7 +566,7 @@ pub fn access_token(data: &[u8]) {
             let mut token = URL_SAFE_NO_PAD.encode(header);
             token.push('.');
             token.push_str(&URL_SAFE_NO_PAD.encode(body));
-            let sig = w.signing.sign(token.as_bytes());
+            let sig = w.w.signing.sign(token.as_bytes());
             token.push('.');
             token.push_str(&URL_SAFE_NO_PAD.encode(sig.to_bytes()));
             check_token(w, &token, None);
@@ -710,7 +586,15 @@ pub fn access_token(data: &[u8]) {
                 session_expires_at: sexp,
             };
             let tid = b.string();
-            let (token, claims) = w.tokens.mint_with_id(&req, &tid, at).expect("mint");
+            let (token, claims) = match w.w.tokens.mint_with_id(&req, &tid, at) {
+                Ok(minted) => minted,
+                // Longer than `tokens.max_token_ttl`: refused at mint, never issued.
+                Err(TokenError::Lifetime { .. }) => {
+                    assert!(ttl > w.w.tokens.max_lifetime(), "{ttl:?} refused");
+                    return;
+                }
+                Err(e) => panic!("mint: {e}"),
+            };
             let want = if claims.exp <= NOW {
                 Err("access-token-expired")
             } else if claims.iat > NOW + 60 {
@@ -719,8 +603,8 @@ pub fn access_token(data: &[u8]) {
                 Ok(claims.clone())
             };
             for got in [
-                w.tokens.verify(&token, NOW),
-                w.tokens.verify_uncached(&token, NOW),
+                w.w.tokens.verify(&token, NOW),
+                w.w.tokens.verify_uncached(&token, NOW),
             ] {
                 assert_eq!(got.map_err(|e| e.code()), want, "round trip of {claims:?}");
             }
@@ -728,9 +612,9 @@ pub fn access_token(data: &[u8]) {
     }
 }
 
-fn check_token(w: &World, token: &str, original: Option<&AccessClaims>) {
-    let uncached = w.tokens.verify_uncached(token, NOW);
-    let cached = w.tokens.verify(token, NOW);
+fn check_token(w: &Fuzz, token: &str, original: Option<&AccessClaims>) {
+    let uncached = w.w.tokens.verify_uncached(token, NOW);
+    let cached = w.w.tokens.verify(token, NOW);
     assert_eq!(cached, uncached, "the verified-token cache changes the result");
     match cached {
         Ok(c) => {
@@ -873,7 +757,7 @@ fn check_valid_snapshot(s: &Snapshot) {
 }
 
 /// Decide for `user` (with a fresh token) against `s` and check the granted subjects.
-fn check_decision(w: &World, s: &Snapshot, user: &str, requested: &str) {
+fn check_decision(w: &Fuzz, s: &Snapshot, user: &str, requested: &str) {
     let req = MintRequest {
         user,
         session: "s1",
@@ -881,7 +765,7 @@ fn check_decision(w: &World, s: &Snapshot, user: &str, requested: &str) {
         ttl: Duration::from_secs(300),
         session_expires_at: None,
     };
-    let (token, _) = w.tokens.mint_with_id(&req, "t1", NOW).expect("mint");
+    let (token, _) = w.w.tokens.mint_with_id(&req, "t1", NOW).expect("mint");
     let request = AuthRequest {
         user_nkey: "UFUZZ".into(),
         client_info: ClientInfo {
@@ -898,7 +782,7 @@ fn check_decision(w: &World, s: &Snapshot, user: &str, requested: &str) {
     };
     let revoked = RevocationIndex::default();
     let inputs = Inputs {
-        tokens: &w.tokens,
+        tokens: &w.w.tokens,
         snapshot: s,
         revoked: &revoked,
         policy: &w.policy,

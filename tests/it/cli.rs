@@ -1,12 +1,10 @@
 //! The `nats-callout` binary: `keys`, `check`, `hash-password`, `token` and `serve`
 //! as an operator runs them.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{EnvOptions, TestEnv};
+use crate::support::{EnvOptions, TestEnv};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
@@ -116,7 +114,7 @@ async fn serve_and_token_work_together() {
     let token = token.trim().to_string();
     let claims = env
         .tokens
-        .verify(&token, nats_callout::callout::now_secs())
+        .verify(&token, nats_callout::clock::now_secs())
         .unwrap();
     assert_eq!(claims.sub, "bob");
     assert!(claims.exp - claims.iat <= 120);
@@ -128,7 +126,7 @@ async fn serve_and_token_work_together() {
         .await;
 
     // SIGTERM stops it cleanly.
-    let status = common::sigterm(&mut serve);
+    let status = crate::support::sigterm(&mut serve);
     assert!(status.success(), "exit status {status:?}");
 }
 

@@ -6,12 +6,10 @@
 //! Needs `/usr/bin/chromium` (`scripts/install-chromium.sh`) and `npm ci` in `web/`; `make test`
 //! does both.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{EnvOptions, TestEnv, free_port};
+use crate::support::{EnvOptions, TestEnv, free_port};
 use nats_callout::keys;
 use serde_json::{Value, json};
 use std::process::Stdio;

@@ -2,12 +2,10 @@
 //! server-reported auth errors, graceful shutdown, a rolling restart and the hardened
 //! (TLS and nkey) set-up.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, EnvOptions, TestEnv};
+use crate::support::{DEADLINE, EnvOptions, TestEnv};
 use serde_json::Value;
 
 async fn get(url: &str) -> (u16, String) {
@@ -135,7 +133,10 @@ async fn status_command_and_json_audit_log() {
     assert_eq!(status["ready"], true, "{status}");
     assert!(status["authorizations"]["allowed"].as_u64().unwrap() >= 1);
 
-    assert!(common::sigterm(&mut serve).success(), "exit 0 after SIGTERM");
+    assert!(
+        crate::support::sigterm(&mut serve).success(),
+        "exit 0 after SIGTERM"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         !text.contains(&token) && !text.contains("not-a-token"),
@@ -167,7 +168,7 @@ async fn status_command_and_json_audit_log() {
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let env = TestEnv::start(EnvOptions::default()).await;
-    let port = common::free_port();
+    let port = crate::support::free_port();
     let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
     let mut serve = bin()
         .args(["serve", "--config"])
@@ -218,7 +219,7 @@ async fn rolling_restart_loses_no_authorization() {
             tokio::spawn(async move {
                 let (mut ok, mut failed) = (0, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    match common::connect_to(&url, Some(&token), "all1", None).await {
+                    match crate::support::connect_to(&url, Some(&token), "all1", None).await {
                         Ok(_) => ok += 1,
                         Err(e) => failed.push(e.to_string()),
                     }
@@ -306,7 +307,7 @@ async fn client_text_cannot_forge_a_log_line() {
     const FORGED: &str = "ERROR forged: admin revoked everything";
     for format in ["text", "json"] {
         let env = TestEnv::start(EnvOptions::default()).await;
-        let port = common::free_port();
+        let port = crate::support::free_port();
         let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
         let log = env.dir.path().join("service.log");
         let mut serve = bin()
@@ -319,8 +320,10 @@ async fn client_text_cannot_forge_a_log_line() {
         let token = env.token("bob");
         env.connect_when_served(&token, "all1").await;
         let rooms = format!("all1\n{FORGED}\u{1b}[2K");
-        let body = common::raw::Raw::connect_body(Some(&token), &rooms, true);
-        let refused = common::raw::Raw::connect(env.server.port, &body).await.err();
+        let body = crate::support::raw::Raw::connect_body(Some(&token), &rooms, true);
+        let refused = crate::support::raw::Raw::connect(env.server.port, &body)
+            .await
+            .err();
         assert!(
             refused.is_some_and(|e| e.contains("Authorization Violation")),
             "{format}"
@@ -333,7 +336,7 @@ async fn client_text_cannot_forge_a_log_line() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 401);
-        common::sigterm(&mut serve);
+        crate::support::sigterm(&mut serve);
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(
             text.contains("ERROR forged"),

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,19 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::EnforcementSettings;
-use crate::permissions::Snapshot;
-use crate::tokens::refresh::Revocation;
-use crate::tokens::revocation::Revocations;
+use crate::permissions::{Permissions, Snapshot};
+use crate::tokens::revocation::{Revocation, RevocationIndex, Revocations};
+use crate::wire::{DECISION_SUBJECT, INSTANCES_SUBJECT, TokenResetRequest, account_event, server_request};
 use assess::{Action, Current, assess};
 use registry::{ConnKey, DecisionRecord, Registry};
 use throttle::TokenBucket;
-
-/// Decision records are published here (service account).
-pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
-/// Instances announce themselves here; the lowest live id enforces.
-pub const HEARTBEAT_SUBJECT: &str = "nats-callout.instances";
-/// Token reset by token id (exported to the app account).
-pub const TOKEN_RESET_SUBJECT: &str = "auth.v1.tokenReset";
 
 /// Counters of what the enforcer did.
 #[derive(Debug, Default)]
@@ -52,11 +44,10 @@ struct Job {
 }
 
 /// The registry plus the enforcer. One per instance.
-pub struct Sessions {
+pub struct Enforcement {
     instance: String,
     registry: Mutex<Registry>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    snapshot_epoch: Arc<AtomicU64>,
+    permissions: Permissions,
     revocations: Revocations,
     settings: EnforcementSettings,
     account: String,
@@ -86,22 +77,20 @@ struct ConnectEvent {
     client: EventClient,
 }
 
-impl Sessions {
+impl Enforcement {
     pub fn new(
         sys: async_nats::Client,
-        snapshot: Arc<ArcSwap<Snapshot>>,
-        snapshot_epoch: Arc<AtomicU64>,
+        permissions: Permissions,
         revocations: Revocations,
         settings: EnforcementSettings,
         account: String,
     ) -> Arc<Self> {
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
-        Arc::new(Sessions {
+        Arc::new(Enforcement {
             instance: nuid::next().to_string(),
             registry: Mutex::default(),
-            snapshot,
-            snapshot_epoch,
+            permissions,
             revocations,
             settings,
             account,
@@ -112,6 +101,11 @@ impl Sessions {
             queues: Mutex::new(Some((crx, rrx))),
             stats: EnforcementStats::default(),
         })
+    }
+
+    /// The roles that give `auth.v1.tokenReset` (`enforcement.token_reset_roles`).
+    pub fn token_reset_roles(&self) -> &[crate::permissions::Role] {
+        &self.settings.token_reset_roles
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -153,7 +147,7 @@ impl Sessions {
         &'a self,
         snapshot: &'a Snapshot,
         old: Option<&'a Snapshot>,
-        revoked: &'a crate::tokens::revocation::RevocationIndex,
+        revoked: &'a RevocationIndex,
     ) -> Current<'a> {
         Current {
             snapshot,
@@ -176,8 +170,8 @@ impl Sessions {
     /// A new decision arrived: record it; if it was made on an older snapshot or
     /// revocation epoch, judge it again now.
     pub fn on_decision(&self, d: DecisionRecord) {
-        let stale = d.snapshot_epoch < self.snapshot_epoch.load(Ordering::Acquire)
-            || d.revocation_epoch < self.revocations.epoch();
+        let stale =
+            d.snapshot_epoch < self.permissions.epoch() || d.revocation_epoch < self.revocations.epoch();
         let conn = d.conn.clone();
         let entry = {
             let mut r = self.registry();
@@ -188,7 +182,7 @@ impl Sessions {
             && self.is_leader()
             && let Some(e) = entry
         {
-            let (snapshot, revoked) = (self.snapshot.load(), self.revocations.load());
+            let (snapshot, revoked) = (self.permissions.load(), self.revocations.load());
             let action = assess(&e, &self.current(&snapshot, None, &revoked));
             if action != Action::Keep {
                 info!(server = %conn.server, cid = conn.cid, ?action, "stale decision re-evaluated");
@@ -203,7 +197,7 @@ impl Sessions {
             return;
         }
         let since = Instant::now();
-        let new = self.snapshot.load();
+        let new = self.permissions.load();
         let revoked = self.revocations.load();
         let current = self.current(&new, Some(old), &revoked);
         let affected: Vec<(ConnKey, Action)> = {
@@ -229,7 +223,7 @@ impl Sessions {
         }
         let since = Instant::now();
         let idx = self.revocations.load();
-        let snapshot = self.snapshot.load();
+        let snapshot = self.permissions.load();
         let current = self.current(&snapshot, None, &idx);
         // Connections whose decision is unknown cannot be matched by session or device:
         // those a revocation may cover decide again (a revoked token is then refused).
@@ -283,7 +277,7 @@ impl Sessions {
     }
 
     async fn sys_request(&self, server: &str, verb: &str, cid: u64) -> Result<Value, String> {
-        let subject = format!("$SYS.REQ.SERVER.{server}.{verb}");
+        let subject = server_request(Some(server), verb);
         let req = self
             .sys
             .request(subject, json!({ "cid": cid }).to_string().into());
@@ -380,15 +374,12 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .ok_or_else(|| anyhow::anyhow!("sessions already running"))?;
+            .ok_or_else(|| anyhow::anyhow!("enforcement already running"))?;
         let mut decisions = service.subscribe(DECISION_SUBJECT).await?;
-        let mut heartbeats = service.subscribe(HEARTBEAT_SUBJECT).await?;
+        let mut heartbeats = service.subscribe(INSTANCES_SUBJECT).await?;
         let acc = &self.account;
-        let mut connects = self.sys.subscribe(format!("$SYS.ACCOUNT.{acc}.CONNECT")).await?;
-        let mut disconnects = self
-            .sys
-            .subscribe(format!("$SYS.ACCOUNT.{acc}.DISCONNECT"))
-            .await?;
+        let mut connects = self.sys.subscribe(account_event(acc, "CONNECT")).await?;
+        let mut disconnects = self.sys.subscribe(account_event(acc, "DISCONNECT")).await?;
         let mut revocations = self.revocations.subscribe();
         let _ = self.sys.flush().await;
         let _ = service.flush().await;
@@ -422,7 +413,7 @@ impl Sessions {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = beat.tick() => {
-                    let _ = service.publish(HEARTBEAT_SUBJECT, self.instance.clone().into()).await;
+                    let _ = service.publish(INSTANCES_SUBJECT, self.instance.clone().into()).await;
                     metrics::gauge!("nats_callout_live_connections").set(self.len() as f64);
                 }
                 _ = reconcile.tick() => {
@@ -468,10 +459,7 @@ impl Sessions {
         let mut complete: HashSet<String> = HashSet::new();
         let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
         while let Some((server, offset)) = pending.pop() {
-            let subject = match &server {
-                None => "$SYS.REQ.SERVER.PING.CONNZ".to_string(),
-                Some(id) => format!("$SYS.REQ.SERVER.{id}.CONNZ"),
-            };
+            let subject = server_request(server.as_deref(), "CONNZ");
             let inbox = self.sys.new_inbox();
             let mut replies = self.sys.subscribe(inbox.clone()).await?;
             let body = json!({"acc": self.account, "auth": true, "limit": 1024, "offset": offset});
@@ -530,38 +518,5 @@ impl Sessions {
             "reconciled with CONNZ"
         );
         Ok(())
-    }
-}
-
-/// A token-reset request: `{tids?, users?, sessions?, reason?}`, at least one id in all.
-/// A system that changed a user's rights elsewhere names the user; resgate-style callers
-/// name token ids (often the user id too).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenResetRequest {
-    #[serde(default)]
-    pub tids: Vec<String>,
-    #[serde(default)]
-    pub users: Vec<String>,
-    #[serde(default)]
-    pub sessions: Vec<String>,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// The most ids one token-reset request may name.
-pub const MAX_TOKEN_RESET_IDS: usize = 10_000;
-
-impl TokenResetRequest {
-    /// Why the request cannot be served, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        let n = self.tids.len() + self.users.len() + self.sessions.len();
-        match n {
-            0 => Some("name at least one of tids, users, sessions".into()),
-            n if n > MAX_TOKEN_RESET_IDS => Some(format!(
-                "{n} ids named, at most {MAX_TOKEN_RESET_IDS} per request"
-            )),
-            _ => None,
-        }
     }
 }

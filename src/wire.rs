@@ -1,0 +1,148 @@
+//! The wire contract: every NATS subject the service uses or serves, and the messages that
+//! travel on the service's own subjects (decision records, token-reset requests).
+//!
+//! Subjects of the service account (`AUTH` in the demo) are the service's own; `auth.v1.*`
+//! is exported to the app account; `$SYS.*` subjects belong to nats-server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::permissions::{Access, Privileges};
+
+/// nats-server sends authorization requests here (auth callout).
+pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
+/// nats-server reports failed authorizations (timeouts included) here, in the callout account.
+pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
+
+/// Decision records of allowed connections, for live enforcement.
+pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
+/// Instances announce themselves here; the lowest live id enforces.
+pub const INSTANCES_SUBJECT: &str = "nats-callout.instances";
+/// Revocations, broadcast to every instance.
+pub const REVOCATION_SUBJECT: &str = "nats-callout.revocations";
+/// Operators revoke through the running service (service credentials, `nats-callout revoke`).
+pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
+/// Operators ask a running instance for its status (`nats-callout status`).
+pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
+
+/// Internal services ask who a token belongs to (exported to the app account).
+pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";
+/// Re-authorize connections by token id, user or session (exported to the app account).
+pub const TOKEN_RESET_SUBJECT: &str = "auth.v1.tokenReset";
+/// What users with the `service` role may publish to: the service's own endpoints.
+pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT];
+
+/// NATS service discovery (`$SRV.PING|INFO|STATS[.name[.id]]`).
+pub const DISCOVERY_SUBJECTS: &str = "$SRV.>";
+/// The service's name in discovery.
+pub const SERVICE_NAME: &str = "nats-callout";
+
+/// The publish subjects role-derived privileges grant.
+pub fn privilege_subjects(p: Privileges) -> impl Iterator<Item = String> {
+    let service = SERVICE_SUBJECTS.iter().filter(move |_| p.service);
+    let reset = std::iter::once(&TOKEN_RESET_SUBJECT).filter(move |_| p.token_reset);
+    service.chain(reset).map(|s| s.to_string())
+}
+
+/// A request to one server (`LDM`, `KICK`, `CONNZ`), or to all of them with `PING`.
+pub fn server_request(server: Option<&str>, verb: &str) -> String {
+    format!("$SYS.REQ.SERVER.{}.{verb}", server.unwrap_or("PING"))
+}
+
+/// Connect (`CONNECT`) or disconnect (`DISCONNECT`) events of an account.
+pub fn account_event(account: &str, event: &str) -> String {
+    format!("$SYS.ACCOUNT.{account}.{event}")
+}
+
+/// A connection: the server it is on and its client id there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnKey {
+    pub server: String,
+    pub cid: u64,
+}
+
+/// What the callout decided for one allowed connection (on [`DECISION_SUBJECT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub conn: ConnKey,
+    pub user: String,
+    pub session: String,
+    pub device: Option<String>,
+    pub tid: String,
+    /// The access token's `iat` (revocation cutoffs compare with it).
+    pub iat: i64,
+    pub rooms: Vec<(String, Access)>,
+    /// Role-derived publish rights granted (`service`, `token_reset`).
+    #[serde(flatten)]
+    pub privileges: Privileges,
+    pub leafnode: bool,
+    pub expires_at: i64,
+    pub snapshot_epoch: u64,
+    pub revocation_epoch: u64,
+}
+
+/// A token-reset request on [`TOKEN_RESET_SUBJECT`] (or `POST /api/admin/token-reset`):
+/// `{tids?, users?, sessions?, reason?}`, at least one id in all. A system that changed a
+/// user's rights elsewhere names the user; resgate-style callers name token ids (often the
+/// user id too).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResetRequest {
+    #[serde(default)]
+    pub tids: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub sessions: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The most ids one token-reset request may name.
+pub const MAX_TOKEN_RESET_IDS: usize = 10_000;
+
+impl TokenResetRequest {
+    /// Why the request cannot be served, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let n = self.tids.len() + self.users.len() + self.sessions.len();
+        match n {
+            0 => Some("name at least one of tids, users, sessions".into()),
+            n if n > MAX_TOKEN_RESET_IDS => Some(format!(
+                "{n} ids named, at most {MAX_TOKEN_RESET_IDS} per request"
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileges_give_exactly_their_subjects() {
+        let p = |service, token_reset| Privileges { service, token_reset };
+        let subjects = |p| privilege_subjects(p).collect::<Vec<_>>();
+        assert!(subjects(p(false, false)).is_empty());
+        assert_eq!(subjects(p(true, false)), ["auth.v1.usercontext"]);
+        assert_eq!(subjects(p(false, true)), ["auth.v1.tokenReset"]);
+        assert_eq!(
+            subjects(p(true, true)),
+            ["auth.v1.usercontext", "auth.v1.tokenReset"]
+        );
+    }
+
+    #[test]
+    fn a_token_reset_names_at_least_one_id_and_not_too_many() {
+        let req = |tids: usize, users: usize| TokenResetRequest {
+            tids: vec!["t".into(); tids],
+            users: vec!["u".into(); users],
+            ..Default::default()
+        };
+        assert!(req(0, 0).problem().is_some());
+        assert!(req(1, 0).problem().is_none());
+        assert!(req(0, 1).problem().is_none());
+        assert!(req(MAX_TOKEN_RESET_IDS, 1).problem().is_some());
+        assert!(serde_json::from_str::<TokenResetRequest>(r#"{"users": "bob"}"#).is_err());
+        assert!(serde_json::from_str::<TokenResetRequest>(r#"{"nope": 1}"#).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! `GET /api/auth/me` and `GET /api/rooms` (and `/healthz`): the user context, rooms with
+//! their access, expired and forged tokens.
+
+use super::*;
+
+#[tokio::test]
+async fn an_access_token_expires_after_five_minutes() {
+    let api = Api::new();
+    let access = api.login("bob", "bob").await.access();
+    api.advance(ACCESS_TTL - 1);
+    api.me(&access).await.assert_ok();
+    api.advance(1);
+    let r = api.me(&access).await;
+    r.assert_error(StatusCode::UNAUTHORIZED, "access-token-expired");
+    assert_eq!(r.header("x-error-code"), Some("access-token-expired"));
+    api.get("/api/rooms", &[("authorization", &bearer(&access))])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "access-token-expired");
+}
+
+#[tokio::test]
+async fn me_without_any_token_is_missing_token() {
+    let api = Api::new();
+    api.get("/api/auth/me", &[])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
+    api.get("/api/rooms", &[])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
+    // A cookie header without our cookie is no token either.
+    api.get("/api/auth/me", &[("cookie", "other=1")])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
+}
+
+#[tokio::test]
+async fn forged_or_foreign_access_tokens_are_refused_with_a_reason() {
+    let api = Api::new();
+    let good = api.login("bob", "bob").await.access();
+    api.me("not-a-jwt")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token-malformed");
+    // Same claims, another key.
+    let other = Api::new();
+    let foreign = other.login("bob", "bob").await.access();
+    api.remember(&foreign);
+    api.me(&foreign)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token-unknown-key");
+    // A flipped signature.
+    let (head, sig) = good.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{head}.{flipped}{}", &sig[1..]);
+    api.remember(&tampered);
+    api.me(&tampered)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token-bad-signature");
+    // A token from the future (the clock went back more than a minute).
+    api.advance(-61);
+    api.me(&good)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token-not-yet-valid");
+}
+
+#[tokio::test]
+async fn me_with_a_bearer_token_returns_the_user_context() {
+    let api = Api::new();
+    let login = api
+        .login_with(json!({"username": "bob", "password": "bob", "deviceId": "phone", "clientId": "chat"}))
+        .await;
+    let claims = api
+        .state
+        .tokens
+        .verify_access(&login.access(), api.now())
+        .unwrap();
+    let r = api.me(&login.access()).await;
+    r.assert_ok();
+    assert_eq!(
+        r.json,
+        json!({
+            "id": "bob",
+            "clientId": "chat",
+            "roles": ["user"],
+            "data": {
+                "sessionId": claims.sid,
+                "deviceId": "phone",
+                "tokenId": claims.tid,
+                "expiresAt": T0 + ACCESS_TTL,
+            }
+        })
+    );
+    let admin = api.login("admin", "admin").await.access();
+    let r = api.me(&admin).await;
+    let mut roles: Vec<&str> = r.json["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    roles.sort_unstable();
+    assert_eq!(roles, ["admin", "sysadmin"]);
+    assert_eq!(r.json["clientId"], Value::Null);
+    assert_eq!(r.json["data"]["deviceId"], Value::Null);
+}
+
+#[tokio::test]
+async fn me_with_the_cookie_works_from_an_allowed_origin_and_not_from_a_foreign_one() {
+    let api = Api::new();
+    let access = api.login("bob", "bob").await.access();
+    let cookie = cookie_header(&[("theme", "dark"), ("nats_token", &access)]);
+    let r = api
+        .get("/api/auth/me", &[("cookie", &cookie), ("origin", ORIGIN)])
+        .await;
+    r.assert_ok();
+    assert_eq!(r.json["id"], "bob");
+    // A plain navigation (a GET without Origin) is not state-changing: allowed.
+    api.get("/api/auth/me", &[("cookie", &cookie)]).await.assert_ok();
+    api.get("/api/auth/me", &[("cookie", &cookie), ("origin", FOREIGN_ORIGIN)])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    api.get("/api/rooms", &[("cookie", &cookie), ("origin", FOREIGN_ORIGIN)])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+}
+
+fn room_names(rooms: &Value) -> Vec<&str> {
+    rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rooms_lists_exactly_the_rooms_bob_may_join_with_their_access() {
+    let api = Api::new();
+    let access = api.login("bob", "bob").await.access();
+    let r = api
+        .get("/api/rooms", &[("authorization", &bearer(&access))])
+        .await;
+    r.assert_ok();
+    assert_eq!(room_names(&r.json), ["all1", "all2", "all3", "bob1", "bob2"]);
+    assert!(!r.text.contains("alice1"));
+    for room in r.json.as_array().unwrap() {
+        assert_eq!(room["read"], true, "{room}");
+        assert_eq!(room["write"], true, "{room}");
+    }
+    // Alice sees hers, not bob's.
+    let alice = api.login("alice", "alice").await.access();
+    let r = api.get("/api/rooms", &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(room_names(&r.json), ["alice1", "alice2", "all1", "all2", "all3"]);
+    // An admin sees every room.
+    let admin = api.login("admin", "admin").await.access();
+    let r = api.get("/api/rooms", &[("authorization", &bearer(&admin))]).await;
+    assert_eq!(
+        room_names(&r.json),
+        ["alice1", "alice2", "all1", "all2", "all3", "bob1", "bob2"]
+    );
+}
+
+#[tokio::test]
+async fn rooms_shows_read_only_and_write_only_grants_as_such() {
+    let perms = permissions_with(
+        "[rooms.news]\nmembers = [\"bob\"]\naccess = \"read\"\n\n\
+         [rooms.inbox]\nmembers = [\"bob\"]\naccess = \"write\"\n",
+    );
+    let api = Api::with(HttpSettings::default(), perms.path());
+    let access = api.login("bob", "bob").await.access();
+    let r = api
+        .get("/api/rooms", &[("authorization", &bearer(&access))])
+        .await;
+    r.assert_ok();
+    let find = |name: &str| {
+        r.json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing in {}", r.text))
+    };
+    assert_eq!(
+        find("news"),
+        json!({"name": "news", "read": true, "write": false})
+    );
+    assert_eq!(
+        find("inbox"),
+        json!({"name": "inbox", "read": false, "write": true})
+    );
+    assert_eq!(find("bob1"), json!({"name": "bob1", "read": true, "write": true}));
+}
+
+#[tokio::test]
+async fn a_user_removed_from_the_permission_files_is_refused_as_unknown_user() {
+    let api = Api::new();
+    let access = api.login("bob", "bob").await.access();
+    // The files change: bob is gone (alice and admin stay).
+    let dir = tempfile::tempdir().unwrap();
+    let users = std::fs::read_to_string(repo_permissions().join("users.toml")).unwrap();
+    let (_, from_alice) = users.split_once("[users.alice]").unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        format!("[users.alice]{from_alice}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rooms.toml"),
+        "[rooms.all1]\nmembers = [\"alice\"]\n",
+    )
+    .unwrap();
+    api.state.permissions.replace(load(dir.path()));
+
+    api.me(&access)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unknown-user");
+    api.get("/api/rooms", &[("authorization", &bearer(&access))])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unknown-user");
+    api.revoke(&access, json!({"userId": "bob"}))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // And bob can no longer log in.
+    api.remember("bob-was-here");
+    api.try_login(json!({"username": "bob", "password": "bob"}))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
+}
+
+#[tokio::test]
+async fn healthz_answers_ok_and_unknown_paths_are_not_found() {
+    let api = Api::new();
+    let r = api.get("/healthz", &[]).await;
+    r.assert_ok();
+    assert_eq!(r.text, "ok");
+    assert_eq!(api.get("/api/nothing", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/api/auth/login", &[]).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}

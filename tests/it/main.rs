@@ -1,0 +1,25 @@
+//! The integration tests, one binary with a module per area. Every test that needs NATS
+//! starts its own real nats-server (free ports, temp dir); the helpers in [`support`] are
+//! split by what they start.
+//!
+//! - [`callout`]: the chat scenario, bad input, connection types, hostile requests and the
+//!   grant-escape suite;
+//! - [`http`]: the HTTP API, one module per endpoint, on the router without a socket;
+//! - [`tokens`]: the token life cycle end to end (HTTP login, NATS connect, refresh, reuse);
+//! - [`enforcement`]: live permissions, revocations reaching live connections, token reset;
+//! - [`browser`]: the chat page in headless Chromium;
+//! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
+//! - [`cli`]: the binary as an operator runs it;
+//! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
+//! - [`architecture`]: the module graph has no cycle; the layout lists are true.
+
+mod architecture;
+mod browser;
+mod callout;
+mod cli;
+mod enforcement;
+mod http;
+mod production;
+mod properties;
+mod support;
+mod tokens;

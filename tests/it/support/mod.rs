@@ -1,0 +1,52 @@
+//! What the integration tests start, split by what it is: a nats-server ([`server`]), a
+//! test environment around it ([`env`]), the service in-process ([`service`]), chat
+//! clients ([`client`]) and raw protocol connections ([`raw`]).
+
+pub mod client;
+pub mod env;
+pub mod raw;
+pub mod server;
+pub mod service;
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub use client::{Conn, connect_to};
+pub use env::{EnvOptions, TestEnv};
+pub use service::CalloutHandle;
+
+/// Generous upper bound on anything a test waits for.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stop a child process with SIGTERM (as an operator would) and wait for it.
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+    child.wait().unwrap()
+}
+
+/// Raise this process's open-file limit (inherited by the nats-servers it starts) to at
+/// least `n`, for tests that hold many connections.
+pub fn raise_fd_limit(n: u64) {
+    let limit = nats_callout::testing::raise_fd_limit();
+    assert!(limit >= n, "the open-file limit {limit} is below {n}");
+}
+
+/// Wait until `f` holds, checking every 20 ms, up to the deadline.
+pub async fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

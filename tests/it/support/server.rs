@@ -1,0 +1,242 @@
+//! A real nats-server per test: free ports, a temp dir, the test's accounts (AUTH, APP with
+//! an `observer`, SYS), auth callout, websocket, TLS and JetStream as asked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nats_callout::testing::nats_server_bin;
+
+use super::{DEADLINE, EnvOptions, free_port};
+
+/// A running nats-server, killed on drop.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    pub ws_port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(keep) = std::env::var_os("TEST_KEEP_LOGS") {
+            let _ = std::fs::copy(
+                &self.log,
+                Path::new(&keep).join(format!("nats-{}.log", self.port)),
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NatsServer {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server log so far (for assertions and failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What the server configuration needs from the generated keys.
+pub(super) struct ServerSecrets<'a> {
+    pub(super) issuer: &'a str,
+    pub(super) xkey: Option<&'a str>,
+    /// The service user's entry in the AUTH account, and its name in `auth_users`.
+    pub(super) callout_user: &'a str,
+    pub(super) auth_user: &'a str,
+    pub(super) sys_pw: &'a str,
+    pub(super) observer_pw: &'a str,
+    pub(super) tls: Option<&'a Hardened>,
+}
+
+/// The files of the hardened set-up: a CA and a server certificate for 127.0.0.1, and the
+/// service user's nkey.
+pub(super) struct Hardened {
+    pub(super) ca: PathBuf,
+    pub(super) cert: PathBuf,
+    pub(super) key: PathBuf,
+    pub(super) nkey_public: String,
+    pub(super) nkey_seed_file: PathBuf,
+}
+
+impl Hardened {
+    pub(super) fn make(dir: &Path) -> Hardened {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output();
+            let out = out.expect("openssl (Debian package openssl) makes the test certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=nats-callout test CA"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        ca.extend([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        openssl(&csr);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let user = nkeys::KeyPair::new_user();
+        let nkey_seed_file = dir.join("callout.nk");
+        std::fs::write(&nkey_seed_file, user.seed().unwrap()).unwrap();
+        Hardened {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            nkey_public: user.public_key(),
+            nkey_seed_file,
+        }
+    }
+}
+
+pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
+    let ServerSecrets {
+        issuer,
+        xkey,
+        callout_user,
+        auth_user,
+        sys_pw,
+        observer_pw,
+        tls,
+    } = *secrets;
+    let tls = tls
+        .map(|h| format!("tls {{ cert_file: {:?}, key_file: {:?} }}", h.cert, h.key))
+        .unwrap_or_default();
+    let (websocket, auth_callout, ws_allowed_origins) =
+        (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
+    for _attempt in 0..5 {
+        let (port, ws_port) = (free_port(), free_port());
+        let ws = if websocket {
+            let origins = ws_allowed_origins
+                .iter()
+                .map(|o| format!("{o:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "websocket {{ listen: \"127.0.0.1:{ws_port}\", no_tls: true, token_cookie: nats_token, \
+                 allowed_origins: [{origins}] }}"
+            )
+        } else {
+            String::new()
+        };
+        let authorization = if auth_callout {
+            nats_callout::keys::authorization_block(issuer, xkey, &[auth_user, "sys", "observer"], 2)
+        } else {
+            String::new()
+        };
+        let (jetstream, app_js) = if opts.jetstream {
+            (
+                format!("jetstream {{ store_dir: {:?} }}", dir.join("js")),
+                "jetstream: enabled,",
+            )
+        } else {
+            (String::new(), "")
+        };
+        let conf = format!(
+            r#"listen: 127.0.0.1:{port}
+server_name: test
+max_control_line: 8KB
+{jetstream}
+accounts {{
+  AUTH {{ users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
+  APP {{ {app_js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
+         imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
+  SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
+}}
+system_account: SYS
+{authorization}
+{ws}
+{tls}
+"#
+        );
+        let conf_path = dir.join("nats-server.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = dir.join("nats-server.log");
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-l")
+            .arg(&log)
+            .args(if std::env::var_os("TEST_NATS_TRACE").is_some() {
+                &["-DV"][..]
+            } else {
+                &[][..]
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)",
+                    nats_server_bin().display()
+                )
+            });
+        let mut server = NatsServer {
+            child,
+            port,
+            ws_port,
+            log,
+        };
+        let started = std::time::Instant::now();
+        while started.elapsed() < DEADLINE {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // exited: probably a port race; try other ports
+            }
+            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && (!websocket || std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_ok());
+            if up {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.child.kill();
+    }
+    panic!("nats-server did not start");
+}

@@ -1,0 +1,81 @@
+//! The service in-process, started from a test environment's configuration.
+
+use nats_callout::app::App;
+use nats_callout::config::Config;
+use tokio::sync::oneshot;
+
+use super::TestEnv;
+
+impl TestEnv {
+    /// Start the service in-process; it stops when the handle drops. The first instance
+    /// uses `config.tokens.store_path`; later ones get their own store file.
+    pub async fn start_callout(&self) -> CalloutHandle {
+        let n = self.instances.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut config = self.config.clone();
+        if n > 0 {
+            config.tokens.store_path = self.dir.path().join(format!("tokens-{n}.redb"));
+        }
+        self.start_callout_with(config).await
+    }
+
+    pub async fn start_callout_with(&self, config: Config) -> CalloutHandle {
+        let app = App::build(config).await.expect("service starts");
+        let callout = app.callout();
+        let http_addr = app.http_addr();
+        let enforcement = app.enforcement();
+        let reloader = app.reloader();
+        let tokens = app.tokens();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        CalloutHandle {
+            stop: Some(tx),
+            task: Some(task),
+            callout,
+            http_addr,
+            enforcement,
+            reloader,
+            tokens,
+        }
+    }
+}
+
+/// Stops the in-process service when dropped (or explicitly).
+pub struct CalloutHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub callout: std::sync::Arc<nats_callout::callout::Callout>,
+    pub http_addr: Option<std::net::SocketAddr>,
+    pub enforcement: Option<std::sync::Arc<nats_callout::enforcement::Enforcement>>,
+    pub reloader: std::sync::Arc<nats_callout::reload::Reloader>,
+    pub tokens: std::sync::Arc<nats_callout::tokens::service::TokenService>,
+}
+
+impl CalloutHandle {
+    /// Base URL of this instance's HTTP API.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr.expect("HTTP API enabled"))
+    }
+
+    pub fn stats(&self) -> nats_callout::callout::Stats {
+        self.callout.stats()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for CalloutHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
