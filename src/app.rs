@@ -1,5 +1,6 @@
-//! The running service: load keys, tokens and permissions, connect to NATS, serve the
-//! callout, the HTTP API and the service endpoints until shutdown.
+//! The running service: load keys, tokens and permissions, connect to NATS (waiting for it,
+//! with backoff and jitter, at start and after losing it), serve the callout, the HTTP
+//! listeners (public and operations) and the service endpoints until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub struct App {
     permissions: Permissions,
     ops: Arc<Ops>,
     http: Option<tokio::net::TcpListener>,
+    admin: Option<tokio::net::TcpListener>,
     config: Config,
 }
 
@@ -86,9 +88,13 @@ impl App {
         );
         let permissions = Permissions::new(snapshot);
         let tokens = open_tokens(&config, token_keys.clone())?;
+        // Listeners first: the HTTP API answers (and /readyz says why it is not ready)
+        // while NATS is still out of reach.
+        let http = bind(&config.http.listen, "the HTTP API").await?;
+        let admin = bind(&config.http.admin_listen, "the operations listener").await?;
         let health = Arc::new(Health::default());
 
-        let client = connect_as(&config, "service", Some(&health)).await?;
+        let client = connect_as(&config, "service", Some((&health, "nats"))).await?;
         let tokens = Arc::new(tokens.with_nats(client.clone()));
         let callout = Arc::new(Callout::new(
             keys,
@@ -103,7 +109,7 @@ impl App {
                     .system_password()?
                     .map(|s| s.expose().to_string())
                     .unwrap_or_default();
-                let sys = nats_options(&config, "system")?
+                let sys = waiting(nats_options(&config, "system")?, &health, "nats-system")
                     .user_and_password(user.clone(), password)
                     .connect(config.nats.url.as_str())
                     .await
@@ -127,7 +133,7 @@ impl App {
             enforcement.clone(),
         );
         let ops = Arc::new(Ops {
-            health,
+            health: health.clone(),
             counters: callout.counters(),
             enforcement,
             ..Ops::new(
@@ -136,18 +142,16 @@ impl App {
                 tokens.clone(),
             )
         });
-        let requests = connect_as(&config, "requests", None).await?;
+        // Not ready until their subscriptions are in place (see `health::ready_after_flush`).
+        for part in ["callout", "endpoints", "enforcement"] {
+            if part != "enforcement" || ops.enforcement.is_some() {
+                health.set(part, false, "subscribing");
+            }
+        }
+        let requests = connect_as(&config, "requests", Some((&health, "nats-requests"))).await?;
         let sub = callout::subscribe(&requests, &config.callout.queue_group)
             .await
             .context("while subscribing to the authorization subject")?;
-        let http = match config.http.listen.as_str() {
-            "" => None,
-            addr => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("while binding the HTTP API to {addr}"))?,
-            ),
-        };
         Ok(App {
             client,
             requests,
@@ -157,6 +161,7 @@ impl App {
             permissions,
             ops,
             http,
+            admin,
             config,
         })
     }
@@ -187,16 +192,19 @@ impl App {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Where the operations listener listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The HTTP state for this service.
     pub fn http_state(&self) -> Arc<HttpState> {
-        Arc::new(HttpState {
-            tokens: self.tokens.clone(),
-            permissions: self.permissions.clone(),
-            settings: self.config.http.clone(),
-            limiter: Default::default(),
-            clock: Arc::new(now_secs),
-            ops: self.ops.clone(),
-        })
+        Arc::new(HttpState::new(
+            self.tokens.clone(),
+            self.permissions.clone(),
+            self.config.http.clone(),
+            self.ops.clone(),
+        ))
     }
 
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.
@@ -212,12 +220,18 @@ impl App {
             permissions,
             ops,
             http,
+            admin,
             config,
         } = self;
 
         let mut tasks = tokio::task::JoinSet::new();
         let s = stop.clone();
         let max = config.callout.max_in_flight;
+        tokio::spawn(crate::health::ready_after_flush(
+            requests.clone(),
+            ops.health.clone(),
+            "callout",
+        ));
         tasks.spawn({
             let client = client.clone();
             async move {
@@ -246,24 +260,28 @@ impl App {
             }
         });
         if let Some(enforcement) = ops.enforcement.clone() {
-            let (client, stop) = (client.clone(), stop.clone());
+            let (client, stop, health) = (client.clone(), stop.clone(), ops.health.clone());
             tasks.spawn(async move {
-                if let Err(e) = enforcement.run(client, stop).await {
+                if let Err(e) = enforcement.run(client, health, stop).await {
                     warn!(error = %e, "live enforcement stopped");
                 }
                 Ok(())
             });
         }
-        if let Some(listener) = http {
-            info!(addr = ?listener.local_addr().ok(), "HTTP API listening");
+        for (listener, router, what) in [
+            (http, http::router(state.clone()), "HTTP API"),
+            (admin, http::admin_router(state), "operations listener"),
+        ] {
+            let Some(listener) = listener else { continue };
+            info!(addr = ?listener.local_addr().ok(), "{what} listening");
             let s = stop.clone();
             tasks.spawn(async move {
-                let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+                let app = router.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(s.cancelled_owned())
                     .await
                 {
-                    warn!(error = %e, "HTTP server failed");
+                    warn!(error = %e, "{what} failed");
                 }
                 Ok(())
             });
@@ -288,7 +306,11 @@ impl App {
             warn!("tasks did not stop within 10 s");
         }
         for c in [requests, client] {
-            c.drain().await.context("while draining the NATS connection")?;
+            // A connection that never came up has nothing to drain: do not wait for it.
+            match tokio::time::timeout(std::time::Duration::from_secs(5), c.drain()).await {
+                Ok(r) => r.context("while draining the NATS connection")?,
+                Err(_) => warn!("NATS did not drain within 5 s"),
+            }
         }
         info!("stopped");
         Ok(())
@@ -314,17 +336,81 @@ fn nats_options(config: &Config, role: &str) -> anyhow::Result<async_nats::Conne
     Ok(opts)
 }
 
-/// Connect to NATS with the service's credentials (user/password or nkey seed).
+/// Connect to NATS with the service's credentials (user/password or nkey seed), once:
+/// for the CLI, which reports a server that is not there.
 pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
     connect_as(config, "service", None).await
 }
 
-/// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, the connection
-/// reports its state there (part `nats`).
+/// Bind a listener, or none for an empty address.
+async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("while binding {what} to {addr}"))?;
+    Ok(Some(l))
+}
+
+/// The delay before reconnect attempt `n`: none for the first, then doubling from 100 ms up
+/// to 5 s, plus up to a quarter more at random, so that many instances (and clients) do
+/// not come back in step.
+pub fn reconnect_delay(attempt: usize) -> std::time::Duration {
+    if attempt <= 1 {
+        return std::time::Duration::ZERO;
+    }
+    let exp = u32::try_from(attempt - 2).unwrap_or(u32::MAX).min(16);
+    let base = 100u64.saturating_mul(1 << exp).min(5_000);
+    let jitter = rand::random::<u64>() % (base / 4 + 1);
+    std::time::Duration::from_millis(base + jitter)
+}
+
+/// Options that wait for NATS: the first connect returns at once and keeps trying in the
+/// background, every loss is retried without end, and the connection reports its state
+/// as `part` of `health` (readiness says why it is not ready).
+fn waiting(
+    opts: async_nats::ConnectOptions,
+    health: &Arc<Health>,
+    part: &'static str,
+) -> async_nats::ConnectOptions {
+    let h = health.clone();
+    h.set(part, false, "connecting");
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    opts.retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback(move |e| {
+            let (h, attempts) = (h.clone(), attempts.clone());
+            async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                match e {
+                    async_nats::Event::Connected => {
+                        attempts.store(0, Relaxed);
+                        h.set(part, true, "connected");
+                    }
+                    async_nats::Event::Disconnected => h.set(part, false, "disconnected, reconnecting"),
+                    async_nats::Event::ClientError(err) => {
+                        let n = attempts.fetch_add(1, Relaxed) + 1;
+                        if h.get(part).is_some_and(|c| !c.ok) {
+                            h.set(part, false, format!("cannot reach NATS: {err} (attempt {n})"));
+                        }
+                        if n == 1 || n.is_power_of_two() {
+                            warn!(connection = part, attempt = n, error = %err, "cannot reach NATS; retrying");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+}
+
+/// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, it waits for
+/// NATS (see [`waiting`]) instead of failing.
 async fn connect_as(
     config: &Config,
     role: &str,
-    health: Option<&Arc<Health>>,
+    health: Option<(&Arc<Health>, &'static str)>,
 ) -> anyhow::Result<async_nats::Client> {
     let mut opts = nats_options(config, role)?;
     if let Some(seed_file) = &config.nats.nkey_seed_file {
@@ -337,28 +423,12 @@ async fn connect_as(
             .unwrap_or_default();
         opts = opts.user_and_password(user.clone(), password);
     }
-    if let Some(h) = health {
-        let h = h.clone();
-        h.set("nats", false, "connecting");
-        opts = opts.event_callback(move |e| {
-            let h = h.clone();
-            async move {
-                match e {
-                    async_nats::Event::Connected => h.set("nats", true, "connected"),
-                    async_nats::Event::Disconnected => h.set("nats", false, "disconnected, reconnecting"),
-                    _ => {}
-                }
-            }
-        });
+    if let Some((h, part)) = health {
+        opts = waiting(opts, h, part);
     }
-    let client = opts
-        .connect(config.nats.url.as_str())
+    opts.connect(config.nats.url.as_str())
         .await
-        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))?;
-    if let Some(h) = health {
-        h.set("nats", true, "connected");
-    }
-    Ok(client)
+        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
 }
 
 /// Remove expired and revoked records in batches, on a schedule.

@@ -219,10 +219,23 @@ impl Default for PermissionSettings {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Address to listen on; empty = no HTTP server.
+    /// Address of the public listener (chat page and user API); empty = none.
     pub listen: String,
+    /// Address of the operations listener (`/metrics`, `/healthz`, `/readyz`,
+    /// `/api/admin/*`); empty = none. Keep it off the public network.
+    pub admin_listen: String,
     /// Mark cookies `Secure` (set this behind TLS).
     pub secure_cookies: bool,
+    /// `Domain` of the cookies, so that a websocket on another host of the same site gets
+    /// `nats_token` (e.g. `example.com` for `chat.example.com` and `ws.example.com`).
+    pub cookie_domain: Option<String>,
+    /// Peers (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For` headers name
+    /// the client: the per-address login limit and the logs use that address. From any other
+    /// peer the headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The websocket URL the chat page connects to, when it is not
+    /// `ws(s)://<page host>:<websocket_port>` (a proxy on another host or path).
+    pub websocket_url: Option<String>,
     /// Origins allowed to make cookie-authenticated requests.
     pub allowed_origins: Vec<String>,
     /// Login attempts per minute per user name.
@@ -237,7 +250,11 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
             secure_cookies: false,
+            cookie_domain: None,
+            trusted_proxies: Vec::new(),
+            websocket_url: None,
             allowed_origins: vec!["http://127.0.0.1:8080".into(), "http://localhost:8080".into()],
             login_per_user_per_minute: 10,
             login_per_address_per_minute: 30,
@@ -374,6 +391,22 @@ impl Config {
         }
         if c.user_jwt_ttl.as_secs() == 0 {
             return invalid("callout.user_jwt_ttl", "must be at least 1s".into());
+        }
+        for p in &self.http.trusted_proxies {
+            if crate::forwarded::Cidr::parse(p).is_none() {
+                return invalid(
+                    "http.trusted_proxies",
+                    format!("{p:?} is neither an IP address nor a CIDR range"),
+                );
+            }
+        }
+        if let Some(d) = &self.http.cookie_domain
+            && (d.is_empty()
+                || !d
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        {
+            return invalid("http.cookie_domain", format!("{d:?} is not a domain name"));
         }
         if self.tokens.max_token_ttl < self.tokens.access_ttl {
             return invalid(

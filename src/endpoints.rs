@@ -73,7 +73,11 @@ impl Endpoints {
         let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
         let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
-        let _ = client.flush().await;
+        tokio::spawn(crate::health::ready_after_flush(
+            client.clone(),
+            ops.health.clone(),
+            "endpoints",
+        ));
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,

@@ -20,6 +20,8 @@
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
 //! - [`reload`]: hot reload of the permission files.
 //! - [`telemetry`]: logs (escaped text or JSON) and metrics.
+//! - [`forwarded`]: the client's address behind trusted proxies.
+//! - [`health`]: what each part the service depends on says of its own state.
 //! - [`ops`]: readiness, status and service discovery of a running instance.
 //! - [`endpoints`]: the service's own NATS endpoints (user context, token reset, revoke, status, discovery).
 //! - [`http`]: the HTTP API, its access rules and the chat page.
@@ -35,6 +37,8 @@ pub mod config;
 pub mod context;
 pub mod endpoints;
 pub mod enforcement;
+pub mod forwarded;
+pub mod health;
 pub mod http;
 pub mod keys;
 pub mod names;

@@ -3,15 +3,15 @@
 //! (`$SRV.PING|INFO|STATS`). Built once by `app` and shared by the HTTP listeners and the
 //! NATS endpoints.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use crate::callout::Counters;
 use crate::clock::{now_secs, rfc3339};
 use crate::enforcement::Enforcement;
+pub use crate::health::{Check, Health};
 use crate::reload::Reloader;
 use crate::tokens::service::TokenService;
 use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
@@ -33,55 +33,6 @@ impl Instance {
             started: now_secs(),
             queue_group: queue_group.to_string(),
         }
-    }
-}
-
-/// The state of one part the service depends on, as last reported by the part itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub ok: bool,
-    /// Why it is not ok (or what it is doing), for people.
-    pub detail: String,
-    /// Unix seconds of the last change.
-    pub since: i64,
-}
-
-/// Parts that report their own state (the NATS connection, later others); each starts
-/// not ready until it says otherwise.
-#[derive(Debug, Default)]
-pub struct Health {
-    parts: Mutex<BTreeMap<&'static str, Check>>,
-}
-
-impl Health {
-    /// Record `part`'s state (the time changes only when `ok` does).
-    pub fn set(&self, part: &'static str, ok: bool, detail: impl Into<String>) {
-        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        let since = match parts.get(part) {
-            Some(c) if c.ok == ok => c.since,
-            _ => now_secs(),
-        };
-        parts.insert(
-            part,
-            Check {
-                ok,
-                detail: detail.into(),
-                since,
-            },
-        );
-    }
-
-    pub fn get(&self, part: &str) -> Option<Check> {
-        self.parts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(part)
-            .cloned()
-    }
-
-    fn all(&self) -> Vec<(&'static str, Check)> {
-        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        parts.iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 }
 
@@ -216,26 +167,5 @@ impl Ops {
             _ => return None,
         };
         Some(v)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_part_keeps_its_since_until_its_state_changes() {
-        let h = Health::default();
-        assert!(h.get("nats").is_none());
-        h.set("nats", false, "connecting");
-        let first = h.get("nats").unwrap();
-        h.set("nats", false, "connection refused");
-        let again = h.get("nats").unwrap();
-        assert_eq!(
-            (again.since, again.detail.as_str()),
-            (first.since, "connection refused")
-        );
-        h.set("nats", true, "connected");
-        assert!(h.get("nats").unwrap().ok);
     }
 }

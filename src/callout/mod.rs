@@ -331,9 +331,9 @@ pub async fn subscribe(
     client: &async_nats::Client,
     queue: &str,
 ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
-    let sub = client.queue_subscribe(AUTH_SUBJECT, queue.to_string()).await?;
-    let _ = client.flush().await;
-    Ok(sub)
+    // No flush: the connection may still be waiting for NATS; the subscription goes out
+    // as soon as it is up.
+    client.queue_subscribe(AUTH_SUBJECT, queue.to_string()).await
 }
 
 /// Serve the requests arriving on `sub` until `shutdown`, at most `max_in_flight`
@@ -395,7 +395,7 @@ pub async fn serve(
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(5), limit.acquire_many(all)).await;
     metrics::gauge!("nats_callout_requests_in_flight").set(0.0);
-    let _ = client.flush().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
 /// Handle one request message: reply, then publish the decision record.

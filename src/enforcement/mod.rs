@@ -367,6 +367,7 @@ impl Enforcement {
     pub async fn run(
         self: Arc<Self>,
         service: async_nats::Client,
+        health: Arc<crate::health::Health>,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let (changes, revokes) = self
@@ -380,9 +381,12 @@ impl Enforcement {
         let acc = &self.account;
         let mut connects = self.sys.subscribe(account_event(acc, "CONNECT")).await?;
         let mut disconnects = self.sys.subscribe(account_event(acc, "DISCONNECT")).await?;
+        let (sys, svc) = (self.sys.clone(), service.clone());
+        tokio::spawn(async move {
+            let _ = sys.flush().await;
+            crate::health::ready_after_flush(svc, health, "enforcement").await;
+        });
         let mut revocations = self.revocations.subscribe();
-        let _ = self.sys.flush().await;
-        let _ = service.flush().await;
 
         let worker = |mut rx: mpsc::UnboundedReceiver<Job>, rate: f64, burst: u32| {
             let me = self.clone();

@@ -66,7 +66,7 @@ fn lifecycle_error(e: LifecycleError) -> ApiError {
 /// The token response: body plus cookies. `browser` keeps tokens out of the body.
 fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
     let now = state.now();
-    let secure = state.settings.secure_cookies;
+    let settings = &state.settings;
     let snapshot = state.permissions.load();
     let scope = snapshot
         .user(&pair.access.sub)
@@ -88,19 +88,19 @@ fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
         }
     };
     add(cookies::set_cookie(
+        settings,
         ACCESS_COOKIE,
         &pair.access_token,
         "/",
         pair.access.exp - now,
-        secure,
     ));
     if browser {
         add(cookies::set_cookie(
+            settings,
             REFRESH_COOKIE,
             &pair.refresh.refresh_token,
             REFRESH_PATH,
             pair.refresh.refresh_expires_at - now,
-            secure,
         ));
     }
     resp
@@ -222,10 +222,10 @@ pub(super) async fn refresh(
     Ok(token_response(&state, &pair, browser))
 }
 
-fn clear_cookies(resp: &mut Response, secure: bool) {
+fn clear_cookies(resp: &mut Response, settings: &crate::config::HttpSettings) {
     for c in [
-        cookies::set_cookie(ACCESS_COOKIE, "", "/", 0, secure),
-        cookies::set_cookie(REFRESH_COOKIE, "", REFRESH_PATH, 0, secure),
+        cookies::set_cookie(settings, ACCESS_COOKIE, "", "/", 0),
+        cookies::set_cookie(settings, REFRESH_COOKIE, "", REFRESH_PATH, 0),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(SET_COOKIE, v);
@@ -260,7 +260,7 @@ pub(super) async fn logout(
         .await
         .map_err(lifecycle_error)?;
     let mut resp = Json(json!({ "revokedSessions": n })).into_response();
-    clear_cookies(&mut resp, state.settings.secure_cookies);
+    clear_cookies(&mut resp, &state.settings);
     Ok(resp)
 }
 

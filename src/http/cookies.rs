@@ -4,17 +4,24 @@
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 
+use crate::config::HttpSettings;
+
 pub const ACCESS_COOKIE: &str = "nats_token";
 pub const REFRESH_COOKIE: &str = "nats_refresh";
 pub const REFRESH_PATH: &str = "/api/auth";
 
-/// A `Set-Cookie` value. `max_age` 0 clears the cookie.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+/// A `Set-Cookie` value. `max_age` 0 clears the cookie. `Secure` and `Domain` follow the
+/// settings (`http.secure_cookies`, `http.cookie_domain`).
+pub fn set_cookie(settings: &HttpSettings, name: &str, value: &str, path: &str, max_age: i64) -> String {
     let mut c = format!(
         "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict",
         max_age.max(0)
     );
-    if secure {
+    if let Some(d) = &settings.cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    if settings.secure_cookies {
         c.push_str("; Secure");
     }
     c
@@ -39,12 +46,27 @@ mod tests {
 
     #[test]
     fn cookies_are_http_only_and_strict() {
-        let c = set_cookie(ACCESS_COOKIE, "abc", "/", 300, true);
+        let secure = HttpSettings {
+            secure_cookies: true,
+            ..Default::default()
+        };
+        let c = set_cookie(&secure, ACCESS_COOKIE, "abc", "/", 300);
         assert_eq!(
             c,
             "nats_token=abc; Path=/; Max-Age=300; HttpOnly; SameSite=Strict; Secure"
         );
-        assert!(!set_cookie(REFRESH_COOKIE, "x", REFRESH_PATH, 0, false).contains("Secure"));
+        let plain = HttpSettings::default();
+        assert!(!set_cookie(&plain, REFRESH_COOKIE, "x", REFRESH_PATH, 0).contains("Secure"));
+        // Behind a proxy with the websocket on another host of the site.
+        let site = HttpSettings {
+            secure_cookies: true,
+            cookie_domain: Some("example.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            set_cookie(&site, ACCESS_COOKIE, "t", "/", 60),
+            "nats_token=t; Path=/; Max-Age=60; HttpOnly; SameSite=Strict; Domain=example.com; Secure"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, Method};
 use axum::routing::{get, post};
 
 use crate::config::HttpSettings;
+use crate::forwarded::TrustedProxies;
 use crate::ops::Ops;
 use crate::permissions::{Permissions, Role};
 use crate::tokens::AccessClaims;
@@ -42,9 +43,29 @@ pub struct HttpState {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Readiness, status, metrics, live enforcement.
     pub ops: Arc<Ops>,
+    /// Whose forwarding headers name the client (`http.trusted_proxies`).
+    pub proxies: TrustedProxies,
 }
 
 impl HttpState {
+    /// The state of a running service: the real clock, fresh rate limits.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        permissions: Permissions,
+        settings: HttpSettings,
+        ops: Arc<Ops>,
+    ) -> Self {
+        HttpState {
+            proxies: TrustedProxies::new(&settings.trusted_proxies),
+            tokens,
+            permissions,
+            settings,
+            limiter: RateLimiter::default(),
+            clock: Arc::new(crate::clock::now_secs),
+            ops,
+        }
+    }
+
     pub fn now(&self) -> i64 {
         (self.clock)()
     }
@@ -52,7 +73,7 @@ impl HttpState {
 
 pub type SharedState = Arc<HttpState>;
 
-/// The API router.
+/// The public router: the chat page and the user API (`http.listen`).
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/api/auth/login", post(auth::login))
@@ -62,27 +83,39 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/introspect", post(auth::introspect))
         .route("/api/auth/me", get(user::me))
         .route("/api/rooms", get(user::rooms))
+        .merge(web::routes())
+        .with_state(state)
+}
+
+/// The operations router (`http.admin_listen`): metrics, health, readiness and the admin
+/// API (admin calls still need an admin's token).
+pub fn admin_router(state: SharedState) -> Router {
+    Router::new()
         .route("/api/admin/status", get(admin::status))
         .route("/api/admin/token-reset", post(admin::token_reset))
         .route("/metrics", get(admin::metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::readyz))
-        .merge(web::routes())
         .with_state(state)
 }
 
-/// The client's address, when the server was started with connect info.
+/// The client's address: the peer, or behind a trusted proxy the address the proxy
+/// forwards (`None` when the server was started without connect info).
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<SharedState> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(ClientAddr(peer.map(|p| {
+            state
+                .proxies
+                .client(p, header("forwarded"), header("x-forwarded-for"))
+        })))
     }
 }
 
@@ -140,7 +173,7 @@ impl FromRequestParts<SharedState> for Admin {
             .user(&caller.claims.sub)
             .is_some_and(|u| u.is_admin());
         if !admin {
-            return Err(ApiError::forbidden("admins only"));
+            return Err(ApiError::forbidden("your roles do not allow this"));
         }
         Ok(Admin(caller))
     }

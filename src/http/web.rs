@@ -105,17 +105,22 @@ fn serve(i: usize, settings: &HttpSettings, headers: &HeaderMap) -> Response {
 /// The CSP: scripts, styles and images only from this origin; connections to this origin and
 /// to the websocket listener on the host the page was loaded from.
 pub fn content_security_policy(settings: &HttpSettings, headers: &HeaderMap) -> String {
-    let scheme = if settings.secure_cookies { "wss" } else { "ws" };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(host_name)
-        .unwrap_or("*");
+    let websocket = match &settings.websocket_url {
+        Some(url) => url.clone(),
+        None => {
+            let scheme = if settings.secure_cookies { "wss" } else { "ws" };
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .and_then(host_name)
+                .unwrap_or("*");
+            format!("{scheme}://{host}:{}", settings.websocket_port)
+        }
+    };
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self' {scheme}://{host}:{port}; base-uri 'none'; form-action 'none'; \
-         frame-ancestors 'none'",
-        port = settings.websocket_port
+         connect-src 'self' {websocket}; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
     )
 }
 
@@ -174,6 +179,8 @@ fn security_headers(h: &mut HeaderMap, csp: &str) {
 #[serde(rename_all = "camelCase")]
 struct PageConfig {
     websocket_port: u16,
+    /// The websocket URL when it is not `ws(s)://<page host>:<websocket_port>` (a proxy).
+    websocket_url: Option<String>,
     /// The logged-in user, or null.
     user: Option<String>,
     /// Expiry of the access token (unix seconds), or null.
@@ -184,6 +191,7 @@ async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Respons
     let caller = authenticate(&state, &headers, false).ok();
     let body = PageConfig {
         websocket_port: state.settings.websocket_port,
+        websocket_url: state.settings.websocket_url.clone(),
         user: caller.as_ref().map(|c| c.claims.sub.clone()),
         expires_at: caller.as_ref().map(|c| c.claims.exp),
     };

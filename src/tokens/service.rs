@@ -243,10 +243,11 @@ impl TokenService {
         let Some(nats) = &self.nats else { return };
         match serde_json::to_vec(revs) {
             Ok(body) => {
+                // No flush: while NATS is away the message waits in the client's buffer,
+                // and a revocation must never wait for NATS.
                 if let Err(e) = nats.publish(REVOCATION_SUBJECT, body.into()).await {
                     warn!(error = %e, "could not broadcast revocations");
                 }
-                let _ = nats.flush().await;
             }
             Err(e) => warn!(error = %e, "could not encode revocations"),
         }

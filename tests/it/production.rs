@@ -27,11 +27,21 @@ async fn metrics_health_and_readiness() {
     let svc = env.start_callout().await;
     env.connect(Some(&env.token("bob")), "all1").await.unwrap();
     assert!(env.connect(None, "all1").await.is_err());
-    let base = svc.http_url();
+    let base = svc.admin_url();
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     let (code, body) = get(&format!("{base}/readyz")).await;
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("\"ready\":true"), "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true, "{body}");
+    for part in [
+        "nats",
+        "nats-requests",
+        "nats-system",
+        "permissions",
+        "tokenStore",
+    ] {
+        assert_eq!(ready["parts"][part]["ok"], true, "{part}: {body}");
+    }
 
     let (_, m) = get(&format!("{base}/metrics")).await;
     let allowed = sample(
@@ -367,5 +377,97 @@ async fn client_text_cannot_forge_a_log_line() {
         if format == "text" {
             assert!(deny.contains("all1\\nERROR forged"), "{deny}");
         }
+    }
+}
+
+/// The service started before nats-server (and then losing it): the HTTP API answers all
+/// along, `/readyz` says which connection is down and why, logins and revocations made
+/// meanwhile are kept, and once nats-server is back the service authorizes again, with no
+/// restart.
+#[tokio::test]
+async fn the_service_waits_for_nats_at_start_and_after_losing_it() {
+    let mut env = TestEnv::start(EnvOptions::default()).await;
+    env.server.stop();
+    let svc = env.launch_callout(env.config.clone()).await;
+    let readyz = |svc_url: String| async move {
+        let (code, body) = get(&format!("{svc_url}/readyz")).await;
+        (code, serde_json::from_str::<Value>(&body).unwrap_or_default())
+    };
+    let (code, ready) = readyz(svc.admin_url()).await;
+    assert_eq!(code, 503, "{ready}");
+    assert_eq!(ready["parts"]["nats"]["ok"], false, "{ready}");
+    assert_eq!(ready["parts"]["tokenStore"]["ok"], true, "{ready}");
+    // The reason shows once the first attempt failed.
+    let start = Instant::now();
+    loop {
+        let (_, ready) = readyz(svc.admin_url()).await;
+        let detail = ready["parts"]["nats"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if detail.contains("cannot reach NATS") {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no reason given: {ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Meanwhile the HTTP API works: two logins, and one of them revoked.
+    let login = |device: &'static str| {
+        let url = format!("{}/api/auth/login", svc.http_url());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({"username": "bob", "password": "bob", "deviceId": device}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["accessToken"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (phone, laptop) = (login("phone").await, login("laptop").await);
+    let now = nats_callout::clock::now_secs();
+    let target = nats_callout::tokens::revocation::RevokeTarget::Device("laptop".into());
+    svc.tokens.revoke(&target, "test", now).await.unwrap();
+
+    env.server.start_again();
+    let start = Instant::now();
+    while readyz(svc.admin_url()).await.0 != 200 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never ready: {:?}",
+            readyz(svc.admin_url()).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.connect_when_served(&phone, "all1").await;
+    assert!(
+        env.connect(Some(&laptop), "all1").await.is_err(),
+        "the revocation was kept"
+    );
+
+    // Losing the server after start: not ready, then back without a restart.
+    env.server.stop();
+    let start = Instant::now();
+    loop {
+        let (code, ready) = readyz(svc.admin_url()).await;
+        if code == 503 && ready["parts"]["nats"]["ok"] == false {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "still ready without a server: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.server.start_again();
+    env.connect_when_served(&phone, "all1;bob1").await;
+    let start = Instant::now();
+    while readyz(svc.admin_url()).await.0 != 200 {
+        assert!(start.elapsed() < DEADLINE, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -325,7 +325,7 @@ async fn sigkill_during_rotations_loses_nothing() {
     };
     async fn wait_up(base: &str) {
         for _ in 0..200 {
-            if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            if reqwest::get(format!("{base}/api/config")).await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -53,12 +53,13 @@ function tokenAnswer({ data, response }) {
 }
 
 export const api = {
-  /** `{websocketPort, user, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
+  /** `{websocketPort, websocketUrl, user, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
   async config() {
     const { data, response } = await call("GET", "/api/config");
     const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
     return {
       websocketPort: data.websocketPort,
+      websocketUrl: data.websocketUrl ?? null,
       user: data.user ?? null,
       expiresInMs: data.expiresAt ? data.expiresAt * 1000 - serverNow : 0,
     };

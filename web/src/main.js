@@ -392,9 +392,10 @@ async function boot() {
     showLogin(`The server cannot be reached: ${err.message}`);
     return;
   }
-  // Built from location.hostname, so the cookie and the websocket's allowed origin match.
+  // Built from location.hostname, so the cookie and the websocket's allowed origin match;
+  // behind a proxy the server names the URL (`http.websocket_url`).
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  wsUrl = `${scheme}://${location.hostname}:${config.websocketPort}`;
+  wsUrl = config.websocketUrl ?? `${scheme}://${location.hostname}:${config.websocketPort}`;
   if (config.user) {
     startSession(config.user, config.expiresInMs);
   } else if (localStorage.getItem(HINT)) {

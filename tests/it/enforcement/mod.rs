@@ -224,7 +224,7 @@ async fn a_broken_edit_keeps_the_grants_and_reports_the_error() {
     // The admin status endpoint reports it too.
     let admin = env.token("admin");
     let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/admin/status", svc.http_url()))
+        .get(format!("{}/api/admin/status", svc.admin_url()))
         .bearer_auth(admin)
         .send()
         .await

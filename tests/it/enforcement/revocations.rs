@@ -187,7 +187,7 @@ async fn token_reset_by_user_and_by_session() {
     let mut phone = login_and_connect(&env, &svc, "bob", "phone").await;
     let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
     let mut alice = login_and_connect(&env, &svc, "alice", "desk").await;
-    let url = format!("{}/api/admin/token-reset", svc.http_url());
+    let url = format!("{}/api/admin/token-reset", svc.admin_url());
     let admin = env.token("admin");
     let (status, b) = post_json(
         url.clone(),

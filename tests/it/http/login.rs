@@ -194,6 +194,58 @@ async fn the_per_address_limit_stops_one_address_trying_many_user_names() {
     api.login_from(attacker, "bob", "bob").await.assert_ok();
 }
 
+/// Behind a trusted proxy the per-address limit counts the address the proxy forwards;
+/// from any other peer the forwarding headers are ignored (a client cannot pick its own
+/// address to dodge the limit).
+#[tokio::test]
+async fn the_per_address_limit_uses_forwarded_addresses_only_from_trusted_proxies() {
+    let api = Api::with_settings(HttpSettings {
+        login_per_address_per_minute: 2,
+        trusted_proxies: vec!["10.0.0.0/8".into()],
+        ..HttpSettings::default()
+    });
+    api.remember("not-the-password");
+    let proxy: SocketAddr = "10.1.2.3:443".parse().unwrap();
+    let fail = |peer: SocketAddr, xff: &'static str| {
+        let api = &api;
+        async move {
+            let headers: Vec<(&str, &str)> = if xff.is_empty() {
+                vec![]
+            } else {
+                vec![("x-forwarded-for", xff)]
+            };
+            api.login_via(peer, &headers, "nobody", "not-the-password").await
+        }
+    };
+    // Two clients behind the proxy: each has its own budget.
+    for _ in 0..2 {
+        fail(proxy, "198.51.100.1")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
+    }
+    fail(proxy, "198.51.100.1")
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    fail(proxy, "198.51.100.2")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
+    // A client that forges the header from the proxy's point of view: the proxy appends
+    // the real address, which is what counts.
+    fail(proxy, "198.51.100.2, 198.51.100.1")
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+    // An untrusted peer cannot choose its address by header.
+    let direct: SocketAddr = "203.0.113.5:5000".parse().unwrap();
+    for xff in ["1.1.1.1", "2.2.2.2"] {
+        fail(direct, xff)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid-credentials");
+    }
+    fail(direct, "3.3.3.3")
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Browser mode
 

@@ -18,7 +18,7 @@ use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use nats_callout::config::HttpSettings;
-use nats_callout::http::{HttpState, router};
+use nats_callout::http::{HttpState, admin_router, router};
 use nats_callout::keys::generate_signing_pem;
 use nats_callout::ops::{Instance, Ops};
 use nats_callout::permissions::{Permissions, Snapshot};
@@ -75,7 +75,10 @@ fn load(dir: &Path) -> Snapshot {
 /// One service under test: its state, its clock, its store directory.
 struct Api {
     state: Arc<HttpState>,
+    /// The public listener's router.
     app: Router,
+    /// The operations listener's router.
+    admin: Router,
     clock: Arc<AtomicI64>,
     /// Tokens and passwords seen so far: none may show up in an error body.
     secrets: Mutex<Vec<String>>,
@@ -121,16 +124,14 @@ impl Api {
         let tokens = Arc::new(tokens);
         let perms = Permissions::new(load(permissions));
         let reloader = Reloader::new(permissions.to_path_buf(), perms.clone(), None);
+        let ops = Arc::new(Ops::new(Instance::new("test"), reloader, tokens.clone()));
         let state = Arc::new(HttpState {
-            tokens: tokens.clone(),
-            permissions: perms,
-            settings,
-            limiter: Default::default(),
             clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            ops: Arc::new(Ops::new(Instance::new("test"), reloader, tokens)),
+            ..HttpState::new(tokens, perms, settings, ops)
         });
         Api {
             app: router(state.clone()),
+            admin: admin_router(state.clone()),
             state,
             clock,
             secrets: Mutex::new(Vec::new()),
@@ -154,7 +155,20 @@ impl Api {
     }
 
     async fn call(&self, req: Request<Body>) -> Resp {
-        let resp = self.app.clone().oneshot(req).await.unwrap();
+        self.call_on(&self.app, req).await
+    }
+
+    /// A request to the operations listener.
+    async fn admin_get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.call_on(&self.admin, req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn call_on(&self, router: &Router, req: Request<Body>) -> Resp {
+        let resp = router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -252,11 +266,26 @@ impl Api {
 
     /// Log in from a given client address.
     async fn login_from(&self, addr: SocketAddr, user: &str, password: &str) -> Resp {
+        self.login_via(addr, &[], user, password).await
+    }
+
+    /// Log in from peer `addr` with extra headers (a proxy's `X-Forwarded-For`, ...).
+    async fn login_via(
+        &self,
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+        user: &str,
+        password: &str,
+    ) -> Resp {
         self.remember(password);
         let mut req = Request::builder()
             .method(Method::POST)
             .uri("/api/auth/login")
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req
             .body(Body::from(
                 json!({"username": user, "password": password}).to_string(),
             ))

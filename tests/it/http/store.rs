@@ -41,12 +41,12 @@ impl Write for SharedWriter {
 async fn a_store_outage_is_a_logged_503_and_readiness_says_so() {
     let api = Api::new();
     let bob = api.login_device("bob", "bob", "phone").await;
-    let ready = api.get("/readyz", &[]).await;
+    let ready = api.admin_get("/readyz", &[]).await;
     assert_eq!(ready.json["parts"]["tokenStore"]["ok"], true, "{}", ready.text);
 
     api.store.set_down(true);
     let (log, _guard) = Captured::start();
-    let ready = api.get("/readyz", &[]).await;
+    let ready = api.admin_get("/readyz", &[]).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json["parts"]["tokenStore"]["ok"], false, "{}", ready.text);
     assert!(
@@ -90,7 +90,7 @@ async fn a_store_outage_is_a_logged_503_and_readiness_says_so() {
 
     // Back up: the refresh token was not used up by the failed attempt, nothing half-done.
     api.store.set_down(false);
-    let ready = api.get("/readyz", &[]).await;
+    let ready = api.admin_get("/readyz", &[]).await;
     assert_eq!(ready.json["parts"]["tokenStore"]["ok"], true, "{}", ready.text);
     let r = api.refresh(&bob.refresh()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -230,12 +230,63 @@ async fn a_user_removed_from_the_permission_files_is_refused_as_unknown_user() {
 #[tokio::test]
 async fn healthz_answers_ok_and_unknown_paths_are_not_found() {
     let api = Api::new();
-    let r = api.get("/healthz", &[]).await;
+    let r = api.admin_get("/healthz", &[]).await;
     r.assert_ok();
     assert_eq!(r.text, "ok");
     assert_eq!(api.get("/api/nothing", &[]).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
         api.get("/api/auth/login", &[]).await.status,
         StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+/// The public listener serves the page and the user API only; metrics, health, readiness
+/// and the admin API are on the operations listener, where admin calls still need an
+/// admin's token.
+#[tokio::test]
+async fn operations_endpoints_are_only_on_the_operations_listener() {
+    let api = Api::new();
+    let admin = api.login("admin", "admin").await.access();
+    let bob = api.login("bob", "bob").await.access();
+    for path in ["/metrics", "/healthz", "/readyz", "/api/admin/status"] {
+        let r = api.get(path, &[("authorization", &bearer(&admin))]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "public {path}: {}", r.text);
+    }
+    let r = api
+        .post(
+            "/api/admin/token-reset",
+            json!({"users": ["bob"]}),
+            &[("authorization", &bearer(&admin))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "public token-reset");
+    for path in ["/", "/api/config"] {
+        assert_eq!(api.get(path, &[]).await.status, StatusCode::OK, "public {path}");
+    }
+
+    assert_eq!(api.admin_get("/metrics", &[]).await.status, StatusCode::OK);
+    assert_eq!(api.admin_get("/readyz", &[]).await.status, StatusCode::OK);
+    api.admin_get("/api/admin/status", &[])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
+    api.admin_get("/api/admin/status", &[("authorization", &bearer(&bob))])
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .admin_get("/api/admin/status", &[("authorization", &bearer(&admin))])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.json["readiness"]["parts"]["tokenStore"]["ok"]
+            .as_bool()
+            .unwrap(),
+        "{}",
+        r.text
+    );
+    assert!(
+        api.admin_get("/api/auth/me", &[("authorization", &bearer(&bob))])
+            .await
+            .status
+            == StatusCode::NOT_FOUND
     );
 }

@@ -125,6 +125,7 @@ impl TestEnv {
         config.tokens.refresh_secret_file = keydir.join(keys::REFRESH_SECRET_FILE);
         config.tokens.store_path = dir.path().join("tokens.redb");
         config.http.listen = "127.0.0.1:0".into();
+        config.http.admin_listen = "127.0.0.1:0".into();
         config.nats.system_user = Some("sys".into());
         config.nats.system_password_file = Some(keydir.join(keys::SYS_PASSWORD_FILE));
         config.enforcement.grace = Duration::from_secs(1);
@@ -195,8 +196,14 @@ impl TestEnv {
         }
     }
 
-    /// Write this environment's service configuration as a `callout.toml` for the binary.
+    /// Write this environment's service configuration as a `callout.toml` for the binary,
+    /// with the public listener on `http_listen` and no operations listener.
     pub fn write_config_file(&self, http_listen: &str) -> PathBuf {
+        self.write_config(http_listen, "")
+    }
+
+    /// [`TestEnv::write_config_file`] with the operations listener on `admin_listen`.
+    pub fn write_config(&self, http_listen: &str, admin_listen: &str) -> PathBuf {
         let c = &self.config;
         let path = self.dir.path().join("callout.toml");
         let xkey = c
@@ -211,7 +218,7 @@ impl TestEnv {
                 "[nats]\nurl = \"{}\"\nuser = \"callout\"\npassword_file = \"{}\"\n\
                  [callout]\nissuer_seed_file = \"{}\"\n{xkey}\
                  [tokens]\nsigning_key_file = \"{}\"\nrefresh_secret_file = \"{}\"\nstore_path = \"{}\"\n\
-                 [permissions]\ndir = \"{}\"\n[http]\nlisten = \"{http_listen}\"\n",
+                 [permissions]\ndir = \"{}\"\n[http]\nlisten = \"{http_listen}\"\nadmin_listen = \"{admin_listen}\"\n",
                 c.nats.url,
                 c.nats.password_file.as_ref().unwrap().display(),
                 c.callout.issuer_seed_file.display(),

@@ -12,6 +12,7 @@ use super::{DEADLINE, EnvOptions, free_port};
 /// A running nats-server, killed on drop.
 pub struct NatsServer {
     child: Child,
+    conf: PathBuf,
     pub port: u16,
     pub ws_port: u16,
     pub log: PathBuf,
@@ -45,6 +46,48 @@ impl NatsServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Stop the server (SIGKILL, as a crash).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the stopped server again, same configuration and ports.
+    pub fn start_again(&mut self) {
+        self.child = spawn(&self.conf, &self.log);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not come back on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn spawn(conf: &Path, log: &Path) -> Child {
+    Command::new(nats_server_bin())
+        .arg("-c")
+        .arg(conf)
+        .arg("-l")
+        .arg(log)
+        .args(if std::env::var_os("TEST_NATS_TRACE").is_some() {
+            &["-DV"][..]
+        } else {
+            &[][..]
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)",
+                nats_server_bin().display()
+            )
+        })
 }
 
 /// What the server configuration needs from the generated keys.
@@ -199,27 +242,10 @@ system_account: SYS
         let conf_path = dir.join("nats-server.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = dir.join("nats-server.log");
-        let child = Command::new(nats_server_bin())
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-l")
-            .arg(&log)
-            .args(if std::env::var_os("TEST_NATS_TRACE").is_some() {
-                &["-DV"][..]
-            } else {
-                &[][..]
-            })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (run scripts/install-nats-server.sh or set NATS_SERVER_BIN)",
-                    nats_server_bin().display()
-                )
-            });
+        let child = spawn(&conf_path, &log);
         let mut server = NatsServer {
             child,
+            conf: conf_path,
             port,
             ws_port,
             log,

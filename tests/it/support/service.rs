@@ -18,10 +18,31 @@ impl TestEnv {
         self.start_callout_with(config).await
     }
 
+    /// Start the service with `config` and wait until it says it is ready (connected,
+    /// subscribed, permissions and store in order).
     pub async fn start_callout_with(&self, config: Config) -> CalloutHandle {
+        let handle = self.launch_callout(config).await;
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        loop {
+            let (ready, body) = handle.ops.readiness();
+            if ready {
+                return handle;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service never got ready: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Start the service with `config` without waiting for it to be ready.
+    pub async fn launch_callout(&self, config: Config) -> CalloutHandle {
         let app = App::build(config).await.expect("service starts");
+        let ops = app.ops();
         let callout = app.callout();
         let http_addr = app.http_addr();
+        let admin_addr = app.admin_addr();
         let enforcement = app.enforcement();
         let reloader = app.reloader();
         let tokens = app.tokens();
@@ -34,9 +55,11 @@ impl TestEnv {
             task: Some(task),
             callout,
             http_addr,
+            admin_addr,
             enforcement,
             reloader,
             tokens,
+            ops,
         }
     }
 }
@@ -47,15 +70,22 @@ pub struct CalloutHandle {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub callout: std::sync::Arc<nats_callout::callout::Callout>,
     pub http_addr: Option<std::net::SocketAddr>,
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub enforcement: Option<std::sync::Arc<nats_callout::enforcement::Enforcement>>,
     pub reloader: std::sync::Arc<nats_callout::reload::Reloader>,
     pub tokens: std::sync::Arc<nats_callout::tokens::service::TokenService>,
+    pub ops: std::sync::Arc<nats_callout::ops::Ops>,
 }
 
 impl CalloutHandle {
     /// Base URL of this instance's HTTP API.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http_addr.expect("HTTP API enabled"))
+    }
+
+    /// Base URL of this instance's operations listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.expect("operations listener enabled"))
     }
 
     pub fn stats(&self) -> nats_callout::callout::Stats {
