@@ -1,17 +1,30 @@
-# nats-callout container image (for users who run containers; tests never need it).
+# nats-callout container image. `docker compose up` builds it (see docker-compose.yml);
+# tests check this file statically (no container engine runs in CI).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Everything the crate needs to build: its manifest, sources, the chat page it embeds
+# (web/src, web/dist) and the targets the manifest declares (bench/, benches/).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked
+COPY web/src ./web/src
+COPY web/dist ./web/dist
+COPY bench ./bench
+COPY benches ./benches
+RUN cargo build --release --locked --bin nats-callout
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 callout
+# A fixed, unprivileged user; the volumes for keys and the token store belong to it.
+RUN useradd --system --uid 10001 --user-group --no-create-home callout \
+ && mkdir -p /keys /data /etc/nats-callout \
+ && chown 10001:10001 /keys /data
 COPY --from=build /src/target/release/nats-callout /usr/local/bin/nats-callout
-COPY callout.toml /etc/nats-callout/callout.toml
+COPY deploy/docker/callout.toml /etc/nats-callout/callout.toml
 COPY permissions /etc/nats-callout/permissions
-USER callout
+USER 10001:10001
 WORKDIR /etc/nats-callout
 ENV NATS_CALLOUT_CONFIG=/etc/nats-callout/callout.toml
+VOLUME ["/keys", "/data"]
+EXPOSE 8080 9090
+HEALTHCHECK --interval=5s --timeout=3s --retries=12 CMD ["nats-callout", "healthcheck"]
 ENTRYPOINT ["nats-callout"]
 CMD ["serve"]

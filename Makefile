@@ -10,7 +10,8 @@ tools:
 release:
 	$(CARGO) build --release --locked
 
-demo: tools release
+# demo.sh checks the demo's ports first, then builds in release mode and runs everything.
+demo: tools
 	scripts/demo.sh
 
 # The browser test: Debian's Chromium and the pinned npm packages (playwright-core; esbuild

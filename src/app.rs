@@ -64,11 +64,15 @@ impl App {
     /// Load everything the configuration names, connect and bind. Fails fast with a
     /// message naming the file or setting at fault.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let keys = CalloutKeys::load(
-            &config.callout.issuer_seed_file,
-            config.callout.xkey_seed_file.as_deref(),
-        )
-        .context("while loading the callout keys")?;
+        let c = &config.callout;
+        let keys = CalloutKeys::load(&c.issuer_seed_file, c.xkey_seed_file.as_deref())
+            .and_then(|k| {
+                k.with_previous(
+                    c.previous_issuer_seed_file.as_deref(),
+                    c.previous_xkey_seed_file.as_deref(),
+                )
+            })
+            .context("while loading the callout keys")?;
         let token_keys =
             Arc::new(TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?);
         let snapshot = Snapshot::load_dir(&config.permissions.dir).map_err(|e| {

@@ -52,8 +52,19 @@ pub enum Command {
         #[arg(long, env = "NATS_CALLOUT_KEYS_DIR", default_value = ".demo")]
         dir: PathBuf,
         /// Replace existing keys.
-        #[arg(long, env = "NATS_CALLOUT_KEYS_FORCE")]
+        #[arg(long, env = "NATS_CALLOUT_KEYS_FORCE", conflicts_with = "keep")]
         force: bool,
+        /// Keep the keys when they already exist (exit 0 without writing): for a one-shot
+        /// container run at every start.
+        #[arg(long, env = "NATS_CALLOUT_KEYS_KEEP")]
+        keep: bool,
+    },
+    /// Exit 0 when the running service is ready (`/readyz` on the operations listener):
+    /// a container health check that needs no HTTP client in the image.
+    Healthcheck {
+        /// Default: `http://<http.admin_listen>/readyz` (an unspecified address as 127.0.0.1).
+        #[arg(long, env = "NATS_CALLOUT_HEALTHCHECK_URL")]
+        url: Option<String>,
     },
     /// Hash a password (argon2id) for the permission files; reads it from stdin.
     HashPassword,
@@ -127,11 +138,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(check(&dir))
         }
-        Command::Keys { dir, force } => {
+        Command::Keys { dir, force, keep } => {
+            if keep && crate::keys::complete(&dir) {
+                eprintln!("keys already in {}: kept", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let g = crate::keys::generate(&dir, force)?;
             eprintln!("keys written to {} (0600 files)", g.dir.display());
             print!("{}", g.snippet);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let config = load(&cli.config)?;
+                    let addr = config.http.admin_listen.replace("0.0.0.0", "127.0.0.1");
+                    anyhow::ensure!(!addr.is_empty(), "http.admin_listen is off: give --url");
+                    format!("http://{addr}/readyz")
+                }
+            };
+            let (status, body) = crate::ops::http_get(&url)
+                .await
+                .with_context(|| format!("while asking {url}"))?;
+            println!("{body}");
+            Ok(if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::HashPassword => {
             let password = read_password()?;

@@ -102,6 +102,11 @@ pub struct CalloutSettings {
     pub issuer_seed_file: PathBuf,
     /// Seed (`SX...`) of the curve key named as `auth_callout.xkey`; unset = no encryption.
     pub xkey_seed_file: Option<PathBuf>,
+    /// During an issuer rotation: the previous issuer seed, still answered with for servers
+    /// whose `auth_callout.issuer` names it.
+    pub previous_issuer_seed_file: Option<PathBuf>,
+    /// During an xkey rotation: the previous curve key, still opening requests sealed to it.
+    pub previous_xkey_seed_file: Option<PathBuf>,
     /// Account the users are placed in (the user JWT `aud`).
     pub account: String,
     pub queue_group: String,
@@ -129,6 +134,8 @@ impl Default for CalloutSettings {
         CalloutSettings {
             issuer_seed_file: PathBuf::from(".demo/issuer.nk"),
             xkey_seed_file: None,
+            previous_issuer_seed_file: None,
+            previous_xkey_seed_file: None,
             account: "APP".into(),
             queue_group: "nats-callout".into(),
             max_in_flight: 256,
@@ -336,7 +343,14 @@ impl Config {
             }
         };
         fix(&mut self.callout.issuer_seed_file);
-        if let Some(p) = self.callout.xkey_seed_file.as_mut() {
+        for p in [
+            &mut self.callout.xkey_seed_file,
+            &mut self.callout.previous_issuer_seed_file,
+            &mut self.callout.previous_xkey_seed_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
         }
         if let Some(p) = self.nats.password_file.as_mut() {
@@ -598,6 +612,11 @@ mod tests {
             .and_then(|r| r.split("```toml\n").nth(1))
             .and_then(|r| r.split("```").next())
             .expect("the example block");
+        assert_eq!(
+            example,
+            include_str!("../deploy/production/callout.toml"),
+            "README shows deploy/production/callout.toml as it is"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("callout.toml");
         std::fs::write(&path, example).unwrap();

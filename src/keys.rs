@@ -24,60 +24,99 @@ pub enum KeyError {
     Exists { path: PathBuf },
 }
 
-/// The keys the callout signs and seals with.
+/// The keys the callout signs and seals with. During a key rotation it also holds the
+/// previous issuer and xkey: it answers each server with the issuer that server names (the
+/// request's `sub`) and opens requests sealed to either xkey.
 pub struct CalloutKeys {
-    issuer: KeyPair,
-    issuer_public: String,
-    xkey: Option<XKey>,
+    /// The current issuer first, then the previous one.
+    issuers: Vec<(KeyPair, String)>,
+    /// The current xkey first, then the previous one; none: no encryption.
+    xkeys: Vec<XKey>,
 }
 
 impl fmt::Debug for CalloutKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CalloutKeys")
-            .field("issuer", &self.issuer_public)
-            .field("xkey", &self.xkey.as_ref().map(XKey::public_key))
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|(_, p)| p).collect::<Vec<_>>(),
+            )
+            .field(
+                "xkeys",
+                &self.xkeys.iter().map(XKey::public_key).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
 
+fn issuer_from(path: &Path) -> Result<KeyPair, KeyError> {
+    KeyPair::from_seed(&read_secret(path)?)
+        .ok()
+        .filter(|k| k.public_key().starts_with('A'))
+        .ok_or_else(|| KeyError::BadSeed {
+            path: path.into(),
+            what: "account nkey",
+        })
+}
+
+fn xkey_from(path: &Path) -> Result<XKey, KeyError> {
+    XKey::from_seed(&read_secret(path)?).map_err(|_| KeyError::BadSeed {
+        path: path.into(),
+        what: "curve xkey",
+    })
+}
+
 impl CalloutKeys {
     pub fn new(issuer: KeyPair, xkey: Option<XKey>) -> Self {
-        let issuer_public = issuer.public_key();
+        let public = issuer.public_key();
         CalloutKeys {
-            issuer,
-            issuer_public,
-            xkey,
+            issuers: vec![(issuer, public)],
+            xkeys: xkey.into_iter().collect(),
         }
     }
 
     /// Read the issuer seed and, if configured, the xkey seed.
     pub fn load(issuer_seed: &Path, xkey_seed: Option<&Path>) -> Result<Self, KeyError> {
-        let seed = read_secret(issuer_seed)?;
-        let issuer = KeyPair::from_seed(&seed)
-            .ok()
-            .filter(|k| k.public_key().starts_with('A'))
-            .ok_or_else(|| KeyError::BadSeed {
-                path: issuer_seed.into(),
-                what: "account nkey",
-            })?;
-        let xkey = match xkey_seed {
-            Some(p) => Some(XKey::from_seed(&read_secret(p)?).map_err(|_| KeyError::BadSeed {
-                path: p.into(),
-                what: "curve xkey",
-            })?),
-            None => None,
-        };
-        Ok(CalloutKeys::new(issuer, xkey))
+        let xkey = xkey_seed.map(xkey_from).transpose()?;
+        Ok(CalloutKeys::new(issuer_from(issuer_seed)?, xkey))
     }
 
+    /// Also answer servers that still name the previous issuer, and open requests still
+    /// sealed to the previous xkey (`callout.previous_*_seed_file`).
+    pub fn with_previous(mut self, issuer: Option<&Path>, xkey: Option<&Path>) -> Result<Self, KeyError> {
+        if let Some(p) = issuer {
+            let k = issuer_from(p)?;
+            let public = k.public_key();
+            self.issuers.push((k, public));
+        }
+        if let Some(p) = xkey {
+            self.xkeys.push(xkey_from(p)?);
+        }
+        Ok(self)
+    }
+
+    /// The current issuer.
     pub fn issuer(&self) -> &KeyPair {
-        &self.issuer
+        &self.issuers[0].0
     }
     pub fn issuer_public(&self) -> &str {
-        &self.issuer_public
+        &self.issuers[0].1
     }
+    /// Every issuer a server may name (current first).
+    pub fn issuer_publics(&self) -> Vec<&str> {
+        self.issuers.iter().map(|(_, p)| p.as_str()).collect()
+    }
+    /// The issuer key whose public key is `public`.
+    pub fn issuer_for(&self, public: &str) -> Option<&KeyPair> {
+        self.issuers.iter().find(|(_, p)| p == public).map(|(k, _)| k)
+    }
+    /// The current xkey.
     pub fn xkey(&self) -> Option<&XKey> {
-        self.xkey.as_ref()
+        self.xkeys.first()
+    }
+    /// Every xkey a request may be sealed to (current first).
+    pub fn xkeys(&self) -> &[XKey] {
+        &self.xkeys
     }
 }
 
@@ -160,17 +199,39 @@ pub struct Generated {
 /// File names inside the key directory.
 pub const ISSUER_FILE: &str = "issuer.nk";
 pub const XKEY_FILE: &str = "xkey.xk";
+/// The service user's nkey seed (`nats.nkey_seed_file`), for servers that know it by key.
+pub const SERVICE_NKEY_FILE: &str = "callout.nk";
 pub const TOKEN_KEY_FILE: &str = "token-signing.pem";
 pub const CALLOUT_PASSWORD_FILE: &str = "callout.pass";
 pub const SYS_PASSWORD_FILE: &str = "sys.pass";
 pub const REFRESH_SECRET_FILE: &str = "refresh.key";
 /// Variables for nats-server.conf's `include`.
 pub const SERVER_VARS_FILE: &str = "nats-keys.conf";
+/// The same variables with the service user's nkey (`CALLOUT_NKEY`) instead of its password.
+pub const SERVER_NKEY_VARS_FILE: &str = "nats-keys-nkey.conf";
 
 fn random_password() -> String {
     let bytes: [u8; 24] = rand::random();
     data_encoding::BASE64URL_NOPAD.encode(&bytes)
 }
+
+/// Whether `dir` holds every file [`generate`] writes.
+pub fn complete(dir: &Path) -> bool {
+    KEY_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// Every file [`generate`] writes.
+pub const KEY_FILES: [&str; 9] = [
+    ISSUER_FILE,
+    XKEY_FILE,
+    SERVICE_NKEY_FILE,
+    TOKEN_KEY_FILE,
+    CALLOUT_PASSWORD_FILE,
+    SYS_PASSWORD_FILE,
+    REFRESH_SECRET_FILE,
+    SERVER_VARS_FILE,
+    SERVER_NKEY_VARS_FILE,
+];
 
 /// Generate every key into `dir` (0600 files) and return the server snippet.
 /// Refuses to overwrite existing keys unless `force`.
@@ -181,12 +242,15 @@ pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
     })?;
     let issuer = KeyPair::new_account();
     let xkey = XKey::new();
+    // The service user's nkey, for servers that authenticate it by key (production).
+    let service = KeyPair::new_user();
     let callout_pw = random_password();
     let sys_pw = random_password();
     let seed = |r: Result<String, nkeys::error::Error>| r.expect("fresh keys always have a seed");
     let files = [
         (ISSUER_FILE, seed(issuer.seed())),
         (XKEY_FILE, seed(xkey.seed())),
+        (SERVICE_NKEY_FILE, seed(service.seed())),
         (TOKEN_KEY_FILE, generate_signing_pem().trim_end().to_string()),
         (CALLOUT_PASSWORD_FILE, callout_pw.clone()),
         (SYS_PASSWORD_FILE, sys_pw.clone()),
@@ -194,13 +258,28 @@ pub fn generate(dir: &Path, force: bool) -> Result<Generated, KeyError> {
             REFRESH_SECRET_FILE,
             data_encoding::BASE64.encode(&rand::random::<[u8; 32]>()),
         ),
+        // nats-server refuses a variable it does not use: one file for each way the
+        // service user logs in.
         (
             SERVER_VARS_FILE,
             format!(
                 "# generated by `nats-callout keys`; included by nats-server.conf\n\
-                 CALLOUT_ISSUER: \"{}\"\nCALLOUT_XKEY: \"{}\"\nCALLOUT_PASSWORD: \"{callout_pw}\"\nSYS_PASSWORD: \"{sys_pw}\"",
+                 CALLOUT_ISSUER: \"{}\"\nCALLOUT_XKEY: \"{}\"\n\
+                 CALLOUT_PASSWORD: \"{callout_pw}\"\nSYS_PASSWORD: \"{sys_pw}\"",
                 issuer.public_key(),
-                xkey.public_key()
+                xkey.public_key(),
+            ),
+        ),
+        (
+            SERVER_NKEY_VARS_FILE,
+            format!(
+                "# generated by `nats-callout keys`; included by a nats-server.conf that knows\n\
+                 # the service user by its nkey\n\
+                 CALLOUT_ISSUER: \"{}\"\nCALLOUT_XKEY: \"{}\"\nCALLOUT_NKEY: \"{}\"\n\
+                 SYS_PASSWORD: \"{sys_pw}\"",
+                issuer.public_key(),
+                xkey.public_key(),
+                service.public_key()
             ),
         ),
     ];
@@ -255,6 +334,7 @@ accounts {{
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
 system_account: SYS
+max_control_line: 8KB   # a CONNECT with 50 rooms and a token (README: Limits)
 {authorization}"#,
         dir = dir.display(),
         authorization = authorization_block(issuer, Some(xkey), &["callout", "sys"], 2)

@@ -82,6 +82,29 @@ pub fn open(payload: &[u8], header: Option<&str>, ours: Option<&XKey>) -> Result
     }
 }
 
+/// [`open`] with any of `ours` (two during a key rotation; none: plain requests only).
+/// Returns which key opened it, to seal the reply with.
+pub fn open_with<'k>(
+    payload: &[u8],
+    header: Option<&str>,
+    ours: &'k [XKey],
+) -> Result<(Opened, Option<&'k XKey>), EnvelopeError> {
+    let Some((first, rest)) = ours.split_first() else {
+        return open(payload, header, None).map(|o| (o, None));
+    };
+    match open(payload, header, Some(first)) {
+        Err(EnvelopeError::Open) => {
+            for k in rest {
+                if let Ok(o) = open(payload, header, Some(k)) {
+                    return Ok((o, Some(k)));
+                }
+            }
+            Err(EnvelopeError::Open)
+        }
+        r => r.map(|o| (o, Some(first))),
+    }
+}
+
 /// Seal `reply` to the server's key when the request was sealed.
 pub fn seal(reply: String, ours: Option<&XKey>, server: Option<&XKey>) -> Vec<u8> {
     match (ours, server) {

@@ -143,14 +143,14 @@ impl Callout {
     }
 
     fn handle_inner(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
-        let opened = match envelope::open(payload, xkey_header, self.keys.xkey()) {
+        let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
                 warn!(reason = e.code(), error = %e, "authorization request refused");
                 return (Vec::new(), Verdict::Refused(e.code()));
             }
         };
-        let req = match request::verify(&opened.jwt, self.keys.issuer_public(), now) {
+        let req = match request::verify_for(&opened.jwt, &self.keys.issuer_publics(), now) {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
@@ -193,7 +193,7 @@ impl Callout {
             }
         };
         let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
-        (envelope::seal(reply, self.keys.xkey(), server_key), verdict)
+        (envelope::seal(reply, our_xkey, server_key), verdict)
     }
 
     fn respond(
@@ -202,8 +202,12 @@ impl Callout {
         verdict: &Verdict,
         now: i64,
     ) -> Result<String, crate::claims::ClaimsError> {
-        let issuer = self.keys.issuer();
-        let issuer_pk = self.keys.issuer_public();
+        // Answer with the issuer this server expects (two during a key rotation).
+        let issuer_pk = req.callout_issuer.as_str();
+        let issuer = self
+            .keys
+            .issuer_for(issuer_pk)
+            .ok_or(crate::claims::ClaimsError::UnknownIssuer)?;
         let (nkey, server) = (req.user_nkey.as_str(), req.server_id.id.as_str());
         match verdict {
             Verdict::Allowed(allowed) => {

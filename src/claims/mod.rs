@@ -38,6 +38,8 @@ pub enum ClaimsError {
     BadSignature,
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("the request names an issuer we hold no key for")]
+    UnknownIssuer,
 }
 
 /// Serialise `claims` and sign them with `signer` (an account key for our replies).

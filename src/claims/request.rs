@@ -30,6 +30,10 @@ pub struct RequestClaims {
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct AuthRequest {
+    /// The callout issuer the server expects the answer from (the request's `sub`): one
+    /// of ours (two during a key rotation).
+    #[serde(skip)]
+    pub callout_issuer: String,
     pub server_id: ServerId,
     pub user_nkey: String,
     pub client_info: ClientInfo,
@@ -118,6 +122,12 @@ pub enum RequestError {
 /// `server_id.id`, `aud`, `type`, `exp` (with [`EXPIRY_SKEW_SECS`]), and `sub` equal to
 /// our issuer account (`auth_callout.issuer`).
 pub fn verify(jwt: &[u8], our_issuer: &str, now: i64) -> Result<AuthRequest, RequestError> {
+    verify_for(jwt, &[our_issuer], now)
+}
+
+/// [`verify`], accepting any of `our_issuers` as the request's `sub` (a key rotation:
+/// servers still on the old issuer and servers already on the new one).
+pub fn verify_for(jwt: &[u8], our_issuers: &[&str], now: i64) -> Result<AuthRequest, RequestError> {
     let jwt = std::str::from_utf8(jwt).map_err(|_| RequestError::NotUtf8)?;
     let unverified = decode_unverified::<RequestClaims>(jwt)?;
     // A request nats-server has already given up on is refused before the signature
@@ -143,16 +153,18 @@ pub fn verify(jwt: &[u8], our_issuer: &str, now: i64) -> Result<AuthRequest, Req
     if claims.nats.kind != REQUEST_TYPE {
         return Err(RequestError::Type(claims.nats.kind));
     }
-    if claims.sub != our_issuer {
+    if !our_issuers.contains(&claims.sub.as_str()) {
         return Err(RequestError::WrongCalloutIssuer {
             got: claims.sub,
-            expected: our_issuer.to_string(),
+            expected: our_issuers.join(" or "),
         });
     }
     if claims.nats.user_nkey.is_empty() {
         return Err(RequestError::NoUserNkey);
     }
-    Ok(claims.nats)
+    let mut req = claims.nats;
+    req.callout_issuer = claims.sub;
+    Ok(req)
 }
 
 #[cfg(test)]

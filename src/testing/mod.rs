@@ -79,7 +79,8 @@ access = "write"
 /// it), then `PATH`.
 pub fn nats_server_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return p.into();
+        // Absolute, so that it also works from another working directory.
+        return std::fs::canonicalize(&p).unwrap_or_else(|_| p.into());
     }
     let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
     if local.exists() {

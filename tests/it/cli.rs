@@ -43,10 +43,32 @@ fn keys_writes_private_files_and_prints_the_server_snippet() {
         let content = std::fs::read_to_string(keys.join(f)).unwrap();
         assert!(!out.contains(content.trim()), "{f} leaked into the snippet");
     }
-    // A second run refuses to overwrite.
+    // A second run refuses to overwrite; with --keep it keeps them and succeeds.
     let (code, _, err) = run(bin().args(["keys", "--dir"]).arg(&keys));
     assert_ne!(code, 0);
     assert!(err.contains("--force"), "{err}");
+    let before = std::fs::read_to_string(keys.join("issuer.nk")).unwrap();
+    let (code, again, err) = run(bin().args(["keys", "--keep", "--dir"]).arg(&keys));
+    assert_eq!(code, 0, "{err}");
+    assert!(again.is_empty() && err.contains("kept"), "{again} {err}");
+    assert_eq!(std::fs::read_to_string(keys.join("issuer.nk")).unwrap(), before);
+
+    // What it printed is the README's snippet, but for the directory and the public keys.
+    let issuer = nkeys::KeyPair::from_seed(before.trim()).unwrap().public_key();
+    let xkey = nkeys::XKey::from_seed(std::fs::read_to_string(keys.join("xkey.xk")).unwrap().trim())
+        .unwrap()
+        .public_key();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let documented = readme
+        .split("```hcl\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README shows the snippet");
+    let printed = out
+        .replace(&keys.display().to_string(), "/etc/nats-callout/keys")
+        .replace(&issuer, "A...")
+        .replace(&xkey, "X...");
+    assert_eq!(printed, documented, "README's snippet is not what `keys` prints");
 }
 
 #[test]

@@ -17,6 +17,8 @@ mod architecture;
 mod browser;
 mod callout;
 mod cli;
+mod demo;
+mod deploy;
 mod enforcement;
 mod http;
 mod production;

@@ -471,3 +471,74 @@ async fn the_service_waits_for_nats_at_start_and_after_losing_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Rotating the issuer and the xkey without downtime: the service is given the new keys
+/// with the old ones as `previous_*`, answers servers still configured with the old keys,
+/// keeps answering when nats-server is reloaded with the new ones, and the old keys can then
+/// be dropped. Without the previous keys, servers on the old keys are refused.
+#[tokio::test]
+async fn issuer_and_xkey_rotate_without_downtime() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let new = env.dir.path().join("new-keys");
+    nats_callout::keys::generate(&new, false).unwrap();
+    let mut config = env.config.clone();
+    let (old_issuer, old_xkey) = (
+        config.callout.issuer_seed_file.clone(),
+        config.callout.xkey_seed_file.clone(),
+    );
+    config.callout.issuer_seed_file = new.join(nats_callout::keys::ISSUER_FILE);
+    config.callout.xkey_seed_file = Some(new.join(nats_callout::keys::XKEY_FILE));
+    let token = env.token("bob");
+
+    // New keys only, server on the old ones: refused (the server names the old issuer).
+    let svc = env.start_callout_with(config.clone()).await;
+    assert!(
+        env.connect(Some(&token), "all1").await.is_err(),
+        "answered with a key the server does not know"
+    );
+    svc.stop().await;
+
+    // New keys plus the previous ones: served.
+    config.callout.previous_issuer_seed_file = Some(old_issuer.clone());
+    config.callout.previous_xkey_seed_file = old_xkey.clone();
+    let svc = env.start_callout_with(config.clone()).await;
+    env.connect(Some(&token), "all1")
+        .await
+        .expect("served with the previous keys");
+
+    // nats-server moves to the new keys. It cannot reload auth_callout, so each server of a
+    // cluster restarts in turn (its clients reconnect to the others meanwhile).
+    let public = |f: &std::path::Path, xkey: bool| {
+        let seed = std::fs::read_to_string(f).unwrap();
+        if xkey {
+            nkeys::XKey::from_seed(seed.trim()).unwrap().public_key()
+        } else {
+            nkeys::KeyPair::from_seed(seed.trim()).unwrap().public_key()
+        }
+    };
+    let conf_path = env.dir.path().join("nats-server.conf");
+    let conf = std::fs::read_to_string(&conf_path)
+        .unwrap()
+        .replace(
+            &public(&old_issuer, false),
+            &public(&new.join("issuer.nk"), false),
+        )
+        .replace(
+            &public(old_xkey.as_ref().unwrap(), true),
+            &public(&new.join("xkey.xk"), true),
+        );
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut env = env;
+    env.server.stop();
+    env.server.start_again();
+    env.connect_when_served(&token, "all1").await;
+    svc.stop().await;
+
+    // The previous keys dropped: still served.
+    config.callout.previous_issuer_seed_file = None;
+    config.callout.previous_xkey_seed_file = None;
+    let _svc = env.start_callout_with(config).await;
+    env.connect(Some(&token), "all1")
+        .await
+        .expect("served with the new keys alone");
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv};
+use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv, ws_exchange};
 use async_nats::ConnectErrorKind;
 use futures::StreamExt;
 
@@ -278,56 +278,15 @@ async fn connection_types_are_checked_by_the_service() {
         .err()
         .expect("plain TCP refused");
     assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation);
-    let ws = ws_exchange(&env, Some(&env.token("bob")), "all1", "SUB chat.all1.> 1\r\n").await;
-    assert!(ws.contains("PONG") && !ws.contains("-ERR"), "{ws}");
-}
-
-/// Talk raw NATS over websocket: upgrade (with an optional `nats_token` cookie and
-/// the demo page's Origin), CONNECT with `user` = rooms, then `extra`, then PING.
-async fn ws_exchange(env: &TestEnv, cookie_token: Option<&str>, rooms: &str, extra: &str) -> String {
-    use futures::SinkExt;
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let mut req = env.server.ws_url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("Origin", "http://127.0.0.1:8080".parse().unwrap());
-    if let Some(t) = cookie_token {
-        req.headers_mut()
-            .insert("Cookie", format!("nats_token={t}").parse().unwrap());
-    }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket upgrade");
-    let _info = ws.next().await;
-    let connect = format!(r#"CONNECT {{"user":"{rooms}","verbose":false,"pedantic":false,"protocol":1}}"#);
-    ws.send(Message::binary(format!("{connect}\r\nPING\r\n").into_bytes()))
-        .await
-        .unwrap();
-    let mut out = String::new();
-    let mut sent_extra = false;
-    let _ = tokio::time::timeout(DEADLINE, async {
-        while let Some(Ok(m)) = ws.next().await {
-            out.push_str(&String::from_utf8_lossy(&m.into_data()));
-            if out.contains("-ERR 'Authorization Violation'") {
-                break;
-            }
-            if out.contains("PONG") && !sent_extra {
-                sent_extra = true;
-                ws.send(Message::binary(format!("{extra}PING\r\n").into_bytes()))
-                    .await
-                    .unwrap();
-                out.clear();
-                continue;
-            }
-            if sent_extra && (out.contains("PONG") || out.contains("-ERR")) {
-                // give a permission error on the extra commands time to arrive before PONG
-                if out.contains("PONG") {
-                    break;
-                }
-            }
-        }
-    })
+    let ws = ws_exchange(
+        &env.server.ws_url(),
+        "http://127.0.0.1:8080",
+        Some(&env.token("bob")),
+        "all1",
+        "SUB chat.all1.> 1\r\n",
+    )
     .await;
-    out
+    assert!(ws.contains("PONG") && !ws.contains("-ERR"), "{ws}");
 }
 
 /// A browser-style websocket client: token only in the `nats_token` cookie, rooms in `user`.
@@ -337,19 +296,27 @@ async fn websocket_client_authenticates_with_the_token_cookie() {
     let _svc = env.start_callout().await;
     let bob = env.token("bob");
     let ok = ws_exchange(
-        &env,
+        &env.server.ws_url(),
+        "http://127.0.0.1:8080",
         Some(&bob),
         "all1;bob1",
         "SUB chat.all1.> 1\r\nSUB chat.bob1.> 2\r\n",
     )
     .await;
     assert!(ok.contains("PONG") && !ok.contains("-ERR"), "granted rooms: {ok}");
-    let refused = ws_exchange(&env, Some(&bob), "all1", "SUB chat.alice1.> 1\r\n").await;
+    let refused = ws_exchange(
+        &env.server.ws_url(),
+        "http://127.0.0.1:8080",
+        Some(&bob),
+        "all1",
+        "SUB chat.alice1.> 1\r\n",
+    )
+    .await;
     assert!(
         refused.contains("Permissions Violation for Subscription to \"chat.alice1.>\""),
         "{refused}"
     );
-    let no_cookie = ws_exchange(&env, None, "all1", "").await;
+    let no_cookie = ws_exchange(&env.server.ws_url(), "http://127.0.0.1:8080", None, "all1", "").await;
     assert!(no_cookie.contains("Authorization Violation"), "{no_cookie}");
 }
 

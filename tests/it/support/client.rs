@@ -62,3 +62,55 @@ pub async fn connect_to(
         errors: rx,
     })
 }
+
+/// Talk raw NATS over websocket to `url`: upgrade with `origin` (and the `nats_token` cookie
+/// when given), CONNECT with `user` = rooms, then `extra`, then PING. Returns what the server
+/// answered to the extra commands (or the refusal).
+pub async fn ws_exchange(
+    url: &str,
+    origin: &str,
+    cookie_token: Option<&str>,
+    rooms: &str,
+    extra: &str,
+) -> String {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Origin", origin.parse().unwrap());
+    if let Some(t) = cookie_token {
+        req.headers_mut()
+            .insert("Cookie", format!("nats_token={t}").parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket upgrade");
+    let _info = ws.next().await;
+    let connect = format!(r#"CONNECT {{"user":"{rooms}","verbose":false,"pedantic":false,"protocol":1}}"#);
+    ws.send(Message::binary(format!("{connect}\r\nPING\r\n").into_bytes()))
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let mut sent_extra = false;
+    let _ = tokio::time::timeout(DEADLINE, async {
+        while let Some(Ok(m)) = ws.next().await {
+            out.push_str(&String::from_utf8_lossy(&m.into_data()));
+            if out.contains("-ERR 'Authorization Violation'") {
+                break;
+            }
+            if out.contains("PONG") && !sent_extra {
+                sent_extra = true;
+                ws.send(Message::binary(format!("{extra}PING\r\n").into_bytes()))
+                    .await
+                    .unwrap();
+                out.clear();
+                continue;
+            }
+            // Give a permission error on the extra commands time to arrive before PONG.
+            if sent_extra && out.contains("PONG") {
+                break;
+            }
+        }
+    })
+    .await;
+    out
+}

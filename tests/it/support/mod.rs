@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub use client::{Conn, connect_to};
+pub use client::{Conn, connect_to, ws_exchange};
 pub use env::{EnvOptions, TestEnv};
 pub use service::CalloutHandle;
 

@@ -104,16 +104,16 @@ pub(super) struct ServerSecrets<'a> {
 
 /// The files of the hardened set-up: a CA and a server certificate for 127.0.0.1, and the
 /// service user's nkey.
-pub(super) struct Hardened {
-    pub(super) ca: PathBuf,
-    pub(super) cert: PathBuf,
-    pub(super) key: PathBuf,
+pub struct Hardened {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
     pub(super) nkey_public: String,
     pub(super) nkey_seed_file: PathBuf,
 }
 
 impl Hardened {
-    pub(super) fn make(dir: &Path) -> Hardened {
+    pub fn make(dir: &Path) -> Hardened {
         let openssl = |args: &[&str]| {
             let out = Command::new("openssl").args(args).current_dir(dir).output();
             let out = out.expect("openssl (Debian package openssl) makes the test certificates");

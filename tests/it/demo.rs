@@ -1,0 +1,206 @@
+//! The demo's own files: the repository's `nats-server.conf` and `callout.toml` (keys made
+//! as `make demo` makes them, only the ports moved so tests run side by side) serve bob over
+//! TCP and over the websocket; `make demo` refuses clearly when its ports are taken.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{DEADLINE, free_port, sigterm, ws_exchange};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NATS_CALLOUT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A copy of the demo (the two configuration files and the permission files) in a temp
+/// dir, with every demo port replaced by a free one.
+struct DemoCopy {
+    dir: tempfile::TempDir,
+    /// demo port -> the port used here.
+    ports: Vec<(u16, u16)>,
+}
+
+impl DemoCopy {
+    fn new() -> DemoCopy {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = [4222, 8222, 9222, 8080, 9090]
+            .into_iter()
+            .map(|p| (p, free_port()))
+            .collect();
+        for f in ["nats-server.conf", "callout.toml"] {
+            let mut text = std::fs::read_to_string(repo().join(f)).unwrap();
+            for (from, to) in &ports {
+                let (from, to) = (format!("127.0.0.1:{from}"), format!("127.0.0.1:{to}"));
+                text = text.replace(&from, &to);
+                text = text.replace(
+                    &from.replace("127.0.0.1", "localhost"),
+                    &to.replace("127.0.0.1", "localhost"),
+                );
+            }
+            let code: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .collect();
+            for (from, _) in &ports {
+                let left = code
+                    .iter()
+                    .any(|l| l.split('#').next().unwrap().contains(&format!(":{from}")));
+                assert!(!left, "{f}: port {from} left in place");
+            }
+            std::fs::write(dir.path().join(f), text).unwrap();
+        }
+        crate::support::env::copy_demo_permissions(&dir.path().join("permissions"));
+        DemoCopy { dir, ports }
+    }
+
+    fn port(&self, demo: u16) -> u16 {
+        self.ports.iter().find(|(d, _)| *d == demo).unwrap().1
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+}
+
+/// Kill on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
+    let demo = DemoCopy::new();
+    // Keys as `make demo` makes them: `keys --dir .demo` next to the files.
+    let out = bin()
+        .args(["keys", "--dir", ".demo"])
+        .current_dir(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _nats = Running(
+        Command::new(nats_callout::testing::nats_server_bin())
+            .args(["-c", "nats-server.conf"])
+            .current_dir(demo.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(demo.port(4222), "nats-server (the repository's nats-server.conf)");
+    let mut serve = bin()
+        .args(["serve", "--config", "callout.toml"])
+        .current_dir(demo.dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ready as an operator sees it (the health check the container image runs).
+    let start = Instant::now();
+    loop {
+        let ok = bin()
+            .args(["healthcheck", "--config"])
+            .arg(demo.path("callout.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if ok {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the demo service never got ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // TCP: a token from `nats-callout token --user bob`, run where the README runs it.
+    let out = bin()
+        .args(["token", "--user", "bob"])
+        .current_dir(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut bob = crate::support::connect_to(
+        &format!("nats://127.0.0.1:{}", demo.port(4222)),
+        Some(&token),
+        "all1;bob1;alice1",
+        None,
+    )
+    .await
+    .expect("bob connects over TCP");
+    let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
+    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+
+    // Websocket: the page's way, a browser login puts the token in the cookie.
+    let page = format!("http://127.0.0.1:{}", demo.port(8080));
+    let resp = reqwest::Client::new()
+        .post(format!("{page}/api/auth/login"))
+        .header("Origin", &page)
+        .json(&serde_json::json!({"username": "bob", "password": "bob", "cookie": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("nats_token="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("the nats_token cookie");
+    let ws = format!("ws://127.0.0.1:{}", demo.port(9222));
+    let ok = ws_exchange(&ws, &page, Some(&cookie), "all1;bob1", "SUB chat.bob1.> 1\r\n").await;
+    assert!(
+        ok.contains("PONG") && !ok.contains("-ERR"),
+        "bob over the websocket: {ok}"
+    );
+    let no = ws_exchange(&ws, &page, Some(&cookie), "all1", "SUB chat.alice1.> 1\r\n").await;
+    assert!(no.contains("Permissions Violation"), "{no}");
+    assert!(sigterm(&mut serve).success());
+}
+
+/// `make demo` checks its ports before building anything and names the taken ones.
+#[test]
+fn make_demo_refuses_clearly_when_its_ports_are_taken() {
+    // Hold one of the demo's ports (or find it already held by something else).
+    let _held = std::net::TcpListener::bind("127.0.0.1:9222");
+    let start = Instant::now();
+    let out = Command::new("make")
+        .arg("demo")
+        .current_dir(repo())
+        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "make demo ran with port 9222 taken");
+    assert!(err.contains("9222") && err.contains("already in use"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "it refused without building"
+    );
+    assert!(!Path::new(&repo().join(".demo-snippet.tmp")).exists());
+}
