@@ -41,7 +41,7 @@ pub struct App {
 }
 
 /// Open the token store and its revocation index.
-fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<TokenService> {
+async fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<TokenService> {
     let t = &config.tokens;
     if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
@@ -56,7 +56,7 @@ fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<TokenSer
         tombstone: t.refresh_idle,
     };
     let refresh = RefreshService::new(Arc::new(store), secret, settings);
-    let revocations = Revocations::new(refresh.revocations(now_secs())?);
+    let revocations = Revocations::new(refresh.revocations(now_secs()).await?);
     Ok(TokenService::new(keys, refresh, revocations, t.access_ttl))
 }
 
@@ -91,7 +91,7 @@ impl App {
             "permissions and keys loaded"
         );
         let permissions = Permissions::new(snapshot);
-        let tokens = open_tokens(&config, token_keys.clone())?;
+        let tokens = open_tokens(&config, token_keys.clone()).await?;
         // Listeners first: the HTTP API answers (and /readyz says why it is not ready)
         // while NATS is still out of reach.
         let http = bind(&config.http.listen, "the HTTP API").await?;
@@ -435,6 +435,25 @@ async fn connect_as(
         .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
 }
 
+/// One janitor run: purge in batches until a batch is not full, then prune the index.
+async fn purge_all(
+    tokens: &TokenService,
+    now: i64,
+    batch: usize,
+) -> Result<crate::tokens::store::PurgeReport, crate::tokens::refresh::RefreshError> {
+    let mut total = crate::tokens::store::PurgeReport::default();
+    loop {
+        let r = tokens.refresh().purge(now, batch).await?;
+        total.refresh_tokens += r.refresh_tokens;
+        total.sessions += r.sessions;
+        total.revocations += r.revocations;
+        if r.total() < batch {
+            tokens.revocations().prune(now);
+            return Ok(total);
+        }
+    }
+}
+
 /// Remove expired and revoked records in batches, on a schedule.
 async fn janitor(
     tokens: Arc<TokenService>,
@@ -448,25 +467,8 @@ async fn janitor(
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        let t = tokens.clone();
-        let now = now_secs();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut total = crate::tokens::store::PurgeReport::default();
-            loop {
-                let r = t.refresh().purge(now, batch)?;
-                let done = r.total() < batch;
-                total.refresh_tokens += r.refresh_tokens;
-                total.sessions += r.sessions;
-                total.revocations += r.revocations;
-                if done {
-                    t.revocations().prune(now);
-                    return Ok::<_, crate::tokens::refresh::RefreshError>(total);
-                }
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(r)) => {
+        match purge_all(&tokens, now_secs(), batch).await {
+            Ok(r) => {
                 metrics::counter!("nats_callout_janitor_runs_total", "result" => "ok").increment(1);
                 metrics::counter!("nats_callout_janitor_removed_total").increment(r.total() as u64);
                 info!(
@@ -476,11 +478,10 @@ async fn janitor(
                     "janitor run"
                 )
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 metrics::counter!("nats_callout_janitor_runs_total", "result" => "failed").increment(1);
                 warn!(error = %e, "janitor failed")
             }
-            Err(e) => warn!(error = %e, "janitor panicked"),
         }
     }
 }

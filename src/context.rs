@@ -48,13 +48,13 @@ impl ContextError {
 
 /// The context of a verified access token: the user from the files, the application
 /// (`clientId`) from its login session. A store error is logged and reported as such.
-pub fn user_context(
+pub async fn user_context(
     claims: &AccessClaims,
     snapshot: &Snapshot,
     sessions: &RefreshService,
 ) -> Result<UserContext, ContextError> {
     let user = snapshot.user(&claims.sub).ok_or(ContextError::UnknownUser)?;
-    let client_id = match sessions.session(&claims.sid) {
+    let client_id = match sessions.session(&claims.sid).await {
         Ok(s) => s.and_then(|s| s.client_id),
         Err(e) => {
             warn!(error = %e, session = %claims.sid, "token store error while reading a session");

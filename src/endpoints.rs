@@ -27,7 +27,7 @@ struct TokenRequest {
 }
 
 /// The reply to a user-context request: the context, or `{error, error_code}`.
-pub fn user_context_reply(
+pub async fn user_context_reply(
     tokens: &TokenService,
     snapshot: &Snapshot,
     payload: &[u8],
@@ -38,7 +38,7 @@ pub fn user_context_reply(
         Err(_) => String::from_utf8_lossy(payload).trim().to_string(),
     };
     match tokens.verify_access(&token, now) {
-        Ok(claims) => match user_context(&claims, snapshot, tokens.refresh()) {
+        Ok(claims) => match user_context(&claims, snapshot, tokens.refresh()).await {
             Ok(ctx) => serde_json::to_value(ctx).unwrap_or_default(),
             Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
         },
@@ -81,9 +81,10 @@ impl Endpoints {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload),
+                Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload).await,
                 Some(m) = contexts.next() => {
-                    let reply = user_context_reply(&tokens, &permissions.load(), &m.payload, now_secs());
+                    let snapshot = permissions.load_full();
+                    let reply = user_context_reply(&tokens, &snapshot, &m.payload, now_secs()).await;
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = resets.next() => {
@@ -94,7 +95,7 @@ impl Endpoints {
                     let reply = revoke_reply(&tokens, &m.payload).await;
                     respond(&client, m.reply, reply).await;
                 }
-                Some(m) = status.next() => respond(&client, m.reply, ops.status()).await,
+                Some(m) = status.next() => respond(&client, m.reply, ops.status().await).await,
                 Some(m) = discovery.next() => {
                     if let Some(reply) = ops.discovery(m.subject.as_str()) {
                         respond(&client, m.reply, reply).await;

@@ -27,7 +27,7 @@
 //! - [`http`]: the HTTP API, its access rules and the chat page.
 //! - [`app`]: the running service: everything built and wired, served until shutdown.
 //! - [`cli`]: the command line.
-//! - [`testing`]: the shared test world (feature `testing`): keys, permission texts, requests as nats-server sends them, the fuzz targets.
+//! - `testing`: the shared test world (feature `testing`): keys, permission texts, requests as nats-server sends them, the fuzz targets.
 pub mod app;
 pub mod callout;
 pub mod claims;
@@ -48,7 +48,7 @@ pub mod permissions;
 pub mod reload;
 pub mod subjects;
 pub mod telemetry;
-#[cfg(any(test, doc, feature = "testing"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokens;
 pub mod wire;

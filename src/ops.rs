@@ -65,7 +65,7 @@ impl Ops {
 
     /// Ready = every reporting part ok (the NATS connection among them), permissions
     /// loaded, and the token store answering a read. The body says which part is not.
-    pub fn readiness(&self) -> (bool, Value) {
+    pub async fn readiness(&self) -> (bool, Value) {
         let mut ready = true;
         let mut parts = serde_json::Map::new();
         let mut add = |name: &str, ok: bool, detail: String| {
@@ -82,7 +82,7 @@ impl Ops {
             loaded,
             format!("{} users, {} rooms", p.users, p.rooms),
         );
-        match self.tokens.refresh().check_store() {
+        match self.tokens.refresh().check_store().await {
             Ok(()) => add("tokenStore", true, "ok".into()),
             Err(e) => add("tokenStore", false, e.to_string()),
         }
@@ -90,8 +90,8 @@ impl Ops {
     }
 
     /// Everything an operator wants to see at once.
-    pub fn status(&self) -> Value {
-        let (ready, readiness) = self.readiness();
+    pub async fn status(&self) -> Value {
+        let (ready, readiness) = self.readiness().await;
         let enforcement = self.enforcement.as_ref().map(|s| {
             json!({
                 "liveConnections": s.len(),

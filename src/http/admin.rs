@@ -13,12 +13,12 @@ use crate::permissions::Privileges;
 use crate::wire::TokenResetRequest;
 
 pub(super) async fn status(State(state): State<SharedState>, _admin: Admin) -> Json<Value> {
-    Json(state.ops.status())
+    Json(state.ops.status().await)
 }
 
 /// 200 when every part is ready, else 503; the body says which part is not and why.
 pub(super) async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
-    let (ready, body) = state.ops.readiness();
+    let (ready, body) = state.ops.readiness().await;
     let status = if ready {
         StatusCode::OK
     } else {

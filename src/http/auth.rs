@@ -171,6 +171,7 @@ pub(super) async fn login(
     let pair = state
         .tokens
         .login(&username, device.as_deref(), client_id.as_deref(), now)
+        .await
         .map_err(lifecycle_error)?;
     metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
     info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
@@ -242,7 +243,7 @@ pub(super) async fn logout(
 ) -> Result<Response, ApiError> {
     let now = state.now();
     let session = match presented_refresh(&state, &headers, optional_body(&body)?) {
-        Ok((t, _)) => match state.tokens.refresh().session_for_token(&t) {
+        Ok((t, _)) => match state.tokens.refresh().session_for_token(&t).await {
             Ok(s) => Some(s.id),
             Err(RefreshError::Store(e)) => return Err(store_unavailable(&e)),
             Err(_) => None,
@@ -274,7 +275,7 @@ pub(super) async fn revoke(
     let Json(req) = body?;
     let asked = req.target().map_err(|e| ApiError::bad_request(e.to_string()))?;
     let owner = match &asked {
-        RevokeTarget::Session(id) => match state.tokens.refresh().session(id) {
+        RevokeTarget::Session(id) => match state.tokens.refresh().session(id).await {
             Ok(s) => s.map(|s| s.user),
             Err(e) => return Err(store_unavailable(&e)),
         },
@@ -319,7 +320,7 @@ pub(super) async fn introspect(
         .token
         .starts_with(crate::tokens::refresh::REFRESH_TOKEN_PREFIX)
     {
-        return Ok(Json(match refresh.status(&req.token, now) {
+        return Ok(Json(match refresh.status(&req.token, now).await {
             Ok((s, verdict)) => json!({
                 "active": verdict.is_ok(),
                 "tokenType": "refresh_token", "sub": s.user, "sid": s.id, "did": s.device,

@@ -14,6 +14,7 @@ pub(super) async fn me(
 ) -> Result<Json<UserContext>, ApiError> {
     let snapshot = state.permissions.load();
     user_context(&caller.claims, &snapshot, state.tokens.refresh())
+        .await
         .map(Json)
         .map_err(|e| match e {
             ContextError::UnknownUser => ApiError::unauthorized(e.code(), e.to_string()),

@@ -5,6 +5,7 @@
 //! Not part of the service: compiled only for tests and with the feature.
 
 pub mod fuzz;
+pub mod store_suite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -366,46 +367,47 @@ impl<S: TokenStore> Faulty<S> {
     }
 }
 
+#[async_trait::async_trait]
 impl<S: TokenStore> TokenStore for Faulty<S> {
-    fn create_session(
+    async fn create_session(
         &self,
         session: &SessionRecord,
         first: &TokenHash,
         token: &TokenRecord,
     ) -> Result<(), StoreError> {
-        self.up()?.create_session(session, first, token)
+        self.up()?.create_session(session, first, token).await
     }
-    fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
-        self.up()?.token(hash)
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        self.up()?.token(hash).await
     }
-    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.up()?.session(id)
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.up()?.session(id).await
     }
-    fn rotate(
+    async fn rotate(
         &self,
         hash: &TokenHash,
-        decide: &mut dyn FnMut(RotateView<'_>) -> RotateStep,
+        decide: &mut (dyn for<'v> FnMut(RotateView<'v>) -> RotateStep + Send),
     ) -> Result<bool, StoreError> {
-        self.up()?.rotate(hash, decide)
+        self.up()?.rotate(hash, decide).await
     }
-    fn revoke_sessions(
+    async fn revoke_sessions(
         &self,
         which: SessionSelector<'_>,
         at: i64,
         reason: &str,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        self.up()?.revoke_sessions(which, at, reason)
+        self.up()?.revoke_sessions(which, at, reason).await
     }
-    fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
-        self.up()?.record_revocation(revocation)
+    async fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.up()?.record_revocation(revocation).await
     }
-    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        self.up()?.revocations()
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.up()?.revocations().await
     }
-    fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError> {
-        self.up()?.purge(now, tombstone, batch)
+    async fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError> {
+        self.up()?.purge(now, tombstone, batch).await
     }
-    fn check(&self) -> Result<(), StoreError> {
-        self.up()?.check()
+    async fn check(&self) -> Result<(), StoreError> {
+        self.up()?.check().await
     }
 }

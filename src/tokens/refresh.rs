@@ -200,7 +200,7 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn start_session(
+    pub async fn start_session(
         &self,
         user: &str,
         device: Option<&str>,
@@ -238,7 +238,7 @@ impl RefreshService {
             used_at: None,
             successor: None,
         };
-        self.store.create_session(&record, &hash, &first)?;
+        self.store.create_session(&record, &hash, &first).await?;
         tracing::info!(
             security_event = "session-created",
             session = %info.id,
@@ -264,16 +264,19 @@ impl RefreshService {
     /// - [`RefreshError::Reused`]: the token was already used, and this is not a replay of the
     ///   current token's immediate predecessor within the grace window; the session is now
     ///   revoked.
-    pub fn rotate(&self, presented: &str, now: i64) -> Result<Issued, RefreshError> {
+    pub async fn rotate(&self, presented: &str, now: i64) -> Result<Issued, RefreshError> {
         let hash = parse(presented).ok_or(RefreshError::Invalid)?;
         let successor = self.successor_of(presented);
         let successor_hash = TokenHash::of(&successor);
         let mut outcome = Outcome::Refused(RefreshError::Invalid);
-        let found = self.store.rotate(&hash, &mut |view| {
-            let (step, decided) = self.decide(&view, &hash, &successor, &successor_hash, now);
-            outcome = decided;
-            step
-        })?;
+        let found = self
+            .store
+            .rotate(&hash, &mut |view| {
+                let (step, decided) = self.decide(&view, &hash, &successor, &successor_hash, now);
+                outcome = decided;
+                step
+            })
+            .await?;
         if !found {
             return Err(RefreshError::Invalid);
         }
@@ -400,36 +403,45 @@ impl RefreshService {
     /// # Errors
     /// [`RefreshError::Invalid`] for a malformed or unknown token (or one whose session was
     /// purged); [`RefreshError::Store`].
-    pub fn session_for_token(&self, presented: &str) -> Result<SessionInfo, RefreshError> {
+    pub async fn session_for_token(&self, presented: &str) -> Result<SessionInfo, RefreshError> {
         let hash = parse(presented).ok_or(RefreshError::Invalid)?;
-        let token = self.store.token(&hash)?.ok_or(RefreshError::Invalid)?;
-        let session = self.store.session(&token.session)?.ok_or(RefreshError::Invalid)?;
+        let token = self.store.token(&hash).await?.ok_or(RefreshError::Invalid)?;
+        let session = self
+            .store
+            .session(&token.session)
+            .await?
+            .ok_or(RefreshError::Invalid)?;
         Ok(session.info)
+    }
+
+    /// The store underneath (tests look at its records).
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
     }
 
     /// Whether the token store answers now (readiness).
     ///
     /// # Errors
     /// [`RefreshError::Store`] when it does not.
-    pub fn check_store(&self) -> Result<(), RefreshError> {
-        Ok(self.store.check()?)
+    pub async fn check_store(&self) -> Result<(), RefreshError> {
+        Ok(self.store.check().await?)
     }
 
     /// A session by id, if it is stored (revoked and expired ones included, until purged).
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn session(&self, id: &str) -> Result<Option<SessionInfo>, RefreshError> {
-        Ok(self.store.session(id)?.map(|s| s.info))
+    pub async fn session(&self, id: &str) -> Result<Option<SessionInfo>, RefreshError> {
+        Ok(self.store.session(id).await?.map(|s| s.info))
     }
 
-    fn revoke(
+    async fn revoke(
         &self,
         which: SessionSelector<'_>,
         reason: &str,
         now: i64,
     ) -> Result<Vec<SessionInfo>, RefreshError> {
-        let revoked = self.store.revoke_sessions(which, now, reason)?;
+        let revoked = self.store.revoke_sessions(which, now, reason).await?;
         if !revoked.is_empty() {
             let (by, value) = match which {
                 SessionSelector::Id(id) => ("session", id.to_owned()),
@@ -454,36 +466,44 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, RefreshError> {
-        Ok(!self.revoke(SessionSelector::Id(id), reason, now)?.is_empty())
+    pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, RefreshError> {
+        Ok(!self
+            .revoke(SessionSelector::Id(id), reason, now)
+            .await?
+            .is_empty())
     }
 
     /// Revokes every session of `user`; returns those it revoked (not those already revoked).
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revoke_user(&self, user: &str, reason: &str, now: i64) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::User(user), reason, now)
+    pub async fn revoke_user(
+        &self,
+        user: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<SessionInfo>, RefreshError> {
+        self.revoke(SessionSelector::User(user), reason, now).await
     }
 
     /// Revokes every session of `device`; returns those it revoked.
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revoke_device(
+    pub async fn revoke_device(
         &self,
         device: &str,
         reason: &str,
         now: i64,
     ) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::Device(device), reason, now)
+        self.revoke(SessionSelector::Device(device), reason, now).await
     }
 
     /// Revokes one user's sessions on one device; returns the sessions it revoked.
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revoke_user_device(
+    pub async fn revoke_user_device(
         &self,
         user: &str,
         device: &str,
@@ -491,6 +511,7 @@ impl RefreshService {
         now: i64,
     ) -> Result<Vec<SessionInfo>, RefreshError> {
         self.revoke(SessionSelector::UserDevice(user, device), reason, now)
+            .await
     }
 
     /// Whether a refresh token is the live one of its session, without rotating it: its
@@ -499,14 +520,18 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`].
-    pub fn status(
+    pub async fn status(
         &self,
         presented: &str,
         now: i64,
     ) -> Result<(SessionInfo, Result<i64, RefreshError>), RefreshError> {
         let hash = parse(presented).ok_or(RefreshError::Invalid)?;
-        let token = self.store.token(&hash)?.ok_or(RefreshError::Invalid)?;
-        let session = self.store.session(&token.session)?.ok_or(RefreshError::Invalid)?;
+        let token = self.store.token(&hash).await?.ok_or(RefreshError::Invalid)?;
+        let session = self
+            .store
+            .session(&token.session)
+            .await?
+            .ok_or(RefreshError::Invalid)?;
         let verdict = if session.info.revoked_at.is_some() {
             Err(RefreshError::Revoked)
         } else if now >= token.expires_at {
@@ -524,9 +549,10 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revoke_before(&self, t: i64, reason: &str, now: i64) -> Result<usize, RefreshError> {
+    pub async fn revoke_before(&self, t: i64, reason: &str, now: i64) -> Result<usize, RefreshError> {
         Ok(self
-            .revoke(SessionSelector::CreatedAtOrBefore(t), reason, now)?
+            .revoke(SessionSelector::CreatedAtOrBefore(t), reason, now)
+            .await?
             .len())
     }
 
@@ -535,16 +561,16 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn record_revocation(&self, r: &Revocation) -> Result<(), RefreshError> {
-        Ok(self.store.record_revocation(r)?)
+    pub async fn record_revocation(&self, r: &Revocation) -> Result<(), RefreshError> {
+        Ok(self.store.record_revocation(r).await?)
     }
 
     /// The revocation entries still in force (`now <= expires_at`).
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn revocations(&self, now: i64) -> Result<Vec<Revocation>, RefreshError> {
-        let mut all = self.store.revocations()?;
+    pub async fn revocations(&self, now: i64) -> Result<Vec<Revocation>, RefreshError> {
+        let mut all = self.store.revocations().await?;
         all.retain(|r| now <= r.expires_at);
         Ok(all)
     }
@@ -555,8 +581,11 @@ impl RefreshService {
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub fn purge(&self, now: i64, batch: usize) -> Result<PurgeReport, RefreshError> {
-        let report = self.store.purge(now, secs(self.settings.tombstone), batch)?;
+    pub async fn purge(&self, now: i64, batch: usize) -> Result<PurgeReport, RefreshError> {
+        let report = self
+            .store
+            .purge(now, secs(self.settings.tombstone), batch)
+            .await?;
         if report.total() > 0 {
             tracing::info!(
                 refresh_tokens = report.refresh_tokens,
@@ -572,10 +601,8 @@ impl RefreshService {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Barrier;
 
     use super::*;
-    use crate::tokens::revocation::RevocationKind;
     use crate::tokens::store::RedbStore;
 
     const SECRET: [u8; 32] = [7; 32];
@@ -604,8 +631,8 @@ mod tests {
         r.expect_err("expected an error").code()
     }
 
-    #[test]
-    fn defaults() {
+    #[tokio::test]
+    async fn defaults() {
         let s = RefreshSettings::default();
         assert_eq!(s.idle, Duration::from_secs(30 * 86400));
         assert_eq!(s.absolute, Duration::from_secs(90 * 86400));
@@ -613,10 +640,10 @@ mod tests {
         assert_eq!(s.tombstone, s.idle);
     }
 
-    #[test]
-    fn token_shape_and_malformed_input() {
+    #[tokio::test]
+    async fn token_shape_and_malformed_input() {
         let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
+        let a = svc.start_session("bob", None, None, 0).await.unwrap();
         assert!(a.refresh_token.starts_with(REFRESH_TOKEN_PREFIX));
         assert_eq!(a.refresh_token.len(), TOKEN_LEN);
         assert!(parse(&a.refresh_token).is_some());
@@ -632,316 +659,84 @@ mod tests {
             "rt1_ééééééééééééééééééééééééééééééééééééééééééé",
             &unknown,
         ] {
-            assert_eq!(code(svc.rotate(bad, 1)), "refresh-token-invalid", "{bad:?}");
-            assert_eq!(code(svc.session_for_token(bad)), "refresh-token-invalid");
+            assert_eq!(code(svc.rotate(bad, 1).await), "refresh-token-invalid", "{bad:?}");
+            assert_eq!(code(svc.session_for_token(bad).await), "refresh-token-invalid");
         }
         // A fresh session's first token is not disturbed by all that.
-        assert_eq!(svc.rotate(&a.refresh_token, 1).unwrap().generation, 2);
+        assert_eq!(svc.rotate(&a.refresh_token, 1).await.unwrap().generation, 2);
     }
 
-    #[test]
-    fn start_and_rotate_chain() {
+    #[tokio::test]
+    async fn purge_keeps_tombstones_until_their_time() {
         let (_dir, svc) = service();
-        let first = svc
-            .start_session("bob", Some("laptop"), Some("web"), 1000)
-            .unwrap();
-        assert_eq!(first.generation, 1);
-        assert_eq!(first.issued_at, 1000);
-        assert_eq!(first.refresh_expires_at, 1100);
-        assert_eq!(first.session.user, "bob");
-        assert_eq!(first.session.device.as_deref(), Some("laptop"));
-        assert_eq!(first.session.client_id.as_deref(), Some("web"));
-        assert_eq!(first.session.created_at, 1000);
-        assert_eq!(first.session.expires_at, 1250);
-        let mut token = first.refresh_token.clone();
-        for (i, now) in [1010, 1050, 1120].into_iter().enumerate() {
-            let next = svc.rotate(&token, now).unwrap();
-            assert_ne!(next.refresh_token, token);
-            assert_eq!(next.generation, i as u64 + 2);
-            assert_eq!(next.issued_at, now);
-            assert_eq!(next.refresh_expires_at, now + 100);
-            assert_eq!(next.session.id, first.session.id);
-            token = next.refresh_token;
-        }
-        assert_eq!(
-            svc.session_for_token(&first.refresh_token).unwrap().id,
-            first.session.id
-        );
-        assert_eq!(svc.session(&first.session.id).unwrap().unwrap(), first.session);
-        assert!(svc.session("nope").unwrap().is_none());
-    }
-
-    #[test]
-    fn exactly_one_successor() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 10).unwrap();
-        // The replay within the window gives the same successor, not a second one.
-        let b2 = svc.rotate(&a.refresh_token, 11).unwrap();
-        assert_eq!(b, b2);
-        let c = svc.rotate(&b.refresh_token, 12).unwrap();
-        assert_eq!(c.generation, 3);
-        // b is used; only c continues the family.
-        assert_eq!(code(svc.rotate(&b.refresh_token, 60)), "refresh-token-reused");
-    }
-
-    #[test]
-    fn reuse_after_grace_revokes_the_family() {
-        let (_dir, svc) = service();
-        let other = svc.start_session("bob", None, None, 0).unwrap();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 10).unwrap();
-        // 10 + 20 is still in the window; 31 is not.
-        assert_eq!(svc.rotate(&a.refresh_token, 30).unwrap(), b);
-        let e = svc.rotate(&a.refresh_token, 31).unwrap_err();
-        assert!(matches!(e, RefreshError::Reused));
-        assert_eq!(e.code(), "refresh-token-reused");
-        assert_eq!(code(svc.rotate(&b.refresh_token, 32)), "refresh-token-revoked");
-        assert_eq!(code(svc.rotate(&a.refresh_token, 33)), "refresh-token-revoked");
-        let s = svc.session(&a.session.id).unwrap().unwrap();
-        assert_eq!(s.revoked_at, Some(31));
-        assert_eq!(s.revoke_reason.as_deref(), Some(REUSE_REASON));
-        // Another session of the same user is untouched.
-        assert!(svc.rotate(&other.refresh_token, 34).is_ok());
-    }
-
-    #[test]
-    fn grace_replay_returns_the_identical_successor() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 100 - 90).unwrap();
-        let again = svc.rotate(&a.refresh_token, 25).unwrap();
-        assert_eq!(again.refresh_token, b.refresh_token);
-        assert_eq!(again.issued_at, 10);
-        assert_eq!(again.refresh_expires_at, b.refresh_expires_at);
-        assert_eq!(again.generation, b.generation);
-        assert_eq!(again, b);
-        // The successor still works normally afterwards.
-        assert_eq!(svc.rotate(&b.refresh_token, 26).unwrap().generation, 3);
-    }
-
-    #[test]
-    fn replay_of_an_older_generation_is_reuse() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 1).unwrap();
-        let c = svc.rotate(&b.refresh_token, 2).unwrap();
-        // a is within its grace window but is c's grand-predecessor.
-        assert_eq!(code(svc.rotate(&a.refresh_token, 3)), "refresh-token-reused");
-        assert_eq!(code(svc.rotate(&c.refresh_token, 4)), "refresh-token-revoked");
-    }
-
-    #[test]
-    fn replay_whose_successor_was_rotated_is_reuse() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 1).unwrap();
-        let c = svc.rotate(&b.refresh_token, 2).unwrap();
-        // b is c's immediate predecessor and in its window: forgiven.
-        assert_eq!(svc.rotate(&b.refresh_token, 3).unwrap(), c);
-        svc.rotate(&c.refresh_token, 4).unwrap();
-        // Now b's successor has itself been rotated.
-        assert_eq!(code(svc.rotate(&b.refresh_token, 5)), "refresh-token-reused");
-    }
-
-    #[test]
-    fn a_changed_secret_cannot_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn TokenStore> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
-        let svc = RefreshService::new(store.clone(), SECRET, settings());
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 1).unwrap();
-        let other = RefreshService::new(store, [8; 32], settings());
-        assert_eq!(code(other.rotate(&a.refresh_token, 2)), "refresh-token-reused");
-        assert_eq!(code(svc.rotate(&b.refresh_token, 3)), "refresh-token-revoked");
-    }
-
-    #[test]
-    fn expiry_by_idle_lifetime() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        assert_eq!(code(svc.rotate(&a.refresh_token, 100)), "refresh-token-expired");
-        let b = svc.start_session("bob", None, None, 0).unwrap();
-        let c = svc.rotate(&b.refresh_token, 99).unwrap();
-        assert_eq!(c.refresh_expires_at, 199);
-        assert_eq!(code(svc.rotate(&c.refresh_token, 199)), "refresh-token-expired");
-        // An expired used token is expired, not reused: the family stays as it was.
-        assert_eq!(code(svc.rotate(&b.refresh_token, 200)), "refresh-token-expired");
-        assert!(svc.session(&b.session.id).unwrap().unwrap().revoked_at.is_none());
-    }
-
-    #[test]
-    fn expiry_by_absolute_cap() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 90).unwrap();
-        let c = svc.rotate(&b.refresh_token, 180).unwrap();
-        // 180 + 100 would pass the session's end at 250.
-        assert_eq!(c.refresh_expires_at, 250);
-        let d = svc.rotate(&c.refresh_token, 249).unwrap();
-        assert_eq!(d.refresh_expires_at, 250);
-        assert_eq!(code(svc.rotate(&d.refresh_token, 250)), "refresh-token-expired");
-    }
-
-    #[test]
-    fn revoke_session_touches_only_that_session() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", Some("laptop"), None, 0).unwrap();
-        let b = svc.start_session("bob", Some("laptop"), None, 0).unwrap();
-        assert!(svc.revoke_session(&a.session.id, "logout", 5).unwrap());
-        assert!(!svc.revoke_session(&a.session.id, "again", 6).unwrap());
-        assert!(!svc.revoke_session("unknown", "x", 6).unwrap());
-        let s = svc.session(&a.session.id).unwrap().unwrap();
-        assert_eq!(
-            (s.revoked_at, s.revoke_reason.as_deref()),
-            (Some(5), Some("logout"))
-        );
-        assert_eq!(code(svc.rotate(&a.refresh_token, 7)), "refresh-token-revoked");
-        assert!(svc.rotate(&b.refresh_token, 7).is_ok());
-        // Logout by refresh cookie still finds a revoked session.
-        assert_eq!(svc.session_for_token(&a.refresh_token).unwrap().id, a.session.id);
-    }
-
-    #[test]
-    fn revoke_user_and_device() {
-        let (_dir, svc) = service();
-        let bob_phone = svc.start_session("bob", Some("phone"), None, 0).unwrap();
-        let bob_laptop = svc.start_session("bob", Some("laptop"), None, 0).unwrap();
-        let alice_phone = svc.start_session("alice", Some("phone2"), None, 0).unwrap();
-        let alice_bare = svc.start_session("alice", None, None, 0).unwrap();
-
-        let revoked = svc.revoke_device("phone", "lost", 5).unwrap();
-        assert_eq!(revoked.len(), 1);
-        assert_eq!(revoked[0].id, bob_phone.session.id);
-        assert_eq!(revoked[0].revoked_at, Some(5));
-        assert_eq!(
-            code(svc.rotate(&bob_phone.refresh_token, 6)),
-            "refresh-token-revoked"
-        );
-        let bob_laptop = svc.rotate(&bob_laptop.refresh_token, 6).unwrap();
-        let alice_phone = svc.rotate(&alice_phone.refresh_token, 6).unwrap();
-
-        let mut ids: Vec<_> = svc
-            .revoke_user("alice", "admin", 7)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        ids.sort();
-        let mut want = vec![alice_phone.session.id.clone(), alice_bare.session.id.clone()];
-        want.sort();
-        assert_eq!(ids, want);
-        assert_eq!(
-            code(svc.rotate(&alice_phone.refresh_token, 8)),
-            "refresh-token-revoked"
-        );
-        assert_eq!(
-            code(svc.rotate(&alice_bare.refresh_token, 8)),
-            "refresh-token-revoked"
-        );
-        assert!(svc.rotate(&bob_laptop.refresh_token, 8).is_ok());
-        // Already revoked sessions are not reported again.
-        assert!(svc.revoke_user("alice", "admin", 9).unwrap().is_empty());
-        assert!(svc.revoke_device("nobody", "x", 9).unwrap().is_empty());
-        assert_eq!(svc.revoke_user("bob", "x", 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn revoke_before_is_inclusive() {
-        let (_dir, svc) = service();
-        let early = svc.start_session("bob", None, None, 10).unwrap();
-        let at = svc.start_session("alice", None, None, 20).unwrap();
-        let late = svc.start_session("bob", None, None, 21).unwrap();
-        assert_eq!(svc.revoke_before(20, "reset", 30).unwrap(), 2);
-        assert_eq!(
-            code(svc.rotate(&early.refresh_token, 31)),
-            "refresh-token-revoked"
-        );
-        assert_eq!(code(svc.rotate(&at.refresh_token, 31)), "refresh-token-revoked");
-        assert!(svc.rotate(&late.refresh_token, 31).is_ok());
-        assert_eq!(svc.revoke_before(20, "reset", 32).unwrap(), 0);
-    }
-
-    #[test]
-    fn revocation_entries() {
-        let (_dir, svc) = service();
-        let r = |kind, value: &str, cutoff, expires_at| Revocation {
-            kind,
-            value: value.into(),
-            cutoff,
-            expires_at,
-        };
-        svc.record_revocation(&r(RevocationKind::User, "bob", 10, 310))
-            .unwrap();
-        svc.record_revocation(&r(RevocationKind::All, "", 20, 320))
-            .unwrap();
-        svc.record_revocation(&r(RevocationKind::Device, "phone", 5, 305))
-            .unwrap();
-        assert_eq!(svc.revocations(305).unwrap().len(), 3);
-        let left = svc.revocations(306).unwrap();
-        assert_eq!(left.len(), 2);
-        assert!(left.contains(&r(RevocationKind::All, "", 20, 320)));
-        assert_eq!(svc.purge(306, 100).unwrap().revocations, 1);
-        assert_eq!(svc.purge(400, 100).unwrap().revocations, 2);
-        assert!(svc.revocations(0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn purge_keeps_tombstones_until_their_time() {
-        let (_dir, svc) = service();
-        let a = svc.start_session("bob", Some("phone"), None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 10).unwrap(); // a ends 100, b ends 110
-        let live = svc.start_session("alice", None, None, 140).unwrap();
+        let a = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
+        let b = svc.rotate(&a.refresh_token, 10).await.unwrap(); // a ends 100, b ends 110
+        let live = svc.start_session("alice", None, None, 140).await.unwrap();
 
         // Before the tombstone time nothing goes, and late presentations keep their meaning.
-        assert_eq!(svc.purge(150, 100).unwrap(), PurgeReport::default());
-        assert_eq!(code(svc.rotate(&a.refresh_token, 150)), "refresh-token-expired");
-        assert_eq!(code(svc.rotate(&b.refresh_token, 150)), "refresh-token-expired");
+        assert_eq!(svc.purge(150, 100).await.unwrap(), PurgeReport::default());
+        assert_eq!(
+            code(svc.rotate(&a.refresh_token, 150).await),
+            "refresh-token-expired"
+        );
+        assert_eq!(
+            code(svc.rotate(&b.refresh_token, 150).await),
+            "refresh-token-expired"
+        );
 
         // a: 100 + 50 < 151.
-        let r = svc.purge(151, 100).unwrap();
+        let r = svc.purge(151, 100).await.unwrap();
         assert_eq!((r.refresh_tokens, r.sessions), (1, 0));
-        assert_eq!(code(svc.rotate(&a.refresh_token, 152)), "refresh-token-invalid");
-        assert_eq!(code(svc.rotate(&b.refresh_token, 152)), "refresh-token-expired");
+        assert_eq!(
+            code(svc.rotate(&a.refresh_token, 152).await),
+            "refresh-token-invalid"
+        );
+        assert_eq!(
+            code(svc.rotate(&b.refresh_token, 152).await),
+            "refresh-token-expired"
+        );
 
         // b and the session (end 110) go after 160.
-        let r = svc.purge(161, 100).unwrap();
+        let r = svc.purge(161, 100).await.unwrap();
         assert_eq!((r.refresh_tokens, r.sessions), (1, 1));
-        assert!(svc.session(&a.session.id).unwrap().is_none());
-        assert_eq!(code(svc.rotate(&b.refresh_token, 162)), "refresh-token-invalid");
-        assert!(svc.revoke_device("phone", "x", 162).unwrap().is_empty());
-        assert!(svc.revoke_user("bob", "x", 162).unwrap().is_empty());
+        assert!(svc.session(&a.session.id).await.unwrap().is_none());
+        assert_eq!(
+            code(svc.rotate(&b.refresh_token, 162).await),
+            "refresh-token-invalid"
+        );
+        assert!(svc.revoke_device("phone", "x", 162).await.unwrap().is_empty());
+        assert!(svc.revoke_user("bob", "x", 162).await.unwrap().is_empty());
         // The live session is untouched.
-        assert!(svc.rotate(&live.refresh_token, 162).is_ok());
+        assert!(svc.rotate(&live.refresh_token, 162).await.is_ok());
     }
 
-    #[test]
-    fn purge_keeps_a_revoked_session_as_long_as_its_tokens() {
+    #[tokio::test]
+    async fn purge_keeps_a_revoked_session_as_long_as_its_tokens() {
         let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).unwrap(); // token ends 100
-        svc.revoke_session(&a.session.id, "logout", 120).unwrap();
+        let a = svc.start_session("bob", None, None, 0).await.unwrap(); // token ends 100
+        svc.revoke_session(&a.session.id, "logout", 120).await.unwrap();
         // Ends at max(100, 120) = 120: kept until 170.
         assert_eq!(
-            svc.purge(170, 10).unwrap(),
+            svc.purge(170, 10).await.unwrap(),
             PurgeReport {
                 refresh_tokens: 1,
                 sessions: 0,
                 revocations: 0
             }
         );
-        assert!(svc.session(&a.session.id).unwrap().is_some());
-        assert_eq!(svc.purge(171, 10).unwrap().sessions, 1);
+        assert!(svc.session(&a.session.id).await.unwrap().is_some());
+        assert_eq!(svc.purge(171, 10).await.unwrap().sessions, 1);
     }
 
-    #[test]
-    fn purge_works_in_batches() {
+    #[tokio::test]
+    async fn purge_works_in_batches() {
         let (_dir, svc) = service();
         for i in 0..5 {
-            svc.start_session(&format!("u{i}"), None, None, 0).unwrap();
+            svc.start_session(&format!("u{i}"), None, None, 0).await.unwrap();
         }
         let mut removed = Vec::new();
         loop {
-            let r = svc.purge(1000, 3).unwrap();
+            let r = svc.purge(1000, 3).await.unwrap();
             assert!(r.total() <= 3);
             if r.total() == 0 {
                 break;
@@ -951,111 +746,22 @@ mod tests {
         assert_eq!(removed.iter().map(|r| r.refresh_tokens).sum::<usize>(), 5);
         assert_eq!(removed.iter().map(|r| r.sessions).sum::<usize>(), 5);
         assert_eq!(removed.len(), 4);
-        assert_eq!(svc.purge(1000, 0).unwrap().total(), 0);
+        assert_eq!(svc.purge(1000, 0).await.unwrap().total(), 0);
     }
 
-    #[test]
-    fn reopening_keeps_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.redb");
-        let svc = open(&path);
-        let a = svc.start_session("bob", Some("phone"), None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 10).unwrap();
-        let gone = svc.start_session("alice", None, None, 0).unwrap();
-        svc.revoke_user("alice", "admin", 11).unwrap();
-        let rev = Revocation {
-            kind: RevocationKind::User,
-            value: "alice".into(),
-            cutoff: 11,
-            expires_at: 311,
-        };
-        svc.record_revocation(&rev).unwrap();
-        drop(svc);
-
-        let svc = open(&path);
-        assert_eq!(svc.revocations(12).unwrap(), [rev]);
-        assert_eq!(svc.rotate(&a.refresh_token, 12).unwrap(), b);
-        assert_eq!(code(svc.rotate(&gone.refresh_token, 12)), "refresh-token-revoked");
-        let c = svc.rotate(&b.refresh_token, 13).unwrap();
-        assert_eq!(c.generation, 3);
-        drop(svc);
-
-        let svc = open(&path);
-        assert_eq!(code(svc.rotate(&a.refresh_token, 50)), "refresh-token-reused");
-        assert_eq!(code(svc.rotate(&c.refresh_token, 51)), "refresh-token-revoked");
-        assert_eq!(svc.revoke_device("phone", "x", 52).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn concurrent_rotation_yields_one_successor() {
-        let (_dir, svc) = service();
-        let svc = Arc::new(svc);
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let threads = 8;
-        let barrier = Arc::new(Barrier::new(threads));
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (svc, barrier, token) = (svc.clone(), barrier.clone(), a.refresh_token.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    svc.rotate(&token, 5)
-                })
-            })
-            .collect();
-        let results: Vec<Issued> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
-        assert!(results.iter().all(|r| *r == results[0]));
-        assert_eq!(results[0].generation, 2);
-        let rec = svc.store.session(&a.session.id).unwrap().unwrap();
-        assert_eq!(rec.generation, 2);
-        assert_eq!(rec.current, TokenHash::of(&results[0].refresh_token));
-    }
-
-    #[test]
-    fn concurrent_rotation_after_the_window_detects_reuse() {
-        let (_dir, svc) = service();
-        let svc = Arc::new(svc);
-        let a = svc.start_session("bob", None, None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 1).unwrap();
-        let barrier = Arc::new(Barrier::new(6));
-        let handles: Vec<_> = (0..6)
-            .map(|i| {
-                let (svc, barrier) = (svc.clone(), barrier.clone());
-                let token = if i % 2 == 0 {
-                    a.refresh_token.clone()
-                } else {
-                    b.refresh_token.clone()
-                };
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    svc.rotate(&token, 100 - 50).map(|i| i.refresh_token)
-                })
-            })
-            .collect();
-        let mut successors = std::collections::HashSet::new();
-        for h in handles {
-            match h.join().unwrap() {
-                Ok(t) => {
-                    successors.insert(t);
-                }
-                Err(e) => assert!(matches!(e, RefreshError::Reused | RefreshError::Revoked), "{e}"),
-            }
-        }
-        assert!(successors.len() <= 1);
-        assert!(svc.session(&a.session.id).unwrap().unwrap().revoked_at.is_some());
-    }
-
-    #[test]
-    fn debug_output_holds_no_secret() {
+    #[tokio::test]
+    async fn debug_output_holds_no_secret() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let store_debug = format!("{store:?}");
         let svc = RefreshService::new(store, SECRET, settings());
-        let a = svc.start_session("bob", Some("phone"), None, 0).unwrap();
-        let b = svc.rotate(&a.refresh_token, 1).unwrap();
-        let record = svc.store.session(&a.session.id).unwrap().unwrap();
+        let a = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
+        let b = svc.rotate(&a.refresh_token, 1).await.unwrap();
+        let record = svc.store.session(&a.session.id).await.unwrap().unwrap();
         let token_record = svc
             .store
             .token(&TokenHash::of(&a.refresh_token))
+            .await
             .unwrap()
             .unwrap();
         let texts = [
@@ -1084,5 +790,10 @@ mod tests {
             }
         }
         assert!(format!("{a:?}").contains("<redacted>"));
+    }
+
+    /// The store behaviour suite (shared with the JetStream backend) on redb.
+    mod redb_behaviour {
+        crate::testing::store_suite::run_suite!(crate::testing::store_suite::RedbBackend::new());
     }
 }

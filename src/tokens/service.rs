@@ -123,14 +123,14 @@ impl TokenService {
     }
 
     /// Start a session for an authenticated user.
-    pub fn login(
+    pub async fn login(
         &self,
         user: &str,
         device: Option<&str>,
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Pair, LifecycleError> {
-        let issued = self.refresh.start_session(user, device, client_id, now)?;
+        let issued = self.refresh.start_session(user, device, client_id, now).await?;
         info!(user, session = %issued.session.id, device = device.unwrap_or(""), "session started");
         Ok(self.pair(issued)?)
     }
@@ -138,7 +138,7 @@ impl TokenService {
     /// Rotate a refresh token into a new pair. A reuse revokes the whole family here
     /// and, through the broadcast, on every instance: its access tokens stop working.
     pub async fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
-        let result = self.refresh.rotate(presented, now);
+        let result = self.refresh.rotate(presented, now).await;
         let label = match &result {
             Ok(_) => "ok",
             Err(e) => e.code(),
@@ -147,7 +147,7 @@ impl TokenService {
         match result {
             Ok(issued) => Ok(self.pair(issued)?),
             Err(RefreshError::Reused) => {
-                if let Ok(session) = self.refresh.session_for_token(presented) {
+                if let Ok(session) = self.refresh.session_for_token(presented).await {
                     self.revoke(
                         &RevokeTarget::Session(session.id),
                         super::refresh::REUSE_REASON,
@@ -196,24 +196,24 @@ impl TokenService {
         };
         let (sessions, revs) = match target {
             RevokeTarget::Session(id) => {
-                let n = usize::from(self.refresh.revoke_session(id, reason, now)?);
+                let n = usize::from(self.refresh.revoke_session(id, reason, now).await?);
                 (n, vec![rev(RevocationKind::Session, id)])
             }
             RevokeTarget::Device(d) => {
-                let s = self.refresh.revoke_device(d, reason, now)?;
+                let s = self.refresh.revoke_device(d, reason, now).await?;
                 (s.len(), vec![rev(RevocationKind::Device, d)])
             }
             RevokeTarget::UserDevice { user, device } => {
-                let s = self.refresh.revoke_user_device(user, device, reason, now)?;
+                let s = self.refresh.revoke_user_device(user, device, reason, now).await?;
                 let value = super::revocation::user_device(user, device);
                 (s.len(), vec![rev(RevocationKind::Device, &value)])
             }
             RevokeTarget::User(u) => {
-                let s = self.refresh.revoke_user(u, reason, now)?;
+                let s = self.refresh.revoke_user(u, reason, now).await?;
                 (s.len(), vec![rev(RevocationKind::User, u)])
             }
             RevokeTarget::Before(t) => {
-                let n = self.refresh.revoke_before(*t, reason, now)?;
+                let n = self.refresh.revoke_before(*t, reason, now).await?;
                 let r = Revocation {
                     kind: RevocationKind::All,
                     value: String::new(),
@@ -224,7 +224,7 @@ impl TokenService {
             }
         };
         for r in &revs {
-            self.refresh.record_revocation(r)?;
+            self.refresh.record_revocation(r).await?;
         }
         self.revocations.apply(revs.iter().cloned());
         let kind = match target {
@@ -254,11 +254,11 @@ impl TokenService {
     }
 
     /// Apply revocations broadcast by another instance (and keep them across restarts).
-    pub fn accept_broadcast(&self, body: &[u8]) {
+    pub async fn accept_broadcast(&self, body: &[u8]) {
         match serde_json::from_slice::<Vec<Revocation>>(body) {
             Ok(revs) => {
                 for r in &revs {
-                    if let Err(e) = self.refresh.record_revocation(r) {
+                    if let Err(e) = self.refresh.record_revocation(r).await {
                         warn!(error = %e, "could not persist a broadcast revocation");
                     }
                 }

@@ -406,19 +406,7 @@ fn the_compose_file_is_complete_and_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let keys_at = dir.path().join(Path::new(&include).parent().unwrap());
     nats_callout::keys::generate(&keys_at, false).unwrap();
-    let checked = dir.path().join("nats-server.conf");
-    std::fs::write(&checked, &conf).unwrap();
-    let out = Command::new(nats_callout::testing::nats_server_bin())
-        .args(["-t", "-c"])
-        .arg(&checked)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nats_server_accepts(dir.path(), &conf);
 }
 
 /// The systemd unit runs the service with the hardening an operator expects, and its
@@ -505,8 +493,13 @@ fn the_production_configurations_load() {
         );
         text = text.replace(from, &to.display().to_string());
     }
-    let path = dir.path().join("nats-server.conf");
-    std::fs::write(&path, text).unwrap();
+    nats_server_accepts(dir.path(), &text);
+}
+
+/// nats-server itself accepts `conf`, written as `dir/nats-server.conf` (`-t`).
+fn nats_server_accepts(dir: &Path, conf: &str) {
+    let path = dir.join("nats-server.conf");
+    std::fs::write(&path, conf).unwrap();
     let out = Command::new(nats_callout::testing::nats_server_bin())
         .args(["-t", "-c"])
         .arg(&path)

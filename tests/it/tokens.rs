@@ -418,7 +418,7 @@ async fn a_revoked_long_token_stays_refused_past_the_access_token_lifetime() {
     svc.tokens.revocations().prune(later);
     assert_nats_denied(&env, &long, "after the access-token lifetime").await;
     // ...and the entries a restart would load at that time still cover it.
-    let stored = svc.tokens.refresh().revocations(later).unwrap();
+    let stored = svc.tokens.refresh().revocations(later).await.unwrap();
     assert!(
         stored
             .iter()

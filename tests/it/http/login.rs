@@ -62,6 +62,7 @@ async fn the_access_token_from_login_verifies_and_names_session_token_and_device
         .tokens
         .refresh()
         .session_for_token(&r.refresh())
+        .await
         .unwrap();
     assert_eq!(session.id, claims.sid);
     assert_eq!(session.device.as_deref(), Some("laptop"));

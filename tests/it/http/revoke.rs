@@ -234,7 +234,12 @@ async fn revoking_everything_before_a_time_is_for_sysadmins_only() {
             .has_role(nats_callout::permissions::Role::Sysadmin)
     );
     // ops has no password: mint its pair through the token service.
-    let ops = api.state.tokens.login("ops", None, None, api.now()).unwrap();
+    let ops = api
+        .state
+        .tokens
+        .login("ops", None, None, api.now())
+        .await
+        .unwrap();
     api.remember(&ops.access_token);
     let r = api.revoke(&ops.access_token, json!({"before": api.now()})).await;
     r.assert_error(StatusCode::FORBIDDEN, "forbidden");

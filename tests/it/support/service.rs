@@ -24,7 +24,7 @@ impl TestEnv {
         let handle = self.launch_callout(config).await;
         let deadline = std::time::Instant::now() + super::DEADLINE;
         loop {
-            let (ready, body) = handle.ops.readiness();
+            let (ready, body) = handle.ops.readiness().await;
             if ready {
                 return handle;
             }

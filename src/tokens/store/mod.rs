@@ -225,10 +225,11 @@ from_redb!(
 );
 
 /// Storage for [`crate::tokens::refresh`]. Each method is atomic.
+#[async_trait::async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores a new session and its first token, `first` being the token's hash. Refuses with
     /// [`StoreError::Conflict`] if the session id or the hash is already taken.
-    fn create_session(
+    async fn create_session(
         &self,
         session: &SessionRecord,
         first: &TokenHash,
@@ -236,24 +237,24 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// The record of a token, by hash.
-    fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
 
     /// A session, by id.
-    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
 
     /// In one write transaction: reads the token `hash` and its session, asks `decide`, applies
     /// the [`RotateStep`]. Returns `false` (without calling `decide`) when the token is unknown.
     /// `decide` may be called more than once by a store that retries on conflicts; its last
     /// answer is the one applied.
-    fn rotate(
+    async fn rotate(
         &self,
         hash: &TokenHash,
-        decide: &mut dyn FnMut(RotateView<'_>) -> RotateStep,
+        decide: &mut (dyn for<'v> FnMut(RotateView<'v>) -> RotateStep + Send),
     ) -> Result<bool, StoreError>;
 
     /// Marks the selected sessions revoked at `at` (sessions already revoked keep their time
     /// and reason) and returns those it revoked, in one transaction.
-    fn revoke_sessions(
+    async fn revoke_sessions(
         &self,
         which: SessionSelector<'_>,
         at: i64,
@@ -262,19 +263,19 @@ pub trait TokenStore: Send + Sync {
 
     /// Adds a revocation entry; an entry for the same kind and value is merged (the later
     /// cutoff and the later expiry win, so an entry never weakens).
-    fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    async fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
 
     /// Every stored revocation entry, expired or not.
-    fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
     /// Removes at most `batch` records, in one transaction: tokens with
     /// `expires_at + tombstone < now`, then sessions with `end + tombstone < now` (see
     /// [`SessionRecord::end`]) with their index entries, then revocation entries with
     /// `expires_at < now`.
-    fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError>;
+    async fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError>;
 
     /// Whether the store answers a read now (readiness).
-    fn check(&self) -> Result<(), StoreError>;
+    async fn check(&self) -> Result<(), StoreError>;
 }
 
 /// A [`TokenStore`] in a redb file.
@@ -460,8 +461,9 @@ fn multimap_values(
     Ok(out)
 }
 
+#[async_trait::async_trait]
 impl TokenStore for RedbStore {
-    fn create_session(
+    async fn create_session(
         &self,
         session: &SessionRecord,
         first: &TokenHash,
@@ -484,7 +486,7 @@ impl TokenStore for RedbStore {
         })
     }
 
-    fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+    async fn token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         let r = self.db.begin_read()?;
         let table = r.open_table(TOKENS)?;
         match table.get(hash.as_bytes().as_slice())? {
@@ -493,7 +495,7 @@ impl TokenStore for RedbStore {
         }
     }
 
-    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let r = self.db.begin_read()?;
         let table = r.open_table(SESSIONS)?;
         match table.get(id)? {
@@ -502,10 +504,10 @@ impl TokenStore for RedbStore {
         }
     }
 
-    fn rotate(
+    async fn rotate(
         &self,
         hash: &TokenHash,
-        decide: &mut dyn FnMut(RotateView<'_>) -> RotateStep,
+        decide: &mut (dyn for<'v> FnMut(RotateView<'v>) -> RotateStep + Send),
     ) -> Result<bool, StoreError> {
         self.write(|t| {
             let Some(token) = t.token(hash)? else {
@@ -562,7 +564,7 @@ impl TokenStore for RedbStore {
         })
     }
 
-    fn revoke_sessions(
+    async fn revoke_sessions(
         &self,
         which: SessionSelector<'_>,
         at: i64,
@@ -605,7 +607,7 @@ impl TokenStore for RedbStore {
         })
     }
 
-    fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
+    async fn record_revocation(&self, revocation: &Revocation) -> Result<(), StoreError> {
         let key = revocation.key();
         self.write(|t| {
             let mut merged = revocation.clone();
@@ -621,7 +623,7 @@ impl TokenStore for RedbStore {
         })
     }
 
-    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let r = self.db.begin_read()?;
         let table = r.open_table(REVOCATIONS)?;
         let mut out = Vec::new();
@@ -632,13 +634,13 @@ impl TokenStore for RedbStore {
         Ok(out)
     }
 
-    fn check(&self) -> Result<(), StoreError> {
+    async fn check(&self) -> Result<(), StoreError> {
         let r = self.db.begin_read()?;
         r.open_table(SESSIONS)?;
         Ok(())
     }
 
-    fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError> {
+    async fn purge(&self, now: i64, tombstone: i64, batch: usize) -> Result<PurgeReport, StoreError> {
         // Records whose end is before `limit` have `end + tombstone < now`.
         let limit = now.saturating_sub(tombstone.max(0));
         const NO_BYTES: &[u8] = &[];
@@ -737,8 +739,8 @@ mod tests {
         (dir, store)
     }
 
-    #[test]
-    fn hash_round_trips_and_debug_is_redacted() {
+    #[tokio::test]
+    async fn hash_round_trips_and_debug_is_redacted() {
         let h = TokenHash::of("rt1_secret");
         let hex = data_encoding::HEXLOWER.encode(h.as_bytes());
         let json = serde_json::to_string(&h).unwrap();
@@ -758,30 +760,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn create_refuses_duplicates_and_mismatches() {
+    #[tokio::test]
+    async fn create_refuses_duplicates_and_mismatches() {
         let (_dir, s) = store();
         let h = TokenHash::of("a");
         s.create_session(&session("s1", "u", None, h, 10), &h, &token("s1", 10))
+            .await
             .unwrap();
-        let again = s.create_session(
-            &session("s1", "u", None, TokenHash::of("b"), 10),
-            &TokenHash::of("b"),
-            &token("s1", 10),
-        );
+        let again = s
+            .create_session(
+                &session("s1", "u", None, TokenHash::of("b"), 10),
+                &TokenHash::of("b"),
+                &token("s1", 10),
+            )
+            .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))));
-        let same_token = s.create_session(&session("s2", "u", None, h, 10), &h, &token("s2", 10));
+        let same_token = s
+            .create_session(&session("s2", "u", None, h, 10), &h, &token("s2", 10))
+            .await;
         assert!(matches!(same_token, Err(StoreError::Conflict(_))));
-        let wrong = s.create_session(&session("s3", "u", None, h, 10), &h, &token("s1", 10));
+        let wrong = s
+            .create_session(&session("s3", "u", None, h, 10), &h, &token("s1", 10))
+            .await;
         assert!(matches!(wrong, Err(StoreError::Conflict(_))));
-        assert!(s.session("s2").unwrap().is_none());
+        assert!(s.session("s2").await.unwrap().is_none());
     }
 
-    #[test]
-    fn rotate_refuses_a_second_successor() {
+    #[tokio::test]
+    async fn rotate_refuses_a_second_successor() {
         let (_dir, s) = store();
         let h = TokenHash::of("a");
         s.create_session(&session("s1", "u", None, h, 10), &h, &token("s1", 10))
+            .await
             .unwrap();
         let step = |name: &str| RotateStep::Rotate {
             at: 1,
@@ -791,18 +801,22 @@ mod tests {
                 ..token("s1", 11)
             },
         };
-        assert!(s.rotate(&h, &mut |_| step("b")).unwrap());
-        let second = s.rotate(&h, &mut |_| step("c"));
+        assert!(s.rotate(&h, &mut |_| step("b")).await.unwrap());
+        let second = s.rotate(&h, &mut |_| step("c")).await;
         assert!(matches!(second, Err(StoreError::Conflict(_))));
-        assert!(s.token(&TokenHash::of("c")).unwrap().is_none());
-        let rec = s.session("s1").unwrap().unwrap();
+        assert!(s.token(&TokenHash::of("c")).await.unwrap().is_none());
+        let rec = s.session("s1").await.unwrap().unwrap();
         assert_eq!(rec.current, TokenHash::of("b"));
         assert_eq!(rec.end(), 11);
-        assert!(!s.rotate(&TokenHash::of("zzz"), &mut |_| unreachable!()).unwrap());
+        assert!(
+            !s.rotate(&TokenHash::of("zzz"), &mut |_| unreachable!())
+                .await
+                .unwrap()
+        );
     }
 
-    #[test]
-    fn indexes_follow_sessions_and_purge_removes_them() {
+    #[tokio::test]
+    async fn indexes_follow_sessions_and_purge_removes_them() {
         let (_dir, s) = store();
         for (id, user, device, end) in [
             ("s1", "bob", Some("d1"), 10),
@@ -811,25 +825,38 @@ mod tests {
         ] {
             let h = TokenHash::of(id);
             s.create_session(&session(id, user, device, h, end), &h, &token(id, end))
+                .await
                 .unwrap();
         }
         let ids = |v: Vec<SessionInfo>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(s.revoke_sessions(SessionSelector::Device("d1"), 5, "x").unwrap()),
+            ids(s
+                .revoke_sessions(SessionSelector::Device("d1"), 5, "x")
+                .await
+                .unwrap()),
             ["s1", "s3"]
         );
         assert_eq!(
-            ids(s.revoke_sessions(SessionSelector::User("bob"), 6, "y").unwrap()),
+            ids(s
+                .revoke_sessions(SessionSelector::User("bob"), 6, "y")
+                .await
+                .unwrap()),
             ["s2"]
         );
         // Already revoked sessions keep their first revocation.
         assert_eq!(
-            s.session("s1").unwrap().unwrap().info.revoke_reason.as_deref(),
+            s.session("s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .info
+                .revoke_reason
+                .as_deref(),
             Some("x")
         );
 
         // tombstone 5: s1 (end 10) goes after 15, its token too.
-        let r = s.purge(16, 5, 100).unwrap();
+        let r = s.purge(16, 5, 100).await.unwrap();
         assert_eq!(
             r,
             PurgeReport {
@@ -838,22 +865,25 @@ mod tests {
                 revocations: 0
             }
         );
-        assert!(s.session("s1").unwrap().is_none());
-        assert!(s.session("s2").unwrap().is_some());
+        assert!(s.session("s1").await.unwrap().is_none());
+        assert!(s.session("s2").await.unwrap().is_some());
         // The device index no longer names s1.
         assert_eq!(
-            ids(s.revoke_sessions(SessionSelector::Device("d1"), 7, "z").unwrap()),
+            ids(s
+                .revoke_sessions(SessionSelector::Device("d1"), 7, "z")
+                .await
+                .unwrap()),
             Vec::<String>::new()
         );
-        let r = s.purge(100, 5, 3).unwrap();
+        let r = s.purge(100, 5, 3).await.unwrap();
         assert_eq!(r.total(), 3);
-        let r = s.purge(100, 5, 3).unwrap();
+        let r = s.purge(100, 5, 3).await.unwrap();
         assert_eq!(r.total(), 1);
-        assert_eq!(s.purge(100, 5, 3).unwrap().total(), 0);
+        assert_eq!(s.purge(100, 5, 3).await.unwrap().total(), 0);
     }
 
-    #[test]
-    fn revocations_merge_and_expire() {
+    #[tokio::test]
+    async fn revocations_merge_and_expire() {
         let (_dir, s) = store();
         let r = |cutoff, expires_at| Revocation {
             kind: RevocationKind::User,
@@ -861,16 +891,16 @@ mod tests {
             cutoff,
             expires_at,
         };
-        s.record_revocation(&r(10, 20)).unwrap();
-        s.record_revocation(&r(5, 30)).unwrap();
-        assert_eq!(s.revocations().unwrap(), [r(10, 30)]);
-        assert_eq!(s.purge(30, 0, 10).unwrap().revocations, 0);
-        assert_eq!(s.purge(31, 0, 10).unwrap().revocations, 1);
-        assert!(s.revocations().unwrap().is_empty());
+        s.record_revocation(&r(10, 20)).await.unwrap();
+        s.record_revocation(&r(5, 30)).await.unwrap();
+        assert_eq!(s.revocations().await.unwrap(), [r(10, 30)]);
+        assert_eq!(s.purge(30, 0, 10).await.unwrap().revocations, 0);
+        assert_eq!(s.purge(31, 0, 10).await.unwrap().revocations, 1);
+        assert!(s.revocations().await.unwrap().is_empty());
     }
 
-    #[test]
-    fn debug_shows_the_path_only() {
+    #[tokio::test]
+    async fn debug_shows_the_path_only() {
         let (_dir, s) = store();
         assert!(format!("{s:?}").starts_with("RedbStore { path: "));
     }
