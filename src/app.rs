@@ -13,24 +13,28 @@ use tracing::{info, warn};
 use crate::callout::{self, Callout, decision::Policy};
 use crate::clock::now_secs;
 use crate::config::Config;
+use crate::config::StoreBackend;
 use crate::enforcement::Enforcement;
+use crate::enforcement::lease::{Leadership, Lease};
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
 use crate::ops::{Health, Instance, Ops};
 use crate::permissions::{Permissions, Snapshot};
 use crate::reload::Reloader;
 use crate::tokens::TokenKeys;
+use crate::tokens::feed;
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
 use crate::tokens::service::TokenService;
-use crate::tokens::store::RedbStore;
+use crate::tokens::store::{KvSettings, KvStore, RedbStore, TokenStore};
 
 /// A built service: connected, subscribed and bound, ready to [`App::run`].
 pub struct App {
     client: async_nats::Client,
     /// The connection that only receives authorization requests (see [`callout::serve`]).
     requests: async_nats::Client,
-    sub: async_nats::Subscriber,
+    /// The store whose revocations bucket this instance follows (JetStream backend).
+    shared: Option<Arc<KvStore>>,
     callout: Arc<Callout>,
     tokens: Arc<TokenService>,
     permissions: Permissions,
@@ -40,14 +44,14 @@ pub struct App {
     config: Config,
 }
 
-/// Open the token store and its revocation index.
-async fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<TokenService> {
+/// The token store the configuration names with its revocation index; for JetStream also
+/// the store whose revocations bucket the instance follows (the index starts empty then).
+async fn open_tokens(
+    config: &Config,
+    keys: Arc<TokenKeys>,
+    client: &async_nats::Client,
+) -> anyhow::Result<(TokenService, Option<Arc<KvStore>>)> {
     let t = &config.tokens;
-    if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
-    }
-    let store = RedbStore::open(&t.store_path)
-        .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
     let secret = read_secret_key(&t.refresh_secret_file).context("while loading the refresh-token secret")?;
     let settings = RefreshSettings {
         idle: t.refresh_idle,
@@ -55,9 +59,54 @@ async fn open_tokens(config: &Config, keys: Arc<TokenKeys>) -> anyhow::Result<To
         grace: t.refresh_grace,
         tombstone: t.refresh_idle,
     };
-    let refresh = RefreshService::new(Arc::new(store), secret, settings);
-    let revocations = Revocations::new(refresh.revocations(now_secs()).await?);
-    Ok(TokenService::new(keys, refresh, revocations, t.access_ttl))
+    let (store, shared): (Arc<dyn TokenStore>, _) = match config.store.backend {
+        StoreBackend::Redb => {
+            if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+            }
+            let store = RedbStore::open(&t.store_path)
+                .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
+            (Arc::new(store), None)
+        }
+        StoreBackend::Jetstream => {
+            let kv = Arc::new(KvStore::new(client.clone(), kv_settings(config, &settings)));
+            (kv.clone() as Arc<dyn TokenStore>, Some(kv))
+        }
+    };
+    let refresh = RefreshService::new(store, secret, settings);
+    let revocations = match shared {
+        None => Revocations::new(refresh.revocations(now_secs()).await?),
+        Some(_) => Revocations::default(),
+    };
+    Ok((
+        TokenService::new(keys, refresh, revocations, t.access_ttl),
+        shared,
+    ))
+}
+
+/// How this instance knows it enforces: alone with the embedded store, by the lease with
+/// the shared one.
+fn leadership(config: &Config) -> Leadership {
+    match config.store.backend {
+        StoreBackend::Redb => Leadership::Solo,
+        StoreBackend::Jetstream => {
+            let name = format!("{}_leases", config.store.bucket_prefix);
+            let spec = Lease::bucket(name, config.enforcement.lease_ttl, config.store.replicas);
+            Leadership::Lease(Lease::new(nuid::next().to_string(), spec))
+        }
+    }
+}
+
+/// The JetStream buckets' settings: records outlive every session they may describe,
+/// revocation entries every token they may cover.
+pub fn kv_settings(config: &Config, refresh: &RefreshSettings) -> KvSettings {
+    let t = &config.tokens;
+    KvSettings {
+        prefix: config.store.bucket_prefix.clone(),
+        replicas: config.store.replicas,
+        records_max_age: refresh.absolute + refresh.tombstone,
+        revocations_max_age: t.access_ttl.max(t.max_token_ttl) + std::time::Duration::from_secs(2),
+    }
 }
 
 impl App {
@@ -91,7 +140,6 @@ impl App {
             "permissions and keys loaded"
         );
         let permissions = Permissions::new(snapshot);
-        let tokens = open_tokens(&config, token_keys.clone()).await?;
         // Listeners first: the HTTP API answers (and /readyz says why it is not ready)
         // while NATS is still out of reach.
         let http = bind(&config.http.listen, "the HTTP API").await?;
@@ -99,7 +147,8 @@ impl App {
         let health = Arc::new(Health::default());
 
         let client = connect_as(&config, "service", Some((&health, "nats"))).await?;
-        let tokens = Arc::new(tokens.with_nats(client.clone()));
+        let (tokens, shared) = open_tokens(&config, token_keys.clone(), &client).await?;
+        let tokens = Arc::new(tokens);
         let callout = Arc::new(Callout::new(
             keys,
             token_keys,
@@ -124,6 +173,7 @@ impl App {
                     tokens.revocations().clone(),
                     config.enforcement.clone(),
                     config.callout.account.clone(),
+                    leadership(&config),
                 ))
             }
             None => {
@@ -152,14 +202,14 @@ impl App {
                 health.set(part, false, "subscribing");
             }
         }
+        if shared.is_some() {
+            health.set(feed::PART, false, "loading from JetStream");
+        }
         let requests = connect_as(&config, "requests", Some((&health, "nats-requests"))).await?;
-        let sub = callout::subscribe(&requests, &config.callout.queue_group)
-            .await
-            .context("while subscribing to the authorization subject")?;
         Ok(App {
             client,
             requests,
-            sub,
+            shared,
             callout,
             tokens,
             permissions,
@@ -218,7 +268,7 @@ impl App {
         let App {
             client,
             requests,
-            sub,
+            shared,
             callout,
             tokens,
             permissions,
@@ -231,15 +281,38 @@ impl App {
         let mut tasks = tokio::task::JoinSet::new();
         let s = stop.clone();
         let max = config.callout.max_in_flight;
-        tokio::spawn(crate::health::ready_after_flush(
-            requests.clone(),
-            ops.health.clone(),
-            "callout",
-        ));
+        // Every live revocation is in force before the first authorization is answered.
+        let (loaded_tx, mut loaded) = tokio::sync::watch::channel(shared.is_none());
+        if let Some(store) = shared {
+            let (revocations, health, stop) =
+                (tokens.revocations().clone(), ops.health.clone(), stop.clone());
+            tasks.spawn(async move {
+                feed::follow(store, revocations, health, loaded_tx, stop).await;
+                Ok(())
+            });
+        }
         tasks.spawn({
-            let client = client.clone();
+            let (client, health, queue) = (
+                client.clone(),
+                ops.health.clone(),
+                config.callout.queue_group.clone(),
+            );
             async move {
+                tokio::select! {
+                    _ = s.cancelled() => return Ok(()),
+                    _ = feed::until_loaded(&mut loaded) => {}
+                }
+                let sub = callout::subscribe(&requests, &queue).await?;
+                tokio::spawn(crate::health::ready_after_flush(
+                    requests.clone(),
+                    health,
+                    "callout",
+                ));
                 callout::serve(client, sub, callout, max, s.cancelled_owned()).await;
+                let drained = tokio::time::timeout(std::time::Duration::from_secs(5), requests.drain()).await;
+                if !matches!(drained, Ok(Ok(()))) {
+                    warn!("the requests connection did not drain within 5 s");
+                }
                 Ok(())
             }
         });
@@ -309,12 +382,10 @@ impl App {
         {
             warn!("tasks did not stop within 10 s");
         }
-        for c in [requests, client] {
-            // A connection that never came up has nothing to drain: do not wait for it.
-            match tokio::time::timeout(std::time::Duration::from_secs(5), c.drain()).await {
-                Ok(r) => r.context("while draining the NATS connection")?,
-                Err(_) => warn!("NATS did not drain within 5 s"),
-            }
+        // A connection that never came up has nothing to drain: do not wait for it.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), client.drain()).await {
+            Ok(r) => r.context("while draining the NATS connection")?,
+            Err(_) => warn!("NATS did not drain within 5 s"),
         }
         info!("stopped");
         Ok(())
@@ -357,19 +428,6 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<tokio::net::TcpLi
     Ok(Some(l))
 }
 
-/// The delay before reconnect attempt `n`: none for the first, then doubling from 100 ms up
-/// to 5 s, plus up to a quarter more at random, so that many instances (and clients) do
-/// not come back in step.
-pub fn reconnect_delay(attempt: usize) -> std::time::Duration {
-    if attempt <= 1 {
-        return std::time::Duration::ZERO;
-    }
-    let exp = u32::try_from(attempt - 2).unwrap_or(u32::MAX).min(16);
-    let base = 100u64.saturating_mul(1 << exp).min(5_000);
-    let jitter = rand::random::<u64>() % (base / 4 + 1);
-    std::time::Duration::from_millis(base + jitter)
-}
-
 /// Options that wait for NATS: the first connect returns at once and keeps trying in the
 /// background, every loss is retried without end, and the connection reports its state
 /// as `part` of `health` (readiness says why it is not ready).
@@ -383,7 +441,7 @@ fn waiting(
     let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     opts.retry_on_initial_connect()
         .max_reconnects(None)
-        .reconnect_delay_callback(reconnect_delay)
+        .reconnect_delay_callback(crate::clock::backoff)
         .event_callback(move |e| {
             let (h, attempts) = (h.clone(), attempts.clone());
             async move {

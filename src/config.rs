@@ -45,6 +45,7 @@ pub struct Config {
     pub nats: NatsSettings,
     pub callout: CalloutSettings,
     pub tokens: TokenSettings,
+    pub store: StoreSettings,
     pub permissions: PermissionSettings,
     pub http: HttpSettings,
     pub enforcement: EnforcementSettings,
@@ -208,6 +209,38 @@ impl Default for TokenSettings {
     }
 }
 
+/// Where sessions, refresh tokens and revocations live.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One redb file (`tokens.store_path`): one process.
+    #[default]
+    Redb,
+    /// JetStream key-value buckets: every instance shares them.
+    Jetstream,
+}
+
+/// The token store's backend and, for JetStream, its buckets.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    /// Bucket names start with this and `_` (`callout_sessions`, ...).
+    pub bucket_prefix: String,
+    /// JetStream replicas of each bucket: 1 on a single server, 3 on a cluster.
+    pub replicas: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: StoreBackend::Redb,
+            bucket_prefix: "callout".into(),
+            replicas: 1,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct PermissionSettings {
@@ -290,6 +323,10 @@ pub struct EnforcementSettings {
     pub reconcile_interval: Duration,
     /// Roles that may call `auth.v1.tokenReset` (NATS and HTTP).
     pub token_reset_roles: Vec<crate::permissions::Role>,
+    /// With the JetStream store: the enforcer's lease; another instance takes over within
+    /// about this long after the enforcer dies.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for EnforcementSettings {
@@ -305,6 +342,7 @@ impl Default for EnforcementSettings {
                 crate::permissions::Role::Sysadmin,
                 crate::permissions::Role::Service,
             ],
+            lease_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -403,6 +441,9 @@ impl Config {
                 "rates and burst must be positive".into(),
             );
         }
+        if e.lease_ttl < Duration::from_secs(2) {
+            return invalid("enforcement.lease_ttl", "must be at least 2s".into());
+        }
         if c.user_jwt_ttl.as_secs() == 0 {
             return invalid("callout.user_jwt_ttl", "must be at least 1s".into());
         }
@@ -421,6 +462,22 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
         {
             return invalid("http.cookie_domain", format!("{d:?} is not a domain name"));
+        }
+        let st = &self.store;
+        if st.bucket_prefix.is_empty()
+            || st.bucket_prefix.len() > 32
+            || !st
+                .bucket_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(
+                "store.bucket_prefix",
+                "1 to 32 letters, digits, '-' or '_'".into(),
+            );
+        }
+        if !(1..=5).contains(&st.replicas) {
+            return invalid("store.replicas", "JetStream allows 1 to 5 replicas".into());
         }
         if self.tokens.max_token_ttl < self.tokens.access_ttl {
             return invalid(
@@ -505,6 +562,12 @@ mod tests {
                 "callout.write_subject",
             ),
             ("[callout]\naccount = \"A.B\"\n", "callout.account"),
+            ("[store]\nreplicas = 0\n", "store.replicas"),
+            ("[enforcement]\nlease_ttl = \"1s\"\n", "enforcement.lease_ttl"),
+            ("[store]\nreplicas = 7\n", "store.replicas"),
+            ("[store]\nbucket_prefix = \"a.b\"\n", "store.bucket_prefix"),
+            ("[store]\nbucket_prefix = \"\"\n", "store.bucket_prefix"),
+            ("[store]\nbackend = \"etcd\"\n", "backend"),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, body).unwrap();

@@ -1,4 +1,4 @@
-//! The service's own NATS endpoints: revocation broadcasts, `auth.v1.usercontext` for
+//! The service's own NATS endpoints: `auth.v1.usercontext` for
 //! internal services, and the admin subject the `revoke` command talks to.
 
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::service::TokenService;
 use crate::wire::{
-    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, REVOCATION_SUBJECT,
-    TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
+    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, TOKEN_RESET_SUBJECT,
+    TokenResetRequest, USER_CONTEXT_SUBJECT,
 };
 
 #[derive(Deserialize)]
@@ -64,7 +64,6 @@ impl Endpoints {
             ops,
         } = self;
         let queue = ops.instance.queue_group.clone();
-        let mut broadcasts = client.subscribe(REVOCATION_SUBJECT).await?;
         let mut contexts = client
             .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
             .await?;
@@ -81,7 +80,6 @@ impl Endpoints {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(m) = broadcasts.next() => tokens.accept_broadcast(&m.payload).await,
                 Some(m) = contexts.next() => {
                     let snapshot = permissions.load_full();
                     let reply = user_context_reply(&tokens, &snapshot, &m.payload, now_secs()).await;

@@ -12,6 +12,7 @@
 //! - [`wire`]: the wire contract: every NATS subject the service uses or serves, decision records, token-reset requests.
 //! - [`subjects`]: subject templates such as `chat.{room}.>`.
 //! - [`config`]: the settings (file and environment), validated.
+//! - [`kv`]: the JetStream key-value buckets shared state lives in: created, or checked.
 //! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
 //! - [`claims`]: NATS JWTs on nkeys: requests in, user JWTs and responses out.
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
@@ -41,6 +42,7 @@ pub mod forwarded;
 pub mod health;
 pub mod http;
 pub mod keys;
+pub mod kv;
 pub mod names;
 pub mod ops;
 pub mod password;

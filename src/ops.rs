@@ -96,7 +96,10 @@ impl Ops {
             json!({
                 "liveConnections": s.len(),
                 "leader": s.is_leader(),
-                "instances": s.instances(),
+                "enforcerBy": match s.leadership() {
+                    crate::enforcement::lease::Leadership::Solo => "solo",
+                    crate::enforcement::lease::Leadership::Lease(_) => "lease",
+                },
                 "ldmSent": s.stats.ldm_sent.load(Ordering::Relaxed),
                 "kicksSent": s.stats.kicks_sent.load(Ordering::Relaxed),
                 "throttled": s.stats.throttled.load(Ordering::Relaxed),

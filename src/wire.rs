@@ -17,8 +17,6 @@ pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
 pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
 /// Instances announce themselves here; the lowest live id enforces.
 pub const INSTANCES_SUBJECT: &str = "nats-callout.instances";
-/// Revocations, broadcast to every instance.
-pub const REVOCATION_SUBJECT: &str = "nats-callout.revocations";
 /// Operators revoke through the running service (service credentials, `nats-callout revoke`).
 pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
 /// Operators ask a running instance for its status (`nats-callout status`).

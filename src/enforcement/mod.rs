@@ -1,8 +1,10 @@
 //! Live connections and live enforcement: the registry (decision records joined with
 //! connect/disconnect events and CONNZ) and the enforcer (LDM, then KICK after a grace;
-//! revocations kick at once), throttled, with exactly one enforcer among the instances.
+//! revocations kick at once), throttled, with exactly one enforcer among the instances
+//! (a [`lease::Lease`] in JetStream KV).
 
 pub mod assess;
+pub mod lease;
 pub mod registry;
 pub mod throttle;
 
@@ -21,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::config::EnforcementSettings;
 use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::revocation::{Revocation, RevocationIndex, Revocations};
-use crate::wire::{DECISION_SUBJECT, INSTANCES_SUBJECT, TokenResetRequest, account_event, server_request};
+use crate::wire::{DECISION_SUBJECT, TokenResetRequest, account_event, server_request};
 use assess::{Action, Current, assess};
 use registry::{ConnKey, DecisionRecord, Registry};
 use throttle::TokenBucket;
@@ -45,14 +47,13 @@ struct Job {
 
 /// The registry plus the enforcer. One per instance.
 pub struct Enforcement {
-    instance: String,
+    leadership: lease::Leadership,
     registry: Mutex<Registry>,
     permissions: Permissions,
     revocations: Revocations,
     settings: EnforcementSettings,
     account: String,
     sys: async_nats::Client,
-    peers: Mutex<HashMap<String, Instant>>,
     changes: mpsc::UnboundedSender<Job>,
     revokes: mpsc::UnboundedSender<Job>,
     queues: Mutex<Option<(mpsc::UnboundedReceiver<Job>, mpsc::UnboundedReceiver<Job>)>>,
@@ -84,18 +85,18 @@ impl Enforcement {
         revocations: Revocations,
         settings: EnforcementSettings,
         account: String,
+        leadership: lease::Leadership,
     ) -> Arc<Self> {
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
         Arc::new(Enforcement {
-            instance: nuid::next().to_string(),
+            leadership,
             registry: Mutex::default(),
             permissions,
             revocations,
             settings,
             account,
             sys,
-            peers: Mutex::default(),
             changes,
             revokes,
             queues: Mutex::new(Some((crx, rrx))),
@@ -126,20 +127,14 @@ impl Enforcement {
         self.registry().by_user(user)
     }
 
-    /// This instance enforces when its id is the lowest among live instances.
+    /// Whether this instance is the enforcer now (the only instance, or the lease holder).
     pub fn is_leader(&self) -> bool {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let alive = |t: &Instant| t.elapsed() < Duration::from_secs(3);
-        !peers.iter().any(|(id, t)| alive(t) && *id < self.instance)
+        self.leadership.held()
     }
 
-    /// Instances seen alive (including this one).
-    pub fn instances(&self) -> usize {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        1 + peers
-            .iter()
-            .filter(|(id, t)| **id != self.instance && t.elapsed() < Duration::from_secs(3))
-            .count()
+    /// How this instance knows it enforces.
+    pub fn leadership(&self) -> &lease::Leadership {
+        &self.leadership
     }
 
     /// What connections are judged against now.
@@ -193,13 +188,23 @@ impl Enforcement {
 
     /// The permission snapshot changed from `old` to the current one.
     pub fn on_snapshot_change(&self, old: &Snapshot) {
+        self.judge_all(Some(old), "permission change");
+    }
+
+    /// This instance just became the enforcer: judge every connection against the
+    /// permissions and revocations now (changes may have come while nobody enforced).
+    pub fn on_acquire(&self) {
+        self.judge_all(None, "enforcer takeover");
+    }
+
+    fn judge_all(&self, old: Option<&Snapshot>, why: &'static str) {
         if !self.is_leader() {
             return;
         }
         let since = Instant::now();
         let new = self.permissions.load();
         let revoked = self.revocations.load();
-        let current = self.current(&new, Some(old), &revoked);
+        let current = self.current(&new, old, &revoked);
         let affected: Vec<(ConnKey, Action)> = {
             let r = self.registry();
             r.all()
@@ -207,10 +212,7 @@ impl Enforcement {
                 .filter(|(_, a)| *a != Action::Keep)
                 .collect()
         };
-        info!(
-            connections = affected.len(),
-            "permission change: connections to re-authorize"
-        );
+        info!(connections = affected.len(), "{why}: connections to re-authorize");
         for (conn, action) in affected {
             self.enqueue(conn, action, since);
         }
@@ -363,7 +365,7 @@ impl Enforcement {
         }
     }
 
-    /// Run the registry feeds, the heartbeat and the two enforcement workers until `stop`.
+    /// Run the registry feeds, the lease (when shared) and the two enforcement workers until `stop`.
     pub async fn run(
         self: Arc<Self>,
         service: async_nats::Client,
@@ -377,7 +379,6 @@ impl Enforcement {
             .take()
             .ok_or_else(|| anyhow::anyhow!("enforcement already running"))?;
         let mut decisions = service.subscribe(DECISION_SUBJECT).await?;
-        let mut heartbeats = service.subscribe(INSTANCES_SUBJECT).await?;
         let acc = &self.account;
         let mut connects = self.sys.subscribe(account_event(acc, "CONNECT")).await?;
         let mut disconnects = self.sys.subscribe(account_event(acc, "DISCONNECT")).await?;
@@ -410,6 +411,19 @@ impl Enforcement {
         let w1 = worker(changes, s.rate_per_second, s.burst);
         let w2 = worker(revokes, s.revocation_rate_per_second, s.burst.max(100));
 
+        if let lease::Leadership::Lease(l) = &self.leadership {
+            let (l, me, stop) = (l.clone(), Arc::downgrade(&self), stop.clone());
+            let js = crate::kv::context(service.clone());
+            tokio::spawn(l.run(
+                js,
+                move || {
+                    if let Some(me) = me.upgrade() {
+                        me.on_acquire();
+                    }
+                },
+                stop,
+            ));
+        }
         let mut beat = tokio::time::interval(Duration::from_millis(1000));
         let mut reconcile =
             tokio::time::interval(self.settings.reconcile_interval.max(Duration::from_secs(1)));
@@ -417,17 +431,13 @@ impl Enforcement {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = beat.tick() => {
-                    let _ = service.publish(INSTANCES_SUBJECT, self.instance.clone().into()).await;
                     metrics::gauge!("nats_callout_live_connections").set(self.len() as f64);
+                    metrics::gauge!("nats_callout_enforcer").set(if self.is_leader() { 1.0 } else { 0.0 });
                 }
                 _ = reconcile.tick() => {
                     if let Err(e) = self.reconcile().await {
                         warn!(error = %e, "CONNZ reconcile failed");
                     }
-                }
-                Some(m) = heartbeats.next() => {
-                    let id = String::from_utf8_lossy(&m.payload).to_string();
-                    self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
                 }
                 Some(m) = decisions.next() => match serde_json::from_slice::<DecisionRecord>(&m.payload) {
                     Ok(d) => self.on_decision(d),

@@ -137,6 +137,17 @@ impl Revocation {
     pub(crate) fn key(&self) -> String {
         format!("{}:{}", self.kind.as_str(), self.value)
     }
+
+    /// This entry merged with `stored` (same kind and value): the later cutoff and the
+    /// later expiry win, so an entry never weakens.
+    #[must_use]
+    pub fn merged(&self, stored: &Revocation) -> Revocation {
+        Revocation {
+            cutoff: self.cutoff.max(stored.cutoff),
+            expires_at: self.expires_at.max(stored.expires_at),
+            ..self.clone()
+        }
+    }
 }
 
 /// The value of a device revocation scoped to one user.
@@ -191,28 +202,38 @@ impl RevocationIndex {
         None
     }
 
-    fn insert(&mut self, r: Revocation) {
-        /// A revocation never weakens: the merged entry keeps the later cutoff and the
-        /// later expiry, each on its own (the store merges the same way).
-        fn merge(slot: &mut Option<Revocation>, r: Revocation) {
-            match slot {
-                Some(old) => {
-                    old.cutoff = old.cutoff.max(r.cutoff);
-                    old.expires_at = old.expires_at.max(r.expires_at);
-                }
-                None => *slot = Some(r),
-            }
+    fn slot(&mut self, kind: RevocationKind, value: &str) -> Option<&mut Revocation> {
+        match kind {
+            RevocationKind::All => self.all.as_mut(),
+            RevocationKind::Session => self.sessions.get_mut(value),
+            RevocationKind::Device => self.devices.get_mut(value),
+            RevocationKind::User => self.users.get_mut(value),
         }
-        let map = match r.kind {
-            RevocationKind::All => return merge(&mut self.all, r),
-            RevocationKind::Session => &mut self.sessions,
-            RevocationKind::Device => &mut self.devices,
-            RevocationKind::User => &mut self.users,
+    }
+
+    /// Whether an entry here already refuses everything `r` refuses, as long.
+    pub fn covers(&self, r: &Revocation) -> bool {
+        let held = match r.kind {
+            RevocationKind::All => self.all.as_ref(),
+            RevocationKind::Session => self.sessions.get(&r.value),
+            RevocationKind::Device => self.devices.get(&r.value),
+            RevocationKind::User => self.users.get(&r.value),
         };
-        let mut slot = map.remove(&r.value);
-        let key = r.value.clone();
-        merge(&mut slot, r);
-        map.extend(slot.map(|s| (key, s)));
+        held.is_some_and(|h| h.cutoff >= r.cutoff && h.expires_at >= r.expires_at)
+    }
+
+    /// Adds `r`, merged with the entry of the same kind and value (see [`Revocation::merged`]).
+    fn insert(&mut self, r: Revocation) {
+        if let Some(held) = self.slot(r.kind, &r.value) {
+            *held = r.merged(held);
+            return;
+        }
+        match r.kind {
+            RevocationKind::All => self.all = Some(r),
+            RevocationKind::Session => drop(self.sessions.insert(r.value.clone(), r)),
+            RevocationKind::Device => drop(self.devices.insert(r.value.clone(), r)),
+            RevocationKind::User => drop(self.users.insert(r.value.clone(), r)),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -231,6 +252,8 @@ pub struct Revocations {
     current: Arc<ArcSwap<RevocationIndex>>,
     epoch: Arc<std::sync::atomic::AtomicU64>,
     changes: tokio::sync::broadcast::Sender<Vec<Revocation>>,
+    /// Serializes changes, so an entry applied twice at once is announced once.
+    writer: Arc<std::sync::Mutex<()>>,
 }
 
 impl Default for Revocations {
@@ -247,6 +270,7 @@ impl Revocations {
             current: Arc::new(ArcSwap::from_pointee(idx)),
             epoch: Default::default(),
             changes: tokio::sync::broadcast::channel(1024).0,
+            writer: Arc::default(),
         }
     }
 
@@ -265,9 +289,16 @@ impl Revocations {
         self.current.load_full()
     }
 
-    /// Add revocations (rare: copy, insert, swap).
+    /// Add revocations (rare: copy, insert, swap). Those already in force change nothing
+    /// and are not announced (the same entry arrives from this instance and from the
+    /// store's watch: one enforcement, not two).
     pub fn apply(&self, revs: impl IntoIterator<Item = Revocation>) {
-        let revs: Vec<Revocation> = revs.into_iter().collect();
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let held = self.load();
+        let revs: Vec<Revocation> = revs.into_iter().filter(|r| !held.covers(r)).collect();
+        if revs.is_empty() {
+            return;
+        }
         self.current.rcu(|cur| {
             let mut next = RevocationIndex::clone(cur);
             for r in &revs {

@@ -1,16 +1,16 @@
 //! The token life cycle in one place: issue a pair at login, rotate on refresh, revoke
-//! (store + local index + broadcast to other instances), verify access tokens.
+//! (store + local index; other instances follow the store, see [`super::feed`]), verify
+//! access tokens.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
 use super::refresh::{Issued, RefreshError, RefreshService};
 use super::revocation::{Revocation, RevocationKind, Revocations, RevokeTarget};
-use crate::wire::REVOCATION_SUBJECT;
 
 /// An access token and the refresh token it came with.
 pub struct Pair {
@@ -43,7 +43,6 @@ pub struct TokenService {
     refresh: RefreshService,
     revocations: Revocations,
     access_ttl: Duration,
-    nats: Option<async_nats::Client>,
 }
 
 /// The access token's id is derived from its refresh token, so a grace-window replay
@@ -65,14 +64,7 @@ impl TokenService {
             refresh,
             revocations,
             access_ttl,
-            nats: None,
         }
-    }
-
-    /// Broadcast revocations through this connection.
-    pub fn with_nats(mut self, client: async_nats::Client) -> Self {
-        self.nats = Some(client);
-        self
     }
 
     pub fn keys(&self) -> &TokenKeys {
@@ -136,7 +128,7 @@ impl TokenService {
     }
 
     /// Rotate a refresh token into a new pair. A reuse revokes the whole family here
-    /// and, through the broadcast, on every instance: its access tokens stop working.
+    /// and, through the shared store, on every instance: its access tokens stop working.
     pub async fn rotate(&self, presented: &str, now: i64) -> Result<Pair, LifecycleError> {
         let result = self.refresh.rotate(presented, now).await;
         let label = match &result {
@@ -170,8 +162,8 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// Revoke in the store, record and apply the revocation here, and broadcast it so every
-    /// other instance refuses the access tokens too. Returns how many sessions ended.
+    /// Revoke in the store, record the revocation there and apply it here (instances sharing
+    /// a JetStream store apply it from the store's watch). Returns how many sessions ended.
     pub async fn revoke(
         &self,
         target: &RevokeTarget,
@@ -235,37 +227,7 @@ impl TokenService {
         };
         metrics::counter!("nats_callout_revocations_total", "target" => kind).increment(1);
         info!(?target, reason, sessions, "revoked");
-        self.broadcast(&revs).await;
         Ok(sessions)
-    }
-
-    async fn broadcast(&self, revs: &[Revocation]) {
-        let Some(nats) = &self.nats else { return };
-        match serde_json::to_vec(revs) {
-            Ok(body) => {
-                // No flush: while NATS is away the message waits in the client's buffer,
-                // and a revocation must never wait for NATS.
-                if let Err(e) = nats.publish(REVOCATION_SUBJECT, body.into()).await {
-                    warn!(error = %e, "could not broadcast revocations");
-                }
-            }
-            Err(e) => warn!(error = %e, "could not encode revocations"),
-        }
-    }
-
-    /// Apply revocations broadcast by another instance (and keep them across restarts).
-    pub async fn accept_broadcast(&self, body: &[u8]) {
-        match serde_json::from_slice::<Vec<Revocation>>(body) {
-            Ok(revs) => {
-                for r in &revs {
-                    if let Err(e) = self.refresh.record_revocation(r).await {
-                        warn!(error = %e, "could not persist a broadcast revocation");
-                    }
-                }
-                self.revocations.apply(revs);
-            }
-            Err(e) => warn!(error = %e, "ignored a malformed revocation broadcast"),
-        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`tokens`]: the token life cycle end to end (HTTP login, NATS connect, refresh, reuse);
 //! - [`enforcement`]: live permissions, revocations reaching live connections, token reset;
 //! - [`browser`]: the chat page in headless Chromium;
+//! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
@@ -21,6 +22,7 @@ mod demo;
 mod deploy;
 mod enforcement;
 mod http;
+mod jetstream;
 mod production;
 mod properties;
 mod support;

@@ -51,10 +51,10 @@ async fn assert_nats_denied(env: &TestEnv, token: &str, what: &str) {
 
 /// Login, connect, refresh, reuse an old refresh token: the family is revoked and its
 /// access token refused by the callout, also by a second instance that learned it
-/// from the broadcast.
+/// from the shared store's watch.
 #[tokio::test]
 async fn reuse_revokes_the_family_on_every_instance() {
-    let env = TestEnv::start(EnvOptions::default()).await;
+    let env = TestEnv::start(EnvOptions::shared()).await;
     let a = env.start_callout().await;
     let b = env.start_callout().await;
     let base = a.http_url();

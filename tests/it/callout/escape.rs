@@ -369,7 +369,8 @@ async fn wildcards_queues_inboxes_and_system_subjects_stay_closed() {
         "$SRV.PING",
         "auth.v1.usercontext",
         "auth.v1.tokenReset",
-        "nats-callout.revocations",
+        "$KV.callout_revocations.user.vYm9i",
+        "$JS.API.STREAM.INFO.KV_callout_sessions",
     ];
     let from = observer.delivered.len();
     for (i, s) in refused_pubs.iter().enumerate() {

@@ -32,8 +32,19 @@ pub struct EnvOptions {
     /// The README's hardened set-up: TLS on the client listener (a CA made with openssl,
     /// in `config.nats.tls_ca_file`) and the service user authenticated by an nkey.
     pub hardened: bool,
-    /// JetStream on the server, enabled for the app account.
+    /// JetStream on the server, enabled for the app account and the service's (AUTH).
     pub jetstream: bool,
+}
+
+impl EnvOptions {
+    /// Instances sharing one JetStream store (`store.backend = "jetstream"`).
+    pub fn shared() -> Self {
+        EnvOptions {
+            jetstream: true,
+            tweak: |c| c.store.backend = nats_callout::config::StoreBackend::Jetstream,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for EnvOptions {

@@ -214,7 +214,7 @@ pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOp
         } else {
             String::new()
         };
-        let (jetstream, app_js) = if opts.jetstream {
+        let (jetstream, js) = if opts.jetstream {
             (
                 format!("jetstream {{ store_dir: {:?} }}", dir.join("js")),
                 "jetstream: enabled,",
@@ -228,8 +228,8 @@ server_name: test
 max_control_line: 8KB
 {jetstream}
 accounts {{
-  AUTH {{ users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
-  APP {{ {app_js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
+  AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
+  APP {{ {js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
          imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}

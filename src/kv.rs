@@ -1,0 +1,201 @@
+//! JetStream key-value buckets the service keeps its shared state in: created when missing
+//! with the configured settings, checked (never silently reused) when they exist.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind, kv};
+
+/// How long a JetStream request may take before the store reports itself unavailable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The JetStream context of `client`, with the service's request timeout.
+#[must_use]
+pub fn context(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(client)
+}
+
+/// What a bucket must look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub name: String,
+    pub description: &'static str,
+    /// Values kept per key (1: the latest only).
+    pub history: i64,
+    /// Every value is removed this long after it was written (zero: never).
+    pub max_age: Duration,
+    pub replicas: usize,
+}
+
+/// Why a bucket could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("JetStream unavailable: {0}")]
+    Unavailable(String),
+    #[error(
+        "bucket {bucket} exists with {setting} {found}, configured {wanted}: change the \
+         configuration, or the bucket (nats kv edit), or remove it"
+    )]
+    Mismatch {
+        bucket: String,
+        setting: &'static str,
+        found: String,
+        wanted: String,
+    },
+}
+
+/// The bucket `spec` names: created if missing, checked against `spec` if it exists.
+///
+/// # Errors
+/// [`BucketError::Mismatch`] when it exists with other settings; [`BucketError::Unavailable`]
+/// when JetStream does not answer (or refuses, e.g. not enabled for the account).
+pub async fn ensure(js: &jetstream::Context, spec: &BucketSpec) -> Result<kv::Store, BucketError> {
+    let unavailable =
+        |e: &dyn std::fmt::Display| BucketError::Unavailable(format!("bucket {}: {e}", spec.name));
+    // Two instances starting at once may both find it missing: the loser checks the winner's.
+    for _ in 0..2 {
+        match js.get_stream(format!("KV_{}", spec.name)).await {
+            Ok(stream) => {
+                check(spec, &stream.cached_info().config)?;
+                return js.get_key_value(&spec.name).await.map_err(|e| unavailable(&e));
+            }
+            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                let created = js
+                    .create_key_value(kv::Config {
+                        bucket: spec.name.clone(),
+                        description: spec.description.to_string(),
+                        history: spec.history,
+                        max_age: spec.max_age,
+                        num_replicas: spec.replicas,
+                        storage: jetstream::stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await;
+                match created {
+                    Ok(store) => {
+                        tracing::info!(bucket = %spec.name, replicas = spec.replicas, max_age = ?spec.max_age, "created a JetStream bucket");
+                        return Ok(store);
+                    }
+                    Err(e) => {
+                        tracing::debug!(bucket = %spec.name, error = %e, "bucket creation lost a race or failed; looking again")
+                    }
+                }
+            }
+            Err(e) => return Err(unavailable(&e)),
+        }
+    }
+    Err(BucketError::Unavailable(format!(
+        "bucket {} could neither be found nor created",
+        spec.name
+    )))
+}
+
+/// Compares an existing bucket's stream with `spec`.
+fn check(spec: &BucketSpec, found: &jetstream::stream::Config) -> Result<(), BucketError> {
+    let mismatch = |setting, found: String, wanted: String| BucketError::Mismatch {
+        bucket: spec.name.clone(),
+        setting,
+        found,
+        wanted,
+    };
+    if found.num_replicas.max(1) != spec.replicas.max(1) {
+        return Err(mismatch(
+            "replicas",
+            found.num_replicas.to_string(),
+            spec.replicas.to_string(),
+        ));
+    }
+    if found.max_age != spec.max_age {
+        return Err(mismatch(
+            "max_age",
+            format!("{:?}", found.max_age),
+            format!("{:?}", spec.max_age),
+        ));
+    }
+    if found.max_messages_per_subject != spec.history {
+        return Err(mismatch(
+            "history",
+            found.max_messages_per_subject.to_string(),
+            spec.history.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// A key-safe form of a free-form name (user, device): base64url, never a `.` or `*`.
+#[must_use]
+pub fn key_part(name: &str) -> String {
+    format!("v{}", data_encoding::BASE64URL_NOPAD.encode(name.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> BucketSpec {
+        BucketSpec {
+            name: "b".into(),
+            description: "",
+            history: 1,
+            max_age: Duration::from_secs(60),
+            replicas: 3,
+        }
+    }
+
+    #[test]
+    fn an_existing_bucket_with_other_settings_is_refused_by_name() {
+        let ok = jetstream::stream::Config {
+            num_replicas: 3,
+            max_age: Duration::from_secs(60),
+            max_messages_per_subject: 1,
+            ..Default::default()
+        };
+        assert!(check(&spec(), &ok).is_ok());
+        for (bad, setting) in [
+            (
+                jetstream::stream::Config {
+                    num_replicas: 1,
+                    ..ok.clone()
+                },
+                "replicas",
+            ),
+            (
+                jetstream::stream::Config {
+                    max_age: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "max_age",
+            ),
+            (
+                jetstream::stream::Config {
+                    max_messages_per_subject: 5,
+                    ..ok.clone()
+                },
+                "history",
+            ),
+        ] {
+            let e = check(&spec(), &bad).unwrap_err();
+            assert!(
+                matches!(e, BucketError::Mismatch { setting: s, .. } if s == setting),
+                "{e}"
+            );
+            assert!(e.to_string().contains("bucket b exists with"), "{e}");
+        }
+    }
+
+    #[test]
+    fn key_parts_are_one_safe_token() {
+        for name in ["bob", "a.b", "*", ">", "", "ü/x y"] {
+            let k = key_part(name);
+            assert!(
+                k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{k}"
+            );
+            assert!(!k.is_empty());
+        }
+        assert_ne!(key_part("a"), key_part("b"));
+    }
+}
