@@ -65,7 +65,7 @@ async fn watch_once(
     let bucket = store.revocation_bucket().await.map_err(|e| e.to_string())?;
     let mut entries = match *last {
         Some(rev) => bucket.watch_all_from_revision(rev + 1).await,
-        None => bucket.watch_all().await,
+        None => bucket.watch_with_history(">").await,
     }
     .map_err(|e| e.to_string())?;
     // An empty bucket delivers nothing to wait for.

@@ -4,50 +4,9 @@
 
 use std::time::Duration;
 
+use crate::support::api::{assert_nats_denied, login, refresh, s};
 use crate::support::{DEADLINE, EnvOptions, TestEnv, connect_to};
-use async_nats::ConnectErrorKind;
 use serde_json::{Value, json};
-
-async fn post(url: &str, body: Value) -> (u16, Value, Vec<String>) {
-    let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let cookies = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (status, body, cookies)
-}
-
-async fn login(base: &str, user: &str, device: Option<&str>) -> Value {
-    let (status, body, _) = post(
-        &format!("{base}/api/auth/login"),
-        json!({"username": user, "password": user, "deviceId": device}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn refresh(base: &str, rt: &str) -> (u16, Value) {
-    let (s, b, _) = post(&format!("{base}/api/auth/refresh"), json!({"refreshToken": rt})).await;
-    (s, b)
-}
-
-fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_string()
-}
-
-async fn assert_nats_denied(env: &TestEnv, token: &str, what: &str) {
-    let err = env
-        .connect(Some(token), "all1")
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{what}: allowed"));
-    assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation, "{what}");
-}
 
 /// Login, connect, refresh, reuse an old refresh token: the family is revoked and its
 /// access token refused by the callout, also by a second instance that learned it

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+mod lease;
 mod revocations;
 
 /// What a watched client saw, with when.

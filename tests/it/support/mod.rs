@@ -2,8 +2,10 @@
 //! test environment around it ([`env`]), the service in-process ([`service`]), chat
 //! clients ([`client`]) and raw protocol connections ([`raw`]).
 
+pub mod api;
 pub mod client;
 pub mod env;
+pub mod proxy;
 pub mod raw;
 pub mod server;
 pub mod service;

@@ -1,0 +1,53 @@
+//! The HTTP API and NATS as a client uses them: login, refresh, the token in a reply,
+//! a connection that must be refused.
+
+use async_nats::ConnectErrorKind;
+use serde_json::{Value, json};
+
+use super::TestEnv;
+
+/// POST `body` as JSON: status, JSON body, `set-cookie` values.
+pub async fn post(url: &str, body: Value) -> (u16, Value, Vec<String>) {
+    let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body, cookies)
+}
+
+/// Log in as `user` (the demo password is the user name); panics unless 200.
+pub async fn login(base: &str, user: &str, device: Option<&str>) -> Value {
+    let (status, body, _) = post(
+        &format!("{base}/api/auth/login"),
+        json!({"username": user, "password": user, "deviceId": device}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Refresh with the token in the body.
+pub async fn refresh(base: &str, rt: &str) -> (u16, Value) {
+    let (s, b, _) = post(&format!("{base}/api/auth/refresh"), json!({"refreshToken": rt})).await;
+    (s, b)
+}
+
+/// The string `k` of a JSON body.
+pub fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_string()
+}
+
+/// The access token is refused by the callout (authorization violation).
+pub async fn assert_nats_denied(env: &TestEnv, token: &str, what: &str) {
+    let err = env
+        .connect(Some(token), "all1")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: allowed"));
+    assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation, "{what}");
+}
