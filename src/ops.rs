@@ -64,12 +64,15 @@ impl Ops {
     }
 
     /// Ready = every reporting part ok (the NATS connection among them), permissions
-    /// loaded, and the token store answering a read. The body says which part is not.
+    /// loaded, and the token store answering a read. The body says which part is not;
+    /// each part is also the gauge `nats_callout_part_ready{part}`.
     pub async fn readiness(&self) -> (bool, Value) {
         let mut ready = true;
         let mut parts = serde_json::Map::new();
         let mut add = |name: &str, ok: bool, detail: String| {
             ready &= ok;
+            metrics::gauge!("nats_callout_part_ready", "part" => name.to_string())
+                .set(f64::from(u8::from(ok)));
             parts.insert(name.to_string(), json!({ "ok": ok, "detail": detail }));
         };
         for (name, c) in self.health.all() {

@@ -52,6 +52,8 @@ pub(super) async fn token_reset(
     Ok(Json(json!({ "affected": enforcement.token_reset(&req) })))
 }
 
+/// Prometheus text; readiness is taken first, so `nats_callout_part_ready{part}` is current.
 pub(super) async fn metrics(State(state): State<SharedState>) -> String {
+    state.ops.readiness().await;
     state.ops.metrics.render()
 }

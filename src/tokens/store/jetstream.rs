@@ -26,6 +26,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -513,13 +514,15 @@ impl TokenStore for KvStore {
         Ok(report)
     }
 
+    /// Asks the sessions stream's leader (replicas answer reads without one; a change needs it).
     async fn check(&self) -> Result<(), StoreError> {
         let b = self.open().await?;
-        b.sessions
-            .status()
-            .await
-            .map(drop)
-            .map_err(|e| unavailable("sessions", e))
+        let probe = format!("{}readiness-probe", b.sessions.prefix);
+        match b.sessions.stream.get_last_raw_message_by_subject(&probe).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(()),
+            Err(e) => Err(unavailable("sessions", e)),
+        }
     }
 }
 

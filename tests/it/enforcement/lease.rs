@@ -1,7 +1,6 @@
 //! One enforcer among instances sharing the JetStream store, by the lease: when the holder
 //! dies (SIGKILL) another takes over and acts on what changed meanwhile, once.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,21 +11,7 @@ use crate::support::{EnvOptions, TestEnv, wait_until};
 async fn the_lease_moves_when_the_enforcer_dies_and_nothing_is_enforced_twice() {
     let env = TestEnv::start(EnvOptions::shared()).await;
     // A: the binary, first, so it takes the lease.
-    let cfg = env.write_config("", "");
-    let mut a = Command::new(env!("CARGO_BIN_EXE_nats-callout"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("NATS_CALLOUT_STORE__BACKEND", "jetstream")
-        .env("NATS_CALLOUT_ENFORCEMENT__LEASE_TTL", "2s")
-        .env("NATS_CALLOUT_NATS__SYSTEM_USER", "sys")
-        .env(
-            "NATS_CALLOUT_NATS__SYSTEM_PASSWORD_FILE",
-            env.config.nats.system_password_file.as_ref().unwrap(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut a = env.spawn_shared_service(&[("NATS_CALLOUT_ENFORCEMENT__LEASE_TTL", "2s")]);
     let js = async_nats::jetstream::new(env.connect_auth_user().await);
     let mut holder = None;
     let deadline = std::time::Instant::now() + crate::support::DEADLINE;
@@ -55,8 +40,7 @@ async fn the_lease_moves_when_the_enforcer_dies_and_nothing_is_enforced_twice() 
     wait_until("b knows the connections", || eb.connections_of("bob").len() == 3).await;
 
     // The enforcer dies; the change comes while nobody enforces.
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
     replace_file(
         &env.config.permissions.dir,
         "rooms.toml",

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use super::DEADLINE;
 use super::client::{Conn, connect_to};
 use super::raw;
-use super::server::{Hardened, NatsServer, ServerSecrets, start_server};
+use super::server::{Hardened, NatsServer, ServerSecrets, start_cluster, start_server};
 
 /// What a test wants from its environment.
 #[derive(Clone)]
@@ -63,8 +63,10 @@ impl Default for EnvOptions {
 
 /// One test's world: keys, permission files, a nats-server, the service config.
 pub struct TestEnv {
-    /// Declared first so the server stops before its directory is removed.
+    /// Declared first so the servers stop before their directory is removed.
     pub server: NatsServer,
+    /// The other nodes of a cluster ([`TestEnv::cluster`]); none for a lone server.
+    pub others: Vec<NatsServer>,
     pub dir: TempDir,
     pub config: Config,
     pub tokens: TokenKeys,
@@ -87,6 +89,16 @@ pub fn copy_demo_permissions(dst: &Path) {
 
 impl TestEnv {
     pub async fn start(opts: EnvOptions) -> TestEnv {
+        Self::start_nodes(opts, 1).await
+    }
+
+    /// A three-node cluster (`server` is the first node, with the websocket listener;
+    /// `others` the rest); the service points at the first node.
+    pub async fn cluster(opts: EnvOptions) -> TestEnv {
+        Self::start_nodes(opts, 3).await
+    }
+
+    async fn start_nodes(opts: EnvOptions, nodes: usize) -> TestEnv {
         // Service logs, shown for failing tests (filter with RUST_LOG).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -124,7 +136,12 @@ impl TestEnv {
             observer_pw: &observer_password,
             tls: hardened.as_ref(),
         };
-        let server = start_server(dir.path(), &secrets, &opts);
+        let mut servers = if nodes == 1 {
+            vec![start_server(dir.path(), &secrets, &opts)]
+        } else {
+            start_cluster(dir.path(), &secrets, &opts, nodes)
+        };
+        let server = servers.remove(0);
 
         let mut config = Config::default();
         config.nats.url = server.url();
@@ -154,6 +171,7 @@ impl TestEnv {
         TestEnv {
             dir,
             server,
+            others: servers,
             config,
             tokens,
             callout_password,

@@ -179,7 +179,32 @@ impl Hardened {
     }
 }
 
-pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
+/// One node's place in the configuration.
+struct Node {
+    /// `server_name`; files are `nats-server.conf` / `.log` for a lone server, else
+    /// `nats-server-<name>.*`.
+    name: String,
+    port: u16,
+    /// The websocket port (the first node only, in a cluster).
+    ws_port: Option<u16>,
+    /// The `cluster {}` block, empty for a lone server.
+    cluster: String,
+}
+
+impl Node {
+    fn files(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let stem = if self.cluster.is_empty() {
+            "nats-server".to_string()
+        } else {
+            format!("nats-server-{}", self.name)
+        };
+        (dir.join(format!("{stem}.conf")), dir.join(format!("{stem}.log")))
+    }
+}
+
+/// The configuration text of `node`: the test's accounts, auth callout, websocket, TLS
+/// and JetStream as `opts` asks.
+fn conf(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions, node: &Node) -> String {
     let ServerSecrets {
         issuer,
         xkey,
@@ -192,12 +217,11 @@ pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOp
     let tls = tls
         .map(|h| format!("tls {{ cert_file: {:?}, key_file: {:?} }}", h.cert, h.key))
         .unwrap_or_default();
-    let (websocket, auth_callout, ws_allowed_origins) =
-        (opts.websocket, opts.auth_callout, &opts.ws_allowed_origins);
-    for _attempt in 0..5 {
-        let (port, ws_port) = (free_port(), free_port());
-        let ws = if websocket {
-            let origins = ws_allowed_origins
+    let port = node.port;
+    let ws = match node.ws_port.filter(|_| opts.websocket) {
+        Some(ws_port) => {
+            let origins = opts
+                .ws_allowed_origins
                 .iter()
                 .map(|o| format!("{o:?}"))
                 .collect::<Vec<_>>()
@@ -206,27 +230,32 @@ pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOp
                 "websocket {{ listen: \"127.0.0.1:{ws_port}\", no_tls: true, token_cookie: nats_token, \
                  allowed_origins: [{origins}] }}"
             )
-        } else {
-            String::new()
-        };
-        let authorization = if auth_callout {
-            nats_callout::keys::authorization_block(issuer, xkey, &[auth_user, "sys", "observer"], 2)
-        } else {
-            String::new()
-        };
-        let (jetstream, js) = if opts.jetstream {
-            (
-                format!("jetstream {{ store_dir: {:?} }}", dir.join("js")),
-                "jetstream: enabled,",
-            )
-        } else {
-            (String::new(), "")
-        };
-        let conf = format!(
-            r#"listen: 127.0.0.1:{port}
-server_name: test
+        }
+        None => String::new(),
+    };
+    let authorization = if opts.auth_callout {
+        nats_callout::keys::authorization_block(issuer, xkey, &[auth_user, "sys", "observer"], 2)
+    } else {
+        String::new()
+    };
+    let (jetstream, js) = if opts.jetstream {
+        (
+            format!(
+                "jetstream {{ store_dir: {:?} }}",
+                dir.join(format!("js-{}", node.name))
+            ),
+            "jetstream: enabled,",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let (name, cluster) = (&node.name, &node.cluster);
+    format!(
+        r#"listen: 127.0.0.1:{port}
+server_name: {name}
 max_control_line: 8KB
 {jetstream}
+{cluster}
 accounts {{
   AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
   APP {{ {js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
@@ -238,31 +267,84 @@ system_account: SYS
 {ws}
 {tls}
 "#
-        );
-        let conf_path = dir.join("nats-server.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = dir.join("nats-server.log");
-        let child = spawn(&conf_path, &log);
-        let mut server = NatsServer {
-            child,
-            conf: conf_path,
-            port,
-            ws_port,
-            log,
-        };
-        let started = std::time::Instant::now();
-        while started.elapsed() < DEADLINE {
-            if let Ok(Some(_)) = server.child.try_wait() {
-                break; // exited: probably a port race; try other ports
-            }
-            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && (!websocket || std::net::TcpStream::connect(("127.0.0.1", ws_port)).is_ok());
-            if up {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    )
+}
+
+/// Write `node`'s configuration, start it and wait until it listens; `None` if it exited
+/// (probably a port race).
+fn launch(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions, node: &Node) -> Option<NatsServer> {
+    let (conf_path, log) = node.files(dir);
+    std::fs::write(&conf_path, conf(dir, secrets, opts, node)).unwrap();
+    let child = spawn(&conf_path, &log);
+    let mut server = NatsServer {
+        child,
+        conf: conf_path,
+        port: node.port,
+        ws_port: node.ws_port.unwrap_or(0),
+        log,
+    };
+    let started = std::time::Instant::now();
+    while started.elapsed() < DEADLINE {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            return None;
         }
-        let _ = server.child.kill();
+        let listening = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+        let ws_up = !opts.websocket || node.ws_port.is_none_or(listening);
+        if listening(node.port) && ws_up {
+            return Some(server);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.child.kill();
+    None
+}
+
+pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
+    for _attempt in 0..5 {
+        let node = Node {
+            name: "test".into(),
+            port: free_port(),
+            ws_port: Some(free_port()),
+            cluster: String::new(),
+        };
+        if let Some(server) = launch(dir, secrets, opts, &node) {
+            return server;
+        }
     }
     panic!("nats-server did not start");
+}
+
+/// `n` nodes clustered on loopback (routes between all, JetStream on each when asked,
+/// the websocket listener on the first).
+pub(super) fn start_cluster(
+    dir: &Path,
+    secrets: &ServerSecrets<'_>,
+    opts: &EnvOptions,
+    n: usize,
+) -> Vec<NatsServer> {
+    'attempt: for _attempt in 0..5 {
+        let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::new();
+        for (i, route_port) in route_ports.iter().enumerate() {
+            let node = Node {
+                name: format!("n{}", i + 1),
+                port: free_port(),
+                ws_port: (i == 0).then(free_port),
+                cluster: format!(
+                    "cluster {{ name: callout-test, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}"
+                ),
+            };
+            match launch(dir, secrets, opts, &node) {
+                Some(s) => nodes.push(s),
+                None => continue 'attempt,
+            }
+        }
+        return nodes;
+    }
+    panic!("the nats-server cluster did not start");
 }

@@ -109,3 +109,43 @@ impl Drop for CalloutHandle {
         }
     }
 }
+
+/// The binary serving this environment's configuration file with the shared JetStream
+/// store and the system user (live enforcement), plus `vars` (`NATS_CALLOUT_*`); no HTTP.
+/// Killed on drop.
+pub struct ServiceProcess(pub std::process::Child);
+
+impl TestEnv {
+    pub fn spawn_shared_service(&self, vars: &[(&str, &str)]) -> ServiceProcess {
+        let cfg = self.write_config("", "");
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"));
+        c.args(["serve", "--config"])
+            .arg(&cfg)
+            .env("NATS_CALLOUT_STORE__BACKEND", "jetstream")
+            .env("NATS_CALLOUT_NATS__SYSTEM_USER", "sys")
+            .env(
+                "NATS_CALLOUT_NATS__SYSTEM_PASSWORD_FILE",
+                self.config.nats.system_password_file.as_ref().unwrap(),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        ServiceProcess(c.spawn().unwrap())
+    }
+}
+
+impl ServiceProcess {
+    /// SIGKILL: a crash, nothing cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
