@@ -13,14 +13,15 @@ use tracing::{info, warn};
 use crate::callout::{self, Callout, decision::Policy};
 use crate::clock::now_secs;
 use crate::config::Config;
-use crate::config::StoreBackend;
+use crate::config::{PermissionSource, StoreBackend};
 use crate::enforcement::Enforcement;
 use crate::enforcement::lease::{Leadership, Lease};
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
 use crate::ops::{Health, Instance, Ops};
+use crate::permissions::published;
 use crate::permissions::{Permissions, Snapshot};
-use crate::reload::Reloader;
+use crate::reload::{Reloader, Source};
 use crate::tokens::TokenKeys;
 use crate::tokens::feed;
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
@@ -124,12 +125,17 @@ impl App {
             .context("while loading the callout keys")?;
         let token_keys =
             Arc::new(TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?);
-        let snapshot = Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
-            anyhow::anyhow!(
-                "while loading permissions from {}:\n{e}",
-                config.permissions.dir.display()
-            )
-        })?;
+        // From files: loaded now, and a bad set stops the start. From KV: the first
+        // published set arrives with the watch (no authorization is answered before).
+        let snapshot = match config.permissions.source {
+            PermissionSource::Files => Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "while loading permissions from {}:\n{e}",
+                    config.permissions.dir.display()
+                )
+            })?,
+            PermissionSource::Kv => Snapshot::from_sources(&[]).map_err(anyhow::Error::msg)?,
+        };
         let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
             .map_err(anyhow::Error::msg)?;
         info!(
@@ -181,11 +187,14 @@ impl App {
                 None
             }
         };
-        let reloader = Reloader::new(
-            config.permissions.dir.clone(),
-            permissions.clone(),
-            enforcement.clone(),
-        );
+        let source = match config.permissions.source {
+            PermissionSource::Files => Source::Dir(config.permissions.dir.clone()),
+            PermissionSource::Kv => Source::Kv {
+                client: client.clone(),
+                bucket: published::bucket(&config.store.bucket_prefix, config.store.replicas),
+            },
+        };
+        let reloader = Reloader::new(source, permissions.clone(), enforcement.clone());
         let ops = Arc::new(Ops {
             health: health.clone(),
             counters: callout.counters(),
@@ -297,10 +306,14 @@ impl App {
                 ops.health.clone(),
                 config.callout.queue_group.clone(),
             );
+            let mut permissions_loaded = ops.reloader.loaded();
             async move {
                 tokio::select! {
                     _ = s.cancelled() => return Ok(()),
-                    _ = feed::until_loaded(&mut loaded) => {}
+                    _ = async {
+                        feed::until_loaded(&mut loaded).await;
+                        feed::until_loaded(&mut permissions_loaded).await;
+                    } => {}
                 }
                 let sub = callout::subscribe(&requests, &queue).await?;
                 tokio::spawn(crate::health::ready_after_flush(

@@ -101,6 +101,10 @@ pub enum Command {
     },
     /// Ask the running service how it is (readiness, reloads, enforcement); exit 1 if not ready.
     Status,
+    /// The permission set published in JetStream KV for instances with
+    /// `permissions.source = "kv"`.
+    #[command(subcommand)]
+    Permissions(PermissionsCommand),
     /// Mint an access token for a user (for operators and tests).
     Token {
         #[arg(long, env = "NATS_CALLOUT_TOKEN_USER")]
@@ -110,6 +114,27 @@ pub enum Command {
         ttl: Option<Duration>,
         #[arg(long, env = "NATS_CALLOUT_TOKEN_DEVICE")]
         device: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionsCommand {
+    /// Validate a directory and publish it as the new revision (nothing is published
+    /// if a file has a problem).
+    Push {
+        /// Directory (default: `permissions.dir`).
+        dir: Option<PathBuf>,
+        /// Who pushes (default: `$USER`).
+        #[arg(long, env = "NATS_CALLOUT_PERMISSIONS_BY")]
+        by: Option<String>,
+    },
+    /// List the revisions kept: revision, time, who, checksum, files.
+    History,
+    /// Publish an earlier revision again as the newest.
+    Rollback {
+        revision: u64,
+        #[arg(long, env = "NATS_CALLOUT_PERMISSIONS_BY")]
+        by: Option<String>,
     },
 }
 
@@ -194,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = ask_service(&config, ADMIN_STATUS_SUBJECT, Vec::new()).await?;
             Ok(code)
         }
+        Command::Permissions(cmd) => permissions(&load(&cli.config)?, cmd).await,
         Command::TokenReset {
             tids,
             users,
@@ -264,6 +290,74 @@ async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> a
         ExitCode::SUCCESS
     })
 }
+/// `permissions push|history|rollback` against the configured NATS.
+async fn permissions(config: &Config, cmd: PermissionsCommand) -> anyhow::Result<ExitCode> {
+    use crate::permissions::published::{self, PublishError, PublishedSet};
+    let who = |by: Option<String>| {
+        by.or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let client = crate::app::connect(config).await?;
+    let js = crate::kv::context(client);
+    let spec = published::bucket(&config.store.bucket_prefix, config.store.replicas);
+    let bucket = crate::kv::ensure(&js, &spec).await?;
+    let now = crate::clock::now_secs();
+    let pushed = match cmd {
+        PermissionsCommand::Push { dir, by } => {
+            let dir = dir.unwrap_or_else(|| config.permissions.dir.clone());
+            let files = match crate::permissions::read_files(&dir) {
+                Ok(f) => f,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let set = PublishedSet::new(files, &who(by), now);
+            published::push(&bucket, &set)
+                .await
+                .map(|rev| (rev, set.checksum))
+        }
+        PermissionsCommand::Rollback { revision, by } => {
+            let rev = published::rollback(&bucket, revision, &who(by), now).await;
+            match rev {
+                Ok(rev) => published::current(&bucket)
+                    .await
+                    .map(|c| (rev, c.map(|(_, s)| s.checksum).unwrap_or_default())),
+                Err(e) => Err(e),
+            }
+        }
+        PermissionsCommand::History => {
+            for v in published::history(&bucket).await? {
+                let rollback = v
+                    .rollback_of
+                    .map(|r| format!(" (rollback of {r})"))
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{} files{rollback}",
+                    v.revision,
+                    crate::clock::rfc3339(v.at),
+                    v.by,
+                    &v.checksum[..v.checksum.len().min(12)],
+                    v.files
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match pushed {
+        Ok((rev, checksum)) => {
+            println!("published revision {rev} (checksum {checksum})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(PublishError::Invalid(problems)) => {
+            println!("{problems}");
+            println!("nothing published");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).with_context(|| format!("while loading configuration {}", path.display()))
 }

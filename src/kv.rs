@@ -124,6 +124,30 @@ fn check(spec: &BucketSpec, found: &jetstream::stream::Config) -> Result<(), Buc
     Ok(())
 }
 
+/// Whether a replicated stream can take writes, judged from its leader's view: a leader,
+/// and a majority of replicas (the leader among them) current and seen within 3 s. A
+/// stream of a lone server has no cluster information and is fine.
+///
+/// # Errors
+/// Why not, for readiness.
+pub fn writable(cluster: Option<&jetstream::stream::ClusterInfo>) -> Result<(), String> {
+    let Some(c) = cluster else { return Ok(()) };
+    if c.leader.is_none() {
+        return Err("no stream leader".into());
+    }
+    let total = 1 + c.replicas.len();
+    let live = 1 + c
+        .replicas
+        .iter()
+        .filter(|p| p.current && !p.offline && p.active < Duration::from_secs(3))
+        .count();
+    if live * 2 > total {
+        Ok(())
+    } else {
+        Err(format!("{live} of {total} replicas reachable: no quorum"))
+    }
+}
+
 /// A key-safe form of a free-form name (user, device): base64url, never a `.` or `*`.
 #[must_use]
 pub fn key_part(name: &str) -> String {
@@ -183,6 +207,32 @@ mod tests {
             );
             assert!(e.to_string().contains("bucket b exists with"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_stream_is_writable_with_a_leader_and_a_majority() {
+        use jetstream::stream::{ClusterInfo, PeerInfo};
+        let peer = |current, offline, active| PeerInfo {
+            name: "p".into(),
+            current,
+            offline,
+            active: Duration::from_millis(active),
+            ..Default::default()
+        };
+        let cluster = |leader: Option<&str>, replicas| ClusterInfo {
+            leader: leader.map(Into::into),
+            replicas,
+            ..Default::default()
+        };
+        assert!(writable(None).is_ok(), "a lone server");
+        let ok = cluster(Some("n1"), vec![peer(true, false, 100), peer(false, true, 9000)]);
+        assert!(writable(Some(&ok)).is_ok(), "2 of 3");
+        let lost = cluster(Some("n1"), vec![peer(true, false, 5000), peer(false, true, 9000)]);
+        assert!(writable(Some(&lost)).unwrap_err().contains("1 of 3"));
+        let stale = cluster(Some("n1"), vec![peer(false, false, 100), peer(false, false, 100)]);
+        assert!(writable(Some(&stale)).is_err());
+        let headless = cluster(None, vec![peer(true, false, 1), peer(true, false, 1)]);
+        assert!(writable(Some(&headless)).unwrap_err().contains("leader"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Hot reload of the permission files: watch the directory (and SIGHUP), validate the
-//! whole set, swap the snapshot atomically; on failure keep the last good one and report
-//! `file:line: reason`.
+//! Hot reload of the permissions: watch the directory (and SIGHUP), or the set published
+//! in JetStream KV; validate the whole set, swap the snapshot atomically; on failure keep
+//! the last good one and report `file:line: reason`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +14,21 @@ use tracing::{error, info, warn};
 
 use crate::clock::now_secs;
 use crate::enforcement::Enforcement;
-use crate::permissions::{Permissions, Snapshot};
+use crate::kv::BucketSpec;
+use crate::permissions::published::{self, PublishedSet};
+use crate::permissions::{LoadErrors, Permissions, Snapshot};
+
+/// Where the permissions come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The files of a directory (`permissions.source = "files"`).
+    Dir(PathBuf),
+    /// The set published with `nats-callout permissions push` (`permissions.source = "kv"`).
+    Kv {
+        client: async_nats::Client,
+        bucket: BucketSpec,
+    },
+}
 
 /// What the last reloads did (for the admin status endpoint and `status`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,29 +48,40 @@ pub struct ReloadStatus {
 /// Loads the permission directory into the shared permissions and tells live
 /// enforcement (when it runs) what changed.
 pub struct Reloader {
-    dir: PathBuf,
+    source: Source,
     permissions: Permissions,
     enforcement: Option<Arc<Enforcement>>,
     status: Mutex<ReloadStatus>,
+    /// True once a set is in force (at once for files: the service loaded them at start).
+    loaded: tokio::sync::watch::Sender<bool>,
 }
 
 impl Reloader {
-    pub fn new(dir: PathBuf, permissions: Permissions, enforcement: Option<Arc<Enforcement>>) -> Arc<Self> {
+    /// A reloader of `source` into `permissions`; for files, `permissions` already holds
+    /// the directory's set; from KV nothing is in force until the first set arrives.
+    pub fn new(source: Source, permissions: Permissions, enforcement: Option<Arc<Enforcement>>) -> Arc<Self> {
         let s = permissions.load();
+        let from_files = matches!(source, Source::Dir(_));
         let status = ReloadStatus {
             epoch: permissions.epoch(),
-            loaded_at: now_secs(),
+            loaded_at: if from_files { now_secs() } else { 0 },
             users: s.user_count(),
             rooms: s.room_count(),
             ..Default::default()
         };
         drop(s);
         Arc::new(Reloader {
-            dir,
+            source,
             permissions,
             enforcement,
             status: Mutex::new(status),
+            loaded: tokio::sync::watch::channel(from_files).0,
         })
+    }
+
+    /// Turns true once a permission set is in force.
+    pub fn loaded(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.loaded.subscribe()
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -64,15 +90,60 @@ impl Reloader {
 
     /// Load, validate and swap once. Safe to repeat (one save can give several events).
     pub async fn reload_once(&self) -> bool {
-        let dir = self.dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || Snapshot::load_dir(&dir)).await;
+        match &self.source {
+            Source::Dir(dir) => {
+                let dir = dir.clone();
+                match tokio::task::spawn_blocking(move || Snapshot::load_dir(&dir)).await {
+                    Ok(loaded) => self.apply(loaded, "files"),
+                    Err(e) => {
+                        self.failed(vec![format!("loading panicked: {e}")]);
+                        false
+                    }
+                }
+            }
+            Source::Kv { client, bucket } => {
+                let js = crate::kv::context(client.clone());
+                let current = match crate::kv::ensure(&js, bucket).await {
+                    Ok(b) => published::current(&b).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match current {
+                    Ok(Some((revision, set))) => self.apply_published(revision, set).await,
+                    Ok(None) => {
+                        self.failed(vec![
+                            "nothing published yet (nats-callout permissions push)".into(),
+                        ]);
+                        false
+                    }
+                    Err(e) => {
+                        self.failed(vec![e]);
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validate and apply revision `revision` of the published set.
+    async fn apply_published(&self, revision: u64, set: PublishedSet) -> bool {
+        let checked = tokio::task::spawn_blocking(move || set.snapshot()).await;
+        match checked {
+            Ok(loaded) => self.apply(loaded, &format!("revision {revision}")),
+            Err(e) => {
+                self.failed(vec![format!("loading panicked: {e}")]);
+                false
+            }
+        }
+    }
+
+    /// Swap in a set that validated, or keep the last good one and report why not.
+    fn apply(&self, loaded: Result<Snapshot, LoadErrors>, origin: &str) -> bool {
         let now = now_secs();
-        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        st.last_attempt_at = now;
         match loaded {
-            Ok(Ok(new)) => {
+            Ok(new) => {
                 let (users, rooms) = (new.user_count(), new.room_count());
                 let (old, epoch) = self.permissions.replace(new);
+                let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
                 *st = ReloadStatus {
                     epoch,
                     loaded_at: now,
@@ -84,34 +155,44 @@ impl Reloader {
                     last_attempt_at: now,
                 };
                 drop(st);
+                self.loaded.send_replace(true);
                 metrics::counter!("nats_callout_permission_reloads_total", "result" => "ok").increment(1);
-                info!(epoch, users, rooms, "permissions reloaded");
+                info!(epoch, users, rooms, origin, "permissions reloaded");
                 if let Some(e) = &self.enforcement {
                     e.on_snapshot_change(&old);
                 }
                 true
             }
-            Ok(Err(problems)) => {
-                st.reloads_failed += 1;
-                st.last_errors = problems.0.iter().map(ToString::to_string).collect();
-                metrics::counter!("nats_callout_permission_reloads_total", "result" => "failed").increment(1);
-                for p in &st.last_errors {
-                    error!(problem = %p, "permission reload failed; keeping the last good permissions");
-                }
-                false
-            }
-            Err(e) => {
-                st.reloads_failed += 1;
-                error!(error = %e, "permission reload panicked; keeping the last good permissions");
+            Err(problems) => {
+                self.failed(problems.0.iter().map(|p| format!("{origin}: {p}")).collect());
                 false
             }
         }
     }
 
-    /// Watch the directory and SIGHUP until `stop`.
+    fn failed(&self, problems: Vec<String>) {
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        st.last_attempt_at = now_secs();
+        st.reloads_failed += 1;
+        metrics::counter!("nats_callout_permission_reloads_total", "result" => "failed").increment(1);
+        for p in &problems {
+            error!(problem = %p, "permission reload failed; keeping the last good permissions");
+        }
+        st.last_errors = problems;
+    }
+
+    /// Watch the source (the directory when `watch`, the published set always) and
+    /// SIGHUP until `stop`.
     pub async fn run(self: Arc<Self>, watch: bool, stop: CancellationToken) -> anyhow::Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let _debouncer = if watch {
+        let dir = match &self.source {
+            Source::Dir(dir) => Some(dir.clone()),
+            Source::Kv { .. } => {
+                tokio::spawn(self.clone().follow(stop.clone()));
+                None
+            }
+        };
+        let _debouncer = if let Some(dir) = dir.filter(|_| watch) {
             let tx = tx.clone();
             let mut d = new_debouncer(
                 Duration::from_millis(200),
@@ -128,8 +209,8 @@ impl Reloader {
                     }
                 },
             )?;
-            d.watch(&self.dir, RecursiveMode::NonRecursive)?;
-            info!(dir = %self.dir.display(), "watching permission files");
+            d.watch(&dir, RecursiveMode::NonRecursive)?;
+            info!(dir = %dir.display(), "watching permission files");
             Some(d)
         } else {
             None
@@ -152,6 +233,70 @@ impl Reloader {
                     info!("SIGHUP: reloading permissions");
                     self.reload_once().await;
                 }
+            }
+        }
+    }
+
+    /// Follow the published set: every revision is validated and applied as it arrives;
+    /// a broken watch resumes after the last revision seen.
+    async fn follow(self: Arc<Self>, stop: CancellationToken) {
+        let Source::Kv { client, bucket } = &self.source else {
+            return;
+        };
+        let js = crate::kv::context(client.clone());
+        let mut last: Option<u64> = None;
+        let mut failures = 0usize;
+        loop {
+            let watched = async {
+                let b = crate::kv::ensure(&js, bucket).await.map_err(|e| e.to_string())?;
+                let mut entries = match last {
+                    Some(rev) => b.watch_from_revision(published::KEY, rev + 1).await,
+                    None => b.watch_with_history(published::KEY).await,
+                }
+                .map_err(|e| e.to_string())?;
+                if last.is_none() && b.status().await.map_err(|e| e.to_string())?.values() == 0 {
+                    self.failed(vec![
+                        "nothing published yet (nats-callout permissions push)".into(),
+                    ]);
+                }
+                loop {
+                    let entry = tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        e = entries.next() => e,
+                    };
+                    let entry = match entry {
+                        Some(Ok(e)) => e,
+                        Some(Err(e)) => return Err(e.to_string()),
+                        None => return Err("the watch ended".to_string()),
+                    };
+                    last = Some(entry.revision);
+                    failures = 0;
+                    if entry.operation != async_nats::jetstream::kv::Operation::Put {
+                        continue;
+                    }
+                    match serde_json::from_slice::<PublishedSet>(&entry.value) {
+                        Ok(set) => {
+                            self.apply_published(entry.revision, set).await;
+                        }
+                        Err(e) => self.failed(vec![format!(
+                            "revision {}: not a permission set: {e}",
+                            entry.revision
+                        )]),
+                    }
+                }
+            };
+            let outcome: Result<(), String> = watched.await;
+            let reason = match outcome {
+                Ok(()) => return,
+                Err(reason) => reason,
+            };
+            failures += 1;
+            if failures == 1 || failures.is_power_of_two() {
+                warn!(error = %reason, attempt = failures, "permission watch interrupted; resuming");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(crate::clock::backoff(failures)) => {}
             }
         }
     }

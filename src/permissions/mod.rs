@@ -31,6 +31,7 @@
 mod build;
 mod locate;
 mod model;
+pub mod published;
 mod shared;
 mod snapshot;
 mod source;
@@ -81,6 +82,52 @@ fn display_lines(problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// Every `*.toml` and `*.json` file in `dir` (sorted by name) as `(path, contents)`;
+/// hidden files, other files and subdirectories are left out.
+///
+/// # Errors
+/// The directory or a file cannot be read (every such problem).
+pub fn read_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
+    let dir_problem = |reason: String| {
+        LoadErrors(vec![Problem {
+            file: dir.display().to_string(),
+            line: 0,
+            reason,
+        }])
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let wanted = !name.starts_with('.') && Format::from_path(&path).is_some() && path.is_file();
+        if wanted {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut sources = Vec::with_capacity(paths.len());
+    let mut problems = Vec::new();
+    for path in paths {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((file, text)),
+            Err(e) => problems.push(Problem {
+                file,
+                line: 0,
+                reason: format!("cannot read file: {e}"),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sources)
+    } else {
+        Err(LoadErrors(problems))
+    }
+}
+
 impl Snapshot {
     /// Loads every `*.toml` and `*.json` file in `dir` (sorted by name). An empty directory
     /// gives an empty snapshot.
@@ -89,48 +136,7 @@ impl Snapshot {
     /// Every problem found: an unreadable directory or file, syntax, schema and
     /// reference errors (see the module documentation).
     pub fn load_dir(dir: &Path) -> Result<Self, LoadErrors> {
-        let dir_problem = |reason: String| {
-            LoadErrors(vec![Problem {
-                file: dir.display().to_string(),
-                line: 0,
-                reason,
-            }])
-        };
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
-        let mut paths = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| dir_problem(format!("cannot read directory: {e}")))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let wanted = !name.starts_with('.') && Format::from_path(&path).is_some() && path.is_file();
-            if wanted {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        let mut sources = Vec::with_capacity(paths.len());
-        let mut problems = Vec::new();
-        for path in paths {
-            let file = path.display().to_string();
-            match std::fs::read_to_string(&path) {
-                Ok(text) => sources.push((file, text)),
-                Err(e) => problems.push(Problem {
-                    file,
-                    line: 0,
-                    reason: format!("cannot read file: {e}"),
-                }),
-            }
-        }
-        match Self::from_sources(&sources) {
-            Ok(snapshot) if problems.is_empty() => Ok(snapshot),
-            Ok(_) => Err(LoadErrors(problems)),
-            Err(LoadErrors(more)) => {
-                problems.extend(more);
-                Err(LoadErrors(problems))
-            }
-        }
+        Self::from_sources(&read_files(dir)?)
     }
 
     /// Builds a snapshot from `(file name, contents)` pairs; names ending in `.json` are

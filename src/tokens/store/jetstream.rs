@@ -26,7 +26,6 @@ use std::fmt;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -514,15 +513,21 @@ impl TokenStore for KvStore {
         Ok(report)
     }
 
-    /// Asks the sessions stream's leader (replicas answer reads without one; a change needs it).
+    /// Asks each bucket's stream leader whether it can take writes (replicas answer reads
+    /// without a quorum; a change needs one).
     async fn check(&self) -> Result<(), StoreError> {
         let b = self.open().await?;
-        let probe = format!("{}readiness-probe", b.sessions.prefix);
-        match b.sessions.stream.get_last_raw_message_by_subject(&probe).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(()),
-            Err(e) => Err(unavailable("sessions", e)),
+        for (name, bucket) in [
+            ("sessions", &b.sessions),
+            ("refresh_tokens", &b.tokens),
+            ("index", &b.index),
+            ("revocations", &b.revocations),
+        ] {
+            let mut stream = bucket.stream.clone();
+            let info = stream.info().await.map_err(|e| unavailable(name, e))?;
+            crate::kv::writable(info.cluster.as_ref()).map_err(|e| unavailable(name, e))?;
         }
+        Ok(())
     }
 }
 

@@ -16,13 +16,13 @@ mod revocations;
 
 /// What a watched client saw, with when.
 #[derive(Debug, Clone)]
-enum Seen {
+pub(crate) enum Seen {
     LameDuck(Instant),
     Disconnected,
     Error(String),
 }
 
-struct Watched {
+pub(crate) struct Watched {
     client: async_nats::Client,
     seen: mpsc::UnboundedReceiver<Seen>,
     log: Arc<Mutex<Vec<Seen>>>,
@@ -30,7 +30,7 @@ struct Watched {
 
 impl Watched {
     /// Wait for something the client saw, up to the deadline.
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
+    pub(crate) async fn wait_for(&mut self, what: &str, pred: impl Fn(&Seen) -> bool) -> Seen {
         tokio::time::timeout(DEADLINE, async {
             loop {
                 match self.seen.recv().await {
@@ -50,7 +50,7 @@ impl Watched {
 }
 
 /// Connect like a chat client; with `handle_ldm` it reconnects when told to.
-async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm: bool) -> Watched {
+pub(crate) async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm: bool) -> Watched {
     let (tx, rx) = mpsc::unbounded_channel();
     let log = Arc::new(Mutex::new(Vec::new()));
     let me: Arc<Mutex<Option<async_nats::Client>>> = Arc::default();
@@ -97,7 +97,7 @@ fn replace_file(dir: &Path, name: &str, contents: &str) {
 }
 
 /// The demo rooms, with bob taken out of all1.
-const ROOMS_WITHOUT_BOB_IN_ALL1: &str = r#"
+pub(crate) const ROOMS_WITHOUT_BOB_IN_ALL1: &str = r#"
 [groups.everyone]
 members = ["bob", "alice"]
 [rooms.all1]

@@ -22,7 +22,7 @@ use nats_callout::http::{HttpState, admin_router, router};
 use nats_callout::keys::generate_signing_pem;
 use nats_callout::ops::{Instance, Ops};
 use nats_callout::permissions::{Permissions, Snapshot};
-use nats_callout::reload::Reloader;
+use nats_callout::reload::{Reloader, Source};
 use nats_callout::testing::Faulty;
 use nats_callout::tokens::TokenKeys;
 use nats_callout::tokens::refresh::{RefreshService, RefreshSettings};
@@ -123,7 +123,7 @@ impl Api {
         let c = clock.clone();
         let tokens = Arc::new(tokens);
         let perms = Permissions::new(load(permissions));
-        let reloader = Reloader::new(permissions.to_path_buf(), perms.clone(), None);
+        let reloader = Reloader::new(Source::Dir(permissions.to_path_buf()), perms.clone(), None);
         let ops = Arc::new(Ops::new(Instance::new("test"), reloader, tokens.clone()));
         let state = Arc::new(HttpState {
             clock: Arc::new(move || c.load(Ordering::SeqCst)),

@@ -1,9 +1,10 @@
 //! The JetStream store and what instances share through it: the token store's behaviour
-//! suite on JetStream KV, bucket checks, revocations every instance applies, the enforcer
-//! lease, and (in [`cluster`]) a three-node nats-server cluster.
+//! suite on JetStream KV, revocations every instance applies, sessions any instance
+//! continues, published permissions, and (in [`cluster`]) a three-node nats-server cluster.
 
 mod cluster;
 mod instances;
+mod permissions;
 
 use std::sync::Arc;
 
