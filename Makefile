@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test build release tools lint fmt clean browser-deps web bench fuzz
+.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps web bench fuzz
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -13,6 +13,10 @@ release:
 # demo.sh checks the demo's ports first, then builds in release mode and runs everything.
 demo: tools
 	scripts/demo.sh
+
+# Three nats-server nodes (JetStream, R3) and two nats-callout instances sharing their state.
+demo-cluster: tools
+	scripts/demo-cluster.sh
 
 # The browser test: Debian's Chromium and the pinned npm packages (playwright-core; esbuild
 # for `npm run build`). npm ci runs only when the lock file is newer than the install.

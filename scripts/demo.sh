@@ -4,20 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The demo's ports (nats-server.conf, callout.toml): refuse at once, before building
-# anything, when one is taken.
-taken=()
-for port in 4222 8222 9222 8080 9090; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    taken+=("$port")
-  fi
-done
-if [ ${#taken[@]} -gt 0 ]; then
-  echo "make demo: port(s) ${taken[*]} on 127.0.0.1 are already in use (another demo or" >&2
-  echo "nats-server running?). The demo needs 4222 (NATS), 8222 (monitoring), 9222 (websocket)," >&2
-  echo "8080 (chat page) and 9090 (operations). Stop what uses them and try again." >&2
-  exit 1
-fi
+# The demo's ports (nats-server.conf, callout.toml): refuse at once, before building.
+source scripts/ports.sh
+require_free_ports "make demo" "4222 (NATS), 8222 (monitoring), 9222 (websocket), 8080 (chat page) and 9090 (operations)" \
+  4222 8222 9222 8080 9090
 
 cargo build --release --locked
 NATS_SERVER=$(scripts/install-nats-server.sh)
@@ -36,10 +26,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 "$NATS_SERVER" -c nats-server.conf &
 pids+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port 4222
 "$BIN" serve --config callout.toml &
 pids+=($!)
 cat <<MSG

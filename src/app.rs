@@ -170,7 +170,7 @@ impl App {
                     .unwrap_or_default();
                 let sys = waiting(nats_options(&config, "system")?, &health, "nats-system")
                     .user_and_password(user.clone(), password)
-                    .connect(config.nats.url.as_str())
+                    .connect(config.nats.servers())
                     .await
                     .with_context(|| format!("while connecting to NATS as system user {user}"))?;
                 Some(Enforcement::new(
@@ -501,7 +501,7 @@ async fn connect_as(
     if let Some((h, part)) = health {
         opts = waiting(opts, h, part);
     }
-    opts.connect(config.nats.url.as_str())
+    opts.connect(config.nats.servers())
         .await
         .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
 }

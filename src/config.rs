@@ -76,6 +76,20 @@ pub struct NatsSettings {
     pub tls_key_file: Option<PathBuf>,
 }
 
+impl NatsSettings {
+    /// The servers `url` names: one URL, or several separated by commas (a cluster's
+    /// seeds; the client learns the others from the servers).
+    #[must_use]
+    pub fn servers(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Default for NatsSettings {
     fn default() -> Self {
         NatsSettings {
@@ -541,6 +555,15 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_url_may_name_several_servers() {
+        let n = NatsSettings {
+            url: "nats://a:4222, nats://b:4223,".into(),
+            ..Default::default()
+        };
+        assert_eq!(n.servers(), ["nats://a:4222", "nats://b:4223"]);
     }
 
     #[test]

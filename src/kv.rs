@@ -148,6 +148,61 @@ pub fn writable(cluster: Option<&jetstream::stream::ClusterInfo>) -> Result<(), 
     }
 }
 
+/// The latest state of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Latest {
+    Absent,
+    /// Deleted or purged, at this revision.
+    Deleted(u64),
+    Value(bytes::Bytes, u64),
+}
+
+/// The latest state of `key` as the stream's leader has it. (`kv::Store::entry` uses a
+/// direct get, which any replica may answer with an older value: no ground for a
+/// compare-and-set, and a value just written elsewhere may look absent.)
+///
+/// # Errors
+/// JetStream does not answer.
+pub async fn latest(bucket: &kv::Store, key: &str) -> Result<Latest, String> {
+    let subject = format!("{}{key}", bucket.prefix);
+    match bucket.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => {
+            let op = m.headers.get("KV-Operation").map(|v| v.as_str().to_owned());
+            Ok(match op.as_deref() {
+                Some("DEL" | "PURGE") => Latest::Deleted(m.sequence),
+                _ => Latest::Value(m.payload, m.sequence),
+            })
+        }
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            Ok(Latest::Absent)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Creates `key` with `value` unless it holds a value (a deleted key is created again):
+/// its revision, or `None` when it already holds one.
+///
+/// # Errors
+/// JetStream does not answer or refuses.
+pub async fn create(bucket: &kv::Store, key: &str, value: bytes::Bytes) -> Result<Option<u64>, String> {
+    use kv::UpdateErrorKind::WrongLastRevision;
+    match bucket.update(key, value.clone(), 0).await {
+        Ok(rev) => return Ok(Some(rev)),
+        Err(e) if e.kind() == WrongLastRevision => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    match latest(bucket, key).await? {
+        Latest::Value(..) => Ok(None),
+        Latest::Deleted(rev) => match bucket.update(key, value, rev).await {
+            Ok(rev) => Ok(Some(rev)),
+            Err(e) if e.kind() == WrongLastRevision => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        Latest::Absent => Err(format!("{key}: refused as existing, yet absent")),
+    }
+}
+
 /// A key-safe form of a free-form name (user, device): base64url, never a `.` or `*`.
 #[must_use]
 pub fn key_part(name: &str) -> String {

@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, UpdateErrorKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::kv::BucketSpec;
+use crate::kv::{BucketSpec, Latest};
 
 /// The key the enforcer's lease is kept under.
 pub const KEY: &str = "enforcer";
@@ -169,26 +169,23 @@ impl Lease {
     async fn step(&self, bucket: &kv::Store, revision: Option<u64>) -> Step {
         let value = bytes::Bytes::from(self.holder.clone());
         let attempt = match revision {
-            Some(rev) => bucket.update(KEY, value, rev).await.map_err(|e| {
-                let lost = e.kind() == UpdateErrorKind::WrongLastRevision;
-                (lost, e.to_string())
-            }),
-            None => bucket.create(KEY, value).await.map_err(|e| {
-                let taken = e.kind() == CreateErrorKind::AlreadyExists;
-                (taken, e.to_string())
-            }),
+            Some(rev) => match bucket.update(KEY, value, rev).await {
+                Ok(rev) => Ok(Some(rev)),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            None => crate::kv::create(bucket, KEY, value).await,
         };
         match attempt {
-            Ok(rev) => Step::Held(rev),
-            // A renewal that reached the server but whose answer was lost: still ours.
-            Err((true, _)) => match bucket.entry(KEY).await {
-                Ok(Some(e)) if e.operation == Operation::Put && e.value == self.holder.as_bytes() => {
-                    Step::Held(e.revision)
-                }
+            Ok(Some(rev)) => Step::Held(rev),
+            // Taken, or a renewal that reached the server but whose answer was lost: still
+            // ours if the key holds our id.
+            Ok(None) => match crate::kv::latest(bucket, KEY).await {
+                Ok(Latest::Value(v, rev)) if v == self.holder.as_bytes() => Step::Held(rev),
                 Ok(_) => Step::Other,
                 Err(_) => Step::Unknown,
             },
-            Err((false, e)) => {
+            Err(e) => {
                 debug!(error = %e, "lease renewal failed");
                 Step::Unknown
             }

@@ -172,8 +172,8 @@ pub async fn push(bucket: &kv::Store, set: &PublishedSet) -> Result<u64, Publish
 /// # Errors
 /// JetStream does not answer, or the stored value is not a set.
 pub async fn current(bucket: &kv::Store) -> Result<Option<(u64, PublishedSet)>, PublishError> {
-    match bucket.entry(KEY).await.map_err(unavailable)? {
-        Some(e) if e.operation == Operation::Put => Ok(Some((e.revision, decode(e.revision, &e.value)?))),
+    match crate::kv::latest(bucket, KEY).await.map_err(unavailable)? {
+        crate::kv::Latest::Value(bytes, revision) => Ok(Some((revision, decode(revision, &bytes)?))),
         _ => Ok(None),
     }
 }

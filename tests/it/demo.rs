@@ -31,13 +31,19 @@ struct DemoCopy {
 }
 
 impl DemoCopy {
+    /// `make demo`'s files.
     fn new() -> DemoCopy {
+        Self::of(
+            &["nats-server.conf", "callout.toml"],
+            &[4222, 8222, 9222, 8080, 9090],
+        )
+    }
+
+    /// `files` (paths in the repository, kept) with `ports` moved to free ones.
+    fn of(files: &[&str], ports: &[u16]) -> DemoCopy {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = [4222, 8222, 9222, 8080, 9090]
-            .into_iter()
-            .map(|p| (p, free_port()))
-            .collect();
-        for f in ["nats-server.conf", "callout.toml"] {
+        let ports: Vec<(u16, u16)> = ports.iter().map(|p| (*p, free_port())).collect();
+        for f in files {
             let mut text = std::fs::read_to_string(repo().join(f)).unwrap();
             for (from, to) in &ports {
                 let (from, to) = (format!("127.0.0.1:{from}"), format!("127.0.0.1:{to}"));
@@ -57,7 +63,9 @@ impl DemoCopy {
                     .any(|l| l.split('#').next().unwrap().contains(&format!(":{from}")));
                 assert!(!left, "{f}: port {from} left in place");
             }
-            std::fs::write(dir.path().join(f), text).unwrap();
+            let to = dir.path().join(f);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, text).unwrap();
         }
         crate::support::env::copy_demo_permissions(&dir.path().join("permissions"));
         DemoCopy { dir, ports }
@@ -203,4 +211,124 @@ fn make_demo_refuses_clearly_when_its_ports_are_taken() {
         "it refused without building"
     );
     assert!(!Path::new(&repo().join(".demo-snippet.tmp")).exists());
+}
+
+/// The cluster demo's files (deploy/cluster, what `make demo-cluster` runs): three nodes and
+/// two instances; a session made on one instance goes on on the other.
+#[tokio::test]
+async fn the_cluster_demo_files_share_one_session_between_two_instances() {
+    let files = [
+        "deploy/cluster/accounts.conf",
+        "deploy/cluster/n1.conf",
+        "deploy/cluster/n2.conf",
+        "deploy/cluster/n3.conf",
+        "deploy/cluster/callout.toml",
+    ];
+    let demo = DemoCopy::of(
+        &files,
+        &[
+            4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223, 8224, 9222, 8080, 8081, 9090, 9091,
+        ],
+    );
+    let out = bin()
+        .args(["keys", "--dir", ".demo"])
+        .current_dir(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _nodes: Vec<Running> = (1..=3)
+        .map(|n| {
+            Running(
+                Command::new(nats_callout::testing::nats_server_bin())
+                    .args(["-c", &format!("deploy/cluster/n{n}.conf")])
+                    .current_dir(demo.dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for port in [4222, 4223, 4224] {
+        wait_for_port(demo.port(port), "a cluster node");
+    }
+    let second = [
+        (
+            "NATS_CALLOUT_HTTP__LISTEN",
+            format!("127.0.0.1:{}", demo.port(8081)),
+        ),
+        (
+            "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", demo.port(9091)),
+        ),
+    ];
+    let mut instances = Vec::new();
+    for vars in [&[][..], &second[..]] {
+        let mut c = bin();
+        c.args(["serve", "--config", "deploy/cluster/callout.toml"])
+            .current_dir(demo.dir.path())
+            .stderr(Stdio::null());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        instances.push(Running(c.spawn().unwrap()));
+    }
+    for admin in [9090, 9091] {
+        let url = format!("http://127.0.0.1:{}/readyz", demo.port(admin));
+        let start = Instant::now();
+        while !bin()
+            .args(["healthcheck", "--url", &url])
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(
+                start.elapsed() < DEADLINE * 3,
+                "instance on {admin} never got ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (one, two) = (
+        format!("http://127.0.0.1:{}", demo.port(8080)),
+        format!("http://127.0.0.1:{}", demo.port(8081)),
+    );
+    let first = crate::support::api::login(&one, "bob", None).await;
+    let (status, next) =
+        crate::support::api::refresh(&two, &crate::support::api::s(&first, "refreshToken")).await;
+    assert_eq!(
+        status, 200,
+        "the second instance goes on with the first one's session: {next}"
+    );
+    crate::support::connect_to(
+        &format!("nats://127.0.0.1:{}", demo.port(4223)),
+        Some(&crate::support::api::s(&next, "accessToken")),
+        "all1;bob1",
+        None,
+    )
+    .await
+    .expect("bob connects through the second node");
+}
+
+/// `make demo-cluster` checks its ports before building anything and names the taken ones.
+#[test]
+fn make_demo_cluster_refuses_clearly_when_its_ports_are_taken() {
+    let _held = std::net::TcpListener::bind("127.0.0.1:9091");
+    let start = Instant::now();
+    let out = Command::new("make")
+        .arg("demo-cluster")
+        .current_dir(repo())
+        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "make demo-cluster ran with port 9091 taken"
+    );
+    assert!(err.contains("9091") && err.contains("already in use"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "it refused without building"
+    );
 }

@@ -25,7 +25,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, UpdateErrorKind};
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -34,7 +34,7 @@ use super::{
     PurgeReport, RotateStep, RotateView, SessionInfo, SessionRecord, SessionSelector, StoreError, TokenHash,
     TokenRecord, TokenStore, check_new_session, check_rotation, decode, encode, revoked, rotated, selects,
 };
-use crate::kv::{BucketError, BucketSpec, key_part};
+use crate::kv::{BucketError, BucketSpec, Latest, key_part};
 use crate::tokens::revocation::Revocation;
 
 /// Attempts of one change against concurrent writers of the same record.
@@ -123,15 +123,19 @@ fn unavailable(what: &str, e: impl fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{what}: {e}"))
 }
 
-/// The current value of `key` with its revision; `None` when absent or deleted.
+/// The current value of `key` with its revision (as the stream's leader has it); `None`
+/// when absent or deleted.
 async fn read<T: DeserializeOwned>(
     bucket: &kv::Store,
     table: &'static str,
     key: &str,
 ) -> Result<Option<(T, u64)>, StoreError> {
-    match bucket.entry(key).await.map_err(|e| unavailable(table, e))? {
-        Some(e) if e.operation == Operation::Put => Ok(Some((decode(table, &e.value)?, e.revision))),
-        _ => Ok(None),
+    match crate::kv::latest(bucket, key)
+        .await
+        .map_err(|e| unavailable(table, e))?
+    {
+        Latest::Value(bytes, revision) => Ok(Some((decode(table, &bytes)?, revision))),
+        Latest::Absent | Latest::Deleted(_) => Ok(None),
     }
 }
 
@@ -156,18 +160,17 @@ async fn update(
     }
 }
 
-/// `create`, with "already there" as `Ok(false)`.
+/// Creates `key`; "already there" is `Ok(false)`.
 async fn create(
     bucket: &kv::Store,
     table: &'static str,
     key: &str,
     value: Vec<u8>,
 ) -> Result<bool, StoreError> {
-    match bucket.create(key, value.into()).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(unavailable(table, e)),
-    }
+    crate::kv::create(bucket, key, value.into())
+        .await
+        .map(|rev| rev.is_some())
+        .map_err(|e| unavailable(table, e))
 }
 
 /// A stored token as its session says it stands: the session's current token takes its

@@ -111,13 +111,17 @@ impl Drop for CalloutHandle {
 }
 
 /// The binary serving this environment's configuration file with the shared JetStream
-/// store and the system user (live enforcement), plus `vars` (`NATS_CALLOUT_*`); no HTTP.
-/// Killed on drop.
-pub struct ServiceProcess(pub std::process::Child);
+/// store and the system user (live enforcement), plus `vars` (`NATS_CALLOUT_*`); only the
+/// operations listener. Killed on drop.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub admin_port: u16,
+}
 
 impl TestEnv {
     pub fn spawn_shared_service(&self, vars: &[(&str, &str)]) -> ServiceProcess {
-        let cfg = self.write_config("", "");
+        let admin_port = super::free_port();
+        let cfg = self.write_config("", &format!("127.0.0.1:{admin_port}"));
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nats-callout"));
         c.args(["serve", "--config"])
             .arg(&cfg)
@@ -132,15 +136,36 @@ impl TestEnv {
         for (k, v) in vars {
             c.env(k, v);
         }
-        ServiceProcess(c.spawn().unwrap())
+        ServiceProcess {
+            child: c.spawn().unwrap(),
+            admin_port,
+        }
     }
 }
 
 impl ServiceProcess {
     /// SIGKILL: a crash, nothing cleaned up.
     pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait until its `/readyz` says ready.
+    pub async fn ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < super::DEADLINE * 2,
+                "the service binary never got ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 
