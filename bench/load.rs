@@ -221,6 +221,17 @@ impl Setup {
 
     /// A nats-server answered by a callout, with `authorization.timeout` = `timeout_s`.
     pub fn callout_server(&self, name: &'static str, timeout_s: u32) -> anyhow::Result<Server> {
+        self.callout_server_with(name, timeout_s, false)
+    }
+
+    /// [`Setup::callout_server`], with JetStream for the callout's account when `jetstream`.
+    pub fn callout_server_with(
+        &self,
+        name: &'static str,
+        timeout_s: u32,
+        jetstream: bool,
+    ) -> anyhow::Result<Server> {
+        let store = jetstream.then(|| self.dir.join(format!("js-{name}")));
         servers::start(&self.nats_bin, &self.dir, name, |port| {
             servers::callout_conf(
                 port,
@@ -229,18 +240,30 @@ impl Setup {
                 &self.callout_pw,
                 &self.sys_pw,
                 timeout_s,
+                store.as_deref(),
             )
         })
     }
 
     /// A `callout.toml` for the service (or the responder) on `server`.
     pub fn service_config(&self, name: &str, server: &Server, permissions: &Path) -> anyhow::Result<PathBuf> {
+        self.service_config_with(name, server, permissions, "")
+    }
+
+    /// [`Setup::service_config`] followed by `extra` TOML sections.
+    pub fn service_config_with(
+        &self,
+        name: &str,
+        server: &Server,
+        permissions: &Path,
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
         let k = |f: &str| self.keydir.join(f).display().to_string();
         let text = format!(
             "[nats]\nurl = {url:?}\nuser = \"callout\"\npassword_file = {pw:?}\n\
              [callout]\nissuer_seed_file = {issuer:?}\nxkey_seed_file = {xkey:?}\n\
              [tokens]\nsigning_key_file = {sign:?}\nrefresh_secret_file = {refresh:?}\nstore_path = {store:?}\n\
-             [permissions]\ndir = {perms:?}\n[http]\nlisten = \"\"\n",
+             [permissions]\ndir = {perms:?}\n[http]\nlisten = \"\"\nadmin_listen = \"\"\n{extra}",
             url = server.url(),
             pw = k(keys::CALLOUT_PASSWORD_FILE),
             issuer = k(keys::ISSUER_FILE),
@@ -310,6 +333,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let work = tempfile::Builder::new().prefix("nats-callout-bench-").tempdir()?;
     let dir = work.path().to_path_buf();
+    // Kept from the start with --keep, so a run that fails leaves its logs too.
+    let work = if args.keep {
+        eprintln!("bench: keeping {}", work.keep().display());
+        None
+    } else {
+        Some(work)
+    };
     let setup = Setup::new(&dir, &args)?;
     eprintln!(
         "bench: load average {}; work dir {}, nats-server {}, service {}, open-file limit {}",
@@ -341,6 +371,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .collect();
 
+    let callout_creds = Arc::new(callout_creds);
+    if args.only_shared {
+        let shared = crate::shared::run(&args, &setup, &perms, &callout_creds).await?;
+        return finish(&args, &setup, started, work, Default::default(), Some(shared));
+    }
     let srv_callout = setup.callout_server("nats-callout", 2)?;
     let srv_minimal = setup.callout_server("nats-minimal", 2)?;
     let users = static_users(&requested);
@@ -356,7 +391,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut responder = Proc::spawn("responder", cmd, &dir.join("responder.log"))?;
     responder.wait_line("ready", Duration::from_secs(20))?;
 
-    let callout_creds = Arc::new(callout_creds);
     let targets = [
         Target {
             name: "callout".into(),
@@ -454,21 +488,41 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(s)
     };
     drop(srv_callout);
-
-    let elapsed = started.elapsed();
-    let mut results = report::Results {
-        date: report::utc_now(),
-        machine: report::machine(&setup.nats_bin),
-        args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
-        elapsed_seconds: elapsed.as_secs_f64(),
+    let shared = if args.skip_shared {
+        None
+    } else {
+        Some(crate::shared::run(&args, &setup, &perms, &callout_creds).await?)
+    };
+    let measured = report::Results {
         service_rss_mib: service_rss.0,
         throughput,
         storm,
         storm_minimal,
         storm_long_timeout,
         store,
-        targets: Vec::new(),
         phases,
+        ..Default::default()
+    };
+    finish(&args, &setup, started, work, measured, shared)
+}
+
+/// Fill in the run's facts, check the targets, write the JSON.
+fn finish(
+    args: &RunArgs,
+    setup: &Setup,
+    started: Instant,
+    work: Option<tempfile::TempDir>,
+    measured: report::Results,
+    shared: Option<crate::shared::Shared>,
+) -> anyhow::Result<()> {
+    let elapsed = started.elapsed();
+    let mut results = report::Results {
+        date: report::utc_now(),
+        machine: report::machine(&setup.nats_bin),
+        args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        elapsed_seconds: elapsed.as_secs_f64(),
+        shared,
+        ..measured
     };
     results.targets = report::targets(&results);
     let targets_ok = report::print_targets(&results.targets);
@@ -482,10 +536,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.out.display(),
         if targets_ok { "" } else { " (some targets missed)" }
     );
-    if args.keep {
-        let kept = work.keep();
-        eprintln!("bench: kept {}", kept.display());
-    }
+    drop(work);
     Ok(())
 }
 

@@ -7,7 +7,9 @@
 //! like real clients, then PING; a PONG is an authorized connection. It measures
 //! connections/s and connect latency at concurrency 1, 20 and 200 (rounds interleaved so
 //! that the ratios come from one run), service CPU per authorization (`/proc`), a
-//! reconnect storm (every client kicked at once), and a generated large permission set.
+//! reconnect storm (every client kicked at once), a generated large permission set, and
+//! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
+//! JetStream store; revocation propagation; enforcer failover).
 //! Everything it starts is stopped when it ends.
 
 mod client;
@@ -17,6 +19,7 @@ mod procs;
 mod report;
 mod responder;
 mod servers;
+mod shared;
 mod store;
 mod storm;
 
@@ -68,6 +71,12 @@ pub struct RunArgs {
     /// Skip the large permission set.
     #[arg(long)]
     pub skip_store: bool,
+    /// Skip the scale-out phase (JetStream store, revocation propagation, lease failover).
+    #[arg(long, conflicts_with = "only_shared")]
+    pub skip_shared: bool,
+    /// Run only the scale-out phase.
+    #[arg(long)]
+    pub only_shared: bool,
     /// Users, rooms and grants of the large permission set.
     #[arg(long, default_value_t = 100_000)]
     pub store_users: usize,

@@ -7,7 +7,7 @@ use crate::store::Store;
 use crate::storm::Storm;
 
 /// Everything one run measured (written as JSON).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct Results {
     pub date: String,
     pub machine: Machine,
@@ -22,11 +22,13 @@ pub struct Results {
     /// The same storm with `authorization.timeout: 10s` (not a target; shows the effect).
     pub storm_long_timeout: Option<Storm>,
     pub store: Option<Store>,
+    /// The scale-out phase (JetStream store, propagation, failover).
+    pub shared: Option<crate::shared::Shared>,
     pub targets: Vec<Check>,
     pub phases: Vec<Phase>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -74,14 +76,23 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     percentile(&v, 0.5)
 }
 
 pub fn summarize(phases: &[Phase], concurrency: &[usize]) -> Vec<Summary> {
+    summarize_systems(
+        phases,
+        &["callout", "minimal", "static", "callout-fresh"],
+        concurrency,
+    )
+}
+
+/// [`summarize`] for the named systems.
+pub fn summarize_systems(phases: &[Phase], systems: &[&str], concurrency: &[usize]) -> Vec<Summary> {
     let mut out = Vec::new();
-    for system in ["callout", "minimal", "static", "callout-fresh"] {
+    for &system in systems {
         for &c in concurrency {
             let ps: Vec<&Phase> = phases
                 .iter()
@@ -340,6 +351,34 @@ pub fn targets(r: &Results) -> Vec<Check> {
             "= 0",
             v == 0.0 && st.reloads_logged == st.reloads,
         );
+    }
+    if let Some(sh) = &r.shared {
+        let rate = |n: &str| {
+            sh.authorization
+                .iter()
+                .find(|x| x.system == n)
+                .map(|x| x.rate_median)
+        };
+        if let (Some(js), Some(redb)) = (rate("callout-jetstream"), rate("callout-redb")) {
+            let v = js / redb;
+            check("c=20 throughput jetstream store/redb", v, ">= 0.90", v >= 0.9);
+        }
+        let v = sh.revocation_ms.p99;
+        check(
+            "revocation in force on another instance p99 ms",
+            v,
+            "< 1000",
+            v < 1000.0,
+        );
+        let v = sh.failover_ms.iter().copied().fold(0.0, f64::max) / 1e3;
+        check(
+            "enforcer failover s (lease 5 s)",
+            v,
+            "< 8",
+            v < 8.0 && !sh.failover_ms.is_empty(),
+        );
+        let errors: usize = sh.refresh.iter().map(|x| x.errors).sum();
+        check("refresh errors (all stores)", errors as f64, "= 0", errors == 0);
     }
     out
 }

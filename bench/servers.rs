@@ -64,9 +64,14 @@ pub fn start(
 
 /// The common part: accounts for the callout, the app and the system.
 fn accounts(callout_pw: &str, sys_pw: &str, app_users: &str) -> String {
+    accounts_js(callout_pw, sys_pw, app_users, "")
+}
+
+/// [`accounts`] with `auth_js` in the callout's account (`jetstream: enabled`).
+fn accounts_js(callout_pw: &str, sys_pw: &str, app_users: &str, auth_js: &str) -> String {
     format!(
         r#"accounts {{
-  AUTH {{ users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
+  AUTH {{ {auth_js} users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
   APP {{ {app_users} }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
@@ -75,7 +80,8 @@ system_account: SYS
     )
 }
 
-/// A server whose clients are authorized by an auth callout (xkey on) within `timeout_s`.
+/// A server whose clients are authorized by an auth callout (xkey on) within `timeout_s`;
+/// with `jetstream` (a store directory), JetStream on for the callout's account.
 pub fn callout_conf(
     port: u16,
     issuer: &str,
@@ -83,10 +89,18 @@ pub fn callout_conf(
     callout_pw: &str,
     sys_pw: &str,
     timeout_s: u32,
+    jetstream: Option<&Path>,
 ) -> String {
+    let (js, auth_js) = match jetstream {
+        Some(dir) => (
+            format!("jetstream {{ store_dir: {dir:?} }}\n"),
+            "jetstream: enabled,",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
-        "listen: 127.0.0.1:{port}\nserver_name: bench_{port}\nmax_control_line: 8KB\n{accounts}{authorization}",
-        accounts = accounts(callout_pw, sys_pw, ""),
+        "listen: 127.0.0.1:{port}\nserver_name: bench_{port}\nmax_control_line: 8KB\n{js}{accounts}{authorization}",
+        accounts = accounts_js(callout_pw, sys_pw, "", auth_js),
         authorization = nats_callout::keys::authorization_block(
             issuer,
             Some(xkey),

@@ -180,23 +180,30 @@ pub async fn latest(bucket: &kv::Store, key: &str) -> Result<Latest, String> {
     }
 }
 
+/// Whether an update lost a compare-and-set: the key's revision was not the expected one.
+/// (A cluster answers with error code 10164, which async-nats 0.51 does not map to
+/// `WrongLastRevision`; a single server with 10071, which it does.)
+#[must_use]
+pub fn lost_race(e: &kv::UpdateError) -> bool {
+    e.kind() == kv::UpdateErrorKind::WrongLastRevision || e.to_string().contains("wrong last sequence")
+}
+
 /// Creates `key` with `value` unless it holds a value (a deleted key is created again):
 /// its revision, or `None` when it already holds one.
 ///
 /// # Errors
 /// JetStream does not answer or refuses.
 pub async fn create(bucket: &kv::Store, key: &str, value: bytes::Bytes) -> Result<Option<u64>, String> {
-    use kv::UpdateErrorKind::WrongLastRevision;
     match bucket.update(key, value.clone(), 0).await {
         Ok(rev) => return Ok(Some(rev)),
-        Err(e) if e.kind() == WrongLastRevision => {}
+        Err(e) if lost_race(&e) => {}
         Err(e) => return Err(e.to_string()),
     }
     match latest(bucket, key).await? {
         Latest::Value(..) => Ok(None),
         Latest::Deleted(rev) => match bucket.update(key, value, rev).await {
             Ok(rev) => Ok(Some(rev)),
-            Err(e) if e.kind() == WrongLastRevision => Ok(None),
+            Err(e) if lost_race(&e) => Ok(None),
             Err(e) => Err(e.to_string()),
         },
         Latest::Absent => Err(format!("{key}: refused as existing, yet absent")),

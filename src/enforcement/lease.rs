@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{self, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -171,7 +171,7 @@ impl Lease {
         let attempt = match revision {
             Some(rev) => match bucket.update(KEY, value, rev).await {
                 Ok(rev) => Ok(Some(rev)),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) if crate::kv::lost_race(&e) => Ok(None),
                 Err(e) => Err(e.to_string()),
             },
             None => crate::kv::create(bucket, KEY, value).await,

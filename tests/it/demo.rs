@@ -44,15 +44,7 @@ impl DemoCopy {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = ports.iter().map(|p| (*p, free_port())).collect();
         for f in files {
-            let mut text = std::fs::read_to_string(repo().join(f)).unwrap();
-            for (from, to) in &ports {
-                let (from, to) = (format!("127.0.0.1:{from}"), format!("127.0.0.1:{to}"));
-                text = text.replace(&from, &to);
-                text = text.replace(
-                    &from.replace("127.0.0.1", "localhost"),
-                    &to.replace("127.0.0.1", "localhost"),
-                );
-            }
+            let text = move_ports(&std::fs::read_to_string(repo().join(f)).unwrap(), &ports);
             let code: Vec<&str> = text
                 .lines()
                 .filter(|l| !l.trim_start().starts_with('#'))
@@ -60,7 +52,7 @@ impl DemoCopy {
             for (from, _) in &ports {
                 let left = code
                     .iter()
-                    .any(|l| l.split('#').next().unwrap().contains(&format!(":{from}")));
+                    .any(|l| hosts_ports(l.split('#').next().unwrap()).contains(from));
                 assert!(!left, "{f}: port {from} left in place");
             }
             let to = dir.path().join(f);
@@ -78,6 +70,58 @@ impl DemoCopy {
     fn path(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
     }
+}
+
+/// The ports after `127.0.0.1:` or `localhost:` in `text`.
+fn hosts_ports(text: &str) -> Vec<u16> {
+    let mut out = Vec::new();
+    for host in ["127.0.0.1:", "localhost:"] {
+        for (i, _) in text.match_indices(host) {
+            let digits: String = text[i + host.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            out.extend(digits.parse::<u16>().ok());
+        }
+    }
+    out
+}
+
+/// `text` with every `127.0.0.1:<from>` / `localhost:<from>` (the whole port) made `<to>`,
+/// in one pass (a new port is never rewritten again).
+fn move_ports(text: &str, ports: &[(u16, u16)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for host in ["127.0.0.1:", "localhost:"] {
+            if let Some(after) = rest.strip_prefix(host) {
+                let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+                let port = digits.parse::<u16>().ok();
+                let to = ports.iter().find(|(f, _)| Some(*f) == port).map(|(_, t)| *t);
+                out.push_str(host);
+                match to {
+                    Some(to) => out.push_str(&to.to_string()),
+                    None => out.push_str(&digits),
+                }
+                rest = &after[digits.len()..];
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().unwrap();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[test]
+fn ports_move_whole_and_once() {
+    let moved = move_ports(
+        "a 127.0.0.1:4222 b localhost:42220 c 127.0.0.1:4223,",
+        &[(4222, 4223), (4223, 9)],
+    );
+    assert_eq!(moved, "a 127.0.0.1:4223 b localhost:42220 c 127.0.0.1:9,");
+    assert_eq!(hosts_ports("x 127.0.0.1:42245 localhost:80"), [42245, 80]);
 }
 
 /// Kill on drop.

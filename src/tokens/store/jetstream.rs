@@ -25,7 +25,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -155,7 +155,7 @@ async fn update(
 ) -> Result<Cas, StoreError> {
     match bucket.update(key, value.into(), revision).await {
         Ok(_) => Ok(Cas::Done),
-        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(Cas::Lost),
+        Err(e) if crate::kv::lost_race(&e) => Ok(Cas::Lost),
         Err(e) => Err(unavailable(table, e)),
     }
 }
