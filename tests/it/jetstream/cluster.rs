@@ -12,6 +12,7 @@ use nats_callout::config::{Config, StoreBackend};
 use nats_callout::tokens::revocation::RevokeTarget;
 
 use crate::support::api::{assert_nats_denied, login, post, refresh, s};
+use crate::support::proxy::Proxy;
 use crate::support::{CalloutHandle, EnvOptions, TestEnv, connect_to, wait_until};
 
 fn r3() -> EnvOptions {
@@ -251,4 +252,35 @@ async fn jetstream_without_quorum_keeps_deciding_and_refuses_token_changes() {
     }
     let (ready, why) = a.ops.readiness().await;
     assert!(ready, "{why}");
+}
+
+/// An instance cut off from NATS while another revokes applies the revocation when it
+/// is back, and refuses the token from then on.
+/// (The test cluster does not advertise its nodes to clients, so the proxy is the only
+/// address A knows: cutting it cuts A off the whole cluster.)
+#[tokio::test]
+async fn a_revocation_made_while_an_instance_was_cut_off_is_applied_on_return() {
+    let env = TestEnv::cluster(r3()).await;
+    // A reaches the first node through a proxy that can cut it off; B is on the second.
+    let proxy = Proxy::start(env.server.port).await;
+    let a = instance_on(&env, proxy.url()).await;
+    let b = instance_on(&env, env.others[0].url()).await;
+    let token = env.token("bob");
+
+    proxy.cut();
+    let cut_off = || a.ops.health.get("nats").is_some_and(|c| !c.ok);
+    wait_until("a notices it is cut off", cut_off).await;
+    b.tokens
+        .revoke(&RevokeTarget::User("bob".into()), "admin", now_secs())
+        .await
+        .unwrap();
+    assert!(a.tokens.revocations().load().is_empty(), "a cannot know yet");
+
+    proxy.restore();
+    wait_until("a applies the revocation on return", || {
+        !a.tokens.revocations().load().is_empty()
+    })
+    .await;
+    b.stop().await;
+    assert_nats_denied(&env, &token, "decided by the instance that was cut off").await;
 }

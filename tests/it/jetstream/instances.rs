@@ -1,12 +1,11 @@
 //! Instances sharing one JetStream store on one nats-server: revocations every instance
-//! applies (running, started later, or cut off at the time), and sessions any instance
-//! continues.
+//! applies (running, or started later), sessions any instance continues, and buckets that
+//! exist with other settings refused by name.
 
 use nats_callout::clock::now_secs;
 use nats_callout::tokens::revocation::RevokeTarget;
 
 use crate::support::api::{assert_nats_denied, login, refresh, s};
-use crate::support::proxy::Proxy;
 use crate::support::{EnvOptions, TestEnv, wait_until};
 
 /// A revocation made on one instance is applied by the other running one and by one
@@ -49,36 +48,6 @@ async fn a_revocation_reaches_running_instances_and_one_started_later() {
         .expect("others are untouched");
 }
 
-/// An instance cut off from NATS while another revokes applies the revocation when it
-/// is back, and refuses the token from then on.
-#[tokio::test]
-async fn a_revocation_made_while_an_instance_was_cut_off_is_applied_on_return() {
-    let env = TestEnv::start(EnvOptions::shared()).await;
-    let proxy = Proxy::start(env.server.port).await;
-    let mut through_proxy = env.config.clone();
-    through_proxy.nats.url = proxy.url();
-    let a = env.start_callout_with(through_proxy).await;
-    let b = env.start_callout().await;
-    let token = env.token("bob");
-
-    proxy.cut();
-    let cut_off = || a.ops.health.get("nats").is_some_and(|c| !c.ok);
-    wait_until("a notices it is cut off", cut_off).await;
-    b.tokens
-        .revoke(&RevokeTarget::User("bob".into()), "admin", now_secs())
-        .await
-        .unwrap();
-    assert!(a.tokens.revocations().load().is_empty(), "a cannot know yet");
-
-    proxy.restore();
-    wait_until("a applies the revocation on return", || {
-        !a.tokens.revocations().load().is_empty()
-    })
-    .await;
-    b.stop().await;
-    assert_nats_denied(&env, &token, "decided by the instance that was cut off").await;
-}
-
 /// A session lives in the shared store: login on A, refresh on B, the old token
 /// presented again on A is a reuse (and revokes the family on both).
 #[tokio::test]
@@ -110,4 +79,25 @@ async fn login_on_one_instance_refresh_on_another_reuse_detected_on_the_first() 
     })
     .await;
     assert_nats_denied(&env, &s(&third, "accessToken"), "the revoked family").await;
+}
+
+/// A bucket that exists with other settings is refused, naming the bucket and the
+/// setting, not silently reused; readiness says so.
+#[tokio::test]
+async fn a_bucket_with_other_settings_is_refused_by_name() {
+    let env = TestEnv::start(EnvOptions::shared()).await;
+    let js = async_nats::jetstream::new(env.connect_auth_user().await);
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: "callout_sessions".into(),
+        history: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let a = env.launch_callout(env.config.clone()).await;
+    let e = a.tokens.refresh().check_store().await.unwrap_err().to_string();
+    assert!(e.contains("bucket callout_sessions exists with"), "{e}");
+    let (ready, why) = a.ops.readiness().await;
+    let detail = why["parts"]["tokenStore"]["detail"].as_str().unwrap();
+    assert!(!ready && detail.contains("misconfigured"), "{why}");
 }

@@ -335,8 +335,11 @@ pub(super) fn start_cluster(
                 name: format!("n{}", i + 1),
                 port: free_port(),
                 ws_port: (i == 0).then(free_port),
+                // no_advertise: a client knows only the URL it was given (a test can cut
+                // one instance off the whole cluster with a proxy in front of one node).
                 cluster: format!(
-                    "cluster {{ name: callout-test, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}"
+                    "cluster {{ name: callout-test, listen: \"127.0.0.1:{route_port}\", \
+                     no_advertise: true, routes: [{routes}] }}"
                 ),
             };
             match launch(dir, secrets, opts, &node) {
