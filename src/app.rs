@@ -32,7 +32,7 @@ use crate::tokens::store::{KvSettings, KvStore, RedbStore, TokenStore};
 /// A built service: connected, subscribed and bound, ready to [`App::run`].
 pub struct App {
     client: async_nats::Client,
-    /// The connection that only receives authorization requests (see [`callout::serve`]).
+    /// The connection authorization requests arrive and are answered on (see [`callout::serve`]).
     requests: async_nats::Client,
     /// The store whose revocations bucket this instance follows (JetStream backend).
     shared: Option<Arc<KvStore>>,
@@ -321,7 +321,11 @@ impl App {
                     health,
                     "callout",
                 ));
-                callout::serve(client, sub, callout, max, s.cancelled_owned()).await;
+                let conns = callout::Connections {
+                    requests: requests.clone(),
+                    service: client,
+                };
+                callout::serve(conns, sub, callout, max, s.cancelled_owned()).await;
                 let drained = tokio::time::timeout(std::time::Duration::from_secs(5), requests.drain()).await;
                 if !matches!(drained, Ok(Ok(()))) {
                     warn!("the requests connection did not drain within 5 s");

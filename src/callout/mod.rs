@@ -340,17 +340,27 @@ pub async fn subscribe(
     client.queue_subscribe(AUTH_SUBJECT, queue.to_string()).await
 }
 
+/// The connections of the request path.
+#[derive(Clone)]
+pub struct Connections {
+    /// Where requests arrive (`sub` lives here) and replies go.
+    pub requests: async_nats::Client,
+    /// Decision records, and replies while the subscription drains.
+    pub service: async_nats::Client,
+}
+
 /// Serve the requests arriving on `sub` until `shutdown`, at most `max_in_flight`
 /// at once (later ones wait: overload never becomes a deny), then finish those in flight.
 ///
-/// Replies go out on `client`; `sub` should live on a connection of its own that
-/// nothing else writes to. async-nats forgets a draining subscription at the first
-/// wake-up of its connection after sending `UNSUB`, not at the `PONG` that fences it,
-/// so on a shared connection a reply published in between would drop the requests
-/// the server routed to us just before the `UNSUB`. On a receive-only connection the
-/// first wake-up is the server's next write, which carries those requests.
+/// A reply leaves on the connection its request came in on: nats-server waits for it on a
+/// reply subject it subscribed just before sending the request, and in a cluster only the
+/// node the request came through has surely learnt that interest (a reply sent through
+/// another node can be dropped there). While draining, replies go out on the service
+/// connection instead: async-nats forgets a draining subscription at the first wake-up of
+/// its connection after sending `UNSUB`, not at the `PONG` that fences it, and a reply
+/// written there would be such a wake-up, dropping requests the server had already routed.
 pub async fn serve(
-    client: async_nats::Client,
+    conns: Connections,
     mut sub: async_nats::Subscriber,
     callout: Arc<Callout>,
     max_in_flight: usize,
@@ -359,9 +369,9 @@ pub async fn serve(
     info!(subject = AUTH_SUBJECT, "serving authorization requests");
     let limit = Arc::new(Semaphore::new(max_in_flight));
     tokio::pin!(shutdown);
-    let mut draining = false;
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
-        let msg = if draining {
+        let msg = if draining.load(Ordering::Relaxed) {
             // Unsubscribed: finish what was already delivered to us, then stop.
             match sub.next().await {
                 Some(m) => m,
@@ -372,10 +382,10 @@ pub async fn serve(
                 m = sub.next() => match m { Some(m) => m, None => break },
                 _ = &mut shutdown => {
                     info!("shutting down: no new authorization requests");
+                    draining.store(true, Ordering::Relaxed);
                     if sub.drain().await.is_err() {
                         break;
                     }
-                    draining = true;
                     continue;
                 }
             }
@@ -389,9 +399,9 @@ pub async fn serve(
         };
         metrics::gauge!("nats_callout_requests_in_flight")
             .set((max_in_flight - limit.available_permits()) as f64);
-        let (client, callout) = (client.clone(), callout.clone());
+        let (conns, callout, draining) = (conns.clone(), callout.clone(), draining.clone());
         tokio::spawn(async move {
-            answer(&client, &callout, msg).await;
+            answer(&conns, &draining, &callout, msg).await;
             drop(permit);
         });
     }
@@ -399,11 +409,16 @@ pub async fn serve(
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(5), limit.acquire_many(all)).await;
     metrics::gauge!("nats_callout_requests_in_flight").set(0.0);
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), conns.service.flush()).await;
 }
 
 /// Handle one request message: reply, then publish the decision record.
-async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats::Message) {
+async fn answer(
+    conns: &Connections,
+    draining: &std::sync::atomic::AtomicBool,
+    callout: &Callout,
+    msg: async_nats::Message,
+) {
     let Some(reply_to) = msg.reply.clone() else { return };
     let started = std::time::Instant::now();
     let (reply, verdict) = callout.handle(&msg.payload, envelope::server_xkey(&msg), now_secs());
@@ -413,12 +428,17 @@ async fn answer(client: &async_nats::Client, callout: &Callout, msg: async_nats:
         .counters
         .time_ns
         .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    if let Err(e) = client.publish(reply_to, reply.into()).await {
+    let via = if draining.load(Ordering::Relaxed) {
+        &conns.service
+    } else {
+        &conns.requests
+    };
+    if let Err(e) = via.publish(reply_to, reply.into()).await {
         warn!(error = %e, "could not send the authorization reply");
     }
     if let Verdict::Allowed(allowed) = verdict
         && let Ok(body) = serde_json::to_vec(&allowed.1)
-        && let Err(e) = client.publish(DECISION_SUBJECT, body.into()).await
+        && let Err(e) = conns.service.publish(DECISION_SUBJECT, body.into()).await
     {
         warn!(error = %e, "could not publish the decision record");
     }

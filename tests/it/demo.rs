@@ -268,34 +268,10 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
         "deploy/cluster/n3.conf",
         "deploy/cluster/callout.toml",
     ];
-    let demo = DemoCopy::of(
-        &files,
-        &[
-            4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223, 8224, 9222, 8080, 8081, 9090, 9091,
-        ],
-    );
-    let out = bin()
-        .args(["keys", "--dir", ".demo"])
-        .current_dir(demo.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _nodes: Vec<Running> = (1..=3)
-        .map(|n| {
-            Running(
-                Command::new(nats_callout::testing::nats_server_bin())
-                    .args(["-c", &format!("deploy/cluster/n{n}.conf")])
-                    .current_dir(demo.dir.path())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    for port in [4222, 4223, 4224] {
-        wait_for_port(demo.port(port), "a cluster node");
-    }
+    // Fourteen free ports: another process may take one first; then start again elsewhere.
+    let (demo, _nodes) = (0..5)
+        .find_map(|_| start_cluster_demo(&files))
+        .expect("the cluster demo's nodes did not start");
     let second = [
         (
             "NATS_CALLOUT_HTTP__LISTEN",
@@ -307,11 +283,13 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
         ),
     ];
     let mut instances = Vec::new();
-    for vars in [&[][..], &second[..]] {
+    for (i, vars) in [&[][..], &second[..]].into_iter().enumerate() {
         let mut c = bin();
+        let log = std::fs::File::create(demo.path(&format!("instance{i}.log"))).unwrap();
         c.args(["serve", "--config", "deploy/cluster/callout.toml"])
             .current_dir(demo.dir.path())
-            .stderr(Stdio::null());
+            .env("RUST_LOG", "nats_callout=debug")
+            .stderr(log);
         for (k, v) in vars {
             c.env(k, v);
         }
@@ -320,15 +298,22 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
     for admin in [9090, 9091] {
         let url = format!("http://127.0.0.1:{}/readyz", demo.port(admin));
         let start = Instant::now();
-        while !bin()
-            .args(["healthcheck", "--url", &url])
-            .status()
-            .unwrap()
-            .success()
-        {
+        loop {
+            let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
+            if out.status.success() {
+                break;
+            }
             assert!(
                 start.elapsed() < DEADLINE * 3,
-                "instance on {admin} never got ready"
+                "instance on {admin} never got ready: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(demo.path(if admin == 9090 {
+                    "instance0.log"
+                } else {
+                    "instance1.log"
+                }))
+                .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -351,7 +336,56 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
         None,
     )
     .await
-    .expect("bob connects through the second node");
+    .unwrap_or_else(|e| {
+        let logs: Vec<String> = (0..2)
+            .map(|i| std::fs::read_to_string(demo.path(&format!("instance{i}.log"))).unwrap_or_default())
+            .collect();
+        panic!(
+            "bob connects through the second node: {e}\n{}",
+            logs.join("\n----\n")
+        )
+    });
+}
+
+/// The cluster demo's files with moved ports, keys made, the three nodes listening; `None`
+/// when a node exited (a port was taken meanwhile).
+fn start_cluster_demo(files: &[&str]) -> Option<(DemoCopy, Vec<Running>)> {
+    let demo = DemoCopy::of(
+        files,
+        &[
+            4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223, 8224, 9222, 8080, 8081, 9090, 9091,
+        ],
+    );
+    let out = bin()
+        .args(["keys", "--dir", ".demo"])
+        .current_dir(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut nodes: Vec<Running> = (1..=3)
+        .map(|n| {
+            Running(
+                Command::new(nats_callout::testing::nats_server_bin())
+                    .args(["-c", &format!("deploy/cluster/n{n}.conf")])
+                    .current_dir(demo.dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    for port in [4222, 4223, 4224] {
+        while std::net::TcpStream::connect(("127.0.0.1", demo.port(port))).is_err() {
+            if nodes.iter_mut().any(|n| matches!(n.0.try_wait(), Ok(Some(_)))) {
+                return None;
+            }
+            assert!(start.elapsed() < DEADLINE, "a cluster node did not open its port");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Some((demo, nodes))
 }
 
 /// `make demo-cluster` checks its ports before building anything and names the taken ones.
