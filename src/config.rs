@@ -644,7 +644,11 @@ mod tests {
             .and_then(|r| r.split("` for key").next());
         let list = list.unwrap_or_else(|| panic!("no field list in {err:?}"));
         let list = list.strip_prefix("one of ").unwrap_or(list);
-        list.split(", ").map(|f| f.trim_matches('`').to_owned()).collect()
+        // serde: "`a` or `b`" for two fields, "one of `a`, `b`, `c`" for more.
+        list.split(", ")
+            .flat_map(|f| f.split("` or `"))
+            .map(|f| f.trim_matches('`').to_owned())
+            .collect()
     }
 
     /// The keys named in the first column of README's configuration table: `a.b` / `c` means

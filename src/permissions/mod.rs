@@ -87,7 +87,18 @@ fn display_lines(problems: &[Problem]) -> String {
 ///
 /// # Errors
 /// The directory or a file cannot be read (every such problem).
-pub fn read_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
+pub fn read_files(dir: &Path) -> Result<Sources, LoadErrors> {
+    match read_dir_sources(dir)? {
+        (sources, problems) if problems.is_empty() => Ok(sources),
+        (_, problems) => Err(LoadErrors(problems)),
+    }
+}
+
+/// Permission files as `(name, contents)` pairs.
+pub type Sources = Vec<(String, String)>;
+
+/// The files of `dir` that could be read, and a problem for each that could not.
+fn read_dir_sources(dir: &Path) -> Result<(Sources, Vec<Problem>), LoadErrors> {
     let dir_problem = |reason: String| {
         LoadErrors(vec![Problem {
             file: dir.display().to_string(),
@@ -121,11 +132,7 @@ pub fn read_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
             }),
         }
     }
-    if problems.is_empty() {
-        Ok(sources)
-    } else {
-        Err(LoadErrors(problems))
-    }
+    Ok((sources, problems))
 }
 
 impl Snapshot {
@@ -136,7 +143,15 @@ impl Snapshot {
     /// Every problem found: an unreadable directory or file, syntax, schema and
     /// reference errors (see the module documentation).
     pub fn load_dir(dir: &Path) -> Result<Self, LoadErrors> {
-        Self::from_sources(&read_files(dir)?)
+        let (sources, mut problems) = read_dir_sources(dir)?;
+        match Self::from_sources(&sources) {
+            Ok(snapshot) if problems.is_empty() => Ok(snapshot),
+            Ok(_) => Err(LoadErrors(problems)),
+            Err(LoadErrors(more)) => {
+                problems.extend(more);
+                Err(LoadErrors(problems))
+            }
+        }
     }
 
     /// Builds a snapshot from `(file name, contents)` pairs; names ending in `.json` are

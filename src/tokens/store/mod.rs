@@ -4,7 +4,7 @@
 //!
 //! Refresh tokens are stored only as their SHA-256 ([`TokenHash`]); nothing here can
 //! reproduce a token. The rules every backend enforces on a rotation are here
-//! ([`check_rotation`]), so both refuse the same changes.
+//! (`check_rotation`), so both refuse the same changes.
 
 use std::fmt;
 
