@@ -210,6 +210,83 @@ pub async fn create(bucket: &kv::Store, key: &str, value: bytes::Bytes) -> Resul
     }
 }
 
+/// What [`follow`] reports.
+#[derive(Debug)]
+pub enum Watched {
+    /// A value (or a delete marker) of the followed keys, in revision order.
+    Entry(kv::Entry),
+    /// Every value stored when the watch began has been reported (at once for an empty
+    /// bucket, and after a resumption); `empty` when there was none at all.
+    CaughtUp { empty: bool },
+    /// The watch broke (the `failures`-th time in a row); it resumes after a backoff from
+    /// the last revision reported.
+    Broken { reason: String, failures: usize },
+}
+
+/// Follows `key` (a key or a wildcard such as `>`) of the bucket `open` gives into
+/// `events`, until `stop` or until nobody listens: first the latest value of each key, then
+/// every change; a broken watch resumes after the last revision reported, so nothing written
+/// meanwhile is missed. Spawn it and read `events` where the entries are applied.
+pub async fn follow<F, Fut>(
+    open: F,
+    key: String,
+    stop: tokio_util::sync::CancellationToken,
+    events: tokio::sync::mpsc::Sender<Watched>,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<kv::Store, String>>,
+{
+    use futures::StreamExt;
+    let mut last: Option<u64> = None;
+    let mut failures = 0usize;
+    while !stop.is_cancelled() {
+        let broke: Result<(), String> = async {
+            let bucket = open().await?;
+            let mut entries = match last {
+                Some(rev) => bucket.watch_from_revision(&key, rev + 1).await,
+                None => bucket.watch_with_history(&key).await,
+            }
+            .map_err(|e| e.to_string())?;
+            let stored = bucket.status().await.map_err(|e| e.to_string())?.values();
+            let mut caught_up = stored == 0 || last.is_some();
+            let send = |w| async { events.send(w).await.map_err(|_| "nobody listens".to_string()) };
+            if caught_up {
+                send(Watched::CaughtUp { empty: stored == 0 }).await?;
+            }
+            loop {
+                let entry = tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    e = entries.next() => e,
+                };
+                let entry = match entry {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the watch ended".to_string()),
+                };
+                last = Some(entry.revision);
+                failures = 0;
+                let delta = entry.delta;
+                send(Watched::Entry(entry)).await?;
+                if !caught_up && delta == 0 {
+                    caught_up = true;
+                    send(Watched::CaughtUp { empty: false }).await?;
+                }
+            }
+        }
+        .await;
+        let Err(reason) = broke else { return };
+        if events.is_closed() {
+            return;
+        }
+        failures += 1;
+        let _ = events.send(Watched::Broken { reason, failures }).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(crate::clock::backoff(failures)) => {}
+        }
+    }
+}
+
 /// A key-safe form of a free-form name (user, device): base64url, never a `.` or `*`.
 #[must_use]
 pub fn key_part(name: &str) -> String {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +13,9 @@ use tracing::{error, info, warn};
 
 use crate::clock::now_secs;
 use crate::enforcement::Enforcement;
-use crate::kv::BucketSpec;
+use async_nats::jetstream::kv::Operation;
+
+use crate::kv::{BucketSpec, Watched};
 use crate::permissions::published::{self, PublishedSet};
 use crate::permissions::{LoadErrors, Permissions, Snapshot};
 
@@ -244,36 +245,16 @@ impl Reloader {
             return;
         };
         let js = crate::kv::context(client.clone());
-        let mut last: Option<u64> = None;
-        let mut failures = 0usize;
-        loop {
-            let watched = async {
-                let b = crate::kv::ensure(&js, bucket).await.map_err(|e| e.to_string())?;
-                let mut entries = match last {
-                    Some(rev) => b.watch_from_revision(published::KEY, rev + 1).await,
-                    None => b.watch_with_history(published::KEY).await,
-                }
-                .map_err(|e| e.to_string())?;
-                if last.is_none() && b.status().await.map_err(|e| e.to_string())?.values() == 0 {
-                    self.failed(vec![
-                        "nothing published yet (nats-callout permissions push)".into(),
-                    ]);
-                }
-                loop {
-                    let entry = tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        e = entries.next() => e,
-                    };
-                    let entry = match entry {
-                        Some(Ok(e)) => e,
-                        Some(Err(e)) => return Err(e.to_string()),
-                        None => return Err("the watch ended".to_string()),
-                    };
-                    last = Some(entry.revision);
-                    failures = 0;
-                    if entry.operation != async_nats::jetstream::kv::Operation::Put {
-                        continue;
-                    }
+        let bucket = bucket.clone();
+        let open = move || {
+            let (js, bucket) = (js.clone(), bucket.clone());
+            async move { crate::kv::ensure(&js, &bucket).await.map_err(|e| e.to_string()) }
+        };
+        let (events, mut seen) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(crate::kv::follow(open, published::KEY.into(), stop, events));
+        while let Some(event) = seen.recv().await {
+            match event {
+                Watched::Entry(entry) if entry.operation == Operation::Put => {
                     match serde_json::from_slice::<PublishedSet>(&entry.value) {
                         Ok(set) => {
                             self.apply_published(entry.revision, set).await;
@@ -284,19 +265,17 @@ impl Reloader {
                         )]),
                     }
                 }
-            };
-            let outcome: Result<(), String> = watched.await;
-            let reason = match outcome {
-                Ok(()) => return,
-                Err(reason) => reason,
-            };
-            failures += 1;
-            if failures == 1 || failures.is_power_of_two() {
-                warn!(error = %reason, attempt = failures, "permission watch interrupted; resuming");
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(crate::clock::backoff(failures)) => {}
+                Watched::Entry(_) | Watched::CaughtUp { empty: false } => {}
+                Watched::CaughtUp { empty: true } => {
+                    self.failed(vec![
+                        "nothing published yet (nats-callout permissions push)".into(),
+                    ]);
+                }
+                Watched::Broken { reason, failures } => {
+                    if failures == 1 || failures.is_power_of_two() {
+                        warn!(error = %reason, attempt = failures, "permission watch interrupted; resuming");
+                    }
+                }
             }
         }
     }
