@@ -212,6 +212,7 @@ impl Setup {
                     device: Some(device),
                     ttl: Duration::from_secs(3600),
                     session_expires_at: None,
+                    asserted: None,
                 },
                 nats_callout::clock::now_secs(),
             )

@@ -18,6 +18,7 @@ use crate::enforcement::Enforcement;
 use crate::enforcement::lease::{Leadership, Lease};
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
+use crate::oidc::{self, Providers};
 use crate::ops::{Health, Instance, Ops};
 use crate::permissions::published;
 use crate::permissions::{Permissions, Snapshot};
@@ -100,6 +101,9 @@ fn leadership(config: &Config) -> Leadership {
 
 /// The JetStream buckets' settings: records outlive every session they may describe,
 /// revocation entries every token they may cover.
+/// How long the start waits for identity providers' keys (then they come in the background).
+const PROVIDER_START_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn kv_settings(config: &Config, refresh: &RefreshSettings) -> KvSettings {
     let t = &config.tokens;
     KvSettings {
@@ -123,8 +127,16 @@ impl App {
                 )
             })
             .context("while loading the callout keys")?;
-        let token_keys =
-            Arc::new(TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?);
+        // Identity providers: their keys are fetched now (bounded) and kept fresh in `run`.
+        let providers = Arc::new(Providers::new(&config.identity, config.tokens.max_token_ttl));
+        let provider_http = oidc::fetch::client();
+        oidc::fetch::refresh_all(&provider_http, &providers, PROVIDER_START_LIMIT).await;
+        let mut token_keys =
+            TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?;
+        if !providers.is_empty() {
+            token_keys = token_keys.with_trusted(providers.clone());
+        }
+        let token_keys = Arc::new(token_keys);
         // From files: loaded now, and a bad set stops the start. From KV: the first
         // published set arrives with the watch (no authorization is answered before).
         let snapshot = match config.permissions.source {
@@ -199,6 +211,7 @@ impl App {
             health: health.clone(),
             counters: callout.counters(),
             enforcement,
+            providers,
             ..Ops::new(
                 Instance::new(&config.callout.queue_group),
                 reloader,
@@ -377,6 +390,13 @@ impl App {
                 {
                     warn!(error = %e, "{what} failed");
                 }
+                Ok(())
+            });
+        }
+        for provider in ops.providers.iter() {
+            let fresh = oidc::fetch::keep_fresh(oidc::fetch::client(), provider.clone(), stop.clone());
+            tasks.spawn(async move {
+                fresh.await;
                 Ok(())
             });
         }

@@ -265,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     device: device.as_deref(),
                     ttl,
                     session_expires_at: None,
+                    asserted: None,
                 },
                 crate::clock::now_secs(),
             )?;

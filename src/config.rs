@@ -50,6 +50,8 @@ pub struct Config {
     pub http: HttpSettings,
     pub enforcement: EnforcementSettings,
     pub log: LogSettings,
+    /// Identity providers (`[[identity.oidc]]`).
+    pub identity: crate::oidc::IdentitySettings,
 }
 
 /// How the service connects to NATS (as a user listed in `auth_users`).
@@ -439,6 +441,14 @@ impl Config {
         fix(&mut self.tokens.refresh_secret_file);
         self.tokens.verify_key_files.iter_mut().for_each(fix);
         fix(&mut self.permissions.dir);
+        for p in self
+            .identity
+            .oidc
+            .iter_mut()
+            .filter_map(|p| p.client_secret_file.as_mut())
+        {
+            fix(p);
+        }
     }
 
     /// Check values that would otherwise fail later, at the first request.
@@ -512,6 +522,9 @@ impl Config {
                 "tokens.max_token_ttl",
                 "must be at least tokens.access_ttl (revocations are kept this long)".into(),
             );
+        }
+        if let Err(reason) = self.identity.validate() {
+            return invalid("identity.oidc", reason);
         }
         for (key, tpl, needs_room) in [
             ("callout.read_subject", &c.read_subject, true),

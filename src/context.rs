@@ -53,7 +53,7 @@ pub async fn user_context(
     snapshot: &Snapshot,
     sessions: &RefreshService,
 ) -> Result<UserContext, ContextError> {
-    let user = snapshot.user(&claims.sub).ok_or(ContextError::UnknownUser)?;
+    let user = claims.user(snapshot).ok_or(ContextError::UnknownUser)?;
     let client_id = match sessions.session(&claims.sid).await {
         Ok(s) => s.and_then(|s| s.client_id),
         Err(e) => {

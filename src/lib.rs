@@ -44,6 +44,7 @@ pub mod http;
 pub mod keys;
 pub mod kv;
 pub mod names;
+pub mod oidc;
 pub mod ops;
 pub mod password;
 pub mod permissions;

@@ -12,6 +12,7 @@ use crate::callout::Counters;
 use crate::clock::{now_secs, rfc3339};
 use crate::enforcement::Enforcement;
 pub use crate::health::{Check, Health};
+use crate::oidc::Providers;
 use crate::reload::Reloader;
 use crate::tokens::service::TokenService;
 use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
@@ -46,6 +47,8 @@ pub struct Ops {
     /// Absent without `nats.system_user`.
     pub enforcement: Option<Arc<Enforcement>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Trusted identity providers (their keys' state is part of readiness's report).
+    pub providers: Arc<Providers>,
 }
 
 impl Ops {
@@ -60,6 +63,7 @@ impl Ops {
             counters: Arc::default(),
             enforcement: None,
             metrics: crate::telemetry::metrics(),
+            providers: Arc::default(),
         }
     }
 
@@ -89,7 +93,13 @@ impl Ops {
             Ok(()) => add("tokenStore", true, "ok".into()),
             Err(e) => add("tokenStore", false, e.to_string()),
         }
-        (ready, json!({ "ready": ready, "parts": parts }))
+        // A provider that cannot be reached does not make the instance unready: its cached
+        // keys keep working, and our own tokens do not need it. It is reported beside.
+        let mut body = json!({ "ready": ready, "parts": parts });
+        if !self.providers.is_empty() {
+            body["identityProviders"] = self.providers.status();
+        }
+        (ready, body)
     }
 
     /// Everything an operator wants to see at once.

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::permissions::{Access, Privileges};
+use crate::permissions::{Access, Asserted, Privileges};
 
 /// nats-server sends authorization requests here (auth callout).
 pub const AUTH_SUBJECT: &str = "$SYS.REQ.USER.AUTH";
@@ -76,6 +76,9 @@ pub struct DecisionRecord {
     pub expires_at: i64,
     pub snapshot_epoch: u64,
     pub revocation_epoch: u64,
+    /// What an identity provider asserted (groups, roles): the user is judged with it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserted: Option<Asserted>,
 }
 
 /// A token-reset request on [`TOKEN_RESET_SUBJECT`] (or `POST /api/admin/token-reset`):

@@ -212,9 +212,10 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
         return Err(Deny::Revoked(why));
     }
     validate_name(&identity.sub).map_err(Deny::BadUserId)?;
-    let user = snapshot
-        .user(&identity.sub)
+    let user = identity
+        .user(snapshot)
         .ok_or_else(|| Deny::UnknownUser(identity.sub.clone()))?;
+    let user = &*user;
     let mut expires_at = now + policy.user_jwt_ttl.as_secs() as i64;
     if let Some(end) = identity.sexp {
         if end <= now {
@@ -306,6 +307,7 @@ mod tests {
             device: None,
             ttl: Duration::from_secs(300),
             session_expires_at: sexp,
+            asserted: None,
         };
         keys.mint(&req, NOW).unwrap().0
     }

@@ -256,6 +256,7 @@ fn decision_record(
         expires_at: g.expires_at,
         snapshot_epoch,
         revocation_epoch,
+        asserted: g.identity.ext.clone(),
     }
 }
 

@@ -57,11 +57,11 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
     if let Some(why) = revoked.check_parts(&d.user, &d.session, d.device.as_deref(), d.iat) {
         return Action::Kick(why);
     }
-    let Some(user) = new.user(&d.user) else {
+    let Some(user) = new.effective(&d.user, d.asserted.as_ref()) else {
         return Action::Reauthorize("user-removed");
     };
     for (room, granted) in &d.rooms {
-        let lost = match new.access(user, room) {
+        let lost = match new.access(&user, room) {
             None => true,
             Some(now) => (granted.can_read() && !now.can_read()) || (granted.can_write() && !now.can_write()),
         };
@@ -69,7 +69,7 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
             return Action::Reauthorize("room-lost");
         }
     }
-    if d.privileges.lost_in(Privileges::of(user, token_reset_roles)) {
+    if d.privileges.lost_in(Privileges::of(&user, token_reset_roles)) {
         return Action::Reauthorize("role-lost");
     }
     Action::Keep
@@ -108,6 +108,7 @@ mod tests {
                 expires_at: 1000,
                 snapshot_epoch: 1,
                 revocation_epoch: 0,
+                asserted: None,
             }),
         }
     }

@@ -208,6 +208,7 @@ mod tests {
             expires_at: 100,
             snapshot_epoch: 1,
             revocation_epoch: 0,
+            asserted: None,
         }
     }
 

@@ -37,11 +37,10 @@ pub(super) async fn token_reset(
     let enforcement = state.ops.enforcement.as_ref().ok_or_else(|| {
         ApiError::unavailable("unavailable", "live enforcement is off (no nats.system_user)")
     })?;
-    let may = state
-        .permissions
-        .load()
-        .user(&caller.claims.sub)
-        .is_some_and(|u| Privileges::of(u, enforcement.token_reset_roles()).token_reset);
+    let may = caller
+        .claims
+        .user(&state.permissions.load())
+        .is_some_and(|u| Privileges::of(&u, enforcement.token_reset_roles()).token_reset);
     if !may {
         return Err(ApiError::forbidden("your roles may not reset tokens"));
     }

@@ -68,8 +68,9 @@ fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
     let now = state.now();
     let settings = &state.settings;
     let snapshot = state.permissions.load();
-    let scope = snapshot
-        .user(&pair.access.sub)
+    let scope = pair
+        .access
+        .user(&snapshot)
         .map(|u| u.roles().map(|r| r.to_string()).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
     let body = OAuthToken {

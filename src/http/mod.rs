@@ -141,12 +141,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The roles the permission files give the caller now (none if the user was removed).
+    /// The roles the permission files (and a provider's role mapping) give the caller now
+    /// (none if the user was removed).
     pub fn roles(&self, state: &HttpState) -> Vec<Role> {
-        state
-            .permissions
-            .load()
-            .user(&self.claims.sub)
+        self.claims
+            .user(&state.permissions.load())
             .map(|u| u.roles().collect())
             .unwrap_or_default()
     }
@@ -167,10 +166,9 @@ impl FromRequestParts<SharedState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let admin = state
-            .permissions
-            .load()
-            .user(&caller.claims.sub)
+        let admin = caller
+            .claims
+            .user(&state.permissions.load())
             .is_some_and(|u| u.is_admin());
         if !admin {
             return Err(ApiError::forbidden("your roles do not allow this"));

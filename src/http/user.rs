@@ -34,12 +34,13 @@ pub(super) async fn rooms(
     caller: Caller,
 ) -> Result<Json<Vec<RoomEntry>>, ApiError> {
     let snapshot = state.permissions.load();
-    let user = snapshot
-        .user(&caller.claims.sub)
+    let user = caller
+        .claims
+        .user(&snapshot)
         .ok_or_else(|| ApiError::unauthorized("unknown-user", "user no longer exists"))?;
     Ok(Json(
         snapshot
-            .rooms_for(user)
+            .rooms_for(&user)
             .into_iter()
             .map(|(name, access)| RoomEntry {
                 name,

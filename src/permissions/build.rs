@@ -274,13 +274,10 @@ impl<'a> Defs<'a> {
             .zip(sizes)
             .map(|(u, size)| {
                 let mut user = User {
-                    id: u.name.to_string(),
                     roles: u.roles,
                     password_hash: u.password.as_deref().map(str::to_owned),
-                    groups: Vec::new(),
                     grants: HashMap::with_capacity(size),
-                    patterns: Vec::new(),
-                    snapshot: id,
+                    ..User::empty(u.name.to_string(), id)
                 };
                 for (target, access) in &u.grants {
                     grant(&mut user, target, *access);
@@ -296,6 +293,12 @@ impl<'a> Defs<'a> {
             }
         }
 
+        // Each group's own grants, for users an identity provider places in a group.
+        let mut groups: Vec<User> = self
+            .groups
+            .iter()
+            .map(|g| User::empty(g.name.to_string(), id))
+            .collect();
         let mut descriptions = HashMap::new();
         for (ri, r) in self.rooms.iter().enumerate() {
             if let Some(d) = &r.description {
@@ -303,6 +306,11 @@ impl<'a> Defs<'a> {
             }
             let Some(target) = &r.target else { continue };
             let m = members(ri);
+            for &gi in &m.groups {
+                if let Some(group) = groups.get_mut(gi) {
+                    grant(group, target, r.access);
+                }
+            }
             let via_groups = m.groups.iter().flat_map(|&gi| group_users(gi));
             for &ui in m.users.iter().chain(via_groups) {
                 if let Some(user) = users.get_mut(ui) {
@@ -318,27 +326,39 @@ impl<'a> Defs<'a> {
             merge_patterns(&mut user.patterns);
             by_id.insert(user.id.clone(), user);
         }
+        let groups = groups
+            .into_iter()
+            .map(|mut g| {
+                merge_patterns(&mut g.patterns);
+                (g.id.clone(), g)
+            })
+            .collect();
         let mut rooms: Vec<Arc<str>> = self.room_names.into_iter().collect();
         rooms.sort_unstable();
-        Snapshot::new(id, by_id, rooms, descriptions)
+        Snapshot::new(id, by_id, groups, rooms, descriptions)
     }
 }
 
 /// Adds one grant to a user, as a union with what the user already has.
 fn grant(user: &mut User, target: &Target, access: Access) {
     match target {
-        Target::Exact(room) => match user.grants.get_mut(room) {
-            Some(a) => *a = a.union(access),
-            None => {
-                user.grants.insert(room.clone(), access);
-            }
-        },
+        Target::Exact(room) => grant_room(user, room, access),
         Target::Pattern(p) => user.patterns.push((p.clone(), access)),
     }
 }
 
+/// Adds one exact room grant, as a union with what the user already has.
+pub(super) fn grant_room(user: &mut User, room: &Arc<str>, access: Access) {
+    match user.grants.get_mut(room) {
+        Some(a) => *a = a.union(access),
+        None => {
+            user.grants.insert(room.clone(), access);
+        }
+    }
+}
+
 /// Sorts patterns and merges duplicates into one entry with the union of their access.
-fn merge_patterns(patterns: &mut Vec<(Pattern, Access)>) {
+pub(super) fn merge_patterns(patterns: &mut Vec<(Pattern, Access)>) {
     patterns.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     patterns.dedup_by(|later, kept| {
         if later.0 == kept.0 {

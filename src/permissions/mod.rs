@@ -28,6 +28,7 @@
 //! sysadmins may read and write every valid room. Validation collects every problem,
 //! each with its file and line (see [`Problem`]); a single problem rejects the whole set.
 
+mod asserted;
 mod build;
 mod locate;
 mod model;
@@ -40,6 +41,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+pub use asserted::Asserted;
 pub use model::{Access, Pattern, PatternError, Role, UnknownAccess, UnknownRole, User};
 pub use shared::{Permissions, Privileges};
 pub use snapshot::Snapshot;

@@ -216,6 +216,7 @@ impl fmt::Display for Pattern {
 }
 
 /// A user from the permission store, with everything needed to answer access questions.
+#[derive(Clone)]
 pub struct User {
     pub(crate) id: String,
     pub(crate) roles: RoleSet,
@@ -231,6 +232,19 @@ pub struct User {
 }
 
 impl User {
+    /// A user (or a group's grants) with no role, password or grant yet.
+    pub(crate) fn empty(id: String, snapshot: u64) -> Self {
+        User {
+            id,
+            roles: RoleSet::default(),
+            password_hash: None,
+            groups: Vec::new(),
+            grants: HashMap::default(),
+            patterns: Vec::new(),
+            snapshot,
+        }
+    }
+
     /// The stable user id (the name in the permission files).
     #[must_use]
     pub fn id(&self) -> &str {

@@ -11,6 +11,8 @@ use crate::names::is_valid_name;
 pub struct Snapshot {
     id: u64,
     users: HashMap<String, User>,
+    /// Each group's own grants (through rooms that list `@group`), by group name.
+    groups: HashMap<String, User>,
     /// Every exact room named in the files (room tables and direct grants), sorted.
     rooms: Vec<Arc<str>>,
     /// Room (or pattern) name → description, where one is given.
@@ -21,12 +23,14 @@ impl Snapshot {
     pub(crate) fn new(
         id: u64,
         users: HashMap<String, User>,
+        groups: HashMap<String, User>,
         rooms: Vec<Arc<str>>,
         descriptions: HashMap<String, String>,
     ) -> Self {
         Self {
             id,
             users,
+            groups,
             rooms,
             descriptions,
         }
@@ -36,6 +40,16 @@ impl Snapshot {
     #[must_use]
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.get(id)
+    }
+
+    /// The grants a group gives its members, as a user named after the group.
+    pub(crate) fn group(&self, name: &str) -> Option<&User> {
+        self.groups.get(name)
+    }
+
+    /// This snapshot's id (users built for it carry it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Every user, in no particular order.

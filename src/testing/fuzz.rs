@@ -64,6 +64,7 @@ fn build() -> Fuzz {
             device,
             ttl: Duration::from_secs(300),
             session_expires_at: sexp,
+            asserted: None,
         };
         w.tokens.mint_with_id(&req, "t1", now).expect("mint")
     };
@@ -584,6 +585,7 @@ pub fn access_token(data: &[u8]) {
                 device: device.as_deref(),
                 ttl,
                 session_expires_at: sexp,
+                asserted: None,
             };
             let tid = b.string();
             let (token, claims) = match w.w.tokens.mint_with_id(&req, &tid, at) {
@@ -764,6 +766,7 @@ fn check_decision(w: &Fuzz, s: &Snapshot, user: &str, requested: &str) {
         device: None,
         ttl: Duration::from_secs(300),
         session_expires_at: None,
+        asserted: None,
     };
     let (token, _) = w.w.tokens.mint_with_id(&req, "t1", NOW).expect("mint");
     let request = AuthRequest {

@@ -262,6 +262,7 @@ impl World {
             device,
             ttl: Duration::from_secs(300),
             session_expires_at: session_end,
+            asserted: None,
         };
         self.minter.mint_with_id(&req, "t1", now).expect("mint")
     }

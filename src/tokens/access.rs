@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -20,6 +20,8 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+
+use crate::permissions::{Asserted, Snapshot, User};
 use sha2::{Digest, Sha256};
 
 /// The explicit `typ` of an access token (RFC 9068), so no other JWT of ours passes as one.
@@ -48,6 +50,19 @@ pub struct AccessClaims {
     /// Absolute end of the session (unix seconds); NATS user JWTs never outlive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sexp: Option<i64>,
+    /// What an identity provider asserts about the user: set on a provider's own token, and
+    /// on ours after a login through a provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<Asserted>,
+}
+
+impl AccessClaims {
+    /// The user this token speaks for, as `snapshot` sees them with what a provider
+    /// asserted (see [`crate::permissions::Snapshot::effective`]); `None` = unknown user.
+    #[must_use]
+    pub fn user<'a>(&self, snapshot: &'a Snapshot) -> Option<Cow<'a, User>> {
+        snapshot.effective(&self.sub, self.ext.as_ref())
+    }
 }
 
 /// Why an access token was refused. The variant name is the logged reason.
@@ -114,6 +129,8 @@ pub struct MintRequest<'a> {
     pub device: Option<&'a str>,
     pub ttl: Duration,
     pub session_expires_at: Option<i64>,
+    /// What an identity provider said of the user at login (groups, roles), if one did.
+    pub asserted: Option<&'a Asserted>,
 }
 
 struct Signer {
@@ -131,6 +148,16 @@ pub struct TokenKeys {
     signer: Option<Signer>,
     verifiers: HashMap<String, VerifyingKey>,
     verified: VerifiedCache,
+    /// Other issuers whose tokens are accepted too (OpenID providers).
+    trusted: Option<Arc<dyn TrustedIssuers>>,
+}
+
+/// Issuers besides us whose access tokens are accepted (see `crate::oidc`). A token whose
+/// `iss` is not ours goes to them; none of them knowing it is a wrong issuer.
+pub trait TrustedIssuers: Send + Sync {
+    /// Verify `token` (every check, the clock included) if `iss` is one of these issuers;
+    /// `None` if it is not.
+    fn verify(&self, iss: &str, token: &str, now: i64) -> Option<Result<AccessClaims, TokenError>>;
 }
 
 /// Tokens per generation of the verified-token cache; at most twice as many are kept
@@ -140,12 +167,12 @@ pub const VERIFIED_CACHE_GENERATION: usize = 8192;
 /// Access tokens that passed every check but the clock, by their text: two generations,
 /// the older dropped whole when the newer fills up (a hit moves an entry to the newer).
 #[derive(Default)]
-struct VerifiedCache {
+pub struct VerifiedCache {
     generations: Mutex<[HashMap<Box<str>, AccessClaims>; 2]>,
 }
 
 impl VerifiedCache {
-    fn get(&self, token: &str) -> Option<AccessClaims> {
+    pub fn get(&self, token: &str) -> Option<AccessClaims> {
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = g[0].get(token) {
             return Some(c.clone());
@@ -156,7 +183,7 @@ impl VerifiedCache {
         Some(out)
     }
 
-    fn insert(&self, token: &str, claims: &AccessClaims) {
+    pub fn insert(&self, token: &str, claims: &AccessClaims) {
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         Self::put(&mut g, token.into(), claims.clone());
     }
@@ -212,7 +239,14 @@ impl TokenKeys {
             signer: None,
             verifiers: HashMap::new(),
             verified: VerifiedCache::default(),
+            trusted: None,
         }
+    }
+
+    /// Also accept the access tokens of these issuers.
+    pub fn with_trusted(mut self, trusted: Arc<dyn TrustedIssuers>) -> Self {
+        self.trusted = Some(trusted);
+        self
     }
 
     /// Mint and accept tokens living at most `max` (`tokens.max_token_ttl`).
@@ -305,6 +339,7 @@ impl TokenKeys {
             iat: now,
             exp,
             sexp: req.session_expires_at,
+            ext: req.asserted.cloned(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
@@ -324,6 +359,9 @@ impl TokenKeys {
         let claims = match self.verified.get(token) {
             Some(c) => c,
             None => {
+                if let Some(result) = self.verify_trusted(token, now) {
+                    return result;
+                }
                 let c = self.check_signed(token)?;
                 self.verified.insert(token, &c);
                 c
@@ -334,7 +372,28 @@ impl TokenKeys {
 
     /// [`TokenKeys::verify`] without the cache: every check, every time.
     pub fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        if let Some(result) = self.verify_trusted(token, now) {
+            return result;
+        }
         check_clock(self.check_signed(token)?, now)
+    }
+
+    /// A token of another trusted issuer, verified by it; `None` when it claims to be ours
+    /// (or no other issuer is trusted, or it is not a JWT: our checks say why).
+    fn verify_trusted(&self, token: &str, now: i64) -> Option<Result<AccessClaims, TokenError>> {
+        let trusted = self.trusted.as_ref()?;
+        if token.len() > MAX_FOREIGN_TOKEN_LEN {
+            return Some(Err(TokenError::Malformed));
+        }
+        let iss = unverified_issuer(token)?;
+        if iss == self.issuer {
+            return None;
+        }
+        Some(
+            trusted
+                .verify(&iss, token, now)
+                .unwrap_or(Err(TokenError::Issuer)),
+        )
     }
 
     /// How many verified tokens are remembered.
@@ -401,8 +460,22 @@ impl TokenKeys {
     }
 }
 
+/// The longest token of another issuer looked at (provider tokens carry group lists).
+pub const MAX_FOREIGN_TOKEN_LEN: usize = 16 * 1024;
+
+/// The `iss` of a JWT's payload, unverified: only to choose who verifies it.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
 /// Length of `header.payload`, the signed part of a JWT with exactly two dots.
-fn header_and_payload_len(token: &str) -> usize {
+pub fn header_and_payload_len(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())
 }
 
@@ -444,6 +517,7 @@ mod tests {
                 device: Some("laptop"),
                 ttl: Duration::from_secs(300),
                 session_expires_at: None,
+                asserted: None,
             },
             now,
         )
@@ -489,6 +563,7 @@ mod tests {
                     device: None,
                     ttl: Duration::from_secs(300),
                     session_expires_at: Some(1100),
+                    asserted: None,
                 },
                 1000,
             )
@@ -513,6 +588,7 @@ mod tests {
             device: None,
             ttl: Duration::from_secs(secs),
             session_expires_at: None,
+            asserted: None,
         };
         // Minting beyond the limit is refused...
         let err = short.mint(&req(3601), 1000).unwrap_err();
@@ -694,6 +770,7 @@ mod tests {
             iat: 0,
             exp: 1,
             sexp: None,
+            ext: None,
         };
         cache.insert("hot", &claims(0));
         for i in 1..3 * VERIFIED_CACHE_GENERATION {

@@ -23,6 +23,7 @@ pub use super::store::{PurgeReport, SessionInfo};
 use super::store::{
     RotateStep, RotateView, SessionRecord, SessionSelector, StoreError, TokenHash, TokenRecord, TokenStore,
 };
+use crate::permissions::Asserted;
 
 /// The prefix of every refresh token (version 1), so one is recognisable in a leak scan.
 pub const REFRESH_TOKEN_PREFIX: &str = "rt1_";
@@ -207,6 +208,23 @@ impl RefreshService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Issued, RefreshError> {
+        self.start_asserted_session(user, device, client_id, None, now)
+            .await
+    }
+
+    /// [`RefreshService::start_session`] after a login through an identity provider: what
+    /// the provider asserted is kept with the session and carried by its access tokens.
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub async fn start_asserted_session(
+        &self,
+        user: &str,
+        device: Option<&str>,
+        client_id: Option<&str>,
+        asserted: Option<&Asserted>,
+        now: i64,
+    ) -> Result<Issued, RefreshError> {
         let random: [u8; TOKEN_BYTES] = rand::random();
         let token = encode_token(&random);
         let hash = TokenHash::of(&token);
@@ -222,6 +240,7 @@ impl RefreshService {
             expires_at: session_end,
             revoked_at: None,
             revoke_reason: None,
+            asserted: asserted.cloned(),
         };
         let record = SessionRecord {
             info: info.clone(),

@@ -340,6 +340,7 @@ mod tests {
             iat,
             exp: iat + 300,
             sexp: None,
+            ext: None,
         }
     }
 

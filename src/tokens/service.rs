@@ -8,6 +8,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
+use crate::permissions::Asserted;
+
 use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
 use super::refresh::{Issued, RefreshError, RefreshService};
 use super::revocation::{Revocation, RevocationKind, Revocations, RevokeTarget};
@@ -103,6 +105,7 @@ impl TokenService {
                 device: refresh.session.device.as_deref(),
                 ttl: self.access_ttl,
                 session_expires_at: Some(refresh.session.expires_at),
+                asserted: refresh.session.asserted.as_ref(),
             },
             &tid,
             issued_at,
@@ -122,7 +125,22 @@ impl TokenService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Pair, LifecycleError> {
-        let issued = self.refresh.start_session(user, device, client_id, now).await?;
+        self.login_asserted(user, device, client_id, None, now).await
+    }
+
+    /// Start a session for a user an identity provider authenticated, keeping what it asserted.
+    pub async fn login_asserted(
+        &self,
+        user: &str,
+        device: Option<&str>,
+        client_id: Option<&str>,
+        asserted: Option<&Asserted>,
+        now: i64,
+    ) -> Result<Pair, LifecycleError> {
+        let issued = self
+            .refresh
+            .start_asserted_session(user, device, client_id, asserted, now)
+            .await?;
         info!(user, session = %issued.session.id, device = device.unwrap_or(""), "session started");
         Ok(self.pair(issued)?)
     }

@@ -447,6 +447,7 @@ mod tests {
                 expires_at: 1000,
                 revoked_at: None,
                 revoke_reason: None,
+                asserted: None,
             },
             current: hash,
             generation: 1,

@@ -549,6 +549,7 @@ mod tests {
                 expires_at: 1000,
                 revoked_at: None,
                 revoke_reason: None,
+                asserted: None,
             },
             current,
             generation,

@@ -84,6 +84,9 @@ pub struct SessionInfo {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
+    /// What an identity provider asserted at login (groups, roles), for a provider login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserted: Option<crate::permissions::Asserted>,
 }
 
 /// A stored refresh token (keyed by its [`TokenHash`]).

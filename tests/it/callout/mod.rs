@@ -136,6 +136,7 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
                 device: None,
                 ttl: Duration::from_secs(300),
                 session_expires_at: None,
+                asserted: None,
             },
             at,
         )

@@ -195,6 +195,7 @@ impl TestEnv {
                     device: Some("test"),
                     ttl,
                     session_expires_at: session_end,
+                    asserted: None,
                 },
                 now,
             )

@@ -1,0 +1,292 @@
+//! `[[identity.oidc]]`: the OpenID providers whose tokens are trusted, and how their claims
+//! map onto the permission files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::permissions::Role;
+
+/// The algorithms a provider token may use (asymmetric only; `none` and HMAC never).
+pub const ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
+
+/// `[identity]`: identity providers.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySettings {
+    /// One table per provider.
+    pub oidc: Vec<OidcSettings>,
+}
+
+/// What a user absent from the permission files may do with a provider token.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownUsers {
+    /// Refused: only users in the files connect.
+    #[default]
+    Deny,
+    /// Known by their mapped groups alone (a user with no known group is refused).
+    GroupsOnly,
+}
+
+/// One OpenID provider.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Shown on the login page, used in URLs (`/api/auth/oidc/{name}/...`) and logs.
+    pub name: String,
+    /// Exactly the `iss` of its tokens (and the base of discovery).
+    pub issuer: String,
+    /// Required in `aud`.
+    pub audience: String,
+    /// The claim that names the user (a permission-file user id); a name starting with `/`
+    /// is a JSON pointer into the claims (`/ext/user`).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// The claim that lists the user's provider groups (an array of strings, or one string);
+    /// `/realm_access/roles` style pointers work too.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Provider group → permission-file group, where the names differ; a provider group not
+    /// listed here counts as the file group of the same name, if the files define one.
+    #[serde(default)]
+    pub groups: BTreeMap<String, String>,
+    /// Provider group → role.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
+    #[serde(default)]
+    pub unknown_users: UnknownUsers,
+    /// Accepted `alg` values, a subset of RS256, PS256, ES256, EdDSA (default: all four).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Where the JWKS is, when discovery should not be used.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often keys are fetched again.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// The shortest time between two fetches (an unknown `kid` asks for one).
+    #[serde(default = "default_min_refresh", with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
+    /// Allowed clock difference for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// For "Log in with ...": our client id at the provider (none: no browser login).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The file holding our client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for at login (`openid` is always asked for).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The label of the login button (default: the name).
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_algorithms() -> Vec<String> {
+    ALGORITHMS.iter().map(|a| a.to_string()).collect()
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_min_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into()]
+}
+
+impl OidcSettings {
+    /// A provider with the defaults (tests and examples).
+    #[must_use]
+    pub fn new(name: &str, issuer: &str, audience: &str) -> Self {
+        OidcSettings {
+            name: name.into(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            user_claim: default_user_claim(),
+            groups_claim: None,
+            groups: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            unknown_users: UnknownUsers::Deny,
+            algorithms: default_algorithms(),
+            jwks_url: None,
+            refresh_interval: default_refresh(),
+            min_refresh_interval: default_min_refresh(),
+            clock_skew: default_skew(),
+            client_id: None,
+            client_secret_file: None,
+            scopes: default_scopes(),
+            display_name: None,
+        }
+    }
+
+    /// The discovery document's address.
+    #[must_use]
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        )
+    }
+}
+
+impl IdentitySettings {
+    /// Problems that would otherwise show at the first token: `Err(reason)`.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for p in &self.oidc {
+            let at = |what: String| format!("provider {:?}: {what}", p.name);
+            crate::names::validate_name(&p.name).map_err(|e| at(format!("name: {e}")))?;
+            if !names.insert(p.name.as_str()) {
+                return Err(at("defined twice".into()));
+            }
+            check_url(&p.issuer).map_err(|e| at(format!("issuer: {e}")))?;
+            if let Some(u) = &p.jwks_url {
+                check_url(u).map_err(|e| at(format!("jwks_url: {e}")))?;
+            }
+            if p.audience.is_empty() {
+                return Err(at("audience is empty".into()));
+            }
+            if p.user_claim.is_empty() {
+                return Err(at("user_claim is empty".into()));
+            }
+            if p.algorithms.is_empty() {
+                return Err(at("algorithms is empty".into()));
+            }
+            if let Some(a) = p.algorithms.iter().find(|a| !ALGORITHMS.contains(&a.as_str())) {
+                return Err(at(format!(
+                    "algorithm {a:?} is not accepted (only {ALGORITHMS:?}: never none or HMAC)"
+                )));
+            }
+            for g in p.groups.values() {
+                crate::names::validate_name(g).map_err(|e| at(format!("groups: {g:?}: {e}")))?;
+            }
+            if p.client_id.is_some() != p.client_secret_file.is_some() {
+                return Err(at("client_id and client_secret_file go together".into()));
+            }
+            if p.min_refresh_interval.is_zero() || p.refresh_interval < p.min_refresh_interval {
+                return Err(at(
+                    "refresh_interval must be at least min_refresh_interval, which must be positive".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `https://`, or `http://` on a loopback host (a provider beside the service in tests).
+fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!("{url:?} is not an https:// URL"));
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?}: plain http is accepted only on a loopback host; use https"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(p: OidcSettings) -> Result<(), String> {
+        IdentitySettings { oidc: vec![p] }.validate()
+    }
+
+    #[test]
+    fn bad_provider_settings_are_refused_with_their_reason() {
+        let ok = OidcSettings::new("corp", "https://idp.example.com/realms/chat", "nats");
+        one(ok.clone()).unwrap();
+        one(OidcSettings::new("corp", "http://127.0.0.1:9000", "nats")).unwrap();
+        let cases: Vec<(OidcSettings, &str)> = vec![
+            (OidcSettings::new("co rp", "https://x", "nats"), "name"),
+            (
+                OidcSettings::new("corp", "http://idp.example.com", "nats"),
+                "plain http",
+            ),
+            (OidcSettings::new("corp", "ftp://x", "nats"), "not an https"),
+            (OidcSettings::new("corp", "https://x", ""), "audience"),
+            (
+                OidcSettings {
+                    algorithms: vec!["HS256".into()],
+                    ..ok.clone()
+                },
+                "never none or HMAC",
+            ),
+            (
+                OidcSettings {
+                    algorithms: vec!["none".into()],
+                    ..ok.clone()
+                },
+                "never none or HMAC",
+            ),
+            (
+                OidcSettings {
+                    client_id: Some("chat".into()),
+                    ..ok.clone()
+                },
+                "go together",
+            ),
+            (
+                OidcSettings {
+                    groups: [("/staff".to_string(), "not a name!".to_string())].into(),
+                    ..ok.clone()
+                },
+                "groups",
+            ),
+        ];
+        for (p, want) in cases {
+            let e = one(p).unwrap_err();
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+        }
+        let twice = IdentitySettings {
+            oidc: vec![ok.clone(), ok],
+        };
+        assert!(twice.validate().unwrap_err().contains("defined twice"));
+    }
+
+    #[test]
+    fn a_provider_table_reads_from_toml() {
+        let s: IdentitySettings = toml::from_str(
+            r#"
+[[oidc]]
+name = "corp"
+issuer = "https://idp.example.com/realms/chat"
+audience = "nats"
+user_claim = "preferred_username"
+groups_claim = "groups"
+roles = { "chat-admins" = "admin" }
+unknown_users = "groups-only"
+"#,
+        )
+        .unwrap();
+        let p = &s.oidc[0];
+        assert_eq!(p.unknown_users, UnknownUsers::GroupsOnly);
+        assert_eq!(p.roles["chat-admins"], Role::Admin);
+        assert_eq!(p.algorithms.len(), 4);
+        assert_eq!(
+            p.discovery_url(),
+            "https://idp.example.com/realms/chat/.well-known/openid-configuration"
+        );
+        s.validate().unwrap();
+    }
+}
