@@ -23,6 +23,7 @@ mod deploy;
 mod enforcement;
 mod http;
 mod jetstream;
+mod oidc;
 mod production;
 mod properties;
 mod support;

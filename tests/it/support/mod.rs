@@ -5,6 +5,7 @@
 pub mod api;
 pub mod client;
 pub mod env;
+pub mod idp;
 pub mod proxy;
 pub mod raw;
 pub mod server;

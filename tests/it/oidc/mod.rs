@@ -1,0 +1,359 @@
+//! OpenID Connect against a real provider (the npm package `oidc-provider`, started per
+//! test by [`crate::support::idp`]): its access tokens over NATS and the HTTP API, group and
+//! role mapping, unknown users, key rotation, a provider that stops, forged and misused
+//! tokens, revocation.
+
+use async_nats::ConnectErrorKind;
+use nats_callout::oidc::UnknownUsers;
+use serde_json::Value;
+
+use crate::support::idp::Idp;
+use crate::support::{CalloutHandle, Conn, DEADLINE, EnvOptions, TestEnv};
+
+/// Files beside the demo ones: a group only a provider places users in, with its room.
+const STAFF: &str = "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"@staff\"]\n";
+
+/// A test environment trusting `idp` as `corp`, and the service running.
+async fn world(idp: &Idp, unknown: UnknownUsers) -> (TestEnv, CalloutHandle) {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    std::fs::write(env.config.permissions.dir.join("staff.toml"), STAFF).unwrap();
+    let mut config = env.config.clone();
+    config.http.listen = "127.0.0.1:0".into();
+    config.http.admin_listen = "127.0.0.1:0".into();
+    config.identity.oidc = vec![idp.settings("corp", unknown)];
+    let service = env.start_callout_with(config).await;
+    (env, service)
+}
+
+async fn provider(dir: &tempfile::TempDir) -> Idp {
+    Idp::start(&dir.path().join("idp"), &[]).await
+}
+
+/// Connects, or says why not.
+async fn connect(env: &TestEnv, token: &str, rooms: &str) -> Result<Conn, ConnectErrorKind> {
+    env.connect(Some(token), rooms).await.map_err(|e| e.kind())
+}
+
+/// Whether `conn` may publish to `subject` (a permission error arrives before a PONG).
+async fn may_publish(conn: &mut Conn, subject: &str) -> bool {
+    while conn.errors.try_recv().is_ok() {}
+    conn.client
+        .publish(subject.to_string(), "x".into())
+        .await
+        .unwrap();
+    conn.client.flush().await.unwrap();
+    // The violation (if any) is sent before the server answers the flush's PING; give the
+    // event callback a moment to deliver it.
+    let got = tokio::time::timeout(std::time::Duration::from_millis(300), conn.errors.recv()).await;
+    !matches!(got, Ok(Some(e)) if e.contains("Permissions Violation"))
+}
+
+/// `GET /api/auth/me` with a bearer token: status, `x-error-code`, body.
+async fn me(service: &CalloutHandle, token: &str) -> (u16, String, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/auth/me", service.http_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let code = resp
+        .headers()
+        .get("x-error-code")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        resp.status().as_u16(),
+        code,
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = provider(&dir).await;
+    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+
+    // A client-credentials token of the real provider: svc-bot, absent from the files,
+    // in provider group "staff": exactly the staff room, nothing it did not ask for or get.
+    let token = idp.client_token("service").await;
+    let mut bot = connect(&env, &token, "staff1;all1;bob1")
+        .await
+        .expect("svc-bot connects");
+    assert!(may_publish(&mut bot, "chat.staff1.svc-bot").await);
+    assert!(
+        !may_publish(&mut bot, "chat.all1.svc-bot").await,
+        "all1 is not the staff group's"
+    );
+    assert!(!may_publish(&mut bot, "chat.bob1.svc-bot").await);
+    assert!(!may_publish(&mut bot, "chat.staff1.bob").await, "only as itself");
+    let (status, _, body) = me(&service, &token).await;
+    assert_eq!((status, body["id"].as_str()), (200, Some("svc-bot")), "{body}");
+
+    // "ghost" is in provider group chat-admins, mapped to the admin role: every room.
+    let token = idp.client_token("service2").await;
+    let mut ghost = connect(&env, &token, "bob1;alice1")
+        .await
+        .expect("ghost connects");
+    assert!(may_publish(&mut ghost, "chat.alice1.ghost").await);
+    let (_, _, body) = me(&service, &token).await;
+    assert_eq!(body["roles"], serde_json::json!(["admin"]), "{body}");
+
+    // bob is in the files: a provider group adds its rooms to bob's own.
+    let token = idp.sign(idp.claims("bob", &["staff"]), "current").await;
+    let mut bob = connect(&env, &token, "bob1;staff1;alice1")
+        .await
+        .expect("bob connects");
+    assert!(may_publish(&mut bob, "chat.bob1.bob").await);
+    assert!(may_publish(&mut bob, "chat.staff1.bob").await);
+    assert!(!may_publish(&mut bob, "chat.alice1.bob").await);
+
+    // An unknown user with no group the files know gets nothing, not even an empty grant.
+    let token = idp.sign(idp.claims("nobody", &["strangers"]), "current").await;
+    assert_eq!(
+        connect(&env, &token, "all1").await.err(),
+        Some(ConnectErrorKind::AuthorizationViolation)
+    );
+    assert_eq!(me(&service, &token).await.0, 401);
+}
+
+#[tokio::test]
+async fn under_deny_only_users_in_the_files_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = provider(&dir).await;
+    let (env, _service) = world(&idp, UnknownUsers::Deny).await;
+    let token = idp.client_token("service").await;
+    assert_eq!(
+        connect(&env, &token, "staff1").await.err(),
+        Some(ConnectErrorKind::AuthorizationViolation)
+    );
+    let token = idp.sign(idp.claims("alice", &[]), "current").await;
+    let mut alice = connect(&env, &token, "alice1;bob1")
+        .await
+        .expect("alice is in the files");
+    assert!(may_publish(&mut alice, "chat.alice1.alice").await);
+    assert!(!may_publish(&mut alice, "chat.bob1.alice").await);
+}
+
+#[tokio::test]
+async fn forged_misused_and_foreign_tokens_are_refused_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = provider(&dir).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = provider(&other_dir).await;
+    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+    let now = nats_callout::clock::now_secs();
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = idp.claims("bob", &[]);
+        change(&mut c);
+        c
+    };
+    let cases = [
+        (
+            idp.sign(with(&|c| c["iss"] = "http://127.0.0.1:1".into()), "current")
+                .await,
+            "token-bad-issuer",
+        ),
+        (
+            idp.sign(with(&|c| c["aud"] = "urn:other".into()), "current")
+                .await,
+            "token-bad-audience",
+        ),
+        (
+            idp.sign(
+                with(&|c| {
+                    c["iat"] = (now - 900).into();
+                    c["exp"] = (now - 600).into();
+                }),
+                "current",
+            )
+            .await,
+            "access-token-expired",
+        ),
+        (
+            idp.sign(with(&|c| c["nbf"] = (now + 600).into()), "current")
+                .await,
+            "token-not-yet-valid",
+        ),
+        (
+            idp.sign(idp.claims("bob", &[]), "none").await,
+            "token-bad-algorithm",
+        ),
+        (
+            idp.sign(idp.claims("bob", &[]), "hs256-public").await,
+            "token-bad-algorithm",
+        ),
+        (
+            idp.sign(idp.claims("bob", &[]), "unpublished").await,
+            "token-unknown-key",
+        ),
+        // A real token of a provider that is not configured.
+        (other.client_token("service").await, "token-bad-issuer"),
+        // The same provider, another audience's token would be an id_token-like misuse:
+        (
+            idp.sign(with(&|c| c["aud"] = serde_json::json!(["chat"])), "current")
+                .await,
+            "token-bad-audience",
+        ),
+    ];
+    for (token, code) in cases {
+        assert_eq!(
+            connect(&env, &token, "all1").await.err(),
+            Some(ConnectErrorKind::AuthorizationViolation),
+            "{code}"
+        );
+        let (status, got, _) = me(&service, &token).await;
+        assert_eq!((status, got.as_str()), (401, code));
+    }
+    // The service goes on: a good token still works.
+    let token = idp.sign(idp.claims("bob", &[]), "current").await;
+    connect(&env, &token, "all1")
+        .await
+        .expect("a good token after the bad ones");
+}
+
+#[tokio::test]
+async fn keys_rotate_at_the_provider_and_cached_keys_outlive_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut idp = provider(&dir).await;
+    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+    let old = idp.client_token("service").await;
+    connect(&env, &old, "staff1")
+        .await
+        .expect("a token of the first key");
+
+    // A new key at the provider: its first token is refused (the key is not cached and the
+    // request path never waits on HTTP) and asks for fresh keys; soon it is accepted, and
+    // the old key's tokens still are.
+    let kid = idp.rotate().await;
+    let new = idp.client_token("service").await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(),
+        Some(kid.as_str())
+    );
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        match connect(&env, &new, "staff1").await {
+            Ok(_) => break,
+            Err(e) => assert_eq!(e, ConnectErrorKind::AuthorizationViolation),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was never fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    connect(&env, &old, "staff1")
+        .await
+        .expect("the old key's token still works");
+
+    // The provider stops: cached keys go on working, an unknown key is refused, readiness
+    // stays (our own tokens and cached keys work) and says the provider is unreachable.
+    idp.stop().await;
+    connect(&env, &new, "staff1")
+        .await
+        .expect("cached keys without the provider");
+    let unknown = {
+        // Signed while the provider was up would need it: use a token of a key it never published.
+        idp.restart().await;
+        let t = idp.sign(idp.claims("carol", &["staff"]), "unpublished").await;
+        idp.stop().await;
+        t
+    };
+    assert_eq!(
+        connect(&env, &unknown, "staff1").await.err(),
+        Some(ConnectErrorKind::AuthorizationViolation)
+    );
+    let ops = service.ops.clone();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let body = loop {
+        let (ready, body) = ops.readiness().await;
+        assert!(
+            ready,
+            "a provider outage does not make the service unready: {body}"
+        );
+        if body["identityProviders"]["corp"]["ok"] == false {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never said the provider is down: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let corp = &body["identityProviders"]["corp"];
+    assert_eq!(corp["keys"], 2, "{corp}");
+    assert!(corp["error"].as_str().is_some_and(|e| !e.is_empty()), "{corp}");
+    let metrics = reqwest::get(format!("{}/metrics", service.admin_url()))
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("nats_callout_oidc_provider_up{provider=\"corp\"} 0"),
+        "{text}"
+    );
+    connect(&env, &env.token("bob"), "all1")
+        .await
+        .expect("our own tokens never needed the provider");
+}
+
+#[tokio::test]
+async fn provider_tokens_are_revoked_by_user_and_by_session_like_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = provider(&dir).await;
+    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+    let now = nats_callout::clock::now_secs();
+    let one = idp.sign(idp.claims("bob", &[]), "current").await;
+    let mut claims = idp.claims("bob", &[]);
+    claims["jti"] = "second".into();
+    let two = idp.sign(claims, "current").await;
+    let mut live = connect(&env, &one, "all1").await.expect("bob connects");
+    connect(&env, &two, "all1").await.expect("bob connects twice");
+
+    // One token (its jti, scoped by the provider's name) ends; the other goes on.
+    let jti = jsonwebtoken::dangerous::insecure_decode::<Value>(&one)
+        .unwrap()
+        .claims["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    service
+        .tokens
+        .revoke(
+            &nats_callout::tokens::revocation::RevokeTarget::Session(format!("corp:{jti}")),
+            "test",
+            now + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        connect(&env, &one, "all1").await.err(),
+        Some(ConnectErrorKind::AuthorizationViolation)
+    );
+    connect(&env, &two, "all1").await.expect("another token of bob's");
+    // The live connection of the revoked token is closed.
+    let closed = tokio::time::timeout(DEADLINE, async {
+        while live.client.connection_state() == async_nats::connection::State::Connected {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the revoked token's connection stayed");
+    let _ = live.errors.try_recv();
+
+    // The user: every provider token of bob's issued before now.
+    service
+        .tokens
+        .revoke(
+            &nats_callout::tokens::revocation::RevokeTarget::User("bob".into()),
+            "test",
+            now + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        connect(&env, &two, "all1").await.err(),
+        Some(ConnectErrorKind::AuthorizationViolation)
+    );
+    assert_eq!(me(&service, &two).await.1, "access-token-revoked");
+}
