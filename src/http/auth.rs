@@ -51,7 +51,7 @@ pub(super) fn store_unavailable(err: &dyn std::fmt::Display) -> ApiError {
     ApiError::unavailable("store-unavailable", "the token store is unavailable, try again")
 }
 
-fn lifecycle_error(e: LifecycleError) -> ApiError {
+pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
     match e {
         LifecycleError::Refresh(RefreshError::Store(err)) => store_unavailable(&err),
         LifecycleError::Refresh(r) => ApiError::unauthorized(r.code(), r.to_string()),
@@ -65,8 +65,6 @@ fn lifecycle_error(e: LifecycleError) -> ApiError {
 
 /// The token response: body plus cookies. `browser` keeps tokens out of the body.
 fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
-    let now = state.now();
-    let settings = &state.settings;
     let snapshot = state.permissions.load();
     let scope = pair
         .access
@@ -83,20 +81,27 @@ fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
         client_id: pair.refresh.session.client_id.clone(),
     };
     let mut resp = Json(body).into_response();
-    let mut add = |c: String| {
+    for c in session_cookies(state, pair, browser) {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(SET_COOKIE, v);
         }
-    };
-    add(cookies::set_cookie(
+    }
+    resp
+}
+
+/// The cookies of a new pair: the access token always, the refresh token for a browser.
+pub(super) fn session_cookies(state: &HttpState, pair: &Pair, browser: bool) -> Vec<String> {
+    let now = state.now();
+    let settings = &state.settings;
+    let mut out = vec![cookies::set_cookie(
         settings,
         ACCESS_COOKIE,
         &pair.access_token,
         "/",
         pair.access.exp - now,
-    ));
+    )];
     if browser {
-        add(cookies::set_cookie(
+        out.push(cookies::set_cookie(
             settings,
             REFRESH_COOKIE,
             &pair.refresh.refresh_token,
@@ -104,10 +109,10 @@ fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
             pair.refresh.refresh_expires_at - now,
         ));
     }
-    resp
+    out
 }
 
-fn optional_name(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn optional_name(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
     match v {
         Some(s) => validate_name(&s)
             .map(|_| Some(s))
@@ -256,12 +261,23 @@ pub(super) async fn logout(
         Some(s) => s,
         None => authenticate(&state, &headers, true)?.claims.sid,
     };
+    // A session opened through a provider: the page may end the provider's session too.
+    let provider_logout = match state.tokens.refresh().session(&session).await {
+        Ok(Some(info)) => info
+            .asserted
+            .and_then(|a| super::oidc::end_session(&state, &headers, &a.idp)),
+        _ => None,
+    };
     let n = state
         .tokens
         .revoke(&RevokeTarget::Session(session), "logout", now)
         .await
         .map_err(lifecycle_error)?;
-    let mut resp = Json(json!({ "revokedSessions": n })).into_response();
+    let mut body = json!({ "revokedSessions": n });
+    if let Some(url) = provider_logout {
+        body["providerLogout"] = url.into();
+    }
+    let mut resp = Json(body).into_response();
     clear_cookies(&mut resp, &state.settings);
     Ok(resp)
 }

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 pub mod cookies;
 pub mod error;
+mod oidc;
 pub mod policy;
 pub mod ratelimit;
 mod user;
@@ -83,6 +84,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/introspect", post(auth::introspect))
         .route("/api/auth/me", get(user::me))
         .route("/api/rooms", get(user::rooms))
+        .route("/api/auth/oidc/{name}/login", get(oidc::begin))
+        .route("/api/auth/oidc/{name}/callback", get(oidc::callback))
         .merge(web::routes())
         .with_state(state)
 }

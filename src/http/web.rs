@@ -126,7 +126,7 @@ pub fn content_security_policy(settings: &HttpSettings, headers: &HeaderMap) -> 
 
 /// The host name of a `Host` header (without the port), if it is a plain DNS name, IPv4
 /// address or bracketed IPv6 address; anything else must not reach the CSP.
-fn host_name(host: &str) -> Option<&str> {
+pub(super) fn host_name(host: &str) -> Option<&str> {
     let name = if host.starts_with('[') {
         &host[..=host.find(']')?]
     } else {
@@ -185,6 +185,14 @@ struct PageConfig {
     user: Option<String>,
     /// Expiry of the access token (unix seconds), or null.
     expires_at: Option<i64>,
+    /// "Log in with …" buttons: `{name, label}`.
+    providers: Vec<LoginProvider>,
+}
+
+#[derive(Serialize, Debug)]
+struct LoginProvider {
+    name: String,
+    label: String,
 }
 
 async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Response {
@@ -194,6 +202,10 @@ async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Respons
         websocket_url: state.settings.websocket_url.clone(),
         user: caller.as_ref().map(|c| c.claims.sub.clone()),
         expires_at: caller.as_ref().map(|c| c.claims.exp),
+        providers: super::oidc::login_providers(&state)
+            .into_iter()
+            .map(|(name, label)| LoginProvider { name, label })
+            .collect(),
     };
     let mut resp = Json(body).into_response();
     let h = resp.headers_mut();

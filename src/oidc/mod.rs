@@ -57,7 +57,7 @@ pub struct KeyStatus {
 
 /// The keys in use and the tokens they verified (dropped together when the keys change).
 #[derive(Default)]
-struct Current {
+pub struct Current {
     keys: KeySet,
     verified: VerifiedCache,
 }
@@ -71,6 +71,13 @@ pub struct Provider {
     status: Mutex<KeyStatus>,
     /// A token named an unknown `kid`: the refresher fetches soon.
     wanted: Notify,
+}
+
+impl std::ops::Deref for Current {
+    type Target = KeySet;
+    fn deref(&self) -> &KeySet {
+        &self.keys
+    }
 }
 
 impl Provider {
@@ -141,6 +148,11 @@ impl Provider {
 
     pub fn status(&self) -> KeyStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The keys in use.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<Current>> {
+        self.current.load()
     }
 
     /// The endpoints discovery found, once it has.

@@ -79,6 +79,10 @@ pub struct OidcSettings {
     /// The file holding our client secret.
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
+    /// Our callback address as registered at the provider (default: this page's origin +
+    /// `/api/auth/oidc/{name}/callback`).
+    #[serde(default)]
+    pub redirect_url: Option<String>,
     /// Scopes asked for at login (`openid` is always asked for).
     #[serde(default = "default_scopes")]
     pub scopes: Vec<String>,
@@ -126,6 +130,7 @@ impl OidcSettings {
             clock_skew: default_skew(),
             client_id: None,
             client_secret_file: None,
+            redirect_url: None,
             scopes: default_scopes(),
             display_name: None,
         }

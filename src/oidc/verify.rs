@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
 
 use super::keys::{KeySet, Miss};
 use super::settings::{OidcSettings, UnknownUsers};
@@ -98,9 +99,37 @@ impl Rules {
         }
     }
 
-    /// Signature and every claim, against `now`. [`Refusal::UnknownKey`] for a `kid` not
-    /// among `keys`: the caller asks for fresh keys.
+    /// Signature and every claim of an access token, against `now`.
+    /// [`Refusal::UnknownKey`] for a `kid` not among `keys`: the caller asks for fresh keys.
     pub fn check_signed(&self, keys: &KeySet, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
+        let claims = self.signed_claims(keys, token)?;
+        self.identity(&claims, now).map_err(Refusal::from)
+    }
+
+    /// An ID token from our login (`aud` = our client id, our `nonce`): the user it names
+    /// and what the provider asserts about them.
+    pub fn check_id_token(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<(String, Asserted), Refusal> {
+        let c = self.signed_claims(keys, token)?;
+        self.check_times(&c, client_id, now)?;
+        let sent = c.get("nonce").and_then(Value::as_str).unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) || nonce.is_empty() {
+            return Err(TokenError::Claims("nonce does not match the login".into()).into());
+        }
+        Ok((self.user_of(&c)?.to_string(), self.asserted(&c)))
+    }
+
+    /// The claims of a JWT signed by one of `keys` with an accepted algorithm.
+    fn signed_claims(&self, keys: &KeySet, token: &str) -> Result<Map<String, Value>, Refusal> {
+        if token.len() > crate::tokens::access::MAX_FOREIGN_TOKEN_LEN {
+            return Err(TokenError::Malformed.into());
+        }
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -134,8 +163,7 @@ impl Rules {
             Ok(true) => {}
             _ => return Err(TokenError::Signature.into()),
         }
-        let claims: Map<String, Value> = decode_json(payload)?;
-        self.identity(&claims, now).map_err(Refusal::from)
+        Ok(decode_json(payload)?)
     }
 
     /// `exp` against the clock, with the skew: all a token verified before needs again.
@@ -147,12 +175,44 @@ impl Rules {
     }
 
     fn identity(&self, c: &Map<String, Value>, now: i64) -> Result<AccessClaims, TokenError> {
+        let (start, exp) = self.check_times(c, &self.audience, now)?;
+        let user = self.user_of(c)?;
+        let text = |name: &str| c.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let jti = text("jti");
+        // Sessions and token ids of a provider are scoped by its name: revoking one never
+        // reaches another provider's (or our own) session of the same id.
+        let sid = text("sid")
+            .or(jti)
+            .map(|s| format!("{}:{s}", self.name))
+            .unwrap_or_default();
+        Ok(AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.to_string(),
+            sid,
+            did: None,
+            tid: jti.map(|j| format!("{}:{j}", self.name)).unwrap_or_default(),
+            iat: start,
+            exp,
+            sexp: None,
+            ext: Some(self.asserted(c)),
+        })
+    }
+
+    /// `iss`, `aud` (one of them = `audience`), `exp`, `nbf`, `iat` with the skew, and the
+    /// lifetime. Returns (start, exp).
+    fn check_times(
+        &self,
+        c: &Map<String, Value>,
+        audience: &str,
+        now: i64,
+    ) -> Result<(i64, i64), TokenError> {
         if c.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(TokenError::Issuer);
         }
         let aud_ok = match c.get("aud") {
-            Some(Value::String(a)) => *a == self.audience,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&self.audience)),
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
             _ => false,
         };
         if !aud_ok {
@@ -189,31 +249,15 @@ impl Rules {
                 max: self.max_lifetime,
             });
         }
-        let user = self
-            .user
+        Ok((start, exp))
+    }
+
+    /// The user the claims name (`user_claim`).
+    fn user_of<'c>(&self, c: &'c Map<String, Value>) -> Result<&'c str, TokenError> {
+        self.user
             .get(c)
             .and_then(Value::as_str)
-            .ok_or_else(|| TokenError::Claims("no user claim (a string)".into()))?;
-        let text = |name: &str| c.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let jti = text("jti");
-        // Sessions and token ids of a provider are scoped by its name: revoking one never
-        // reaches another provider's (or our own) session of the same id.
-        let sid = text("sid")
-            .or(jti)
-            .map(|s| format!("{}:{s}", self.name))
-            .unwrap_or_default();
-        Ok(AccessClaims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            sub: user.to_string(),
-            sid,
-            did: None,
-            tid: jti.map(|j| format!("{}:{j}", self.name)).unwrap_or_default(),
-            iat: start,
-            exp,
-            sexp: None,
-            ext: Some(self.asserted(c)),
-        })
+            .ok_or_else(|| TokenError::Claims("no user claim (a string)".into()))
     }
 
     /// The provider's groups mapped onto file groups and roles.

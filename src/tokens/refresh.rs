@@ -188,6 +188,16 @@ impl RefreshService {
         &self.settings
     }
 
+    /// A key for `label`, derived from the refresh secret: the same on every instance that
+    /// shares the secret, useless for anything else.
+    #[must_use]
+    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        mac.update(b"derived key\0");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The successor of `presented`: the same on every call, unknowable without the secret.
     fn successor_of(&self, presented: &str) -> String {
         // HMAC accepts keys of any length; 32 bytes never fails.

@@ -223,3 +223,64 @@ async fn kick_user(env: &TestEnv, user: &str) -> usize {
     }
     cids.len()
 }
+
+/// "Log in with corp" in Chromium, through the real provider's own login form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_through_the_identity_provider_in_chromium() {
+    prerequisites();
+    let http_port = free_port();
+    let origin = format!("http://127.0.0.1:{http_port}");
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!("{origin}/api/auth/oidc/corp/callback");
+    let idp = crate::support::idp::Idp::start(&dir.path().join("idp"), &[callback]).await;
+    let mut env = TestEnv::start(EnvOptions {
+        ws_allowed_origins: vec![origin.clone()],
+        ..Default::default()
+    })
+    .await;
+    std::fs::write(
+        env.config.permissions.dir.join("staff.toml"),
+        "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"@staff\"]\n",
+    )
+    .unwrap();
+    env.config.http.listen = format!("127.0.0.1:{http_port}");
+    env.config.http.allowed_origins = vec![origin.clone()];
+    env.config.http.websocket_port = env.server.ws_port;
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "chat-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut corp = idp.settings("corp", nats_callout::oidc::UnknownUsers::GroupsOnly);
+    corp.client_id = Some("chat".into());
+    corp.client_secret_file = Some(secret);
+    corp.scopes = vec!["openid".into(), "profile".into(), "rooms".into()];
+    env.config.identity.oidc = vec![corp];
+    let _svc = env.start_callout().await;
+
+    let config: Value = reqwest::get(format!("{origin}/api/config"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["providers"], json!([{"name": "corp", "label": "corp"}]));
+
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg("tests/browser/oidc.mjs")
+            .current_dir(root())
+            .env("BASE_URL", format!("{origin}/"))
+            .env("ISSUER", &idp.issuer)
+            .env("SCREENSHOT_DIR", &shots)
+            .env("CHROMIUM", chromium()),
+        "tests/browser/oidc.mjs",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "the provider login in Chromium failed (output above; screenshots in {})",
+        shots.display()
+    );
+}

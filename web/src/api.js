@@ -53,7 +53,7 @@ function tokenAnswer({ data, response }) {
 }
 
 export const api = {
-  /** `{websocketPort, websocketUrl, user, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
+  /** `{websocketPort, websocketUrl, user, providers, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
   async config() {
     const { data, response } = await call("GET", "/api/config");
     const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
@@ -61,6 +61,7 @@ export const api = {
       websocketPort: data.websocketPort,
       websocketUrl: data.websocketUrl ?? null,
       user: data.user ?? null,
+      providers: data.providers ?? [],
       expiresInMs: data.expiresAt ? data.expiresAt * 1000 - serverNow : 0,
     };
   },
@@ -71,8 +72,10 @@ export const api = {
   async refresh() {
     return tokenAnswer(await call("POST", "/api/auth/refresh"));
   },
+  /** Ends our session; returns the provider's end-session URL for a provider login, else null. */
   async logout() {
-    await call("POST", "/api/auth/logout");
+    const { data } = await call("POST", "/api/auth/logout");
+    return data?.providerLogout ?? null;
   },
   /** `[{name, read, write}]`: the rooms the caller may join. */
   async rooms() {

@@ -110,15 +110,53 @@ async function onLogin(event) {
   }
 }
 
+/** "Log in with …" links, one per identity provider the server trusts for logins. */
+function renderProviders(providers) {
+  const box = $("provider-logins");
+  box.replaceChildren(
+    ...providers.map((p) =>
+      el("a", {
+        class: "button provider-login",
+        href: `/api/auth/oidc/${encodeURIComponent(p.name)}/login`,
+        dataset: { provider: p.name },
+        text: `Log in with ${p.label}`,
+      }),
+    ),
+  );
+  box.hidden = providers.length === 0;
+}
+
+const LOGIN_ERRORS = {
+  "unknown-user": "Your account at the identity provider has no access to this chat.",
+  "login-expired": "The login took too long or was interrupted. Please try again.",
+  "provider-refused": "The identity provider refused the login.",
+  "provider-unreachable": "The identity provider cannot be reached. Try again later.",
+};
+
+/** A provider login that came back with `?loginError=code`: its message (and a clean URL). */
+function takeLoginError() {
+  const params = new URLSearchParams(location.search);
+  const code = params.get("loginError");
+  if (!code) return "";
+  history.replaceState(null, "", location.pathname);
+  return LOGIN_ERRORS[code] ?? `Could not log in (${code}).`;
+}
+
 async function onLogout() {
   const s = session;
   session = null;
   localStorage.removeItem(HINT);
   if (s) await s.stop();
+  let providerLogout = null;
   try {
-    await api.logout();
+    providerLogout = await api.logout();
   } catch {
     // the session may already be gone; the cookies are cleared either way
+  }
+  if (providerLogout) {
+    // Our session is over; end the provider's too (it sends the browser back here).
+    location.assign(providerLogout);
+    return;
   }
   resetChat();
   clearNotices();
@@ -396,7 +434,12 @@ async function boot() {
   // behind a proxy the server names the URL (`http.websocket_url`).
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   wsUrl = config.websocketUrl ?? `${scheme}://${location.hostname}:${config.websocketPort}`;
-  if (config.user) {
+  renderProviders(config.providers);
+  const loginError = takeLoginError();
+  if (loginError) {
+    showLogin(loginError);
+  } else if (config.user) {
+    localStorage.setItem(HINT, "1");
     startSession(config.user, config.expiresInMs);
   } else if (localStorage.getItem(HINT)) {
     // The access cookie expired while the page was closed; the refresh cookie may still work.

@@ -1,0 +1,253 @@
+//! "Log in with …": the browser's side of the code flow (see [`crate::oidc::login`]).
+//! `GET /api/auth/oidc/{name}/login` sends the browser to the provider;
+//! `GET /api/auth/oidc/{name}/callback` comes back, opens our own session (cookies, as
+//! after a password login) and returns to the page; a failure returns to the page with
+//! `?loginError=code` and a logged reason.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{HOST, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::auth::{lifecycle_error, optional_name, session_cookies};
+use super::error::ApiError;
+use super::{ClientAddr, HttpState, SharedState, cookies};
+use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
+use crate::oidc::{Provider, fetch};
+
+/// The label of the key that signs logins in progress.
+const PENDING_KEY: &[u8] = b"oidc-login";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Begin {
+    device_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The providers offering a login: `(name, label)`.
+pub(super) fn login_providers(state: &HttpState) -> Vec<(String, String)> {
+    state
+        .ops
+        .providers
+        .iter()
+        .filter(|p| p.settings.client_id.is_some())
+        .map(|p| {
+            let label = p
+                .settings
+                .display_name
+                .clone()
+                .unwrap_or_else(|| p.name().to_string());
+            (p.name().to_string(), label)
+        })
+        .collect()
+}
+
+fn provider<'a>(state: &'a HttpState, name: &str) -> Result<&'a Provider, LoginError> {
+    state
+        .ops
+        .providers
+        .by_name(name)
+        .map(|p| &**p)
+        .filter(|p| p.settings.client_id.is_some())
+        .ok_or(LoginError::UnknownProvider)
+}
+
+/// This page's origin, from `Host` (a name and port only) and `http.secure_cookies`.
+fn origin(state: &HttpState, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let name = super::web::host_name(host)?;
+    let port = &host[name.len()..];
+    if !(port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return None;
+    }
+    let scheme = if state.settings.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
+fn redirect_uri(state: &HttpState, headers: &HeaderMap, p: &Provider) -> Option<String> {
+    match &p.settings.redirect_url {
+        Some(u) => Some(u.clone()),
+        None => Some(format!(
+            "{}{PENDING_PATH}/{}/callback",
+            origin(state, headers)?,
+            p.name()
+        )),
+    }
+}
+
+/// Where the page should send the browser to end `idp`'s session after our logout.
+pub(super) fn end_session(state: &HttpState, headers: &HeaderMap, idp: &str) -> Option<String> {
+    let p = state.ops.providers.by_name(idp)?;
+    login::end_session_url(p, &format!("{}/", origin(state, headers)?))
+}
+
+fn see_other(location: &str, cookies: &[String]) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(LOCATION, v);
+    }
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(SET_COOKIE, v);
+        }
+    }
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn pending_cookie(state: &HttpState, value: &str, max_age: i64) -> String {
+    // Lax, not Strict: the provider's redirect back is a cross-site top-level navigation.
+    cookies::set_cookie(&state.settings, PENDING_COOKIE, value, PENDING_PATH, max_age)
+        .replace("SameSite=Strict", "SameSite=Lax")
+}
+
+/// Back to the page with a reason it can show; the login in progress is forgotten.
+fn failed(state: &HttpState, provider: &str, e: &LoginError) -> Response {
+    warn!(provider, reason = e.code(), error = %e, "login through a provider failed");
+    metrics::counter!("nats_callout_logins_total", "result" => e.code()).increment(1);
+    see_other(
+        &format!("/?loginError={}", e.code()),
+        &[pending_cookie(state, "", 0)],
+    )
+}
+
+pub(super) async fn begin(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Begin>,
+) -> Result<Response, ApiError> {
+    let device = optional_name("deviceId", q.device_id)?;
+    let p = match provider(&state, &name) {
+        Ok(p) => p,
+        Err(e) => return Err(ApiError::not_found(e.code(), e.to_string())),
+    };
+    let Some(redirect) = redirect_uri(&state, &headers, p) else {
+        return Err(ApiError::bad_request(
+            "the Host header is not a host name and port",
+        ));
+    };
+    let endpoints = match p.endpoints() {
+        Some(e) => e,
+        // Not reached at start: one attempt now (this path may wait, the callout never does).
+        None => match fetch::discover(&fetch::client(), p).await {
+            Ok(e) => {
+                p.set_endpoints(e.clone());
+                e
+            }
+            Err(e) => return Ok(failed(&state, &name, &LoginError::Fetch(e))),
+        },
+    };
+    let pending = Pending::new(&name, device, state.now());
+    let url = match login::authorization_url(p, &endpoints, &pending, &redirect) {
+        Ok(u) => u,
+        Err(e) => return Ok(failed(&state, &name, &e)),
+    };
+    let key = state.tokens.refresh().derived_key(PENDING_KEY);
+    let cookie = pending_cookie(&state, &pending.seal(&key), PENDING_TTL);
+    Ok(see_other(&url, &[cookie]))
+}
+
+pub(super) async fn callback(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Response {
+    let now = state.now();
+    if let Some(ip) = addr
+        && let Err(e) = state.limiter.hit(
+            &format!("addr:{ip}"),
+            state.settings.login_per_address_per_minute,
+            now,
+        )
+    {
+        return ApiError::rate_limited(e).into_response();
+    }
+    match complete(&state, &name, &headers, q, now).await {
+        Ok(resp) => resp,
+        Err(Outcome::Login(e)) => failed(&state, &name, &e),
+        Err(Outcome::Api(e)) => e.into_response(),
+    }
+}
+
+enum Outcome {
+    Login(LoginError),
+    Api(ApiError),
+}
+
+impl From<LoginError> for Outcome {
+    fn from(e: LoginError) -> Self {
+        Outcome::Login(e)
+    }
+}
+
+async fn complete(
+    state: &HttpState,
+    name: &str,
+    headers: &HeaderMap,
+    q: Callback,
+    now: i64,
+) -> Result<Response, Outcome> {
+    let p = provider(state, name)?;
+    let key = state.tokens.refresh().derived_key(PENDING_KEY);
+    let pending = cookies::get(headers, PENDING_COOKIE)
+        .ok_or(LoginError::BadPending)
+        .and_then(|c| Pending::open(c, &key, now))?;
+    if pending.provider != name {
+        return Err(LoginError::BadPending.into());
+    }
+    pending.check_state(q.state.as_deref().unwrap_or(""))?;
+    if let Some(error) = q.error {
+        return Err(LoginError::Provider(error.chars().take(100).collect()).into());
+    }
+    let code = q
+        .code
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| LoginError::Provider("no code".into()))?;
+    let redirect = redirect_uri(state, headers, p).ok_or(LoginError::BadPending)?;
+    let (user, asserted) = login::finish(&fetch::client(), p, &pending, &code, &redirect, now).await?;
+    if crate::names::validate_name(&user).is_err()
+        || state
+            .permissions
+            .load()
+            .effective(&user, Some(&asserted))
+            .is_none()
+    {
+        warn!(provider = name, user = %user.escape_debug(), "login through a provider: unknown user");
+        metrics::counter!("nats_callout_logins_total", "result" => "unknown-user").increment(1);
+        return Ok(see_other(
+            "/?loginError=unknown-user",
+            &[pending_cookie(state, "", 0)],
+        ));
+    }
+    let pair = state
+        .tokens
+        .login_asserted(&user, pending.device.as_deref(), None, Some(&asserted), now)
+        .await
+        .map_err(|e| Outcome::Api(lifecycle_error(e)))?;
+    metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
+    info!(result = "allow", provider = name, user = %user, session = %pair.refresh.session.id, "login through a provider");
+    let mut set = session_cookies(state, &pair, true);
+    set.push(pending_cookie(state, "", 0));
+    Ok(see_other("/", &set))
+}
