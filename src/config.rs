@@ -51,7 +51,7 @@ pub struct Config {
     pub enforcement: EnforcementSettings,
     pub log: LogSettings,
     /// Identity providers (`[[identity.oidc]]`).
-    pub identity: crate::oidc::IdentitySettings,
+    pub identity: crate::oidc::settings::IdentitySettings,
 }
 
 /// How the service connects to NATS (as a user listed in `auth_users`).

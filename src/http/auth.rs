@@ -263,9 +263,11 @@ pub(super) async fn logout(
     };
     // A session opened through a provider: the page may end the provider's session too.
     let provider_logout = match state.tokens.refresh().session(&session).await {
-        Ok(Some(info)) => info
-            .asserted
-            .and_then(|a| super::oidc::end_session(&state, &headers, &a.idp)),
+        Ok(Some(info)) => info.asserted.and_then(|a| {
+            let p = state.ops.providers.by_name(&a.idp)?;
+            let back = format!("{}/", super::page_origin(&state, &headers)?);
+            crate::oidc::login::end_session_url(p, &back)
+        }),
         _ => None,
     };
     let n = state

@@ -210,3 +210,23 @@ pub(crate) fn authenticate(
         .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
     Ok(Caller { claims })
 }
+
+/// This page's origin, from `Host` (a host name and port only) and `http.secure_cookies`.
+pub(crate) fn page_origin(state: &HttpState, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    let name = web::host_name(host)?;
+    let port = &host[name.len()..];
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok {
+        return None;
+    }
+    let scheme = if state.settings.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{host}"))
+}

@@ -5,7 +5,7 @@
 //! `?loginError=code` and a logged reason.
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::{HOST, LOCATION, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::auth::{lifecycle_error, optional_name, session_cookies};
 use super::error::ApiError;
-use super::{ClientAddr, HttpState, SharedState, cookies};
+use super::{ClientAddr, HttpState, SharedState, cookies, page_origin};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
 
@@ -61,41 +61,15 @@ fn provider<'a>(state: &'a HttpState, name: &str) -> Result<&'a Provider, LoginE
         .ok_or(LoginError::UnknownProvider)
 }
 
-/// This page's origin, from `Host` (a name and port only) and `http.secure_cookies`.
-fn origin(state: &HttpState, headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(HOST)?.to_str().ok()?;
-    let name = super::web::host_name(host)?;
-    let port = &host[name.len()..];
-    if !(port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
-    {
-        return None;
-    }
-    let scheme = if state.settings.secure_cookies {
-        "https"
-    } else {
-        "http"
-    };
-    Some(format!("{scheme}://{host}"))
-}
-
 fn redirect_uri(state: &HttpState, headers: &HeaderMap, p: &Provider) -> Option<String> {
     match &p.settings.redirect_url {
         Some(u) => Some(u.clone()),
         None => Some(format!(
             "{}{PENDING_PATH}/{}/callback",
-            origin(state, headers)?,
+            page_origin(state, headers)?,
             p.name()
         )),
     }
-}
-
-/// Where the page should send the browser to end `idp`'s session after our logout.
-pub(super) fn end_session(state: &HttpState, headers: &HeaderMap, idp: &str) -> Option<String> {
-    let p = state.ops.providers.by_name(idp)?;
-    login::end_session_url(p, &format!("{}/", origin(state, headers)?))
 }
 
 fn see_other(location: &str, cookies: &[String]) -> Response {

@@ -357,3 +357,108 @@ async fn provider_tokens_are_revoked_by_user_and_by_session_like_ours() {
     );
     assert_eq!(me(&service, &two).await.1, "access-token-revoked");
 }
+
+/// The login endpoints refuse what does not come from a login they began.
+#[tokio::test]
+async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = crate::support::free_port();
+    let callback = format!("http://127.0.0.1:{http_port}/api/auth/oidc/corp/callback");
+    let idp = Idp::start(&dir.path().join("idp"), &[callback]).await;
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let mut config = env.config.clone();
+    config.http.listen = format!("127.0.0.1:{http_port}");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "chat-secret").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut corp = idp.settings("corp", UnknownUsers::GroupsOnly);
+    corp.client_id = Some("chat".into());
+    corp.client_secret_file = Some(secret);
+    config.identity.oidc = vec![corp];
+    let service = env.start_callout_with(config).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = service.http_url();
+    let get = |path: String, cookie: Option<String>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+
+    // Beginning: to the provider with PKCE S256, state and nonce; the login in a Lax cookie.
+    let begin = get("/api/auth/oidc/corp/login".into(), None).await.unwrap();
+    assert_eq!(begin.status(), 303);
+    let to = reqwest::Url::parse(begin.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(to.as_str().starts_with(&idp.issuer), "{to}");
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["client_id"], "chat");
+    assert!(q["scope"].split(' ').any(|s| s == "openid"));
+    let state = q["state"].clone();
+    let set = begin.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/api/auth/oidc"),
+        "{set}"
+    );
+    let pending = set.split(';').next().unwrap().to_string();
+
+    let error_of = |r: &reqwest::Response| {
+        assert_eq!(r.status(), 303);
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            format!("/api/auth/oidc/corp/callback?code=x&state={state}"),
+            None,
+            "login-expired",
+        ),
+        (
+            format!("/api/auth/oidc/corp/callback?code=x&state=forged"),
+            Some(pending.clone()),
+            "login-expired",
+        ),
+        (
+            format!("/api/auth/oidc/corp/callback?code=x&state={state}"),
+            Some(pending.replace("nats_oidc=", "nats_oidc=x")),
+            "login-expired",
+        ),
+        (
+            format!("/api/auth/oidc/corp/callback?error=access_denied&state={state}"),
+            Some(pending.clone()),
+            "provider-refused",
+        ),
+        (
+            format!("/api/auth/oidc/corp/callback?code=not-a-code&state={state}"),
+            Some(pending.clone()),
+            "code-exchange-failed",
+        ),
+    ];
+    for (path, cookie, code) in cases {
+        let r = get(path.clone(), cookie).await.unwrap();
+        assert_eq!(error_of(&r), format!("/?loginError={code}"), "{path}");
+        assert!(
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .all(|c| !c.to_str().unwrap().starts_with("nats_token"))
+        );
+    }
+    // Another provider's login cannot be finished here, an unknown one cannot begin.
+    let r = get("/api/auth/oidc/other/login".into(), None).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = get(
+        "/api/auth/oidc/other/callback?code=x&state=y".into(),
+        Some(pending),
+    )
+    .await
+    .unwrap();
+    assert_eq!(error_of(&r), "/?loginError=unknown-provider");
+    let r = get("/api/auth/oidc/corp/login?deviceId=not%20a%20name".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
