@@ -417,7 +417,7 @@ async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
             "login-expired",
         ),
         (
-            format!("/api/auth/oidc/corp/callback?code=x&state=forged"),
+            "/api/auth/oidc/corp/callback?code=x&state=forged".to_string(),
             Some(pending.clone()),
             "login-expired",
         ),
