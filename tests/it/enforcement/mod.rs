@@ -44,7 +44,7 @@ impl Watched {
         .unwrap_or_else(|_| panic!("did not see {what} within {DEADLINE:?}"))
     }
 
-    fn saw(&self, pred: impl Fn(&Seen) -> bool) -> bool {
+    pub(crate) fn saw(&self, pred: impl Fn(&Seen) -> bool) -> bool {
         self.log.lock().unwrap().iter().any(pred)
     }
 }
@@ -90,7 +90,7 @@ pub(crate) async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm:
 }
 
 /// Replace a permission file the way editors do: write a temp file, rename it over.
-fn replace_file(dir: &Path, name: &str, contents: &str) {
+pub(crate) fn replace_file(dir: &Path, name: &str, contents: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, dir.join(name)).unwrap();

@@ -4,6 +4,7 @@
 //! tokens, revocation.
 
 use async_nats::ConnectErrorKind;
+use futures::StreamExt;
 use nats_callout::oidc::UnknownUsers;
 use serde_json::Value;
 
@@ -34,18 +35,30 @@ async fn connect(env: &TestEnv, token: &str, rooms: &str) -> Result<Conn, Connec
     env.connect(Some(token), rooms).await.map_err(|e| e.kind())
 }
 
-/// Whether `conn` may publish to `subject` (a permission error arrives before a PONG).
-async fn may_publish(conn: &mut Conn, subject: &str) -> bool {
-    while conn.errors.try_recv().is_ok() {}
+/// `conn` (user `user`) talks in `room`: it hears its own message there.
+async fn talks(conn: &Conn, room: &str, user: &str) {
+    let mut sub = conn.client.subscribe(format!("chat.{room}.>")).await.unwrap();
+    conn.client.flush().await.unwrap();
+    let subject = format!("chat.{room}.{user}");
+    for _ in 0..50 {
+        conn.client.publish(subject.clone(), "hi".into()).await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(std::time::Duration::from_millis(200), sub.next()).await {
+            assert_eq!(m.subject.as_str(), subject);
+            return;
+        }
+    }
+    panic!("{user} does not hear itself in {room}");
+}
+
+/// Publishing to `subject` is refused by the server.
+async fn refused(conn: &mut Conn, subject: &str) {
     conn.client
         .publish(subject.to_string(), "x".into())
         .await
         .unwrap();
     conn.client.flush().await.unwrap();
-    // The violation (if any) is sent before the server answers the flush's PING; give the
-    // event callback a moment to deliver it.
-    let got = tokio::time::timeout(std::time::Duration::from_millis(300), conn.errors.recv()).await;
-    !matches!(got, Ok(Some(e)) if e.contains("Permissions Violation"))
+    conn.expect_error(&format!("Permissions Violation for Publish to \"{subject}\""))
+        .await;
 }
 
 /// `GET /api/auth/me` with a bearer token: status, `x-error-code`, body.
@@ -80,13 +93,10 @@ async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_m
     let mut bot = connect(&env, &token, "staff1;all1;bob1")
         .await
         .expect("svc-bot connects");
-    assert!(may_publish(&mut bot, "chat.staff1.svc-bot").await);
-    assert!(
-        !may_publish(&mut bot, "chat.all1.svc-bot").await,
-        "all1 is not the staff group's"
-    );
-    assert!(!may_publish(&mut bot, "chat.bob1.svc-bot").await);
-    assert!(!may_publish(&mut bot, "chat.staff1.bob").await, "only as itself");
+    talks(&bot, "staff1", "svc-bot").await;
+    refused(&mut bot, "chat.all1.svc-bot").await; // all1 is not the staff group's
+    refused(&mut bot, "chat.bob1.svc-bot").await;
+    refused(&mut bot, "chat.staff1.bob").await;
     let (status, _, body) = me(&service, &token).await;
     assert_eq!((status, body["id"].as_str()), (200, Some("svc-bot")), "{body}");
 
@@ -95,7 +105,7 @@ async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_m
     let mut ghost = connect(&env, &token, "bob1;alice1")
         .await
         .expect("ghost connects");
-    assert!(may_publish(&mut ghost, "chat.alice1.ghost").await);
+    talks(&ghost, "alice1", "ghost").await;
     let (_, _, body) = me(&service, &token).await;
     assert_eq!(body["roles"], serde_json::json!(["admin"]), "{body}");
 
@@ -104,9 +114,9 @@ async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_m
     let mut bob = connect(&env, &token, "bob1;staff1;alice1")
         .await
         .expect("bob connects");
-    assert!(may_publish(&mut bob, "chat.bob1.bob").await);
-    assert!(may_publish(&mut bob, "chat.staff1.bob").await);
-    assert!(!may_publish(&mut bob, "chat.alice1.bob").await);
+    talks(&bob, "bob1", "bob").await;
+    talks(&bob, "staff1", "bob").await;
+    refused(&mut bob, "chat.alice1.bob").await;
 
     // An unknown user with no group the files know gets nothing, not even an empty grant.
     let token = idp.sign(idp.claims("nobody", &["strangers"]), "current").await;
@@ -131,8 +141,8 @@ async fn under_deny_only_users_in_the_files_connect() {
     let mut alice = connect(&env, &token, "alice1;bob1")
         .await
         .expect("alice is in the files");
-    assert!(may_publish(&mut alice, "chat.alice1.alice").await);
-    assert!(!may_publish(&mut alice, "chat.bob1.alice").await);
+    talks(&alice, "alice1", "alice").await;
+    refused(&mut alice, "chat.bob1.alice").await;
 }
 
 #[tokio::test]
@@ -317,15 +327,15 @@ async fn provider_tokens_are_revoked_by_user_and_by_session_like_ours() {
         .as_str()
         .unwrap()
         .to_string();
-    service
-        .tokens
-        .revoke(
-            &nats_callout::tokens::revocation::RevokeTarget::Session(format!("corp:{jti}")),
-            "test",
-            now + 1,
-        )
+    // An admin, through the HTTP API, as for one of our sessions.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/revoke", service.http_url()))
+        .bearer_auth(env.token("admin"))
+        .json(&serde_json::json!({"sessionId": format!("corp:{jti}")}))
+        .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
     assert_eq!(
         connect(&env, &one, "all1").await.err(),
         Some(ConnectErrorKind::AuthorizationViolation)
@@ -461,4 +471,45 @@ async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// Live enforcement judges a provider user with what the provider asserted: an unrelated
+/// edit leaves the connection alone, taking the room from the provider's group reaches it.
+#[tokio::test]
+async fn a_provider_users_live_connection_follows_permission_edits() {
+    use crate::enforcement::{Seen, replace_file, watched};
+    let dir = tempfile::tempdir().unwrap();
+    let idp = provider(&dir).await;
+    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+    let token = idp.client_token("service").await;
+    let mut bot = watched(&env, &token, "staff1", true).await;
+    let enforcement = service.enforcement.clone().expect("live enforcement on");
+    crate::support::wait_until("svc-bot registered", || {
+        enforcement.connections_of("svc-bot").len() == 1
+    })
+    .await;
+
+    let files = &env.config.permissions.dir;
+    replace_file(
+        files,
+        "staff.toml",
+        &format!("{STAFF}\n[rooms.other]\nmembers = [\"bob\"]\n"),
+    );
+    crate::support::wait_until("the first reload", || service.reloader.status().reloads_ok >= 1).await;
+    // A user known only by the provider's group is not "removed" by an edit that keeps it.
+    let fresh = connect(&env, &token, "staff1").await.expect("still granted");
+    fresh.client.flush().await.unwrap();
+    assert!(!bot.saw(|s| matches!(s, Seen::LameDuck(_) | Seen::Disconnected)));
+
+    replace_file(
+        files,
+        "staff.toml",
+        "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"bob\"]\n",
+    );
+    bot.wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
+        .await;
+    let mut again = connect(&env, &token, "staff1")
+        .await
+        .expect("the group still exists");
+    refused(&mut again, "chat.staff1.svc-bot").await;
 }
