@@ -102,7 +102,7 @@ async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_m
 
     // "ghost" is in provider group chat-admins, mapped to the admin role: every room.
     let token = idp.client_token("service2").await;
-    let mut ghost = connect(&env, &token, "bob1;alice1")
+    let ghost = connect(&env, &token, "bob1;alice1")
         .await
         .expect("ghost connects");
     talks(&ghost, "alice1", "ghost").await;
