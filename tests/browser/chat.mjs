@@ -9,18 +9,15 @@
 // A stdout line `@@kick USER` asks tests/browser.rs to kick USER's NATS connections through
 // the system account; it answers `@@kicked N` on stdin.
 
-import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-const require = createRequire(new URL("../../web/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { StepError, check, launch } from "./common.mjs";
 
 const BASE_URL = process.env.BASE_URL;
 const PERMISSIONS_DIR = process.env.PERMISSIONS_DIR;
 const SHOTS = process.env.SCREENSHOT_DIR;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 if (!BASE_URL || !PERMISSIONS_DIR || !SHOTS) {
   console.error("BASE_URL, PERMISSIONS_DIR and SCREENSHOT_DIR must be set (tests/browser.rs sets them)");
   process.exit(2);
@@ -43,10 +40,6 @@ function harness(command) {
   });
 }
 
-class StepError extends Error {}
-function check(cond, what) {
-  if (!cond) throw new StepError(what);
-}
 
 /** Poll `fn` until it returns a truthy value. */
 async function until(fn, what, timeout = STEP) {
@@ -64,20 +57,7 @@ async function until(fn, what, timeout = STEP) {
   throw new StepError(`timed out after ${timeout} ms waiting for ${what} (last: ${last})`);
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 /** A user in their own browser context (own cookies), with console errors collected. */
 async function openUser(name, viewport) {

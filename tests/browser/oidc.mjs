@@ -8,14 +8,11 @@
 //   CHROMIUM        the browser (default /usr/bin/chromium)
 // Exit status 0 = every step passed.
 
-import { createRequire } from "node:module";
 import { join } from "node:path";
 
-const require = createRequire(new URL("../../web/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { StepError, check, launch } from "./common.mjs";
 
 const { BASE_URL, ISSUER, SCREENSHOT_DIR: SHOTS } = process.env;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 if (!BASE_URL || !ISSUER || !SHOTS) {
   console.error("BASE_URL, ISSUER and SCREENSHOT_DIR must be set (tests/it/browser.rs sets them)");
   process.exit(2);
@@ -24,25 +21,8 @@ const STEP = 10_000;
 const started = Date.now();
 const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 
-class StepError extends Error {}
-function check(cond, what) {
-  if (!cond) throw new StepError(what);
-}
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 async function open(name) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
