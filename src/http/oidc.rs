@@ -106,9 +106,11 @@ fn failed(state: &HttpState, provider: &str, e: &LoginError) -> Response {
 pub(super) async fn begin(
     State(state): State<SharedState>,
     Path(name): Path<String>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Query(q): Query<Begin>,
 ) -> Result<Response, ApiError> {
+    limit(&state, addr)?;
     let device = optional_name("deviceId", q.device_id)?;
     let p = match provider(&state, &name) {
         Ok(p) => p,
@@ -148,19 +150,28 @@ pub(super) async fn callback(
     Query(q): Query<Callback>,
 ) -> Response {
     let now = state.now();
-    if let Some(ip) = addr
-        && let Err(e) = state.limiter.hit(
-            &format!("addr:{ip}"),
-            state.settings.login_per_address_per_minute,
-            now,
-        )
-    {
-        return ApiError::rate_limited(e).into_response();
+    if let Err(e) = limit(&state, addr) {
+        return e.into_response();
     }
     match complete(&state, &name, &headers, q, now).await {
         Ok(resp) => resp,
         Err(Outcome::Login(e)) => failed(&state, &name, &e),
         Err(Outcome::Api(e)) => e.into_response(),
+    }
+}
+
+/// Logins through a provider count against the same per-address limit as password logins.
+fn limit(state: &HttpState, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    match addr {
+        Some(ip) => state
+            .limiter
+            .hit(
+                &format!("addr:{ip}"),
+                state.settings.login_per_address_per_minute,
+                state.now(),
+            )
+            .map_err(ApiError::rate_limited),
+        None => Ok(()),
     }
 }
 

@@ -157,8 +157,10 @@ impl IdentitySettings {
                 return Err(at("defined twice".into()));
             }
             check_url(&p.issuer).map_err(|e| at(format!("issuer: {e}")))?;
-            if let Some(u) = &p.jwks_url {
-                check_url(u).map_err(|e| at(format!("jwks_url: {e}")))?;
+            for (key, url) in [("jwks_url", &p.jwks_url), ("redirect_url", &p.redirect_url)] {
+                if let Some(u) = url {
+                    check_url(u).map_err(|e| at(format!("{key}: {e}")))?;
+                }
             }
             if p.audience.is_empty() {
                 return Err(at("audience is empty".into()));
@@ -230,6 +232,13 @@ mod tests {
             ),
             (OidcSettings::new("corp", "ftp://x", "nats"), "not an https"),
             (OidcSettings::new("corp", "https://x", ""), "audience"),
+            (
+                OidcSettings {
+                    redirect_url: Some("http://chat.example.com/cb".into()),
+                    ..ok.clone()
+                },
+                "redirect_url",
+            ),
             (
                 OidcSettings {
                     algorithms: vec!["HS256".into()],

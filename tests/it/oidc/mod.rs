@@ -16,12 +16,18 @@ const STAFF: &str = "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [
 
 /// A test environment trusting `idp` as `corp`, and the service running.
 async fn world(idp: &Idp, unknown: UnknownUsers) -> (TestEnv, CalloutHandle) {
+    world_named(idp, unknown, "corp").await
+}
+
+/// The same with another provider name (metrics are per process and per provider name:
+/// tests reading them use a name of their own, as tests share a process under `cargo test`).
+async fn world_named(idp: &Idp, unknown: UnknownUsers, name: &str) -> (TestEnv, CalloutHandle) {
     let env = TestEnv::start(EnvOptions::default()).await;
     std::fs::write(env.config.permissions.dir.join("staff.toml"), STAFF).unwrap();
     let mut config = env.config.clone();
     config.http.listen = "127.0.0.1:0".into();
     config.http.admin_listen = "127.0.0.1:0".into();
-    config.identity.oidc = vec![idp.settings("corp", unknown)];
+    config.identity.oidc = vec![idp.settings(name, unknown)];
     let service = env.start_callout_with(config).await;
     (env, service)
 }
@@ -226,7 +232,7 @@ async fn forged_misused_and_foreign_tokens_are_refused_with_their_reason() {
 async fn keys_rotate_at_the_provider_and_cached_keys_outlive_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut idp = provider(&dir).await;
-    let (env, service) = world(&idp, UnknownUsers::GroupsOnly).await;
+    let (env, service) = world_named(&idp, UnknownUsers::GroupsOnly, "rotating").await;
     let old = idp.client_token("service").await;
     connect(&env, &old, "staff1")
         .await
@@ -282,7 +288,7 @@ async fn keys_rotate_at_the_provider_and_cached_keys_outlive_it() {
             ready,
             "a provider outage does not make the service unready: {body}"
         );
-        if body["identityProviders"]["corp"]["ok"] == false {
+        if body["identityProviders"]["rotating"]["ok"] == false {
             break body;
         }
         assert!(
@@ -291,7 +297,7 @@ async fn keys_rotate_at_the_provider_and_cached_keys_outlive_it() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let corp = &body["identityProviders"]["corp"];
+    let corp = &body["identityProviders"]["rotating"];
     assert_eq!(corp["keys"], 2, "{corp}");
     assert!(corp["error"].as_str().is_some_and(|e| !e.is_empty()), "{corp}");
     let metrics = reqwest::get(format!("{}/metrics", service.admin_url()))
@@ -299,7 +305,7 @@ async fn keys_rotate_at_the_provider_and_cached_keys_outlive_it() {
         .unwrap();
     let text = metrics.text().await.unwrap();
     assert!(
-        text.contains("nats_callout_oidc_provider_up{provider=\"corp\"} 0"),
+        text.contains("nats_callout_oidc_provider_up{provider=\"rotating\"} 0"),
         "{text}"
     );
     connect(&env, &env.token("bob"), "all1")
