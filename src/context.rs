@@ -1,6 +1,8 @@
 //! The user context of a verified access token, as internal services (`auth.v1.usercontext`)
 //! and the page (`GET /api/auth/me`) see it: who, from which application, with which roles
-//! (from the permission files, at every call) and which session.
+//! (from the permission files, at every call) and which session; in the split-token design's
+//! shape: `authorization` (what the token is, never the token), `user` (the user as the files
+//! describe them) and `userError` when the context is limited.
 
 use serde::Serialize;
 use tracing::warn;
@@ -17,6 +19,35 @@ pub struct UserContext {
     pub client_id: Option<String>,
     pub roles: Vec<String>,
     pub data: UserData,
+    pub authorization: Authorization,
+    /// The user as the files describe them now; absent when the context is limited.
+    pub user: Option<UserInfo>,
+    /// Why the context is limited (user removed from the files, session revoked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_error: Option<String>,
+}
+
+/// What the presented token is (never the token itself).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The roles, space separated (as in the OAuthToken).
+    pub scope: String,
+}
+
+/// The user as the permission files (and a provider's assertion) describe them.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    pub id: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    /// Exact rooms the user may join.
+    pub room_count: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -31,8 +62,6 @@ pub struct UserData {
 /// Why no context could be given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContextError {
-    #[error("user no longer exists")]
-    UnknownUser,
     #[error("the token store is unavailable")]
     Store,
 }
@@ -40,31 +69,54 @@ pub enum ContextError {
 impl ContextError {
     pub fn code(&self) -> &'static str {
         match self {
-            ContextError::UnknownUser => "unknown-user",
             ContextError::Store => "store-unavailable",
         }
     }
 }
 
 /// The context of a verified access token: the user from the files, the application
-/// (`clientId`) from its login session. A store error is logged and reported as such.
+/// (`clientId`) from its login session. A user removed from the files or a session revoked
+/// since the token was issued limits it (`userError`, no `user`, no roles). A store error
+/// is logged and reported as such.
 pub async fn user_context(
     claims: &AccessClaims,
     snapshot: &Snapshot,
     sessions: &RefreshService,
 ) -> Result<UserContext, ContextError> {
-    let user = claims.user(snapshot).ok_or(ContextError::UnknownUser)?;
-    let client_id = match sessions.session(&claims.sid).await {
-        Ok(s) => s.and_then(|s| s.client_id),
+    let session = match sessions.session(&claims.sid).await {
+        Ok(s) => s,
         Err(e) => {
             warn!(error = %e, session = %claims.sid, "token store error while reading a session");
             return Err(ContextError::Store);
         }
     };
+    let revoked = session.as_ref().and_then(|s| s.revoked_at);
+    let user = claims.user(snapshot).filter(|_| revoked.is_none());
+    let user_error = match (&user, revoked) {
+        (_, Some(_)) => Some("the session was revoked since this token was issued".to_string()),
+        (None, None) => Some("the user is no longer in the permission files".to_string()),
+        (Some(_), None) => None,
+    };
+    let roles: Vec<String> = user
+        .as_ref()
+        .map(|u| u.roles().map(|r| r.to_string()).collect())
+        .unwrap_or_default();
     Ok(UserContext {
         id: claims.sub.clone(),
-        client_id,
-        roles: user.roles().map(|r| r.to_string()).collect(),
+        client_id: session.and_then(|s| s.client_id),
+        authorization: Authorization {
+            token_type: "Bearer",
+            expires_at: claims.exp,
+            scope: roles.join(" "),
+        },
+        user: user.map(|u| UserInfo {
+            id: u.id().to_string(),
+            roles: roles.clone(),
+            groups: u.groups().to_vec(),
+            room_count: snapshot.rooms_for(&u).len(),
+        }),
+        user_error,
+        roles,
         data: UserData {
             session_id: claims.sid.clone(),
             device_id: claims.did.clone(),

@@ -43,6 +43,8 @@ pub(super) struct OAuthToken {
     scope: String,
     user_id: String,
     client_id: Option<String>,
+    /// What happened, for people: "logged in", "refreshed", "logged in as guest".
+    message: &'static str,
 }
 
 /// A token-store error on a request path: logged with its cause, then a 503.
@@ -64,7 +66,12 @@ pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
 }
 
 /// The token response: body plus cookies. `browser` keeps tokens out of the body.
-fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
+pub(super) fn token_response(
+    state: &HttpState,
+    pair: &Pair,
+    browser: bool,
+    message: &'static str,
+) -> Response {
     let snapshot = state.permissions.load();
     let scope = pair
         .access
@@ -79,6 +86,7 @@ fn token_response(state: &HttpState, pair: &Pair, browser: bool) -> Response {
         scope,
         user_id: pair.access.sub.clone(),
         client_id: pair.refresh.session.client_id.clone(),
+        message,
     };
     let mut resp = Json(body).into_response();
     for c in session_cookies(state, pair, browser) {
@@ -181,7 +189,7 @@ pub(super) async fn login(
         .map_err(lifecycle_error)?;
     metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
     info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
-    Ok(token_response(&state, &pair, req.cookie))
+    Ok(token_response(&state, &pair, req.cookie, "logged in"))
 }
 
 #[derive(Deserialize, Default)]
@@ -226,7 +234,7 @@ pub(super) async fn refresh(
         .rotate(&token, state.now())
         .await
         .map_err(lifecycle_error)?;
-    Ok(token_response(&state, &pair, browser))
+    Ok(token_response(&state, &pair, browser, "refreshed"))
 }
 
 fn clear_cookies(resp: &mut Response, settings: &crate::config::HttpSettings) {

@@ -17,7 +17,6 @@ pub(super) async fn me(
         .await
         .map(Json)
         .map_err(|e| match e {
-            ContextError::UnknownUser => ApiError::unauthorized(e.code(), e.to_string()),
             ContextError::Store => ApiError::unavailable(e.code(), e.to_string()),
         })
 }

@@ -24,6 +24,7 @@ async fn login_returns_an_oauth_token_and_an_http_only_access_cookie() {
     assert_eq!(j["scope"], "user");
     assert_eq!(j["userId"], "bob");
     assert_eq!(j["clientId"], "chat-web");
+    assert_eq!(j["message"], "logged in");
 
     let cookie = r.cookie("nats_token").expect("a nats_token cookie");
     assert_eq!(

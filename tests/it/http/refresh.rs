@@ -15,6 +15,7 @@ async fn refresh_with_the_token_in_the_body_returns_a_new_pair_and_uses_up_the_o
     assert_ne!(a1, a2);
     assert_ne!(r1, r2);
     assert_eq!(r.json["userId"], "bob");
+    assert_eq!(r.json["message"], "refreshed");
     assert_eq!(
         secs_of(r.json["accessTokenExpiresAt"].as_str().unwrap()),
         T0 + 60 + ACCESS_TTL

@@ -86,7 +86,9 @@ async fn me_with_a_bearer_token_returns_the_user_context() {
                 "deviceId": "phone",
                 "tokenId": claims.tid,
                 "expiresAt": T0 + ACCESS_TTL,
-            }
+            },
+            "authorization": {"tokenType": "Bearer", "expiresAt": T0 + ACCESS_TTL, "scope": "user"},
+            "user": {"id": "bob", "roles": ["user"], "groups": ["everyone"], "roomCount": 5},
         })
     );
     let admin = api.login("admin", "admin").await.access();
@@ -192,7 +194,7 @@ async fn rooms_shows_read_only_and_write_only_grants_as_such() {
 }
 
 #[tokio::test]
-async fn a_user_removed_from_the_permission_files_is_refused_as_unknown_user() {
+async fn a_user_removed_from_the_permission_files_gets_a_limited_context_and_nothing_else() {
     let api = Api::new();
     let access = api.login("bob", "bob").await.access();
     // The files change: bob is gone (alice and admin stay).
@@ -211,9 +213,16 @@ async fn a_user_removed_from_the_permission_files_is_refused_as_unknown_user() {
     .unwrap();
     api.state.permissions.replace(load(dir.path()));
 
-    api.me(&access)
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "unknown-user");
+    // The context is limited: no user, no roles, and why.
+    let r = api.me(&access).await;
+    r.assert_ok();
+    assert_eq!(r.json["user"], json!(null));
+    assert_eq!(r.json["roles"], json!([]));
+    assert_eq!(r.json["authorization"]["scope"], "");
+    assert_eq!(
+        r.json["userError"],
+        "the user is no longer in the permission files"
+    );
     api.get("/api/rooms", &[("authorization", &bearer(&access))])
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unknown-user");
@@ -288,5 +297,31 @@ async fn operations_endpoints_are_only_on_the_operations_listener() {
             .await
             .status
             == StatusCode::NOT_FOUND
+    );
+}
+
+/// A session ended in the store since the token was issued (an instance that has not applied
+/// the revocation yet): the context says so instead of describing the user.
+#[tokio::test]
+async fn a_session_revoked_since_the_token_limits_the_context() {
+    let api = Api::new();
+    let login = api.login("bob", "bob").await;
+    let claims = api
+        .state
+        .tokens
+        .verify_access(&login.access(), api.now())
+        .unwrap();
+    api.state
+        .tokens
+        .refresh()
+        .revoke_session(&claims.sid, "test", api.now())
+        .await
+        .unwrap();
+    let r = api.me(&login.access()).await;
+    r.assert_ok();
+    assert_eq!(r.json["user"], json!(null));
+    assert_eq!(
+        r.json["userError"],
+        "the session was revoked since this token was issued"
     );
 }
