@@ -275,12 +275,15 @@ impl App {
 
     /// The HTTP state for this service.
     pub fn http_state(&self) -> Arc<HttpState> {
-        Arc::new(HttpState::new(
-            self.tokens.clone(),
-            self.permissions.clone(),
-            self.config.http.clone(),
-            self.ops.clone(),
-        ))
+        Arc::new(HttpState {
+            guest_refresh: self.config.tokens.guest_refresh,
+            ..HttpState::new(
+                self.tokens.clone(),
+                self.permissions.clone(),
+                self.config.http.clone(),
+                self.ops.clone(),
+            )
+        })
     }
 
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.

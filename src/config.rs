@@ -203,6 +203,20 @@ pub struct TokenSettings {
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
     pub janitor_batch: usize,
+    /// Guest sessions: `default` (the refresh lifetimes above) or `never` (no idle or
+    /// absolute expiry; tokens still rotate and can be revoked).
+    pub guest_refresh: GuestRefresh,
+}
+
+/// How long a guest's session lives.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestRefresh {
+    /// Like any session: `tokens.refresh_idle` and `tokens.refresh_absolute`.
+    #[default]
+    Default,
+    /// Never expires (the split-token design's exception for guests).
+    Never,
 }
 
 impl Default for TokenSettings {
@@ -221,6 +235,7 @@ impl Default for TokenSettings {
             refresh_grace: Duration::from_secs(20),
             janitor_interval: Duration::from_secs(600),
             janitor_batch: 1000,
+            guest_refresh: GuestRefresh::Default,
         }
     }
 }
@@ -314,6 +329,10 @@ pub struct HttpSettings {
     pub login_per_address_per_minute: u32,
     /// Port of nats-server's websocket listener, on the host the chat page was loaded from.
     pub websocket_port: u16,
+    /// `POST /api/auth/guest` creates anonymous users with the rooms of the `guest` group.
+    pub guests: bool,
+    /// Guests created per minute per client address.
+    pub guests_per_address_per_minute: u32,
 }
 
 impl Default for HttpSettings {
@@ -329,6 +348,8 @@ impl Default for HttpSettings {
             login_per_user_per_minute: 10,
             login_per_address_per_minute: 30,
             websocket_port: 9222,
+            guests: false,
+            guests_per_address_per_minute: 5,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::policy::{Revoker, authorize_revoke};
 use super::{Admin, Caller, ClientAddr, HttpState, SharedState, authenticate, check_origin};
 use crate::clock::rfc3339;
 use crate::names::validate_name;
-use crate::tokens::refresh::RefreshError;
+use crate::tokens::refresh::{Opening, RefreshError};
 use crate::tokens::revocation::{RevokeRequest, RevokeTarget};
 use crate::tokens::service::{LifecycleError, Pair};
 
@@ -182,11 +182,14 @@ pub(super) async fn login(
             "invalid user name or password",
         ));
     }
-    let pair = state
-        .tokens
-        .login(&username, device.as_deref(), client_id.as_deref(), now)
-        .await
-        .map_err(lifecycle_error)?;
+    let opening = Opening {
+        user: &username,
+        device: device.as_deref(),
+        client_id: client_id.as_deref(),
+        address: addr.map(|a| a.to_string()),
+        ..Opening::default()
+    };
+    let pair = state.tokens.open(&opening, now).await.map_err(lifecycle_error)?;
     metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
     info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
     Ok(token_response(&state, &pair, req.cookie, "logged in"))
@@ -214,7 +217,7 @@ fn presented_refresh(
 }
 
 /// An optional JSON body: empty is fine, malformed is a 400.
-fn optional_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
+pub(super) fn optional_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -308,10 +311,10 @@ pub(super) async fn revoke(
         },
         _ => None,
     };
-    let roles = caller.roles(&state);
-    if roles.is_empty() {
+    if caller.claims.user(&state.permissions.load()).is_none() {
         return Err(ApiError::forbidden("unknown user"));
     }
+    let roles = caller.roles(&state);
     let c = &caller.claims;
     let revoker = Revoker {
         user: &c.sub,

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 pub mod cookies;
 pub mod error;
+mod guest;
 mod oidc;
 pub mod policy;
 pub mod ratelimit;
@@ -46,6 +47,8 @@ pub struct HttpState {
     pub ops: Arc<Ops>,
     /// Whose forwarding headers name the client (`http.trusted_proxies`).
     pub proxies: TrustedProxies,
+    /// `tokens.guest_refresh`.
+    pub guest_refresh: crate::config::GuestRefresh,
 }
 
 impl HttpState {
@@ -64,6 +67,7 @@ impl HttpState {
             limiter: RateLimiter::default(),
             clock: Arc::new(crate::clock::now_secs),
             ops,
+            guest_refresh: crate::config::GuestRefresh::Default,
         }
     }
 
@@ -78,6 +82,7 @@ pub type SharedState = Arc<HttpState>;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/guest", post(guest::create))
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/revoke", post(auth::revoke))

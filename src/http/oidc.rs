@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::{ClientAddr, HttpState, SharedState, cookies, page_origin};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
+use crate::tokens::refresh::Opening;
 
 /// The label of the key that signs logins in progress.
 const PENDING_KEY: &[u8] = b"oidc-login";
@@ -153,7 +154,7 @@ pub(super) async fn callback(
     if let Err(e) = limit(&state, addr) {
         return e.into_response();
     }
-    match complete(&state, &name, &headers, q, now).await {
+    match complete(&state, &name, &headers, q, addr, now).await {
         Ok(resp) => resp,
         Err(Outcome::Login(e)) => failed(&state, &name, &e),
         Err(Outcome::Api(e)) => e.into_response(),
@@ -191,6 +192,7 @@ async fn complete(
     name: &str,
     headers: &HeaderMap,
     q: Callback,
+    address: Option<std::net::IpAddr>,
     now: i64,
 ) -> Result<Response, Outcome> {
     let p = provider(state, name)?;
@@ -227,7 +229,16 @@ async fn complete(
     }
     let pair = state
         .tokens
-        .login_asserted(&user, pending.device.as_deref(), None, Some(&asserted), now)
+        .open(
+            &Opening {
+                user: &user,
+                device: pending.device.as_deref(),
+                asserted: Some(&asserted),
+                address: address.map(|a| a.to_string()),
+                ..Opening::default()
+            },
+            now,
+        )
         .await
         .map_err(|e| Outcome::Api(lifecycle_error(e)))?;
     metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);

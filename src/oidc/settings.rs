@@ -12,6 +12,9 @@ use crate::permissions::Role;
 /// The algorithms a provider token may use (asymmetric only; `none` and HMAC never).
 pub const ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 
+/// A name no provider may take: guests' sessions carry it (see `http::guest`).
+pub const RESERVED_NAME: &str = "guest";
+
 /// `[identity]`: identity providers.
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -156,6 +159,9 @@ impl IdentitySettings {
             if !names.insert(p.name.as_str()) {
                 return Err(at("defined twice".into()));
             }
+            if p.name == RESERVED_NAME {
+                return Err(at(format!("{RESERVED_NAME:?} names the guest login")));
+            }
             check_url(&p.issuer).map_err(|e| at(format!("issuer: {e}")))?;
             for (key, url) in [("jwks_url", &p.jwks_url), ("redirect_url", &p.redirect_url)] {
                 if let Some(u) = url {
@@ -232,6 +238,7 @@ mod tests {
             ),
             (OidcSettings::new("corp", "ftp://x", "nats"), "not an https"),
             (OidcSettings::new("corp", "https://x", ""), "audience"),
+            (OidcSettings::new("guest", "https://x", "nats"), "guest login"),
             (
                 OidcSettings {
                     redirect_url: Some("http://chat.example.com/cb".into()),

@@ -34,6 +34,25 @@ const TOKEN_BYTES: usize = 32;
 /// Length of a token: the prefix and 43 base64url characters.
 const TOKEN_LEN: usize = REFRESH_TOKEN_PREFIX.len() + (TOKEN_BYTES * 4).div_ceil(3);
 const SUCCESSOR_LABEL: &[u8] = b"rt-successor";
+/// The end of a session that never expires (9999-12-31T23:59:59Z): still a time every
+/// format writes.
+pub const NEVER: i64 = 253_402_300_799;
+
+/// What a new session is opened with.
+#[derive(Debug, Clone, Default)]
+pub struct Opening<'a> {
+    pub user: &'a str,
+    pub device: Option<&'a str>,
+    /// The application (`clientId`).
+    pub client_id: Option<&'a str>,
+    /// What an identity provider (or the guest login) asserted about the user.
+    pub asserted: Option<&'a Asserted>,
+    /// The client's address, shown in the list of sessions.
+    pub address: Option<String>,
+    /// Neither idle nor absolute expiry (guests under `tokens.guest_refresh = "never"`); the
+    /// tokens still rotate and the session can be revoked.
+    pub never_expires: bool,
+}
 
 /// Lifetimes of refresh tokens and sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +185,7 @@ struct Reuse {
 
 /// The answer of one rotation decision.
 enum Outcome {
-    Issued(Issued, bool),
+    Issued(Box<Issued>, bool),
     Refused(RefreshError),
     Reused(Reuse),
 }
@@ -218,29 +237,38 @@ impl RefreshService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Issued, RefreshError> {
-        self.start_asserted_session(user, device, client_id, None, now)
-            .await
+        let opening = Opening {
+            user,
+            device,
+            client_id,
+            ..Opening::default()
+        };
+        self.open_session(&opening, now).await
     }
 
-    /// [`RefreshService::start_session`] after a login through an identity provider: what
-    /// the provider asserted is kept with the session and carried by its access tokens.
+    /// Opens a session as `opening` says and issues its first refresh token.
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub async fn start_asserted_session(
-        &self,
-        user: &str,
-        device: Option<&str>,
-        client_id: Option<&str>,
-        asserted: Option<&Asserted>,
-        now: i64,
-    ) -> Result<Issued, RefreshError> {
+    pub async fn open_session(&self, opening: &Opening<'_>, now: i64) -> Result<Issued, RefreshError> {
+        let Opening {
+            user,
+            device,
+            client_id,
+            asserted,
+            ref address,
+            never_expires,
+        } = *opening;
         let random: [u8; TOKEN_BYTES] = rand::random();
         let token = encode_token(&random);
         let hash = TokenHash::of(&token);
         let id = new_id();
-        let session_end = now.saturating_add(secs(self.settings.absolute));
-        let expires_at = now.saturating_add(secs(self.settings.idle)).min(session_end);
+        let (session_end, expires_at) = if never_expires {
+            (NEVER, NEVER)
+        } else {
+            let end = now.saturating_add(secs(self.settings.absolute));
+            (end, now.saturating_add(secs(self.settings.idle)).min(end))
+        };
         let info = SessionInfo {
             id: id.clone(),
             user: user.to_owned(),
@@ -251,6 +279,8 @@ impl RefreshService {
             revoked_at: None,
             revoke_reason: None,
             asserted: asserted.cloned(),
+            address: address.clone(),
+            never_expires,
         };
         let record = SessionRecord {
             info: info.clone(),
@@ -320,7 +350,7 @@ impl RefreshService {
                         "refresh token replayed within the grace window; same successor returned"
                     );
                 }
-                Ok(issued)
+                Ok(*issued)
             }
             Outcome::Refused(e) => Err(e),
             Outcome::Reused(r) => {
@@ -373,9 +403,12 @@ impl RefreshService {
             let Some(generation) = token.generation.checked_add(1) else {
                 return refuse(RefreshError::Invalid);
             };
-            let expires_at = now
-                .saturating_add(secs(self.settings.idle))
-                .min(session.info.expires_at);
+            let expires_at = if session.info.never_expires {
+                NEVER
+            } else {
+                now.saturating_add(secs(self.settings.idle))
+                    .min(session.info.expires_at)
+            };
             let record = TokenRecord {
                 session: session.info.id.clone(),
                 generation,
@@ -396,7 +429,7 @@ impl RefreshService {
                 successor: *successor_hash,
                 record,
             };
-            return (step, Outcome::Issued(issued, false));
+            return (step, Outcome::Issued(Box::new(issued), false));
         };
         let immediate = token.successor == Some(session.current)
             && token.generation.checked_add(1) == Some(session.generation);
@@ -410,7 +443,7 @@ impl RefreshService {
                 issued_at: session.current_issued_at,
                 generation: session.generation,
             };
-            return (RotateStep::Keep, Outcome::Issued(issued, true));
+            return (RotateStep::Keep, Outcome::Issued(Box::new(issued), true));
         }
         let reuse = Reuse {
             session: session.info.id.clone(),

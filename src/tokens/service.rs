@@ -8,10 +8,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::permissions::Asserted;
-
 use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
-use super::refresh::{Issued, RefreshError, RefreshService};
+use super::refresh::{Issued, Opening, RefreshError, RefreshService};
 use super::revocation::{Revocation, RevocationKind, Revocations, RevokeTarget};
 
 /// An access token and the refresh token it came with.
@@ -125,22 +123,19 @@ impl TokenService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Pair, LifecycleError> {
-        self.login_asserted(user, device, client_id, None, now).await
+        let opening = Opening {
+            user,
+            device,
+            client_id,
+            ..Opening::default()
+        };
+        self.open(&opening, now).await
     }
 
-    /// Start a session for a user an identity provider authenticated, keeping what it asserted.
-    pub async fn login_asserted(
-        &self,
-        user: &str,
-        device: Option<&str>,
-        client_id: Option<&str>,
-        asserted: Option<&Asserted>,
-        now: i64,
-    ) -> Result<Pair, LifecycleError> {
-        let issued = self
-            .refresh
-            .start_asserted_session(user, device, client_id, asserted, now)
-            .await?;
+    /// Start a session as `opening` says (a provider login, a guest, an address to show).
+    pub async fn open(&self, opening: &Opening<'_>, now: i64) -> Result<Pair, LifecycleError> {
+        let issued = self.refresh.open_session(opening, now).await?;
+        let (user, device) = (opening.user, opening.device);
         info!(user, session = %issued.session.id, device = device.unwrap_or(""), "session started");
         Ok(self.pair(issued)?)
     }

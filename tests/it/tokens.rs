@@ -385,3 +385,62 @@ async fn a_revoked_long_token_stays_refused_past_the_access_token_lifetime() {
         "{stored:?}"
     );
 }
+
+/// A guest (`http.guests`) chats in the guest group's rooms over NATS and reaches no other.
+#[tokio::test]
+async fn a_guest_chats_in_the_guest_rooms_and_reaches_no_other() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    std::fs::write(
+        env.config.permissions.dir.join("guests.toml"),
+        "[groups.guest]\nmembers = []\n\n[rooms.lobby]\nmembers = [\"@guest\", \"bob\"]\n",
+    )
+    .unwrap();
+    let mut config = env.config.clone();
+    config.http.guests = true;
+    let svc = env.start_callout_with(config).await;
+    let (status, guest, _) =
+        crate::support::api::post(&format!("{}/api/auth/guest", svc.http_url()), json!({})).await;
+    assert_eq!(status, 200, "{guest}");
+    let id = s(&guest, "userId");
+    let mut conn = env
+        .connect(Some(&s(&guest, "accessToken")), "lobby;all1;bob1")
+        .await
+        .expect("the guest connects");
+    // It talks with bob in the lobby...
+    let bob = env.connect(Some(&env.token("bob")), "lobby").await.unwrap();
+    let mut from_guest = bob.client.subscribe("chat.lobby.>").await.unwrap();
+    bob.client.flush().await.unwrap();
+    let subject = format!("chat.lobby.{id}");
+    let heard = tokio::time::timeout(DEADLINE, async {
+        loop {
+            conn.client
+                .publish(subject.clone(), "hello".into())
+                .await
+                .unwrap();
+            conn.client.flush().await.unwrap();
+            if let Ok(Some(m)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                futures::StreamExt::next(&mut from_guest),
+            )
+            .await
+            {
+                return m.subject.to_string();
+            }
+        }
+    })
+    .await
+    .expect("bob hears the guest");
+    assert_eq!(heard, subject);
+    // ...and nowhere else: all1 and bob1 were left out of its grant.
+    let _s = conn.client.subscribe("chat.all1.>").await.unwrap();
+    conn.expect_error("Permissions Violation for Subscription to \"chat.all1.>\"")
+        .await;
+    conn.client
+        .publish(format!("chat.bob1.{id}"), "x".into())
+        .await
+        .unwrap();
+    conn.expect_error(&format!(
+        "Permissions Violation for Publish to \"chat.bob1.{id}\""
+    ))
+    .await;
+}

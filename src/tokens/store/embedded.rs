@@ -448,6 +448,8 @@ mod tests {
                 revoked_at: None,
                 revoke_reason: None,
                 asserted: None,
+                address: None,
+                never_expires: false,
             },
             current: hash,
             generation: 1,

@@ -550,6 +550,8 @@ mod tests {
                 revoked_at: None,
                 revoke_reason: None,
                 asserted: None,
+                address: None,
+                never_expires: false,
             },
             current,
             generation,

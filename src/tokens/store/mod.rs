@@ -87,6 +87,12 @@ pub struct SessionInfo {
     /// What an identity provider asserted at login (groups, roles), for a provider login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asserted: Option<crate::permissions::Asserted>,
+    /// The client's address at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// No idle or absolute expiry (a guest under `tokens.guest_refresh = "never"`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never_expires: bool,
 }
 
 /// A stored refresh token (keyed by its [`TokenHash`]).

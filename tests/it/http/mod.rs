@@ -17,7 +17,7 @@ use axum::extract::ConnectInfo;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use nats_callout::config::HttpSettings;
+use nats_callout::config::{GuestRefresh, HttpSettings};
 use nats_callout::http::{HttpState, admin_router, router};
 use nats_callout::keys::generate_signing_pem;
 use nats_callout::ops::{Instance, Ops};
@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+mod guest;
 mod introspect;
 mod login;
 mod logout;
@@ -105,6 +106,10 @@ impl Api {
     }
 
     fn with(settings: HttpSettings, permissions: &Path) -> Self {
+        Self::with_guests(settings, permissions, GuestRefresh::Default)
+    }
+
+    fn with_guests(settings: HttpSettings, permissions: &Path, guest_refresh: GuestRefresh) -> Self {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Faulty::new(
             RedbStore::open(&store_dir.path().join("tokens.redb")).unwrap(),
@@ -127,6 +132,7 @@ impl Api {
         let ops = Arc::new(Ops::new(Instance::new("test"), reloader, tokens.clone()));
         let state = Arc::new(HttpState {
             clock: Arc::new(move || c.load(Ordering::SeqCst)),
+            guest_refresh,
             ..HttpState::new(tokens, perms, settings, ops)
         });
         Api {
