@@ -79,6 +79,9 @@ pub enum Command {
         /// Everything issued at or before this time (unix seconds or RFC 3339).
         #[arg(long, env = "NATS_CALLOUT_REVOKE_BEFORE", group = "target")]
         before: Option<String>,
+        /// With --user: only that user's sessions of this application (`clientId`).
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_CLIENT", requires = "user")]
+        client: Option<String>,
     },
     /// Make the connections holding these access-token ids re-authorize (running service).
     #[command(group(clap::ArgGroup::new("ids").required(true).multiple(true).args(["tids", "users", "sessions"])))]
@@ -203,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             device,
             session,
             before,
+            client,
         } => {
             // The service checks that exactly one target is named, as for HTTP.
             let req = RevokeRequest {
@@ -210,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 device_id: device,
                 session_id: session,
                 before: before.map(serde_json::Value::String),
+                client_id: client,
             };
             let config = load(&cli.config)?;
             ask_service(&config, ADMIN_REVOKE_SUBJECT, serde_json::to_vec(&req)?).await

@@ -61,7 +61,7 @@ pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
             warn!(error = %t, "could not mint an access token");
             ApiError::internal()
         }
-        e @ LifecycleError::CutoffInFuture => ApiError::bad_request(e.to_string()),
+        e @ (LifecycleError::CutoffInFuture | LifecycleError::NoUser) => ApiError::bad_request(e.to_string()),
     }
 }
 
@@ -303,7 +303,14 @@ pub(super) async fn revoke(
     body: Result<Json<RevokeRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let asked = req.target().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let asked = match req.target().map_err(|e| ApiError::bad_request(e.to_string()))? {
+        // An application of the caller's own, unless a user is named.
+        RevokeTarget::Application { user, client_id } if user.is_empty() => RevokeTarget::Application {
+            user: caller.claims.sub.clone(),
+            client_id,
+        },
+        t => t,
+    };
     let owner = match &asked {
         RevokeTarget::Session(id) => match state.tokens.refresh().session(id).await {
             Ok(s) => s.map(|s| s.user),

@@ -13,6 +13,7 @@ mod guest;
 mod oidc;
 pub mod policy;
 pub mod ratelimit;
+mod sessions;
 mod user;
 pub mod web;
 
@@ -88,6 +89,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/revoke", post(auth::revoke))
         .route("/api/auth/introspect", post(auth::introspect))
         .route("/api/auth/me", get(user::me))
+        .route("/api/auth/sessions", get(sessions::list))
         .route("/api/rooms", get(user::rooms))
         .route("/api/auth/oidc/{name}/login", get(oidc::begin))
         .route("/api/auth/oidc/{name}/callback", get(oidc::callback))

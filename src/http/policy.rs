@@ -47,6 +47,10 @@ pub fn authorize_revoke(
             Ok(RevokeTarget::UserDevice { user, device })
         }
         RevokeTarget::UserDevice { .. } => Err("only admins revoke other users' devices"),
+        RevokeTarget::Application { user, client_id } if admin || user == caller.user => {
+            Ok(RevokeTarget::Application { user, client_id })
+        }
+        RevokeTarget::Application { .. } => Err("only admins revoke other users' applications"),
         RevokeTarget::Session(s) if admin || owner == Some(caller.user) => Ok(RevokeTarget::Session(s)),
         RevokeTarget::Session(_) => Err("only admins revoke other users' sessions"),
         RevokeTarget::Before(t) if caller.roles.contains(&Role::Sysadmin) => Ok(RevokeTarget::Before(t)),

@@ -384,6 +384,9 @@ impl<S: TokenStore> TokenStore for Faulty<S> {
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.up()?.session(id).await
     }
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.up()?.sessions_of(user).await
+    }
     async fn rotate(
         &self,
         hash: &TokenHash,

@@ -468,6 +468,68 @@ pub async fn concurrent_rotation_after_the_window_detects_reuse(backend: &dyn Ba
 }
 
 /// One `#[tokio::test]` per behaviour of the suite, each with a fresh `$backend`.
+/// A user's sessions by application: listed (live ones, most recently used first) and ended
+/// one application at a time.
+pub async fn sessions_by_application(backend: &dyn Backend) {
+    use crate::tokens::refresh::Opening;
+    let svc = backend.service().await;
+    let open = |client: Option<&'static str>, device: Option<&'static str>, at: i64| {
+        let svc = &svc;
+        async move {
+            let o = Opening {
+                user: "bob",
+                device,
+                client_id: client,
+                address: Some("192.0.2.1".into()),
+                ..Opening::default()
+            };
+            svc.open_session(&o, at).await.unwrap()
+        }
+    };
+    let web = open(Some("web"), Some("laptop"), 0).await;
+    let web2 = open(Some("web"), Some("phone"), 1).await;
+    let cli = open(Some("cli"), None, 2).await;
+    svc.start_session("alice", None, Some("web"), 3).await.unwrap();
+    let listed = svc.sessions_of("bob", 4).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|s| s.info.id.as_str()).collect();
+    assert_eq!(ids, [&cli.session.id, &web2.session.id, &web.session.id]);
+    assert_eq!(listed[0].info.address.as_deref(), Some("192.0.2.1"));
+    // A rotation is a use: the rotated session comes first.
+    svc.rotate(&web.refresh_token, 5).await.unwrap();
+    assert_eq!(
+        svc.sessions_of("bob", 6).await.unwrap()[0].info.id,
+        web.session.id
+    );
+
+    let mut ended: Vec<String> = svc
+        .revoke_user_application("bob", "web", "signed out", 7)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ended.sort();
+    let mut want = vec![web.session.id.clone(), web2.session.id.clone()];
+    want.sort();
+    assert_eq!(ended, want);
+    let left = svc.sessions_of("bob", 8).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].info.id, cli.session.id);
+    assert_eq!(
+        svc.sessions_of("alice", 8).await.unwrap().len(),
+        1,
+        "alice's web session stays"
+    );
+    assert!(
+        svc.revoke_user_application("bob", "web", "again", 9)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Past its end a session is no longer listed.
+    assert!(svc.sessions_of("bob", 1000).await.unwrap().is_empty());
+}
+
 #[macro_export]
 macro_rules! run_store_suite {
     ($backend:expr) => {
@@ -525,6 +587,11 @@ macro_rules! run_store_suite {
         async fn revoke_user_and_device() {
             let backend = $backend;
             $crate::testing::store_suite::revoke_user_and_device(&backend).await;
+        }
+        #[tokio::test]
+        async fn sessions_by_application() {
+            let backend = $backend;
+            $crate::testing::store_suite::sessions_by_application(&backend).await;
         }
         #[tokio::test]
         async fn revoke_before_is_inclusive() {

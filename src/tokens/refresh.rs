@@ -510,6 +510,9 @@ impl RefreshService {
                 SessionSelector::User(user) => ("user", user.to_owned()),
                 SessionSelector::Device(device) => ("device", device.to_owned()),
                 SessionSelector::UserDevice(user, device) => ("user-device", format!("{user}/{device}")),
+                SessionSelector::UserApplication(user, client) => {
+                    ("user-application", format!("{user}/{client}"))
+                }
                 SessionSelector::CreatedAtOrBefore(t) => ("before", t.to_string()),
             };
             tracing::info!(
@@ -574,6 +577,37 @@ impl RefreshService {
     ) -> Result<Vec<SessionInfo>, RefreshError> {
         self.revoke(SessionSelector::UserDevice(user, device), reason, now)
             .await
+    }
+
+    /// Ends every session of one application (`clientId`) of one user.
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub async fn revoke_user_application(
+        &self,
+        user: &str,
+        client_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<SessionInfo>, RefreshError> {
+        self.revoke(SessionSelector::UserApplication(user, client_id), reason, now)
+            .await
+    }
+
+    /// The sessions of `user` still in force at `now` (not revoked, not expired), the most
+    /// recently used first.
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub async fn sessions_of(&self, user: &str, now: i64) -> Result<Vec<SessionRecord>, RefreshError> {
+        let mut all = self.store.sessions_of(user).await?;
+        all.retain(|s| s.info.revoked_at.is_none() && now < s.info.expires_at && now < s.current_expires_at);
+        all.sort_by(|a, b| {
+            b.current_issued_at
+                .cmp(&a.current_issued_at)
+                .then_with(|| a.info.id.cmp(&b.info.id))
+        });
+        Ok(all)
     }
 
     /// Whether a refresh token is the live one of its session, without rotating it: its

@@ -28,13 +28,19 @@ pub enum RevokeTarget {
         device: String,
     },
     User(String),
+    /// One user's sessions of one application (`clientId`); an empty user means the caller.
+    Application {
+        user: String,
+        client_id: String,
+    },
     /// Everything issued at or before this unix time.
     Before(i64),
 }
 
 /// A revoke request as people write it (HTTP `POST /api/auth/revoke`, the admin subject
 /// behind `nats-callout revoke`): exactly one of `userId`, `deviceId`, `sessionId`, `before`
-/// (unix seconds or an RFC 3339 time, as a number or a string).
+/// (unix seconds or an RFC 3339 time, as a number or a string), or `clientId` (an
+/// application) with at most `userId` beside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -46,12 +52,14 @@ pub struct RevokeRequest {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// Why a revoke request names no single target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRevokeRequest {
-    #[error("give exactly one of userId, deviceId, sessionId, before")]
+    #[error("give exactly one of userId, deviceId, sessionId, before, or clientId (with userId at most)")]
     NotOneTarget,
     #[error("before: {0}")]
     Time(String),
@@ -60,6 +68,15 @@ pub enum BadRevokeRequest {
 impl RevokeRequest {
     /// The one target named, as asked (who may revoke it is decided by the caller's side).
     pub fn target(&self) -> Result<RevokeTarget, BadRevokeRequest> {
+        if let Some(client_id) = &self.client_id {
+            if self.device_id.is_some() || self.session_id.is_some() || self.before.is_some() {
+                return Err(BadRevokeRequest::NotOneTarget);
+            }
+            return Ok(RevokeTarget::Application {
+                user: self.user_id.clone().unwrap_or_default(),
+                client_id: client_id.clone(),
+            });
+        }
         let named = [
             self.user_id.is_some(),
             self.device_id.is_some(),

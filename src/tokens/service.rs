@@ -217,6 +217,19 @@ impl TokenService {
                 let s = self.refresh.revoke_user(u, reason, now).await?;
                 (s.len(), vec![rev(RevocationKind::User, u)])
             }
+            RevokeTarget::Application { user, client_id } => {
+                if user.is_empty() {
+                    return Err(LifecycleError::NoUser);
+                }
+                // The application's sessions, each as a session revocation: their access
+                // tokens stop working and their live connections close.
+                let s = self
+                    .refresh
+                    .revoke_user_application(user, client_id, reason, now)
+                    .await?;
+                let revs = s.iter().map(|s| rev(RevocationKind::Session, &s.id)).collect();
+                (s.len(), revs)
+            }
             RevokeTarget::Before(t) => {
                 let n = self.refresh.revoke_before(*t, reason, now).await?;
                 let r = Revocation {
@@ -236,6 +249,7 @@ impl TokenService {
             RevokeTarget::Session(_) => "session",
             RevokeTarget::Device(_) | RevokeTarget::UserDevice { .. } => "device",
             RevokeTarget::User(_) => "user",
+            RevokeTarget::Application { .. } => "application",
             RevokeTarget::Before(_) => "before",
         };
         metrics::counter!("nats_callout_revocations_total", "target" => kind).increment(1);
@@ -252,6 +266,8 @@ pub enum LifecycleError {
     Token(#[from] TokenError),
     #[error("before: the time is in the future")]
     CutoffInFuture,
+    #[error("clientId: name the user whose application it is (userId)")]
+    NoUser,
 }
 
 impl LifecycleError {
@@ -260,6 +276,7 @@ impl LifecycleError {
             LifecycleError::Refresh(e) => e.code(),
             LifecycleError::Token(e) => e.code(),
             LifecycleError::CutoffInFuture => "cutoff-in-future",
+            LifecycleError::NoUser => "bad-request",
         }
     }
 }

@@ -255,6 +255,19 @@ impl TokenStore for RedbStore {
         }
     }
 
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let r = self.db.begin_read()?;
+        let by_user = r.open_multimap_table(SESSIONS_BY_USER)?;
+        let sessions = r.open_table(SESSIONS)?;
+        let mut out = Vec::new();
+        for id in by_user.get(user)? {
+            if let Some(v) = sessions.get(id?.value())? {
+                out.push(decode("sessions", v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn rotate(
         &self,
         hash: &TokenHash,
@@ -322,6 +335,14 @@ impl TokenStore for RedbStore {
                 SessionSelector::UserDevice(user, device) => {
                     for id in multimap_values(&t.by_device, device)? {
                         targets.extend(t.session(&id)?.filter(|s| s.info.user == user));
+                    }
+                }
+                SessionSelector::UserApplication(user, client) => {
+                    for id in multimap_values(&t.by_user, user)? {
+                        targets.extend(
+                            t.session(&id)?
+                                .filter(|s| s.info.client_id.as_deref() == Some(client)),
+                        );
                     }
                 }
                 SessionSelector::CreatedAtOrBefore(cutoff) => {

@@ -359,6 +359,15 @@ impl TokenStore for KvStore {
         Ok(read(&b.sessions, "sessions", id).await?.map(|(s, _)| s))
     }
 
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let b = self.open().await?;
+        let mut out = Vec::new();
+        for id in self.indexed(b, 'u', user).await? {
+            out.extend(read(&b.sessions, "sessions", &id).await?.map(|(s, _)| s));
+        }
+        Ok(out)
+    }
+
     async fn rotate(
         &self,
         hash: &TokenHash,
@@ -432,7 +441,9 @@ impl TokenStore for KvStore {
         let b = self.open().await?;
         let ids = match which {
             SessionSelector::Id(id) => vec![id.to_owned()],
-            SessionSelector::User(user) => self.indexed(b, 'u', user).await?,
+            SessionSelector::User(user) | SessionSelector::UserApplication(user, _) => {
+                self.indexed(b, 'u', user).await?
+            }
             SessionSelector::Device(device) | SessionSelector::UserDevice(_, device) => {
                 self.indexed(b, 'd', device).await?
             }

@@ -171,6 +171,8 @@ pub enum SessionSelector<'a> {
     Device(&'a str),
     /// One user's sessions on one device (device ids are chosen by clients).
     UserDevice(&'a str, &'a str),
+    /// One user's sessions of one application (`clientId`).
+    UserApplication(&'a str, &'a str),
     /// Every session created at or before this time.
     CreatedAtOrBefore(i64),
 }
@@ -227,6 +229,10 @@ pub trait TokenStore: Send + Sync {
 
     /// A session, by id.
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Every session of `user` still on record (revoked and expired ones included, until
+    /// the janitor purges them).
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// In one write transaction: reads the token `hash` and its session, asks `decide`, applies
     /// the [`RotateStep`]. Returns `false` (without calling `decide`) when the token is unknown.
@@ -351,6 +357,9 @@ fn selects(which: SessionSelector<'_>, s: &SessionInfo) -> bool {
         SessionSelector::User(user) => s.user == user,
         SessionSelector::Device(device) => s.device.as_deref() == Some(device),
         SessionSelector::UserDevice(user, device) => s.user == user && s.device.as_deref() == Some(device),
+        SessionSelector::UserApplication(user, client) => {
+            s.user == user && s.client_id.as_deref() == Some(client)
+        }
         SessionSelector::CreatedAtOrBefore(cutoff) => s.created_at <= cutoff,
     }
 }

@@ -23,10 +23,21 @@ async fn post_json(url: String, bearer: Option<&str>, body: serde_json::Value) -
 
 /// Log `user` in on `device` over HTTP and connect with the access token.
 async fn login_and_connect(env: &TestEnv, svc: &CalloutHandle, user: &str, device: &str) -> Login {
+    login_app_and_connect(env, svc, user, device, None).await
+}
+
+/// The same for an application (`clientId`).
+async fn login_app_and_connect(
+    env: &TestEnv,
+    svc: &CalloutHandle,
+    user: &str,
+    device: &str,
+    client: Option<&str>,
+) -> Login {
     let (status, b) = post_json(
         format!("{}/api/auth/login", svc.http_url()),
         None,
-        json!({"username": user, "password": user, "deviceId": device}),
+        json!({"username": user, "password": user, "deviceId": device, "clientId": client}),
     )
     .await;
     assert_eq!(status, 200, "{b}");
@@ -115,6 +126,22 @@ async fn admin_revocations_by_device_session_and_user_close_their_connections() 
     revoke(&svc, &admin, json!({"userId": "bob"})).await;
     assert_closed(&env, &mut laptop, "admin user").await;
     assert_untouched(&alice, "alice", "admin user").await;
+}
+
+/// A user ending one application's sessions closes its live connections, and only those.
+#[tokio::test]
+async fn revoking_an_application_closes_its_live_connections() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let mut web_laptop = login_app_and_connect(&env, &svc, "bob", "laptop", Some("web")).await;
+    let mut web_phone = login_app_and_connect(&env, &svc, "bob", "phone", Some("web")).await;
+    let cli = login_app_and_connect(&env, &svc, "bob", "desk", Some("cli")).await;
+    let alice_web = login_app_and_connect(&env, &svc, "alice", "laptop", Some("web")).await;
+    revoke(&svc, &cli.access.clone(), json!({"clientId": "web"})).await;
+    assert_closed(&env, &mut web_laptop, "application").await;
+    assert_closed(&env, &mut web_phone, "application").await;
+    assert_untouched(&cli, "bob", "application: another application").await;
+    assert_untouched(&alice_web, "alice", "application: another user's").await;
 }
 
 /// "Everything before T" (sysadmins) closes every connection whose token is older.

@@ -40,6 +40,7 @@ mod logout;
 mod malformed;
 mod refresh;
 mod revoke;
+mod sessions;
 mod store;
 mod user;
 
