@@ -164,6 +164,12 @@ impl Enforcement {
 
     /// A new decision arrived: record it; if it was made on an older snapshot or
     /// revocation epoch, judge it again now.
+    /// Live connections known and whether this instance enforces, as gauges.
+    fn publish_gauges(&self) {
+        metrics::gauge!("nats_callout_live_connections").set(self.len() as f64);
+        metrics::gauge!("nats_callout_enforcer").set(if self.is_leader() { 1.0 } else { 0.0 });
+    }
+
     pub fn on_decision(&self, d: DecisionRecord) {
         let stale =
             d.snapshot_epoch < self.permissions.epoch() || d.revocation_epoch < self.revocations.epoch();
@@ -382,6 +388,8 @@ impl Enforcement {
         let acc = &self.account;
         let mut connects = self.sys.subscribe(account_event(acc, "CONNECT")).await?;
         let mut disconnects = self.sys.subscribe(account_event(acc, "DISCONNECT")).await?;
+        // The gauges exist from the start (before readiness), not from the first beat.
+        self.publish_gauges();
         let (sys, svc) = (self.sys.clone(), service.clone());
         tokio::spawn(async move {
             let _ = sys.flush().await;
@@ -430,10 +438,7 @@ impl Enforcement {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = beat.tick() => {
-                    metrics::gauge!("nats_callout_live_connections").set(self.len() as f64);
-                    metrics::gauge!("nats_callout_enforcer").set(if self.is_leader() { 1.0 } else { 0.0 });
-                }
+                _ = beat.tick() => self.publish_gauges(),
                 _ = reconcile.tick() => {
                     if let Err(e) = self.reconcile().await {
                         warn!(error = %e, "CONNZ reconcile failed");

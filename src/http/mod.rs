@@ -10,6 +10,7 @@ mod auth;
 pub mod cookies;
 pub mod error;
 mod guest;
+mod keylogin;
 mod oidc;
 pub mod policy;
 pub mod ratelimit;
@@ -84,6 +85,8 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/guest", post(guest::create))
+        .route("/api/auth/challenge", post(keylogin::challenge))
+        .route("/api/auth/authenticate", post(keylogin::authenticate))
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/revoke", post(auth::revoke))

@@ -31,6 +31,7 @@ struct UserDef<'a> {
     password: Option<Text<'a>>,
     groups: Vec<Text<'a>>,
     grants: Vec<(Target, Access)>,
+    nkeys: Vec<Text<'a>>,
 }
 
 struct GroupDef<'a> {
@@ -134,6 +135,7 @@ impl<'a> Defs<'a> {
                 password: u.password,
                 groups: u.groups,
                 grants,
+                nkeys: u.nkeys,
             });
         }
         for (name, g) in raw.groups {
@@ -193,6 +195,21 @@ impl<'a> Defs<'a> {
             self.rooms.iter().map(|r| (r.file, &*r.name)),
             out,
         );
+        // A key names one user: the same key twice would let one signature be either.
+        let mut key_owner: HashMap<&str, &str> = HashMap::default();
+        for u in &self.users {
+            for (i, k) in u.nkeys.iter().enumerate() {
+                if let Some(first) = key_owner.insert(k, &u.name)
+                    && first != &*u.name
+                {
+                    out.push(Pending::at(
+                        u.file,
+                        path(&["users", &u.name, "nkeys"], Seg::Index(i)),
+                        format!("user {:?}: nkey {:?} is also user {first:?}'s", &*u.name, &**k),
+                    ));
+                }
+            }
+        }
 
         let mut group_users: Vec<Vec<usize>> = vec![Vec::new(); self.groups.len()];
         for (ui, u) in self.users.iter().enumerate() {
@@ -333,10 +350,20 @@ impl<'a> Defs<'a> {
                 (g.id.clone(), g)
             })
             .collect();
+        let nkeys = self
+            .users
+            .iter()
+            .flat_map(|u| u.nkeys.iter().map(move |k| (k.to_string(), u.name.to_string())))
+            .collect();
         let mut rooms: Vec<Arc<str>> = self.room_names.into_iter().collect();
         rooms.sort_unstable();
-        Snapshot::new(id, by_id, groups, rooms, descriptions)
+        Snapshot::new(id, by_id, groups, nkeys, rooms, descriptions)
     }
+}
+
+/// A public user nkey: `U…`, 56 base32 characters with a valid checksum.
+pub(crate) fn is_user_nkey(k: &str) -> bool {
+    k.starts_with('U') && nkeys::KeyPair::from_public_key(k).is_ok()
 }
 
 /// Adds one grant to a user, as a union with what the user already has.
@@ -402,6 +429,15 @@ pub(crate) fn check_users(file: usize, raw: &RawFile<'_>, out: &mut Vec<Pending>
         if let Err(e) = validate_name(name) {
             let reason = format!("invalid user name {:?}: {e}", &**name);
             out.push(Pending::at(file, keys(&["users", name]), reason));
+        }
+        for (i, k) in u.nkeys.iter().enumerate() {
+            if !is_user_nkey(k) {
+                out.push(Pending::at(
+                    file,
+                    path(&["users", name, "nkeys"], Seg::Index(i)),
+                    format!("user {:?}: {:?} is not a public user nkey (U...)", &**name, &**k),
+                ));
+            }
         }
         if let Some(hash) = &u.password
             && !is_valid_hash(hash)

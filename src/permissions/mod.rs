@@ -9,6 +9,7 @@
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # optional; argon2id PHC hash
 //! roles = ["user"]            # optional, default ["user"]: user, admin, sysadmin, service
 //! groups = ["everyone"]       # optional
+//! nkeys = ["U..."]            # optional: public user nkeys for the key login, one user each
 //! [users.bob.rooms]           # optional direct grants: room or pattern -> access
 //! bob1 = "readwrite"
 //! "team-*" = "read"

@@ -13,6 +13,8 @@ pub struct Snapshot {
     users: HashMap<String, User>,
     /// Each group's own grants (through rooms that list `@group`), by group name.
     groups: HashMap<String, User>,
+    /// Public nkey → the user who logs in with it.
+    nkeys: HashMap<String, String>,
     /// Every exact room named in the files (room tables and direct grants), sorted.
     rooms: Vec<Arc<str>>,
     /// Room (or pattern) name → description, where one is given.
@@ -24,6 +26,7 @@ impl Snapshot {
         id: u64,
         users: HashMap<String, User>,
         groups: HashMap<String, User>,
+        nkeys: HashMap<String, String>,
         rooms: Vec<Arc<str>>,
         descriptions: HashMap<String, String>,
     ) -> Self {
@@ -31,6 +34,7 @@ impl Snapshot {
             id,
             users,
             groups,
+            nkeys,
             rooms,
             descriptions,
         }
@@ -40,6 +44,12 @@ impl Snapshot {
     #[must_use]
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.get(id)
+    }
+
+    /// The user who logs in with this public nkey (`nkeys = [...]` in the files).
+    #[must_use]
+    pub fn user_by_nkey(&self, key: &str) -> Option<&User> {
+        self.users.get(self.nkeys.get(key)?)
     }
 
     /// The grants a group gives its members, as a user named after the group.

@@ -148,6 +148,9 @@ pub(crate) struct RawUser<'a> {
     pub(crate) groups: Vec<Text<'a>>,
     #[serde(default, deserialize_with = "entries")]
     pub(crate) rooms: Entries<'a, Text<'a>>,
+    /// Public nkeys (`U…`) the user may log in with by signing a challenge.
+    #[serde(default)]
+    pub(crate) nkeys: Vec<Text<'a>>,
 }
 
 /// `[groups.NAME]`

@@ -321,7 +321,7 @@ fn validation_problems() {
         (
             &[("u.toml", "[users.bob]\npasword = \"x\"\n")],
             &[
-                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`",
+                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`",
             ],
         ),
         (
@@ -451,7 +451,7 @@ fn validation_problems() {
             )],
             &[
                 "p.json:3: user \"bob\": unknown role \"root\" (expected \"user\", \"admin\", \"sysadmin\" or \"service\")",
-                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`",
+                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`",
                 "p.json:5: user \"dave\": invalid type: integer `5`, expected a sequence",
                 "p.json:7: unknown table \"user\" (expected \"users\", \"groups\" or \"rooms\")",
             ],
@@ -605,5 +605,40 @@ fn load_dir_cases() {
     assert!(
         err.0[0].to_string().contains(": cannot read directory: "),
         "{err}"
+    );
+}
+
+#[test]
+fn nkeys_name_their_user_once_and_bad_ones_are_reported_where_they_are() {
+    let k1 = nkeys::KeyPair::new_user().public_key();
+    let k2 = nkeys::KeyPair::new_user().public_key();
+    let s = load(&[(
+        "u.toml",
+        &format!("[users.bob]\nnkeys = [\"{k1}\", \"{k2}\"]\n[users.alice]\n"),
+    )])
+    .unwrap();
+    assert_eq!(s.user_by_nkey(&k1).map(User::id), Some("bob"));
+    assert_eq!(s.user_by_nkey(&k2).map(User::id), Some("bob"));
+    assert!(s.user_by_nkey("UNKNOWN").is_none());
+    let account = nkeys::KeyPair::new_account().public_key();
+    let got = problems(&[
+        (
+            "a.toml",
+            &format!("[users.bob]\nnkeys = [\n  \"{k1}\",\n  \"not-a-key\",\n  \"{account}\",\n]\n"),
+        ),
+        ("b.toml", &format!("[users.alice]\nnkeys = [\"{k1}\"]\n")),
+    ]);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with("a.toml:4:") && got[0].contains("not a public user nkey"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("a.toml:5:") && got[1].contains("not a public user nkey"),
+        "{got:?}"
+    );
+    assert!(
+        got[2].starts_with("b.toml:2:") && got[2].contains("is also user \"bob\"'s"),
+        "{got:?}"
     );
 }

@@ -387,6 +387,9 @@ impl<S: TokenStore> TokenStore for Faulty<S> {
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
         self.up()?.sessions_of(user).await
     }
+    async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.up()?.use_once(key, expires_at).await
+    }
     async fn rotate(
         &self,
         hash: &TokenHash,

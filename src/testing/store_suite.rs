@@ -468,6 +468,19 @@ pub async fn concurrent_rotation_after_the_window_detects_reuse(backend: &dyn Ba
 }
 
 /// One `#[tokio::test]` per behaviour of the suite, each with a fresh `$backend`.
+/// A key used once is refused ever after (login challenges), on every instance sharing the
+/// store.
+pub async fn used_once(backend: &dyn Backend) {
+    let (svc, other) = backend.pair().await;
+    assert!(svc.use_once("challenge:a", 60).await.unwrap());
+    assert!(!svc.use_once("challenge:a", 60).await.unwrap());
+    assert!(svc.use_once("challenge:b", 60).await.unwrap());
+    assert!(
+        !other.use_once("challenge:b", 60).await.unwrap(),
+        "another instance knows it too"
+    );
+}
+
 /// A user's sessions by application: listed (live ones, most recently used first) and ended
 /// one application at a time.
 pub async fn sessions_by_application(backend: &dyn Backend) {
@@ -587,6 +600,11 @@ macro_rules! run_store_suite {
         async fn revoke_user_and_device() {
             let backend = $backend;
             $crate::testing::store_suite::revoke_user_and_device(&backend).await;
+        }
+        #[tokio::test]
+        async fn used_once() {
+            let backend = $backend;
+            $crate::testing::store_suite::used_once(&backend).await;
         }
         #[tokio::test]
         async fn sessions_by_application() {

@@ -317,7 +317,9 @@ impl TokenKeys {
         tid: &str,
         now: i64,
     ) -> Result<(String, AccessClaims), TokenError> {
-        let signer = self.signer.as_ref().ok_or(TokenError::NoSigningKey)?;
+        if self.signer.is_none() {
+            return Err(TokenError::NoSigningKey);
+        }
         let lifetime = i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX);
         if lifetime > self.max_lifetime {
             return Err(TokenError::Lifetime {
@@ -341,11 +343,7 @@ impl TokenKeys {
             sexp: req.session_expires_at,
             ext: req.asserted.cloned(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
-        header.kid = Some(signer.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &signer.key)
-            .map_err(|e| TokenError::Key(e.to_string()))?;
+        let token = self.sign_typed(ACCESS_TOKEN_TYPE, &claims)?;
         // Our own fresh token passes every check but the clock: its first use (the
         // connection right after a login on this instance) skips the signature check.
         self.verified.insert(&token, &claims);
@@ -401,8 +399,18 @@ impl TokenKeys {
         self.verified.len()
     }
 
-    /// Everything but the clock.
-    fn check_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    /// Sign `claims` as one of our JWTs of type `typ` (access tokens, login challenges).
+    pub fn sign_typed(&self, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+        let signer = self.signer.as_ref().ok_or(TokenError::NoSigningKey)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(typ.to_string());
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key).map_err(|e| TokenError::Key(e.to_string()))
+    }
+
+    /// The payload of one of our JWTs of type `typ`: size, EdDSA only, `typ`, a known `kid`,
+    /// the signature. The claims are the caller's to check.
+    pub fn verify_typed(&self, token: &str, typ: &str) -> Result<Vec<u8>, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
@@ -422,7 +430,7 @@ impl TokenKeys {
         if header.alg != "EdDSA" {
             return Err(TokenError::Algorithm);
         }
-        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        if header.typ.as_deref() != Some(typ) {
             return Err(TokenError::Type);
         }
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
@@ -437,9 +445,12 @@ impl TokenKeys {
         let signed = &token[..header_and_payload_len(token)];
         key.verify(signed.as_bytes(), &signature)
             .map_err(|_| TokenError::Signature)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
+        URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)
+    }
+
+    /// Everything but the clock.
+    fn check_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let payload = self.verify_typed(token, ACCESS_TOKEN_TYPE)?;
         let claims: AccessClaims =
             serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
         if claims.iss != self.issuer {

@@ -1,6 +1,7 @@
 //! Our own tokens: short EdDSA access tokens, rotating refresh tokens, revocation.
 
 pub mod access;
+pub mod challenge;
 pub mod feed;
 pub mod refresh;
 pub mod revocation;

@@ -54,6 +54,19 @@ pub struct Opening<'a> {
     pub never_expires: bool,
 }
 
+impl<'a> Opening<'a> {
+    /// A plain login: a user, perhaps a device and an application, nothing else.
+    #[must_use]
+    pub fn plain(user: &'a str, device: Option<&'a str>, client_id: Option<&'a str>) -> Self {
+        Opening {
+            user,
+            device,
+            client_id,
+            ..Opening::default()
+        }
+    }
+}
+
 /// Lifetimes of refresh tokens and sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshSettings {
@@ -237,13 +250,8 @@ impl RefreshService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Issued, RefreshError> {
-        let opening = Opening {
-            user,
-            device,
-            client_id,
-            ..Opening::default()
-        };
-        self.open_session(&opening, now).await
+        self.open_session(&Opening::plain(user, device, client_id), now)
+            .await
     }
 
     /// Opens a session as `opening` says and issues its first refresh token.
@@ -577,6 +585,15 @@ impl RefreshService {
     ) -> Result<Vec<SessionInfo>, RefreshError> {
         self.revoke(SessionSelector::UserDevice(user, device), reason, now)
             .await
+    }
+
+    /// Marks `key` used (until `expires_at`): `true` the first time only, on every instance
+    /// sharing the store.
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, RefreshError> {
+        Ok(self.store.use_once(key, expires_at).await?)
     }
 
     /// Ends every session of one application (`clientId`) of one user.

@@ -123,13 +123,7 @@ impl TokenService {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Pair, LifecycleError> {
-        let opening = Opening {
-            user,
-            device,
-            client_id,
-            ..Opening::default()
-        };
-        self.open(&opening, now).await
+        self.open(&Opening::plain(user, device, client_id), now).await
     }
 
     /// Start a session as `opening` says (a provider login, a guest, an address to show).

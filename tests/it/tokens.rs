@@ -444,3 +444,85 @@ async fn a_guest_chats_in_the_guest_rooms_and_reaches_no_other() {
     ))
     .await;
 }
+
+/// Key login end to end: a key from the files (made by the Rust `nkeys` crate, and one by the
+/// official JavaScript `@nats-io/nkeys` signing in its own client), challenge, tokens, then a
+/// NATS connection with exactly the user's grant.
+#[tokio::test]
+async fn a_key_login_gets_tokens_that_connect_with_the_grant() {
+    use base64::Engine;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The service runs in this test's runtime: node must be awaited, not waited for.
+    let node = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("node")
+            .arg(root.join("tests/keylogin/nkey.mjs"))
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("node answers within a minute")
+            .expect("node runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let js = node(vec!["new".into()]).await;
+    let (js_public, js_seed) = js.trim().split_once(' ').unwrap();
+    let bob = nkeys::KeyPair::new_user();
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let users = env.config.permissions.dir.join("users.toml");
+    let text = std::fs::read_to_string(&users)
+        .unwrap()
+        .replacen(
+            "[users.bob]\n",
+            &format!("[users.bob]\nnkeys = [\"{}\"]\n", bob.public_key()),
+            1,
+        )
+        .replacen(
+            "[users.alice]\n",
+            &format!("[users.alice]\nnkeys = [\"{js_public}\"]\n"),
+            1,
+        );
+    std::fs::write(&users, text).unwrap();
+    let svc = env.start_callout().await;
+    let base = svc.http_url();
+
+    // Rust: challenge, sign, authenticate.
+    let (st, c, _) = crate::support::api::post(
+        &format!("{base}/api/auth/challenge"),
+        json!({"publicKey": bob.public_key()}),
+    )
+    .await;
+    assert_eq!(st, 200, "{c}");
+    let challenge = s(&c, "challenge");
+    let signature =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bob.sign(challenge.as_bytes()).unwrap());
+    let (st, tokens, _) = crate::support::api::post(
+        &format!("{base}/api/auth/authenticate"),
+        json!({"challenge": challenge, "publicKey": bob.public_key(), "signature": signature}),
+    )
+    .await;
+    assert_eq!(st, 200, "{tokens}");
+    let mut conn = env
+        .connect(Some(&s(&tokens, "accessToken")), "bob1;alice1")
+        .await
+        .expect("bob connects with the key login's token");
+    let _s = conn.client.subscribe("chat.bob1.>").await.unwrap();
+    let _t = conn.client.subscribe("chat.alice1.>").await.unwrap();
+    conn.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+    let (st, refreshed) = refresh(&base, &s(&tokens, "refreshToken")).await;
+    assert_eq!(st, 200, "{refreshed}");
+
+    // JavaScript: its own client, its own signature.
+    let answer: Value = serde_json::from_str(
+        node(vec!["login".into(), base.clone(), js_seed.into()])
+            .await
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(answer["userId"], "alice");
+    env.connect(Some(&s(&answer, "accessToken")), "alice1")
+        .await
+        .expect("alice connects with the JavaScript client's token");
+}

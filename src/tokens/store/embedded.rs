@@ -36,6 +36,8 @@ const SESSIONS_BY_DEVICE: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("sessions_by_device");
 const SESSION_END: TableDefinition<(i64, &str), ()> = TableDefinition::new("session_end");
 const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations");
+/// Keys used once (login challenges) → until when they are remembered.
+const USED_ONCE: TableDefinition<&str, i64> = TableDefinition::new("used_once");
 
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
@@ -119,6 +121,7 @@ struct Tables<'t> {
     by_device: MultimapTable<'t, &'static str, &'static str>,
     session_end: Table<'t, (i64, &'static str), ()>,
     revocations: Table<'t, &'static str, &'static [u8]>,
+    used_once: Table<'t, &'static str, i64>,
     changed: bool,
 }
 
@@ -132,6 +135,7 @@ impl<'t> Tables<'t> {
             by_device: w.open_multimap_table(SESSIONS_BY_DEVICE)?,
             session_end: w.open_table(SESSION_END)?,
             revocations: w.open_table(REVOCATIONS)?,
+            used_once: w.open_table(USED_ONCE)?,
             changed: false,
         })
     }
@@ -266,6 +270,17 @@ impl TokenStore for RedbStore {
             }
         }
         Ok(out)
+    }
+
+    async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        self.write(|t| {
+            if t.used_once.get(key)?.is_some() {
+                return Ok(false);
+            }
+            t.used_once.insert(key, expires_at)?;
+            t.changed = true;
+            Ok(true)
+        })
     }
 
     async fn rotate(
@@ -445,6 +460,21 @@ impl TokenStore for RedbStore {
             for key in &revocations {
                 t.revocations.remove(key.as_str())?;
                 report.revocations += 1;
+                t.changed = true;
+            }
+            let room = room - revocations.len();
+            let mut used: Vec<String> = Vec::new();
+            for entry in t.used_once.iter()? {
+                if used.len() >= room {
+                    break;
+                }
+                let (k, v) = entry?;
+                if v.value() < now {
+                    used.push(k.value().to_owned());
+                }
+            }
+            for key in &used {
+                t.used_once.remove(key.as_str())?;
                 t.changed = true;
             }
             Ok(report)

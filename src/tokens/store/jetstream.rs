@@ -39,6 +39,8 @@ use crate::tokens::revocation::Revocation;
 
 /// Attempts of one change against concurrent writers of the same record.
 const ATTEMPTS: usize = 16;
+/// How long used login-challenge nonces are remembered (a challenge lives 60 s).
+const USED_ONCE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Where and how the buckets live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,8 +72,8 @@ impl KvSettings {
         }
     }
 
-    /// The four buckets of the token store.
-    fn specs(&self) -> [BucketSpec; 4] {
+    /// The five buckets of the token store.
+    fn specs(&self) -> [BucketSpec; 5] {
         let records = self.records_max_age;
         [
             self.spec("sessions", "nats-callout sessions", records),
@@ -82,6 +84,8 @@ impl KvSettings {
                 "nats-callout revocations",
                 self.revocations_max_age,
             ),
+            // Login challenges live 60 s; their nonces are remembered well past that.
+            self.spec("nonces", "nats-callout used login challenges", USED_ONCE_MAX_AGE),
         ]
     }
 }
@@ -92,6 +96,7 @@ struct Buckets {
     tokens: kv::Store,
     index: kv::Store,
     revocations: kv::Store,
+    used_once: kv::Store,
 }
 
 /// A [`TokenStore`] in JetStream KV. Buckets are created (or checked) on first use, so the
@@ -221,13 +226,14 @@ impl KvStore {
     async fn open(&self) -> Result<&Buckets, StoreError> {
         self.buckets
             .get_or_try_init(|| async {
-                let [s, t, i, r] = self.settings.specs();
+                let [s, t, i, r, u] = self.settings.specs();
                 let ensure = |spec| async move { crate::kv::ensure(&self.js, &spec).await };
                 Ok::<_, StoreError>(Buckets {
                     sessions: ensure(s).await?,
                     tokens: ensure(t).await?,
                     index: ensure(i).await?,
                     revocations: ensure(r).await?,
+                    used_once: ensure(u).await?,
                 })
             })
             .await
@@ -366,6 +372,12 @@ impl TokenStore for KvStore {
             out.extend(read(&b.sessions, "sessions", &id).await?.map(|(s, _)| s));
         }
         Ok(out)
+    }
+
+    async fn use_once(&self, key: &str, _expires_at: i64) -> Result<bool, StoreError> {
+        let b = self.open().await?;
+        // The bucket's max age forgets it; a create that finds the key is a second use.
+        create(&b.used_once, "nonces", &key_part(key), Vec::new()).await
     }
 
     async fn rotate(

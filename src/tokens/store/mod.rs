@@ -234,6 +234,10 @@ pub trait TokenStore: Send + Sync {
     /// the janitor purges them).
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError>;
 
+    /// Marks `key` (a login challenge's nonce) used until `expires_at`: `true` the first
+    /// time, `false` ever after (on every instance sharing the store).
+    async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, StoreError>;
+
     /// In one write transaction: reads the token `hash` and its session, asks `decide`, applies
     /// the [`RotateStep`]. Returns `false` (without calling `decide`) when the token is unknown.
     /// `decide` may be called more than once by a store that retries on conflicts; its last

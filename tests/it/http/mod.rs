@@ -35,6 +35,7 @@ use tower::ServiceExt;
 
 mod guest;
 mod introspect;
+mod keylogin;
 mod login;
 mod logout;
 mod malformed;
