@@ -76,6 +76,9 @@ pub struct DecisionRecord {
     pub expires_at: i64,
     pub snapshot_epoch: u64,
     pub revocation_epoch: u64,
+    /// When the connection was allowed (unix seconds).
+    #[serde(default)]
+    pub at: i64,
     /// What an identity provider asserted (groups, roles): the user is judged with it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asserted: Option<Asserted>,

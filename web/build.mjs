@@ -5,10 +5,11 @@
 //   npm run check               rebuild in memory; exit 1 if web/dist is out of date
 //
 // esbuild bundles src/main.js and the pinned @nats-io/nats-core into dist/app.js, the only
-// built file (index.html, style.css and favicon.svg are embedded from web/src as they are).
+// built files with app.css, the styles bundled packages bring (index.html, style.css and
+// favicon.svg are embedded from web/src as they are).
 // The output depends only on the sources and the locked versions.
 import { readFile, writeFile, mkdir, readdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -50,9 +51,12 @@ async function build() {
     "/*! nats-callout chat page, built by web/build.mjs (npm run build). Bundled: " +
     (await bundledPackages(result.metafile)).join(", ") +
     " */\n";
+  // app.js, and app.css for the styles bundled packages bring (the chart's).
   const files = new Map();
   for (const f of result.outputFiles) {
-    files.set("app.js", Buffer.concat([Buffer.from(banner), Buffer.from(f.contents)]));
+    const name = basename(f.path);
+    const head = name.endsWith(".js") ? banner : "";
+    files.set(name, Buffer.concat([Buffer.from(head), Buffer.from(f.contents)]));
   }
   return files;
 }

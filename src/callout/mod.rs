@@ -5,6 +5,7 @@
 
 pub mod decision;
 pub mod envelope;
+pub mod recent;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct Counters {
     time_ns: AtomicU64,
     /// The last request refused (could not be opened, verified or signed), with its time.
     last_error: std::sync::Mutex<String>,
+    /// The latest denies and decision times (the admin console).
+    pub recent: recent::Recent,
 }
 
 impl Counters {
@@ -132,6 +135,16 @@ impl Callout {
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
         let (reply, verdict) = self.handle_inner(payload, xkey_header, now);
         self.counters.record(&verdict, now);
+        if let Verdict::Refused(code) = &verdict {
+            self.counters.recent.deny(recent::DenyEntry {
+                at: now,
+                reason: (*code).to_string(),
+                detail: "the request could not be opened or verified (no reply JWT)".into(),
+                user: None,
+                kind: String::new(),
+                requested: String::new(),
+            });
+        }
         let (result, reason) = match &verdict {
             Verdict::Allowed(_) => ("allow", "granted"),
             Verdict::Denied(d) => ("deny", d.code()),
@@ -179,12 +192,25 @@ impl Callout {
         };
         let verdict = match decide(&req, &inputs, now) {
             Ok(grant) => {
-                let record = decision_record(&req, &grant, epochs);
+                let record = decision_record(&req, &grant, epochs, now);
                 Verdict::Allowed(Box::new((grant, record)))
             }
             Err(deny) => Verdict::Denied(deny),
         };
         log_decision(&req, &verdict);
+        if let Verdict::Denied(d) = &verdict {
+            self.counters.recent.deny(recent::DenyEntry {
+                at: now,
+                reason: d.code().to_string(),
+                detail: d.to_string(),
+                user: match d {
+                    Deny::UnknownUser(u) => Some(u.clone()),
+                    _ => None,
+                },
+                kind: req.client_info.client_type.clone(),
+                requested: truncate(req.connect_opts.user.as_deref().unwrap_or(""), 200).to_string(),
+            });
+        }
         let reply = match self.respond(&req, &verdict, now) {
             Ok(r) => r,
             Err(e) => {
@@ -239,6 +265,7 @@ fn decision_record(
     req: &AuthRequest,
     g: &Grant,
     (snapshot_epoch, revocation_epoch): (u64, u64),
+    now: i64,
 ) -> DecisionRecord {
     DecisionRecord {
         conn: ConnKey {
@@ -257,6 +284,7 @@ fn decision_record(
         snapshot_epoch,
         revocation_epoch,
         asserted: g.identity.ext.clone(),
+        at: now,
     }
 }
 
@@ -429,6 +457,7 @@ async fn answer(
         .counters
         .time_ns
         .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    callout.counters.recent.time(elapsed.as_nanos() as u64);
     let via = if draining.load(Ordering::Relaxed) {
         &conns.service
     } else {

@@ -28,6 +28,21 @@ use assess::{Action, Current, assess};
 use registry::{ConnKey, DecisionRecord, Registry};
 use throttle::TokenBucket;
 
+/// A live connection as the admin console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveConnection {
+    pub user: String,
+    pub server: String,
+    pub cid: u64,
+    /// Rooms granted (unknown for a connection decided before this instance started).
+    pub rooms: Vec<String>,
+    pub device: Option<String>,
+    pub session: Option<String>,
+    /// When it was allowed (unix seconds), when known.
+    pub since: Option<i64>,
+}
+
 /// Counters of what the enforcer did.
 #[derive(Debug, Default)]
 pub struct EnforcementStats {
@@ -120,6 +135,29 @@ impl Enforcement {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every live connection known, for the admin console: newest first.
+    pub fn connections(&self) -> Vec<LiveConnection> {
+        let r = self.registry();
+        let mut out: Vec<LiveConnection> = r
+            .all()
+            .map(|(k, e)| LiveConnection {
+                user: e.user.clone(),
+                server: k.server.clone(),
+                cid: k.cid,
+                rooms: e
+                    .decision
+                    .as_ref()
+                    .map(|d| d.rooms.iter().map(|(r, _)| r.clone()).collect())
+                    .unwrap_or_default(),
+                device: e.decision.as_ref().and_then(|d| d.device.clone()),
+                session: e.decision.as_ref().map(|d| d.session.clone()),
+                since: e.decision.as_ref().map(|d| d.at).filter(|t| *t > 0),
+            })
+            .collect();
+        out.sort_by(|a, b| b.since.cmp(&a.since).then_with(|| a.user.cmp(&b.user)));
+        out
     }
 
     /// Connections of a user (for tests and status).

@@ -209,6 +209,7 @@ mod tests {
             snapshot_epoch: 1,
             revocation_epoch: 0,
             asserted: None,
+            at: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod console;
 pub mod cookies;
 pub mod error;
 mod guest;
@@ -93,6 +94,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/introspect", post(auth::introspect))
         .route("/api/auth/me", get(user::me))
         .route("/api/auth/sessions", get(sessions::list))
+        .route("/api/console/connections", get(console::connections))
+        .route("/api/console/permissions", get(console::permissions))
+        .route("/api/console/denies", get(console::denies))
+        .route("/api/console/metrics", get(console::metrics))
+        .route("/api/console/token-reset", post(admin::token_reset))
         .route("/api/rooms", get(user::rooms))
         .route("/api/auth/oidc/{name}/login", get(oidc::begin))
         .route("/api/auth/oidc/{name}/callback", get(oidc::callback))

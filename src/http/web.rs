@@ -27,7 +27,7 @@ struct Asset {
     body: &'static [u8],
 }
 
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -37,6 +37,11 @@ const ASSETS: [Asset; 4] = [
         path: "/app.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/dist/app.js"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/dist/app.css"),
     },
     Asset {
         path: "/style.css",

@@ -82,3 +82,35 @@ export const api = {
     return (await call("GET", "/api/rooms")).data;
   },
 };
+
+/** The rest of the API the account page and the admin console use. */
+export const more = {
+  /** `{id, roles, user: {roles, groups, roomCount}, userError?, ...}` */
+  async me() {
+    return (await call("GET", "/api/auth/me")).data;
+  },
+  /** My sessions (admins: `userId`'s), most recently used first. */
+  async sessions(userId) {
+    const q = userId ? `?userId=${encodeURIComponent(userId)}` : "";
+    return (await call("GET", `/api/auth/sessions${q}`)).data;
+  },
+  /** `{revokedSessions}`; `target` is one of {sessionId}, {userId}, {clientId, userId?}, ... */
+  async revoke(target) {
+    return (await call("POST", "/api/auth/revoke", target)).data;
+  },
+  async tokenReset(body) {
+    return (await call("POST", "/api/console/token-reset", body)).data;
+  },
+  async connections() {
+    return (await call("GET", "/api/console/connections")).data;
+  },
+  async permissions() {
+    return (await call("GET", "/api/console/permissions")).data;
+  },
+  async denies() {
+    return (await call("GET", "/api/console/denies")).data;
+  },
+  async metrics() {
+    return (await call("GET", "/api/console/metrics")).data;
+  },
+};

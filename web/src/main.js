@@ -1,16 +1,20 @@
 // The page: login, the room lists, the message lists, the send box. State lives in Session
 // (chat.js); this file only renders it and forwards what the user does.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, more } from "./api.js";
 import { Session } from "./chat.js";
+import { $, el } from "./dom.js";
+import { Account } from "./account.js";
+import { Console } from "./console.js";
 
-const $ = (id) => document.getElementById(id);
 /** A hint (not a secret) that this browser had a session, so a refresh is worth trying. */
 const HINT = "nats-callout.had-session";
 const MAX_NOTICES = 4;
 
 let wsUrl = null;
 let session = null;
+let account = null;
+let adminConsole = null;
 /** Per-room message list elements. */
 const lists = new Map();
 /** data-focus key to focus after the next render. */
@@ -30,19 +34,6 @@ const STATE_TEXT = {
   lost: "access lost",
 };
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "dataset") Object.assign(node.dataset, v);
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  return node;
-}
 
 // ---- notices ----------------------------------------------------------------------------
 
@@ -71,6 +62,7 @@ function clearNotices() {
 // ---- login ------------------------------------------------------------------------------
 
 function showLogin(message = "") {
+  hideViews();
   $("chat-view").hidden = true;
   $("whoami").hidden = true;
   $("login-view").hidden = false;
@@ -164,6 +156,38 @@ async function onLogout() {
   notice("You are logged out.");
 }
 
+// ---- views: chat, account, console ---------------------------------------------------------
+
+const VIEWS = { chat: "chat-view", account: "account-view", console: "console-view" };
+
+function showView(name) {
+  for (const [view, id] of Object.entries(VIEWS)) {
+    $(id).hidden = view !== name;
+    $(`show-${view}`).setAttribute("aria-pressed", String(view === name));
+  }
+  if (name === "account") account.load();
+  if (name === "console") adminConsole.start();
+  else adminConsole.stop();
+}
+
+/** The console button for admins (roles from the files, asked each time a session starts). */
+async function offerConsole() {
+  $("show-console").hidden = true;
+  try {
+    const me = await more.me();
+    const roles = me.user?.roles ?? [];
+    $("show-console").hidden = !(roles.includes("admin") || roles.includes("sysadmin"));
+  } catch {
+    // no console without knowing the roles
+  }
+}
+
+function hideViews() {
+  adminConsole.stop();
+  $("account-view").hidden = true;
+  $("console-view").hidden = true;
+}
+
 // ---- the chat -----------------------------------------------------------------------------
 
 function resetChat() {
@@ -200,9 +224,10 @@ function startSession(user, expiresInMs) {
     }),
   );
   $("login-view").hidden = true;
-  $("chat-view").hidden = false;
+  showView("chat");
   $("whoami").hidden = false;
   $("user-name").textContent = user;
+  offerConsole();
   render();
   $("join-name").focus();
   s.start();
@@ -409,6 +434,9 @@ function onSend(event) {
 // ---- start ------------------------------------------------------------------------------
 
 async function boot() {
+  account = new Account({});
+  adminConsole = new Console();
+  for (const view of Object.keys(VIEWS)) $(`show-${view}`).addEventListener("click", () => showView(view));
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
   $("join-form").addEventListener("submit", onJoin);
