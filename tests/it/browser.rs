@@ -284,3 +284,40 @@ async fn login_through_the_identity_provider_in_chromium() {
         shots.display()
     );
 }
+
+/// The account page (sign a device out, see its page lose its connection) and the admin
+/// console (live chart, live connections, a broken permission file's problem, token reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_page_and_admin_console_in_chromium() {
+    prerequisites();
+    let http_port = free_port();
+    let origin = format!("http://127.0.0.1:{http_port}");
+    let mut env = TestEnv::start(EnvOptions {
+        ws_allowed_origins: vec![origin.clone()],
+        ..Default::default()
+    })
+    .await;
+    env.config.http.listen = format!("127.0.0.1:{http_port}");
+    env.config.http.allowed_origins = vec![origin.clone()];
+    env.config.http.websocket_port = env.server.ws_port;
+    let _svc = env.start_callout().await;
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg("tests/browser/account.mjs")
+            .current_dir(root())
+            .env("BASE_URL", format!("{origin}/"))
+            .env("PERMISSIONS_DIR", &env.config.permissions.dir)
+            .env("SCREENSHOT_DIR", &shots)
+            .env("CHROMIUM", chromium()),
+        "tests/browser/account.mjs",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "the account page and console test failed (output above; screenshots in {})",
+        shots.display()
+    );
+}

@@ -563,3 +563,66 @@ async fn issuer_and_xkey_rotate_without_downtime() {
         .await
         .expect("served with the new keys alone");
 }
+
+/// The admin console's latest denies: a refused connection is listed with its reason, for
+/// admins only; live connections list who is connected.
+#[tokio::test]
+async fn the_console_lists_the_latest_denies_and_live_connections() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let mut config = env.config.clone();
+    config.http.listen = "127.0.0.1:0".into();
+    let svc = env.start_callout_with(config).await;
+    assert!(env.connect(None, "all1").await.is_err());
+    assert!(env.connect(Some(&env.token("nobody")), "all1").await.is_err());
+    let _bob = env.connect(Some(&env.token("bob")), "all1;bob1").await.unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: String| {
+        http.get(format!("{}{path}", svc.http_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let denies: Value = get("/api/console/denies", env.token("admin"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = denies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["unknown-user", "no-token"], "newest first: {denies}");
+    assert_eq!(denies[0]["user"], "nobody");
+    assert_eq!(denies[0]["requested"], "all1");
+    assert_eq!(
+        get("/api/console/denies", env.token("bob"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let start = Instant::now();
+    loop {
+        let c: Value = get("/api/console/connections", env.token("admin"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bob = c["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["user"] == "bob")
+            .cloned();
+        if let Some(bob) = bob {
+            assert_eq!(bob["rooms"], serde_json::json!(["all1", "bob1"]), "{c}");
+            assert!(bob["since"].as_i64().is_some_and(|t| t > 0), "{c}");
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "bob never listed: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

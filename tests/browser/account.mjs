@@ -1,0 +1,100 @@
+// The account page and the admin console in Debian's headless Chromium. Started by
+// tests/it/browser.rs with BASE_URL, PERMISSIONS_DIR, SCREENSHOT_DIR and CHROMIUM.
+// bob logs in on two "devices"; on one he opens Account, sees both sessions (this one
+// marked) and signs the other out: its page loses its connection and ends up at the login.
+// admin opens Console: the live chart fills, bob's connection is listed, a broken
+// permission file shows its file:line problem and the problem goes when the file is fixed,
+// and a token reset from the console reaches bob.
+
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { StepError, check, launch } from "./common.mjs";
+
+const { BASE_URL, PERMISSIONS_DIR, SCREENSHOT_DIR: SHOTS } = process.env;
+if (!BASE_URL || !PERMISSIONS_DIR || !SHOTS) {
+  console.error("BASE_URL, PERMISSIONS_DIR and SCREENSHOT_DIR must be set (tests/it/browser.rs sets them)");
+  process.exit(2);
+}
+const STEP = 10_000;
+const started = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+
+const browser = await launch();
+const users = [];
+
+async function login(name, device) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const u = { name: `${name}@${device}`, page, errors: [] };
+  page.on("pageerror", (e) => u.errors.push(`page error: ${e.message}`));
+  users.push(u);
+  await page.goto(BASE_URL);
+  await page.getByLabel("User name").fill(name);
+  await page.getByLabel("Password").fill(name);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator('#conn-status[data-status="connected"]').waitFor({ timeout: STEP });
+  return u;
+}
+
+const shot = (u, name) => u.page.screenshot({ path: join(SHOTS, `account-${name}.png`), fullPage: true });
+
+let failed = false;
+try {
+  const laptop = await login("bob", "laptop");
+  const phone = await login("bob", "phone");
+  log("bob is logged in twice");
+
+  // -- Account: both sessions, this one marked; sign the phone out ------------------------
+  await laptop.page.getByRole("button", { name: "Account" }).click();
+  await laptop.page.waitForFunction(() => document.querySelectorAll("#account-sessions tr").length === 2, null, {
+    timeout: STEP,
+  });
+  check((await laptop.page.locator('#account-sessions tr[data-current="yes"]').count()) === 1, "one current session");
+  await shot(laptop, "two-sessions");
+  await laptop.page.locator('#account-sessions tr[data-current="no"] button').click();
+  await laptop.page.waitForFunction(() => document.querySelectorAll("#account-sessions tr").length === 1, null, {
+    timeout: STEP,
+  });
+  log("the phone session is signed out from the laptop");
+  await phone.page.locator("#login-view").waitFor({ state: "visible", timeout: 20_000 });
+  await shot(phone, "phone-signed-out");
+  log("the phone page lost its connection and is back at the login");
+  await laptop.page.getByRole("button", { name: "Chat" }).click();
+  await laptop.page.locator('#conn-status[data-status="connected"]').waitFor({ timeout: STEP });
+  check(!(await laptop.page.getByRole("button", { name: "Console" }).isVisible()), "no console for bob");
+
+  // -- Console --------------------------------------------------------------------------------
+  const admin = await login("admin", "desk");
+  await admin.page.getByRole("button", { name: "Console" }).click();
+  await admin.page.waitForFunction(() => Number(document.getElementById("console-chart").dataset.points) >= 3, null, {
+    timeout: STEP,
+  });
+  check((await admin.page.locator("#console-chart canvas").count()) >= 1, "the chart draws on a canvas");
+  await admin.page.locator('#console-connections tr[data-user="bob"]').waitFor({ timeout: STEP });
+  log("the console charts authorizations and lists bob's live connection");
+
+  await writeFile(join(PERMISSIONS_DIR, "broken.toml"), '[rooms.all1]\nmembers = ["nobody"]\n');
+  await admin.page.locator("#console-errors li", { hasText: "broken.toml:2:" }).waitFor({ timeout: STEP });
+  await shot(admin, "console-broken-file");
+  await rm(join(PERMISSIONS_DIR, "broken.toml"));
+  await admin.page.locator("#console-errors").waitFor({ state: "hidden", timeout: STEP });
+  log("a broken permission file shows its file:line problem until it is fixed");
+
+  await admin.page.getByLabel("Make re-authorize every connection of").fill("bob");
+  await admin.page.getByRole("button", { name: "Token reset" }).click();
+  await admin.page.locator("#console-reset .result", { hasText: "bob: 1 connection(s)" }).waitFor({ timeout: STEP });
+  await shot(admin, "console");
+  log("a token reset from the console reaches bob's connection");
+
+  for (const u of users) check(u.errors.length === 0, `${u.name}: ${u.errors.join("; ")}`);
+} catch (err) {
+  failed = true;
+  console.error(`FAILED: ${err instanceof StepError ? err.message : err.stack}`);
+  for (const u of users) {
+    await shot(u, `failure-${u.name}`).catch(() => {});
+    console.error(`${u.name} at ${u.page.url()}; errors: ${u.errors.join("; ")}`);
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
