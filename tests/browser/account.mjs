@@ -42,23 +42,34 @@ let failed = false;
 try {
   const laptop = await login("bob", "laptop");
   const phone = await login("bob", "phone");
-  log("bob is logged in twice");
+  const tablet = await login("bob", "tablet");
+  log("bob is logged in three times");
 
   // -- Account: both sessions, this one marked; sign the phone out ------------------------
   await laptop.page.getByRole("button", { name: "Account" }).click();
-  await laptop.page.waitForFunction(() => document.querySelectorAll("#account-sessions tr").length === 2, null, {
-    timeout: STEP,
-  });
+  const count = (n) =>
+    laptop.page.waitForFunction((n) => document.querySelectorAll("#account-sessions tr").length === n, n, {
+      timeout: STEP,
+    });
+  await count(3);
   check((await laptop.page.locator('#account-sessions tr[data-current="yes"]').count()) === 1, "one current session");
-  await shot(laptop, "two-sessions");
-  await laptop.page.locator('#account-sessions tr[data-current="no"] button').click();
-  await laptop.page.waitForFunction(() => document.querySelectorAll("#account-sessions tr").length === 1, null, {
-    timeout: STEP,
+  await shot(laptop, "three-sessions");
+  // One row: the phone's (found by its session id through the page's own /api/config user).
+  const phoneSession = await phone.page.evaluate(async () => {
+    const r = await fetch("/api/auth/sessions");
+    return (await r.json()).find((s) => s.current).sessionId;
   });
+  await laptop.page.locator(`#account-sessions tr[data-session="${phoneSession}"] button`).click();
+  await count(2);
   log("the phone session is signed out from the laptop");
   await phone.page.locator("#login-view").waitFor({ state: "visible", timeout: 20_000 });
   await shot(phone, "phone-signed-out");
   log("the phone page lost its connection and is back at the login");
+  await laptop.page.getByRole("button", { name: "Sign out everywhere else" }).click();
+  await count(1);
+  await tablet.page.locator("#login-view").waitFor({ state: "visible", timeout: 20_000 });
+  check(await laptop.page.locator('#account-sessions tr[data-current="yes"]').isVisible(), "this session stays");
+  log("signing out everywhere else ends the tablet's session too, and keeps this one");
   await laptop.page.getByRole("button", { name: "Chat" }).click();
   await laptop.page.locator('#conn-status[data-status="connected"]').waitFor({ timeout: STEP });
   check(!(await laptop.page.getByRole("button", { name: "Console" }).isVisible()), "no console for bob");
