@@ -268,56 +268,19 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
         "deploy/cluster/n3.conf",
         "deploy/cluster/callout.toml",
     ];
-    // Fourteen free ports: another process may take one first; then start again elsewhere.
-    let (demo, _nodes) = (0..5)
-        .find_map(|_| start_cluster_demo(&files))
-        .expect("the cluster demo's nodes did not start");
-    let second = [
-        (
-            "NATS_CALLOUT_HTTP__LISTEN",
-            format!("127.0.0.1:{}", demo.port(8081)),
-        ),
-        (
-            "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", demo.port(9091)),
-        ),
-    ];
-    let mut instances = Vec::new();
-    for (i, vars) in [&[][..], &second[..]].into_iter().enumerate() {
-        let mut c = bin();
-        let log = std::fs::File::create(demo.path(&format!("instance{i}.log"))).unwrap();
-        c.args(["serve", "--config", "deploy/cluster/callout.toml"])
-            .current_dir(demo.dir.path())
-            .env("RUST_LOG", "nats_callout=debug")
-            .stderr(log);
-        for (k, v) in vars {
-            c.env(k, v);
-        }
-        instances.push(Running(c.spawn().unwrap()));
-    }
-    for admin in [9090, 9091] {
-        let url = format!("http://127.0.0.1:{}/readyz", demo.port(admin));
-        let start = Instant::now();
-        loop {
-            let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                start.elapsed() < DEADLINE * 3,
-                "instance on {admin} never got ready: {}{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(demo.path(if admin == 9090 {
-                    "instance0.log"
-                } else {
-                    "instance1.log"
-                }))
-                .unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    // Fourteen free ports: another process may take one first (before a node or an instance
+    // binds it); then everything starts again elsewhere.
+    let mut started = None;
+    for _ in 0..5 {
+        let Some((demo, nodes)) = start_cluster_demo(&files) else {
+            continue;
+        };
+        if let Some(instances) = start_cluster_instances(&demo).await {
+            started = Some((demo, nodes, instances));
+            break;
         }
     }
+    let (demo, _nodes, _instances) = started.expect("the cluster demo did not start");
     let (one, two) = (
         format!("http://127.0.0.1:{}", demo.port(8080)),
         format!("http://127.0.0.1:{}", demo.port(8081)),
@@ -345,6 +308,61 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
             logs.join("\n----\n")
         )
     });
+}
+/// The two instances of the cluster demo, ready; `None` when one could not bind its ports
+/// (taken by another process since they were chosen).
+async fn start_cluster_instances(demo: &DemoCopy) -> Option<Vec<Running>> {
+    let second = [
+        (
+            "NATS_CALLOUT_HTTP__LISTEN",
+            format!("127.0.0.1:{}", demo.port(8081)),
+        ),
+        (
+            "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", demo.port(9091)),
+        ),
+    ];
+    let mut instances = Vec::new();
+    for (i, vars) in [&[][..], &second[..]].into_iter().enumerate() {
+        let mut c = bin();
+        let log = std::fs::File::create(demo.path(&format!("instance{i}.log"))).unwrap();
+        c.args(["serve", "--config", "deploy/cluster/callout.toml"])
+            .current_dir(demo.dir.path())
+            .env("RUST_LOG", "nats_callout=debug")
+            .stderr(log);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        instances.push(Running(c.spawn().unwrap()));
+    }
+    for (i, admin) in [9090, 9091].into_iter().enumerate() {
+        let url = format!("http://127.0.0.1:{}/readyz", demo.port(admin));
+        let log = demo.path(&format!("instance{i}.log"));
+        let start = Instant::now();
+        loop {
+            let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
+            if out.status.success() {
+                break;
+            }
+            if instances[i].0.try_wait().ok().flatten().is_some() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                assert!(
+                    text.contains("Address already in use"),
+                    "instance {i} stopped:\n{text}"
+                );
+                return None;
+            }
+            assert!(
+                start.elapsed() < DEADLINE * 3,
+                "instance on {admin} never got ready: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Some(instances)
 }
 
 /// The cluster demo's files with moved ports, keys made, the three nodes listening; `None`
