@@ -45,6 +45,7 @@ impl Responder {
             account: &self.account,
             expires_at: now + 3600,
             permissions: &self.grant,
+            issuer_account: None,
         };
         let Ok(jwt) = user_jwt(issuer, issuer_pk, &user, now) else {
             return Vec::new();

@@ -127,6 +127,7 @@ fn steps(c: &mut Crit) {
                 account: &policy.account,
                 expires_at: grant.expires_at,
                 permissions: &grant.permissions,
+                issuer_account: None,
             };
             let jwt = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
             response_jwt(
@@ -147,6 +148,7 @@ fn steps(c: &mut Crit) {
         account: &policy.account,
         expires_at: grant.expires_at,
         permissions: &grant.permissions,
+        issuer_account: None,
     };
     let user = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
     let reply = response_jwt(

@@ -167,35 +167,31 @@ impl App {
         let client = connect_as(&config, "service", Some((&health, "nats"))).await?;
         let (tokens, shared) = open_tokens(&config, token_keys.clone(), &client).await?;
         let tokens = Arc::new(tokens);
-        let callout = Arc::new(Callout::new(
-            keys,
-            token_keys,
-            permissions.clone(),
-            tokens.revocations().clone(),
-            policy,
-        ));
-        let enforcement = match &config.nats.system_user {
-            Some(user) => {
-                let password = config
-                    .system_password()?
-                    .map(|s| s.expose().to_string())
-                    .unwrap_or_default();
-                let sys = waiting(nats_options(&config, "system")?, &health, "nats-system")
-                    .user_and_password(user.clone(), password)
-                    .connect(config.nats.servers())
-                    .await
-                    .with_context(|| format!("while connecting to NATS as system user {user}"))?;
-                Some(Enforcement::new(
-                    sys,
-                    permissions.clone(),
-                    tokens.revocations().clone(),
-                    config.enforcement.clone(),
-                    config.callout.account.clone(),
-                    leadership(&config),
-                ))
-            }
+        let operator = crate::operator::OperatorKeys::load(&config.callout)
+            .context("while loading the operator-mode account keys")?;
+        let callout = Arc::new(
+            Callout::new(
+                keys,
+                token_keys,
+                permissions.clone(),
+                tokens.revocations().clone(),
+                policy,
+            )
+            .with_operator(operator),
+        );
+        let enforcement = match system_connection(&config, &health).await? {
+            Some(sys) => Some(Enforcement::new(
+                sys,
+                permissions.clone(),
+                tokens.revocations().clone(),
+                config.enforcement.clone(),
+                enforced_account(&config),
+                leadership(&config),
+            )),
             None => {
-                warn!("no nats.system_user: live enforcement (LDM/KICK) is off");
+                warn!(
+                    "no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off"
+                );
                 None
             }
         };
@@ -507,6 +503,47 @@ fn waiting(
         })
 }
 
+/// The system account's connection (live enforcement), by `.creds` file or user/password;
+/// `None` when neither is configured.
+async fn system_connection(
+    config: &Config,
+    health: &Arc<Health>,
+) -> anyhow::Result<Option<async_nats::Client>> {
+    let opts = waiting(nats_options(config, "system")?, health, "nats-system");
+    let opts = match (&config.nats.system_credentials_file, &config.nats.system_user) {
+        (Some(creds), _) => opts
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("while reading {}", creds.display()))?,
+        (None, Some(user)) => {
+            let password = config
+                .system_password()?
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default();
+            opts.user_and_password(user.clone(), password)
+        }
+        (None, None) => return Ok(None),
+    };
+    let sys = opts
+        .connect(config.nats.servers())
+        .await
+        .context("while connecting to NATS as the system user")?;
+    Ok(Some(sys))
+}
+
+/// The account whose connections live enforcement follows, as the server names it: the
+/// name in config mode, the public key in operator mode.
+fn enforced_account(config: &Config) -> String {
+    let c = &config.callout;
+    match c.mode {
+        crate::config::CalloutMode::Config => c.account.clone(),
+        crate::config::CalloutMode::Operator => c
+            .accounts
+            .get(&c.account)
+            .map_or_else(|| c.account.clone(), |a| a.public_key.clone()),
+    }
+}
+
 /// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, it waits for
 /// NATS (see [`waiting`]) instead of failing.
 async fn connect_as(
@@ -515,7 +552,12 @@ async fn connect_as(
     health: Option<(&Arc<Health>, &'static str)>,
 ) -> anyhow::Result<async_nats::Client> {
     let mut opts = nats_options(config, role)?;
-    if let Some(seed_file) = &config.nats.nkey_seed_file {
+    if let Some(creds) = &config.nats.credentials_file {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("while reading {}", creds.display()))?;
+    } else if let Some(seed_file) = &config.nats.nkey_seed_file {
         let seed = crate::keys::read_secret(seed_file)?;
         opts = opts.nkey(seed);
     } else if let Some(user) = &config.nats.user {

@@ -58,6 +58,11 @@ pub enum Command {
         /// container run at every start.
         #[arg(long, env = "NATS_CALLOUT_KEYS_KEEP")]
         keep: bool,
+        /// An operator-mode set-up instead (operator, AUTH/APP/APP2/SYS accounts, sentinel,
+        /// creds, nats-server.conf and callout.toml in --dir; the access-token keys stay
+        /// those `keys` made in .demo).
+        #[arg(long, env = "NATS_CALLOUT_KEYS_OPERATOR")]
+        operator: bool,
     },
     /// Exit 0 when the running service is ready (`/readyz` on the operations listener):
     /// a container health check that needs no HTTP client in the image.
@@ -166,7 +171,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(check(&dir))
         }
-        Command::Keys { dir, force, keep } => {
+        Command::Keys {
+            dir,
+            force,
+            keep,
+            operator: true,
+        } => {
+            if keep && dir.join("nats-server.conf").exists() {
+                eprintln!("operator set-up already in {}: kept", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let opts = crate::operator::setup::SetupOptions {
+                force,
+                ..crate::operator::setup::SetupOptions::demo(dir)
+            };
+            let g = crate::operator::setup::generate(&opts)?;
+            eprintln!(
+                "operator set-up written to {} (seeds and creds in 0600 files)",
+                g.dir.display()
+            );
+            println!("operator      {}", g.operator);
+            println!("AUTH          {}", g.auth);
+            for (name, key) in &g.targets {
+                println!("{name:<13} {key}");
+            }
+            println!("SYS           {}", g.system);
+            println!("nats-server -c {}", g.server_config.display());
+            println!("nats-callout serve --config {}", g.callout_config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { dir, force, keep, .. } => {
             if keep && crate::keys::complete(&dir) {
                 eprintln!("keys already in {}: kept", dir.display());
                 return Ok(ExitCode::SUCCESS);

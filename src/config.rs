@@ -72,6 +72,10 @@ pub struct NatsSettings {
     pub system_password_file: Option<PathBuf>,
     /// Authenticate the service with an nkey seed file instead of user/password.
     pub nkey_seed_file: Option<PathBuf>,
+    /// Authenticate the service with a `.creds` file (user JWT and seed; operator mode).
+    pub credentials_file: Option<PathBuf>,
+    /// The system user's `.creds` file (operator mode), instead of `system_user`.
+    pub system_credentials_file: Option<PathBuf>,
     /// CA bundle for TLS to NATS (use a `tls://` URL); client certificate and key for mTLS.
     pub tls_ca_file: Option<PathBuf>,
     pub tls_cert_file: Option<PathBuf>,
@@ -104,6 +108,8 @@ impl Default for NatsSettings {
             system_password: None,
             system_password_file: None,
             nkey_seed_file: None,
+            credentials_file: None,
+            system_credentials_file: None,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -144,6 +150,40 @@ pub struct CalloutSettings {
     pub write_subject: String,
     /// Per-user inbox prefix (clients set it as their inbox prefix).
     pub inbox_prefix: String,
+    /// `config`: the server's `authorization { auth_callout }`; `operator`: the callout is
+    /// configured in the AUTH account's JWT (decentralized authentication).
+    pub mode: CalloutMode,
+    /// Operator mode: the AUTH account's public key (`A...`), which requests name; replies
+    /// signed by one of its signing keys (`issuer_seed_file`) carry it as `issuer_account`.
+    pub auth_account: Option<String>,
+    /// Operator mode: the accounts users may be placed in (the AUTH account's
+    /// `allowed_accounts`), by name; `account` names the default one.
+    pub accounts: std::collections::BTreeMap<String, TargetAccount>,
+}
+
+/// Where the callout is configured.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CalloutMode {
+    /// `authorization { auth_callout { ... } }` in the server configuration.
+    #[default]
+    Config,
+    /// In the AUTH account's JWT, with an operator and a resolver.
+    Operator,
+}
+
+/// An account users are placed in (operator mode).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TargetAccount {
+    /// The account's public key (`A...`).
+    pub public_key: String,
+    /// Seed of the account's signing key (or of the account itself) that signs user JWTs.
+    pub signing_key_file: PathBuf,
+    /// The account's JWT, to refuse a scoped signing key (whose users may carry no
+    /// permissions of their own) at start.
+    #[serde(default)]
+    pub jwt_file: Option<PathBuf>,
 }
 
 impl Default for CalloutSettings {
@@ -163,6 +203,9 @@ impl Default for CalloutSettings {
             read_subject: "chat.{room}.>".into(),
             write_subject: "chat.{room}.{user}".into(),
             inbox_prefix: "_INBOX.{user}".into(),
+            mode: CalloutMode::Config,
+            auth_account: None,
+            accounts: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -448,6 +491,8 @@ impl Config {
         for p in [
             &mut self.nats.system_password_file,
             &mut self.nats.nkey_seed_file,
+            &mut self.nats.credentials_file,
+            &mut self.nats.system_credentials_file,
             &mut self.nats.tls_ca_file,
             &mut self.nats.tls_cert_file,
             &mut self.nats.tls_key_file,
@@ -462,6 +507,12 @@ impl Config {
         fix(&mut self.tokens.refresh_secret_file);
         self.tokens.verify_key_files.iter_mut().for_each(fix);
         fix(&mut self.permissions.dir);
+        for a in self.callout.accounts.values_mut() {
+            fix(&mut a.signing_key_file);
+            if let Some(p) = a.jwt_file.as_mut() {
+                fix(p);
+            }
+        }
         for p in self
             .identity
             .oidc
@@ -543,6 +594,35 @@ impl Config {
                 "tokens.max_token_ttl",
                 "must be at least tokens.access_ttl (revocations are kept this long)".into(),
             );
+        }
+        if c.mode == CalloutMode::Operator {
+            let is_account = |k: &str| k.starts_with('A') && nkeys::KeyPair::from_public_key(k).is_ok();
+            match &c.auth_account {
+                Some(a) if is_account(a) => {}
+                _ => {
+                    return invalid(
+                        "callout.auth_account",
+                        "operator mode needs the AUTH account's public key (A...)".into(),
+                    );
+                }
+            }
+            if !c.accounts.contains_key(&c.account) {
+                return invalid(
+                    "callout.accounts",
+                    format!(
+                        "operator mode: callout.account {:?} must be one of [callout.accounts]",
+                        c.account
+                    ),
+                );
+            }
+            for (name, a) in &c.accounts {
+                if !is_account(&a.public_key) {
+                    return invalid(
+                        "callout.accounts",
+                        format!("{name}: public_key is not an account public key (A...)"),
+                    );
+                }
+            }
         }
         if let Err(reason) = self.identity.validate() {
             return invalid("identity.oidc", reason);

@@ -150,7 +150,7 @@ pub fn read_secret_key(path: &Path) -> Result<[u8; 32], KeyError> {
 }
 
 /// Write `contents` to a new 0600 file.
-fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError> {
+pub(crate) fn write_secret(path: &Path, contents: &str, force: bool) -> Result<(), KeyError> {
     if path.exists() && !force {
         return Err(KeyError::Exists { path: path.into() });
     }

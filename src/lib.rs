@@ -46,6 +46,7 @@ pub mod keys;
 pub mod kv;
 pub mod names;
 pub mod oidc;
+pub mod operator;
 pub mod ops;
 pub mod password;
 pub mod permissions;

@@ -34,6 +34,9 @@ pub struct Policy {
     pub user_jwt_ttl: Duration,
     /// Roles whose users may publish `auth.v1.tokenReset`.
     pub token_reset_roles: Vec<Role>,
+    /// Operator mode: the accounts users may be placed in (`[callout.accounts]`); config
+    /// mode: any (nats-server checks the name).
+    pub placements: Option<HashSet<String>>,
 }
 
 impl Policy {
@@ -61,6 +64,8 @@ impl Policy {
             inbox_prefix: Template::parse(&s.inbox_prefix, false)?,
             user_jwt_ttl: s.user_jwt_ttl,
             token_reset_roles,
+            placements: (s.mode == crate::config::CalloutMode::Operator)
+                .then(|| s.accounts.keys().cloned().collect()),
         })
     }
 
@@ -81,6 +86,8 @@ pub struct GrantedRoom {
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub identity: AccessClaims,
+    /// The account the connection is placed in (a name; operator mode maps it to a key).
+    pub account: String,
     pub rooms: Vec<GrantedRoom>,
     /// Requested rooms left out for lack of a grant.
     pub refused: Vec<String>,
@@ -113,6 +120,8 @@ pub enum Deny {
     BadRoom { room: String, reason: NameError },
     #[error("room name {0:?} is reserved")]
     ReservedRoom(String),
+    #[error("account {0:?} is not one users are placed in (callout.accounts)")]
+    AccountNotServed(String),
 }
 
 impl Deny {
@@ -128,6 +137,7 @@ impl Deny {
             Deny::RoomListTooLong { .. } => "room-list-too-long",
             Deny::BadRoom { .. } => "bad-room-name",
             Deny::ReservedRoom(_) => "reserved-room-name",
+            Deny::AccountNotServed(_) => "account-not-served",
         }
     }
 }
@@ -223,6 +233,12 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
         }
         expires_at = expires_at.min(end);
     }
+    let account = user.account().unwrap_or(&policy.account).to_string();
+    if let Some(allowed) = &policy.placements
+        && !allowed.contains(&account)
+    {
+        return Err(Deny::AccountNotServed(account));
+    }
     let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
 
     let uid = identity.sub.as_str();
@@ -261,6 +277,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
     publish.extend(crate::wire::privilege_subjects(privileges));
     Ok(Grant {
         identity,
+        account,
         rooms,
         refused,
         permissions: UserPermissions {

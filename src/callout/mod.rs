@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::claims::request::{self, AuthRequest};
-use crate::claims::response::{Outcome, UserJwt, response_jwt, user_jwt};
+use crate::claims::response::{Outcome, UserJwt, response_jwt_as, user_jwt};
 use crate::clock::now_secs;
 use crate::keys::CalloutKeys;
 use crate::permissions::{Permissions, Snapshot};
@@ -25,10 +25,13 @@ use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
 use decision::{Deny, Grant, Inputs, Policy, decide};
+use nkeys::KeyPair;
 
 /// Everything the request path needs, shared by all in-flight requests.
 pub struct Callout {
     keys: CalloutKeys,
+    /// Operator mode: the AUTH account and the accounts users are placed in.
+    operator: Option<crate::operator::OperatorKeys>,
     tokens: Arc<TokenKeys>,
     permissions: Permissions,
     revocations: Revocations,
@@ -110,12 +113,19 @@ impl Callout {
     ) -> Self {
         Callout {
             keys,
+            operator: None,
             tokens,
             permissions,
             revocations,
             policy,
             counters: Arc::default(),
         }
+    }
+
+    /// Serve an operator-mode server (see [`crate::operator`]).
+    pub fn with_operator(mut self, operator: Option<crate::operator::OperatorKeys>) -> Self {
+        self.operator = operator;
+        self
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -163,7 +173,12 @@ impl Callout {
                 return (Vec::new(), Verdict::Refused(e.code()));
             }
         };
-        let req = match request::verify_for(&opened.jwt, &self.keys.issuer_publics(), now) {
+        // Config mode: the server names our issuer; operator mode: the AUTH account.
+        let expected = match &self.operator {
+            Some(op) => vec![op.auth_account.as_str()],
+            None => self.keys.issuer_publics(),
+        };
+        let req = match request::verify_for(&opened.jwt, &expected, now) {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
@@ -228,34 +243,55 @@ impl Callout {
         verdict: &Verdict,
         now: i64,
     ) -> Result<String, crate::claims::ClaimsError> {
-        // Answer with the issuer this server expects (two during a key rotation).
-        let issuer_pk = req.callout_issuer.as_str();
-        let issuer = self
-            .keys
-            .issuer_for(issuer_pk)
-            .ok_or(crate::claims::ClaimsError::UnknownIssuer)?;
+        // Config mode: answer with the issuer this server expects (two during a key
+        // rotation). Operator mode: the AUTH account's key, or a signing key of it.
+        let (issuer, issuer_pk, issuer_account) = match &self.operator {
+            None => {
+                let pk = req.callout_issuer.as_str();
+                let k = self
+                    .keys
+                    .issuer_for(pk)
+                    .ok_or(crate::claims::ClaimsError::UnknownIssuer)?;
+                (k, pk, None)
+            }
+            Some(op) => {
+                let pk = self.keys.issuer_public();
+                let account = (pk != op.auth_account).then_some(op.auth_account.as_str());
+                (self.keys.issuer(), pk, account)
+            }
+        };
         let (nkey, server) = (req.user_nkey.as_str(), req.server_id.id.as_str());
+        let answer = |outcome| response_jwt_as(issuer, issuer_pk, issuer_account, nkey, server, outcome, now);
         match verdict {
             Verdict::Allowed(allowed) => {
                 let grant = &allowed.0;
-                let jwt = user_jwt(
-                    issuer,
-                    issuer_pk,
-                    &UserJwt {
-                        user_nkey: nkey,
-                        name: &grant.identity.sub,
-                        account: &self.policy.account,
-                        expires_at: grant.expires_at,
-                        permissions: &grant.permissions,
+                let user = |key: &KeyPair, key_pk: &str, issuer_account| {
+                    user_jwt(
+                        key,
+                        key_pk,
+                        &UserJwt {
+                            user_nkey: nkey,
+                            name: &grant.identity.sub,
+                            account: &grant.account,
+                            expires_at: grant.expires_at,
+                            permissions: &grant.permissions,
+                            issuer_account,
+                        },
+                        now,
+                    )
+                };
+                let jwt = match &self.operator {
+                    None => user(issuer, issuer_pk, None)?,
+                    Some(op) => match op.target(&grant.account) {
+                        Some(t) => user(&t.signer, &t.signer_public, t.issuer_account())?,
+                        // The decision only places users in configured accounts.
+                        None => return answer(Outcome::Deny("account-not-served")),
                     },
-                    now,
-                )?;
-                response_jwt(issuer, issuer_pk, nkey, server, Outcome::Allow(&jwt), now)
+                };
+                answer(Outcome::Allow(&jwt))
             }
-            Verdict::Denied(deny) => {
-                response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(deny.code()), now)
-            }
-            Verdict::Refused(code) => response_jwt(issuer, issuer_pk, nkey, server, Outcome::Deny(code), now),
+            Verdict::Denied(deny) => answer(Outcome::Deny(deny.code())),
+            Verdict::Refused(code) => answer(Outcome::Deny(code)),
         }
     }
 }

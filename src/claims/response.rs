@@ -48,6 +48,9 @@ struct UserNats<'a> {
     subs: i64,
     data: i64,
     payload: i64,
+    /// Operator mode: the target account, when a signing key of it signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer_account: Option<&'a str>,
     #[serde(rename = "type")]
     kind: &'static str,
     version: u8,
@@ -71,6 +74,9 @@ struct ResponseNats<'a> {
     jwt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Operator mode: the AUTH account, when a signing key of it signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer_account: Option<&'a str>,
     #[serde(rename = "type")]
     kind: &'static str,
     version: u8,
@@ -92,8 +98,10 @@ pub struct UserJwt<'a> {
     pub user_nkey: &'a str,
     /// Stable user id; becomes the connection's user in CONNZ and events.
     pub name: &'a str,
-    /// Target account name (config mode).
+    /// Target account name (config mode; nats-server ignores it in operator mode).
     pub account: &'a str,
+    /// Operator mode: the target account's public key, when `issuer` is a signing key of it.
+    pub issuer_account: Option<&'a str>,
     pub expires_at: i64,
     pub permissions: &'a UserPermissions,
 }
@@ -120,6 +128,7 @@ pub fn user_jwt(
             subs: -1,
             data: -1,
             payload: -1,
+            issuer_account: u.issuer_account,
             kind: "user",
             version: 2,
         },
@@ -142,6 +151,19 @@ pub fn response_jwt(
     outcome: Outcome<'_>,
     now: i64,
 ) -> Result<String, ClaimsError> {
+    response_jwt_as(issuer, issuer_public, None, user_nkey, server_id, outcome, now)
+}
+
+/// [`response_jwt`] signed by a signing key of `issuer_account` (operator mode).
+pub fn response_jwt_as(
+    issuer: &KeyPair,
+    issuer_public: &str,
+    issuer_account: Option<&str>,
+    user_nkey: &str,
+    server_id: &str,
+    outcome: Outcome<'_>,
+    now: i64,
+) -> Result<String, ClaimsError> {
     let (jwt, error) = match outcome {
         Outcome::Allow(j) => (Some(j), None),
         Outcome::Deny(e) => (None, Some(e)),
@@ -155,6 +177,7 @@ pub fn response_jwt(
         nats: ResponseNats {
             jwt,
             error,
+            issuer_account,
             kind: RESPONSE_TYPE,
             version: 2,
         },
@@ -191,6 +214,7 @@ mod tests {
             account: "APP",
             expires_at: 4600,
             permissions: &p,
+            issuer_account: None,
         };
         let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
         let (iss, v): (String, Value) = decode_verified(&jwt).unwrap();

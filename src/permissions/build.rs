@@ -32,6 +32,7 @@ struct UserDef<'a> {
     groups: Vec<Text<'a>>,
     grants: Vec<(Target, Access)>,
     nkeys: Vec<Text<'a>>,
+    account: Option<Text<'a>>,
 }
 
 struct GroupDef<'a> {
@@ -136,6 +137,7 @@ impl<'a> Defs<'a> {
                 groups: u.groups,
                 grants,
                 nkeys: u.nkeys,
+                account: u.account,
             });
         }
         for (name, g) in raw.groups {
@@ -291,6 +293,7 @@ impl<'a> Defs<'a> {
             .zip(sizes)
             .map(|(u, size)| {
                 let mut user = User {
+                    account: u.account.as_deref().map(str::to_owned),
                     roles: u.roles,
                     password_hash: u.password.as_deref().map(str::to_owned),
                     grants: HashMap::with_capacity(size),
@@ -429,6 +432,15 @@ pub(crate) fn check_users(file: usize, raw: &RawFile<'_>, out: &mut Vec<Pending>
         if let Err(e) = validate_name(name) {
             let reason = format!("invalid user name {:?}: {e}", &**name);
             out.push(Pending::at(file, keys(&["users", name]), reason));
+        }
+        if let Some(a) = &u.account
+            && let Err(e) = validate_name(a)
+        {
+            out.push(Pending::at(
+                file,
+                keys(&["users", name, "account"]),
+                format!("user {:?}: account {:?}: {e}", &**name, &**a),
+            ));
         }
         for (i, k) in u.nkeys.iter().enumerate() {
             if !is_user_nkey(k) {

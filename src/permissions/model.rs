@@ -229,6 +229,8 @@ pub struct User {
     pub(crate) patterns: Vec<(Pattern, Access)>,
     /// The id of the snapshot this user belongs to.
     pub(crate) snapshot: u64,
+    /// The account the user's connections are placed in, when not the default.
+    pub(crate) account: Option<String>,
 }
 
 impl User {
@@ -242,7 +244,14 @@ impl User {
             grants: HashMap::default(),
             patterns: Vec::new(),
             snapshot,
+            account: None,
         }
+    }
+
+    /// The account the user's connections are placed in, when the files name one.
+    #[must_use]
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
     }
 
     /// The stable user id (the name in the permission files).

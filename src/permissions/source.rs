@@ -151,6 +151,9 @@ pub(crate) struct RawUser<'a> {
     /// Public nkeys (`U…`) the user may log in with by signing a challenge.
     #[serde(default)]
     pub(crate) nkeys: Vec<Text<'a>>,
+    /// The account the user's connections are placed in (default `callout.account`).
+    #[serde(default)]
+    pub(crate) account: Option<Text<'a>>,
 }
 
 /// `[groups.NAME]`

@@ -321,7 +321,7 @@ fn validation_problems() {
         (
             &[("u.toml", "[users.bob]\npasword = \"x\"\n")],
             &[
-                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`",
+                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`",
             ],
         ),
         (
@@ -451,7 +451,7 @@ fn validation_problems() {
             )],
             &[
                 "p.json:3: user \"bob\": unknown role \"root\" (expected \"user\", \"admin\", \"sysadmin\" or \"service\")",
-                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`",
+                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`",
                 "p.json:5: user \"dave\": invalid type: integer `5`, expected a sequence",
                 "p.json:7: unknown table \"user\" (expected \"users\", \"groups\" or \"rooms\")",
             ],
