@@ -11,8 +11,10 @@ release:
 	$(CARGO) build --release --locked
 
 # demo.sh checks the demo's ports first, then builds in release mode and runs everything.
+# MODE=operator runs the same demo on a nats-server in operator mode.
+MODE ?= config
 demo: tools
-	scripts/demo.sh
+	MODE=$(MODE) scripts/demo.sh
 
 # Three nats-server nodes (JetStream, R3) and two nats-callout instances sharing their state.
 demo-cluster: tools

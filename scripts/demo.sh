@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=${MODE:-config}
+case "$MODE" in config|operator) ;; *) echo "make demo: MODE is config or operator, not $MODE" >&2; exit 2 ;; esac
+
 # The demo's ports (nats-server.conf, callout.toml): refuse at once, before building.
 source scripts/ports.sh
 require_free_ports "make demo" "4222 (NATS), 8222 (monitoring), 9222 (websocket), 8080 (chat page) and 9090 (operations)" \
@@ -16,6 +19,17 @@ if [ ! -f .demo/nats-keys.conf ]; then
   echo "generating demo keys into .demo/ ..."
   "$BIN" keys --dir .demo > .demo-snippet.tmp && rm -f .demo-snippet.tmp
 fi
+# MODE=operator: the same demo on a nats-server in operator mode (README: Operator mode),
+# its operator, accounts, sentinel and creds generated once into .demo/operator.
+case "$MODE" in
+  config) SERVER_CONF=nats-server.conf; CALLOUT_CONF=callout.toml ;;
+  operator)
+    if [ ! -f .demo/operator/nats-server.conf ]; then
+      echo "generating the operator set-up into .demo/operator/ ..."
+      "$BIN" keys --operator --dir .demo/operator
+    fi
+    SERVER_CONF=.demo/operator/nats-server.conf; CALLOUT_CONF=.demo/operator/callout.toml ;;
+esac
 "$BIN" check permissions
 pids=()
 cleanup() {
@@ -24,14 +38,14 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup INT TERM EXIT
-"$NATS_SERVER" -c nats-server.conf &
+"$NATS_SERVER" -c "$SERVER_CONF" &
 pids+=($!)
 wait_for_port 4222
-"$BIN" serve --config callout.toml &
+"$BIN" serve --config "$CALLOUT_CONF" &
 pids+=($!)
 cat <<MSG
 
-  nats-callout demo is running
+  nats-callout demo is running ($MODE mode)
     chat page   http://127.0.0.1:8080/      (log in as bob/bob and alice/alice)
     HTTP API    http://127.0.0.1:8080/api/  (see README: login, refresh, revoke)
     operations  http://127.0.0.1:9090/readyz, /metrics, /api/admin/status

@@ -16,6 +16,7 @@
 //! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
 //! - [`claims`]: NATS JWTs on nkeys: requests in, user JWTs and responses out.
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
+//! - [`operator`]: operator mode: the AUTH and target accounts' keys; the set-up `keys --operator` writes.
 //! - [`oidc`]: OpenID providers: their tokens verified with cached keys, kept fresh in the background; logging in through them.
 //! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.

@@ -176,3 +176,76 @@ fn check_signing_key(
         account: account.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An account JWT listing `keys` as signing keys (strings, or scoped objects).
+    fn account_jwt(account: &KeyPair, keys: serde_json::Value) -> String {
+        let claims = json!({"sub": account.public_key(), "iss": account.public_key(),
+                            "nats": {"signing_keys": keys, "type": "account", "version": 2}});
+        crate::claims::encode(&claims, account).unwrap()
+    }
+
+    fn target(dir: &Path, account: &KeyPair, signer: &KeyPair, jwt: &str) -> TargetAccount {
+        let seed = dir.join("signer.nk");
+        std::fs::write(&seed, signer.seed().unwrap()).unwrap();
+        let jwt_file = dir.join("APP.jwt");
+        std::fs::write(&jwt_file, jwt).unwrap();
+        TargetAccount {
+            public_key: account.public_key(),
+            signing_key_file: seed,
+            jwt_file: Some(jwt_file),
+        }
+    }
+
+    #[test]
+    fn a_scoped_or_foreign_signing_key_is_refused_with_its_reason_and_a_plain_one_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = KeyPair::new_account();
+        let signer = KeyPair::new_account();
+        let plain = account_jwt(&app, json!([signer.public_key()]));
+        let t = load_target("APP", &target(dir.path(), &app, &signer, &plain)).unwrap();
+        assert_eq!(t.issuer_account(), Some(app.public_key().as_str()));
+        // The account's own key signs without issuer_account.
+        let own = load_target("APP", &target(dir.path(), &app, &app, &plain)).unwrap();
+        assert_eq!(own.issuer_account(), None);
+
+        let scoped = account_jwt(
+            &app,
+            json!([{"key": signer.public_key(), "kind": "user_scope", "role": "chat",
+                    "template": {"pub": {"allow": ["chat.>"]}}}]),
+        );
+        let e = load_target("APP", &target(dir.path(), &app, &signer, &scoped))
+            .err()
+            .unwrap();
+        assert!(matches!(e, OperatorError::Scoped { .. }), "{e}");
+        assert!(e.to_string().contains("scoped signing key"), "{e}");
+
+        let other = KeyPair::new_account();
+        let e = load_target("APP", &target(dir.path(), &app, &other, &plain))
+            .err()
+            .unwrap();
+        assert!(matches!(e, OperatorError::NotASigningKey { .. }), "{e}");
+
+        let user = KeyPair::new_user();
+        let seed = dir.path().join("user.nk");
+        std::fs::write(&seed, user.seed().unwrap()).unwrap();
+        let bad = TargetAccount {
+            public_key: app.public_key(),
+            signing_key_file: seed,
+            jwt_file: None,
+        };
+        assert!(matches!(
+            load_target("APP", &bad),
+            Err(OperatorError::BadSeed { .. })
+        ));
+        let wrong_jwt = account_jwt(&other, json!([]));
+        let e = load_target("APP", &target(dir.path(), &app, &signer, &wrong_jwt))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("is the JWT of"), "{e}");
+    }
+}

@@ -255,6 +255,25 @@ fn make_demo_refuses_clearly_when_its_ports_are_taken() {
         "it refused without building"
     );
     assert!(!Path::new(&repo().join(".demo-snippet.tmp")).exists());
+    // MODE=operator refuses as clearly (the same port is still held), and MODE is checked.
+    let out = Command::new("make")
+        .args(["demo", "MODE=operator"])
+        .current_dir(repo())
+        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("9222") && err.contains("already in use"),
+        "{err}"
+    );
+    let out = Command::new("make")
+        .args(["demo", "MODE=nope"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MODE is config or operator, not nope"));
 }
 
 /// The cluster demo's files (deploy/cluster, what `make demo-cluster` runs): three nodes and
@@ -427,4 +446,90 @@ fn make_demo_cluster_refuses_clearly_when_its_ports_are_taken() {
         start.elapsed() < Duration::from_secs(60),
         "it refused without building"
     );
+}
+
+/// `make demo MODE=operator`'s files: `keys --operator --dir .demo/operator` beside the demo
+/// keys, the nats-server it writes (operator mode), the service with the `callout.toml` it
+/// writes, and bob with a token from `nats-callout token --user bob` run where the README
+/// runs it (the config-mode `callout.toml`): the same token works in both modes.
+#[tokio::test]
+async fn the_operator_demo_files_serve_bob_with_the_same_token() {
+    let demo = DemoCopy::new();
+    for args in [
+        &["keys", "--dir", ".demo"][..],
+        &["keys", "--operator", "--dir", ".demo/operator"],
+    ] {
+        let out = bin().args(args).current_dir(demo.dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let printed =
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let seed =
+            |w: &str| w.len() == 58 && w.starts_with('S') && w.chars().all(|c| c.is_ascii_alphanumeric());
+        assert!(
+            !printed.split(|c: char| !c.is_ascii_alphanumeric()).any(seed),
+            "a seed was printed: {printed}"
+        );
+    }
+    // The generated files name the demo's ports: move them as DemoCopy moved the others.
+    for f in [".demo/operator/nats-server.conf", ".demo/operator/callout.toml"] {
+        let text = std::fs::read_to_string(demo.path(f)).unwrap();
+        std::fs::write(demo.path(f), move_ports(&text, &demo.ports)).unwrap();
+    }
+    let _nats = Running(
+        Command::new(nats_callout::testing::nats_server_bin())
+            .args(["-c", ".demo/operator/nats-server.conf"])
+            .current_dir(demo.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(demo.port(4222), "nats-server (operator mode)");
+    let mut serve = bin()
+        .args(["serve", "--config", ".demo/operator/callout.toml"])
+        .env(
+            "NATS_CALLOUT_HTTP__LISTEN",
+            format!("127.0.0.1:{}", demo.port(8080)),
+        )
+        .env(
+            "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", demo.port(9090)),
+        )
+        .current_dir(demo.dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/readyz", demo.port(9090));
+    let start = Instant::now();
+    while !bin()
+        .args(["healthcheck", "--url", &url])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the operator-mode service never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = bin()
+        .args(["token", "--user", "bob"])
+        .current_dir(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut bob = crate::support::connect_to(
+        &format!("nats://127.0.0.1:{}", demo.port(4222)),
+        Some(&token),
+        "all1;bob1;alice1",
+        None,
+    )
+    .await
+    .expect("bob connects in operator mode");
+    let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
+    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+    assert!(sigterm(&mut serve).success());
 }

@@ -24,6 +24,7 @@ mod enforcement;
 mod http;
 mod jetstream;
 mod oidc;
+mod operator;
 mod production;
 mod properties;
 mod support;

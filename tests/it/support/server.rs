@@ -32,6 +32,29 @@ impl Drop for NatsServer {
 }
 
 impl NatsServer {
+    /// A server from a configuration file of the test's (listening on `port`, with a
+    /// websocket on `ws_port`); `None` when it did not come up (a port taken meanwhile).
+    pub fn start_file(conf: &Path, port: u16, ws_port: u16) -> Option<NatsServer> {
+        let log = conf.with_extension("log");
+        let mut child = spawn(conf, &log);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait().ok().flatten().is_some() || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(NatsServer {
+            child,
+            conf: conf.to_path_buf(),
+            port,
+            ws_port,
+            log,
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

@@ -1,0 +1,326 @@
+//! Operator mode on a real nats-server 2.15.1 running decentralized JWT authentication: the
+//! set-up `nats-callout keys --operator` writes (checked by the official `@nats-io/jwt`
+//! too), the chat scenario, bad input, xkey on and off, a user placed in a second allowed
+//! account, an account not allowed, live enforcement, the websocket cookie, and a scoped
+//! signing key refused at start.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::ConnectErrorKind;
+use nats_callout::app::App;
+use nats_callout::config::Config;
+use nats_callout::operator::setup::{Generated, SetupOptions, generate};
+use nats_callout::tokens::{MintRequest, TokenKeys};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+use crate::support::env::copy_demo_permissions;
+use crate::support::server::NatsServer;
+use crate::support::{Conn, DEADLINE, connect_to, free_port, ws_exchange};
+
+/// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
+/// not allow.
+const PLACED: &str = "[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nall1 = \"readwrite\"\n\n\
+                      [users.dave]\naccount = \"OTHER\"\n[users.dave.rooms]\nall1 = \"readwrite\"\n";
+
+struct World {
+    server: NatsServer,
+    generated: Generated,
+    tokens: TokenKeys,
+    http: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    _task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    origin: String,
+    _dir: TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl World {
+    async fn start(xkey: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        nats_callout::keys::generate(&dir.path().join("tokens"), false).unwrap();
+        let permissions = dir.path().join("permissions");
+        copy_demo_permissions(&permissions);
+        std::fs::write(permissions.join("placed.toml"), PLACED).unwrap();
+        let http_port = free_port();
+        let origin = format!("http://127.0.0.1:{http_port}");
+        let (server, generated) = (0..5)
+            .find_map(|i| {
+                let opts = SetupOptions {
+                    dir: dir.path().join(format!("operator{i}")),
+                    force: false,
+                    client_port: free_port(),
+                    http_port: free_port(),
+                    websocket_port: free_port(),
+                    allowed_origins: vec![origin.clone()],
+                    xkey,
+                    tokens_dir: dir.path().join("tokens"),
+                    permissions_dir: permissions.clone(),
+                };
+                let g = generate(&opts).unwrap();
+                NatsServer::start_file(&g.server_config, opts.client_port, opts.websocket_port)
+                    .map(|s| (s, g))
+            })
+            .expect("the operator-mode nats-server did not start");
+        let mut config = Config::load(&generated.callout_config).expect("the generated callout.toml loads");
+        config.http.listen = format!("127.0.0.1:{http_port}");
+        config.http.admin_listen = String::new();
+        config.http.allowed_origins = vec![origin.clone()];
+        let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
+        let app = App::build(config.clone())
+            .await
+            .expect("the service starts in operator mode");
+        let http = app.http_addr().unwrap();
+        let ops = app.ops();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let (ready, body) = ops.readiness().await;
+            if ready {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        World {
+            server,
+            generated,
+            tokens,
+            http,
+            stop: Some(tx),
+            _task: task,
+            origin,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let req = MintRequest {
+            user,
+            session: "operator-session",
+            device: None,
+            ttl: Duration::from_secs(300),
+            session_expires_at: None,
+            asserted: None,
+        };
+        self.tokens.mint(&req, nats_callout::clock::now_secs()).unwrap().0
+    }
+
+    async fn connect(&self, token: Option<&str>, rooms: &str) -> Result<Conn, async_nats::ConnectError> {
+        connect_to(&self.server.url(), token, rooms, None).await
+    }
+
+    /// CONNZ of one account through the system user's creds.
+    async fn connections(&self, account: &str) -> Value {
+        let sys = async_nats::ConnectOptions::new()
+            .credentials_file(self.generated.dir.join("sys.creds"))
+            .await
+            .unwrap()
+            .connect(self.server.url())
+            .await
+            .unwrap();
+        let body = json!({"acc": account, "auth": true});
+        let reply = sys
+            .request("$SYS.REQ.SERVER.PING.CONNZ", body.to_string().into())
+            .await
+            .unwrap();
+        serde_json::from_slice(&reply.payload).unwrap()
+    }
+
+    fn target(&self, name: &str) -> String {
+        self.generated
+            .targets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k.clone())
+            .unwrap()
+    }
+}
+
+/// `conn` (as `user`) hears itself in `room`.
+async fn talks(conn: &Conn, room: &str, user: &str) {
+    use futures::StreamExt;
+    let mut sub = conn.client.subscribe(format!("chat.{room}.>")).await.unwrap();
+    conn.client.flush().await.unwrap();
+    let subject = format!("chat.{room}.{user}");
+    for _ in 0..50 {
+        conn.client.publish(subject.clone(), "hi".into()).await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            assert_eq!(m.subject.as_str(), subject);
+            return;
+        }
+    }
+    panic!("{user} does not hear itself in {room}");
+}
+
+async fn chat_and_placement(xkey: bool) {
+    let w = World::start(xkey).await;
+    // bob: his rooms in APP, not alice's.
+    let mut bob = w
+        .connect(Some(&w.token("bob")), "all1;bob1;alice1")
+        .await
+        .expect("bob connects");
+    talks(&bob, "bob1", "bob").await;
+    talks(&bob, "all1", "bob").await;
+    let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
+    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+    let app = w.connections(&w.target("APP")).await;
+    let users: Vec<&str> = app["data"]["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["authorized_user"].as_str())
+        .collect();
+    assert_eq!(users, ["bob"], "bob is placed in APP: {app}");
+
+    // carol lives in APP2: placed there by APP2's signing key.
+    let carol = w
+        .connect(Some(&w.token("carol")), "all1")
+        .await
+        .expect("carol connects");
+    talks(&carol, "all1", "carol").await;
+    let app2 = w.connections(&w.target("APP2")).await;
+    assert_eq!(
+        app2["data"]["connections"][0]["authorized_user"], "carol",
+        "{app2}"
+    );
+    // dave's account is not one the AUTH account allows: refused by the service.
+    let err = w
+        .connect(Some(&w.token("dave")), "all1")
+        .await
+        .err()
+        .expect("dave refused");
+    assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation);
+
+    // Bad input: denied, and the service goes on.
+    for (token, what) in [
+        (None, "no token"),
+        (Some("x.y.z"), "garbage"),
+        (Some(""), "empty"),
+    ] {
+        let err = w
+            .connect(token, "all1")
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: allowed"));
+        assert_eq!(err.kind(), ConnectErrorKind::AuthorizationViolation, "{what}");
+    }
+    let too_many = (0..60).map(|i| format!("r{i}")).collect::<Vec<_>>().join(";");
+    assert!(w.connect(Some(&w.token("bob")), &too_many).await.is_err());
+    w.connect(Some(&w.token("alice")), "alice1")
+        .await
+        .expect("still serving");
+    let log = w.server.log();
+    assert!(log.contains("account-not-served"), "the server logs the reason");
+}
+
+#[tokio::test]
+async fn operator_mode_chat_placement_and_bad_input_with_xkey() {
+    chat_and_placement(true).await;
+}
+
+#[tokio::test]
+async fn operator_mode_chat_placement_and_bad_input_without_xkey() {
+    chat_and_placement(false).await;
+}
+
+/// Live enforcement through the system account's creds, the websocket cookie, and the
+/// HTTP API, in operator mode.
+#[tokio::test]
+async fn operator_mode_enforcement_websocket_and_http() {
+    let w = World::start(true).await;
+    let base = format!("http://{}", w.http);
+    let login = crate::support::api::login(&base, "bob", Some("laptop")).await;
+    let access = crate::support::api::s(&login, "accessToken");
+    let mut bob = w.connect(Some(&access), "all1").await.expect("bob connects");
+    // The websocket listener takes the token from the cookie.
+    let ws = format!("ws://127.0.0.1:{}", w.server.ws_port);
+    let ok = ws_exchange(
+        &ws,
+        &w.origin,
+        Some(&access),
+        "all1;bob1",
+        "SUB chat.bob1.> 1\r\n",
+    )
+    .await;
+    assert!(ok.contains("PONG") && !ok.contains("-ERR"), "websocket: {ok}");
+    // Revoking the user kicks the live connection (KICK through SYS).
+    let admin = w.token("admin");
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/auth/revoke"))
+        .bearer_auth(admin)
+        .json(&json!({"userId": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let closed = tokio::time::timeout(DEADLINE, async {
+        while bob.client.connection_state() == async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the revoked user's connection was not kicked");
+    let _ = bob.errors.try_recv();
+    assert!(w.connect(Some(&access), "all1").await.is_err());
+}
+
+/// The generated operator and account JWTs pass the official JavaScript library's checks.
+#[tokio::test]
+async fn the_generated_jwts_verify_with_the_official_library() {
+    for xkey in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SetupOptions {
+            xkey,
+            tokens_dir: dir.path().join("tokens"),
+            permissions_dir: dir.path().join("permissions"),
+            ..SetupOptions::demo(dir.path().join("op"))
+        };
+        generate(&opts).unwrap();
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/operator/jwt-check.mjs"))
+            .arg(dir.path().join("op"));
+        if !xkey {
+            cmd.arg("--no-xkey");
+        }
+        let out = cmd.output().await.expect("node runs");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true);
+        // Seeds and creds are private files.
+        use std::os::unix::fs::PermissionsExt;
+        for f in [
+            "AUTH-signing.nk",
+            "APP-signing.nk",
+            "service.creds",
+            "sys.creds",
+            "xkey.xk",
+        ] {
+            let mode = std::fs::metadata(dir.path().join("op").join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        // Existing files are not overwritten without --force.
+        assert!(generate(&opts).is_err());
+    }
+}
