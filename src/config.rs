@@ -667,6 +667,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn operator_mode_needs_the_auth_account_and_its_target_accounts() {
+        let mut c = Config::default();
+        c.callout.mode = CalloutMode::Operator;
+        let err = |c: &Config| c.validate().unwrap_err().to_string();
+        assert!(err(&c).contains("callout.auth_account"), "{}", err(&c));
+        c.callout.auth_account = Some("not-a-key".into());
+        assert!(err(&c).contains("callout.auth_account"));
+        c.callout.auth_account = Some(nkeys::KeyPair::new_account().public_key());
+        assert!(
+            err(&c).contains("must be one of [callout.accounts]"),
+            "{}",
+            err(&c)
+        );
+        c.callout.accounts.insert(
+            "APP".into(),
+            TargetAccount {
+                public_key: nkeys::KeyPair::new_user().public_key(),
+                signing_key_file: "APP-signing.nk".into(),
+                jwt_file: None,
+            },
+        );
+        assert!(err(&c).contains("APP: public_key"), "{}", err(&c));
+        c.callout.accounts.get_mut("APP").unwrap().public_key = nkeys::KeyPair::new_account().public_key();
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }

@@ -16,11 +16,11 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
 }
 
@@ -39,7 +39,7 @@ fn npm_packages() {
     );
 }
 
-fn prerequisites() {
+pub(crate) fn prerequisites() {
     assert!(
         chromium().exists(),
         "{} is missing: run scripts/install-chromium.sh (make test does)",
@@ -48,7 +48,7 @@ fn prerequisites() {
     npm_packages();
 }
 
-async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::process::Output {
+pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::process::Output {
     let out = tokio::time::timeout(limit, cmd.kill_on_drop(true).output())
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))

@@ -324,3 +324,78 @@ async fn the_generated_jwts_verify_with_the_official_library() {
         assert!(generate(&opts).is_err());
     }
 }
+
+/// Live enforcement's lame-duck notice in operator mode: a token reset from the admin API
+/// reaches bob's connection through the system account.
+#[tokio::test]
+async fn operator_mode_token_reset_sends_the_lame_duck_notice() {
+    let w = World::start(true).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _bob = async_nats::ConnectOptions::new()
+        .token(w.token("bob"))
+        .user_and_password("all1".into(), String::new())
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                if matches!(e, async_nats::Event::LameDuckMode) {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .connect(w.server.url())
+        .await
+        .expect("bob connects");
+    let base = format!("http://{}", w.http);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        // Until the enforcer has registered bob's connection, a reset affects nothing.
+        let r: Value = reqwest::Client::new()
+            .post(format!("{base}/api/console/token-reset"))
+            .bearer_auth(w.token("admin"))
+            .json(&json!({"users": ["bob"], "reason": "test"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["affected"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob never registered: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("the lame-duck notice arrives")
+        .unwrap();
+}
+
+/// The chat page in Chromium against the operator-mode server: login, websocket with the
+/// cookie, the account page signing a device out, the console (chart, connections, a broken
+/// file's problem, token reset) – the browser script of the config-mode test, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_mode_chat_page_in_chromium() {
+    use crate::browser::{chromium, prerequisites, root, run};
+    prerequisites();
+    let w = World::start(true).await;
+    let shots = root().join("target/browser-screenshots/operator");
+    std::fs::create_dir_all(&shots).unwrap();
+    let permissions = w._dir.path().join("permissions");
+    let out = run(
+        tokio::process::Command::new("node")
+            .arg("tests/browser/account.mjs")
+            .current_dir(root())
+            .env("BASE_URL", format!("{}/", w.origin))
+            .env("PERMISSIONS_DIR", &permissions)
+            .env("SCREENSHOT_DIR", &shots)
+            .env("CHROMIUM", chromium()),
+        "tests/browser/account.mjs (operator mode)",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "the page in operator mode failed (output above)"
+    );
+}
