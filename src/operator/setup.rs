@@ -306,10 +306,12 @@ pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
          [permissions]\n\
          dir = \"{perm}\"\n\n\
          [http]\n\
-         websocket_port = {ws}\n",
+         websocket_port = {ws}\n\
+         allowed_origins = [{origins}]\n",
         tok = path(&tokens),
         perm = path(&permissions),
         ws = opts.websocket_port,
+        origins = origins,
     ));
 
     let mut secrets: Vec<(String, String)> = vec![

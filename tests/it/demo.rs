@@ -186,7 +186,14 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // TCP: a token from `nats-callout token --user bob`, run where the README runs it.
+    bob_over_tcp_with_the_readme_token(&demo).await;
+    bob_over_the_websocket(&demo).await;
+    assert!(sigterm(&mut serve).success());
+}
+
+/// A token from `nats-callout token --user bob`, run where the README runs it: bob connects
+/// over TCP with exactly his rooms.
+async fn bob_over_tcp_with_the_readme_token(demo: &DemoCopy) {
     let out = bin()
         .args(["token", "--user", "bob"])
         .current_dir(demo.dir.path())
@@ -205,8 +212,10 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
     let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
     bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
         .await;
+}
 
-    // Websocket: the page's way, a browser login puts the token in the cookie.
+/// The page's way: a browser login puts the token in the cookie the websocket listener reads.
+async fn bob_over_the_websocket(demo: &DemoCopy) {
     let page = format!("http://127.0.0.1:{}", demo.port(8080));
     let resp = reqwest::Client::new()
         .post(format!("{page}/api/auth/login"))
@@ -232,7 +241,6 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
     );
     let no = ws_exchange(&ws, &page, Some(&cookie), "all1", "SUB chat.alice1.> 1\r\n").await;
     assert!(no.contains("Permissions Violation"), "{no}");
-    assert!(sigterm(&mut serve).success());
 }
 
 /// `make demo` checks its ports before building anything and names the taken ones.
@@ -513,23 +521,7 @@ async fn the_operator_demo_files_serve_bob_with_the_same_token() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let out = bin()
-        .args(["token", "--user", "bob"])
-        .current_dir(demo.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut bob = crate::support::connect_to(
-        &format!("nats://127.0.0.1:{}", demo.port(4222)),
-        Some(&token),
-        "all1;bob1;alice1",
-        None,
-    )
-    .await
-    .expect("bob connects in operator mode");
-    let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
-    bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
-        .await;
+    bob_over_tcp_with_the_readme_token(&demo).await;
+    bob_over_the_websocket(&demo).await;
     assert!(sigterm(&mut serve).success());
 }

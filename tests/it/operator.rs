@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::support::env::copy_demo_permissions;
 use crate::support::server::NatsServer;
-use crate::support::{Conn, DEADLINE, connect_to, free_port, ws_exchange};
+use crate::support::{Conn, DEADLINE, connect_to, free_port, talks, ws_exchange};
 
 /// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
 /// not allow.
@@ -147,22 +147,6 @@ impl World {
             .map(|(_, k)| k.clone())
             .unwrap()
     }
-}
-
-/// `conn` (as `user`) hears itself in `room`.
-async fn talks(conn: &Conn, room: &str, user: &str) {
-    use futures::StreamExt;
-    let mut sub = conn.client.subscribe(format!("chat.{room}.>")).await.unwrap();
-    conn.client.flush().await.unwrap();
-    let subject = format!("chat.{room}.{user}");
-    for _ in 0..50 {
-        conn.client.publish(subject.clone(), "hi".into()).await.unwrap();
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
-            assert_eq!(m.subject.as_str(), subject);
-            return;
-        }
-    }
-    panic!("{user} does not hear itself in {room}");
 }
 
 async fn chat_and_placement(xkey: bool) {

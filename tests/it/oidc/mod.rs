@@ -4,12 +4,11 @@
 //! tokens, revocation.
 
 use async_nats::ConnectErrorKind;
-use futures::StreamExt;
 use nats_callout::oidc::UnknownUsers;
 use serde_json::Value;
 
 use crate::support::idp::Idp;
-use crate::support::{CalloutHandle, Conn, DEADLINE, EnvOptions, TestEnv};
+use crate::support::{CalloutHandle, Conn, DEADLINE, EnvOptions, TestEnv, talks};
 
 /// Files beside the demo ones: a group only a provider places users in, with its room.
 const STAFF: &str = "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"@staff\"]\n";
@@ -39,21 +38,6 @@ async fn provider(dir: &tempfile::TempDir) -> Idp {
 /// Connects, or says why not.
 async fn connect(env: &TestEnv, token: &str, rooms: &str) -> Result<Conn, ConnectErrorKind> {
     env.connect(Some(token), rooms).await.map_err(|e| e.kind())
-}
-
-/// `conn` (user `user`) talks in `room`: it hears its own message there.
-async fn talks(conn: &Conn, room: &str, user: &str) {
-    let mut sub = conn.client.subscribe(format!("chat.{room}.>")).await.unwrap();
-    conn.client.flush().await.unwrap();
-    let subject = format!("chat.{room}.{user}");
-    for _ in 0..50 {
-        conn.client.publish(subject.clone(), "hi".into()).await.unwrap();
-        if let Ok(Some(m)) = tokio::time::timeout(std::time::Duration::from_millis(200), sub.next()).await {
-            assert_eq!(m.subject.as_str(), subject);
-            return;
-        }
-    }
-    panic!("{user} does not hear itself in {room}");
 }
 
 /// Publishing to `subject` is refused by the server.

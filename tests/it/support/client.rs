@@ -114,3 +114,20 @@ pub async fn ws_exchange(
     .await;
     out
 }
+
+/// `conn` (user `user`) talks in `room`: it hears its own message there (sent again until
+/// the subscription is in place).
+pub async fn talks(conn: &Conn, room: &str, user: &str) {
+    use futures::StreamExt;
+    let mut sub = conn.client.subscribe(format!("chat.{room}.>")).await.unwrap();
+    conn.client.flush().await.unwrap();
+    let subject = format!("chat.{room}.{user}");
+    for _ in 0..50 {
+        conn.client.publish(subject.clone(), "hi".into()).await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(std::time::Duration::from_millis(200), sub.next()).await {
+            assert_eq!(m.subject.as_str(), subject);
+            return;
+        }
+    }
+    panic!("{user} does not hear itself in {room}");
+}
