@@ -509,8 +509,13 @@ async fn system_connection(
     config: &Config,
     health: &Arc<Health>,
 ) -> anyhow::Result<Option<async_nats::Client>> {
+    let n = &config.nats;
+    if n.system_credentials_file.is_none() && n.system_user.is_none() {
+        return Ok(None);
+    }
+    // Only now: the part reports itself (not ready until connected).
     let opts = waiting(nats_options(config, "system")?, health, "nats-system");
-    let opts = match (&config.nats.system_credentials_file, &config.nats.system_user) {
+    let opts = match (&n.system_credentials_file, &n.system_user) {
         (Some(creds), _) => opts
             .credentials_file(creds)
             .await
