@@ -162,12 +162,15 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
             .unwrap(),
     );
     wait_for_port(demo.port(4222), "nats-server (the repository's nats-server.conf)");
-    let mut serve = bin()
-        .args(["serve", "--config", "callout.toml"])
-        .current_dir(demo.dir.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before its SIGTERM.
+    let mut serve = Running(
+        bin()
+            .args(["serve", "--config", "callout.toml"])
+            .current_dir(demo.dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Ready as an operator sees it (the health check the container image runs).
     let start = Instant::now();
     loop {
@@ -188,7 +191,7 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
 
     bob_over_tcp_with_the_readme_token(&demo).await;
     bob_over_the_websocket(&demo).await;
-    assert!(sigterm(&mut serve).success());
+    assert!(sigterm(&mut serve.0).success());
 }
 
 /// A token from `nats-callout token --user bob`, run where the README runs it: bob connects
@@ -493,20 +496,22 @@ async fn the_operator_demo_files_serve_bob_with_the_same_token() {
             .unwrap(),
     );
     wait_for_port(demo.port(4222), "nats-server (operator mode)");
-    let mut serve = bin()
-        .args(["serve", "--config", ".demo/operator/callout.toml"])
-        .env(
-            "NATS_CALLOUT_HTTP__LISTEN",
-            format!("127.0.0.1:{}", demo.port(8080)),
-        )
-        .env(
-            "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", demo.port(9090)),
-        )
-        .current_dir(demo.dir.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = Running(
+        bin()
+            .args(["serve", "--config", ".demo/operator/callout.toml"])
+            .env(
+                "NATS_CALLOUT_HTTP__LISTEN",
+                format!("127.0.0.1:{}", demo.port(8080)),
+            )
+            .env(
+                "NATS_CALLOUT_HTTP__ADMIN_LISTEN",
+                format!("127.0.0.1:{}", demo.port(9090)),
+            )
+            .current_dir(demo.dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{}/readyz", demo.port(9090));
     let start = Instant::now();
     while !bin()
@@ -523,5 +528,5 @@ async fn the_operator_demo_files_serve_bob_with_the_same_token() {
     }
     bob_over_tcp_with_the_readme_token(&demo).await;
     bob_over_the_websocket(&demo).await;
-    assert!(sigterm(&mut serve).success());
+    assert!(sigterm(&mut serve.0).success());
 }
