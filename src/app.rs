@@ -185,7 +185,7 @@ impl App {
                 permissions.clone(),
                 tokens.revocations().clone(),
                 config.enforcement.clone(),
-                enforced_account(&config),
+                enforced_accounts(&config),
                 leadership(&config),
             )),
             None => {
@@ -536,16 +536,14 @@ async fn system_connection(
     Ok(Some(sys))
 }
 
-/// The account whose connections live enforcement follows, as the server names it: the
-/// name in config mode, the public key in operator mode.
-fn enforced_account(config: &Config) -> String {
+/// The accounts whose connections live enforcement follows, as the server names them: the
+/// account in config mode, every account users may be placed in (public keys) in operator
+/// mode.
+fn enforced_accounts(config: &Config) -> Vec<String> {
     let c = &config.callout;
     match c.mode {
-        crate::config::CalloutMode::Config => c.account.clone(),
-        crate::config::CalloutMode::Operator => c
-            .accounts
-            .get(&c.account)
-            .map_or_else(|| c.account.clone(), |a| a.public_key.clone()),
+        crate::config::CalloutMode::Config => vec![c.account.clone()],
+        crate::config::CalloutMode::Operator => c.accounts.values().map(|a| a.public_key.clone()).collect(),
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Enforcement {
     permissions: Permissions,
     revocations: Revocations,
     settings: EnforcementSettings,
-    account: String,
+    accounts: Vec<String>,
     sys: async_nats::Client,
     changes: mpsc::UnboundedSender<Job>,
     revokes: mpsc::UnboundedSender<Job>,
@@ -99,7 +99,7 @@ impl Enforcement {
         permissions: Permissions,
         revocations: Revocations,
         settings: EnforcementSettings,
-        account: String,
+        accounts: Vec<String>,
         leadership: lease::Leadership,
     ) -> Arc<Self> {
         let (changes, crx) = mpsc::unbounded_channel();
@@ -110,7 +110,7 @@ impl Enforcement {
             permissions,
             revocations,
             settings,
-            account,
+            accounts,
             sys,
             changes,
             revokes,
@@ -423,9 +423,16 @@ impl Enforcement {
             .take()
             .ok_or_else(|| anyhow::anyhow!("enforcement already running"))?;
         let mut decisions = service.subscribe(DECISION_SUBJECT).await?;
-        let acc = &self.account;
-        let mut connects = self.sys.subscribe(account_event(acc, "CONNECT")).await?;
-        let mut disconnects = self.sys.subscribe(account_event(acc, "DISCONNECT")).await?;
+        // The accounts users are placed in (one in config mode; every allowed account in
+        // operator mode).
+        let accounts = &self.accounts;
+        let (mut connects, mut disconnects) = (Vec::new(), Vec::new());
+        for acc in accounts {
+            connects.push(self.sys.subscribe(account_event(acc, "CONNECT")).await?);
+            disconnects.push(self.sys.subscribe(account_event(acc, "DISCONNECT")).await?);
+        }
+        let mut connects = futures::stream::select_all(connects);
+        let mut disconnects = futures::stream::select_all(disconnects);
         // The gauges exist from the start (before readiness), not from the first beat.
         self.publish_gauges();
         let (sys, svc) = (self.sys.clone(), service.clone());
@@ -487,7 +494,7 @@ impl Enforcement {
                     Err(e) => warn!(error = %e, "ignored a malformed decision record"),
                 },
                 Some(m) = connects.next() => {
-                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) && ev.client.acc == *acc {
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) && accounts.contains(&ev.client.acc) {
                         self.registry().add_seen(ConnKey { server: ev.server.id, cid: ev.client.id }, &ev.client.user);
                     }
                 }
@@ -513,13 +520,15 @@ impl Enforcement {
         let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
         let mut users: Vec<(ConnKey, String)> = Vec::new();
         // Servers whose every page arrived: only their lists may remove connections.
-        let mut complete: HashSet<String> = HashSet::new();
-        let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
-        while let Some((server, offset)) = pending.pop() {
+        // (server, account) pairs whose every page arrived.
+        let mut complete: HashSet<(String, String)> = HashSet::new();
+        let mut pending: Vec<(&str, Option<String>, u64)> =
+            self.accounts.iter().map(|a| (a.as_str(), None, 0)).collect();
+        while let Some((acc, server, offset)) = pending.pop() {
             let subject = server_request(server.as_deref(), "CONNZ");
             let inbox = self.sys.new_inbox();
             let mut replies = self.sys.subscribe(inbox.clone()).await?;
-            let body = json!({"acc": self.account, "auth": true, "limit": 1024, "offset": offset});
+            let body = json!({"acc": acc, "auth": true, "limit": 1024, "offset": offset});
             self.sys
                 .publish_with_reply(subject, inbox, body.to_string().into())
                 .await?;
@@ -553,9 +562,9 @@ impl Enforcement {
                     data["offset"].as_u64().unwrap_or(0) + data["limit"].as_u64().unwrap_or(1024),
                 );
                 if total > got {
-                    pending.push((Some(id.to_string()), got));
+                    pending.push((acc, Some(id.to_string()), got));
                 } else {
-                    complete.insert(id.to_string());
+                    complete.insert((id.to_string(), acc.to_string()));
                 }
                 if server.is_some() {
                     break;
@@ -566,7 +575,13 @@ impl Enforcement {
         for (k, u) in users {
             r.add_seen(k, &u);
         }
-        for (server, alive) in seen.iter().filter(|(s, _)| complete.contains(*s)) {
+        // Only a server complete for every account may remove connections.
+        let whole = |s: &str| {
+            self.accounts
+                .iter()
+                .all(|a| complete.contains(&(s.to_string(), a.clone())))
+        };
+        for (server, alive) in seen.iter().filter(|(s, _)| whole(s)) {
             r.retain_server(server, alive);
         }
         debug!(

@@ -75,6 +75,8 @@ impl World {
         config.http.listen = format!("127.0.0.1:{http_port}");
         config.http.admin_listen = String::new();
         config.http.allowed_origins = vec![origin.clone()];
+        // Reconcile with CONNZ often: every account's connections must survive it.
+        config.enforcement.reconcile_interval = Duration::from_secs(1);
         let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
         let app = App::build(config.clone())
             .await
@@ -382,4 +384,65 @@ async fn operator_mode_chat_page_in_chromium() {
         out.status.success(),
         "the page in operator mode failed (output above)"
     );
+}
+
+/// Live enforcement follows every account users are placed in: carol, in APP2, gets the
+/// lame-duck notice when the permission files take her room away.
+#[tokio::test]
+async fn operator_mode_enforcement_follows_users_in_a_second_account() {
+    let w = World::start(true).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _carol = async_nats::ConnectOptions::new()
+        .token(w.token("carol"))
+        .user_and_password("all1".into(), String::new())
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                if matches!(e, async_nats::Event::LameDuckMode) {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .connect(w.server.url())
+        .await
+        .expect("carol connects");
+    // The console lists her once the enforcer knows the connection.
+    let base = format!("http://{}", w.http);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let c: Value = reqwest::Client::new()
+            .get(format!("{base}/api/console/connections"))
+            .bearer_auth(w.token("admin"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if c["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["user"] == "carol")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "carol never listed: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let a CONNZ reconcile pass first: it must keep connections of every account (one that
+    // asked only the default account would drop carol's, and no notice would reach her).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let placed = w._dir.path().join("permissions/placed.toml");
+    let tmp = w._dir.path().join("permissions/.placed.tmp");
+    std::fs::write(
+        &tmp,
+        PLACED.replace("[users.carol.rooms]\nall1 = \"readwrite\"\n", ""),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &placed).unwrap();
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("carol's connection gets the lame-duck notice")
+        .unwrap();
 }
