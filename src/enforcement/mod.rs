@@ -522,6 +522,8 @@ impl Enforcement {
         // Servers whose every page arrived: only their lists may remove connections.
         // (server, account) pairs whose every page arrived.
         let mut complete: HashSet<(String, String)> = HashSet::new();
+        // What the registry knew before the lists were asked: only that may be removed.
+        let asked = self.registry().now();
         let mut pending: Vec<(&str, Option<String>, u64)> =
             self.accounts.iter().map(|a| (a.as_str(), None, 0)).collect();
         while let Some((acc, server, offset)) = pending.pop() {
@@ -582,7 +584,7 @@ impl Enforcement {
                 .all(|a| complete.contains(&(s.to_string(), a.clone())))
         };
         for (server, alive) in seen.iter().filter(|(s, _)| whole(s)) {
-            r.retain_server(server, alive);
+            r.retain_server(server, alive, asked);
         }
         debug!(
             connections = r.len(),

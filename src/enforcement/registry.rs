@@ -24,6 +24,10 @@ pub struct Registry {
     by_device: HashMap<String, HashSet<ConnKey>>,
     by_tid: HashMap<String, HashSet<ConnKey>>,
     by_room: HashMap<String, HashSet<ConnKey>>,
+    /// When each entry was recorded (a counter): a CONNZ list taken earlier knows nothing
+    /// of a connection recorded after it and must not remove it.
+    recorded: HashMap<ConnKey, u64>,
+    clock: u64,
 }
 
 fn index(map: &mut HashMap<String, HashSet<ConnKey>>, key: &str, conn: &ConnKey) {
@@ -52,6 +56,18 @@ impl Registry {
         self.entries.get(conn)
     }
 
+    /// The registry's clock now: entries recorded from here on are newer (see
+    /// [`Registry::retain_server`]).
+    pub fn now(&self) -> u64 {
+        self.clock
+    }
+
+    fn record(&mut self, conn: ConnKey, entry: Entry) {
+        self.clock += 1;
+        self.recorded.insert(conn.clone(), self.clock);
+        self.entries.insert(conn, entry);
+    }
+
     /// Record a decision (replacing what was known of that connection).
     pub fn add_decision(&mut self, d: DecisionRecord) {
         let conn = d.conn.clone();
@@ -65,7 +81,7 @@ impl Registry {
         for (room, _) in &d.rooms {
             index(&mut self.by_room, room, &conn);
         }
-        self.entries.insert(
+        self.record(
             conn,
             Entry {
                 user: d.user.clone(),
@@ -82,7 +98,7 @@ impl Registry {
         }
         self.remove(&conn);
         index(&mut self.by_user, user, &conn);
-        self.entries.insert(
+        self.record(
             conn,
             Entry {
                 user: user.to_string(),
@@ -94,6 +110,7 @@ impl Registry {
     /// Forget a connection (disconnected, kicked).
     pub fn remove(&mut self, conn: &ConnKey) -> Option<Entry> {
         let e = self.entries.remove(conn)?;
+        self.recorded.remove(conn);
         unindex(&mut self.by_user, &e.user, conn);
         if let Some(d) = &e.decision {
             unindex(&mut self.by_session, &d.session, conn);
@@ -108,12 +125,15 @@ impl Registry {
         Some(e)
     }
 
-    /// Drop every connection on `server` that is not in `alive` (a CONNZ reconcile).
-    pub fn retain_server(&mut self, server: &str, alive: &HashSet<u64>) -> usize {
+    /// Drop every connection on `server` that is not in `alive` (a CONNZ reconcile), among
+    /// those recorded before `asked` (the registry's [`Registry::now`] when CONNZ was asked):
+    /// a connection decided since is live even though the list does not name it.
+    pub fn retain_server(&mut self, server: &str, alive: &HashSet<u64>, asked: u64) -> usize {
         let gone: Vec<ConnKey> = self
             .entries
             .keys()
             .filter(|k| k.server == server && !alive.contains(&k.cid))
+            .filter(|k| self.recorded.get(*k).is_some_and(|t| *t <= asked))
             .cloned()
             .collect();
         for k in &gone {
@@ -303,8 +323,22 @@ mod tests {
             .is_none()
         );
         let alive: HashSet<u64> = [7].into_iter().collect();
-        assert_eq!(r.retain_server("A", &alive), 1);
+        let asked = r.now();
+        assert_eq!(r.retain_server("A", &alive, asked), 1);
         assert_eq!(r.len(), 1);
+        assert!(r.by_tid("t1").is_empty());
+    }
+
+    #[test]
+    fn a_connection_recorded_after_connz_was_asked_survives_its_list() {
+        let mut r = Registry::default();
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        let asked = r.now();
+        // Decided while the (older) CONNZ answer was on its way: not in its list.
+        r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
+        let alive: HashSet<u64> = HashSet::new();
+        assert_eq!(r.retain_server("A", &alive, asked), 1, "only the older one goes");
+        assert_eq!(r.by_tid("t2").len(), 1);
         assert!(r.by_tid("t1").is_empty());
     }
 }

@@ -10,6 +10,7 @@
 //! roles = ["user"]            # optional, default ["user"]: user, admin, sysadmin, service
 //! groups = ["everyone"]       # optional
 //! nkeys = ["U..."]            # optional: public user nkeys for the key login, one user each
+//! account = "APP2"            # optional: where the user's connections go (default callout.account)
 //! [users.bob.rooms]           # optional direct grants: room or pattern -> access
 //! bob1 = "readwrite"
 //! "team-*" = "read"
