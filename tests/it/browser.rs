@@ -58,6 +58,21 @@ pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::
     out
 }
 
+/// A test environment serving the chat page on `http_port`: its origin is allowed by the
+/// websocket listener (known before nats-server starts) and for cookie requests.
+async fn page_env(http_port: u16) -> TestEnv {
+    let origin = format!("http://127.0.0.1:{http_port}");
+    let mut env = TestEnv::start(EnvOptions {
+        ws_allowed_origins: vec![origin.clone()],
+        ..Default::default()
+    })
+    .await;
+    env.config.http.listen = format!("127.0.0.1:{http_port}");
+    env.config.http.allowed_origins = vec![origin];
+    env.config.http.websocket_port = env.server.ws_port;
+    env
+}
+
 /// The committed bundle in web/dist is what `npm run build` makes from web/src.
 #[tokio::test]
 async fn committed_bundle_is_up_to_date() {
@@ -83,14 +98,7 @@ async fn chat_page_in_chromium() {
     // accepts only listed origins.
     let http_port = free_port();
     let origin = format!("http://127.0.0.1:{http_port}");
-    let mut env = TestEnv::start(EnvOptions {
-        ws_allowed_origins: vec![origin.clone()],
-        ..Default::default()
-    })
-    .await;
-    env.config.http.listen = format!("127.0.0.1:{http_port}");
-    env.config.http.allowed_origins = vec![origin.clone()];
-    env.config.http.websocket_port = env.server.ws_port;
+    let mut env = page_env(http_port).await;
     // Short-lived access tokens, so the pages must refresh them during the test.
     env.config.tokens.access_ttl = Duration::from_secs(12);
     let _svc = env.start_callout().await;
@@ -233,19 +241,12 @@ async fn login_through_the_identity_provider_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let callback = format!("{origin}/api/auth/oidc/corp/callback");
     let idp = crate::support::idp::Idp::start(&dir.path().join("idp"), &[callback]).await;
-    let mut env = TestEnv::start(EnvOptions {
-        ws_allowed_origins: vec![origin.clone()],
-        ..Default::default()
-    })
-    .await;
+    let mut env = page_env(http_port).await;
     std::fs::write(
         env.config.permissions.dir.join("staff.toml"),
         "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"@staff\"]\n",
     )
     .unwrap();
-    env.config.http.listen = format!("127.0.0.1:{http_port}");
-    env.config.http.allowed_origins = vec![origin.clone()];
-    env.config.http.websocket_port = env.server.ws_port;
     let secret = dir.path().join("client-secret");
     std::fs::write(&secret, "chat-secret\n").unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -292,14 +293,7 @@ async fn account_page_and_admin_console_in_chromium() {
     prerequisites();
     let http_port = free_port();
     let origin = format!("http://127.0.0.1:{http_port}");
-    let mut env = TestEnv::start(EnvOptions {
-        ws_allowed_origins: vec![origin.clone()],
-        ..Default::default()
-    })
-    .await;
-    env.config.http.listen = format!("127.0.0.1:{http_port}");
-    env.config.http.allowed_origins = vec![origin.clone()];
-    env.config.http.websocket_port = env.server.ws_port;
+    let env = page_env(http_port).await;
     let _svc = env.start_callout().await;
     let shots = root().join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

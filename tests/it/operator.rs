@@ -141,6 +141,30 @@ impl World {
         serde_json::from_slice(&reply.payload).unwrap()
     }
 
+    /// `user` connected to `rooms`, and a channel that gets one item per lame-duck notice.
+    async fn watch_lame_duck(
+        &self,
+        user: &str,
+        rooms: &str,
+    ) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::new()
+            .token(self.token(user))
+            .user_and_password(rooms.into(), String::new())
+            .event_callback(move |e| {
+                let tx = tx.clone();
+                async move {
+                    if matches!(e, async_nats::Event::LameDuckMode) {
+                        let _ = tx.send(());
+                    }
+                }
+            })
+            .connect(self.server.url())
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
+        (client, rx)
+    }
+
     fn target(&self, name: &str) -> String {
         self.generated
             .targets
@@ -316,21 +340,7 @@ async fn the_generated_jwts_verify_with_the_official_library() {
 #[tokio::test]
 async fn operator_mode_token_reset_sends_the_lame_duck_notice() {
     let w = World::start(true).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _bob = async_nats::ConnectOptions::new()
-        .token(w.token("bob"))
-        .user_and_password("all1".into(), String::new())
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if matches!(e, async_nats::Event::LameDuckMode) {
-                    let _ = tx.send(());
-                }
-            }
-        })
-        .connect(w.server.url())
-        .await
-        .expect("bob connects");
+    let (_bob, mut rx) = w.watch_lame_duck("bob", "all1").await;
     let base = format!("http://{}", w.http);
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
@@ -391,21 +401,7 @@ async fn operator_mode_chat_page_in_chromium() {
 #[tokio::test]
 async fn operator_mode_enforcement_follows_users_in_a_second_account() {
     let w = World::start(true).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _carol = async_nats::ConnectOptions::new()
-        .token(w.token("carol"))
-        .user_and_password("all1".into(), String::new())
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if matches!(e, async_nats::Event::LameDuckMode) {
-                    let _ = tx.send(());
-                }
-            }
-        })
-        .connect(w.server.url())
-        .await
-        .expect("carol connects");
+    let (_carol, mut rx) = w.watch_lame_duck("carol", "all1").await;
     // The console lists her once the enforcer knows the connection.
     let base = format!("http://{}", w.http);
     let deadline = std::time::Instant::now() + DEADLINE;
