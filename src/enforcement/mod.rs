@@ -53,6 +53,10 @@ pub struct EnforcementStats {
     pub last_lag_ms: AtomicU64,
 }
 
+/// What a CONNZ round found: every connection named, with its user, and the servers whose
+/// lists are complete, with their connections.
+type ConnzLists = (Vec<(ConnKey, String)>, HashMap<String, HashSet<u64>>);
+
 struct Job {
     conn: ConnKey,
     action: Action,
@@ -477,18 +481,28 @@ impl Enforcement {
                 stop,
             ));
         }
+        // CONNZ reconciles run beside the feeds, never in their way: a reconcile waits for
+        // answers (half a second per account at least), and events queued behind it would
+        // delay kicks.
+        let reconciler = {
+            let (me, stop) = (self.clone(), stop.clone());
+            let every = self.settings.reconcile_interval.max(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => me.reconcile().await,
+                    }
+                }
+            })
+        };
         let mut beat = tokio::time::interval(Duration::from_millis(1000));
-        let mut reconcile =
-            tokio::time::interval(self.settings.reconcile_interval.max(Duration::from_secs(1)));
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = beat.tick() => self.publish_gauges(),
-                _ = reconcile.tick() => {
-                    if let Err(e) = self.reconcile().await {
-                        warn!(error = %e, "CONNZ reconcile failed");
-                    }
-                }
                 Some(m) = decisions.next() => match serde_json::from_slice::<DecisionRecord>(&m.payload) {
                     Ok(d) => self.on_decision(d),
                     Err(e) => warn!(error = %e, "ignored a malformed decision record"),
@@ -512,18 +526,39 @@ impl Enforcement {
         }
         w1.abort();
         w2.abort();
+        reconciler.abort();
         Ok(())
     }
 
-    /// Reconcile with CONNZ: one reply per server, paged 1,024 connections at a time.
-    pub async fn reconcile(&self) -> anyhow::Result<()> {
-        let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
-        let mut users: Vec<(ConnKey, String)> = Vec::new();
-        // Servers whose every page arrived: only their lists may remove connections.
-        // (server, account) pairs whose every page arrived.
-        let mut complete: HashSet<(String, String)> = HashSet::new();
+    /// Reconcile with CONNZ: what every server lists joins the registry, and a server whose
+    /// every page arrived removes the connections it no longer has.
+    pub async fn reconcile(&self) {
         // What the registry knew before the lists were asked: only that may be removed.
         let asked = self.registry().now();
+        let (listed, complete) = match self.ask_connz().await {
+            Ok(lists) => lists,
+            Err(e) => {
+                warn!(error = %e, "CONNZ reconcile failed");
+                Default::default()
+            }
+        };
+        let mut r = self.registry();
+        r.reconcile(asked, listed, &complete);
+        debug!(
+            connections = r.len(),
+            servers = complete.len(),
+            "reconciled with CONNZ"
+        );
+    }
+
+    /// CONNZ of every account from every server, one reply per server, paged 1,024
+    /// connections at a time: the connections named with their users, and the servers
+    /// whose every page of every account arrived with their connections.
+    async fn ask_connz(&self) -> anyhow::Result<ConnzLists> {
+        let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
+        let mut users: Vec<(ConnKey, String)> = Vec::new();
+        // (server, account) pairs whose every page arrived.
+        let mut complete: HashSet<(String, String)> = HashSet::new();
         let mut pending: Vec<(&str, Option<String>, u64)> =
             self.accounts.iter().map(|a| (a.as_str(), None, 0)).collect();
         while let Some((acc, server, offset)) = pending.pop() {
@@ -573,24 +608,12 @@ impl Enforcement {
                 }
             }
         }
-        let mut r = self.registry();
-        for (k, u) in users {
-            r.add_seen(k, &u);
-        }
         // Only a server complete for every account may remove connections.
-        let whole = |s: &str| {
+        seen.retain(|server, _| {
             self.accounts
                 .iter()
-                .all(|a| complete.contains(&(s.to_string(), a.clone())))
-        };
-        for (server, alive) in seen.iter().filter(|(s, _)| whole(s)) {
-            r.retain_server(server, alive, asked);
-        }
-        debug!(
-            connections = r.len(),
-            servers = seen.len(),
-            "reconciled with CONNZ"
-        );
-        Ok(())
+                .all(|a| complete.contains(&(server.clone(), a.clone())))
+        });
+        Ok((users, seen))
     }
 }

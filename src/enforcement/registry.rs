@@ -27,6 +27,9 @@ pub struct Registry {
     /// When each entry was recorded (a counter): a CONNZ list taken earlier knows nothing
     /// of a connection recorded after it and must not remove it.
     recorded: HashMap<ConnKey, u64>,
+    /// When each connection was removed (disconnected, kicked): a CONNZ list taken earlier
+    /// still names it and must not bring it back. Kept until a reconcile asked later ends.
+    removed: HashMap<ConnKey, u64>,
     clock: u64,
 }
 
@@ -62,16 +65,22 @@ impl Registry {
         self.clock
     }
 
-    fn record(&mut self, conn: ConnKey, entry: Entry) {
+    fn tick(&mut self) -> u64 {
         self.clock += 1;
-        self.recorded.insert(conn.clone(), self.clock);
+        self.clock
+    }
+
+    fn record(&mut self, conn: ConnKey, entry: Entry) {
+        let now = self.tick();
+        self.removed.remove(&conn);
+        self.recorded.insert(conn.clone(), now);
         self.entries.insert(conn, entry);
     }
 
     /// Record a decision (replacing what was known of that connection).
     pub fn add_decision(&mut self, d: DecisionRecord) {
         let conn = d.conn.clone();
-        self.remove(&conn);
+        self.take(&conn);
         index(&mut self.by_user, &d.user, &conn);
         index(&mut self.by_session, &d.session, &conn);
         if let Some(dev) = &d.device {
@@ -96,7 +105,7 @@ impl Registry {
         if self.entries.get(&conn).is_some_and(|e| e.user == user) {
             return;
         }
-        self.remove(&conn);
+        self.take(&conn);
         index(&mut self.by_user, user, &conn);
         self.record(
             conn,
@@ -107,8 +116,15 @@ impl Registry {
         );
     }
 
-    /// Forget a connection (disconnected, kicked).
+    /// Forget a connection (disconnected, kicked), known or not.
     pub fn remove(&mut self, conn: &ConnKey) -> Option<Entry> {
+        let now = self.tick();
+        self.removed.insert(conn.clone(), now);
+        self.take(conn)
+    }
+
+    /// Take an entry out of the map and its indexes.
+    fn take(&mut self, conn: &ConnKey) -> Option<Entry> {
         let e = self.entries.remove(conn)?;
         self.recorded.remove(conn);
         unindex(&mut self.by_user, &e.user, conn);
@@ -125,10 +141,34 @@ impl Registry {
         Some(e)
     }
 
-    /// Drop every connection on `server` that is not in `alive` (a CONNZ reconcile), among
-    /// those recorded before `asked` (the registry's [`Registry::now`] when CONNZ was asked):
-    /// a connection decided since is live even though the list does not name it.
-    pub fn retain_server(&mut self, server: &str, alive: &HashSet<u64>, asked: u64) -> usize {
+    /// Apply a CONNZ reconcile asked at `asked` (the registry's [`Registry::now`] then):
+    /// `listed` names every connection the answers named, with its user; `complete` holds
+    /// the servers whose every page arrived, with their connections. A connection removed
+    /// since the ask is not brought back, one recorded since is not dropped. Ends the
+    /// reconcile (pass empty lists for one that failed). Returns how many were dropped.
+    pub fn reconcile(
+        &mut self,
+        asked: u64,
+        listed: Vec<(ConnKey, String)>,
+        complete: &HashMap<String, HashSet<u64>>,
+    ) -> usize {
+        for (conn, user) in listed {
+            if self.removed.get(&conn).is_none_or(|t| *t <= asked) {
+                self.add_seen(conn, &user);
+            }
+        }
+        let dropped = complete
+            .iter()
+            .map(|(server, alive)| self.retain_server(server, alive, asked))
+            .sum();
+        // Reconciles run one after another: no list asked before this one is still to come.
+        self.removed.retain(|_, t| *t > asked);
+        dropped
+    }
+
+    /// Drop every connection on `server` that is not in `alive`, among those recorded
+    /// before `asked`: a connection decided since is live though the list does not name it.
+    fn retain_server(&mut self, server: &str, alive: &HashSet<u64>, asked: u64) -> usize {
         let gone: Vec<ConnKey> = self
             .entries
             .keys()
@@ -137,7 +177,7 @@ impl Registry {
             .cloned()
             .collect();
         for k in &gone {
-            self.remove(k);
+            self.take(k);
         }
         gone.len()
     }
@@ -340,5 +380,30 @@ mod tests {
         assert_eq!(r.retain_server("A", &alive, asked), 1, "only the older one goes");
         assert_eq!(r.by_tid("t2").len(), 1);
         assert!(r.by_tid("t1").is_empty());
+    }
+
+    #[test]
+    fn a_connection_gone_after_connz_was_asked_is_not_brought_back_by_its_list() {
+        let mut r = Registry::default();
+        let k = |c| ConnKey {
+            server: "A".into(),
+            cid: c,
+        };
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
+        let asked = r.now();
+        // While the answer was on its way: 1 disconnected, 3 connected and left at once.
+        r.remove(&k(1));
+        r.remove(&k(3));
+        let listed = vec![(k(1), "bob".into()), (k(2), "bob".into()), (k(3), "carol".into())];
+        let complete: HashMap<String, HashSet<u64>> =
+            [("A".to_string(), [1, 2, 3].into_iter().collect())].into();
+        assert_eq!(r.reconcile(asked, listed.clone(), &complete), 0);
+        assert_eq!(r.len(), 1, "only the live one stays");
+        assert_eq!(r.by_tid("t2"), vec![k(2)], "its decision kept");
+        // The reconcile is over: a list asked later than the removals is believed again.
+        let later = r.now();
+        assert_eq!(r.reconcile(later, listed, &complete), 0);
+        assert_eq!(r.len(), 3);
     }
 }

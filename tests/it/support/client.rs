@@ -28,6 +28,11 @@ impl Conn {
         .await;
         assert!(matches!(found, Ok(true)), "no server error containing {needle:?}");
     }
+
+    /// Connected to the server now (false once kicked, while reconnecting or refused).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
 }
 
 pub async fn connect_to(
