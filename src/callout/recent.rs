@@ -1,8 +1,10 @@
 //! What the admin console shows of this instance's recent decisions: the latest denies with
 //! their reasons, and decision times for a p99 (bounded rings; the totals are in `Counters`).
+//! Recording a decision time takes no lock: it is on every authorization's path.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -30,10 +32,22 @@ pub struct DenyEntry {
 }
 
 /// The latest denies and decision times.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recent {
     denies: Mutex<VecDeque<DenyEntry>>,
-    times_ns: Mutex<VecDeque<u64>>,
+    /// A ring written at `written % TIMES_KEPT`, lock-free.
+    times_ns: Box<[AtomicU64]>,
+    written: AtomicUsize,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            denies: Mutex::default(),
+            times_ns: (0..TIMES_KEPT).map(|_| AtomicU64::new(0)).collect(),
+            written: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Recent {
@@ -46,11 +60,8 @@ impl Recent {
     }
 
     pub fn time(&self, ns: u64) {
-        let mut t = self.times_ns.lock().unwrap_or_else(|p| p.into_inner());
-        if t.len() == TIMES_KEPT {
-            t.pop_front();
-        }
-        t.push_back(ns);
+        let i = self.written.fetch_add(1, Ordering::Relaxed) % TIMES_KEPT;
+        self.times_ns[i].store(ns, Ordering::Relaxed);
     }
 
     /// The latest denies, newest first.
@@ -61,12 +72,10 @@ impl Recent {
 
     /// The 99th percentile of the kept decision times, in milliseconds (0 with none).
     pub fn p99_ms(&self) -> f64 {
-        let mut t: Vec<u64> = self
-            .times_ns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let kept = self.written.load(Ordering::Relaxed).min(TIMES_KEPT);
+        let mut t: Vec<u64> = self.times_ns[..kept]
             .iter()
-            .copied()
+            .map(|a| a.load(Ordering::Relaxed))
             .collect();
         if t.is_empty() {
             return 0.0;

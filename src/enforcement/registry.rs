@@ -60,7 +60,7 @@ impl Registry {
     }
 
     /// The registry's clock now: entries recorded from here on are newer (see
-    /// [`Registry::retain_server`]).
+    /// [`Registry::reconcile`]).
     pub fn now(&self) -> u64 {
         self.clock
     }
