@@ -15,8 +15,6 @@ pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
 
 /// Decision records of allowed connections, for live enforcement.
 pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
-/// Instances announce themselves here; the lowest live id enforces.
-pub const INSTANCES_SUBJECT: &str = "nats-callout.instances";
 /// Operators revoke through the running service (service credentials, `nats-callout revoke`).
 pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
 /// Operators ask a running instance for its status (`nats-callout status`).

@@ -264,7 +264,9 @@ impl World {
             session_expires_at: session_end,
             asserted: None,
         };
-        self.minter.mint_with_id(&req, "t1", now).expect("mint")
+        // A token id of its own: two tokens minted in the same second differ, so a
+        // "fresh" token is never one the callout has verified before.
+        self.minter.mint(&req, now).expect("mint")
     }
 
     /// The claims of the request nats-server 2.15.1 sends for a plain client with `token`
@@ -416,5 +418,23 @@ impl<S: TokenStore> TokenStore for Faulty<S> {
     }
     async fn check(&self) -> Result<(), StoreError> {
         self.up()?.check().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benchmarks' "fresh token" cases rely on it: a token from [`World::token`] is one
+    /// the callout's keys have never verified, however many are minted in one second.
+    #[test]
+    fn tokens_are_fresh_to_the_callout() {
+        let w = World::random();
+        let now = crate::clock::now_secs();
+        let (a, b) = (w.token("bob", now), w.token("bob", now));
+        assert_ne!(a, b);
+        assert_eq!(w.tokens.cached_tokens(), 0);
+        w.tokens.verify(&a, now).expect("it verifies");
+        assert_eq!(w.tokens.cached_tokens(), 1, "verified once, then cached");
     }
 }
