@@ -117,6 +117,7 @@ impl Ops {
                 "kicksSent": s.stats.kicks_sent.load(Ordering::Relaxed),
                 "throttled": s.stats.throttled.load(Ordering::Relaxed),
                 "lastLagMs": s.stats.last_lag_ms.load(Ordering::Relaxed),
+                "reconciles": s.stats.reconciles.load(Ordering::Relaxed),
             })
         });
         let s = self.counters.stats();

@@ -51,6 +51,8 @@ pub struct EnforcementStats {
     pub throttled: AtomicU64,
     /// Milliseconds from the last change to its last affected connection closed.
     pub last_lag_ms: AtomicU64,
+    /// CONNZ reconciles completed (every list asked for was answered or timed out).
+    pub reconciles: AtomicU64,
 }
 
 /// What a CONNZ round found: every connection named, with its user, and the servers whose
@@ -535,20 +537,25 @@ impl Enforcement {
     pub async fn reconcile(&self) {
         // What the registry knew before the lists were asked: only that may be removed.
         let asked = self.registry().now();
-        let (listed, complete) = match self.ask_connz().await {
-            Ok(lists) => lists,
-            Err(e) => {
-                warn!(error = %e, "CONNZ reconcile failed");
-                Default::default()
-            }
-        };
-        let mut r = self.registry();
-        r.reconcile(asked, listed, &complete);
-        debug!(
-            connections = r.len(),
-            servers = complete.len(),
-            "reconciled with CONNZ"
-        );
+        let asked_ok = self.ask_connz().await;
+        let result = if asked_ok.is_ok() { "ok" } else { "failed" };
+        let (listed, complete) = asked_ok.unwrap_or_else(|e| {
+            warn!(error = %e, "CONNZ reconcile failed");
+            Default::default()
+        });
+        {
+            let mut r = self.registry();
+            r.reconcile(asked, listed, &complete);
+            debug!(
+                connections = r.len(),
+                servers = complete.len(),
+                "reconciled with CONNZ"
+            );
+        }
+        if result == "ok" {
+            self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::counter!("nats_callout_reconciles_total", "result" => result).increment(1);
     }
 
     /// CONNZ of every account from every server, one reply per server, paged 1,024

@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 
 use crate::support::env::copy_demo_permissions;
 use crate::support::server::NatsServer;
-use crate::support::{Conn, DEADLINE, connect_to, free_port, talks, wait_until, ws_exchange};
+use crate::support::{
+    Conn, DEADLINE, after_a_reconcile, connect_to, free_port, talks, wait_until, ws_exchange,
+};
 
 /// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
 /// not allow.
@@ -31,6 +33,7 @@ struct World {
     tokens: TokenKeys,
     http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    ops: std::sync::Arc<nats_callout::ops::Ops>,
     _task: tokio::task::JoinHandle<anyhow::Result<()>>,
     origin: String,
     _dir: TempDir,
@@ -102,6 +105,7 @@ impl World {
             tokens,
             http,
             stop: Some(tx),
+            ops,
             _task: task,
             origin,
             _dir: dir,
@@ -447,7 +451,7 @@ async fn operator_mode_enforcement_follows_users_in_a_second_account() {
     }
     // Let a CONNZ reconcile pass first: it must keep connections of every account (one that
     // asked only the default account would drop carol's, and no notice would reach her).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    after_a_reconcile(&w.ops).await;
     let placed = w._dir.path().join("permissions/placed.toml");
     let tmp = w._dir.path().join("permissions/.placed.tmp");
     std::fs::write(

@@ -53,3 +53,19 @@ pub async fn wait_until(what: &str, f: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Wait until the service has completed a CONNZ reconcile asked after this call: two more
+/// than now (the one under way may have asked before).
+pub async fn after_a_reconcile(ops: &nats_callout::ops::Ops) {
+    let count = |s: serde_json::Value| {
+        s["enforcement"]["reconciles"]
+            .as_u64()
+            .expect("reconciles in status")
+    };
+    let start = count(ops.status().await);
+    let since = Instant::now();
+    while count(ops.status().await) < start + 2 {
+        assert!(since.elapsed() < DEADLINE, "no CONNZ reconcile completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
