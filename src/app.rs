@@ -536,13 +536,13 @@ async fn system_connection(
     Ok(Some(sys))
 }
 
-/// The accounts whose connections live enforcement follows, as the server names them: the
-/// account in config mode, every account users may be placed in (public keys) in operator
-/// mode.
+/// The accounts whose connections live enforcement follows, as the server names them:
+/// every account users may be placed in (by name in config mode, by public key in
+/// operator mode).
 fn enforced_accounts(config: &Config) -> Vec<String> {
     let c = &config.callout;
     match c.mode {
-        crate::config::CalloutMode::Config => vec![c.account.clone()],
+        crate::config::CalloutMode::Config => c.placements(),
         crate::config::CalloutMode::Operator => c.accounts.values().map(|a| a.public_key.clone()).collect(),
     }
 }

@@ -159,6 +159,24 @@ pub struct CalloutSettings {
     /// Operator mode: the accounts users may be placed in (the AUTH account's
     /// `allowed_accounts`), by name; `account` names the default one.
     pub accounts: std::collections::BTreeMap<String, TargetAccount>,
+    /// Config mode: the accounts besides `account` that a user's `account` in the
+    /// permission files may name (each defined in the server's `accounts {}`). Users
+    /// naming any other are denied; live enforcement follows all of them.
+    pub user_accounts: Vec<String>,
+}
+
+impl CalloutSettings {
+    /// The accounts users may be placed in, as the files name them: `[callout.accounts]`
+    /// in operator mode, `account` and `user_accounts` in config mode.
+    pub fn placements(&self) -> Vec<String> {
+        match self.mode {
+            CalloutMode::Operator => self.accounts.keys().cloned().collect(),
+            CalloutMode::Config => std::iter::once(&self.account)
+                .chain(&self.user_accounts)
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// Where the callout is configured.
@@ -206,6 +224,7 @@ impl Default for CalloutSettings {
             mode: CalloutMode::Config,
             auth_account: None,
             accounts: std::collections::BTreeMap::new(),
+            user_accounts: Vec::new(),
         }
     }
 }
@@ -623,6 +642,22 @@ impl Config {
                     );
                 }
             }
+            if !c.user_accounts.is_empty() {
+                return invalid(
+                    "callout.user_accounts",
+                    "config mode only: in operator mode users are placed in [callout.accounts]".into(),
+                );
+            }
+        } else if !c.accounts.is_empty() {
+            return invalid(
+                "callout.accounts",
+                "operator mode only: in config mode name further accounts in callout.user_accounts".into(),
+            );
+        }
+        for a in &c.user_accounts {
+            if let Err(e) = crate::names::validate_name(a) {
+                return invalid("callout.user_accounts", format!("{a:?}: {e}"));
+            }
         }
         if let Err(reason) = self.identity.validate() {
             return invalid("identity.oidc", reason);
@@ -691,6 +726,41 @@ mod tests {
         assert!(err(&c).contains("APP: public_key"), "{}", err(&c));
         c.callout.accounts.get_mut("APP").unwrap().public_key = nkeys::KeyPair::new_account().public_key();
         c.validate().unwrap();
+        assert_eq!(c.callout.placements(), ["APP"]);
+        // Config mode's list does not apply: the accounts are the placements.
+        c.callout.user_accounts = vec!["APP2".into()];
+        assert!(err(&c).contains("callout.user_accounts"), "{}", err(&c));
+    }
+
+    #[test]
+    fn config_mode_places_users_only_in_the_accounts_it_names() {
+        let mut c = Config::default();
+        assert_eq!(c.callout.placements(), ["APP"]);
+        c.callout.user_accounts = vec!["APP2".into(), "CHAT".into()];
+        c.validate().unwrap();
+        assert_eq!(c.callout.placements(), ["APP", "APP2", "CHAT"]);
+        c.callout.user_accounts = vec!["$SYS".into()];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("callout.user_accounts")
+        );
+        // Operator mode's table is refused rather than ignored.
+        c.callout.user_accounts.clear();
+        c.callout.accounts.insert(
+            "APP2".into(),
+            TargetAccount {
+                public_key: nkeys::KeyPair::new_account().public_key(),
+                signing_key_file: "APP2-signing.nk".into(),
+                jwt_file: None,
+            },
+        );
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("callout.accounts") && e.contains("operator mode only"),
+            "{e}"
+        );
     }
 
     #[test]

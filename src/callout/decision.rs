@@ -34,9 +34,9 @@ pub struct Policy {
     pub user_jwt_ttl: Duration,
     /// Roles whose users may publish `auth.v1.tokenReset`.
     pub token_reset_roles: Vec<Role>,
-    /// Operator mode: the accounts users may be placed in (`[callout.accounts]`); config
-    /// mode: any (nats-server checks the name).
-    pub placements: Option<HashSet<String>>,
+    /// The accounts users may be placed in: `[callout.accounts]` in operator mode,
+    /// `account` and `user_accounts` in config mode. Any other is denied.
+    pub placements: HashSet<String>,
 }
 
 impl Policy {
@@ -64,8 +64,7 @@ impl Policy {
             inbox_prefix: Template::parse(&s.inbox_prefix, false)?,
             user_jwt_ttl: s.user_jwt_ttl,
             token_reset_roles,
-            placements: (s.mode == crate::config::CalloutMode::Operator)
-                .then(|| s.accounts.keys().cloned().collect()),
+            placements: s.placements().into_iter().collect(),
         })
     }
 
@@ -120,7 +119,7 @@ pub enum Deny {
     BadRoom { room: String, reason: NameError },
     #[error("room name {0:?} is reserved")]
     ReservedRoom(String),
-    #[error("account {0:?} is not one users are placed in (callout.accounts)")]
+    #[error("account {0:?} is not one users are placed in (callout.accounts, callout.user_accounts)")]
     AccountNotServed(String),
 }
 
@@ -234,9 +233,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
         expires_at = expires_at.min(end);
     }
     let account = user.account().unwrap_or(&policy.account).to_string();
-    if let Some(allowed) = &policy.placements
-        && !allowed.contains(&account)
-    {
+    if !policy.placements.contains(&account) {
         return Err(Deny::AccountNotServed(account));
     }
     let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
@@ -395,6 +392,25 @@ mod tests {
             }
             assert_eq!(g.identity.sub, *user);
         }
+    }
+
+    #[test]
+    fn users_go_only_to_the_accounts_the_policy_names() {
+        let (k, _, mut p) = world();
+        let s = testing::snapshot(&format!(
+            "{PERMISSIONS}\n[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nall1 = \"readwrite\"\n"
+        ));
+        let carol = req(Some(&token(&k, "carol", None)), Some("all1"), "Client", "nats");
+        let bob = req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats");
+        // Not named by the policy: denied, not placed where the files say.
+        assert_eq!(
+            run(&carol, &k, &s, &p, NOW).unwrap_err(),
+            Deny::AccountNotServed("APP2".into())
+        );
+        assert_eq!(run(&bob, &k, &s, &p, NOW).unwrap().account, "APP");
+        p.placements.insert("APP2".into());
+        assert_eq!(run(&carol, &k, &s, &p, NOW).unwrap().account, "APP2");
+        assert_eq!(run(&bob, &k, &s, &p, NOW).unwrap().account, "APP");
     }
 
     #[test]

@@ -237,8 +237,11 @@ async fn chat_and_placement(xkey: bool) {
     w.connect(Some(&w.token("alice")), "alice1")
         .await
         .expect("still serving");
-    let log = w.server.log();
-    assert!(log.contains("account-not-served"), "the server logs the reason");
+    // nats-server writes its log line after it answered the client.
+    wait_until("the server logs the reason", || {
+        w.server.log().contains("account-not-served")
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -293,3 +293,69 @@ async fn losing_a_role_reaches_the_live_connection() {
     receives(&bob.client, "all1", "bob").await;
     assert!(!bob.saw(|s| matches!(s, Seen::LameDuck(_) | Seen::Disconnected)));
 }
+
+/// Config mode: a user the files place in another account listed in
+/// `callout.user_accounts` lands there, and live enforcement follows her like anyone else,
+/// also after CONNZ reconciles (which once listed the default account only and dropped
+/// her); a user naming an account not listed is denied.
+#[tokio::test]
+async fn config_mode_follows_users_placed_in_another_account() {
+    let env = TestEnv::start(EnvOptions {
+        tweak: |c| {
+            c.callout.user_accounts = vec!["APP2".into()];
+            c.enforcement.reconcile_interval = Duration::from_secs(1);
+        },
+        ..Default::default()
+    })
+    .await;
+    std::fs::write(
+        env.config.permissions.dir.join("placed.toml"),
+        "[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nall1 = \"readwrite\"\n\n\
+         [users.dave]\naccount = \"APP3\"\n[users.dave.rooms]\nall1 = \"readwrite\"\n",
+    )
+    .unwrap();
+    let svc = env.start_callout().await;
+    let token = env.token("carol");
+    let mut carol = watched(&env, &token, "all1", false).await;
+    registered(&svc, "carol", 1).await;
+    // In APP2: bob, in APP, does not hear her in the same room.
+    let bob = env
+        .connect(Some(&env.token("bob")), "all1")
+        .await
+        .expect("bob connects");
+    let mut heard = bob.client.subscribe("chat.all1.>").await.unwrap();
+    bob.client.flush().await.unwrap();
+    carol
+        .client
+        .publish("chat.all1.carol", "hi".into())
+        .await
+        .unwrap();
+    carol.client.flush().await.unwrap();
+    bob.client.publish("chat.all1.bob", "hi".into()).await.unwrap();
+    let first = tokio::time::timeout(DEADLINE, heard.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.subject.as_str(),
+        "chat.all1.bob",
+        "carol is not in bob's account"
+    );
+    crate::support::after_a_reconcile(&svc.ops).await;
+    revoke(&svc, &env.token("admin"), json!({"userId": "carol"})).await;
+    carol
+        .wait_for("carol's connection closed", |s| matches!(s, Seen::Disconnected))
+        .await;
+    assert!(env.connect(Some(&token), "all1").await.is_err(), "revoked");
+    // APP3 is not in callout.user_accounts.
+    let err = env.connect(Some(&env.token("dave")), "all1").await.err();
+    assert_eq!(
+        err.map(|e| e.kind()),
+        Some(async_nats::ConnectErrorKind::AuthorizationViolation)
+    );
+    // nats-server writes its log line after it answered the client.
+    wait_until("the server logs the reason", || {
+        env.server.log().contains("account-not-served")
+    })
+    .await;
+}

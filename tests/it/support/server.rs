@@ -283,6 +283,7 @@ accounts {{
   AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
   APP {{ {js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
          imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
+  APP2 {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS
