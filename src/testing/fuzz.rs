@@ -1,3 +1,7 @@
+//! The fuzz targets' bodies (request path, permission files, access tokens) over the shared
+//! test world: each input is decoded into choices, run, and its verdict checked against
+//! what the grant allows. Used by `fuzz/` (cargo-fuzz) and replayed by the tests.
+
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
