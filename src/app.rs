@@ -202,7 +202,8 @@ impl App {
                 bucket: published::bucket(&config.store.bucket_prefix, config.store.replicas),
             },
         };
-        let reloader = Reloader::new(source, permissions.clone(), enforcement.clone());
+        let placements = config.callout.placements().into_iter().collect();
+        let reloader = Reloader::new(source, permissions.clone(), placements, enforcement.clone());
         let ops = Arc::new(Ops {
             health: health.clone(),
             counters: callout.counters(),

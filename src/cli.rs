@@ -165,11 +165,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { dir } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => load(&cli.config)?.permissions.dir,
+            // With a configuration that loads, users placed in accounts it does not serve are named.
+            let (dir, placements) = match dir {
+                Some(d) => (d, load(&cli.config).ok().map(|c| c.callout.placements())),
+                None => {
+                    let c = load(&cli.config)?;
+                    (c.permissions.dir, Some(c.callout.placements()))
+                }
             };
-            Ok(check(&dir))
+            Ok(check(&dir, placements))
         }
         Command::Keys {
             dir,
@@ -402,8 +406,11 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).with_context(|| format!("while loading configuration {}", path.display()))
 }
 
-/// Validate a permission directory, print the outcome, and return the exit code.
-pub fn check(dir: &Path) -> ExitCode {
+/// Validate a permission directory, print the outcome, and return the exit code. With the
+/// accounts the service places users in (from the configuration, or its defaults when the
+/// file is missing), users placed elsewhere are named: a warning, as the set is valid and
+/// only their connections will be denied.
+pub fn check(dir: &Path, placements: Option<Vec<String>>) -> ExitCode {
     match Snapshot::load_dir(dir) {
         Ok(s) => {
             println!(
@@ -412,6 +419,14 @@ pub fn check(dir: &Path) -> ExitCode {
                 s.user_count(),
                 s.room_count()
             );
+            if let Some(served) = placements.map(|p| p.into_iter().collect()) {
+                for (user, account) in s.placed_outside(&served) {
+                    println!(
+                        "warning: user {user:?}: account {account:?} is not served (callout.user_accounts, \
+                         or [callout.accounts] in operator mode): its connections will be denied"
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

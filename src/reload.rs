@@ -2,6 +2,7 @@
 //! in JetStream KV; validate the whole set, swap the snapshot atomically; on failure keep
 //! the last good one and report `file:line: reason`.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct ReloadStatus {
 pub struct Reloader {
     source: Source,
     permissions: Permissions,
+    /// The accounts the callout places users in (a set naming others gets a warning).
+    placements: HashSet<String>,
     enforcement: Option<Arc<Enforcement>>,
     status: Mutex<ReloadStatus>,
     /// True once a set is in force (at once for files: the service loaded them at start).
@@ -60,8 +63,14 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader of `source` into `permissions`; for files, `permissions` already holds
     /// the directory's set; from KV nothing is in force until the first set arrives.
-    pub fn new(source: Source, permissions: Permissions, enforcement: Option<Arc<Enforcement>>) -> Arc<Self> {
+    pub fn new(
+        source: Source,
+        permissions: Permissions,
+        placements: HashSet<String>,
+        enforcement: Option<Arc<Enforcement>>,
+    ) -> Arc<Self> {
         let s = permissions.load();
+        warn_placed_outside(&s, &placements);
         let from_files = matches!(source, Source::Dir(_));
         let status = ReloadStatus {
             epoch: permissions.epoch(),
@@ -74,6 +83,7 @@ impl Reloader {
         Arc::new(Reloader {
             source,
             permissions,
+            placements,
             enforcement,
             status: Mutex::new(status),
             loaded: tokio::sync::watch::channel(from_files).0,
@@ -142,6 +152,7 @@ impl Reloader {
         let now = now_secs();
         match loaded {
             Ok(new) => {
+                warn_placed_outside(&new, &self.placements);
                 let (users, rooms) = (new.user_count(), new.room_count());
                 let (old, epoch) = self.permissions.replace(new);
                 let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,5 +289,18 @@ impl Reloader {
                 }
             }
         }
+    }
+}
+
+/// Log each user the files place in an account the callout does not serve: the set is
+/// valid, but those users' connections will be denied (`account-not-served`).
+fn warn_placed_outside(snapshot: &crate::permissions::Snapshot, placements: &HashSet<String>) {
+    for (user, account) in snapshot.placed_outside(placements) {
+        warn!(
+            user,
+            account,
+            "a user is placed in an account not served (callout.user_accounts, [callout.accounts]): \
+             its connections will be denied"
+        );
     }
 }

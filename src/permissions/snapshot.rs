@@ -67,6 +67,18 @@ impl Snapshot {
         self.users.values()
     }
 
+    /// The users the files place in an account outside `placements` (whose connections
+    /// the callout will deny), with that account, sorted by user.
+    pub fn placed_outside(&self, placements: &std::collections::HashSet<String>) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .users()
+            .filter_map(|u| u.account().map(|a| (u.id(), a)))
+            .filter(|(_, a)| !placements.contains(*a))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// This snapshot's record of `user`: `user` itself if it came from this snapshot,
     /// otherwise the user with the same id here (a `User` kept from an older snapshot
     /// never carries its old grants into a newer one).

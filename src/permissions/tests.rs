@@ -642,3 +642,20 @@ fn nkeys_name_their_user_once_and_bad_ones_are_reported_where_they_are() {
         "{got:?}"
     );
 }
+
+#[test]
+fn users_placed_outside_the_served_accounts_are_named() {
+    let s = load(&[(
+        "p.toml",
+        "[users.carol]\naccount = \"APP2\"\n[users.dave]\naccount = \"APP3\"\n[users.erin]\n\
+         [users.bob]\naccount = \"APP\"\n",
+    )])
+    .unwrap();
+    let served = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        s.placed_outside(&served(&["APP"])),
+        [("carol", "APP2"), ("dave", "APP3")]
+    );
+    assert_eq!(s.placed_outside(&served(&["APP", "APP2"])), [("dave", "APP3")]);
+    assert!(s.placed_outside(&served(&["APP", "APP2", "APP3"])).is_empty());
+}

@@ -95,6 +95,42 @@ fn check_reports_file_and_line_and_fails() {
     assert_ne!(code, 0, "{out}");
 }
 
+/// With the service's configuration, `check` names the users the files place in an account
+/// the service does not serve (valid files, so exit 0; their connections would be denied).
+#[test]
+fn check_names_users_placed_in_accounts_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let perms = dir.path().join("permissions");
+    std::fs::create_dir(&perms).unwrap();
+    std::fs::write(
+        perms.join("placed.toml"),
+        "[users.carol]\naccount = \"APP2\"\n[users.dave]\naccount = \"APP3\"\n[users.erin]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("callout.toml");
+    std::fs::write(&config, "[callout]\nuser_accounts = [\"APP2\"]\n").unwrap();
+    let (code, out, _) = run(bin().arg("--config").arg(&config).arg("check").arg(&perms));
+    assert_eq!(code, 0, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0].contains("\"dave\"") && warnings[0].contains("\"APP3\""),
+        "{out}"
+    );
+    // No configuration file: the defaults serve APP alone.
+    let (code, out, _) = run(bin()
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .arg("check")
+        .arg(&perms));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("warning:")).count(),
+        2,
+        "{out}"
+    );
+}
+
 #[test]
 fn hash_password_reads_stdin_and_prints_an_argon2id_hash() {
     let mut child = bin()

@@ -131,7 +131,16 @@ impl Api {
         let c = clock.clone();
         let tokens = Arc::new(tokens);
         let perms = Permissions::new(load(permissions));
-        let reloader = Reloader::new(Source::Dir(permissions.to_path_buf()), perms.clone(), None);
+        let placements = nats_callout::config::CalloutSettings::default()
+            .placements()
+            .into_iter()
+            .collect();
+        let reloader = Reloader::new(
+            Source::Dir(permissions.to_path_buf()),
+            perms.clone(),
+            placements,
+            None,
+        );
         let ops = Arc::new(Ops::new(Instance::new("test"), reloader, tokens.clone()));
         let state = Arc::new(HttpState {
             clock: Arc::new(move || c.load(Ordering::SeqCst)),
