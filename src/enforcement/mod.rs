@@ -59,6 +59,15 @@ pub struct EnforcementStats {
 /// lists are complete, with their connections.
 type ConnzLists = (Vec<(ConnKey, String)>, HashMap<String, HashSet<u64>>);
 
+/// What the servers listed for one account: connections per server, each with its user,
+/// and the servers whose every page arrived.
+#[derive(Default)]
+struct AccountConnz {
+    seen: HashMap<String, HashSet<u64>>,
+    users: Vec<(ConnKey, String)>,
+    complete: HashSet<String>,
+}
+
 struct Job {
     conn: ConnKey,
     action: Action,
@@ -562,13 +571,29 @@ impl Enforcement {
     /// connections at a time: the connections named with their users, and the servers
     /// whose every page of every account arrived with their connections.
     async fn ask_connz(&self) -> anyhow::Result<ConnzLists> {
+        // Every account at once: each ask waits for its answers (half a second).
+        let lists =
+            futures::future::try_join_all(self.accounts.iter().map(|a| self.account_connz(a))).await?;
         let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
         let mut users: Vec<(ConnKey, String)> = Vec::new();
-        // (server, account) pairs whose every page arrived.
-        let mut complete: HashSet<(String, String)> = HashSet::new();
-        let mut pending: Vec<(&str, Option<String>, u64)> =
-            self.accounts.iter().map(|a| (a.as_str(), None, 0)).collect();
-        while let Some((acc, server, offset)) = pending.pop() {
+        let mut complete: Vec<HashSet<String>> = Vec::new();
+        for list in lists {
+            for (server, cids) in list.seen {
+                seen.entry(server).or_default().extend(cids);
+            }
+            users.extend(list.users);
+            complete.push(list.complete);
+        }
+        // Only a server complete for every account may remove connections.
+        seen.retain(|server, _| complete.iter().all(|c| c.contains(server)));
+        Ok((users, seen))
+    }
+
+    /// CONNZ of one account from every server, paged.
+    async fn account_connz(&self, acc: &str) -> anyhow::Result<AccountConnz> {
+        let mut out = AccountConnz::default();
+        let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
+        while let Some((server, offset)) = pending.pop() {
             let subject = server_request(server.as_deref(), "CONNZ");
             let inbox = self.sys.new_inbox();
             let mut replies = self.sys.subscribe(inbox.clone()).await?;
@@ -588,12 +613,12 @@ impl Enforcement {
                 };
                 let data = &v["data"];
                 // A server with no connection left still counts: its old entries go.
-                let alive = seen.entry(id.to_string()).or_default();
+                let alive = out.seen.entry(id.to_string()).or_default();
                 for c in data["connections"].as_array().into_iter().flatten() {
                     let Some(cid) = c["cid"].as_u64() else { continue };
                     alive.insert(cid);
                     let user = c["authorized_user"].as_str().unwrap_or_default().to_string();
-                    users.push((
+                    out.users.push((
                         ConnKey {
                             server: id.to_string(),
                             cid,
@@ -606,21 +631,15 @@ impl Enforcement {
                     data["offset"].as_u64().unwrap_or(0) + data["limit"].as_u64().unwrap_or(1024),
                 );
                 if total > got {
-                    pending.push((acc, Some(id.to_string()), got));
+                    pending.push((Some(id.to_string()), got));
                 } else {
-                    complete.insert((id.to_string(), acc.to_string()));
+                    out.complete.insert(id.to_string());
                 }
                 if server.is_some() {
                     break;
                 }
             }
         }
-        // Only a server complete for every account may remove connections.
-        seen.retain(|server, _| {
-            self.accounts
-                .iter()
-                .all(|a| complete.contains(&(server.clone(), a.clone())))
-        });
-        Ok((users, seen))
+        Ok(out)
     }
 }
