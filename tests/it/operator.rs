@@ -54,36 +54,45 @@ impl World {
         let permissions = dir.path().join("permissions");
         copy_demo_permissions(&permissions);
         std::fs::write(permissions.join("placed.toml"), PLACED).unwrap();
-        let http_port = free_port();
-        let origin = format!("http://127.0.0.1:{http_port}");
-        let (server, generated) = (0..5)
-            .find_map(|i| {
-                let opts = SetupOptions {
-                    dir: dir.path().join(format!("operator{i}")),
-                    force: false,
-                    client_port: free_port(),
-                    http_port: free_port(),
-                    websocket_port: free_port(),
-                    allowed_origins: vec![origin.clone()],
-                    xkey,
-                    tokens_dir: dir.path().join("tokens"),
-                    permissions_dir: permissions.clone(),
-                };
-                let g = generate(&opts).unwrap();
-                NatsServer::start_file(&g.server_config, opts.client_port, opts.websocket_port)
-                    .map(|s| (s, g))
-            })
-            .expect("the operator-mode nats-server did not start");
-        let mut config = Config::load(&generated.callout_config).expect("the generated callout.toml loads");
-        config.http.listen = format!("127.0.0.1:{http_port}");
-        config.http.admin_listen = String::new();
-        config.http.allowed_origins = vec![origin.clone()];
-        // Reconcile with CONNZ often: every account's connections must survive it.
-        config.enforcement.reconcile_interval = Duration::from_secs(1);
-        let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
-        let app = App::build(config.clone())
-            .await
-            .expect("the service starts in operator mode");
+        // A port chosen free may be taken (by any client's outbound socket) before it is
+        // bound: nats-server and the HTTP API then start again on other ports.
+        let mut attempt = 0;
+        let (server, generated, origin, tokens, app) = loop {
+            attempt += 1;
+            let http_port = free_port();
+            let origin = format!("http://127.0.0.1:{http_port}");
+            let opts = SetupOptions {
+                dir: dir.path().join(format!("operator{attempt}")),
+                force: false,
+                client_port: free_port(),
+                http_port: free_port(),
+                websocket_port: free_port(),
+                allowed_origins: vec![origin.clone()],
+                xkey,
+                tokens_dir: dir.path().join("tokens"),
+                permissions_dir: permissions.clone(),
+            };
+            let generated = generate(&opts).unwrap();
+            let Some(server) =
+                NatsServer::start_file(&generated.server_config, opts.client_port, opts.websocket_port)
+            else {
+                assert!(attempt < 5, "the operator-mode nats-server did not start");
+                continue;
+            };
+            let mut config =
+                Config::load(&generated.callout_config).expect("the generated callout.toml loads");
+            config.http.listen = format!("127.0.0.1:{http_port}");
+            config.http.admin_listen = String::new();
+            config.http.allowed_origins = vec![origin.clone()];
+            // Reconcile with CONNZ often: every account's connections must survive it.
+            config.enforcement.reconcile_interval = Duration::from_secs(1);
+            let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
+            match App::build(config).await {
+                Ok(app) => break (server, generated, origin, tokens, app),
+                Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => continue,
+                Err(e) => panic!("the service starts in operator mode: {e:#}"),
+            }
+        };
         let http = app.http_addr().unwrap();
         let ops = app.ops();
         let (tx, rx) = oneshot::channel::<()>();

@@ -22,12 +22,24 @@ pub use service::CalloutHandle;
 /// Generous upper bound on anything a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// A port free now, for a listener a test starts a little later. Chosen at random below
+/// the kernel's ephemeral range: a port from that range (what binding port 0 gives) can be
+/// taken in the meantime by any client's outbound socket, and the tests open thousands.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (ephemeral_start / 2, ephemeral_start);
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(low..high);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 /// Stop a child process with SIGTERM (as an operator would) and wait for it.
