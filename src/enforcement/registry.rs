@@ -30,6 +30,10 @@ pub struct Registry {
     /// When each connection was removed (disconnected, kicked): a CONNZ list taken earlier
     /// still names it and must not bring it back. Kept until a reconcile asked later ends.
     removed: HashMap<ConnKey, u64>,
+    /// Connections one complete list did not name: the next that does not name them either
+    /// removes them. A decision record can arrive before nats-server has registered the
+    /// connection in its account, so one list is not proof that it is gone.
+    missing: HashSet<ConnKey>,
     clock: u64,
 }
 
@@ -73,6 +77,7 @@ impl Registry {
     fn record(&mut self, conn: ConnKey, entry: Entry) {
         let now = self.tick();
         self.removed.remove(&conn);
+        self.missing.remove(&conn);
         self.recorded.insert(conn.clone(), now);
         self.entries.insert(conn, entry);
     }
@@ -125,6 +130,7 @@ impl Registry {
 
     /// Take an entry out of the map and its indexes.
     fn take(&mut self, conn: &ConnKey) -> Option<Entry> {
+        self.missing.remove(conn);
         let e = self.entries.remove(conn)?;
         self.recorded.remove(conn);
         unindex(&mut self.by_user, &e.user, conn);
@@ -144,8 +150,9 @@ impl Registry {
     /// Apply a CONNZ reconcile asked at `asked` (the registry's [`Registry::now`] then):
     /// `listed` names every connection the answers named, with its user; `complete` holds
     /// the servers whose every page arrived, with their connections. A connection removed
-    /// since the ask is not brought back, one recorded since is not dropped. Ends the
-    /// reconcile (pass empty lists for one that failed). Returns how many were dropped.
+    /// since the ask is not brought back, one recorded since is not dropped, and one is
+    /// dropped only when a second list in a row misses it. Ends the reconcile (pass empty
+    /// lists for one that failed). Returns how many were dropped.
     pub fn reconcile(
         &mut self,
         asked: u64,
@@ -166,20 +173,29 @@ impl Registry {
         dropped
     }
 
-    /// Drop every connection on `server` that is not in `alive`, among those recorded
-    /// before `asked`: a connection decided since is live though the list does not name it.
+    /// Drop the connections on `server` that are not in `alive` for the second list in a
+    /// row, among those recorded before `asked` (a connection decided since is live though
+    /// the list does not name it). Returns how many were dropped.
     fn retain_server(&mut self, server: &str, alive: &HashSet<u64>, asked: u64) -> usize {
-        let gone: Vec<ConnKey> = self
+        self.missing
+            .retain(|k| !(k.server == server && alive.contains(&k.cid)));
+        let absent: Vec<ConnKey> = self
             .entries
             .keys()
             .filter(|k| k.server == server && !alive.contains(&k.cid))
             .filter(|k| self.recorded.get(*k).is_some_and(|t| *t <= asked))
             .cloned()
             .collect();
-        for k in &gone {
-            self.take(k);
+        let mut dropped = 0;
+        for k in absent {
+            if self.missing.contains(&k) {
+                self.take(&k);
+                dropped += 1;
+            } else {
+                self.missing.insert(k);
+            }
         }
-        gone.len()
+        dropped
     }
 
     fn collect(map: &HashMap<String, HashSet<ConnKey>>, key: &str) -> Vec<ConnKey> {
@@ -364,7 +380,8 @@ mod tests {
         );
         let alive: HashSet<u64> = [7].into_iter().collect();
         let asked = r.now();
-        assert_eq!(r.retain_server("A", &alive, asked), 1);
+        assert_eq!(r.retain_server("A", &alive, asked), 0, "one list is not proof");
+        assert_eq!(r.retain_server("A", &alive, asked), 1, "the second is");
         assert_eq!(r.len(), 1);
         assert!(r.by_tid("t1").is_empty());
     }
@@ -377,6 +394,7 @@ mod tests {
         // Decided while the (older) CONNZ answer was on its way: not in its list.
         r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
         let alive: HashSet<u64> = HashSet::new();
+        assert_eq!(r.retain_server("A", &alive, asked), 0);
         assert_eq!(r.retain_server("A", &alive, asked), 1, "only the older one goes");
         assert_eq!(r.by_tid("t2").len(), 1);
         assert!(r.by_tid("t1").is_empty());
@@ -405,5 +423,29 @@ mod tests {
         let later = r.now();
         assert_eq!(r.reconcile(later, listed, &complete), 0);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn a_decision_the_server_does_not_list_yet_survives_one_list() {
+        let mut r = Registry::default();
+        let k = |c| ConnKey {
+            server: "A".into(),
+            cid: c,
+        };
+        let lists = |cids: &[u64]| -> HashMap<String, HashSet<u64>> {
+            [("A".to_string(), cids.iter().copied().collect())].into()
+        };
+        // The record came before nats-server registered the connection in its account.
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        let asked = r.now();
+        assert_eq!(r.reconcile(asked, vec![], &lists(&[])), 0);
+        assert_eq!(r.by_tid("t1"), vec![k(1)], "kept, with its decision");
+        // The next list names it: no longer suspect.
+        let asked = r.now();
+        assert_eq!(r.reconcile(asked, vec![(k(1), "bob".into())], &lists(&[1])), 0);
+        assert_eq!(r.reconcile(asked, vec![], &lists(&[])), 0, "a first miss again");
+        // Gone without a disconnect event: the second list in a row that misses it drops it.
+        assert_eq!(r.reconcile(asked, vec![], &lists(&[])), 1);
+        assert!(r.is_empty());
     }
 }
