@@ -18,15 +18,14 @@ pub struct Entry {
 /// Connections and their indexes. Not thread-safe by itself; the owner locks it.
 #[derive(Debug, Default)]
 pub struct Registry {
-    entries: HashMap<ConnKey, Entry>,
+    /// Each connection with when it was recorded (the registry's clock): a CONNZ list
+    /// taken earlier knows nothing of a connection recorded after it and must not remove it.
+    entries: HashMap<ConnKey, (Entry, u64)>,
     by_user: HashMap<String, HashSet<ConnKey>>,
     by_session: HashMap<String, HashSet<ConnKey>>,
     by_device: HashMap<String, HashSet<ConnKey>>,
     by_tid: HashMap<String, HashSet<ConnKey>>,
     by_room: HashMap<String, HashSet<ConnKey>>,
-    /// When each entry was recorded (a counter): a CONNZ list taken earlier knows nothing
-    /// of a connection recorded after it and must not remove it.
-    recorded: HashMap<ConnKey, u64>,
     /// When each connection was removed (disconnected, kicked): a CONNZ list taken earlier
     /// still names it and must not bring it back. Kept until a reconcile asked later ends.
     removed: HashMap<ConnKey, u64>,
@@ -60,7 +59,7 @@ impl Registry {
     }
 
     pub fn get(&self, conn: &ConnKey) -> Option<&Entry> {
-        self.entries.get(conn)
+        self.entries.get(conn).map(|(e, _)| e)
     }
 
     /// The registry's clock now: entries recorded from here on are newer (see
@@ -78,8 +77,7 @@ impl Registry {
         let now = self.tick();
         self.removed.remove(&conn);
         self.missing.remove(&conn);
-        self.recorded.insert(conn.clone(), now);
-        self.entries.insert(conn, entry);
+        self.entries.insert(conn, (entry, now));
     }
 
     /// Record a decision (replacing what was known of that connection).
@@ -107,7 +105,7 @@ impl Registry {
     /// A connection seen in events or CONNZ. Keeps a known decision; otherwise
     /// records the user only.
     pub fn add_seen(&mut self, conn: ConnKey, user: &str) {
-        if self.entries.get(&conn).is_some_and(|e| e.user == user) {
+        if self.get(&conn).is_some_and(|e| e.user == user) {
             return;
         }
         self.take(&conn);
@@ -131,8 +129,7 @@ impl Registry {
     /// Take an entry out of the map and its indexes.
     fn take(&mut self, conn: &ConnKey) -> Option<Entry> {
         self.missing.remove(conn);
-        let e = self.entries.remove(conn)?;
-        self.recorded.remove(conn);
+        let (e, _) = self.entries.remove(conn)?;
         unindex(&mut self.by_user, &e.user, conn);
         if let Some(d) = &e.decision {
             unindex(&mut self.by_session, &d.session, conn);
@@ -181,10 +178,9 @@ impl Registry {
             .retain(|k| !(k.server == server && alive.contains(&k.cid)));
         let absent: Vec<ConnKey> = self
             .entries
-            .keys()
-            .filter(|k| k.server == server && !alive.contains(&k.cid))
-            .filter(|k| self.recorded.get(*k).is_some_and(|t| *t <= asked))
-            .cloned()
+            .iter()
+            .filter(|(k, (_, recorded))| k.server == server && !alive.contains(&k.cid) && *recorded <= asked)
+            .map(|(k, _)| k.clone())
             .collect();
         let mut dropped = 0;
         for k in absent {
@@ -234,7 +230,7 @@ impl Registry {
                     .by_user(user)
                     .into_iter()
                     .filter(|k| {
-                        self.entries.get(k).is_some_and(|e| {
+                        self.get(k).is_some_and(|e| {
                             e.decision
                                 .as_ref()
                                 .is_none_or(|d| d.device.as_deref() == Some(device))
@@ -258,7 +254,7 @@ impl Registry {
     }
 
     pub fn all(&self) -> impl Iterator<Item = (&ConnKey, &Entry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(k, (e, _))| (k, e))
     }
 }
 

@@ -65,6 +65,36 @@ pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
     }
 }
 
+/// How a login proved who it is: counted (`nats_callout_logins_total{result}`), logged and
+/// told to the client in the OAuthToken's `message`.
+#[derive(Clone, Copy)]
+pub(super) struct LoginKind {
+    pub method: &'static str,
+    pub result: &'static str,
+    pub message: &'static str,
+}
+
+/// A password login.
+pub(super) const PASSWORD: LoginKind = LoginKind {
+    method: "password",
+    result: "ok",
+    message: "logged in",
+};
+
+/// Open the session of a login that has proved who `opening.user` is, and answer its tokens.
+pub(super) async fn open_session(
+    state: &HttpState,
+    opening: &Opening<'_>,
+    kind: LoginKind,
+    browser: bool,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let pair = state.tokens.open(opening, now).await.map_err(lifecycle_error)?;
+    metrics::counter!("nats_callout_logins_total", "result" => kind.result).increment(1);
+    info!(result = "allow", user = %opening.user, method = kind.method, session = %pair.refresh.session.id, addr = ?opening.address, "login");
+    Ok(token_response(state, &pair, browser, kind.message))
+}
+
 /// The token response: body plus cookies. `browser` keeps tokens out of the body.
 pub(super) fn token_response(
     state: &HttpState,
@@ -189,10 +219,7 @@ pub(super) async fn login(
         address: addr.map(|a| a.to_string()),
         ..Opening::default()
     };
-    let pair = state.tokens.open(&opening, now).await.map_err(lifecycle_error)?;
-    metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
-    info!(result = "allow", user = %username, session = %pair.refresh.session.id, addr = ?addr, "login");
-    Ok(token_response(&state, &pair, req.cookie, "logged in"))
+    open_session(&state, &opening, PASSWORD, req.cookie, now).await
 }
 
 #[derive(Deserialize, Default)]

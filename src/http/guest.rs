@@ -8,9 +8,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use tracing::info;
 
-use super::auth::{lifecycle_error, optional_body, optional_name, token_response};
+use super::auth::{LoginKind, open_session, optional_body, optional_name};
 use super::error::ApiError;
 use super::{ClientAddr, SharedState, check_origin};
 use crate::config::GuestRefresh;
@@ -99,8 +98,10 @@ pub(super) async fn create(
         address: addr.map(|a| a.to_string()),
         never_expires: state.guest_refresh == GuestRefresh::Never,
     };
-    let pair = state.tokens.open(&opening, now).await.map_err(lifecycle_error)?;
-    metrics::counter!("nats_callout_logins_total", "result" => "guest").increment(1);
-    info!(result = "allow", user = %user, session = %pair.refresh.session.id, addr = ?addr, "guest created");
-    Ok(token_response(&state, &pair, req.cookie, "logged in as guest"))
+    let kind = LoginKind {
+        method: "guest",
+        result: "guest",
+        message: "logged in as guest",
+    };
+    open_session(&state, &opening, kind, req.cookie, now).await
 }

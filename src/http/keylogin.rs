@@ -10,9 +10,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::info;
 
-use super::auth::{lifecycle_error, optional_name, store_unavailable, token_response};
+use super::auth::{LoginKind, PASSWORD, open_session, optional_name, store_unavailable};
 use super::error::ApiError;
 use super::{ClientAddr, HttpState, SharedState, check_origin};
 use crate::clock::rfc3339;
@@ -126,8 +125,9 @@ pub(super) async fn authenticate(
         address: addr.map(|a| a.to_string()),
         ..Opening::default()
     };
-    let pair = state.tokens.open(&opening, now).await.map_err(lifecycle_error)?;
-    metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
-    info!(result = "allow", user = %user, method = "nkey", session = %pair.refresh.session.id, addr = ?addr, "login");
-    Ok(token_response(&state, &pair, req.cookie, "logged in"))
+    let kind = LoginKind {
+        method: "nkey",
+        ..PASSWORD
+    };
+    open_session(&state, &opening, kind, req.cookie, now).await
 }

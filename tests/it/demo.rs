@@ -70,6 +70,21 @@ impl DemoCopy {
     fn path(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
     }
+
+    /// nats-server on `conf` in the copy, listening (killed when dropped).
+    fn start_nats(&self, conf: &str, what: &str) -> Running {
+        let nats = Running(
+            Command::new(nats_callout::testing::nats_server_bin())
+                .args(["-c", conf])
+                .current_dir(self.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(self.port(4222), what);
+        nats
+    }
 }
 
 /// The ports after `127.0.0.1:` or `localhost:` in `text`.
@@ -152,16 +167,10 @@ async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _nats = Running(
-        Command::new(nats_callout::testing::nats_server_bin())
-            .args(["-c", "nats-server.conf"])
-            .current_dir(demo.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _nats = demo.start_nats(
+        "nats-server.conf",
+        "nats-server (the repository's nats-server.conf)",
     );
-    wait_for_port(demo.port(4222), "nats-server (the repository's nats-server.conf)");
     // Killed if the test fails before its SIGTERM.
     let mut serve = Running(
         bin()
@@ -486,16 +495,7 @@ async fn the_operator_demo_files_serve_bob_with_the_same_token() {
         let text = std::fs::read_to_string(demo.path(f)).unwrap();
         std::fs::write(demo.path(f), move_ports(&text, &demo.ports)).unwrap();
     }
-    let _nats = Running(
-        Command::new(nats_callout::testing::nats_server_bin())
-            .args(["-c", ".demo/operator/nats-server.conf"])
-            .current_dir(demo.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(demo.port(4222), "nats-server (operator mode)");
+    let _nats = demo.start_nats(".demo/operator/nats-server.conf", "nats-server (operator mode)");
     let mut serve = Running(
         bin()
             .args(["serve", "--config", ".demo/operator/callout.toml"])

@@ -178,6 +178,22 @@ impl World {
         (client, rx)
     }
 
+    /// An admin's call to the HTTP API (a GET without a body, a POST with one): its JSON answer.
+    async fn admin(&self, path: &str, body: Option<Value>) -> Value {
+        let url = format!("http://{}{path}", self.http);
+        let req = match body {
+            Some(b) => reqwest::Client::new().post(url).json(&b),
+            None => reqwest::Client::new().get(url),
+        };
+        req.bearer_auth(self.token("admin"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn target(&self, name: &str) -> String {
         self.generated
             .targets
@@ -199,6 +215,23 @@ async fn chat_and_placement(xkey: bool) {
     talks(&bob, "all1", "bob").await;
     let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
     bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+    // The reply-to-self trick: a message bob sends himself with a reply subject in
+    // alice's room does not make that subject his to publish (the user JWT has no `resp`).
+    let mut own = bob.client.subscribe("chat.bob1.>").await.unwrap();
+    bob.client
+        .publish_with_reply("chat.bob1.bob", "chat.alice1.bob", "ask".into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut own))
+        .await
+        .unwrap()
+        .unwrap();
+    bob.client
+        .publish(m.reply.unwrap(), "escaped".into())
+        .await
+        .unwrap();
+    bob.expect_error("Permissions Violation for Publish to \"chat.alice1.bob\"")
         .await;
     let app = w.connections(&w.target("APP")).await;
     let users: Vec<&str> = app["data"]["connections"]
@@ -376,20 +409,11 @@ async fn the_generated_jwts_verify_with_the_official_library() {
 async fn operator_mode_token_reset_sends_the_lame_duck_notice() {
     let w = World::start(true).await;
     let (_bob, mut rx) = w.watch_lame_duck("bob", "all1").await;
-    let base = format!("http://{}", w.http);
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
         // Until the enforcer has registered bob's connection, a reset affects nothing.
-        let r: Value = reqwest::Client::new()
-            .post(format!("{base}/api/console/token-reset"))
-            .bearer_auth(w.token("admin"))
-            .json(&json!({"users": ["bob"], "reason": "test"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reset = json!({"users": ["bob"], "reason": "test"});
+        let r = w.admin("/api/console/token-reset", Some(reset)).await;
         if r["affected"] == 1 {
             break;
         }
@@ -438,18 +462,9 @@ async fn operator_mode_enforcement_follows_users_in_a_second_account() {
     let w = World::start(true).await;
     let (_carol, mut rx) = w.watch_lame_duck("carol", "all1").await;
     // The console lists her once the enforcer knows the connection.
-    let base = format!("http://{}", w.http);
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
-        let c: Value = reqwest::Client::new()
-            .get(format!("{base}/api/console/connections"))
-            .bearer_auth(w.token("admin"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c = w.admin("/api/console/connections", None).await;
         if c["connections"]
             .as_array()
             .unwrap()
