@@ -140,6 +140,21 @@ fn ports_move_whole_and_once() {
 }
 
 /// Kill on drop.
+/// `make ARGS` in the repository (with the tests' nats-server): whether it succeeded, and
+/// its standard error.
+fn make(args: &[&str]) -> (bool, String) {
+    let out = Command::new("make")
+        .args(args)
+        .current_dir(repo())
+        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -261,14 +276,8 @@ fn make_demo_refuses_clearly_when_its_ports_are_taken() {
     // Hold one of the demo's ports (or find it already held by something else).
     let _held = std::net::TcpListener::bind("127.0.0.1:9222");
     let start = Instant::now();
-    let out = Command::new("make")
-        .arg("demo")
-        .current_dir(repo())
-        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "make demo ran with port 9222 taken");
+    let (ok, err) = make(&["demo"]);
+    assert!(!ok, "make demo ran with port 9222 taken");
     assert!(err.contains("9222") && err.contains("already in use"), "{err}");
     assert!(
         start.elapsed() < Duration::from_secs(60),
@@ -276,24 +285,14 @@ fn make_demo_refuses_clearly_when_its_ports_are_taken() {
     );
     assert!(!Path::new(&repo().join(".demo-snippet.tmp")).exists());
     // MODE=operator refuses as clearly (the same port is still held), and MODE is checked.
-    let out = Command::new("make")
-        .args(["demo", "MODE=operator"])
-        .current_dir(repo())
-        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = make(&["demo", "MODE=operator"]);
     assert!(
-        !out.status.success() && err.contains("9222") && err.contains("already in use"),
+        !ok && err.contains("9222") && err.contains("already in use"),
         "{err}"
     );
-    let out = Command::new("make")
-        .args(["demo", "MODE=nope"])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MODE is config or operator, not nope"));
+    let (ok, err) = make(&["demo", "MODE=nope"]);
+    assert!(!ok);
+    assert!(err.contains("MODE is config or operator, not nope"));
 }
 
 /// The cluster demo's files (deploy/cluster, what `make demo-cluster` runs): three nodes and
@@ -450,17 +449,8 @@ fn start_cluster_demo(files: &[&str]) -> Option<(DemoCopy, Vec<Running>)> {
 fn make_demo_cluster_refuses_clearly_when_its_ports_are_taken() {
     let _held = std::net::TcpListener::bind("127.0.0.1:9091");
     let start = Instant::now();
-    let out = Command::new("make")
-        .arg("demo-cluster")
-        .current_dir(repo())
-        .env("NATS_SERVER_BIN", nats_callout::testing::nats_server_bin())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "make demo-cluster ran with port 9091 taken"
-    );
+    let (ok, err) = make(&["demo-cluster"]);
+    assert!(!ok, "make demo-cluster ran with port 9091 taken");
     assert!(err.contains("9091") && err.contains("already in use"), "{err}");
     assert!(
         start.elapsed() < Duration::from_secs(60),
