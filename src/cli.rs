@@ -77,7 +77,8 @@ pub enum Command {
     Revoke {
         #[arg(long, env = "NATS_CALLOUT_REVOKE_USER", group = "target")]
         user: Option<String>,
-        #[arg(long, env = "NATS_CALLOUT_REVOKE_DEVICE", group = "target")]
+        /// Every user's sessions on this device id; with --user, only that user's.
+        #[arg(long, env = "NATS_CALLOUT_REVOKE_DEVICE", conflicts_with_all = ["session", "before", "client"])]
         device: Option<String>,
         #[arg(long, env = "NATS_CALLOUT_REVOKE_SESSION", group = "target")]
         session: Option<String>,
@@ -151,7 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let config = load(&cli.config)?;
-            crate::telemetry::init_tracing(config.log.format.as_deref() == Some("json"));
+            crate::telemetry::init_tracing(config.log.format);
             let first_then_second = async {
                 shutdown_signal().await;
                 tracing::info!("shutting down (a second signal exits at once)");

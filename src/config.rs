@@ -376,10 +376,18 @@ pub struct HttpSettings {
     /// `Domain` of the cookies, so that a websocket on another host of the same site gets
     /// `nats_token` (e.g. `example.com` for `chat.example.com` and `ws.example.com`).
     pub cookie_domain: Option<String>,
-    /// Peers (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For` headers name
-    /// the client: the per-address login limit and the logs use that address. From any other
-    /// peer the headers are ignored.
+    /// Peers (addresses or CIDR ranges) whose forwarding header names the client: the
+    /// per-address limits, the logs and the sessions list use that address. From any other
+    /// peer the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// The one header a trusted proxy names the client in: `x-forwarded-for` (default) or
+    /// `forwarded`. Every line of it is read in order, and the client is the rightmost
+    /// address that is not a trusted proxy; the other header is ignored.
+    pub client_address_header: crate::forwarded::AddressHeader,
+    /// The page's public origin (`https://chat.example.com`), for the URLs the service
+    /// gives out (an identity provider's callback, the page to return to after logging out).
+    /// Unset: `http://<listen>` for a loopback listener, else none.
+    pub public_url: Option<String>,
     /// The websocket URL the chat page connects to, when it is not
     /// `ws(s)://<page host>:<websocket_port>` (a proxy on another host or path).
     pub websocket_url: Option<String>,
@@ -405,6 +413,8 @@ impl Default for HttpSettings {
             secure_cookies: false,
             cookie_domain: None,
             trusted_proxies: Vec::new(),
+            client_address_header: crate::forwarded::AddressHeader::XForwardedFor,
+            public_url: None,
             websocket_url: None,
             allowed_origins: vec!["http://127.0.0.1:8080".into(), "http://localhost:8080".into()],
             login_per_user_per_minute: 10,
@@ -413,6 +423,18 @@ impl Default for HttpSettings {
             guests: false,
             guests_per_address_per_minute: 5,
         }
+    }
+}
+
+impl HttpSettings {
+    /// The page's public origin: `public_url` without a trailing `/`, or `http://<listen>`
+    /// when the public listener is on a loopback address (the demo), else `None`.
+    pub fn public_origin(&self) -> Option<String> {
+        if let Some(u) = &self.public_url {
+            return Some(u.trim_end_matches('/').to_string());
+        }
+        let addr: std::net::SocketAddr = self.listen.parse().ok()?;
+        addr.ip().is_loopback().then(|| format!("http://{addr}"))
     }
 }
 
@@ -434,7 +456,7 @@ pub struct EnforcementSettings {
     /// How often the registry is reconciled with CONNZ.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
-    /// Roles that may call `auth.v1.tokenReset` (NATS and HTTP).
+    /// Roles that may call `auth.v1.tokenReset` (NATS and HTTP); default `["sysadmin"]`.
     pub token_reset_roles: Vec<crate::permissions::Role>,
     /// With the JetStream store: the enforcer's lease; another instance takes over within
     /// about this long after the enforcer dies.
@@ -451,10 +473,9 @@ impl Default for EnforcementSettings {
             burst: 50,
             revocation_rate_per_second: 1000.0,
             reconcile_interval: Duration::from_secs(60),
-            token_reset_roles: vec![
-                crate::permissions::Role::Sysadmin,
-                crate::permissions::Role::Service,
-            ],
+            // Least privilege: an app service does not make users reconnect unless a
+            // deployment grants it (`token_reset_roles = ["sysadmin", "service"]`).
+            token_reset_roles: vec![crate::permissions::Role::Sysadmin],
             lease_ttl: Duration::from_secs(5),
         }
     }
@@ -464,7 +485,7 @@ impl Default for EnforcementSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// `text` (default) or `json`.
-    pub format: Option<String>,
+    pub format: crate::telemetry::LogFormat,
 }
 
 /// Connection types the callout can serve.
@@ -662,13 +683,55 @@ impl Config {
         if let Err(reason) = self.identity.validate() {
             return invalid("identity.oidc", reason);
         }
-        for (key, tpl, needs_room) in [
-            ("callout.read_subject", &c.read_subject, true),
-            ("callout.write_subject", &c.write_subject, true),
-            ("callout.inbox_prefix", &c.inbox_prefix, false),
+        use crate::subjects::{Kind, Template};
+        let mut parsed = Vec::with_capacity(3);
+        for (key, tpl, kind) in [
+            ("callout.read_subject", &c.read_subject, Kind::Read),
+            ("callout.write_subject", &c.write_subject, Kind::Write),
+            ("callout.inbox_prefix", &c.inbox_prefix, Kind::Inbox),
         ] {
-            if let Err(reason) = crate::subjects::Template::parse(tpl, needs_room) {
-                return invalid(key, reason);
+            match Template::parse(tpl, kind) {
+                Ok(t) => parsed.push(t),
+                Err(reason) => return invalid(key, reason),
+            }
+        }
+        if !parsed[1].inside(&parsed[0]) {
+            return invalid(
+                "callout.write_subject",
+                format!(
+                    "{:?} is not inside {:?} for the same room (with {{user}} read as '*'): \
+                     a post must reach exactly that room's readers",
+                    c.write_subject, c.read_subject
+                ),
+            );
+        }
+        self.validate_http()
+    }
+
+    /// The HTTP settings, and the identity providers' callback addresses that depend on them.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Some(u) = &self.http.public_url
+            && let Err(reason) = check_public_url(u)
+        {
+            return invalid("http.public_url", reason);
+        }
+        for p in &self.identity.oidc {
+            if p.client_id.is_none() || p.redirect_url.is_some() || self.http.public_url.is_some() {
+                continue;
+            }
+            // The demo aside (a loopback provider, a loopback page): the callback address
+            // never comes from a request's Host header.
+            let loopback = crate::oidc::settings::is_loopback_url(&p.issuer);
+            if !(loopback && self.http.public_origin().is_some()) {
+                return invalid(
+                    "identity.oidc",
+                    format!(
+                        "provider {:?} has a client_id: set its redirect_url or http.public_url \
+                         (the callback address is never taken from a request)",
+                        p.name
+                    ),
+                );
             }
         }
         Ok(())
@@ -683,6 +746,24 @@ impl Config {
     pub fn system_password(&self) -> Result<Option<Secret>, ConfigError> {
         secret_from(&self.nats.system_password_file, &self.nats.system_password)
     }
+}
+
+/// `http.public_url`: an origin, `https://host[:port]` (plain `http://` for a loopback host).
+fn check_public_url(u: &str) -> Result<(), String> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| format!("{u:?} is not an http(s) URL"))?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!("{u:?} is not an origin (scheme://host[:port], no path)"));
+    }
+    if u.starts_with("http://") && !crate::oidc::settings::is_loopback_url(u) {
+        return Err(format!(
+            "{u:?}: plain http is accepted only on a loopback host; use https"
+        ));
+    }
+    Ok(())
 }
 
 fn secret_from(file: &Option<PathBuf>, inline: &Option<Secret>) -> Result<Option<Secret>, ConfigError> {
@@ -940,6 +1021,6 @@ mod tests {
         assert!(c.nats.tls_ca_file.is_some() && c.nats.nkey_seed_file.is_some());
         assert!(c.nats.url.starts_with("tls://"));
         assert!(c.http.secure_cookies);
-        assert_eq!(c.log.format.as_deref(), Some("json"));
+        assert_eq!(c.log.format, crate::telemetry::LogFormat::Json);
     }
 }

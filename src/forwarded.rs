@@ -51,35 +51,78 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
     rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
 }
 
-/// The trusted proxies of `http.trusted_proxies`.
+/// Which forwarding header names the client (`http.client_address_header`): only that one
+/// is read, and only from a trusted proxy; the other is ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddressHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx `$proxy_add_x_forwarded_for`, HAProxy
+    /// `option forwardfor`, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+impl AddressHeader {
+    /// The header's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressHeader::XForwardedFor => "x-forwarded-for",
+            AddressHeader::Forwarded => "forwarded",
+        }
+    }
+
+    /// The addresses of one header line, in order (unparsable elements are kept as `None`:
+    /// they end the chain of addresses the proxies vouch for).
+    fn addresses(self, line: &str) -> Vec<Option<IpAddr>> {
+        match self {
+            AddressHeader::XForwardedFor => line.split(',').map(|a| parse_addr(a.trim())).collect(),
+            AddressHeader::Forwarded => forwarded_for(line),
+        }
+    }
+}
+
+/// The trusted proxies of `http.trusted_proxies` and the header they name the client in.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    ranges: Vec<Cidr>,
+    header: AddressHeader,
+}
 
 impl TrustedProxies {
     /// From validated settings (unparsable entries are left out; `Config::validate` refuses them).
-    pub fn new(list: &[String]) -> Self {
-        TrustedProxies(list.iter().filter_map(|s| Cidr::parse(s)).collect())
+    pub fn new(list: &[String], header: AddressHeader) -> Self {
+        TrustedProxies {
+            ranges: list.iter().filter_map(|s| Cidr::parse(s)).collect(),
+            header,
+        }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.ranges.iter().any(|c| c.contains(ip))
     }
 
-    /// The client's address: the peer, unless the peer is a trusted proxy; then the last
-    /// address in the forwarding chain that is not itself a trusted proxy (each proxy
-    /// appends the address it got the request from, so earlier entries are the client's
-    /// word, believed only as far as trusted proxies vouch for them).
-    pub fn client(&self, peer: IpAddr, forwarded: Option<&str>, x_forwarded_for: Option<&str>) -> IpAddr {
+    /// The header to read (`None` when no proxy is trusted: nothing is read).
+    pub fn header(&self) -> Option<&'static str> {
+        (!self.ranges.is_empty()).then(|| self.header.name())
+    }
+
+    /// The client's address: the peer, unless the peer is a trusted proxy; then, reading
+    /// every line of the configured header in order as one list, the rightmost address
+    /// that is not itself a trusted proxy. Each proxy appends the address it got the
+    /// request from, so everything left of the last untrusted address is the client's own
+    /// word. An element that is not an address stops the walk: what is left of it cannot be
+    /// vouched for, and the address right of it (a trusted proxy's peer) is taken.
+    pub fn client<'a>(&self, peer: IpAddr, lines: impl IntoIterator<Item = &'a str>) -> IpAddr {
+        let peer = canonical(peer);
         if !self.trusts(peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = match (forwarded, x_forwarded_for) {
-            (Some(f), _) => forwarded_for(f),
-            (None, Some(x)) => x.split(',').filter_map(|a| parse_addr(a.trim())).collect(),
-            (None, None) => Vec::new(),
-        };
+        let chain: Vec<Option<IpAddr>> = lines.into_iter().flat_map(|l| self.header.addresses(l)).collect();
         let mut client = peer;
         for ip in chain.into_iter().rev() {
+            let Some(ip) = ip.map(canonical) else { break };
             client = ip;
             if !self.trusts(ip) {
                 break;
@@ -89,11 +132,24 @@ impl TrustedProxies {
     }
 }
 
-/// The `for=` addresses of a `Forwarded` header (RFC 7239), in order.
-fn forwarded_for(header: &str) -> Vec<IpAddr> {
+/// The key that counts requests of one client address: the address itself for IPv4, its
+/// /64 for IPv6 (one host usually holds a whole /64).
+pub fn limit_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// The `for=` addresses of a `Forwarded` header line (RFC 7239), in order; an element
+/// without one, or with an obfuscated or unknown one, is `None`.
+fn forwarded_for(header: &str) -> Vec<Option<IpAddr>> {
     header
         .split(',')
-        .filter_map(|element| {
+        .map(|element| {
             element.split(';').find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
                 k.trim()
@@ -152,36 +208,78 @@ mod tests {
 
     #[test]
     fn forwarding_headers_are_believed_only_from_trusted_proxies() {
-        let t = TrustedProxies::new(&["127.0.0.1".into(), "10.0.0.0/8".into()]);
-        // (peer, Forwarded, X-Forwarded-For, client)
-        let cases = [
-            ("203.0.113.9", None, Some("1.1.1.1"), "203.0.113.9"),
-            ("127.0.0.1", None, Some("198.51.100.7"), "198.51.100.7"),
-            ("127.0.0.1", None, Some("6.6.6.6, 198.51.100.7"), "198.51.100.7"),
-            ("127.0.0.1", None, Some("198.51.100.7, 10.0.0.5"), "198.51.100.7"),
+        let xff = TrustedProxies::new(
+            &["127.0.0.1".into(), "10.0.0.0/8".into()],
+            AddressHeader::XForwardedFor,
+        );
+        // (peer, X-Forwarded-For lines, client)
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("203.0.113.9", &["1.1.1.1"], "203.0.113.9"),
+            ("127.0.0.1", &["198.51.100.7"], "198.51.100.7"),
+            ("127.0.0.1", &["6.6.6.6, 198.51.100.7"], "198.51.100.7"),
+            ("127.0.0.1", &["198.51.100.7, 10.0.0.5"], "198.51.100.7"),
+            ("127.0.0.1", &[], "127.0.0.1"),
+            ("127.0.0.1", &["garbage"], "127.0.0.1"),
+            ("127.0.0.1", &["6.6.6.6, garbage, 10.0.0.5"], "10.0.0.5"),
+            ("127.0.0.1", &["10.0.0.1, 10.0.0.2"], "10.0.0.1"),
+            // HAProxy's `option forwardfor` adds its own line after the client's: every
+            // line counts, in order, so the client's line cannot win.
+            ("127.0.0.1", &["6.6.6.6", "198.51.100.7"], "198.51.100.7"),
             (
                 "127.0.0.1",
-                Some("for=198.51.100.7;proto=https"),
-                Some("6.6.6.6"),
+                &["6.6.6.6, 7.7.7.7", "198.51.100.7, 10.0.0.9"],
                 "198.51.100.7",
             ),
+            ("::ffff:127.0.0.1", &["198.51.100.7"], "198.51.100.7"),
+        ];
+        for (peer, lines, want) in cases {
+            assert_eq!(
+                xff.client(ip(peer), lines.iter().copied()),
+                ip(want),
+                "{peer} {lines:?}"
+            );
+        }
+        // nginx appends to X-Forwarded-For and passes the client's own Forwarded through:
+        // with the default header, a Forwarded line is never read (the caller reads only
+        // `header()`), and with `forwarded` it is the only one.
+        assert_eq!(xff.header(), Some("x-forwarded-for"));
+        let fwd = TrustedProxies::new(
+            &["127.0.0.1".into(), "10.0.0.0/8".into()],
+            AddressHeader::Forwarded,
+        );
+        assert_eq!(fwd.header(), Some("forwarded"));
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("127.0.0.1", &["for=198.51.100.7;proto=https"], "198.51.100.7"),
             (
                 "127.0.0.1",
-                Some(r#"for="[2001:db8::1]:4711", for=10.1.1.1"#),
-                None,
+                &[r#"for="[2001:db8::1]:4711", for=10.1.1.1"#],
                 "2001:db8::1",
             ),
-            ("127.0.0.1", None, None, "127.0.0.1"),
-            ("127.0.0.1", None, Some("garbage"), "127.0.0.1"),
-            ("127.0.0.1", None, Some("10.0.0.1, 10.0.0.2"), "10.0.0.1"),
+            ("127.0.0.1", &["for=6.6.6.6", "for=198.51.100.7"], "198.51.100.7"),
+            ("127.0.0.1", &["for=6.6.6.6, for=unknown"], "127.0.0.1"),
+            ("203.0.113.9", &["for=1.1.1.1"], "203.0.113.9"),
         ];
-        for (peer, fwd, xff, want) in cases {
-            assert_eq!(t.client(ip(peer), fwd, xff), ip(want), "{peer} {fwd:?} {xff:?}");
+        for (peer, lines, want) in cases {
+            assert_eq!(
+                fwd.client(ip(peer), lines.iter().copied()),
+                ip(want),
+                "{peer} {lines:?}"
+            );
         }
         let none = TrustedProxies::default();
+        assert_eq!(none.header(), None);
+        assert_eq!(none.client(ip("127.0.0.1"), ["1.1.1.1"]), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        assert_eq!(limit_key(ip("198.51.100.7")), "198.51.100.7");
+        assert_eq!(limit_key(ip("::ffff:198.51.100.7")), "198.51.100.7");
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
         assert_eq!(
-            none.client(ip("127.0.0.1"), None, Some("1.1.1.1")),
-            ip("127.0.0.1")
+            limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            limit_key(ip("2001:db8:1:2::9"))
         );
+        assert_ne!(limit_key(ip("2001:db8:1:3::1")), limit_key(ip("2001:db8:1:2::1")));
     }
 }

@@ -7,6 +7,17 @@
 /// The longest name accepted, in bytes (all accepted characters are ASCII).
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Guests' user ids start with this (any case); no user of the permission files or of an
+/// identity provider may have such a name.
+pub const GUEST_PREFIX: &str = "guest-";
+
+/// Whether `s` is a name reserved for guests (`guest-…`, in any case).
+#[must_use]
+pub fn is_guest_name(s: &str) -> bool {
+    s.len() >= GUEST_PREFIX.len()
+        && s.as_bytes()[..GUEST_PREFIX.len()].eq_ignore_ascii_case(GUEST_PREFIX.as_bytes())
+}
+
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

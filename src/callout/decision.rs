@@ -8,7 +8,7 @@ use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
 use crate::permissions::{Access, Privileges, Role, Snapshot};
-use crate::subjects::Template;
+use crate::subjects::{Kind, Template};
 use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
 
@@ -59,9 +59,9 @@ impl Policy {
                 leafnode: has("leafnode"),
                 mqtt: has("mqtt"),
             },
-            read_subject: Template::parse(&s.read_subject, true)?,
-            write_subject: Template::parse(&s.write_subject, true)?,
-            inbox_prefix: Template::parse(&s.inbox_prefix, false)?,
+            read_subject: Template::parse(&s.read_subject, Kind::Read)?,
+            write_subject: Template::parse(&s.write_subject, Kind::Write)?,
+            inbox_prefix: Template::parse(&s.inbox_prefix, Kind::Inbox)?,
             user_jwt_ttl: s.user_jwt_ttl,
             token_reset_roles,
             placements: s.placements().into_iter().collect(),
@@ -109,6 +109,10 @@ pub enum Deny {
     BadUserId(NameError),
     #[error("unknown user {0}")]
     UnknownUser(String),
+    #[error(
+        "provider {provider:?} may not assert {user:?}, a user of the permission files (file_users = false)"
+    )]
+    FileUserRefused { provider: String, user: String },
     #[error("session ended at {0}")]
     SessionEnded(i64),
     #[error("{count} rooms requested, at most {max} allowed")]
@@ -131,6 +135,7 @@ impl Deny {
             Deny::Revoked(_) => "access-token-revoked",
             Deny::BadUserId(_) => "bad-user-id",
             Deny::UnknownUser(_) => "unknown-user",
+            Deny::FileUserRefused { .. } => "file-user-refused",
             Deny::SessionEnded(_) => "session-ended",
             Deny::TooManyRooms { .. } => "too-many-rooms",
             Deny::RoomListTooLong { .. } => "room-list-too-long",
@@ -138,6 +143,33 @@ impl Deny {
             Deny::ReservedRoom(_) => "reserved-room-name",
             Deny::AccountNotServed(_) => "account-not-served",
         }
+    }
+}
+
+/// A denied connection: why, and whose token it carried when the token verified (a
+/// revoked session's deny names its user and session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub deny: Deny,
+    /// The token's user and session, when the deny came after the token verified.
+    pub who: Option<(String, String)>,
+}
+
+impl From<Deny> for Denied {
+    fn from(deny: Deny) -> Self {
+        Denied { deny, who: None }
+    }
+}
+
+impl PartialEq<Deny> for Denied {
+    fn eq(&self, other: &Deny) -> bool {
+        self.deny == *other
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.deny.fmt(f)
     }
 }
 
@@ -207,23 +239,45 @@ pub struct Inputs<'a> {
 }
 
 /// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds).
-pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Deny> {
+pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Denied> {
+    let Inputs { tokens, .. } = *inputs;
+    check_connection_type(req, inputs.policy.types)?;
+    let token = req.connect_opts.auth_token.as_deref().unwrap_or("");
+    let identity = tokens.verify(token, now).map_err(Deny::from)?;
+    match grant_for(&identity, req, inputs, now) {
+        Ok(grant) => Ok(Grant { identity, ..grant }),
+        // From here on every deny names the token's user and session.
+        Err(deny) => Err(Denied {
+            deny,
+            who: Some((identity.sub, identity.sid)),
+        }),
+    }
+}
+
+/// The grant of a verified identity (its `identity` left empty: [`decide`] moves it in).
+fn grant_for(
+    identity: &AccessClaims,
+    req: &AuthRequest,
+    inputs: &Inputs<'_>,
+    now: i64,
+) -> Result<Grant, Deny> {
     let Inputs {
-        tokens,
         snapshot,
         revoked,
         policy,
+        ..
     } = *inputs;
-    check_connection_type(req, policy.types)?;
-    let token = req.connect_opts.auth_token.as_deref().unwrap_or("");
-    let identity = tokens.verify(token, now)?;
-    if let Some(why) = revoked.check(&identity) {
+    if let Some(why) = revoked.check(identity) {
         return Err(Deny::Revoked(why));
     }
     validate_name(&identity.sub).map_err(Deny::BadUserId)?;
-    let user = identity
-        .user(snapshot)
-        .ok_or_else(|| Deny::UnknownUser(identity.sub.clone()))?;
+    let user = identity.user(snapshot).ok_or_else(|| match &identity.ext {
+        Some(a) if !a.file_users && snapshot.user(&identity.sub).is_some() => Deny::FileUserRefused {
+            provider: a.idp.clone(),
+            user: identity.sub.clone(),
+        },
+        _ => Deny::UnknownUser(identity.sub.clone()),
+    })?;
     let user = &*user;
     let mut expires_at = now + policy.user_jwt_ttl.as_secs() as i64;
     if let Some(end) = identity.sexp {
@@ -273,7 +327,7 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
     let privileges = Privileges::of(user, &policy.token_reset_roles);
     publish.extend(crate::wire::privilege_subjects(privileges));
     Ok(Grant {
-        identity,
+        identity: AccessClaims::default(),
         account,
         rooms,
         refused,
@@ -293,16 +347,13 @@ mod tests {
 
     fn run(r: &AuthRequest, k: &TokenKeys, s: &Snapshot, p: &Policy, now: i64) -> Result<Grant, Deny> {
         let revoked = RevocationIndex::default();
-        decide(
-            r,
-            &Inputs {
-                tokens: k,
-                snapshot: s,
-                revoked: &revoked,
-                policy: p,
-            },
-            now,
-        )
+        let inputs = Inputs {
+            tokens: k,
+            snapshot: s,
+            revoked: &revoked,
+            policy: p,
+        };
+        decide(r, &inputs, now).map_err(|d| d.deny)
     }
 
     /// Token keys, the shared permission set and the default policy.
@@ -420,10 +471,8 @@ mod tests {
             ("bob", &[]),
             ("root", &["chat.ops.root"]),
             ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
-            (
-                "svc",
-                &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.tokenReset"],
-            ),
+            // The default token-reset roles are sysadmin alone (least privilege).
+            ("svc", &["chat.ops.svc", "auth.v1.usercontext"]),
         ];
         for (user, publish) in cases {
             let g = grant(user, "ops").unwrap();
@@ -540,7 +589,12 @@ mod tests {
             policy: &p,
         };
         let err = decide(&req(Some(&tok), Some("all1"), "Client", "nats"), &inputs, NOW).unwrap_err();
-        assert_eq!(err.code(), "access-token-revoked");
+        assert_eq!(err.deny.code(), "access-token-revoked");
+        // The deny names whose token it was (the log line and the console say so).
+        assert_eq!(err.who, Some(("bob".into(), "s".into())));
+        // A token that does not verify names nobody.
+        let bad = decide(&req(Some("nope"), Some("all1"), "Client", "nats"), &inputs, NOW).unwrap_err();
+        assert_eq!(bad.who, None);
         let alice = token(&k, "alice", None);
         assert!(decide(&req(Some(&alice), Some("all1"), "Client", "nats"), &inputs, NOW).is_ok());
     }

@@ -24,7 +24,7 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
-use decision::{Deny, Grant, Inputs, Policy, decide};
+use decision::{Denied, Grant, Inputs, Policy, decide};
 use nkeys::KeyPair;
 
 /// Everything the request path needs, shared by all in-flight requests.
@@ -98,7 +98,7 @@ pub struct Stats {
 pub enum Verdict {
     /// Not answered with a JWT (cannot be opened or verified): an empty reply.
     Refused(&'static str),
-    Denied(Deny),
+    Denied(Denied),
     /// Allowed: the grant, and the record published for live enforcement.
     Allowed(Box<(Grant, DecisionRecord)>),
 }
@@ -157,7 +157,7 @@ impl Callout {
         }
         let (result, reason) = match &verdict {
             Verdict::Allowed(_) => ("allow", "granted"),
-            Verdict::Denied(d) => ("deny", d.code()),
+            Verdict::Denied(d) => ("deny", d.deny.code()),
             Verdict::Refused(code) => ("refused", *code),
         };
         metrics::counter!("nats_callout_authorizations_total", "result" => result, "reason" => reason)
@@ -216,12 +216,9 @@ impl Callout {
         if let Verdict::Denied(d) = &verdict {
             self.counters.recent.deny(recent::DenyEntry {
                 at: now,
-                reason: d.code().to_string(),
+                reason: d.deny.code().to_string(),
                 detail: d.to_string(),
-                user: match d {
-                    Deny::UnknownUser(u) => Some(u.clone()),
-                    _ => None,
-                },
+                user: d.who.as_ref().map(|(user, _)| user.clone()),
                 kind: req.client_info.client_type.clone(),
                 requested: truncate(req.connect_opts.user.as_deref().unwrap_or(""), 200).to_string(),
             });
@@ -290,7 +287,7 @@ impl Callout {
                 };
                 answer(Outcome::Allow(&jwt))
             }
-            Verdict::Denied(deny) => answer(Outcome::Deny(deny.code())),
+            Verdict::Denied(d) => answer(Outcome::Deny(d.deny.code())),
             Verdict::Refused(code) => answer(Outcome::Deny(code)),
         }
     }
@@ -349,10 +346,13 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
             );
         }
         Verdict::Denied(d) => {
+            let (user, session) = d.who.as_ref().map_or(("", ""), |(u, s)| (u.as_str(), s.as_str()));
             info!(
                 result = "deny",
-                reason = d.code(),
+                reason = d.deny.code(),
                 detail = %d,
+                user,
+                session,
                 client_id = ci.id,
                 server = %req.server_id.name,
                 kind = %ci.client_type,

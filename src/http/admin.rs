@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::error::ApiError;
-use super::{Admin, Caller, SharedState};
-use crate::permissions::Privileges;
+use super::extract::{Admin, Body, TokenResetter};
+use super::state::SharedState;
 use crate::wire::TokenResetRequest;
 
 pub(super) async fn status(State(state): State<SharedState>, _admin: Admin) -> Json<Value> {
@@ -27,28 +27,26 @@ pub(super) async fn readyz(State(state): State<SharedState>) -> (StatusCode, Jso
     (status, Json(body))
 }
 
+/// What a token reset reached.
+#[derive(Serialize)]
+pub(super) struct Reset {
+    /// Connections made to decide again.
+    affected: usize,
+}
+
 /// Token reset by token ids, users or sessions, for the roles in
 /// `enforcement.token_reset_roles` (the same rule as publishing `auth.v1.tokenReset`).
 pub(super) async fn token_reset(
     State(state): State<SharedState>,
-    caller: Caller,
-    body: Result<Json<TokenResetRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let enforcement = state.ops.enforcement.as_ref().ok_or_else(|| {
-        ApiError::unavailable("unavailable", "live enforcement is off (no nats.system_user)")
-    })?;
-    let may = caller
-        .claims
-        .user(&state.permissions.load())
-        .is_some_and(|u| Privileges::of(&u, enforcement.token_reset_roles()).token_reset);
-    if !may {
-        return Err(ApiError::forbidden("your roles may not reset tokens"));
-    }
-    let Json(req) = body?;
+    _who: TokenResetter,
+    Body(req): Body<TokenResetRequest>,
+) -> Result<Json<Reset>, ApiError> {
     if let Some(problem) = req.problem() {
         return Err(ApiError::bad_request(problem));
     }
-    Ok(Json(json!({ "affected": enforcement.token_reset(&req) })))
+    // TokenResetter found live enforcement on.
+    let affected = state.ops.enforcement.as_ref().map_or(0, |e| e.token_reset(&req));
+    Ok(Json(Reset { affected }))
 }
 
 /// Prometheus text; readiness is taken first, so `nats_callout_part_ready{part}` is current.

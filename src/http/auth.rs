@@ -2,22 +2,22 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header::SET_COOKIE};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::cookies::{self, ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_PATH};
+use super::cookies::{self, REFRESH_COOKIE};
 use super::error::ApiError;
+use super::extract::{Admin, Body, Caller, ClientAddr, OptionalBody, check_origin};
 use super::policy::{Revoker, authorize_revoke};
-use super::{Admin, Caller, ClientAddr, HttpState, SharedState, authenticate, check_origin};
-use crate::clock::rfc3339;
+use super::session::{
+    PASSWORD, clear_cookies, lifecycle_error, open_session, optional_name, store_unavailable, token_response,
+};
+use super::state::{HttpState, LimitKey, SharedState};
 use crate::names::validate_name;
-use crate::tokens::refresh::{Opening, RefreshError};
+use crate::tokens::refresh::{Opening, REFRESH_TOKEN_PREFIX, RefreshError};
 use crate::tokens::revocation::{RevokeRequest, RevokeTarget};
-use crate::tokens::service::{LifecycleError, Pair};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,169 +30,36 @@ pub(super) struct LoginRequest {
     cookie: bool,
 }
 
-/// The OAuthToken answer. In browser mode both tokens are left out (they travel in cookies).
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct OAuthToken {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_token: Option<String>,
-    access_token_expires_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    refresh_token_expires_at: String,
-    scope: String,
-    user_id: String,
-    client_id: Option<String>,
-    /// What happened, for people: "logged in", "refreshed", "logged in as guest".
-    message: &'static str,
-}
-
-/// A token-store error on a request path: logged with its cause, then a 503.
-pub(super) fn store_unavailable(err: &dyn std::fmt::Display) -> ApiError {
-    warn!(error = %err, "token store error");
-    ApiError::unavailable("store-unavailable", "the token store is unavailable, try again")
-}
-
-pub(super) fn lifecycle_error(e: LifecycleError) -> ApiError {
-    match e {
-        LifecycleError::Refresh(RefreshError::Store(err)) => store_unavailable(&err),
-        LifecycleError::Refresh(r) => ApiError::unauthorized(r.code(), r.to_string()),
-        LifecycleError::Token(t) => {
-            warn!(error = %t, "could not mint an access token");
-            ApiError::internal()
-        }
-        e @ (LifecycleError::CutoffInFuture | LifecycleError::NoUser) => ApiError::bad_request(e.to_string()),
-    }
-}
-
-/// How a login proved who it is: counted (`nats_callout_logins_total{result}`), logged and
-/// told to the client in the OAuthToken's `message`.
-#[derive(Clone, Copy)]
-pub(super) struct LoginKind {
-    pub method: &'static str,
-    pub result: &'static str,
-    pub message: &'static str,
-}
-
-/// A password login.
-pub(super) const PASSWORD: LoginKind = LoginKind {
-    method: "password",
-    result: "ok",
-    message: "logged in",
-};
-
-/// Open the session of a login that has proved who `opening.user` is, and answer its tokens.
-pub(super) async fn open_session(
-    state: &HttpState,
-    opening: &Opening<'_>,
-    kind: LoginKind,
-    browser: bool,
-    now: i64,
-) -> Result<Response, ApiError> {
-    let pair = state.tokens.open(opening, now).await.map_err(lifecycle_error)?;
-    metrics::counter!("nats_callout_logins_total", "result" => kind.result).increment(1);
-    info!(result = "allow", user = %opening.user, method = kind.method, session = %pair.refresh.session.id, addr = ?opening.address, "login");
-    Ok(token_response(state, &pair, browser, kind.message))
-}
-
-/// The token response: body plus cookies. `browser` keeps tokens out of the body.
-pub(super) fn token_response(
-    state: &HttpState,
-    pair: &Pair,
-    browser: bool,
-    message: &'static str,
-) -> Response {
-    let snapshot = state.permissions.load();
-    let scope = pair
-        .access
-        .user(&snapshot)
-        .map(|u| u.roles().map(|r| r.to_string()).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    let body = OAuthToken {
-        access_token: (!browser).then(|| pair.access_token.clone()),
-        access_token_expires_at: rfc3339(pair.access.exp),
-        refresh_token: (!browser).then(|| pair.refresh.refresh_token.clone()),
-        refresh_token_expires_at: rfc3339(pair.refresh.refresh_expires_at),
-        scope,
-        user_id: pair.access.sub.clone(),
-        client_id: pair.refresh.session.client_id.clone(),
-        message,
-    };
-    let mut resp = Json(body).into_response();
-    for c in session_cookies(state, pair, browser) {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(SET_COOKIE, v);
-        }
-    }
-    resp
-}
-
-/// The cookies of a new pair: the access token always, the refresh token for a browser.
-pub(super) fn session_cookies(state: &HttpState, pair: &Pair, browser: bool) -> Vec<String> {
-    let now = state.now();
-    let settings = &state.settings;
-    let mut out = vec![cookies::set_cookie(
-        settings,
-        ACCESS_COOKIE,
-        &pair.access_token,
-        "/",
-        pair.access.exp - now,
-    )];
-    if browser {
-        out.push(cookies::set_cookie(
-            settings,
-            REFRESH_COOKIE,
-            &pair.refresh.refresh_token,
-            REFRESH_PATH,
-            pair.refresh.refresh_expires_at - now,
-        ));
-    }
-    out
-}
-
-pub(super) fn optional_name(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(s) => validate_name(&s)
-            .map(|_| Some(s))
-            .map_err(|e| ApiError::bad_request(format!("{field}: {e}"))),
-        None => Ok(None),
-    }
+fn invalid_credentials(addr: Option<std::net::IpAddr>) -> ApiError {
+    metrics::counter!("nats_callout_logins_total", "result" => "invalid-credentials").increment(1);
+    let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+    info!(result = "deny", reason = "invalid-credentials", addr, "login");
+    ApiError::unauthorized("invalid-credentials", "invalid user name or password")
 }
 
 pub(super) async fn login(
     State(state): State<SharedState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    Body(req): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body?;
     let now = state.now();
-    if req.cookie {
-        check_origin(&state, &headers, true)?;
+    check_origin(&state, &headers, req.cookie)?;
+    state.limit_address(addr)?;
+    let username = req.username.trim();
+    // A name that cannot be a user is refused before it is counted or looked up: the
+    // per-user limit keeps only valid (short) names.
+    if validate_name(username).is_err() {
+        return Err(invalid_credentials(addr));
     }
-    let s = &state.settings;
-    if let Some(ip) = addr {
-        state
-            .limiter
-            .hit(&format!("addr:{ip}"), s.login_per_address_per_minute, now)
-            .map_err(ApiError::rate_limited)?;
-    }
-    let username = req.username.trim().to_string();
-    state
-        .limiter
-        .hit(
-            &format!("user:{}", username.to_lowercase()),
-            s.login_per_user_per_minute,
-            now,
-        )
-        .map_err(ApiError::rate_limited)?;
+    state.limit(LimitKey::User(username), state.settings.login_per_user_per_minute)?;
     let device = optional_name("deviceId", req.device_id)?;
     let client_id = optional_name("clientId", req.client_id)?;
 
     let hash = state
         .permissions
         .load()
-        .user(&username)
+        .user(username)
         .and_then(|u| u.password_hash().map(str::to_string));
     let password = req.password;
     let ok = tokio::task::spawn_blocking(move || match hash {
@@ -205,15 +72,10 @@ pub(super) async fn login(
     .await
     .unwrap_or(false);
     if !ok {
-        metrics::counter!("nats_callout_logins_total", "result" => "invalid-credentials").increment(1);
-        info!(result = "deny", reason = "invalid-credentials", addr = ?addr, "login");
-        return Err(ApiError::unauthorized(
-            "invalid-credentials",
-            "invalid user name or password",
-        ));
+        return Err(invalid_credentials(addr));
     }
     let opening = Opening {
-        user: &username,
+        user: username,
         device: device.as_deref(),
         client_id: client_id.as_deref(),
         address: addr.map(|a| a.to_string()),
@@ -228,7 +90,7 @@ pub(super) struct RefreshRequest {
     refresh_token: Option<String>,
 }
 
-/// The refresh token from the body, or else the cookie (then `Origin` is checked).
+/// The refresh token from the body, or else the cookie (then `Origin` must be sent).
 fn presented_refresh(
     state: &HttpState,
     headers: &HeaderMap,
@@ -243,22 +105,13 @@ fn presented_refresh(
     Ok((t.to_string(), true))
 }
 
-/// An optional JSON body: empty is fine, malformed is a 400.
-pub(super) fn optional_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
-}
-
 pub(super) async fn refresh(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let (token, browser) = presented_refresh(&state, &headers, optional_body(&body)?)?;
+    check_origin(&state, &headers, false)?;
+    let (token, browser) = presented_refresh(&state, &headers, body)?;
     let pair = state
         .tokens
         .rotate(&token, state.now())
@@ -267,15 +120,15 @@ pub(super) async fn refresh(
     Ok(token_response(&state, &pair, browser, "refreshed"))
 }
 
-fn clear_cookies(resp: &mut Response, settings: &crate::config::HttpSettings) {
-    for c in [
-        cookies::set_cookie(settings, ACCESS_COOKIE, "", "/", 0),
-        cookies::set_cookie(settings, REFRESH_COOKIE, "", REFRESH_PATH, 0),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(SET_COOKIE, v);
-        }
-    }
+/// What a logout or a revocation did.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Revoked {
+    revoked_sessions: usize,
+    /// After a logout from a session opened through a provider: where the page may send the
+    /// browser to end the provider's session too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_logout: Option<String>,
 }
 
 /// End the caller's session (identified by its refresh token, or its access token) and
@@ -283,10 +136,11 @@ fn clear_cookies(resp: &mut Response, settings: &crate::config::HttpSettings) {
 pub(super) async fn logout(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
+    check_origin(&state, &headers, false)?;
     let now = state.now();
-    let session = match presented_refresh(&state, &headers, optional_body(&body)?) {
+    let session = match presented_refresh(&state, &headers, body) {
         Ok((t, _)) => match state.tokens.refresh().session_for_token(&t).await {
             Ok(s) => Some(s.id),
             Err(RefreshError::Store(e)) => return Err(store_unavailable(&e)),
@@ -297,27 +151,27 @@ pub(super) async fn logout(
     };
     let session = match session {
         Some(s) => s,
-        None => authenticate(&state, &headers, true)?.claims.sid,
+        None => Caller::from_headers(&state, &headers, true)?.claims.sid,
     };
     // A session opened through a provider: the page may end the provider's session too.
     let provider_logout = match state.tokens.refresh().session(&session).await {
         Ok(Some(info)) => info.asserted.and_then(|a| {
             let p = state.ops.providers.by_name(&a.idp)?;
-            let back = format!("{}/", super::page_origin(&state, &headers)?);
+            let back = format!("{}/", state.public_origin()?);
             crate::oidc::login::end_session_url(p, &back)
         }),
         _ => None,
     };
-    let n = state
+    let revoked_sessions = state
         .tokens
         .revoke(&RevokeTarget::Session(session), "logout", now)
         .await
         .map_err(lifecycle_error)?;
-    let mut body = json!({ "revokedSessions": n });
-    if let Some(url) = provider_logout {
-        body["providerLogout"] = url.into();
-    }
-    let mut resp = Json(body).into_response();
+    let mut resp = Json(Revoked {
+        revoked_sessions,
+        provider_logout,
+    })
+    .into_response();
     clear_cookies(&mut resp, &state.settings);
     Ok(resp)
 }
@@ -327,9 +181,8 @@ pub(super) async fn logout(
 pub(super) async fn revoke(
     State(state): State<SharedState>,
     caller: Caller,
-    body: Result<Json<RevokeRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+    Body(req): Body<RevokeRequest>,
+) -> Result<Json<Revoked>, ApiError> {
     let asked = match req.target().map_err(|e| ApiError::bad_request(e.to_string()))? {
         // An application of the caller's own, unless a user is named.
         RevokeTarget::Application { user, client_id } if user.is_empty() => RevokeTarget::Application {
@@ -352,17 +205,19 @@ pub(super) async fn revoke(
     let c = &caller.claims;
     let revoker = Revoker {
         user: &c.sub,
-        device: c.did.as_deref(),
         roles: &roles,
     };
     let target = authorize_revoke(&revoker, asked, owner.as_deref()).map_err(ApiError::forbidden)?;
     let reason = format!("revoked by {}", c.sub);
-    let n = state
+    let revoked_sessions = state
         .tokens
         .revoke(&target, &reason, state.now())
         .await
         .map_err(lifecycle_error)?;
-    Ok((StatusCode::OK, Json(json!({ "revokedSessions": n }))).into_response())
+    Ok(Json(Revoked {
+        revoked_sessions,
+        provider_logout: None,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -371,35 +226,92 @@ pub(super) struct IntrospectRequest {
     token: String,
 }
 
-/// Admins: is this token active, and if not, why (RFC 7662 in spirit).
+/// RFC 7662 in spirit: is a token active, whose, and if not, why.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum Introspection {
+    Access(AccessStatus),
+    Refresh(RefreshStatus),
+    Inactive(Inactive),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AccessStatus {
+    active: bool,
+    token_type: &'static str,
+    sub: String,
+    sid: String,
+    did: Option<String>,
+    tid: String,
+    iat: i64,
+    exp: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RefreshStatus {
+    active: bool,
+    token_type: &'static str,
+    sub: String,
+    sid: String,
+    did: Option<String>,
+    exp: Option<i64>,
+    session_expires_at: i64,
+    revoked_at: Option<i64>,
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Inactive {
+    active: bool,
+    token_type: &'static str,
+    reason: &'static str,
+}
+
+/// Admins: is this token active, and if not, why.
 pub(super) async fn introspect(
     State(state): State<SharedState>,
     _admin: Admin,
-    body: Result<Json<IntrospectRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(req) = body?;
+    Body(req): Body<IntrospectRequest>,
+) -> Result<Json<Introspection>, ApiError> {
     let now = state.now();
-    let refresh = state.tokens.refresh();
-    if req
-        .token
-        .starts_with(crate::tokens::refresh::REFRESH_TOKEN_PREFIX)
-    {
-        return Ok(Json(match refresh.status(&req.token, now).await {
-            Ok((s, verdict)) => json!({
-                "active": verdict.is_ok(),
-                "tokenType": "refresh_token", "sub": s.user, "sid": s.id, "did": s.device,
-                "exp": verdict.as_ref().ok(), "sessionExpiresAt": s.expires_at, "revokedAt": s.revoked_at,
-                "reason": s.revoke_reason.or(verdict.err().map(|e| e.code().to_string())),
+    let inactive = |token_type, reason| {
+        Introspection::Inactive(Inactive {
+            active: false,
+            token_type,
+            reason,
+        })
+    };
+    if req.token.starts_with(REFRESH_TOKEN_PREFIX) {
+        return Ok(Json(match state.tokens.refresh().status(&req.token, now).await {
+            Ok((s, verdict)) => Introspection::Refresh(RefreshStatus {
+                active: verdict.is_ok(),
+                token_type: "refresh_token",
+                sub: s.user,
+                sid: s.id,
+                did: s.device,
+                exp: verdict.as_ref().ok().copied(),
+                session_expires_at: s.expires_at,
+                revoked_at: s.revoked_at,
+                reason: s.revoke_reason.or(verdict.err().map(|e| e.code().to_string())),
             }),
             Err(RefreshError::Store(e)) => return Err(store_unavailable(&e)),
-            Err(e) => json!({ "active": false, "tokenType": "refresh_token", "reason": e.code() }),
+            Err(e) => inactive("refresh_token", e.code()),
         }));
     }
     Ok(Json(match state.tokens.verify_access(&req.token, now) {
-        Ok(c) => json!({
-            "active": true, "tokenType": "access_token", "sub": c.sub, "sid": c.sid, "did": c.did,
-            "tid": c.tid, "iat": c.iat, "exp": c.exp,
+        Ok(c) => Introspection::Access(AccessStatus {
+            active: true,
+            token_type: "access_token",
+            sub: c.sub,
+            sid: c.sid,
+            did: c.did,
+            tid: c.tid,
+            iat: c.iat,
+            exp: c.exp,
         }),
-        Err(e) => json!({ "active": false, "tokenType": "access_token", "reason": e.code() }),
+        Err(e) => inactive("access_token", e.code()),
     }))
 }

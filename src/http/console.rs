@@ -5,20 +5,34 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::{Admin, SharedState};
+use super::extract::Admin;
+use super::state::SharedState;
 use crate::callout::recent::DenyEntry;
 use crate::enforcement::LiveConnection;
 use crate::reload::ReloadStatus;
 
+/// The live connections an instance knows.
+#[derive(Serialize)]
+pub(super) struct Connections {
+    /// Whether live enforcement runs (without it the list is empty).
+    enforcement: bool,
+    connections: Vec<LiveConnection>,
+}
+
 /// Live connections (empty without live enforcement: `enforcement` says whether it runs).
-pub(super) async fn connections(State(state): State<SharedState>, _admin: Admin) -> Json<Value> {
-    let (on, list): (bool, Vec<LiveConnection>) = match &state.ops.enforcement {
-        Some(e) => (true, e.connections()),
-        None => (false, Vec::new()),
-    };
-    Json(json!({ "enforcement": on, "connections": list }))
+pub(super) async fn connections(State(state): State<SharedState>, _admin: Admin) -> Json<Connections> {
+    Json(match &state.ops.enforcement {
+        Some(e) => Connections {
+            enforcement: true,
+            connections: e.connections(),
+        },
+        None => Connections {
+            enforcement: false,
+            connections: Vec::new(),
+        },
+    })
 }
 
 /// The permission set: loaded when, how many users and rooms, reloads, the last problems.
@@ -31,15 +45,26 @@ pub(super) async fn denies(State(state): State<SharedState>, _admin: Admin) -> J
     Json(state.ops.counters.recent.denies())
 }
 
+/// Authorization totals and the p99 decision time of this instance at a moment.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Totals {
+    at: i64,
+    allowed: u64,
+    denied: u64,
+    refused: u64,
+    p99_ms: f64,
+}
+
 /// Authorization totals and the p99 decision time of this instance, now: the chart polls
 /// this and draws rates from the differences.
-pub(super) async fn metrics(State(state): State<SharedState>, _admin: Admin) -> Json<Value> {
+pub(super) async fn metrics(State(state): State<SharedState>, _admin: Admin) -> Json<Totals> {
     let s = state.ops.counters.stats();
-    Json(json!({
-        "at": state.now(),
-        "allowed": s.allowed,
-        "denied": s.denied,
-        "refused": s.refused,
-        "p99Ms": state.ops.counters.recent.p99_ms(),
-    }))
+    Json(Totals {
+        at: state.now(),
+        allowed: s.allowed,
+        denied: s.denied,
+        refused: s.refused,
+        p99_ms: state.ops.counters.recent.p99_ms(),
+    })
 }

@@ -9,9 +9,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::auth::{LoginKind, open_session, optional_body, optional_name};
 use super::error::ApiError;
-use super::{ClientAddr, SharedState, check_origin};
+use super::extract::{ClientAddr, OptionalBody, check_origin};
+use super::session::{LoginKind, open_session, optional_name};
+use super::state::{LimitKey, SharedState};
 use crate::config::GuestRefresh;
 use crate::permissions::Asserted;
 use crate::tokens::refresh::Opening;
@@ -37,6 +38,8 @@ pub fn guest_assertion() -> Asserted {
         groups: vec![GUEST_GROUP.into()],
         roles: Vec::new(),
         groups_only: true,
+        // Guest ids are `guest-…`, which no file user may be named; never one of them.
+        file_users: false,
     }
 }
 
@@ -44,7 +47,8 @@ pub fn guest_assertion() -> Asserted {
 fn guest_id() -> String {
     let bytes: [u8; 10] = rand::random();
     format!(
-        "guest-{}",
+        "{}{}",
+        crate::names::GUEST_PREFIX,
         data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase()
     )
 }
@@ -53,37 +57,23 @@ pub(super) async fn create(
     State(state): State<SharedState>,
     ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalBody(body): OptionalBody<GuestRequest>,
 ) -> Result<Response, ApiError> {
     if !state.settings.guests {
         return Err(ApiError::not_found("guests-disabled", "guest access is off"));
     }
-    let req: GuestRequest = optional_body(&body)?.unwrap_or_default();
-    if req.cookie {
-        check_origin(&state, &headers, true)?;
-    }
+    let req = body.unwrap_or_default();
+    check_origin(&state, &headers, req.cookie)?;
     let now = state.now();
     if let Some(ip) = addr {
-        state
-            .limiter
-            .hit(
-                &format!("guest:{ip}"),
-                state.settings.guests_per_address_per_minute,
-                now,
-            )
-            .map_err(ApiError::rate_limited)?;
+        state.limit(LimitKey::Guests(ip), state.settings.guests_per_address_per_minute)?;
     }
     let device = optional_name("deviceId", req.device_id)?;
     let client_id = optional_name("clientId", req.client_id)?;
     let asserted = guest_assertion();
     let snapshot = state.permissions.load();
-    let user = loop {
-        let id = guest_id();
-        // A name the files use is never taken (it would carry that user's grants).
-        if snapshot.user(&id).is_none() {
-            break id;
-        }
-    };
+    // `guest-` names are reserved: the files cannot define one, providers cannot assert one.
+    let user = guest_id();
     if snapshot.effective(&user, Some(&asserted)).is_none() {
         return Err(ApiError::unavailable(
             "no-guest-group",

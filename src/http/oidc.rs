@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::auth::{lifecycle_error, optional_name, session_cookies};
+use super::cookies;
 use super::error::ApiError;
-use super::{ClientAddr, HttpState, SharedState, cookies, page_origin};
+use super::extract::ClientAddr;
+use super::session::{lifecycle_error, optional_name, session_cookies};
+use super::state::{HttpState, SharedState};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
 use crate::tokens::refresh::Opening;
@@ -62,12 +64,14 @@ fn provider<'a>(state: &'a HttpState, name: &str) -> Result<&'a Provider, LoginE
         .ok_or(LoginError::UnknownProvider)
 }
 
-fn redirect_uri(state: &HttpState, headers: &HeaderMap, p: &Provider) -> Option<String> {
+/// Our callback address: the provider's `redirect_url`, or the page's public origin
+/// (`http.public_url`) and the callback path; never built from a request header.
+fn redirect_uri(state: &HttpState, p: &Provider) -> Option<String> {
     match &p.settings.redirect_url {
         Some(u) => Some(u.clone()),
         None => Some(format!(
             "{}{PENDING_PATH}/{}/callback",
-            page_origin(state, headers)?,
+            state.public_origin()?,
             p.name()
         )),
     }
@@ -96,6 +100,8 @@ fn pending_cookie(state: &HttpState, value: &str, max_age: i64) -> String {
 
 /// Back to the page with a reason it can show; the login in progress is forgotten.
 fn failed(state: &HttpState, provider: &str, e: &LoginError) -> Response {
+    // The name comes from the URL: bounded before it is logged.
+    let provider: String = provider.chars().take(crate::names::MAX_NAME_LEN).collect();
     warn!(provider, reason = e.code(), error = %e, "login through a provider failed");
     metrics::counter!("nats_callout_logins_total", "result" => e.code()).increment(1);
     see_other(
@@ -108,18 +114,20 @@ pub(super) async fn begin(
     State(state): State<SharedState>,
     Path(name): Path<String>,
     ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
     Query(q): Query<Begin>,
 ) -> Result<Response, ApiError> {
-    limit(&state, addr)?;
+    state.limit_address(addr)?;
     let device = optional_name("deviceId", q.device_id)?;
     let p = match provider(&state, &name) {
         Ok(p) => p,
         Err(e) => return Err(ApiError::not_found(e.code(), e.to_string())),
     };
-    let Some(redirect) = redirect_uri(&state, &headers, p) else {
-        return Err(ApiError::bad_request(
-            "the Host header is not a host name and port",
+    let Some(redirect) = redirect_uri(&state, p) else {
+        // Refused at start (a provider with a client_id needs redirect_url or public_url).
+        warn!(provider = %name, "no callback address: set redirect_url or http.public_url");
+        return Err(ApiError::unavailable(
+            "no-callback-url",
+            "the login through this provider is not set up",
         ));
     };
     let endpoints = match p.endpoints() {
@@ -151,28 +159,13 @@ pub(super) async fn callback(
     Query(q): Query<Callback>,
 ) -> Response {
     let now = state.now();
-    if let Err(e) = limit(&state, addr) {
+    if let Err(e) = state.limit_address(addr) {
         return e.into_response();
     }
     match complete(&state, &name, &headers, q, addr, now).await {
         Ok(resp) => resp,
         Err(Outcome::Login(e)) => failed(&state, &name, &e),
         Err(Outcome::Api(e)) => e.into_response(),
-    }
-}
-
-/// Logins through a provider count against the same per-address limit as password logins.
-fn limit(state: &HttpState, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-    match addr {
-        Some(ip) => state
-            .limiter
-            .hit(
-                &format!("addr:{ip}"),
-                state.settings.login_per_address_per_minute,
-                state.now(),
-            )
-            .map_err(ApiError::rate_limited),
-        None => Ok(()),
     }
 }
 
@@ -211,7 +204,7 @@ async fn complete(
         .code
         .filter(|c| !c.is_empty())
         .ok_or_else(|| LoginError::Provider("no code".into()))?;
-    let redirect = redirect_uri(state, headers, p).ok_or(LoginError::BadPending)?;
+    let redirect = redirect_uri(state, p).ok_or(LoginError::BadPending)?;
     let (user, asserted) = login::finish(&fetch::client(), p, &pending, &code, &redirect, now).await?;
     if crate::names::validate_name(&user).is_err()
         || state

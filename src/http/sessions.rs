@@ -8,9 +8,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::auth::store_unavailable;
 use super::error::ApiError;
-use super::{Caller, SharedState};
+use super::extract::Caller;
+use super::session::store_unavailable;
+use super::state::SharedState;
 use crate::clock::rfc3339;
 use crate::names::validate_name;
 use crate::tokens::refresh::NEVER;
@@ -52,11 +53,7 @@ pub(super) async fn list(
         None => me,
         Some(u) if u == me => me,
         Some(u) => {
-            let admin = caller
-                .claims
-                .user(&state.permissions.load())
-                .is_some_and(|u| u.is_admin());
-            if !admin {
+            if !caller.is_admin(&state) {
                 return Err(ApiError::forbidden("only admins list other users' sessions"));
             }
             validate_name(u).map_err(|e| ApiError::bad_request(format!("userId: {e}")))?;

@@ -5,7 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::{Caller, SharedState};
+use super::extract::Caller;
+use super::state::SharedState;
 use crate::context::{ContextError, UserContext, user_context};
 
 pub(super) async fn me(

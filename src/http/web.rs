@@ -17,7 +17,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{SharedState, authenticate};
+use super::extract::Caller;
+use super::state::SharedState;
 use crate::config::HttpSettings;
 
 /// One embedded file.
@@ -201,7 +202,7 @@ struct LoginProvider {
 }
 
 async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let caller = authenticate(&state, &headers, false).ok();
+    let caller = Caller::from_headers(&state, &headers, false).ok();
     let body = PageConfig {
         websocket_port: state.settings.websocket_port,
         websocket_url: state.settings.websocket_url.clone(),

@@ -61,6 +61,12 @@ pub struct OidcSettings {
     pub roles: BTreeMap<String, Role>,
     #[serde(default)]
     pub unknown_users: UnknownUsers,
+    /// Whether this provider may assert users of the permission files (its `user_claim`
+    /// naming `admin` is then the files' `admin`). With one provider it defaults to true;
+    /// with several, each must say, and only those saying true may: the others' users are
+    /// their own (a name the files use is refused) and get rooms through groups.
+    #[serde(default)]
+    pub file_users: Option<bool>,
     /// Accepted `alg` values, a subset of RS256, PS256, ES256, EdDSA (default: all four).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -126,6 +132,7 @@ impl OidcSettings {
             groups: BTreeMap::new(),
             roles: BTreeMap::new(),
             unknown_users: UnknownUsers::Deny,
+            file_users: None,
             algorithms: default_algorithms(),
             jwks_url: None,
             refresh_interval: default_refresh(),
@@ -137,6 +144,13 @@ impl OidcSettings {
             scopes: default_scopes(),
             display_name: None,
         }
+    }
+
+    /// Whether its users may be the permission files' users (validated: set whenever there
+    /// are several providers).
+    #[must_use]
+    pub fn asserts_file_users(&self) -> bool {
+        self.file_users.unwrap_or(true)
     }
 
     /// The discovery document's address.
@@ -194,27 +208,44 @@ impl IdentitySettings {
                 ));
             }
         }
+        if self.oidc.len() > 1
+            && let Some(p) = self.oidc.iter().find(|p| p.file_users.is_none())
+        {
+            return Err(format!(
+                "provider {:?}: with several providers each must say file_users = true or false \
+                 (whether it may assert the permission files' users)",
+                p.name
+            ));
+        }
         Ok(())
     }
 }
 
 /// `https://`, or `http://` on a loopback host (a provider beside the service in tests).
 fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
+    if url.starts_with("https://") || is_loopback_url(url) {
         return Ok(());
     }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("{url:?} is not an https:// URL"));
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-        Ok(())
-    } else {
-        Err(format!(
+    if url.starts_with("http://") {
+        return Err(format!(
             "{url:?}: plain http is accepted only on a loopback host; use https"
-        ))
+        ));
     }
+    Err(format!("{url:?} is not an https:// URL"))
+}
+
+/// Whether `url` is `http://` on a loopback host (`127.0.0.1`, `localhost`, `[::1]`).
+#[must_use]
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.find(']') {
+        Some(end) if authority.starts_with('[') => &authority[..=end],
+        _ => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
 #[cfg(test)]
@@ -280,9 +311,33 @@ mod tests {
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         }
         let twice = IdentitySettings {
-            oidc: vec![ok.clone(), ok],
+            oidc: vec![ok.clone(), ok.clone()],
         };
         assert!(twice.validate().unwrap_err().contains("defined twice"));
+        // Several providers: each says whether it may assert the files' users.
+        let other = OidcSettings::new("partner", "https://idp.partner.example", "nats");
+        let unsaid = IdentitySettings {
+            oidc: vec![ok.clone(), other.clone()],
+        };
+        assert!(unsaid.validate().unwrap_err().contains("file_users"));
+        let said = IdentitySettings {
+            oidc: vec![
+                OidcSettings {
+                    file_users: Some(true),
+                    ..ok.clone()
+                },
+                OidcSettings {
+                    file_users: Some(false),
+                    ..other
+                },
+            ],
+        };
+        said.validate().unwrap();
+        assert!(said.oidc[0].asserts_file_users() && !said.oidc[1].asserts_file_users());
+        assert!(
+            ok.asserts_file_users(),
+            "one provider: true unless it says otherwise"
+        );
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct Rules {
     groups: BTreeMap<String, String>,
     roles: BTreeMap<String, Role>,
     unknown: UnknownUsers,
+    /// `file_users`: whether its users may be the files' users.
+    file_users: bool,
     pub accepted: Vec<Algorithm>,
     skew: i64,
     /// The longest lifetime accepted (`tokens.max_token_ttl`): revocations live this long.
@@ -89,6 +91,7 @@ impl Rules {
             groups: s.groups.clone(),
             roles: s.roles.clone(),
             unknown: s.unknown_users,
+            file_users: s.asserts_file_users(),
             accepted: s
                 .algorithms
                 .iter()
@@ -254,10 +257,15 @@ impl Rules {
 
     /// The user the claims name (`user_claim`).
     fn user_of<'c>(&self, c: &'c Map<String, Value>) -> Result<&'c str, TokenError> {
-        self.user
+        let user = self
+            .user
             .get(c)
             .and_then(Value::as_str)
-            .ok_or_else(|| TokenError::Claims("no user claim (a string)".into()))
+            .ok_or_else(|| TokenError::Claims("no user claim (a string)".into()))?;
+        if crate::names::is_guest_name(user) {
+            return Err(TokenError::ReservedName);
+        }
+        Ok(user)
     }
 
     /// The provider's groups mapped onto file groups and roles.
@@ -287,6 +295,7 @@ impl Rules {
             groups,
             roles,
             groups_only: self.unknown == UnknownUsers::GroupsOnly,
+            file_users: self.file_users,
         }
     }
 }

@@ -30,16 +30,34 @@ pub struct Asserted {
     /// (`unknown_users = "groups-only"`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub groups_only: bool,
+    /// Whether the provider may assert users of the files (`file_users`): when not, a name
+    /// the files use is refused, never taken.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub file_users: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Snapshot {
     /// The user `id` as this snapshot sees them with what a provider asserts (`None`: just
-    /// the files). A user in the files gains the asserted groups' rooms and roles; a user
+    /// the files). A file user asserted by a provider without `file_users` is unknown. A
+    /// user in the files gains the asserted groups' rooms and roles; a user
     /// absent from them exists only under `groups_only` and only when an asserted group or
     /// role is known here. `None` = unknown user.
     #[must_use]
     pub fn effective<'a>(&'a self, id: &str, asserted: Option<&Asserted>) -> Option<Cow<'a, User>> {
         let file = self.user(id);
+        if file.is_some() && asserted.is_some_and(|a| !a.file_users) {
+            // A provider not trusted with the files' users names one of them: refused, so
+            // that it can neither take that user's grants nor speak under that name.
+            return None;
+        }
         let Some(a) = asserted.filter(|a| !a.groups.is_empty() || !a.roles.is_empty()) else {
             return file.map(Cow::Borrowed);
         };
@@ -100,6 +118,7 @@ members = ["@staff"]
             groups: groups.iter().map(|g| g.to_string()).collect(),
             roles: roles.to_vec(),
             groups_only,
+            file_users: true,
         }
     }
 

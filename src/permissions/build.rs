@@ -433,6 +433,14 @@ pub(crate) fn check_users(file: usize, raw: &RawFile<'_>, out: &mut Vec<Pending>
             let reason = format!("invalid user name {:?}: {e}", &**name);
             out.push(Pending::at(file, keys(&["users", name]), reason));
         }
+        if crate::names::is_guest_name(name) {
+            let reason = format!(
+                "user name {:?} is reserved: {:?} names are the guests'",
+                &**name,
+                crate::names::GUEST_PREFIX
+            );
+            out.push(Pending::at(file, keys(&["users", name]), reason));
+        }
         if let Some(a) = &u.account
             && let Err(e) = validate_name(a)
         {

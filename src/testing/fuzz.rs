@@ -486,7 +486,7 @@ fn check_reply(w: &Fuzz, sealed: bool, reply: &[u8], verdict: &Verdict, requeste
             }
         }
         (Verdict::Denied(deny), None) => {
-            assert_eq!(resp["nats"]["error"], deny.code(), "deny reason");
+            assert_eq!(resp["nats"]["error"], deny.deny.code(), "deny reason");
         }
         (v, jwt) => panic!(
             "verdict {v:?} does not match the reply (user JWT: {})",

@@ -24,7 +24,7 @@ use crate::claims::encode;
 use crate::claims::request::{AuthRequest, ClientInfo, ConnectOpts};
 use crate::config::CalloutSettings;
 use crate::keys::CalloutKeys;
-use crate::permissions::{Permissions, Role, Snapshot};
+use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::access::kid_for;
 use crate::tokens::revocation::{Revocation, Revocations};
 use crate::tokens::store::{
@@ -125,8 +125,8 @@ pub fn snapshot(text: &str) -> Snapshot {
 
 /// The default decision rules, with the default token-reset roles (sysadmin, service).
 pub fn policy() -> Policy {
-    Policy::with_token_reset_roles(&CalloutSettings::default(), &[Role::Sysadmin, Role::Service])
-        .expect("the default policy is valid")
+    let roles = crate::config::EnforcementSettings::default().token_reset_roles;
+    Policy::with_token_reset_roles(&CalloutSettings::default(), &roles).expect("the default policy is valid")
 }
 
 /// A request as the decision sees it once verified: a client of `kind`/`client_type`

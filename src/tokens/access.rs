@@ -32,7 +32,7 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub use crate::config::DEFAULT_MAX_TOKEN_TTL as DEFAULT_MAX_LIFETIME;
 
 /// The claims of an access token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
     pub aud: String,
@@ -88,6 +88,8 @@ pub enum TokenError {
     Audience,
     #[error("access token claims are invalid: {0}")]
     Claims(String),
+    #[error("the token names a guest (guest- names are reserved for guests)")]
+    ReservedName,
     #[error("access token expired")]
     Expired,
     #[error("access token issued in the future")]
@@ -113,6 +115,7 @@ impl TokenError {
             TokenError::Issuer => "token-bad-issuer",
             TokenError::Audience => "token-bad-audience",
             TokenError::Claims(_) => "token-bad-claims",
+            TokenError::ReservedName => "reserved-user-name",
             TokenError::Expired => "access-token-expired",
             TokenError::NotYetValid => "token-not-yet-valid",
             TokenError::Lifetime { .. } => "token-lifetime-too-long",

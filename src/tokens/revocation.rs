@@ -59,7 +59,9 @@ pub struct RevokeRequest {
 /// Why a revoke request names no single target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadRevokeRequest {
-    #[error("give exactly one of userId, deviceId, sessionId, before, or clientId (with userId at most)")]
+    #[error(
+        "give exactly one target: userId, deviceId, sessionId or before; or userId with deviceId or clientId"
+    )]
     NotOneTarget,
     #[error("before: {0}")]
     Time(String),
@@ -75,6 +77,15 @@ impl RevokeRequest {
             return Ok(RevokeTarget::Application {
                 user: self.user_id.clone().unwrap_or_default(),
                 client_id: client_id.clone(),
+            });
+        }
+        if let (Some(user), Some(device)) = (&self.user_id, &self.device_id) {
+            if self.session_id.is_some() || self.before.is_some() {
+                return Err(BadRevokeRequest::NotOneTarget);
+            }
+            return Ok(RevokeTarget::UserDevice {
+                user: user.clone(),
+                device: device.clone(),
             });
         }
         let named = [
@@ -418,6 +429,13 @@ mod tests {
         let ok = [
             (json!({"userId": "bob"}), RevokeTarget::User("bob".into())),
             (json!({"deviceId": "phone"}), RevokeTarget::Device("phone".into())),
+            (
+                json!({"userId": "bob", "deviceId": "phone"}),
+                RevokeTarget::UserDevice {
+                    user: "bob".into(),
+                    device: "phone".into(),
+                },
+            ),
             (json!({"sessionId": "s1"}), RevokeTarget::Session("s1".into())),
             (json!({"before": 100}), RevokeTarget::Before(100)),
             (json!({"before": "100"}), RevokeTarget::Before(100)),
@@ -429,7 +447,12 @@ mod tests {
         for (body, want) in ok {
             assert_eq!(req(body.clone()).unwrap(), Ok(want), "{body}");
         }
-        for body in [json!({}), json!({"userId": "a", "deviceId": "b"})] {
+        for body in [
+            json!({}),
+            json!({"userId": "a", "sessionId": "b"}),
+            json!({"userId": "a", "deviceId": "b", "sessionId": "c"}),
+            json!({"deviceId": "b", "sessionId": "c"}),
+        ] {
             assert_eq!(
                 req(body.clone()).unwrap(),
                 Err(BadRevokeRequest::NotOneTarget),

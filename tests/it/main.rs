@@ -12,6 +12,7 @@
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
+//! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true.
 
 mod architecture;
@@ -27,5 +28,6 @@ mod oidc;
 mod operator;
 mod production;
 mod properties;
+mod security;
 mod support;
 mod tokens;

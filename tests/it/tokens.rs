@@ -153,7 +153,7 @@ async fn revoke_by_device_touches_only_that_device() {
     let resp = reqwest::Client::new()
         .post(format!("{base}/api/auth/revoke"))
         .bearer_auth(s(&admin, "accessToken"))
-        .json(&json!({"deviceId": "phone"}))
+        .json(&json!({"userId": "bob", "deviceId": "phone"}))
         .send()
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn revoke_command_reaches_the_running_service() {
     let (ok, body, _) = cli(&["revoke", "--before", "4102444800"]).await;
     assert!(!ok && body["error_code"] == "cutoff-in-future", "{body}");
     // Naming two targets is refused before anything is sent.
-    let (ok, _, err) = cli(&["revoke", "--user", "bob", "--device", "x"]).await;
+    let (ok, _, err) = cli(&["revoke", "--device", "x", "--session", "y"]).await;
     assert!(!ok && err.contains("cannot be used with"), "{err}");
     // Token reset by user through the same path.
     let (ok, body, err) = cli(&["token-reset", "--user", "bob"]).await;

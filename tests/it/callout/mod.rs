@@ -7,7 +7,7 @@ use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv, ws_exchange};
 use async_nats::ConnectErrorKind;
 use futures::StreamExt;
 
-mod escape;
+pub(crate) mod escape;
 mod requests;
 
 /// Subscribe, and prove the subscription is live by receiving a message published

@@ -114,7 +114,7 @@ async fn admin_revocations_by_device_session_and_user_close_their_connections() 
     let laptop = login_and_connect(&env, &svc, "bob", "laptop").await;
     let alice = login_and_connect(&env, &svc, "alice", "desk").await;
 
-    revoke(&svc, &admin, json!({"deviceId": "tablet"})).await;
+    revoke(&svc, &admin, json!({"userId": "bob", "deviceId": "tablet"})).await;
     assert_closed(&env, &mut tablet, "admin device").await;
     assert_untouched(&phone, "bob", "admin device").await;
 

@@ -36,7 +36,7 @@ use tower::ServiceExt;
 mod console;
 mod guest;
 mod introspect;
-mod keylogin;
+pub(crate) mod keylogin;
 mod login;
 mod logout;
 mod malformed;
@@ -47,22 +47,22 @@ mod store;
 mod user;
 
 /// A minute boundary, so rate-limit windows start with the test.
-const T0: i64 = 1_800_000_000;
-const MINUTE: i64 = 60;
-const DAY: i64 = 24 * 60 * 60;
-const ACCESS_TTL: i64 = 300;
-const ORIGIN: &str = "http://127.0.0.1:8080";
-const FOREIGN_ORIGIN: &str = "https://evil.example";
+pub(crate) const T0: i64 = 1_800_000_000;
+pub(crate) const MINUTE: i64 = 60;
+pub(crate) const DAY: i64 = 24 * 60 * 60;
+pub(crate) const ACCESS_TTL: i64 = 300;
+pub(crate) const ORIGIN: &str = "http://127.0.0.1:8080";
+pub(crate) const FOREIGN_ORIGIN: &str = "https://evil.example";
 
 /// What may never appear in an error body, whatever the test.
-const NEVER_IN_ERRORS: [&str; 4] = ["rt1_", "eyJ", "$argon2", "argon2id"];
+pub(crate) const NEVER_IN_ERRORS: [&str; 4] = ["rt1_", "eyJ", "$argon2", "argon2id"];
 
-fn repo_permissions() -> PathBuf {
+pub(crate) fn repo_permissions() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("permissions")
 }
 
 /// A copy of the demo permission files plus `extra` (appended as another file).
-fn permissions_with(extra: &str) -> TempDir {
+pub(crate) fn permissions_with(extra: &str) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(repo_permissions()).unwrap() {
         let p = entry.unwrap().path();
@@ -72,47 +72,51 @@ fn permissions_with(extra: &str) -> TempDir {
     dir
 }
 
-fn load(dir: &Path) -> Snapshot {
+pub(crate) fn load(dir: &Path) -> Snapshot {
     Snapshot::load_dir(dir).unwrap_or_else(|e| panic!("permissions in {}: {e}", dir.display()))
 }
 
 /// One service under test: its state, its clock, its store directory.
-struct Api {
-    state: Arc<HttpState>,
+pub(crate) struct Api {
+    pub(crate) state: Arc<HttpState>,
     /// The public listener's router.
-    app: Router,
+    pub(crate) app: Router,
     /// The operations listener's router.
-    admin: Router,
-    clock: Arc<AtomicI64>,
+    pub(crate) admin: Router,
+    pub(crate) clock: Arc<AtomicI64>,
     /// Tokens and passwords seen so far: none may show up in an error body.
     secrets: Mutex<Vec<String>>,
     /// The real redb store, which a test may take down and bring back.
-    store: Arc<Faulty<RedbStore>>,
+    pub(crate) store: Arc<Faulty<RedbStore>>,
     _store: TempDir,
 }
 
 /// A response, read whole.
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
-    json: Value,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) text: String,
+    pub(crate) json: Value,
 }
 
 impl Api {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(HttpSettings::default(), &repo_permissions())
     }
 
-    fn with_settings(settings: HttpSettings) -> Self {
+    pub(crate) fn with_settings(settings: HttpSettings) -> Self {
         Self::with(settings, &repo_permissions())
     }
 
-    fn with(settings: HttpSettings, permissions: &Path) -> Self {
+    pub(crate) fn with(settings: HttpSettings, permissions: &Path) -> Self {
         Self::with_guests(settings, permissions, GuestRefresh::Default)
     }
 
-    fn with_guests(settings: HttpSettings, permissions: &Path, guest_refresh: GuestRefresh) -> Self {
+    pub(crate) fn with_guests(
+        settings: HttpSettings,
+        permissions: &Path,
+        guest_refresh: GuestRefresh,
+    ) -> Self {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Faulty::new(
             RedbStore::open(&store_dir.path().join("tokens.redb")).unwrap(),
@@ -158,26 +162,26 @@ impl Api {
         }
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.load(Ordering::SeqCst)
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.clock.fetch_add(secs, Ordering::SeqCst);
     }
 
-    fn remember(&self, secret: &str) {
+    pub(crate) fn remember(&self, secret: &str) {
         if !secret.is_empty() {
             self.secrets.lock().unwrap().push(secret.to_string());
         }
     }
 
-    async fn call(&self, req: Request<Body>) -> Resp {
+    pub(crate) async fn call(&self, req: Request<Body>) -> Resp {
         self.call_on(&self.app, req).await
     }
 
     /// A request to the operations listener.
-    async fn admin_get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn admin_get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         let mut req = Request::builder().method(Method::GET).uri(path);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -185,7 +189,7 @@ impl Api {
         self.call_on(&self.admin, req.body(Body::empty()).unwrap()).await
     }
 
-    async fn call_on(&self, router: &Router, req: Request<Body>) -> Resp {
+    pub(crate) async fn call_on(&self, router: &Router, req: Request<Body>) -> Resp {
         let resp = router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -224,7 +228,13 @@ impl Api {
         r
     }
 
-    async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Body) -> Resp {
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(path);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -233,41 +243,41 @@ impl Api {
     }
 
     /// POST a JSON body.
-    async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn post(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
         self.post_raw(path, &body.to_string(), headers).await
     }
 
     /// POST raw bytes as JSON.
-    async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
         self.request(Method::POST, path, &h, Body::from(body.to_string()))
             .await
     }
 
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         self.request(Method::GET, path, headers, Body::empty()).await
     }
 
     /// Log in (a non-browser client) and insist on success.
-    async fn login(&self, user: &str, password: &str) -> Resp {
+    pub(crate) async fn login(&self, user: &str, password: &str) -> Resp {
         self.login_with(json!({"username": user, "password": password}))
             .await
     }
 
-    async fn login_device(&self, user: &str, password: &str, device: &str) -> Resp {
+    pub(crate) async fn login_device(&self, user: &str, password: &str, device: &str) -> Resp {
         self.login_with(json!({"username": user, "password": password, "deviceId": device}))
             .await
     }
 
-    async fn login_with(&self, body: Value) -> Resp {
+    pub(crate) async fn login_with(&self, body: Value) -> Resp {
         let r = self.try_login(body).await;
         assert_eq!(r.status, StatusCode::OK, "login: {}", r.text);
         r
     }
 
     /// Log `user` in in browser mode (tokens in cookies) from the allowed origin.
-    async fn browser_login(&self, user: &str) -> Resp {
+    pub(crate) async fn browser_login(&self, user: &str) -> Resp {
         let body = json!({"username": user, "password": user, "cookie": true});
         let r = self.post("/api/auth/login", body, &[("origin", ORIGIN)]).await;
         assert_eq!(r.status, StatusCode::OK, "browser login: {}", r.text);
@@ -275,7 +285,7 @@ impl Api {
     }
 
     /// Log in with `body`, whatever the answer (the password is remembered for leak checks).
-    async fn try_login(&self, body: Value) -> Resp {
+    pub(crate) async fn try_login(&self, body: Value) -> Resp {
         if let Some(p) = body["password"].as_str() {
             self.remember(p);
         }
@@ -283,12 +293,12 @@ impl Api {
     }
 
     /// Log in from a given client address.
-    async fn login_from(&self, addr: SocketAddr, user: &str, password: &str) -> Resp {
+    pub(crate) async fn login_from(&self, addr: SocketAddr, user: &str, password: &str) -> Resp {
         self.login_via(addr, &[], user, password).await
     }
 
     /// Log in from peer `addr` with extra headers (a proxy's `X-Forwarded-For`, ...).
-    async fn login_via(
+    pub(crate) async fn login_via(
         &self,
         addr: SocketAddr,
         headers: &[(&str, &str)],
@@ -296,29 +306,39 @@ impl Api {
         password: &str,
     ) -> Resp {
         self.remember(password);
+        let body = json!({"username": user, "password": password});
+        self.post_via(addr, "/api/auth/login", headers, &body.to_string())
+            .await
+    }
+
+    /// POST a JSON body from peer `addr` with extra headers (a header named twice is sent
+    /// as two lines, as proxies do).
+    pub(crate) async fn post_via(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri("/api/auth/login")
+            .uri(path)
             .header(CONTENT_TYPE, "application/json");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let mut req = req
-            .body(Body::from(
-                json!({"username": user, "password": password}).to_string(),
-            ))
-            .unwrap();
+        let mut req = req.body(Body::from(body.to_string())).unwrap();
         req.extensions_mut().insert(ConnectInfo(addr));
         self.call(req).await
     }
 
-    async fn refresh(&self, refresh_token: &str) -> Resp {
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Resp {
         self.post("/api/auth/refresh", json!({"refreshToken": refresh_token}), &[])
             .await
     }
 
     /// Both tokens of a login are refused as revoked.
-    async fn assert_revoked(&self, login: &Resp) {
+    pub(crate) async fn assert_revoked(&self, login: &Resp) {
         self.me(&login.access())
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "access-token-revoked");
@@ -327,12 +347,12 @@ impl Api {
             .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
     }
 
-    async fn me(&self, access_token: &str) -> Resp {
+    pub(crate) async fn me(&self, access_token: &str) -> Resp {
         self.get("/api/auth/me", &[("authorization", &bearer(access_token))])
             .await
     }
 
-    async fn revoke(&self, access_token: &str, body: Value) -> Resp {
+    pub(crate) async fn revoke(&self, access_token: &str, body: Value) -> Resp {
         self.post(
             "/api/auth/revoke",
             body,
@@ -341,7 +361,7 @@ impl Api {
         .await
     }
 
-    async fn introspect(&self, access_token: &str, token: &str) -> Resp {
+    pub(crate) async fn introspect(&self, access_token: &str, token: &str) -> Resp {
         self.post(
             "/api/auth/introspect",
             json!({"token": token}),
@@ -351,11 +371,11 @@ impl Api {
     }
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn cookie_header(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn cookie_header(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -363,7 +383,7 @@ fn cookie_header(pairs: &[(&str, &str)]) -> String {
         .join("; ")
 }
 
-fn secs_of(rfc3339: &str) -> i64 {
+pub(crate) fn secs_of(rfc3339: &str) -> i64 {
     humantime::parse_rfc3339(rfc3339)
         .unwrap_or_else(|e| panic!("{rfc3339:?} is not RFC 3339: {e}"))
         .duration_since(UNIX_EPOCH)
@@ -372,7 +392,7 @@ fn secs_of(rfc3339: &str) -> i64 {
 }
 
 impl Resp {
-    fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all(SET_COOKIE)
             .iter()
@@ -381,38 +401,38 @@ impl Resp {
     }
 
     /// The whole `Set-Cookie` line for `name`.
-    fn cookie(&self, name: &str) -> Option<String> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
         self.set_cookies()
             .into_iter()
             .find(|c| c.starts_with(&format!("{name}=")))
     }
 
-    fn cookie_value(&self, name: &str) -> Option<String> {
+    pub(crate) fn cookie_value(&self, name: &str) -> Option<String> {
         self.cookie(name)
             .map(|c| c.split(';').next().unwrap()[name.len() + 1..].to_string())
     }
 
-    fn access(&self) -> String {
+    pub(crate) fn access(&self) -> String {
         self.json["accessToken"]
             .as_str()
             .unwrap_or_else(|| panic!("no accessToken in {}", self.text))
             .to_string()
     }
 
-    fn refresh(&self) -> String {
+    pub(crate) fn refresh(&self) -> String {
         self.json["refreshToken"]
             .as_str()
             .unwrap_or_else(|| panic!("no refreshToken in {}", self.text))
             .to_string()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
     /// An error answer: this status, JSON `{error, error_code}`, the `x-error-code` header.
     #[track_caller]
-    fn assert_error(&self, status: StatusCode, code: &str) {
+    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) {
         assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(self.json["error_code"], code, "{}", self.text);
         assert_eq!(self.header("x-error-code"), Some(code));
@@ -426,7 +446,7 @@ impl Resp {
     }
 
     #[track_caller]
-    fn assert_ok(&self) {
+    pub(crate) fn assert_ok(&self) {
         assert_eq!(self.status, StatusCode::OK, "{}", self.text);
     }
 }

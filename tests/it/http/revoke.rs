@@ -10,9 +10,12 @@ async fn a_plain_user_may_not_revoke_another_user() {
     api.revoke(&bob, json!({"userId": "alice"}))
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    api.revoke(&bob, json!({"deviceId": "alice-phone"}))
+    api.revoke(&bob, json!({"userId": "alice", "deviceId": "alice-phone"}))
         .await
         .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // A bare device id is bob's own devices of that name: none.
+    let r = api.revoke(&bob, json!({"deviceId": "alice-phone"})).await;
+    assert_eq!(r.json, json!({"revokedSessions": 0}));
     let alice_sid = api
         .state
         .tokens
@@ -97,17 +100,23 @@ async fn a_user_may_revoke_his_own_session_and_his_own_device() {
     api.refresh(&phone.refresh())
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
-    // His own device: only the one his token names.
+    // His own devices, by id alone or with his user id.
     api.revoke(&laptop.access(), json!({"deviceId": "bob-tablet"}))
         .await
-        .assert_error(StatusCode::FORBIDDEN, "forbidden");
-    api.revoke(&laptop.access(), json!({"deviceId": "bob-laptop"}))
-        .await
         .assert_ok();
+    api.refresh(&tablet.refresh())
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
+    api.me(&laptop.access()).await.assert_ok();
+    api.revoke(
+        &laptop.access(),
+        json!({"userId": "bob", "deviceId": "bob-laptop"}),
+    )
+    .await
+    .assert_ok();
     api.refresh(&laptop.refresh())
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "refresh-token-revoked");
-    api.refresh(&tablet.refresh()).await.assert_ok();
 }
 
 #[tokio::test]
@@ -175,7 +184,9 @@ async fn an_admin_revokes_one_device_and_the_users_other_device_keeps_working() 
     let admin = api.login("admin", "admin").await.access();
     let laptop = api.login_device("bob", "bob", "bob-laptop").await;
     let phone = api.login_device("bob", "bob", "bob-phone").await;
-    let r = api.revoke(&admin, json!({"deviceId": "bob-phone"})).await;
+    let r = api
+        .revoke(&admin, json!({"userId": "bob", "deviceId": "bob-phone"}))
+        .await;
     r.assert_ok();
     assert_eq!(r.json, json!({"revokedSessions": 1}));
     api.refresh(&phone.refresh())
@@ -260,7 +271,7 @@ async fn revoke_takes_exactly_one_target() {
     let admin = api.login("admin", "admin").await.access();
     for body in [
         json!({}),
-        json!({"userId": "bob", "deviceId": "phone"}),
+        json!({"deviceId": "phone", "sessionId": "s"}),
         json!({"sessionId": "s", "before": 1}),
         json!({"userId": "bob", "deviceId": "d", "sessionId": "s", "before": 1}),
     ] {

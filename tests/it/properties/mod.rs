@@ -269,7 +269,7 @@ fn decide_for(snapshot: &Snapshot, user: &str, rooms: Option<&str>) -> Result<Gr
         revoked: &revoked,
         policy,
     };
-    decide(&req, &inputs, NOW)
+    decide(&req, &inputs, NOW).map_err(|d| d.deny)
 }
 
 /// The deny code a room list must get, or `None` when it is acceptable: the whole list
@@ -305,9 +305,9 @@ fn wildcard_free(s: &str) -> bool {
     })
 }
 
-/// The default `enforcement.token_reset_roles`: sysadmin and service.
+/// The default `enforcement.token_reset_roles`: sysadmin only.
 fn token_reset(model: &Model, ui: usize) -> bool {
-    model.has_role(ui, "sysadmin") || model.has_role(ui, "service")
+    model.has_role(ui, "sysadmin")
 }
 
 fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> Result<(), TestCaseError> {

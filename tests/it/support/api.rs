@@ -8,7 +8,16 @@ use super::TestEnv;
 
 /// POST `body` as JSON: status, JSON body, `set-cookie` values.
 pub async fn post(url: &str, body: Value) -> (u16, Value, Vec<String>) {
-    let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    answer(reqwest::Client::new().post(url).json(&body)).await
+}
+
+/// POST `body` as JSON with a bearer token: status, JSON body, `set-cookie` values.
+pub async fn post_bearer(url: &str, token: &str, body: Value) -> (u16, Value, Vec<String>) {
+    answer(reqwest::Client::new().post(url).bearer_auth(token).json(&body)).await
+}
+
+async fn answer(req: reqwest::RequestBuilder) -> (u16, Value, Vec<String>) {
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let cookies = resp
         .headers()

@@ -1,0 +1,101 @@
+//! What every handler shares ([`HttpState`]) and the one way to rate-limit a request
+//! ([`HttpState::limit`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::error::ApiError;
+use super::ratelimit::RateLimiter;
+use crate::config::{GuestRefresh, HttpSettings};
+use crate::forwarded::TrustedProxies;
+use crate::ops::Ops;
+use crate::permissions::Permissions;
+use crate::tokens::service::TokenService;
+
+/// Everything the handlers share.
+pub struct HttpState {
+    pub tokens: Arc<TokenService>,
+    pub permissions: Permissions,
+    pub settings: HttpSettings,
+    pub limiter: RateLimiter,
+    /// Unix seconds; tests inject their own clock.
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Readiness, status, metrics, live enforcement.
+    pub ops: Arc<Ops>,
+    /// Whose forwarding header names the client (`http.trusted_proxies`,
+    /// `http.client_address_header`).
+    pub proxies: TrustedProxies,
+    /// `tokens.guest_refresh`.
+    pub guest_refresh: GuestRefresh,
+}
+
+pub type SharedState = Arc<HttpState>;
+
+/// What a rate limit counts: every key is bounded (a validated name, an address), so the
+/// limiter's memory is too.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitKey<'a> {
+    /// Logins of any kind from one client address (IPv6: its /64).
+    Address(IpAddr),
+    /// Guests created from one client address (IPv6: its /64).
+    Guests(IpAddr),
+    /// Password attempts for one user name (validated, compared in lower case).
+    User(&'a str),
+}
+
+impl LimitKey<'_> {
+    fn text(&self) -> String {
+        match self {
+            LimitKey::Address(ip) => format!("addr:{}", crate::forwarded::limit_key(*ip)),
+            LimitKey::Guests(ip) => format!("guest:{}", crate::forwarded::limit_key(*ip)),
+            LimitKey::User(u) => format!("user:{}", u.to_lowercase()),
+        }
+    }
+}
+
+impl HttpState {
+    /// The state of a running service: the real clock, fresh rate limits.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        permissions: Permissions,
+        settings: HttpSettings,
+        ops: Arc<Ops>,
+    ) -> Self {
+        HttpState {
+            proxies: TrustedProxies::new(&settings.trusted_proxies, settings.client_address_header),
+            tokens,
+            permissions,
+            settings,
+            limiter: RateLimiter::default(),
+            clock: Arc::new(crate::clock::now_secs),
+            ops,
+            guest_refresh: GuestRefresh::Default,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Count one request against `key`: a 429 with `Retry-After` when over `per_minute`.
+    pub fn limit(&self, key: LimitKey<'_>, per_minute: u32) -> Result<(), ApiError> {
+        self.limiter
+            .hit(&key.text(), per_minute, self.now())
+            .map_err(ApiError::rate_limited)
+    }
+
+    /// Count a login attempt from `addr` (when the address is known) against
+    /// `http.login_per_address_per_minute`.
+    pub fn limit_address(&self, addr: Option<IpAddr>) -> Result<(), ApiError> {
+        match addr {
+            Some(ip) => self.limit(LimitKey::Address(ip), self.settings.login_per_address_per_minute),
+            None => Ok(()),
+        }
+    }
+
+    /// The page's public origin (`http.public_url`, or for a loopback listener
+    /// `http://<listen>`): never from a request header.
+    pub fn public_origin(&self) -> Option<String> {
+        self.settings.public_origin()
+    }
+}
