@@ -12,7 +12,9 @@
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
-//! - [`architecture`]: the module graph has no cycle; the layout lists are true.
+//! - [`architecture`]: the module graph has no cycle; the layout lists are true;
+//! - [`docs`]: README is a front page, the book's links resolve, its reference pages are
+//!   complete.
 
 mod architecture;
 mod browser;
@@ -20,6 +22,7 @@ mod callout;
 mod cli;
 mod demo;
 mod deploy;
+mod docs;
 mod enforcement;
 mod http;
 mod jetstream;
