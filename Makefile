@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps web bench fuzz
+.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps web bench fuzz docs
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -28,6 +28,17 @@ browser-deps: web/node_modules/.package-lock.json
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
+
+# The book (docs/): installs mdbook into .tools/mdbook when missing (a few minutes, from
+# crates.io; not part of `make test`) and builds it into docs/book (git-ignored).
+MDBOOK_VERSION := 0.5.4
+MDBOOK := .tools/mdbook/bin/mdbook
+docs: $(MDBOOK)
+	$(MDBOOK) build docs
+
+$(MDBOOK):
+	$(CARGO) install mdbook --version $(MDBOOK_VERSION) --locked --no-default-features \
+	  --features search --root .tools/mdbook
 
 # Rebuild the committed chat page bundle (web/dist) from web/src.
 web: web/node_modules/.package-lock.json

@@ -19,8 +19,9 @@ if [ ! -f .demo/nats-keys.conf ]; then
   echo "generating demo keys into .demo/ ..."
   "$BIN" keys --dir .demo > .demo-snippet.tmp && rm -f .demo-snippet.tmp
 fi
-# MODE=operator: the same demo on a nats-server in operator mode (README: Operator mode),
-# its operator, accounts, sentinel and creds generated once into .demo/operator.
+# MODE=operator: the same demo on a nats-server in operator mode
+# (docs/src/guides/operator-mode.md), its operator, accounts, sentinel and creds generated
+# once into .demo/operator.
 case "$MODE" in
   config) SERVER_CONF=nats-server.conf; CALLOUT_CONF=callout.toml ;;
   operator)
@@ -47,7 +48,7 @@ cat <<MSG
 
   nats-callout demo is running ($MODE mode)
     chat page   http://127.0.0.1:8080/      (log in as bob/bob and alice/alice)
-    HTTP API    http://127.0.0.1:8080/api/  (see README: login, refresh, revoke)
+    HTTP API    http://127.0.0.1:8080/api/  (docs/src/reference/http-api.md)
     operations  http://127.0.0.1:9090/readyz, /metrics, /api/admin/status
     NATS        nats://127.0.0.1:4222
     websocket   ws://127.0.0.1:9222

@@ -943,13 +943,13 @@ mod tests {
             .collect()
     }
 
-    /// The keys named in the first column of README's configuration table: `a.b` / `c` means
-    /// `a.b` and `a.c`; `x(_file)` means `x` and `x_file`.
-    fn readme_keys(readme: &str) -> std::collections::BTreeSet<String> {
-        let table = readme
-            .split("## Configuration")
+    /// The keys named in the first column of the book's settings table (Reference,
+    /// Configuration): `a.b` / `c` means `a.b` and `a.c`; `x(_file)` means `x` and `x_file`.
+    fn documented_keys(page: &str) -> std::collections::BTreeSet<String> {
+        let table = page
+            .split("\n## Settings\n")
             .nth(1)
-            .unwrap()
+            .expect("the configuration page has a section \"Settings\"")
             .split("\n## ")
             .next()
             .unwrap();
@@ -977,7 +977,7 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_setting_and_only_real_ones() {
+    fn the_book_documents_every_setting_and_only_real_ones() {
         let dir = tempfile::tempdir().unwrap();
         let mut real = std::collections::BTreeSet::new();
         for section in accepted_fields(dir.path(), None) {
@@ -986,24 +986,24 @@ mod tests {
             }
         }
         assert!(real.len() > 40, "{real:?}");
-        let documented = readme_keys(include_str!("../README.md"));
+        let documented = documented_keys(include_str!("../docs/src/reference/configuration.md"));
         let missing: Vec<_> = real.difference(&documented).collect();
         let unknown: Vec<_> = documented.difference(&real).collect();
         assert!(
             missing.is_empty(),
-            "settings missing from the README table: {missing:?}"
+            "settings missing from docs/src/reference/configuration.md: {missing:?}"
         );
         assert!(
             unknown.is_empty(),
-            "README table names settings that do not exist: {unknown:?}"
+            "docs/src/reference/configuration.md names settings that do not exist: {unknown:?}"
         );
     }
 
     #[test]
-    fn the_readme_production_example_is_a_valid_configuration() {
-        let readme = include_str!("../README.md");
-        let example = readme
-            .split("### A hardened production configuration")
+    fn the_books_production_example_is_a_valid_configuration() {
+        let page = include_str!("../docs/src/guides/deploying.md");
+        let example = page
+            .split("\n## A hardened production configuration\n")
             .nth(1)
             .and_then(|r| r.split("```toml\n").nth(1))
             .and_then(|r| r.split("```").next())
@@ -1011,7 +1011,7 @@ mod tests {
         assert_eq!(
             example,
             include_str!("../deploy/production/callout.toml"),
-            "README shows deploy/production/callout.toml as it is"
+            "docs/src/guides/deploying.md shows deploy/production/callout.toml as it is"
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("callout.toml");

@@ -334,7 +334,7 @@ accounts {{
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
 system_account: SYS
-max_control_line: 8KB   # a CONNECT with 50 rooms and a token (README: Limits)
+max_control_line: 8KB   # a CONNECT with 50 rooms and a token (docs: Limits)
 {authorization}"#,
         dir = dir.display(),
         authorization = authorization_block(issuer, Some(xkey), &["callout", "sys"], 2)

@@ -32,7 +32,7 @@ impl Permission {
 /// The permissions of one connection. There is deliberately no `resp` (response
 /// permission): nats-server turns every reply subject a client receives into a publish
 /// permission, and a client that may publish to a subject it also subscribes to would
-/// reach any subject by replying to itself (README, "Security model").
+/// reach any subject by replying to itself (docs/src/concepts/security-model.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserPermissions {
     pub publish: Permission,

@@ -1,5 +1,5 @@
 //! The map is true: the modules of `src/` depend on each other without a cycle, and the
-//! layout in `lib.rs` and in README names every module, each once.
+//! layout in `lib.rs` and in the book (`docs/src/code-layout.md`) names every module, each once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -178,16 +178,16 @@ fn declared_modules() -> Vec<String> {
 }
 
 #[test]
-fn lib_and_readme_name_every_module_once() {
+fn lib_and_the_book_name_every_module_once() {
     let modules = declared_modules();
     assert!(modules.len() > 10, "{modules:?}");
     let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
     let layout: Vec<&str> = lib.lines().filter(|l| l.starts_with("//! - ")).collect();
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let section = readme
-        .split("## How the code is laid out")
-        .nth(1)
-        .expect("README has a section \"How the code is laid out\"");
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/code-layout.md");
+    let page = std::fs::read_to_string(page).unwrap();
+    let section = page
+        .strip_prefix("# How the code is laid out\n")
+        .expect("docs/src/code-layout.md is the page \"How the code is laid out\"");
     let section = section.split("\n## ").next().unwrap();
     for m in &modules {
         let in_lib = layout
@@ -196,11 +196,11 @@ fn lib_and_readme_name_every_module_once() {
             .filter(|l| l.starts_with(&format!("//! - [`{m}`]")) || l.starts_with(&format!("//! - `{m}`:")))
             .count();
         assert_eq!(in_lib, 1, "lib.rs layout lines for {m}: {layout:#?}");
-        let in_readme = section
+        let in_book = section
             .lines()
             .filter(|l| l.starts_with(&format!("- `{m}`")))
             .count();
-        assert_eq!(in_readme, 1, "README layout lines for {m}");
+        assert_eq!(in_book, 1, "docs/src/code-layout.md layout lines for {m}");
     }
     assert_eq!(
         layout.len(),
@@ -208,5 +208,9 @@ fn lib_and_readme_name_every_module_once() {
         "lib.rs lists a module that does not exist"
     );
     let listed = section.lines().filter(|l| l.starts_with("- `")).count();
-    assert_eq!(listed, modules.len(), "README lists a module that does not exist");
+    assert_eq!(
+        listed,
+        modules.len(),
+        "docs/src/code-layout.md lists a module that does not exist"
+    );
 }

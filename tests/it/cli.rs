@@ -53,22 +53,26 @@ fn keys_writes_private_files_and_prints_the_server_snippet() {
     assert!(again.is_empty() && err.contains("kept"), "{again} {err}");
     assert_eq!(std::fs::read_to_string(keys.join("issuer.nk")).unwrap(), before);
 
-    // What it printed is the README's snippet, but for the directory and the public keys.
+    // What it printed is the book's snippet, but for the directory and the public keys.
     let issuer = nkeys::KeyPair::from_seed(before.trim()).unwrap().public_key();
     let xkey = nkeys::XKey::from_seed(std::fs::read_to_string(keys.join("xkey.xk")).unwrap().trim())
         .unwrap()
         .public_key();
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let documented = readme
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/getting-started/existing-server.md");
+    let documented = std::fs::read_to_string(page).unwrap();
+    let documented = documented
         .split("```hcl\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("README shows the snippet");
+        .expect("docs/src/getting-started/existing-server.md shows the snippet");
     let printed = out
         .replace(&keys.display().to_string(), "/etc/nats-callout/keys")
         .replace(&issuer, "A...")
         .replace(&xkey, "X...");
-    assert_eq!(printed, documented, "README's snippet is not what `keys` prints");
+    assert_eq!(
+        printed, documented,
+        "the snippet in docs/src/getting-started/existing-server.md is not what `keys` prints"
+    );
 }
 
 #[test]

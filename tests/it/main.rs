@@ -13,7 +13,9 @@
 //! - [`cli`]: the binary as an operator runs it;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
 //! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
-//! - [`architecture`]: the module graph has no cycle; the layout lists are true.
+//! - [`architecture`]: the module graph has no cycle; the layout lists are true;
+//! - [`docs`]: README is a front page, the book's links resolve, its reference pages are
+//!   complete.
 
 mod architecture;
 mod browser;
@@ -21,6 +23,7 @@ mod callout;
 mod cli;
 mod demo;
 mod deploy;
+mod docs;
 mod enforcement;
 mod http;
 mod jetstream;

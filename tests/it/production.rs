@@ -281,9 +281,10 @@ async fn rolling_restart_loses_no_authorization() {
     assert!(a2.stats().allowed > 0);
 }
 
-/// The README's hardened set-up: nats-server takes TLS connections only and knows the
-/// service user by its nkey alone, so the service's connections (callout and system) work
-/// only through `nats.tls_ca_file` and `nats.nkey_seed_file`; clients are decided as usual.
+/// The book's hardened set-up (docs/src/guides/deploying.md): nats-server takes TLS
+/// connections only and knows the service user by its nkey alone, so the service's
+/// connections (callout and system) work only through `nats.tls_ca_file` and
+/// `nats.nkey_seed_file`; clients are decided as usual.
 #[tokio::test]
 async fn tls_to_nats_and_an_nkey_service_user() {
     use futures::StreamExt;

@@ -1,6 +1,6 @@
 // The chat session: rooms, messages, the NATS connection and the access-token refresh.
 //
-// Rules (README "Client conventions"):
+// Rules (docs/src/getting-started/first-client.md, "Client conventions"):
 // - The page never sends a token: the websocket listener lifts the HttpOnly `nats_token`
 //   cookie into CONNECT. CONNECT `user` carries the rooms, joined by ';'. It is produced by an
 //   authenticator function, evaluated on every connect, from the rooms wanted at that moment.

@@ -28,7 +28,7 @@ all1 = "readwrite"
 /// Every room any test asks for, granted or not.
 const ROOMS: &[&str] = &["all1", "alice1", "bob1", "news", "drop", "zzz"];
 
-/// The grants as README's client conventions describe them, written out independently of
+/// The grants as the book's client conventions describe them, written out independently of
 /// the code under test: room access per user, and the subjects roles add.
 fn access(user: &str, room: &str) -> (bool, bool) {
     let rw = (true, true);

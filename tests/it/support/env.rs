@@ -29,8 +29,9 @@ pub struct EnvOptions {
     pub auth_callout: bool,
     /// The websocket listener's `allowed_origins` (the chat page's origin).
     pub ws_allowed_origins: Vec<String>,
-    /// The README's hardened set-up: TLS on the client listener (a CA made with openssl,
-    /// in `config.nats.tls_ca_file`) and the service user authenticated by an nkey.
+    /// The book's hardened set-up (docs/src/guides/deploying.md): TLS on the client
+    /// listener (a CA made with openssl, in `config.nats.tls_ca_file`) and the service user
+    /// authenticated by an nkey.
     pub hardened: bool,
     /// JetStream on the server, enabled for the app account and the service's (AUTH).
     pub jetstream: bool,
