@@ -8,11 +8,13 @@
 //! - [`names`]: validated names (users, rooms, devices): one subject token each.
 //! - [`clock`]: unix seconds now, RFC 3339 times written and read.
 //! - [`password`]: argon2id password hashes.
+//! - [`forwarded`]: the client's address behind trusted proxies.
+//! - [`health`]: what each part the service depends on says of its own state.
+//! - [`kv`]: the JetStream key-value buckets shared state lives in: created, or checked.
 //! - [`permissions`]: the permission files, the immutable snapshot decisions read, its shared handle and role privileges.
 //! - [`wire`]: the wire contract: every NATS subject the service uses or serves, decision records, token-reset requests.
 //! - [`subjects`]: subject templates such as `chat.{room}.>`.
-//! - [`config`]: the settings (file and environment), validated.
-//! - [`kv`]: the JetStream key-value buckets shared state lives in: created, or checked.
+//! - [`config`]: the settings (file and environment), one file per section, validated.
 //! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
 //! - [`claims`]: NATS JWTs on nkeys: requests in, user JWTs and responses out.
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
@@ -23,8 +25,6 @@
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
 //! - [`reload`]: hot reload of the permission files.
 //! - [`telemetry`]: logs (escaped text or JSON) and metrics.
-//! - [`forwarded`]: the client's address behind trusted proxies.
-//! - [`health`]: what each part the service depends on says of its own state.
 //! - [`ops`]: readiness, status and service discovery of a running instance.
 //! - [`endpoints`]: the service's own NATS endpoints (user context, token reset, revoke, status, discovery).
 //! - [`http`]: the HTTP API, its access rules and the chat page.

@@ -15,16 +15,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeExt, MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::Writer;
 
-/// The log format (`log.format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// `key=value` text, values quoted where needed.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use crate::config::LogFormat;
 
 /// Set up logging: `RUST_LOG` filter (default info), text or JSON on stderr.
 pub fn init_tracing(format: LogFormat) {

@@ -20,7 +20,7 @@ use crate::tokens::refresh::Opening;
 /// The group whose rooms guests get.
 pub const GUEST_GROUP: &str = "guest";
 /// What marks a guest's assertion (in tokens and sessions); no provider may be named so.
-pub const GUEST_IDP: &str = crate::oidc::settings::RESERVED_NAME;
+pub const GUEST_IDP: &str = crate::config::identity::RESERVED_NAME;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -11,7 +11,6 @@
 pub mod fetch;
 pub mod keys;
 pub mod login;
-pub mod settings;
 pub mod verify;
 
 use std::sync::{Arc, Mutex};
@@ -21,10 +20,10 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+pub use crate::config::identity::{IdentitySettings, OidcSettings, UnknownUsers};
 use crate::tokens::access::{TrustedIssuers, VerifiedCache};
 use crate::tokens::{AccessClaims, TokenError};
 use keys::KeySet;
-pub use settings::{IdentitySettings, OidcSettings, UnknownUsers};
 use verify::{Refusal, Rules};
 
 /// What the provider's discovery document says (the parts we use).

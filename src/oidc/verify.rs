@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::keys::{KeySet, Miss};
-use super::settings::{OidcSettings, UnknownUsers};
+use crate::config::identity::{OidcSettings, UnknownUsers};
 use crate::names::is_valid_name;
 use crate::permissions::{Asserted, Role};
 use crate::tokens::TokenError;

@@ -214,3 +214,89 @@ fn lib_and_the_book_name_every_module_once() {
         "docs/src/code-layout.md lists a module that does not exist"
     );
 }
+
+/// The modules in the order `lib.rs` lists them (its layout lines).
+fn layout_order() -> Vec<String> {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! - "))
+        .map(|l| {
+            l.trim_start_matches("[`")
+                .trim_start_matches('`')
+                .split('`')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// `lib.rs` lists modules lower layers first: no module uses one listed after it.
+#[test]
+fn lib_lists_lower_layers_first() {
+    let order = layout_order();
+    let at = |m: &str| order.iter().position(|o| o == m);
+    let top = |m: &str| m.split("::").next().unwrap().to_string();
+    let mut upward = Vec::new();
+    for (from, tos) in graph() {
+        for to in tos {
+            let (f, t) = (top(&from), top(&to));
+            if f == t {
+                continue;
+            }
+            let (Some(fi), Some(ti)) = (at(&f), at(&t)) else {
+                panic!("{f} or {t} is not in lib.rs's layout: {order:?}");
+            };
+            if ti > fi {
+                upward.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports that run up lib.rs's layout: {upward:#?}"
+    );
+}
+
+/// The modules `lib.rs` declares are exactly the files and folders of `src/`.
+#[test]
+fn lib_declares_exactly_the_tree() {
+    let mut tree: Vec<String> = std::fs::read_dir(src())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|m| m != "lib" && m != "main")
+        .collect();
+    tree.sort();
+    let mut declared = declared_modules();
+    declared.sort();
+    assert_eq!(declared, tree);
+}
+
+/// A `//!` list of `- [`name`]` lines names each `mod` of the file once, and nothing else.
+fn check_list(file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let listed: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .map(|l| l.split('`').next().unwrap().to_string())
+        .collect();
+    let declared: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("pub ").trim_start_matches("pub(crate) ");
+            l.strip_prefix("mod ")
+        })
+        .map(|m| m.trim_end_matches(';').to_string())
+        .collect();
+    assert_eq!(listed, declared, "the module list of {}", file.display());
+}
+
+#[test]
+fn the_test_module_lists_name_every_module() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    check_list(&tests.join("main.rs"));
+    check_list(&tests.join("support/mod.rs"));
+    check_list(&tests.join("security/mod.rs"));
+}

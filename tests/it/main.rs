@@ -7,15 +7,20 @@
 //! - [`http`]: the HTTP API, one module per endpoint, on the router without a socket;
 //! - [`tokens`]: the token life cycle end to end (HTTP login, NATS connect, refresh, reuse);
 //! - [`enforcement`]: live permissions, revocations reaching live connections, token reset;
+//! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
+//! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
 //! - [`browser`]: the chat page in headless Chromium;
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
+//! - [`demo`]: the demo's own files (`make demo`, `make demo-cluster`) serve bob;
+//! - [`deploy`]: the Dockerfile, compose file, systemd unit and production files, read statically;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
 //! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true;
 //! - [`docs`]: README is a front page, the book's links resolve, its reference pages are
-//!   complete.
+//!   complete;
+//! - [`support`]: what the tests start (servers, the service, clients), shared.
 
 mod architecture;
 mod browser;

@@ -1,6 +1,13 @@
-//! What the integration tests start, split by what it is: a nats-server ([`server`]), a
-//! test environment around it ([`env`]), the service in-process ([`service`]), chat
-//! clients ([`client`]) and raw protocol connections ([`raw`]).
+//! What the integration tests start, split by what it is:
+//!
+//! - [`server`]: a nats-server (free ports, temp dir), a cluster, the hardened TLS set-up;
+//! - [`env`]: one test's world around it: keys, permission files, the service configuration;
+//! - [`service`]: the service in-process, and the binary;
+//! - [`client`]: chat clients (async-nats, websocket);
+//! - [`raw`]: raw protocol connections;
+//! - [`api`]: the HTTP API as a client uses it;
+//! - [`idp`]: a real OpenID provider (npm `oidc-provider`);
+//! - [`proxy`]: a TCP proxy a test can cut.
 
 pub mod api;
 pub mod client;

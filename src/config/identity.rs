@@ -1,5 +1,5 @@
-//! `[[identity.oidc]]`: the OpenID providers whose tokens are trusted, and how their claims
-//! map onto the permission files.
+//! `[identity]`: the OpenID providers (`[[identity.oidc]]`) whose tokens are trusted, and
+//! how their claims map onto the permission files.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{ConfigError, Section};
 use crate::permissions::Role;
 
 /// The algorithms a provider token may use (asymmetric only; `none` and HMAC never).
@@ -163,9 +164,25 @@ impl OidcSettings {
     }
 }
 
+impl Section for IdentitySettings {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        self.oidc
+            .iter_mut()
+            .filter_map(|p| p.client_secret_file.as_mut())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|reason| ConfigError::Invalid {
+            key: "identity.oidc",
+            reason,
+        })
+    }
+}
+
 impl IdentitySettings {
     /// Problems that would otherwise show at the first token: `Err(reason)`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
         for p in &self.oidc {
             let at = |what: String| format!("provider {:?}: {what}", p.name);
@@ -253,7 +270,7 @@ mod tests {
     use super::*;
 
     fn one(p: OidcSettings) -> Result<(), String> {
-        IdentitySettings { oidc: vec![p] }.validate()
+        IdentitySettings { oidc: vec![p] }.check()
     }
 
     #[test]
@@ -313,13 +330,13 @@ mod tests {
         let twice = IdentitySettings {
             oidc: vec![ok.clone(), ok.clone()],
         };
-        assert!(twice.validate().unwrap_err().contains("defined twice"));
+        assert!(twice.check().unwrap_err().contains("defined twice"));
         // Several providers: each says whether it may assert the files' users.
         let other = OidcSettings::new("partner", "https://idp.partner.example", "nats");
         let unsaid = IdentitySettings {
             oidc: vec![ok.clone(), other.clone()],
         };
-        assert!(unsaid.validate().unwrap_err().contains("file_users"));
+        assert!(unsaid.check().unwrap_err().contains("file_users"));
         let said = IdentitySettings {
             oidc: vec![
                 OidcSettings {
@@ -332,7 +349,7 @@ mod tests {
                 },
             ],
         };
-        said.validate().unwrap();
+        said.check().unwrap();
         assert!(said.oidc[0].asserts_file_users() && !said.oidc[1].asserts_file_users());
         assert!(
             ok.asserts_file_users(),
@@ -363,6 +380,6 @@ unknown_users = "groups-only"
             p.discovery_url(),
             "https://idp.example.com/realms/chat/.well-known/openid-configuration"
         );
-        s.validate().unwrap();
+        s.check().unwrap();
     }
 }
