@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nats_callout::enforcement::lease::Lease;
 use nats_callout::health::Health;
+use nats_callout::tokens::Opening;
 use nats_callout::tokens::feed;
 use nats_callout::tokens::refresh::{RefreshService, RefreshSettings};
 use nats_callout::tokens::revocation::{Revocation, RevocationKind, Revocations};
@@ -128,7 +129,9 @@ async fn refresh_run(name: &str, store: Arc<dyn TokenStore>, dur: Duration) -> a
     let now = nats_callout::clock::now_secs();
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..REFRESH_WORKERS {
-        let first = svc.start_session(&format!("u{w}"), Some("d"), None, now).await?;
+        let first = svc
+            .open(&Opening::plain(&format!("u{w}"), Some("d"), None), now)
+            .await?;
         let svc = svc.clone();
         workers.spawn(async move {
             let (mut token, mut lat, mut errors) = (first.refresh_token, Vec::new(), 0usize);

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, ClientAddr, OptionalBody, check_origin};
 use super::policy::{Revoker, authorize_revoke};
 use super::session::{
-    PASSWORD, clear_cookies, lifecycle_error, open_session, optional_name, store_unavailable, token_response,
+    PASSWORD, clear_cookies, lifecycle_error, open, optional_name, store_unavailable, token_response,
 };
 use super::state::{HttpState, LimitKey, SharedState};
 use crate::names::validate_name;
@@ -81,7 +81,7 @@ pub(super) async fn login(
         address: addr.map(|a| a.to_string()),
         ..Opening::default()
     };
-    open_session(&state, &opening, PASSWORD, req.cookie, now).await
+    open(&state, &opening, PASSWORD, req.cookie, now).await
 }
 
 #[derive(Deserialize, Default)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ClientAddr, OptionalBody, check_origin};
-use super::session::{LoginKind, open_session, optional_name};
+use super::session::{LoginKind, open, optional_name};
 use super::state::{LimitKey, SharedState};
 use crate::config::GuestRefresh;
 use crate::permissions::Asserted;
@@ -93,5 +93,5 @@ pub(super) async fn create(
         result: "guest",
         message: "logged in as guest",
     };
-    open_session(&state, &opening, kind, req.cookie, now).await
+    open(&state, &opening, kind, req.cookie, now).await
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Body, ClientAddr, check_origin};
-use super::session::{LoginKind, PASSWORD, open_session, optional_name, store_unavailable};
+use super::session::{LoginKind, PASSWORD, lifecycle_error, open, optional_name};
 use super::state::SharedState;
 use crate::clock::rfc3339;
 use crate::tokens::challenge::{ChallengeError, IssueError};
@@ -93,10 +93,9 @@ pub(super) async fn authenticate(
         .map_err(|e| refused(&e))?;
     let first = state
         .tokens
-        .refresh()
         .use_once(&format!("challenge:{}", c.nonce), c.exp)
         .await
-        .map_err(|e| store_unavailable(&e))?;
+        .map_err(lifecycle_error)?;
     if !first {
         return Err(refused(&ChallengeError::Replayed));
     }
@@ -116,5 +115,5 @@ pub(super) async fn authenticate(
         method: "nkey",
         ..PASSWORD
     };
-    open_session(&state, &opening, kind, req.cookie, now).await
+    open(&state, &opening, kind, req.cookie, now).await
 }

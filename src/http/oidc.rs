@@ -9,12 +9,12 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::cookies;
 use super::error::ApiError;
 use super::extract::ClientAddr;
-use super::session::{lifecycle_error, optional_name, session_cookies};
+use super::session::{PROVIDER, optional_name, session_cookies, start};
 use super::state::{HttpState, SharedState};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
@@ -146,7 +146,7 @@ pub(super) async fn begin(
         Ok(u) => u,
         Err(e) => return Ok(failed(&state, &name, &e)),
     };
-    let key = state.tokens.refresh().derived_key(PENDING_KEY);
+    let key = state.tokens.derived_key(PENDING_KEY);
     let cookie = pending_cookie(&state, &pending.seal(&key), PENDING_TTL);
     Ok(see_other(&url, &[cookie]))
 }
@@ -189,7 +189,7 @@ async fn complete(
     now: i64,
 ) -> Result<Response, Outcome> {
     let p = provider(state, name)?;
-    let key = state.tokens.refresh().derived_key(PENDING_KEY);
+    let key = state.tokens.derived_key(PENDING_KEY);
     let pending = cookies::get(headers, PENDING_COOKIE)
         .ok_or(LoginError::BadPending)
         .and_then(|c| Pending::open(c, &key, now))?;
@@ -220,22 +220,16 @@ async fn complete(
             &[pending_cookie(state, "", 0)],
         ));
     }
-    let pair = state
-        .tokens
-        .open(
-            &Opening {
-                user: &user,
-                device: pending.device.as_deref(),
-                asserted: Some(&asserted),
-                address: address.map(|a| a.to_string()),
-                ..Opening::default()
-            },
-            now,
-        )
+    let opening = Opening {
+        user: &user,
+        device: pending.device.as_deref(),
+        asserted: Some(&asserted),
+        address: address.map(|a| a.to_string()),
+        ..Opening::default()
+    };
+    let pair = start(state, &opening, PROVIDER, now)
         .await
-        .map_err(|e| Outcome::Api(lifecycle_error(e)))?;
-    metrics::counter!("nats_callout_logins_total", "result" => "ok").increment(1);
-    info!(result = "allow", provider = name, user = %user, session = %pair.refresh.session.id, "login through a provider");
+        .map_err(Outcome::Api)?;
     let mut set = session_cookies(state, &pair, true);
     set.push(pending_cookie(state, "", 0));
     Ok(see_other("/", &set))

@@ -66,17 +66,47 @@ pub(super) const PASSWORD: LoginKind = LoginKind {
     message: "logged in",
 };
 
+/// A login through an identity provider's page (its own method and message).
+pub(super) const PROVIDER: LoginKind = LoginKind {
+    method: "provider",
+    result: "ok",
+    message: "logged in",
+};
+
+/// Start the session of a login that has proved who `opening.user` is: counted, and
+/// logged once ("session started", with how the user proved it).
+pub(super) async fn start(
+    state: &HttpState,
+    opening: &Opening<'_>,
+    kind: LoginKind,
+    now: i64,
+) -> Result<Pair, ApiError> {
+    let pair = state.tokens.open(opening, now).await.map_err(lifecycle_error)?;
+    metrics::counter!("nats_callout_logins_total", "result" => kind.result).increment(1);
+    let session = &pair.refresh.session;
+    info!(
+        result = "allow",
+        method = kind.method,
+        user = %session.user,
+        session = %session.id,
+        device = session.device.as_deref().unwrap_or(""),
+        client_id = session.client_id.as_deref().unwrap_or(""),
+        provider = session.asserted.as_ref().map_or("", |a| a.idp.as_str()),
+        addr = opening.address.as_deref().unwrap_or(""),
+        "session started"
+    );
+    Ok(pair)
+}
+
 /// Open the session of a login that has proved who `opening.user` is, and answer its tokens.
-pub(super) async fn open_session(
+pub(super) async fn open(
     state: &HttpState,
     opening: &Opening<'_>,
     kind: LoginKind,
     browser: bool,
     now: i64,
 ) -> Result<Response, ApiError> {
-    let pair = state.tokens.open(opening, now).await.map_err(lifecycle_error)?;
-    metrics::counter!("nats_callout_logins_total", "result" => kind.result).increment(1);
-    info!(result = "allow", user = %opening.user, method = kind.method, session = %pair.refresh.session.id, addr = opening.address.as_deref().unwrap_or(""), "login");
+    let pair = start(state, opening, kind, now).await?;
     Ok(token_response(state, &pair, browser, kind.message))
 }
 

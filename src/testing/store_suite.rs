@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::tokens::refresh::{Issued, REUSE_REASON, RefreshError, RefreshService, RefreshSettings};
 use crate::tokens::revocation::{Revocation, RevocationKind};
 use crate::tokens::store::{RedbStore, TokenHash};
+use crate::tokens::{Opening, SessionSelector};
 
 /// The refresh-token secret of the suite.
 pub const SECRET: [u8; 32] = [7; 32];
@@ -73,7 +74,7 @@ impl Backend for RedbBackend {
 pub async fn start_and_rotate_chain(backend: &dyn Backend) {
     let svc = backend.service().await;
     let first = svc
-        .start_session("bob", Some("laptop"), Some("web"), 1000)
+        .open(&Opening::plain("bob", Some("laptop"), Some("web")), 1000)
         .await
         .unwrap();
     assert_eq!(first.generation, 1);
@@ -107,7 +108,7 @@ pub async fn start_and_rotate_chain(backend: &dyn Backend) {
 
 pub async fn exactly_one_successor(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 10).await.unwrap();
     // The replay within the window gives the same successor, not a second one.
     let b2 = svc.rotate(&a.refresh_token, 11).await.unwrap();
@@ -123,8 +124,8 @@ pub async fn exactly_one_successor(backend: &dyn Backend) {
 
 pub async fn reuse_after_grace_revokes_the_family(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let other = svc.start_session("bob", None, None, 0).await.unwrap();
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let other = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 10).await.unwrap();
     // 10 + 20 is still in the window; 31 is not.
     assert_eq!(svc.rotate(&a.refresh_token, 30).await.unwrap(), b);
@@ -148,7 +149,7 @@ pub async fn reuse_after_grace_revokes_the_family(backend: &dyn Backend) {
 
 pub async fn grace_replay_returns_the_identical_successor(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 100 - 90).await.unwrap();
     let again = svc.rotate(&a.refresh_token, 25).await.unwrap();
     assert_eq!(again.refresh_token, b.refresh_token);
@@ -162,7 +163,7 @@ pub async fn grace_replay_returns_the_identical_successor(backend: &dyn Backend)
 
 pub async fn replay_of_an_older_generation_is_reuse(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 1).await.unwrap();
     let c = svc.rotate(&b.refresh_token, 2).await.unwrap();
     // a is within its grace window but is c's grand-predecessor.
@@ -178,7 +179,7 @@ pub async fn replay_of_an_older_generation_is_reuse(backend: &dyn Backend) {
 
 pub async fn replay_whose_successor_was_rotated_is_reuse(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 1).await.unwrap();
     let c = svc.rotate(&b.refresh_token, 2).await.unwrap();
     // b is c's immediate predecessor and in its window: forgiven.
@@ -194,7 +195,7 @@ pub async fn replay_whose_successor_was_rotated_is_reuse(backend: &dyn Backend) 
 pub async fn a_changed_secret_cannot_replay(backend: &dyn Backend) {
     let svc = backend.service().await;
     let store = svc.store().clone();
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 1).await.unwrap();
     let other = RefreshService::new(store, [8; 32], settings());
     assert_eq!(
@@ -209,12 +210,12 @@ pub async fn a_changed_secret_cannot_replay(backend: &dyn Backend) {
 
 pub async fn expiry_by_idle_lifetime(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     assert_eq!(
         code(svc.rotate(&a.refresh_token, 100).await),
         "refresh-token-expired"
     );
-    let b = svc.start_session("bob", None, None, 0).await.unwrap();
+    let b = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let c = svc.rotate(&b.refresh_token, 99).await.unwrap();
     assert_eq!(c.refresh_expires_at, 199);
     assert_eq!(
@@ -238,7 +239,7 @@ pub async fn expiry_by_idle_lifetime(backend: &dyn Backend) {
 
 pub async fn expiry_by_absolute_cap(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", None, None, 0).await.unwrap();
+    let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = svc.rotate(&a.refresh_token, 90).await.unwrap();
     let c = svc.rotate(&b.refresh_token, 180).await.unwrap();
     // 180 + 100 would pass the session's end at 250.
@@ -253,11 +254,18 @@ pub async fn expiry_by_absolute_cap(backend: &dyn Backend) {
 
 pub async fn revoke_session_touches_only_that_session(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", Some("laptop"), None, 0).await.unwrap();
-    let b = svc.start_session("bob", Some("laptop"), None, 0).await.unwrap();
-    assert!(svc.revoke_session(&a.session.id, "logout", 5).await.unwrap());
-    assert!(!svc.revoke_session(&a.session.id, "again", 6).await.unwrap());
-    assert!(!svc.revoke_session("unknown", "x", 6).await.unwrap());
+    let a = svc
+        .open(&Opening::plain("bob", Some("laptop"), None), 0)
+        .await
+        .unwrap();
+    let b = svc
+        .open(&Opening::plain("bob", Some("laptop"), None), 0)
+        .await
+        .unwrap();
+    let revoke = |id, reason, now| svc.revoke(SessionSelector::Id(id), reason, now);
+    assert_eq!(revoke(&a.session.id, "logout", 5).await.unwrap().len(), 1);
+    assert!(revoke(&a.session.id, "again", 6).await.unwrap().is_empty());
+    assert!(revoke("unknown", "x", 6).await.unwrap().is_empty());
     let s = svc.session(&a.session.id).await.unwrap().unwrap();
     assert_eq!(
         (s.revoked_at, s.revoke_reason.as_deref()),
@@ -277,12 +285,24 @@ pub async fn revoke_session_touches_only_that_session(backend: &dyn Backend) {
 
 pub async fn revoke_user_and_device(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let bob_phone = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
-    let bob_laptop = svc.start_session("bob", Some("laptop"), None, 0).await.unwrap();
-    let alice_phone = svc.start_session("alice", Some("phone2"), None, 0).await.unwrap();
-    let alice_bare = svc.start_session("alice", None, None, 0).await.unwrap();
+    let bob_phone = svc
+        .open(&Opening::plain("bob", Some("phone"), None), 0)
+        .await
+        .unwrap();
+    let bob_laptop = svc
+        .open(&Opening::plain("bob", Some("laptop"), None), 0)
+        .await
+        .unwrap();
+    let alice_phone = svc
+        .open(&Opening::plain("alice", Some("phone2"), None), 0)
+        .await
+        .unwrap();
+    let alice_bare = svc.open(&Opening::plain("alice", None, None), 0).await.unwrap();
 
-    let revoked = svc.revoke_device("phone", "lost", 5).await.unwrap();
+    let revoked = svc
+        .revoke(SessionSelector::Device("phone"), "lost", 5)
+        .await
+        .unwrap();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].id, bob_phone.session.id);
     assert_eq!(revoked[0].revoked_at, Some(5));
@@ -294,7 +314,7 @@ pub async fn revoke_user_and_device(backend: &dyn Backend) {
     let alice_phone = svc.rotate(&alice_phone.refresh_token, 6).await.unwrap();
 
     let mut ids: Vec<_> = svc
-        .revoke_user("alice", "admin", 7)
+        .revoke(SessionSelector::User("alice"), "admin", 7)
         .await
         .unwrap()
         .into_iter()
@@ -314,17 +334,39 @@ pub async fn revoke_user_and_device(backend: &dyn Backend) {
     );
     assert!(svc.rotate(&bob_laptop.refresh_token, 8).await.is_ok());
     // Already revoked sessions are not reported again.
-    assert!(svc.revoke_user("alice", "admin", 9).await.unwrap().is_empty());
-    assert!(svc.revoke_device("nobody", "x", 9).await.unwrap().is_empty());
-    assert_eq!(svc.revoke_user("bob", "x", 10).await.unwrap().len(), 1);
+    assert!(
+        svc.revoke(SessionSelector::User("alice"), "admin", 9)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        svc.revoke(SessionSelector::Device("nobody"), "x", 9)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        svc.revoke(SessionSelector::User("bob"), "x", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn revoke_before_is_inclusive(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let early = svc.start_session("bob", None, None, 10).await.unwrap();
-    let at = svc.start_session("alice", None, None, 20).await.unwrap();
-    let late = svc.start_session("bob", None, None, 21).await.unwrap();
-    assert_eq!(svc.revoke_before(20, "reset", 30).await.unwrap(), 2);
+    let early = svc.open(&Opening::plain("bob", None, None), 10).await.unwrap();
+    let at = svc.open(&Opening::plain("alice", None, None), 20).await.unwrap();
+    let late = svc.open(&Opening::plain("bob", None, None), 21).await.unwrap();
+    assert_eq!(
+        svc.revoke(SessionSelector::CreatedAtOrBefore(20), "reset", 30)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(
         code(svc.rotate(&early.refresh_token, 31).await),
         "refresh-token-revoked"
@@ -334,7 +376,13 @@ pub async fn revoke_before_is_inclusive(backend: &dyn Backend) {
         "refresh-token-revoked"
     );
     assert!(svc.rotate(&late.refresh_token, 31).await.is_ok());
-    assert_eq!(svc.revoke_before(20, "reset", 32).await.unwrap(), 0);
+    assert_eq!(
+        svc.revoke(SessionSelector::CreatedAtOrBefore(20), "reset", 32)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 pub async fn revocation_entries(backend: &dyn Backend) {
@@ -365,10 +413,15 @@ pub async fn revocation_entries(backend: &dyn Backend) {
 
 pub async fn reopening_keeps_everything(backend: &dyn Backend) {
     let svc = backend.service().await;
-    let a = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
+    let a = svc
+        .open(&Opening::plain("bob", Some("phone"), None), 0)
+        .await
+        .unwrap();
     let b = svc.rotate(&a.refresh_token, 10).await.unwrap();
-    let gone = svc.start_session("alice", None, None, 0).await.unwrap();
-    svc.revoke_user("alice", "admin", 11).await.unwrap();
+    let gone = svc.open(&Opening::plain("alice", None, None), 0).await.unwrap();
+    svc.revoke(SessionSelector::User("alice"), "admin", 11)
+        .await
+        .unwrap();
     let rev = Revocation {
         kind: RevocationKind::User,
         value: "alice".into(),
@@ -398,12 +451,18 @@ pub async fn reopening_keeps_everything(backend: &dyn Backend) {
         code(svc.rotate(&c.refresh_token, 51).await),
         "refresh-token-revoked"
     );
-    assert_eq!(svc.revoke_device("phone", "x", 52).await.unwrap().len(), 0);
+    assert_eq!(
+        svc.revoke(SessionSelector::Device("phone"), "x", 52)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 pub async fn concurrent_rotation_yields_one_successor(backend: &dyn Backend) {
     let (one, two) = backend.pair().await;
-    let a = one.start_session("bob", None, None, 0).await.unwrap();
+    let a = one.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let tasks = 8;
     let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
     let handles: Vec<_> = (0..tasks)
@@ -429,7 +488,7 @@ pub async fn concurrent_rotation_yields_one_successor(backend: &dyn Backend) {
 
 pub async fn concurrent_rotation_after_the_window_detects_reuse(backend: &dyn Backend) {
     let (one, two) = backend.pair().await;
-    let a = one.start_session("bob", None, None, 0).await.unwrap();
+    let a = one.open(&Opening::plain("bob", None, None), 0).await.unwrap();
     let b = one.rotate(&a.refresh_token, 1).await.unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(6));
     let handles: Vec<_> = (0..6)
@@ -472,11 +531,11 @@ pub async fn concurrent_rotation_after_the_window_detects_reuse(backend: &dyn Ba
 /// store.
 pub async fn used_once(backend: &dyn Backend) {
     let (svc, other) = backend.pair().await;
-    assert!(svc.use_once("challenge:a", 60).await.unwrap());
-    assert!(!svc.use_once("challenge:a", 60).await.unwrap());
-    assert!(svc.use_once("challenge:b", 60).await.unwrap());
+    assert!(svc.store().use_once("challenge:a", 60).await.unwrap());
+    assert!(!svc.store().use_once("challenge:a", 60).await.unwrap());
+    assert!(svc.store().use_once("challenge:b", 60).await.unwrap());
     assert!(
-        !other.use_once("challenge:b", 60).await.unwrap(),
+        !other.store().use_once("challenge:b", 60).await.unwrap(),
         "another instance knows it too"
     );
 }
@@ -496,13 +555,15 @@ pub async fn sessions_by_application(backend: &dyn Backend) {
                 address: Some("192.0.2.1".into()),
                 ..Opening::default()
             };
-            svc.open_session(&o, at).await.unwrap()
+            svc.open(&o, at).await.unwrap()
         }
     };
     let web = open(Some("web"), Some("laptop"), 0).await;
     let web2 = open(Some("web"), Some("phone"), 1).await;
     let cli = open(Some("cli"), None, 2).await;
-    svc.start_session("alice", None, Some("web"), 3).await.unwrap();
+    svc.open(&Opening::plain("alice", None, Some("web")), 3)
+        .await
+        .unwrap();
     let listed = svc.sessions_of("bob", 4).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|s| s.info.id.as_str()).collect();
     assert_eq!(ids, [&cli.session.id, &web2.session.id, &web.session.id]);
@@ -515,7 +576,7 @@ pub async fn sessions_by_application(backend: &dyn Backend) {
     );
 
     let mut ended: Vec<String> = svc
-        .revoke_user_application("bob", "web", "signed out", 7)
+        .revoke(SessionSelector::UserApplication("bob", "web"), "signed out", 7)
         .await
         .unwrap()
         .into_iter()
@@ -534,7 +595,7 @@ pub async fn sessions_by_application(backend: &dyn Backend) {
         "alice's web session stays"
     );
     assert!(
-        svc.revoke_user_application("bob", "web", "again", 9)
+        svc.revoke(SessionSelector::UserApplication("bob", "web"), "again", 9)
             .await
             .unwrap()
             .is_empty()

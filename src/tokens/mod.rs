@@ -5,7 +5,10 @@ pub mod challenge;
 pub mod feed;
 pub mod refresh;
 pub mod revocation;
+pub mod secret;
 pub mod service;
 pub mod store;
 
 pub use access::{AccessClaims, MintRequest, TokenError, TokenKeys};
+pub use refresh::{Opening, SessionSelector};
+pub use service::TokenService;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::access::{AccessClaims, MintRequest, TokenError, TokenKeys};
-use super::refresh::{Issued, Opening, RefreshError, RefreshService};
+use super::refresh::{Issued, Opening, RefreshError, RefreshService, SessionInfo, SessionSelector};
 use super::revocation::{Revocation, RevocationKind, Revocations, RevokeTarget};
 
 /// An access token and the refresh token it came with.
@@ -115,23 +115,30 @@ impl TokenService {
         })
     }
 
-    /// Start a session for an authenticated user.
-    pub async fn login(
-        &self,
-        user: &str,
-        device: Option<&str>,
-        client_id: Option<&str>,
-        now: i64,
-    ) -> Result<Pair, LifecycleError> {
-        self.open(&Opening::plain(user, device, client_id), now).await
+    /// Open a session for an authenticated user as `opening` says (a device, an
+    /// application, a provider's assertion, a guest, an address to show) and issue its first
+    /// pair. The caller logs it: it knows how the user proved who they are.
+    pub async fn open(&self, opening: &Opening<'_>, now: i64) -> Result<Pair, LifecycleError> {
+        let issued = self.refresh.open(opening, now).await?;
+        Ok(self.pair(issued)?)
     }
 
-    /// Start a session as `opening` says (a provider login, a guest, an address to show).
-    pub async fn open(&self, opening: &Opening<'_>, now: i64) -> Result<Pair, LifecycleError> {
-        let issued = self.refresh.open_session(opening, now).await?;
-        let (user, device) = (opening.user, opening.device);
-        info!(user, session = %issued.session.id, device = device.unwrap_or(""), "session started");
-        Ok(self.pair(issued)?)
+    /// A key for `label` derived from the refresh secret: the same on every instance
+    /// sharing it (the signed cookie of a provider login in progress).
+    #[must_use]
+    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
+        self.refresh.secret().derive(label)
+    }
+
+    /// Mark `key` used until `expires_at`: `true` the first time only, on every instance
+    /// sharing the store (a key login's challenge is accepted once).
+    pub async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, LifecycleError> {
+        Ok(self
+            .refresh
+            .store()
+            .use_once(key, expires_at)
+            .await
+            .map_err(RefreshError::from)?)
     }
 
     /// Rotate a refresh token into a new pair. A reuse revokes the whole family here
@@ -193,23 +200,29 @@ impl TokenService {
             cutoff: now,
             expires_at,
         };
+        let ended = |sessions: Vec<SessionInfo>| sessions.len();
         let (sessions, revs) = match target {
             RevokeTarget::Session(id) => {
-                let n = usize::from(self.refresh.revoke_session(id, reason, now).await?);
+                let n = ended(self.refresh.revoke(SessionSelector::Id(id), reason, now).await?);
                 (n, vec![rev(RevocationKind::Session, id)])
             }
             RevokeTarget::Device(d) => {
-                let s = self.refresh.revoke_device(d, reason, now).await?;
-                (s.len(), vec![rev(RevocationKind::Device, d)])
+                let n = ended(
+                    self.refresh
+                        .revoke(SessionSelector::Device(d), reason, now)
+                        .await?,
+                );
+                (n, vec![rev(RevocationKind::Device, d)])
             }
             RevokeTarget::UserDevice { user, device } => {
-                let s = self.refresh.revoke_user_device(user, device, reason, now).await?;
+                let which = SessionSelector::UserDevice(user, device);
+                let n = ended(self.refresh.revoke(which, reason, now).await?);
                 let value = super::revocation::user_device(user, device);
-                (s.len(), vec![rev(RevocationKind::Device, &value)])
+                (n, vec![rev(RevocationKind::Device, &value)])
             }
             RevokeTarget::User(u) => {
-                let s = self.refresh.revoke_user(u, reason, now).await?;
-                (s.len(), vec![rev(RevocationKind::User, u)])
+                let n = ended(self.refresh.revoke(SessionSelector::User(u), reason, now).await?);
+                (n, vec![rev(RevocationKind::User, u)])
             }
             RevokeTarget::Application { user, client_id } => {
                 if user.is_empty() {
@@ -217,15 +230,14 @@ impl TokenService {
                 }
                 // The application's sessions, each as a session revocation: their access
                 // tokens stop working and their live connections close.
-                let s = self
-                    .refresh
-                    .revoke_user_application(user, client_id, reason, now)
-                    .await?;
+                let which = SessionSelector::UserApplication(user, client_id);
+                let s = self.refresh.revoke(which, reason, now).await?;
                 let revs = s.iter().map(|s| rev(RevocationKind::Session, &s.id)).collect();
                 (s.len(), revs)
             }
             RevokeTarget::Before(t) => {
-                let n = self.refresh.revoke_before(*t, reason, now).await?;
+                let which = SessionSelector::CreatedAtOrBefore(*t);
+                let n = ended(self.refresh.revoke(which, reason, now).await?);
                 let r = Revocation {
                     kind: RevocationKind::All,
                     value: String::new(),

@@ -248,7 +248,10 @@ async fn revoking_everything_before_a_time_is_for_sysadmins_only() {
     let ops = api
         .state
         .tokens
-        .login("ops", None, None, api.now())
+        .open(
+            &nats_callout::tokens::Opening::plain("ops", None, None),
+            api.now(),
+        )
         .await
         .unwrap();
     api.remember(&ops.access_token);

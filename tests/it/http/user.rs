@@ -314,7 +314,11 @@ async fn a_session_revoked_since_the_token_limits_the_context() {
     api.state
         .tokens
         .refresh()
-        .revoke_session(&claims.sid, "test", api.now())
+        .revoke(
+            nats_callout::tokens::SessionSelector::Id(&claims.sid),
+            "test",
+            api.now(),
+        )
         .await
         .unwrap();
     let r = api.me(&login.access()).await;

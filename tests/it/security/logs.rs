@@ -173,6 +173,19 @@ async fn client_text_stays_inside_its_field_and_denies_name_their_user() {
         (vec!["bob"], vec![sid.as_str()]),
         "{deny}"
     );
+    // The login was logged once, with how bob proved who he is.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let started: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("session started") && l.contains(&sid))
+        .collect();
+    assert_eq!(started.len(), 1, "{started:#?}");
+    assert_eq!(
+        values(&fields(started[0]), "method"),
+        ["password"],
+        "{}",
+        started[0]
+    );
     crate::support::sigterm(&mut service);
 }
 

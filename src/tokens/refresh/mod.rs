@@ -7,36 +7,25 @@
 //! lost the answer may present the predecessor again within the grace window and receive the
 //! very same successor. Any other reuse revokes the whole family.
 //!
-//! Time is always passed in (`now`, unix seconds); nothing here reads the clock.
+//! Time is always passed in (`now`, unix seconds); nothing here reads the clock. The rules of
+//! a rotation are a pure function ([`rules`]); this module runs them in the store.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use data_encoding::BASE64URL_NOPAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+mod rules;
 
 use super::access::new_id;
 use super::revocation::Revocation;
-pub use super::store::{PurgeReport, SessionInfo};
-use super::store::{
-    RotateStep, RotateView, SessionRecord, SessionSelector, StoreError, TokenHash, TokenRecord, TokenStore,
-};
+use super::secret::Secret;
+pub use super::store::{PurgeReport, SessionInfo, SessionSelector};
+use super::store::{SessionRecord, StoreError, TokenHash, TokenRecord, TokenStore};
 use crate::permissions::Asserted;
-
-/// The prefix of every refresh token (version 1), so one is recognisable in a leak scan.
-pub const REFRESH_TOKEN_PREFIX: &str = "rt1_";
-/// The revocation reason recorded when a reused refresh token revokes its session.
-pub const REUSE_REASON: &str = "refresh-token-reuse";
-
-const TOKEN_BYTES: usize = 32;
-/// Length of a token: the prefix and 43 base64url characters.
-const TOKEN_LEN: usize = REFRESH_TOKEN_PREFIX.len() + (TOKEN_BYTES * 4).div_ceil(3);
-const SUCCESSOR_LABEL: &[u8] = b"rt-successor";
-/// The end of a session that never expires (9999-12-31T23:59:59Z): still a time every
-/// format writes.
-pub const NEVER: i64 = 253_402_300_799;
+#[cfg(test)]
+use rules::TOKEN_LEN;
+pub use rules::{NEVER, REFRESH_TOKEN_PREFIX, REUSE_REASON};
+use rules::{Next, Outcome, TOKEN_BYTES, decide, encode_token, parse, secs};
 
 /// What a new session is opened with.
 #[derive(Debug, Clone, Default)]
@@ -152,7 +141,7 @@ impl RefreshError {
 /// Sessions and their refresh tokens over a [`TokenStore`].
 pub struct RefreshService {
     store: Arc<dyn TokenStore>,
-    secret: [u8; 32],
+    secret: Secret,
     settings: RefreshSettings,
 }
 
@@ -164,54 +153,20 @@ impl fmt::Debug for RefreshService {
     }
 }
 
-/// Whole seconds of `d`, saturating.
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn encode_token(bytes: &[u8]) -> String {
-    let mut token = String::with_capacity(TOKEN_LEN);
-    token.push_str(REFRESH_TOKEN_PREFIX);
-    token.push_str(&BASE64URL_NOPAD.encode(bytes));
-    token
-}
-
-/// The hash of a well-formed token; `None` for anything else.
-fn parse(presented: &str) -> Option<TokenHash> {
-    let body = presented.strip_prefix(REFRESH_TOKEN_PREFIX)?;
-    if presented.len() != TOKEN_LEN {
-        return None;
-    }
-    let bytes = BASE64URL_NOPAD.decode(body.as_bytes()).ok()?;
-    (bytes.len() == TOKEN_BYTES).then(|| TokenHash::of(presented))
-}
-
-/// What a reuse looked like, logged after the family was revoked.
-struct Reuse {
-    session: String,
-    user: String,
-    device: Option<String>,
-    generation: u64,
-    current_generation: u64,
-    used_at: i64,
-}
-
-/// The answer of one rotation decision.
-enum Outcome {
-    Issued(Box<Issued>, bool),
-    Refused(RefreshError),
-    Reused(Reuse),
-}
-
 impl RefreshService {
     /// `secret` keys the HMAC that derives successors; the caller loads it from a key file.
     #[must_use]
     pub fn new(store: Arc<dyn TokenStore>, secret: [u8; 32], settings: RefreshSettings) -> Self {
         Self {
             store,
-            secret,
+            secret: Secret::new(secret),
             settings,
         }
+    }
+
+    /// The refresh secret (keys derived from it: [`super::service::TokenService::derived_key`]).
+    pub(super) fn secret(&self) -> &Secret {
+        &self.secret
     }
 
     /// The settings in force.
@@ -220,45 +175,11 @@ impl RefreshService {
         &self.settings
     }
 
-    /// A key for `label`, derived from the refresh secret: the same on every instance that
-    /// shares the secret, useless for anything else.
-    #[must_use]
-    pub fn derived_key(&self, label: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
-        mac.update(b"derived key\0");
-        mac.update(label);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The successor of `presented`: the same on every call, unknowable without the secret.
-    fn successor_of(&self, presented: &str) -> String {
-        // HMAC accepts keys of any length; 32 bytes never fails.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
-        mac.update(SUCCESSOR_LABEL);
-        mac.update(presented.as_bytes());
-        encode_token(&mac.finalize().into_bytes())
-    }
-
-    /// Starts a session for `user` (a login) and issues its first refresh token.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn start_session(
-        &self,
-        user: &str,
-        device: Option<&str>,
-        client_id: Option<&str>,
-        now: i64,
-    ) -> Result<Issued, RefreshError> {
-        self.open_session(&Opening::plain(user, device, client_id), now)
-            .await
-    }
-
     /// Opens a session as `opening` says and issues its first refresh token.
     ///
     /// # Errors
     /// [`RefreshError::Store`] only.
-    pub async fn open_session(&self, opening: &Opening<'_>, now: i64) -> Result<Issued, RefreshError> {
+    pub async fn open(&self, opening: &Opening<'_>, now: i64) -> Result<Issued, RefreshError> {
         let Opening {
             user,
             device,
@@ -306,13 +227,6 @@ impl RefreshService {
             successor: None,
         };
         self.store.create_session(&record, &hash, &first).await?;
-        tracing::info!(
-            security_event = "session-created",
-            session = %info.id,
-            user = %info.user,
-            device = info.device.as_deref().unwrap_or(""),
-            "session started"
-        );
         Ok(Issued {
             session: info,
             refresh_token: token,
@@ -333,13 +247,17 @@ impl RefreshService {
     ///   revoked.
     pub async fn rotate(&self, presented: &str, now: i64) -> Result<Issued, RefreshError> {
         let hash = parse(presented).ok_or(RefreshError::Invalid)?;
-        let successor = self.successor_of(presented);
+        let successor = encode_token(&self.secret.successor(presented));
         let successor_hash = TokenHash::of(&successor);
         let mut outcome = Outcome::Refused(RefreshError::Invalid);
+        let next = Next {
+            token: &successor,
+            hash: &successor_hash,
+        };
         let found = self
             .store
             .rotate(&hash, &mut |view| {
-                let (step, decided) = self.decide(&view, &hash, &successor, &successor_hash, now);
+                let (step, decided) = decide(&self.settings, &view, &hash, &next, now);
                 outcome = decided;
                 step
             })
@@ -375,97 +293,6 @@ impl RefreshService {
                 Err(RefreshError::Reused)
             }
         }
-    }
-
-    /// The rotation rules, applied inside the store's write transaction.
-    fn decide(
-        &self,
-        view: &RotateView<'_>,
-        hash: &TokenHash,
-        successor: &str,
-        successor_hash: &TokenHash,
-        now: i64,
-    ) -> (RotateStep, Outcome) {
-        let token = view.token;
-        let refuse = |e| (RotateStep::Keep, Outcome::Refused(e));
-        let expired = now >= token.expires_at;
-        let Some(session) = view.session else {
-            // The session was purged; its tokens are past their end, or the store is damaged.
-            return refuse(if expired {
-                RefreshError::Expired
-            } else {
-                RefreshError::Invalid
-            });
-        };
-        if session.info.revoked_at.is_some() {
-            return refuse(RefreshError::Revoked);
-        }
-        if expired || now >= session.info.expires_at {
-            return refuse(RefreshError::Expired);
-        }
-        let Some(used_at) = token.used_at else {
-            if session.current != *hash {
-                tracing::error!(session = %session.info.id, "unused refresh token is not its session's current one");
-                return refuse(RefreshError::Invalid);
-            }
-            let Some(generation) = token.generation.checked_add(1) else {
-                return refuse(RefreshError::Invalid);
-            };
-            let expires_at = if session.info.never_expires {
-                NEVER
-            } else {
-                now.saturating_add(secs(self.settings.idle))
-                    .min(session.info.expires_at)
-            };
-            let record = TokenRecord {
-                session: session.info.id.clone(),
-                generation,
-                issued_at: now,
-                expires_at,
-                used_at: None,
-                successor: None,
-            };
-            let issued = Issued {
-                session: session.info.clone(),
-                refresh_token: successor.to_owned(),
-                refresh_expires_at: expires_at,
-                issued_at: now,
-                generation,
-            };
-            let step = RotateStep::Rotate {
-                at: now,
-                successor: *successor_hash,
-                record,
-            };
-            return (step, Outcome::Issued(Box::new(issued), false));
-        };
-        let immediate = token.successor == Some(session.current)
-            && token.generation.checked_add(1) == Some(session.generation);
-        let in_grace = now <= used_at.saturating_add(secs(self.settings.grace));
-        // The stored successor must be the one derived now (it is not if the secret changed).
-        if immediate && in_grace && session.current == *successor_hash {
-            let issued = Issued {
-                session: session.info.clone(),
-                refresh_token: successor.to_owned(),
-                refresh_expires_at: session.current_expires_at,
-                issued_at: session.current_issued_at,
-                generation: session.generation,
-            };
-            return (RotateStep::Keep, Outcome::Issued(Box::new(issued), true));
-        }
-        let reuse = Reuse {
-            session: session.info.id.clone(),
-            user: session.info.user.clone(),
-            device: session.info.device.clone(),
-            generation: token.generation,
-            current_generation: session.generation,
-            used_at,
-        };
-        let step = RotateStep::RevokeFamily {
-            at: now,
-            reason: REUSE_REASON.to_owned(),
-        };
-        (step, Outcome::Reused(reuse))
     }
 
     /// The session a refresh token belongs to, whatever its state (for logout by cookie).
@@ -505,7 +332,12 @@ impl RefreshService {
         Ok(self.store.session(id).await?.map(|s| s.info))
     }
 
-    async fn revoke(
+    /// Revokes the sessions `which` names; returns those it revoked (not those already
+    /// revoked).
+    ///
+    /// # Errors
+    /// [`RefreshError::Store`] only.
+    pub async fn revoke(
         &self,
         which: SessionSelector<'_>,
         reason: &str,
@@ -533,82 +365,6 @@ impl RefreshService {
             );
         }
         Ok(revoked)
-    }
-
-    /// Revokes one session; `false` if it is unknown or already revoked.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_session(&self, id: &str, reason: &str, now: i64) -> Result<bool, RefreshError> {
-        Ok(!self
-            .revoke(SessionSelector::Id(id), reason, now)
-            .await?
-            .is_empty())
-    }
-
-    /// Revokes every session of `user`; returns those it revoked (not those already revoked).
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_user(
-        &self,
-        user: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::User(user), reason, now).await
-    }
-
-    /// Revokes every session of `device`; returns those it revoked.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_device(
-        &self,
-        device: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::Device(device), reason, now).await
-    }
-
-    /// Revokes one user's sessions on one device; returns the sessions it revoked.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_user_device(
-        &self,
-        user: &str,
-        device: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::UserDevice(user, device), reason, now)
-            .await
-    }
-
-    /// Marks `key` used (until `expires_at`): `true` the first time only, on every instance
-    /// sharing the store.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn use_once(&self, key: &str, expires_at: i64) -> Result<bool, RefreshError> {
-        Ok(self.store.use_once(key, expires_at).await?)
-    }
-
-    /// Ends every session of one application (`clientId`) of one user.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_user_application(
-        &self,
-        user: &str,
-        client_id: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<Vec<SessionInfo>, RefreshError> {
-        self.revoke(SessionSelector::UserApplication(user, client_id), reason, now)
-            .await
     }
 
     /// The sessions of `user` still in force at `now` (not revoked, not expired), the most
@@ -656,17 +412,6 @@ impl RefreshService {
             }
         };
         Ok((session.info, verdict))
-    }
-
-    /// Revokes every session created at or before `t`; returns how many it revoked.
-    ///
-    /// # Errors
-    /// [`RefreshError::Store`] only.
-    pub async fn revoke_before(&self, t: i64, reason: &str, now: i64) -> Result<usize, RefreshError> {
-        Ok(self
-            .revoke(SessionSelector::CreatedAtOrBefore(t), reason, now)
-            .await?
-            .len())
     }
 
     /// Stores an access-token revocation entry (merged with one for the same target: the later
@@ -756,7 +501,7 @@ mod tests {
     #[tokio::test]
     async fn token_shape_and_malformed_input() {
         let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).await.unwrap();
+        let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap();
         assert!(a.refresh_token.starts_with(REFRESH_TOKEN_PREFIX));
         assert_eq!(a.refresh_token.len(), TOKEN_LEN);
         assert!(parse(&a.refresh_token).is_some());
@@ -782,9 +527,12 @@ mod tests {
     #[tokio::test]
     async fn purge_keeps_tombstones_until_their_time() {
         let (_dir, svc) = service();
-        let a = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
+        let a = svc
+            .open(&Opening::plain("bob", Some("phone"), None), 0)
+            .await
+            .unwrap();
         let b = svc.rotate(&a.refresh_token, 10).await.unwrap(); // a ends 100, b ends 110
-        let live = svc.start_session("alice", None, None, 140).await.unwrap();
+        let live = svc.open(&Opening::plain("alice", None, None), 140).await.unwrap();
 
         // Before the tombstone time nothing goes, and late presentations keep their meaning.
         assert_eq!(svc.purge(150, 100).await.unwrap(), PurgeReport::default());
@@ -817,8 +565,18 @@ mod tests {
             code(svc.rotate(&b.refresh_token, 162).await),
             "refresh-token-invalid"
         );
-        assert!(svc.revoke_device("phone", "x", 162).await.unwrap().is_empty());
-        assert!(svc.revoke_user("bob", "x", 162).await.unwrap().is_empty());
+        assert!(
+            svc.revoke(SessionSelector::Device("phone"), "x", 162)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            svc.revoke(SessionSelector::User("bob"), "x", 162)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // The live session is untouched.
         assert!(svc.rotate(&live.refresh_token, 162).await.is_ok());
     }
@@ -826,8 +584,14 @@ mod tests {
     #[tokio::test]
     async fn purge_keeps_a_revoked_session_as_long_as_its_tokens() {
         let (_dir, svc) = service();
-        let a = svc.start_session("bob", None, None, 0).await.unwrap(); // token ends 100
-        svc.revoke_session(&a.session.id, "logout", 120).await.unwrap();
+        let a = svc.open(&Opening::plain("bob", None, None), 0).await.unwrap(); // token ends 100
+        assert_eq!(
+            svc.revoke(SessionSelector::Id(&a.session.id), "logout", 120)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         // Ends at max(100, 120) = 120: kept until 170.
         assert_eq!(
             svc.purge(170, 10).await.unwrap(),
@@ -845,7 +609,9 @@ mod tests {
     async fn purge_works_in_batches() {
         let (_dir, svc) = service();
         for i in 0..5 {
-            svc.start_session(&format!("u{i}"), None, None, 0).await.unwrap();
+            svc.open(&Opening::plain(&format!("u{i}"), None, None), 0)
+                .await
+                .unwrap();
         }
         let mut removed = Vec::new();
         loop {
@@ -868,7 +634,10 @@ mod tests {
         let store = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let store_debug = format!("{store:?}");
         let svc = RefreshService::new(store, SECRET, settings());
-        let a = svc.start_session("bob", Some("phone"), None, 0).await.unwrap();
+        let a = svc
+            .open(&Opening::plain("bob", Some("phone"), None), 0)
+            .await
+            .unwrap();
         let b = svc.rotate(&a.refresh_token, 1).await.unwrap();
         let record = svc.store.session(&a.session.id).await.unwrap().unwrap();
         let token_record = svc
