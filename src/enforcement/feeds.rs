@@ -1,0 +1,106 @@
+//! The feeds the registry follows: decision records (every instance publishes its own),
+//! connect and disconnect events of every account users are placed in, and revocations
+//! applied here.
+
+use std::sync::Arc;
+
+use async_nats::Subscriber;
+use futures::StreamExt;
+use futures::stream::SelectAll;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Enforcement;
+use super::registry::{ConnKey, DecisionRecord};
+use crate::wire::{DECISION_SUBJECT, account_event};
+
+#[derive(Deserialize)]
+struct EventServer {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct EventClient {
+    id: u64,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    acc: String,
+}
+
+/// `$SYS.ACCOUNT.<acc>.CONNECT` / `.DISCONNECT` (the parts used).
+#[derive(Deserialize)]
+struct ConnectEvent {
+    server: EventServer,
+    client: EventClient,
+}
+
+impl ConnectEvent {
+    fn conn(self) -> (ConnKey, String, String) {
+        let key = ConnKey {
+            server: self.server.id,
+            cid: self.client.id,
+        };
+        (key, self.client.user, self.client.acc)
+    }
+}
+
+/// The subscriptions, made before the feeds run (so nothing is missed once ready).
+pub(super) struct Feeds {
+    decisions: Subscriber,
+    connects: SelectAll<Subscriber>,
+    disconnects: SelectAll<Subscriber>,
+}
+
+impl Feeds {
+    pub(super) async fn subscribe(e: &Enforcement, service: &async_nats::Client) -> anyhow::Result<Feeds> {
+        let decisions = service.subscribe(DECISION_SUBJECT).await?;
+        // The accounts users are placed in (one in config mode; every allowed account in
+        // operator mode).
+        let (mut connects, mut disconnects) = (Vec::new(), Vec::new());
+        for acc in &e.accounts {
+            connects.push(e.sys.subscribe(account_event(acc, "CONNECT")).await?);
+            disconnects.push(e.sys.subscribe(account_event(acc, "DISCONNECT")).await?);
+        }
+        Ok(Feeds {
+            decisions,
+            connects: futures::stream::select_all(connects),
+            disconnects: futures::stream::select_all(disconnects),
+        })
+    }
+
+    /// Follow every feed until `stop`; the gauges are published every second.
+    pub(super) async fn run(mut self, me: Arc<Enforcement>, stop: CancellationToken) {
+        let mut revocations = me.revocations.subscribe();
+        let mut beat = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = beat.tick() => me.publish_gauges(),
+                Some(m) = self.decisions.next() => match serde_json::from_slice::<DecisionRecord>(&m.payload) {
+                    Ok(d) => me.on_decision(d),
+                    Err(e) => warn!(error = %e, "ignored a malformed decision record"),
+                },
+                Some(m) = self.connects.next() => {
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) {
+                        let (conn, user, acc) = ev.conn();
+                        if me.accounts.contains(&acc) {
+                            me.registry().add_seen(conn, &user);
+                        }
+                    }
+                }
+                Some(m) = self.disconnects.next() => {
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) {
+                        me.registry().remove(&ev.conn().0);
+                    }
+                }
+                r = revocations.recv() => match r {
+                    Ok(revs) => me.on_revocations(&revs),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => {}
+                },
+            }
+        }
+    }
+}
