@@ -19,7 +19,9 @@ mod procs;
 mod report;
 mod responder;
 mod servers;
+mod setup;
 mod shared;
+mod stats;
 mod store;
 mod storm;
 

@@ -21,10 +21,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunArgs;
-use crate::load::{Phase, Setup, Target, phase, wait_authorized};
 use crate::procs::free_port;
-use crate::report::{Summary, percentile, summarize_systems};
 use crate::servers::{self, Server};
+use crate::setup::{Phase, Setup, Target, phase, wait_authorized};
+use crate::stats::{Summary, percentile, summarize_systems};
 
 /// Concurrent refresh chains per store.
 const REFRESH_WORKERS: usize = 16;
@@ -301,7 +301,7 @@ async fn authorization(
         for k in 0..targets.len() {
             let t = &targets[(k + round) % targets.len()];
             let p = phase(t, 20, args.phase(), round).await;
-            eprintln!("{}", crate::report::phase_line(&p));
+            eprintln!("{}", crate::stats::phase_line(&p));
             phases.push(p);
         }
     }

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::RunArgs;
 use crate::client;
 use crate::generate::{self, GenArgs};
-use crate::load::{self, Setup, Target};
 use crate::procs::{self, Proc};
 use crate::servers::Server;
+use crate::setup::{self, Setup, Target};
 
 /// What the probe process measured.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -225,7 +225,7 @@ pub async fn run(args: &RunArgs, setup: &Setup, server: &Server) -> anyhow::Resu
     let conf = setup.service_config("service-big", server, &dir)?;
     let t = Instant::now();
     let service = setup.start_service("service-big", &conf)?;
-    load::wait_authorized(server.addr(), &creds[0], Duration::from_secs(60)).await?;
+    setup::wait_authorized(server.addr(), &creds[0], Duration::from_secs(60)).await?;
     s.service_start_seconds = t.elapsed().as_secs_f64();
     let target = Target {
         name: "callout-big".into(),
@@ -235,14 +235,14 @@ pub async fn run(args: &RunArgs, setup: &Setup, server: &Server) -> anyhow::Resu
         creds: Arc::new(creds),
         once: false,
     };
-    load::phase(&target, 20, Duration::from_secs(2), 0).await;
+    setup::phase(&target, 20, Duration::from_secs(2), 0).await;
     s.service_rss_steady_mib = procs::memory_mib(service.pid()).0;
 
     procs::reset_peak(service.pid());
     let mut log = LogWatch::new(&setup.dir.join("service-big.log"));
     let before = log.count;
     let phase_target = target.clone();
-    let under = tokio::spawn(async move { load::phase(&phase_target, 20, Duration::from_secs(9), 0).await });
+    let under = tokio::spawn(async move { setup::phase(&phase_target, 20, Duration::from_secs(9), 0).await });
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let seen = log.poll();
@@ -264,7 +264,7 @@ pub async fn run(args: &RunArgs, setup: &Setup, server: &Server) -> anyhow::Resu
     s.under_reload_rate = phase.rate();
     let mut l = phase.latencies_ms.clone();
     l.sort_by(f64::total_cmp);
-    s.under_reload_p99_ms = crate::report::percentile(&l, 0.99);
+    s.under_reload_p99_ms = crate::stats::percentile(&l, 0.99);
     drop(service);
     Ok(s)
 }

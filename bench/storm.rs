@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{self, Failure};
-use crate::load::{Setup, USERS};
 use crate::procs;
 use crate::servers::Server;
+use crate::setup::{Setup, USERS};
 
 /// How many clients connect at once while the storm is set up.
 const RAMP_CONCURRENCY: usize = 200;
@@ -246,8 +246,8 @@ pub async fn run(
         GIVE_UP.as_secs_f64() // not recovered within the limit
     };
     latencies.sort_by(f64::total_cmp);
-    s.reconnect_p50_ms = crate::report::percentile(&latencies, 0.50);
-    s.reconnect_p99_ms = crate::report::percentile(&latencies, 0.99);
+    s.reconnect_p50_ms = crate::stats::percentile(&latencies, 0.50);
+    s.reconnect_p99_ms = crate::stats::percentile(&latencies, 0.99);
     let auths = (s.recovered + s.refused).max(1) as f64;
     s.service_cpu_ms_per_auth = (cpu1 - cpu0) * 1e3 / auths;
     Ok(s)

@@ -1,34 +1,40 @@
 //! The running service: load keys, tokens and permissions, connect to NATS (waiting for it,
 //! with backoff and jitter, at start and after losing it), serve the callout, the HTTP
 //! listeners (public and operations) and the service endpoints until shutdown.
+//!
+//! [`App::build`] and [`App::run`] read as their steps; each step is a function below.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::callout::{self, Callout, decision::Policy};
 use crate::clock::now_secs;
-use crate::config::Config;
-use crate::config::{PermissionSource, StoreBackend};
+use crate::config::{Config, PermissionSource, StoreBackend};
 use crate::enforcement::Enforcement;
 use crate::enforcement::lease::{Leadership, Lease};
 use crate::http::{self, HttpState};
 use crate::keys::{CalloutKeys, read_secret_key};
+pub use crate::nats::connect;
+use crate::nats::{connect_as, system_connection};
 use crate::oidc::{self, Providers};
 use crate::ops::{Health, Instance, Ops};
 use crate::permissions::published;
 use crate::permissions::{Permissions, Snapshot};
 use crate::reload::{Reloader, Source};
-use crate::tokens::TokenKeys;
-use crate::tokens::feed;
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
-use crate::tokens::service::TokenService;
-use crate::tokens::store::{KvSettings, KvStore, RedbStore, TokenStore};
+use crate::tokens::store::{KvSettings, KvStore, PurgeReport, RedbStore, TokenStore};
+use crate::tokens::{TokenKeys, TokenService, feed};
+
+/// How long the start waits for identity providers' keys (then they come in the background).
+const PROVIDER_START_LIMIT: Duration = Duration::from_secs(5);
 
 /// A built service: connected, subscribed and bound, ready to [`App::run`].
 pub struct App {
@@ -46,108 +52,17 @@ pub struct App {
     config: Config,
 }
 
-/// The token store the configuration names with its revocation index; for JetStream also
-/// the store whose revocations bucket the instance follows (the index starts empty then).
-async fn open_tokens(
-    config: &Config,
-    keys: Arc<TokenKeys>,
-    client: &async_nats::Client,
-) -> anyhow::Result<(TokenService, Option<Arc<KvStore>>)> {
-    let t = &config.tokens;
-    let secret = read_secret_key(&t.refresh_secret_file).context("while loading the refresh-token secret")?;
-    let settings = RefreshSettings {
-        idle: t.refresh_idle,
-        absolute: t.refresh_absolute,
-        grace: t.refresh_grace,
-        tombstone: t.refresh_idle,
-    };
-    let (store, shared): (Arc<dyn TokenStore>, _) = match config.store.backend {
-        StoreBackend::Redb => {
-            if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
-            }
-            let store = RedbStore::open(&t.store_path)
-                .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
-            (Arc::new(store), None)
-        }
-        StoreBackend::Jetstream => {
-            let kv = Arc::new(KvStore::new(client.clone(), kv_settings(config, &settings)));
-            (kv.clone() as Arc<dyn TokenStore>, Some(kv))
-        }
-    };
-    let refresh = RefreshService::new(store, secret, settings);
-    let revocations = match shared {
-        None => Revocations::new(refresh.revocations(now_secs()).await?),
-        Some(_) => Revocations::default(),
-    };
-    Ok((
-        TokenService::new(keys, refresh, revocations, t.access_ttl),
-        shared,
-    ))
-}
-
-/// How this instance knows it enforces: alone with the embedded store, by the lease with
-/// the shared one.
-fn leadership(config: &Config) -> Leadership {
-    match config.store.backend {
-        StoreBackend::Redb => Leadership::Solo,
-        StoreBackend::Jetstream => {
-            let name = format!("{}_leases", config.store.bucket_prefix);
-            let spec = Lease::bucket(name, config.enforcement.lease_ttl, config.store.replicas);
-            Leadership::Lease(Lease::new(nuid::next().to_string(), spec))
-        }
-    }
-}
-
-/// The JetStream buckets' settings: records outlive every session they may describe,
-/// revocation entries every token they may cover.
-/// How long the start waits for identity providers' keys (then they come in the background).
-const PROVIDER_START_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-pub fn kv_settings(config: &Config, refresh: &RefreshSettings) -> KvSettings {
-    let t = &config.tokens;
-    KvSettings {
-        prefix: config.store.bucket_prefix.clone(),
-        replicas: config.store.replicas,
-        records_max_age: refresh.absolute + refresh.tombstone,
-        revocations_max_age: t.access_ttl.max(t.max_token_ttl) + std::time::Duration::from_secs(2),
-    }
-}
+/// The tasks of a running service, all stopped by one token.
+type Tasks = JoinSet<anyhow::Result<()>>;
 
 impl App {
     /// Load everything the configuration names, connect and bind. Fails fast with a
     /// message naming the file or setting at fault.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let c = &config.callout;
-        let keys = CalloutKeys::load(&c.issuer_seed_file, c.xkey_seed_file.as_deref())
-            .and_then(|k| {
-                k.with_previous(
-                    c.previous_issuer_seed_file.as_deref(),
-                    c.previous_xkey_seed_file.as_deref(),
-                )
-            })
-            .context("while loading the callout keys")?;
-        // Identity providers: their keys are fetched now (bounded) and kept fresh in `run`.
-        let providers = Arc::new(Providers::new(&config.identity, config.tokens.max_token_ttl));
-        let provider_http = oidc::fetch::client();
-        oidc::fetch::refresh_all(&provider_http, &providers, PROVIDER_START_LIMIT).await;
-        let mut token_keys =
-            TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?;
-        if !providers.is_empty() {
-            token_keys = token_keys.with_trusted(providers.clone());
-        }
-        let token_keys = Arc::new(token_keys);
-        // From files: loaded now, and a bad set stops the start. From KV: the first
-        // published set arrives with the watch (no authorization is answered before).
-        let snapshot = match config.permissions.source {
-            PermissionSource::Files => Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "while loading permissions from {}:\n{e}",
-                    config.permissions.dir.display()
-                )
-            })?,
-            PermissionSource::Kv => Snapshot::from_sources(&[]).map_err(anyhow::Error::msg)?,
-        };
+        let keys = load_callout_keys(&config)?;
+        let providers = load_providers(&config).await;
+        let token_keys = load_token_keys(&config, &providers)?;
+        let snapshot = load_permissions(&config)?;
         let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
             .map_err(anyhow::Error::msg)?;
         info!(
@@ -163,7 +78,6 @@ impl App {
         let http = bind(&config.http.listen, "the HTTP API").await?;
         let admin = bind(&config.http.admin_listen, "the operations listener").await?;
         let health = Arc::new(Health::default());
-
         let client = connect_as(&config, "service", Some((&health, "nats"))).await?;
         let (tokens, shared) = open_tokens(&config, token_keys.clone(), &client).await?;
         let tokens = Arc::new(tokens);
@@ -179,51 +93,20 @@ impl App {
             )
             .with_operator(operator),
         );
-        let enforcement = match system_connection(&config, &health).await? {
-            Some(sys) => Some(Enforcement::new(
-                sys,
-                permissions.clone(),
-                tokens.revocations().clone(),
-                config.enforcement.clone(),
-                enforced_accounts(&config),
-                leadership(&config),
-            )),
-            None => {
-                warn!(
-                    "no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off"
-                );
-                None
-            }
-        };
-        let source = match config.permissions.source {
-            PermissionSource::Files => Source::Dir(config.permissions.dir.clone()),
-            PermissionSource::Kv => Source::Kv {
-                client: client.clone(),
-                bucket: published::bucket(&config.store.bucket_prefix, config.store.replicas),
-            },
-        };
-        let placements = config.callout.placements().into_iter().collect();
-        let reloader = Reloader::new(source, permissions.clone(), placements, enforcement.clone());
-        let ops = Arc::new(Ops {
-            health: health.clone(),
-            counters: callout.counters(),
-            enforcement,
-            providers,
-            ..Ops::new(
+        let enforcement = build_enforcement(&config, &health, &permissions, &tokens).await?;
+        let reloader = build_reloader(&config, &client, &permissions, enforcement.clone());
+        let ops = Arc::new(
+            Ops::new(
                 Instance::new(&config.callout.queue_group),
                 reloader,
                 tokens.clone(),
             )
-        });
-        // Not ready until their subscriptions are in place (see `health::ready_after_flush`).
-        for part in ["callout", "endpoints", "enforcement"] {
-            if part != "enforcement" || ops.enforcement.is_some() {
-                health.set(part, false, "subscribing");
-            }
-        }
-        if shared.is_some() {
-            health.set(feed::PART, false, "loading from JetStream");
-        }
+            .with_health(health.clone())
+            .with_counters(callout.counters())
+            .with_enforcement(enforcement)
+            .with_providers(providers),
+        );
+        not_ready_until_subscribed(&ops, shared.is_some());
         let requests = connect_as(&config, "requests", Some((&health, "nats-requests"))).await?;
         Ok(App {
             client,
@@ -272,15 +155,15 @@ impl App {
 
     /// The HTTP state for this service.
     pub fn http_state(&self) -> Arc<HttpState> {
-        Arc::new(HttpState {
-            guest_refresh: self.config.tokens.guest_refresh,
-            ..HttpState::new(
+        Arc::new(
+            HttpState::new(
                 self.tokens.clone(),
                 self.permissions.clone(),
                 self.config.http.clone(),
                 self.ops.clone(),
             )
-        })
+            .with_guest_refresh(self.config.tokens.guest_refresh),
+        )
     }
 
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.
@@ -299,159 +182,201 @@ impl App {
             admin,
             config,
         } = self;
-
-        let mut tasks = tokio::task::JoinSet::new();
-        let s = stop.clone();
-        let max = config.callout.max_in_flight;
+        let mut tasks = Tasks::new();
         // Every live revocation is in force before the first authorization is answered.
-        let (loaded_tx, mut loaded) = tokio::sync::watch::channel(shared.is_none());
-        if let Some(store) = shared {
-            let (revocations, health, stop) =
-                (tokens.revocations().clone(), ops.health.clone(), stop.clone());
-            tasks.spawn(async move {
-                feed::follow(store, revocations, health, loaded_tx, stop).await;
-                Ok(())
-            });
-        }
-        tasks.spawn({
-            let (client, health, queue) = (
-                client.clone(),
-                ops.health.clone(),
-                config.callout.queue_group.clone(),
-            );
-            let mut permissions_loaded = ops.reloader.loaded();
-            async move {
-                tokio::select! {
-                    _ = s.cancelled() => return Ok(()),
-                    _ = async {
-                        feed::until_loaded(&mut loaded).await;
-                        feed::until_loaded(&mut permissions_loaded).await;
-                    } => {}
-                }
-                let sub = callout::subscribe(&requests, &queue).await?;
-                tokio::spawn(crate::health::ready_after_flush(
-                    requests.clone(),
-                    health,
-                    "callout",
-                ));
-                let conns = callout::Connections {
-                    requests: requests.clone(),
-                    service: client,
-                };
-                callout::serve(conns, sub, callout, max, s.cancelled_owned()).await;
-                let drained = tokio::time::timeout(std::time::Duration::from_secs(5), requests.drain()).await;
-                if !matches!(drained, Ok(Ok(()))) {
-                    warn!("the requests connection did not drain within 5 s");
-                }
-                Ok(())
-            }
-        });
-        tasks.spawn(
-            crate::endpoints::Endpoints {
-                client: client.clone(),
-                tokens: tokens.clone(),
-                permissions,
-                ops: ops.clone(),
-            }
-            .serve(stop.clone()),
-        );
-        tasks.spawn({
-            let stop = stop.clone();
-            let watch = config.enforcement.watch;
-            let reloader = ops.reloader.clone();
-            async move {
-                if let Err(e) = reloader.run(watch, stop).await {
-                    warn!(error = %e, "permission watcher stopped");
-                }
-                Ok(())
-            }
-        });
-        if let Some(enforcement) = ops.enforcement.clone() {
-            let (client, stop, health) = (client.clone(), stop.clone(), ops.health.clone());
-            tasks.spawn(async move {
-                if let Err(e) = enforcement.run(client, health, stop).await {
-                    warn!(error = %e, "live enforcement stopped");
-                }
-                Ok(())
-            });
-        }
-        for (listener, router, what) in [
-            (http, http::router(state.clone()), "HTTP API"),
-            (admin, http::admin_router(state), "operations listener"),
-        ] {
-            let Some(listener) = listener else { continue };
-            info!(addr = ?listener.local_addr().ok(), "{what} listening");
-            let s = stop.clone();
-            tasks.spawn(async move {
-                let app = router.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(s.cancelled_owned())
-                    .await
-                {
-                    warn!(error = %e, "{what} failed");
-                }
-                Ok(())
-            });
-        }
-        for provider in ops.providers.iter() {
-            let fresh = oidc::fetch::keep_fresh(oidc::fetch::client(), provider.clone(), stop.clone());
-            tasks.spawn(async move {
-                fresh.await;
-                Ok(())
-            });
-        }
+        let revocations_loaded = spawn_revocation_feed(&mut tasks, shared, &tokens, &ops, &stop);
+        let serving = Serving {
+            requests,
+            service: client.clone(),
+            callout,
+            queue: config.callout.queue_group.clone(),
+            max_in_flight: config.callout.max_in_flight,
+        };
+        tasks.spawn(serving.run(revocations_loaded, ops.clone(), stop.clone()));
+        let endpoints = crate::endpoints::Endpoints {
+            client: client.clone(),
+            tokens: tokens.clone(),
+            permissions,
+            ops: ops.clone(),
+        };
+        let s = stop.clone();
+        tasks.spawn(async move { Ok(endpoints.serve(s).await?) });
+        spawn_reloader(&mut tasks, &ops, config.enforcement.watch, &stop);
+        spawn_enforcement(&mut tasks, &ops, &client, &stop);
+        spawn_listeners(&mut tasks, [(http, false), (admin, true)], &state, &stop);
+        spawn_key_refreshes(&mut tasks, &ops, &stop);
         tasks.spawn(janitor(
             tokens,
             config.tokens.janitor_interval,
             config.tokens.janitor_batch,
             stop.clone(),
         ));
-
         tokio::select! {
             _ = shutdown => {}
             Some(done) = tasks.join_next() => warn!(result = ?done.map(|r| r.map_err(|e| e.to_string())), "a task ended early"),
         }
-        stop.cancel();
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
-            .await
-            .is_err()
-        {
-            warn!("tasks did not stop within 10 s");
-        }
-        // A connection that never came up has nothing to drain: do not wait for it.
-        match tokio::time::timeout(std::time::Duration::from_secs(5), client.drain()).await {
-            Ok(r) => r.context("while draining the NATS connection")?,
-            Err(_) => warn!("NATS did not drain within 5 s"),
-        }
-        info!("stopped");
-        Ok(())
+        stop_and_drain(tasks, stop, client).await
     }
 }
 
-/// Connection options shared by the service's connections: name and TLS.
-fn nats_options(config: &Config, role: &str) -> anyhow::Result<async_nats::ConnectOptions> {
-    let n = &config.nats;
-    let mut opts = async_nats::ConnectOptions::new().name(format!("{}-{role}", n.name));
-    if let Some(ca) = &n.tls_ca_file {
-        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    match (&n.tls_cert_file, &n.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            opts = opts
-                .add_client_certificate(cert.clone(), key.clone())
-                .require_tls(true)
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("nats.tls_cert_file and nats.tls_key_file go together"),
-    }
-    Ok(opts)
+/// The issuer (and xkey) the callout answers with, and the previous ones during a rotation.
+fn load_callout_keys(config: &Config) -> anyhow::Result<CalloutKeys> {
+    let c = &config.callout;
+    CalloutKeys::load(&c.issuer_seed_file, c.xkey_seed_file.as_deref())
+        .and_then(|k| {
+            k.with_previous(
+                c.previous_issuer_seed_file.as_deref(),
+                c.previous_xkey_seed_file.as_deref(),
+            )
+        })
+        .context("while loading the callout keys")
 }
 
-/// Connect to NATS with the service's credentials (user/password or nkey seed), once:
-/// for the CLI, which reports a server that is not there.
-pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    connect_as(config, "service", None).await
+/// Identity providers: their keys are fetched now (bounded) and kept fresh in `run`.
+async fn load_providers(config: &Config) -> Arc<Providers> {
+    let providers = Arc::new(Providers::new(&config.identity, config.tokens.max_token_ttl));
+    oidc::fetch::refresh_all(&oidc::fetch::client(), &providers, PROVIDER_START_LIMIT).await;
+    providers
+}
+
+/// Our token keys, trusting the providers' tokens beside ours.
+fn load_token_keys(config: &Config, providers: &Arc<Providers>) -> anyhow::Result<Arc<TokenKeys>> {
+    let mut keys = TokenKeys::from_settings(&config.tokens).context("while loading the token keys")?;
+    if !providers.is_empty() {
+        keys = keys.with_trusted(providers.clone());
+    }
+    Ok(Arc::new(keys))
+}
+
+/// From files: loaded now, and a bad set stops the start. From KV: the first published set
+/// arrives with the watch (no authorization is answered before).
+fn load_permissions(config: &Config) -> anyhow::Result<Snapshot> {
+    match config.permissions.source {
+        PermissionSource::Files => Snapshot::load_dir(&config.permissions.dir).map_err(|e| {
+            anyhow::anyhow!(
+                "while loading permissions from {}:\n{e}",
+                config.permissions.dir.display()
+            )
+        }),
+        PermissionSource::Kv => Snapshot::from_sources(&[]).map_err(anyhow::Error::msg),
+    }
+}
+
+/// The token store the configuration names with its revocation index; for JetStream also
+/// the store whose revocations bucket the instance follows (the index starts empty then).
+async fn open_tokens(
+    config: &Config,
+    keys: Arc<TokenKeys>,
+    client: &async_nats::Client,
+) -> anyhow::Result<(TokenService, Option<Arc<KvStore>>)> {
+    let t = &config.tokens;
+    let secret = read_secret_key(&t.refresh_secret_file).context("while loading the refresh-token secret")?;
+    let settings = RefreshSettings {
+        idle: t.refresh_idle,
+        absolute: t.refresh_absolute,
+        grace: t.refresh_grace,
+        tombstone: t.refresh_idle,
+    };
+    let (store, shared): (Arc<dyn TokenStore>, _) = match config.store.backend {
+        StoreBackend::Redb => {
+            if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+            }
+            let store = RedbStore::open(&t.store_path)
+                .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
+            (Arc::new(store), None)
+        }
+        StoreBackend::Jetstream => {
+            let kv = Arc::new(KvStore::new(client.clone(), kv_settings(config, &settings)));
+            (kv.clone() as Arc<dyn TokenStore>, Some(kv))
+        }
+    };
+    let refresh = RefreshService::new(store, secret, settings);
+    let revocations = match shared {
+        None => Revocations::new(refresh.revocations(now_secs()).await?),
+        Some(_) => Revocations::default(),
+    };
+    Ok((
+        TokenService::new(keys, refresh, revocations, t.access_ttl),
+        shared,
+    ))
+}
+
+/// The JetStream buckets' settings: records outlive every session they may describe,
+/// revocation entries every token they may cover.
+pub fn kv_settings(config: &Config, refresh: &RefreshSettings) -> KvSettings {
+    let t = &config.tokens;
+    KvSettings {
+        prefix: config.store.bucket_prefix.clone(),
+        replicas: config.store.replicas,
+        records_max_age: refresh.absolute + refresh.tombstone,
+        revocations_max_age: t.access_ttl.max(t.max_token_ttl) + Duration::from_secs(2),
+    }
+}
+
+/// How this instance knows it enforces: alone with the embedded store, by the lease with
+/// the shared one.
+fn leadership(config: &Config) -> Leadership {
+    match config.store.backend {
+        StoreBackend::Redb => Leadership::Solo,
+        StoreBackend::Jetstream => {
+            let name = format!("{}_leases", config.store.bucket_prefix);
+            let spec = Lease::bucket(name, config.enforcement.lease_ttl, config.store.replicas);
+            Leadership::Lease(Lease::new(nuid::next().to_string(), spec))
+        }
+    }
+}
+
+/// Live enforcement over the system account's connection; none without one.
+async fn build_enforcement(
+    config: &Config,
+    health: &Arc<Health>,
+    permissions: &Permissions,
+    tokens: &TokenService,
+) -> anyhow::Result<Option<Arc<Enforcement>>> {
+    let Some(sys) = system_connection(config, health).await? else {
+        warn!("no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off");
+        return Ok(None);
+    };
+    Ok(Some(Enforcement::new(
+        sys,
+        permissions.clone(),
+        tokens.revocations().clone(),
+        config.enforcement.clone(),
+        config.callout.enforced_accounts(),
+        leadership(config),
+    )))
+}
+
+/// The permission set's reloader: from the directory or the published set.
+fn build_reloader(
+    config: &Config,
+    client: &async_nats::Client,
+    permissions: &Permissions,
+    enforcement: Option<Arc<Enforcement>>,
+) -> Arc<Reloader> {
+    let source = match config.permissions.source {
+        PermissionSource::Files => Source::Dir(config.permissions.dir.clone()),
+        PermissionSource::Kv => Source::Kv {
+            client: client.clone(),
+            bucket: published::bucket(&config.store.bucket_prefix, config.store.replicas),
+        },
+    };
+    let placements = config.callout.placements().into_iter().collect();
+    Reloader::new(source, permissions.clone(), placements, enforcement)
+}
+
+/// Not ready until their subscriptions are in place (see `health::ready_after_flush`), nor,
+/// on JetStream, until the revocations are loaded.
+fn not_ready_until_subscribed(ops: &Ops, shared: bool) {
+    for part in ["callout", "endpoints", "enforcement"] {
+        if part != "enforcement" || ops.enforcement.is_some() {
+            ops.health.set(part, false, "subscribing");
+        }
+    }
+    if shared {
+        ops.health.set(feed::PART, false, "loading from JetStream");
+    }
 }
 
 /// Bind a listener, or none for an empty address.
@@ -465,118 +390,160 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<tokio::net::TcpLi
     Ok(Some(l))
 }
 
-/// Options that wait for NATS: the first connect returns at once and keeps trying in the
-/// background, every loss is retried without end, and the connection reports its state
-/// as `part` of `health` (readiness says why it is not ready).
-fn waiting(
-    opts: async_nats::ConnectOptions,
-    health: &Arc<Health>,
-    part: &'static str,
-) -> async_nats::ConnectOptions {
-    let h = health.clone();
-    h.set(part, false, "connecting");
-    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    opts.retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(crate::clock::backoff)
-        .event_callback(move |e| {
-            let (h, attempts) = (h.clone(), attempts.clone());
-            async move {
-                use std::sync::atomic::Ordering::Relaxed;
-                match e {
-                    async_nats::Event::Connected => {
-                        attempts.store(0, Relaxed);
-                        h.set(part, true, "connected");
-                    }
-                    async_nats::Event::Disconnected => h.set(part, false, "disconnected, reconnecting"),
-                    async_nats::Event::ClientError(err) => {
-                        let n = attempts.fetch_add(1, Relaxed) + 1;
-                        if h.get(part).is_some_and(|c| !c.ok) {
-                            h.set(part, false, format!("cannot reach NATS: {err} (attempt {n})"));
-                        }
-                        if n == 1 || n.is_power_of_two() {
-                            warn!(connection = part, attempt = n, error = %err, "cannot reach NATS; retrying");
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        })
+/// With the shared store, follow its revocations (the answer says when they are loaded);
+/// with the embedded one they are loaded already.
+fn spawn_revocation_feed(
+    tasks: &mut Tasks,
+    shared: Option<Arc<KvStore>>,
+    tokens: &TokenService,
+    ops: &Ops,
+    stop: &CancellationToken,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (loaded_tx, loaded) = tokio::sync::watch::channel(shared.is_none());
+    if let Some(store) = shared {
+        let (revocations, health, stop) = (tokens.revocations().clone(), ops.health.clone(), stop.clone());
+        tasks.spawn(async move {
+            feed::follow(store, revocations, health, loaded_tx, stop).await;
+            Ok(())
+        });
+    }
+    loaded
 }
 
-/// The system account's connection (live enforcement), by `.creds` file or user/password;
-/// `None` when neither is configured.
-async fn system_connection(
-    config: &Config,
-    health: &Arc<Health>,
-) -> anyhow::Result<Option<async_nats::Client>> {
-    let n = &config.nats;
-    if n.system_credentials_file.is_none() && n.system_user.is_none() {
-        return Ok(None);
-    }
-    // Only now: the part reports itself (not ready until connected).
-    let opts = waiting(nats_options(config, "system")?, health, "nats-system");
-    let opts = match (&n.system_credentials_file, &n.system_user) {
-        (Some(creds), _) => opts
-            .credentials_file(creds)
-            .await
-            .with_context(|| format!("while reading {}", creds.display()))?,
-        (None, Some(user)) => {
-            let password = config
-                .system_password()?
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default();
-            opts.user_and_password(user.clone(), password)
+/// The callout's side of a running service: what it serves with.
+struct Serving {
+    requests: async_nats::Client,
+    service: async_nats::Client,
+    callout: Arc<Callout>,
+    queue: String,
+    max_in_flight: usize,
+}
+
+impl Serving {
+    /// Once the revocations and the permission set are loaded, answer authorization
+    /// requests until `stop`; then drain the requests connection.
+    async fn run(
+        self,
+        mut revocations_loaded: tokio::sync::watch::Receiver<bool>,
+        ops: Arc<Ops>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut permissions_loaded = ops.reloader.loaded();
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = async {
+                feed::until_loaded(&mut revocations_loaded).await;
+                feed::until_loaded(&mut permissions_loaded).await;
+            } => {}
         }
-        (None, None) => return Ok(None),
+        let sub = callout::subscribe(&self.requests, &self.queue).await?;
+        let ready = crate::health::ready_after_flush(self.requests.clone(), ops.health.clone(), "callout");
+        let conns = callout::Connections {
+            requests: self.requests.clone(),
+            service: self.service,
+        };
+        let serve = callout::serve(
+            conns,
+            sub,
+            self.callout,
+            self.max_in_flight,
+            stop.cancelled_owned(),
+        );
+        tokio::join!(ready, serve);
+        let drained = tokio::time::timeout(Duration::from_secs(5), self.requests.drain()).await;
+        if !matches!(drained, Ok(Ok(()))) {
+            warn!("the requests connection did not drain within 5 s");
+        }
+        Ok(())
+    }
+}
+
+/// Watch the permission set and reload it.
+fn spawn_reloader(tasks: &mut Tasks, ops: &Ops, watch: bool, stop: &CancellationToken) {
+    let (reloader, stop) = (ops.reloader.clone(), stop.clone());
+    tasks.spawn(async move {
+        if let Err(e) = reloader.run(watch, stop).await {
+            warn!(error = %e, "permission watcher stopped");
+        }
+        Ok(())
+    });
+}
+
+/// Live enforcement, when configured.
+fn spawn_enforcement(tasks: &mut Tasks, ops: &Ops, client: &async_nats::Client, stop: &CancellationToken) {
+    let Some(enforcement) = ops.enforcement.clone() else {
+        return;
     };
-    let sys = opts
-        .connect(config.nats.servers())
-        .await
-        .context("while connecting to NATS as the system user")?;
-    Ok(Some(sys))
+    let (client, stop, health) = (client.clone(), stop.clone(), ops.health.clone());
+    tasks.spawn(async move {
+        if let Err(e) = enforcement.run(client, health, stop).await {
+            warn!(error = %e, "live enforcement stopped");
+        }
+        Ok(())
+    });
 }
 
-/// The accounts whose connections live enforcement follows, as the server names them:
-/// every account users may be placed in (by name in config mode, by public key in
-/// operator mode).
-fn enforced_accounts(config: &Config) -> Vec<String> {
-    let c = &config.callout;
-    match c.mode {
-        crate::config::CalloutMode::Config => c.placements(),
-        crate::config::CalloutMode::Operator => c.accounts.values().map(|a| a.public_key.clone()).collect(),
+/// The public listener and the operations listener (`true`), each where it is bound.
+fn spawn_listeners(
+    tasks: &mut Tasks,
+    listeners: [(Option<tokio::net::TcpListener>, bool); 2],
+    state: &Arc<HttpState>,
+    stop: &CancellationToken,
+) {
+    for (listener, operations) in listeners {
+        let Some(listener) = listener else { continue };
+        let (router, what) = if operations {
+            (http::admin_router(state.clone()), "operations listener")
+        } else {
+            (http::router(state.clone()), "HTTP API")
+        };
+        info!(addr = ?listener.local_addr().ok(), "{what} listening");
+        let s = stop.clone();
+        tasks.spawn(async move {
+            let app = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await
+            {
+                warn!(error = %e, "{what} failed");
+            }
+            Ok(())
+        });
     }
 }
 
-/// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, it waits for
-/// NATS (see [`waiting`]) instead of failing.
-async fn connect_as(
-    config: &Config,
-    role: &str,
-    health: Option<(&Arc<Health>, &'static str)>,
-) -> anyhow::Result<async_nats::Client> {
-    let mut opts = nats_options(config, role)?;
-    if let Some(creds) = &config.nats.credentials_file {
-        opts = opts
-            .credentials_file(creds)
-            .await
-            .with_context(|| format!("while reading {}", creds.display()))?;
-    } else if let Some(seed_file) = &config.nats.nkey_seed_file {
-        let seed = crate::keys::read_secret(seed_file)?;
-        opts = opts.nkey(seed);
-    } else if let Some(user) = &config.nats.user {
-        let password = config
-            .nats_password()?
-            .map(|s| s.expose().to_string())
-            .unwrap_or_default();
-        opts = opts.user_and_password(user.clone(), password);
+/// Keep every identity provider's keys fresh.
+fn spawn_key_refreshes(tasks: &mut Tasks, ops: &Ops, stop: &CancellationToken) {
+    for provider in ops.providers.iter() {
+        let fresh = oidc::fetch::keep_fresh(oidc::fetch::client(), provider.clone(), stop.clone());
+        tasks.spawn(async move {
+            fresh.await;
+            Ok(())
+        });
     }
-    if let Some((h, part)) = health {
-        opts = waiting(opts, h, part);
-    }
-    opts.connect(config.nats.servers())
+}
+
+/// Stop every task (waiting up to 10 s), then drain the service connection.
+async fn stop_and_drain(
+    mut tasks: Tasks,
+    stop: CancellationToken,
+    client: async_nats::Client,
+) -> anyhow::Result<()> {
+    stop.cancel();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
         .await
-        .with_context(|| format!("while connecting to NATS at {}", config.nats.url))
+        .is_err()
+    {
+        warn!("tasks did not stop within 10 s");
+    }
+    // A connection that never came up has nothing to drain: do not wait for it.
+    match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
+        Ok(r) => r.context("while draining the NATS connection")?,
+        Err(_) => warn!("NATS did not drain within 5 s"),
+    }
+    info!("stopped");
+    Ok(())
 }
 
 /// One janitor run: purge in batches until a batch is not full, then prune the index.
@@ -584,8 +551,8 @@ async fn purge_all(
     tokens: &TokenService,
     now: i64,
     batch: usize,
-) -> Result<crate::tokens::store::PurgeReport, crate::tokens::refresh::RefreshError> {
-    let mut total = crate::tokens::store::PurgeReport::default();
+) -> Result<PurgeReport, crate::tokens::refresh::RefreshError> {
+    let mut total = PurgeReport::default();
     loop {
         let r = tokens.refresh().purge(now, batch).await?;
         total.refresh_tokens += r.refresh_tokens;
@@ -601,11 +568,11 @@ async fn purge_all(
 /// Remove expired and revoked records in batches, on a schedule.
 async fn janitor(
     tokens: Arc<TokenService>,
-    every: std::time::Duration,
+    every: Duration,
     batch: usize,
     stop: CancellationToken,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut tick = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),

@@ -156,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let first_then_second = async {
                 shutdown_signal().await;
                 tracing::info!("shutting down (a second signal exits at once)");
+                // Detached on purpose: it only ever ends the process.
                 tokio::spawn(async {
                     shutdown_signal().await;
                     eprintln!("second signal: exiting now");

@@ -72,14 +72,14 @@ impl Endpoints {
         let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
         let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
-        tokio::spawn(crate::health::ready_after_flush(
-            client.clone(),
-            ops.health.clone(),
-            "endpoints",
-        ));
+        // Ready once the subscriptions above reached the server (awaited beside the loop).
+        let ready = crate::health::ready_after_flush(client.clone(), ops.health.clone(), "endpoints");
+        tokio::pin!(ready);
+        let mut readying = true;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                () = &mut ready, if readying => readying = false,
                 Some(m) = contexts.next() => {
                     let snapshot = permissions.load_full();
                     let reply = user_context_reply(&tokens, &snapshot, &m.payload, now_secs()).await;

@@ -16,6 +16,7 @@
 //! - [`subjects`]: subject templates such as `chat.{room}.>`.
 //! - [`config`]: the settings (file and environment), one file per section, validated.
 //! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
+//! - [`nats`]: the service's NATS connections: options, credentials, waiting for NATS with backoff.
 //! - [`claims`]: NATS JWTs on nkeys: requests in, user JWTs and responses out.
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
 //! - [`operator`]: operator mode: the AUTH and target accounts' keys; the set-up `keys --operator` writes.
@@ -46,6 +47,7 @@ pub mod http;
 pub mod keys;
 pub mod kv;
 pub mod names;
+pub mod nats;
 pub mod oidc;
 pub mod operator;
 pub mod ops;

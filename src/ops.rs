@@ -53,7 +53,7 @@ pub struct Ops {
 
 impl Ops {
     /// The operational view of an instance with no callout or enforcement attached yet
-    /// (`app` sets them; router-only tests use it as is).
+    /// (`app` adds them with the `with_` methods; router-only tests use it as is).
     pub fn new(instance: Instance, reloader: Arc<Reloader>, tokens: Arc<TokenService>) -> Ops {
         Ops {
             instance,
@@ -65,6 +65,30 @@ impl Ops {
             metrics: crate::telemetry::metrics(),
             providers: Arc::default(),
         }
+    }
+
+    /// What the service's connections and tasks report of their state.
+    #[must_use]
+    pub fn with_health(self, health: Arc<Health>) -> Ops {
+        Ops { health, ..self }
+    }
+
+    /// The callout's request counters.
+    #[must_use]
+    pub fn with_counters(self, counters: Arc<Counters>) -> Ops {
+        Ops { counters, ..self }
+    }
+
+    /// Live enforcement, when configured.
+    #[must_use]
+    pub fn with_enforcement(self, enforcement: Option<Arc<Enforcement>>) -> Ops {
+        Ops { enforcement, ..self }
+    }
+
+    /// The trusted identity providers.
+    #[must_use]
+    pub fn with_providers(self, providers: Arc<Providers>) -> Ops {
+        Ops { providers, ..self }
     }
 
     /// Ready = every reporting part ok (the NATS connection among them), permissions

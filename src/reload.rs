@@ -197,12 +197,13 @@ impl Reloader {
     /// SIGHUP until `stop`.
     pub async fn run(self: Arc<Self>, watch: bool, stop: CancellationToken) -> anyhow::Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        // The published set is followed beside the loop below, and both end with `stop`.
+        let follow = self.clone().follow(stop.clone());
+        tokio::pin!(follow);
+        let mut following = true;
         let dir = match &self.source {
             Source::Dir(dir) => Some(dir.clone()),
-            Source::Kv { .. } => {
-                tokio::spawn(self.clone().follow(stop.clone()));
-                None
-            }
+            Source::Kv { .. } => None,
         };
         let _debouncer = if let Some(dir) = dir.filter(|_| watch) {
             let tx = tx.clone();
@@ -235,7 +236,8 @@ impl Reloader {
             #[cfg(not(unix))]
             let hangup = std::future::pending::<Option<()>>();
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => break,
+                () = &mut follow, if following => following = false,
                 Some(()) = rx.recv() => {
                     // Coalesce a burst of events into one reload.
                     while rx.try_recv().is_ok() {}
@@ -247,6 +249,10 @@ impl Reloader {
                 }
             }
         }
+        if following {
+            follow.await;
+        }
+        Ok(())
     }
 
     /// Follow the published set: every revision is validated and applied as it arrives;
@@ -262,33 +268,37 @@ impl Reloader {
             async move { crate::kv::ensure(&js, &bucket).await.map_err(|e| e.to_string()) }
         };
         let (events, mut seen) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(crate::kv::follow(open, published::KEY.into(), stop, events));
-        while let Some(event) = seen.recv().await {
-            match event {
-                Watched::Entry(entry) if entry.operation == Operation::Put => {
-                    match serde_json::from_slice::<PublishedSet>(&entry.value) {
-                        Ok(set) => {
-                            self.apply_published(entry.revision, set).await;
+        // The watch ends with `stop` and closes the channel, which ends the loop below.
+        let watch = crate::kv::follow(open, published::KEY.into(), stop, events);
+        let apply = async {
+            while let Some(event) = seen.recv().await {
+                match event {
+                    Watched::Entry(entry) if entry.operation == Operation::Put => {
+                        match serde_json::from_slice::<PublishedSet>(&entry.value) {
+                            Ok(set) => {
+                                self.apply_published(entry.revision, set).await;
+                            }
+                            Err(e) => self.failed(vec![format!(
+                                "revision {}: not a permission set: {e}",
+                                entry.revision
+                            )]),
                         }
-                        Err(e) => self.failed(vec![format!(
-                            "revision {}: not a permission set: {e}",
-                            entry.revision
-                        )]),
                     }
-                }
-                Watched::Entry(_) | Watched::CaughtUp { empty: false } => {}
-                Watched::CaughtUp { empty: true } => {
-                    self.failed(vec![
-                        "nothing published yet (nats-callout permissions push)".into(),
-                    ]);
-                }
-                Watched::Broken { reason, failures } => {
-                    if failures == 1 || failures.is_power_of_two() {
-                        warn!(error = %reason, attempt = failures, "permission watch interrupted; resuming");
+                    Watched::Entry(_) | Watched::CaughtUp { empty: false } => {}
+                    Watched::CaughtUp { empty: true } => {
+                        self.failed(vec![
+                            "nothing published yet (nats-callout permissions push)".into(),
+                        ]);
+                    }
+                    Watched::Broken { reason, failures } => {
+                        if failures == 1 || failures.is_power_of_two() {
+                            warn!(error = %reason, attempt = failures, "permission watch interrupted; resuming");
+                        }
                     }
                 }
             }
-        }
+        };
+        tokio::join!(watch, apply);
     }
 }
 

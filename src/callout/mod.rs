@@ -465,6 +465,8 @@ pub async fn serve(
         metrics::gauge!("nats_callout_requests_in_flight")
             .set((max_in_flight - limit.available_permits()) as f64);
         let (conns, callout, draining) = (conns.clone(), callout.clone(), draining.clone());
+        // One short task per request, held by its permit: the wait below for every permit
+        // is what awaits them at shutdown.
         tokio::spawn(async move {
             answer(&conns, &draining, &callout, msg).await;
             drop(permit);

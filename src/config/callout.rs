@@ -75,6 +75,18 @@ impl CalloutSettings {
     }
 }
 
+impl CalloutSettings {
+    /// The accounts whose connections live enforcement follows, as the server names them:
+    /// every account users may be placed in (by name in config mode, by public key in
+    /// operator mode).
+    pub fn enforced_accounts(&self) -> Vec<String> {
+        match self.mode {
+            CalloutMode::Config => self.placements(),
+            CalloutMode::Operator => self.accounts.values().map(|a| a.public_key.clone()).collect(),
+        }
+    }
+}
+
 /// Where the callout is configured.
 #[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -73,6 +73,21 @@ impl HttpState {
         }
     }
 
+    /// Guests' sessions as `tokens.guest_refresh` says.
+    #[must_use]
+    pub fn with_guest_refresh(self, guest_refresh: GuestRefresh) -> Self {
+        HttpState {
+            guest_refresh,
+            ..self
+        }
+    }
+
+    /// Another clock (unix seconds): tests move time.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        HttpState { clock, ..self }
+    }
+
     pub fn now(&self) -> i64 {
         (self.clock)()
     }

@@ -158,93 +158,132 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(p))
 }
 
-/// Write the whole set-up into `opts.dir`.
-pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
-    let dir = &opts.dir;
-    std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    let operator = Key::new(KeyPair::new_operator());
-    let operator_signing = Key::new(KeyPair::new_operator());
-    let auth = Account::new("AUTH");
-    let sys = Account::new("SYS");
-    let targets: Vec<Account> = TARGETS.iter().map(|n| Account::new(n)).collect();
-    let service = Key::new(KeyPair::new_user());
-    let system_user = Key::new(KeyPair::new_user());
-    let sentinel = Key::new(KeyPair::new_user());
-    let xkey = XKey::new();
-    let xkey_seed = xkey.seed().expect("a fresh xkey has a seed");
+/// Every key of a set-up, made fresh.
+struct Keys {
+    operator: Key,
+    operator_signing: Key,
+    auth: Account,
+    sys: Account,
+    targets: Vec<Account>,
+    service: Key,
+    system_user: Key,
+    sentinel: Key,
+    xkey: XKey,
+}
 
-    let operator_jwt = jwt(
-        &operator.pair,
-        "OP",
-        &operator.public,
-        json!({"signing_keys": [operator_signing.public], "system_account": sys.key.public,
-               "type": "operator", "version": 2}),
-    );
-    let account_jwt = |a: &Account, extra: Value| {
-        let mut nats = json!({"signing_keys": [a.signing.public], "limits": unlimited(),
-                              "type": "account", "version": 2});
-        if let (Some(n), Some(e)) = (nats.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                n.insert(k.clone(), v.clone());
-            }
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            operator: Key::new(KeyPair::new_operator()),
+            operator_signing: Key::new(KeyPair::new_operator()),
+            auth: Account::new("AUTH"),
+            sys: Account::new("SYS"),
+            targets: TARGETS.iter().map(|n| Account::new(n)).collect(),
+            service: Key::new(KeyPair::new_user()),
+            system_user: Key::new(KeyPair::new_user()),
+            sentinel: Key::new(KeyPair::new_user()),
+            xkey: XKey::new(),
         }
-        jwt(&operator_signing.pair, a.name, &a.key.public, nats)
-    };
-    let mut authorization = json!({
-        "auth_users": [service.public],
-        "allowed_accounts": targets.iter().map(|t| t.key.public.clone()).collect::<Vec<_>>(),
-    });
-    if opts.xkey {
-        authorization["xkey"] = json!(xkey.public_key());
     }
-    // The service's own endpoints (auth.v1.*): exported by AUTH, imported by every target.
-    let auth_jwt = account_jwt(
-        &auth,
-        json!({"authorization": authorization,
-               "exports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>", "type": "service"}]}),
-    );
-    let target_jwts: Vec<String> = targets
-        .iter()
-        .map(|t| {
-            account_jwt(
-                t,
-                json!({"imports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>",
-                                    "account": auth.key.public, "type": "service"}]}),
-            )
-        })
-        .collect();
-    let sys_jwt = account_jwt(&sys, json!({}));
-    let sentinel_jwt = user_jwt(
-        &auth,
-        "sentinel",
-        &sentinel.public,
-        json!({"bearer_token": true, "pub": {"deny": [">"]}, "sub": {"deny": [">"]}}),
-    );
-    let service_jwt = user_jwt(&auth, "callout", &service.public, json!({}));
-    let system_jwt = user_jwt(&sys, "sys", &system_user.public, json!({}));
 
-    let mut preload = String::new();
-    for (name, key, jwt) in std::iter::once(("AUTH", &auth.key.public, &auth_jwt))
-        .chain(
-            targets
-                .iter()
-                .zip(&target_jwts)
-                .map(|(t, j)| (t.name, &t.key.public, j)),
-        )
-        .chain(std::iter::once(("SYS", &sys.key.public, &sys_jwt)))
-    {
-        preload.push_str(&format!("  # {name}\n  {key}: {jwt}\n"));
+    /// AUTH, the targets and SYS, in that order.
+    fn accounts(&self) -> impl Iterator<Item = &Account> {
+        std::iter::once(&self.auth)
+            .chain(&self.targets)
+            .chain(std::iter::once(&self.sys))
     }
-    let origins = opts
-        .allowed_origins
+}
+
+/// The JWTs of a set-up: operator, accounts, and the users it needs.
+struct Jwts {
+    operator: String,
+    auth: String,
+    targets: Vec<String>,
+    sys: String,
+    sentinel: String,
+    service: String,
+    system_user: String,
+}
+
+impl Jwts {
+    fn new(k: &Keys, xkey: bool) -> Jwts {
+        let operator = jwt(
+            &k.operator.pair,
+            "OP",
+            &k.operator.public,
+            json!({"signing_keys": [k.operator_signing.public], "system_account": k.sys.key.public,
+                   "type": "operator", "version": 2}),
+        );
+        let account_jwt = |a: &Account, extra: Value| {
+            let mut nats = json!({"signing_keys": [a.signing.public], "limits": unlimited(),
+                                  "type": "account", "version": 2});
+            if let (Some(n), Some(e)) = (nats.as_object_mut(), extra.as_object()) {
+                for (key, v) in e {
+                    n.insert(key.clone(), v.clone());
+                }
+            }
+            jwt(&k.operator_signing.pair, a.name, &a.key.public, nats)
+        };
+        let mut authorization = json!({
+            "auth_users": [k.service.public],
+            "allowed_accounts": k.targets.iter().map(|t| t.key.public.clone()).collect::<Vec<_>>(),
+        });
+        if xkey {
+            authorization["xkey"] = json!(k.xkey.public_key());
+        }
+        // The service's own endpoints (auth.v1.*): exported by AUTH, imported by every target.
+        let auth = account_jwt(
+            &k.auth,
+            json!({"authorization": authorization,
+                   "exports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>", "type": "service"}]}),
+        );
+        let targets = k
+            .targets
+            .iter()
+            .map(|t| {
+                account_jwt(
+                    t,
+                    json!({"imports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>",
+                                        "account": k.auth.key.public, "type": "service"}]}),
+                )
+            })
+            .collect();
+        Jwts {
+            operator,
+            auth,
+            targets,
+            sys: account_jwt(&k.sys, json!({})),
+            sentinel: user_jwt(
+                &k.auth,
+                "sentinel",
+                &k.sentinel.public,
+                json!({"bearer_token": true, "pub": {"deny": [">"]}, "sub": {"deny": [">"]}}),
+            ),
+            service: user_jwt(&k.auth, "callout", &k.service.public, json!({})),
+            system_user: user_jwt(&k.sys, "sys", &k.system_user.public, json!({})),
+        }
+    }
+}
+
+/// The websocket listener's allowed origins, as a quoted list.
+fn quoted(origins: &[String]) -> String {
+    origins
         .iter()
         .map(|o| format!("\"{o}\""))
         .collect::<Vec<_>>()
-        .join(", ");
-    let server_conf = format!(
+        .join(", ")
+}
+
+/// nats-server's configuration: operator, resolver with the accounts preloaded, sentinel.
+fn server_conf(opts: &SetupOptions, k: &Keys, j: &Jwts) -> String {
+    let mut preload = String::new();
+    let account_jwts = std::iter::once(&j.auth)
+        .chain(&j.targets)
+        .chain(std::iter::once(&j.sys));
+    for (a, jwt) in k.accounts().zip(account_jwts) {
+        preload.push_str(&format!("  # {}\n  {}: {jwt}\n", a.name, a.key.public));
+    }
+    format!(
         "# nats-server in operator mode, generated by `nats-callout keys --operator`.\n\
          # The callout is configured in the AUTH account's JWT (auth_users, allowed_accounts,\n\
          # xkey); clients that bring no JWT get the sentinel and are decided by the callout.\n\
@@ -262,13 +301,17 @@ pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
         client = opts.client_port,
         http = opts.http_port,
         ws = opts.websocket_port,
-        sys_key = sys.key.public,
-    );
+        operator_jwt = j.operator,
+        sys_key = k.sys.key.public,
+        sentinel_jwt = j.sentinel,
+        origins = quoted(&opts.allowed_origins),
+    )
+}
 
-    let tokens = absolute(&opts.tokens_dir);
-    let permissions = absolute(&opts.permissions_dir);
-    let path = |p: &Path| p.display().to_string().replace('\\', "/");
-    let mut callout_toml = format!(
+/// The service's configuration for that server.
+fn callout_toml(opts: &SetupOptions, k: &Keys) -> String {
+    let path = |p: &Path| absolute(p).display().to_string().replace('\\', "/");
+    let mut toml = format!(
         "# nats-callout for the operator-mode nats-server beside it, generated by\n\
          # `nats-callout keys --operator`. Relative paths are relative to this file.\n\n\
          [nats]\n\
@@ -281,24 +324,24 @@ pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
          auth_account = \"{auth}\"\n\
          issuer_seed_file = \"AUTH-signing.nk\"       # a signing key of AUTH signs the replies\n",
         client = opts.client_port,
-        auth = auth.key.public,
+        auth = k.auth.key.public,
     );
     if opts.xkey {
-        callout_toml.push_str("xkey_seed_file = \"xkey.xk\"\n");
+        toml.push_str("xkey_seed_file = \"xkey.xk\"\n");
     }
-    callout_toml.push_str(&format!(
+    toml.push_str(&format!(
         "account = \"{}\"                              # the default; a user's `account` in the files picks another\n\
          auth_users = [\"callout\", \"sys\"]\n",
         TARGETS[0]
     ));
-    for t in &targets {
-        callout_toml.push_str(&format!(
+    for t in &k.targets {
+        toml.push_str(&format!(
             "\n[callout.accounts.{name}]\npublic_key = \"{key}\"\nsigning_key_file = \"{name}-signing.nk\"\njwt_file = \"{name}.jwt\"\n",
             name = t.name,
             key = t.key.public,
         ));
     }
-    callout_toml.push_str(&format!(
+    toml.push_str(&format!(
         "\n[tokens]\n\
          signing_key_file = \"{tok}/token-signing.pem\"\n\
          refresh_secret_file = \"{tok}/refresh.key\"\n\
@@ -308,61 +351,84 @@ pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
          [http]\n\
          websocket_port = {ws}\n\
          allowed_origins = [{origins}]\n",
-        tok = path(&tokens),
-        perm = path(&permissions),
+        tok = path(&opts.tokens_dir),
+        perm = path(&opts.permissions_dir),
         ws = opts.websocket_port,
-        origins = origins,
+        origins = quoted(&opts.allowed_origins),
     ));
+    toml
+}
 
+/// The files of a set-up: secrets (0600) and the rest, by name.
+type Files = (Vec<(String, String)>, Vec<(String, String)>);
+
+fn files(opts: &SetupOptions, k: &Keys, j: &Jwts) -> Files {
+    let xkey_seed = k.xkey.seed().expect("a fresh xkey has a seed");
     let mut secrets: Vec<(String, String)> = vec![
-        ("operator.nk".into(), operator.seed.clone()),
-        ("operator-signing.nk".into(), operator_signing.seed.clone()),
+        ("operator.nk".into(), k.operator.seed.clone()),
+        ("operator-signing.nk".into(), k.operator_signing.seed.clone()),
         ("xkey.xk".into(), xkey_seed),
-        ("service.creds".into(), creds(&service_jwt, &service.seed)),
-        ("sys.creds".into(), creds(&system_jwt, &system_user.seed)),
+        ("service.creds".into(), creds(&j.service, &k.service.seed)),
+        ("sys.creds".into(), creds(&j.system_user, &k.system_user.seed)),
     ];
     let mut public: Vec<(String, String)> = vec![
-        ("operator.jwt".into(), operator_jwt.clone()),
-        ("sentinel.jwt".into(), sentinel_jwt.clone()),
-        ("AUTH.jwt".into(), auth_jwt),
-        ("SYS.jwt".into(), sys_jwt),
-        ("nats-server.conf".into(), server_conf),
-        ("callout.toml".into(), callout_toml),
+        ("operator.jwt".into(), j.operator.clone()),
+        ("sentinel.jwt".into(), j.sentinel.clone()),
+        ("AUTH.jwt".into(), j.auth.clone()),
+        ("SYS.jwt".into(), j.sys.clone()),
+        ("nats-server.conf".into(), server_conf(opts, k, j)),
+        ("callout.toml".into(), callout_toml(opts, k)),
     ];
-    for a in std::iter::once(&auth)
-        .chain(&targets)
-        .chain(std::iter::once(&sys))
-    {
+    for a in k.accounts() {
         secrets.push((format!("{}.nk", a.name), a.key.seed.clone()));
         secrets.push((format!("{}-signing.nk", a.name), a.signing.seed.clone()));
     }
-    for (t, j) in targets.iter().zip(&target_jwts) {
-        public.push((format!("{}.jwt", t.name), j.clone()));
+    for (t, jwt) in k.targets.iter().zip(&j.targets) {
+        public.push((format!("{}.jwt", t.name), jwt.clone()));
     }
-    if !opts.force {
-        for (name, _) in secrets.iter().chain(&public) {
-            let p = dir.join(name);
-            if p.exists() {
-                return Err(KeyError::Exists { path: p });
-            }
-        }
+    (secrets, public)
+}
+
+/// Write every file, refusing (before writing any) to replace one unless `force`.
+fn write_all(dir: &Path, (secrets, public): &Files, force: bool) -> Result<(), KeyError> {
+    std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+        path: dir.into(),
+        source,
+    })?;
+    if !force
+        && let Some(p) = secrets
+            .iter()
+            .chain(public)
+            .map(|(name, _)| dir.join(name))
+            .find(|p| p.exists())
+    {
+        return Err(KeyError::Exists { path: p });
     }
-    for (name, contents) in &secrets {
-        write_secret(&dir.join(name), contents, opts.force)?;
+    for (name, contents) in secrets {
+        write_secret(&dir.join(name), contents, force)?;
     }
-    for (name, contents) in &public {
-        write_public(&dir.join(name), contents, opts.force)?;
+    for (name, contents) in public {
+        write_public(&dir.join(name), contents, force)?;
     }
+    Ok(())
+}
+
+/// Write the whole set-up into `opts.dir`.
+pub fn generate(opts: &SetupOptions) -> Result<Generated, KeyError> {
+    let keys = Keys::new();
+    let jwts = Jwts::new(&keys, opts.xkey);
+    write_all(&opts.dir, &files(opts, &keys, &jwts), opts.force)?;
     Ok(Generated {
-        dir: dir.clone(),
-        operator: operator.public,
-        auth: auth.key.public,
-        system: sys.key.public,
-        targets: targets
+        dir: opts.dir.clone(),
+        operator: keys.operator.public,
+        auth: keys.auth.key.public.clone(),
+        system: keys.sys.key.public.clone(),
+        targets: keys
+            .targets
             .iter()
             .map(|t| (t.name.to_string(), t.key.public.clone()))
             .collect(),
-        server_config: dir.join("nats-server.conf"),
-        callout_config: dir.join("callout.toml"),
+        server_config: opts.dir.join("nats-server.conf"),
+        callout_config: opts.dir.join("callout.toml"),
     })
 }

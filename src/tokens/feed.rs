@@ -35,42 +35,46 @@ pub async fn follow(
         let store = store.clone();
         async move { store.revocation_bucket().await.map_err(|e| e.to_string()) }
     };
-    tokio::spawn(crate::kv::follow(open, ">".into(), stop, events));
-    while let Some(event) = seen.recv().await {
-        match event {
-            Watched::Entry(entry) => {
-                if entry.operation != Operation::Put {
-                    continue;
+    // The watch ends with `stop` and closes the channel, which ends the loop below.
+    let watch = crate::kv::follow(open, ">".into(), stop, events);
+    let apply = async {
+        while let Some(event) = seen.recv().await {
+            match event {
+                Watched::Entry(entry) => {
+                    if entry.operation != Operation::Put {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Revocation>(&entry.value) {
+                        Ok(r) if r.expires_at >= now_secs() => revocations.apply([r]),
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(revision = entry.revision, error = %e, "ignored a malformed revocation entry")
+                        }
+                    }
                 }
-                match serde_json::from_slice::<Revocation>(&entry.value) {
-                    Ok(r) if r.expires_at >= now_secs() => revocations.apply([r]),
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!(revision = entry.revision, error = %e, "ignored a malformed revocation entry")
+                Watched::CaughtUp { .. } => {
+                    if !*loaded.borrow() {
+                        info!(
+                            entries = revocations.load().len(),
+                            "revocations loaded from JetStream"
+                        );
+                    }
+                    health.set(PART, true, "watching");
+                    metrics::gauge!("nats_callout_revocations_stale").set(0.0);
+                    loaded.send_replace(true);
+                }
+                Watched::Broken { reason, failures } => {
+                    let stale = if *loaded.borrow() { "stale" } else { "not loaded" };
+                    health.set(PART, false, format!("{stale}: {reason}"));
+                    metrics::gauge!("nats_callout_revocations_stale").set(1.0);
+                    if failures == 1 || failures.is_power_of_two() {
+                        warn!(error = %reason, attempt = failures, "revocation watch interrupted; resuming");
                     }
                 }
             }
-            Watched::CaughtUp { .. } => {
-                if !*loaded.borrow() {
-                    info!(
-                        entries = revocations.load().len(),
-                        "revocations loaded from JetStream"
-                    );
-                }
-                health.set(PART, true, "watching");
-                metrics::gauge!("nats_callout_revocations_stale").set(0.0);
-                loaded.send_replace(true);
-            }
-            Watched::Broken { reason, failures } => {
-                let stale = if *loaded.borrow() { "stale" } else { "not loaded" };
-                health.set(PART, false, format!("{stale}: {reason}"));
-                metrics::gauge!("nats_callout_revocations_stale").set(1.0);
-                if failures == 1 || failures.is_power_of_two() {
-                    warn!(error = %reason, attempt = failures, "revocation watch interrupted; resuming");
-                }
-            }
         }
-    }
+    };
+    tokio::join!(watch, apply);
 }
 
 /// Keeps the caller waiting until `loaded` is true (at once without a feed).

@@ -146,11 +146,11 @@ impl Api {
             None,
         );
         let ops = Arc::new(Ops::new(Instance::new("test"), reloader, tokens.clone()));
-        let state = Arc::new(HttpState {
-            clock: Arc::new(move || c.load(Ordering::SeqCst)),
-            guest_refresh,
-            ..HttpState::new(tokens, perms, settings, ops)
-        });
+        let state = Arc::new(
+            HttpState::new(tokens, perms, settings, ops)
+                .with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+                .with_guest_refresh(guest_refresh),
+        );
         Api {
             app: router(state.clone()),
             admin: admin_router(state.clone()),
