@@ -30,7 +30,7 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::reload::{Reloader, Source};
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
-use crate::tokens::store::{KvSettings, KvStore, PurgeReport, RedbStore, TokenStore};
+use crate::tokens::store::{KvSettings, KvStore, RedbStore, TokenStore};
 use crate::tokens::{TokenKeys, TokenService, feed};
 
 /// How long the start waits for identity providers' keys (then they come in the background).
@@ -205,7 +205,7 @@ impl App {
         spawn_enforcement(&mut tasks, &ops, &client, &stop);
         spawn_listeners(&mut tasks, [(http, false), (admin, true)], &state, &stop);
         spawn_key_refreshes(&mut tasks, &ops, &stop);
-        tasks.spawn(janitor(
+        tasks.spawn(crate::tokens::janitor::run(
             tokens,
             config.tokens.janitor_interval,
             config.tokens.janitor_batch,
@@ -544,57 +544,6 @@ async fn stop_and_drain(
     }
     info!("stopped");
     Ok(())
-}
-
-/// One janitor run: purge in batches until a batch is not full, then prune the index.
-async fn purge_all(
-    tokens: &TokenService,
-    now: i64,
-    batch: usize,
-) -> Result<PurgeReport, crate::tokens::refresh::RefreshError> {
-    let mut total = PurgeReport::default();
-    loop {
-        let r = tokens.refresh().purge(now, batch).await?;
-        total.refresh_tokens += r.refresh_tokens;
-        total.sessions += r.sessions;
-        total.revocations += r.revocations;
-        if r.total() < batch {
-            tokens.revocations().prune(now);
-            return Ok(total);
-        }
-    }
-}
-
-/// Remove expired and revoked records in batches, on a schedule.
-async fn janitor(
-    tokens: Arc<TokenService>,
-    every: Duration,
-    batch: usize,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        match purge_all(&tokens, now_secs(), batch).await {
-            Ok(r) => {
-                metrics::counter!("nats_callout_janitor_runs_total", "result" => "ok").increment(1);
-                metrics::counter!("nats_callout_janitor_removed_total").increment(r.total() as u64);
-                info!(
-                    refresh_tokens = r.refresh_tokens,
-                    sessions = r.sessions,
-                    revocations = r.revocations,
-                    "janitor run"
-                )
-            }
-            Err(e) => {
-                metrics::counter!("nats_callout_janitor_runs_total", "result" => "failed").increment(1);
-                warn!(error = %e, "janitor failed")
-            }
-        }
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -271,27 +271,14 @@ fn grant_for(
         return Err(Deny::Revoked(why));
     }
     validate_name(&identity.sub).map_err(Deny::BadUserId)?;
-    let user = identity.user(snapshot).ok_or_else(|| match &identity.ext {
-        Some(a) if !a.file_users && snapshot.user(&identity.sub).is_some() => Deny::FileUserRefused {
-            provider: a.idp.clone(),
-            user: identity.sub.clone(),
-        },
-        _ => Deny::UnknownUser(identity.sub.clone()),
-    })?;
+    let user = known_user(identity, snapshot)?;
     let user = &*user;
-    let mut expires_at = now + policy.user_jwt_ttl.as_secs() as i64;
-    if let Some(end) = identity.sexp {
-        if end <= now {
-            return Err(Deny::SessionEnded(end));
-        }
-        expires_at = expires_at.min(end);
-    }
+    let expires_at = expiry(identity, policy, now)?;
     let account = user.account().unwrap_or(&policy.account).to_string();
     if !policy.placements.contains(&account) {
         return Err(Deny::AccountNotServed(account));
     }
     let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
-
     let uid = identity.sub.as_str();
     // The inbox is for replies to the requests this user makes (the service endpoints);
     // nobody publishes into it but the responders behind the account's imports.
@@ -300,44 +287,88 @@ fn grant_for(
         .render("", uid)
         .map(|p| p + ".>")
         .ok_or(Deny::BadUserId(NameError::Empty))?;
-    let mut publish = Vec::with_capacity(requested.len() + 2);
-    let mut subscribe = vec![inbox];
-    let mut rooms = Vec::with_capacity(requested.len());
-    let mut refused = Vec::new();
+    let mut g = Granted::new(inbox, requested.len());
     for room in requested {
-        let Some(access) = snapshot.access(user, room) else {
-            refused.push(room.to_string());
-            continue;
-        };
-        if access.can_read()
-            && let Some(s) = policy.read_subject.render(room, uid)
-        {
-            subscribe.push(s);
+        match snapshot.access(user, room) {
+            Some(access) => g.room(policy, room, uid, access),
+            None => g.refused.push(room.to_string()),
         }
-        if access.can_write()
-            && let Some(s) = policy.write_subject.render(room, uid)
-        {
-            publish.push(s);
-        }
-        rooms.push(GrantedRoom {
-            name: room.to_string(),
-            access,
-        });
     }
     let privileges = Privileges::of(user, &policy.token_reset_roles);
-    publish.extend(crate::wire::privilege_subjects(privileges));
+    g.publish.extend(crate::wire::privilege_subjects(privileges));
     Ok(Grant {
         identity: AccessClaims::default(),
         account,
-        rooms,
-        refused,
+        rooms: g.rooms,
+        refused: g.refused,
         permissions: UserPermissions {
-            publish: Permission::only(publish),
-            subscribe: Permission::only(subscribe),
+            publish: Permission::only(g.publish),
+            subscribe: Permission::only(g.subscribe),
         },
         expires_at,
         privileges,
     })
+}
+
+/// The user the token names, as the files (and a provider's assertion) make them.
+fn known_user<'a>(
+    identity: &AccessClaims,
+    snapshot: &'a Snapshot,
+) -> Result<std::borrow::Cow<'a, crate::permissions::User>, Deny> {
+    identity.user(snapshot).ok_or_else(|| match &identity.ext {
+        Some(a) if !a.file_users && snapshot.user(&identity.sub).is_some() => Deny::FileUserRefused {
+            provider: a.idp.clone(),
+            user: identity.sub.clone(),
+        },
+        _ => Deny::UnknownUser(identity.sub.clone()),
+    })
+}
+
+/// When the user JWT expires: the cap, never after the session's end.
+fn expiry(identity: &AccessClaims, policy: &Policy, now: i64) -> Result<i64, Deny> {
+    let cap = now + policy.user_jwt_ttl.as_secs() as i64;
+    match identity.sexp {
+        Some(end) if end <= now => Err(Deny::SessionEnded(end)),
+        Some(end) => Ok(cap.min(end)),
+        None => Ok(cap),
+    }
+}
+
+/// The rooms and subjects granted so far.
+struct Granted {
+    publish: Vec<String>,
+    subscribe: Vec<String>,
+    rooms: Vec<GrantedRoom>,
+    refused: Vec<String>,
+}
+
+impl Granted {
+    fn new(inbox: String, rooms: usize) -> Granted {
+        Granted {
+            publish: Vec::with_capacity(rooms + 2),
+            subscribe: vec![inbox],
+            rooms: Vec::with_capacity(rooms),
+            refused: Vec::new(),
+        }
+    }
+
+    /// Grant `room` with `access`: read and write subjects from the policy's templates.
+    fn room(&mut self, policy: &Policy, room: &str, uid: &str, access: Access) {
+        if access.can_read()
+            && let Some(s) = policy.read_subject.render(room, uid)
+        {
+            self.subscribe.push(s);
+        }
+        if access.can_write()
+            && let Some(s) = policy.write_subject.render(room, uid)
+        {
+            self.publish.push(s);
+        }
+        self.rooms.push(GrantedRoom {
+            name: room.to_string(),
+            access,
+        });
+    }
 }
 
 #[cfg(test)]

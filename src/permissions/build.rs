@@ -197,21 +197,7 @@ impl<'a> Defs<'a> {
             self.rooms.iter().map(|r| (r.file, &*r.name)),
             out,
         );
-        // A key names one user: the same key twice would let one signature be either.
-        let mut key_owner: HashMap<&str, &str> = HashMap::default();
-        for u in &self.users {
-            for (i, k) in u.nkeys.iter().enumerate() {
-                if let Some(first) = key_owner.insert(k, &u.name)
-                    && first != &*u.name
-                {
-                    out.push(Pending::at(
-                        u.file,
-                        path(&["users", &u.name, "nkeys"], Seg::Index(i)),
-                        format!("user {:?}: nkey {:?} is also user {first:?}'s", &*u.name, &**k),
-                    ));
-                }
-            }
-        }
+        self.check_keys(out);
 
         let mut group_users: Vec<Vec<usize>> = vec![Vec::new(); self.groups.len()];
         for (ui, u) in self.users.iter().enumerate() {
@@ -240,6 +226,31 @@ impl<'a> Defs<'a> {
                 out.push(Pending::at(g.file, at, reason));
             }
         }
+        let room_members = self.room_members(&users, &groups, out);
+        self.group_users = group_users;
+        self.room_members = room_members;
+    }
+
+    /// A key names one user: the same key twice would let one signature be either.
+    fn check_keys(&self, out: &mut Vec<Pending>) {
+        let mut key_owner: HashMap<&str, &str> = HashMap::default();
+        for u in &self.users {
+            for (i, k) in u.nkeys.iter().enumerate() {
+                if let Some(first) = key_owner.insert(k, &u.name)
+                    && first != &*u.name
+                {
+                    out.push(Pending::at(
+                        u.file,
+                        path(&["users", &u.name, "nkeys"], Seg::Index(i)),
+                        format!("user {:?}: nkey {:?} is also user {first:?}'s", &*u.name, &**k),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Every room's members, resolved to indices; unknown ones are problems.
+    fn room_members(&self, users: &Index<'_>, groups: &Index<'_>, out: &mut Vec<Pending>) -> Vec<Members> {
         let mut room_members = Vec::with_capacity(self.rooms.len());
         for r in &self.rooms {
             let mut members = Members::default();
@@ -258,19 +269,13 @@ impl<'a> Defs<'a> {
             }
             room_members.push(members);
         }
-        self.group_users = group_users;
-        self.room_members = room_members;
+        room_members
     }
 
-    /// Pass 3: builds the snapshot. Only meaningful when passes 1 and 2 found nothing.
-    pub(crate) fn build(self) -> Snapshot {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    /// How many exact rooms each user will be granted, so that no grant map grows while it
+    /// is filled.
+    fn grant_sizes(&self) -> Vec<usize> {
         let no_members = Members::default();
-        let members = |ri: usize| self.room_members.get(ri).unwrap_or(&no_members);
-        let group_users = |gi: usize| self.group_users.get(gi).map_or(&[][..], Vec::as_slice);
-
-        // Size every user's grant map once, so it never grows while being filled.
         let mut sizes: Vec<usize> = self.users.iter().map(|u| u.grants.len()).collect();
         let mut bump = |ui: usize| {
             if let Some(n) = sizes.get_mut(ui) {
@@ -279,13 +284,54 @@ impl<'a> Defs<'a> {
         };
         for (ri, r) in self.rooms.iter().enumerate() {
             if matches!(r.target, Some(Target::Exact(_))) {
-                let m = members(ri);
+                let m = self.room_members.get(ri).unwrap_or(&no_members);
                 m.users.iter().copied().for_each(&mut bump);
                 for &gi in &m.groups {
-                    group_users(gi).iter().copied().for_each(&mut bump);
+                    self.group_users
+                        .get(gi)
+                        .map_or(&[][..], Vec::as_slice)
+                        .iter()
+                        .copied()
+                        .for_each(&mut bump);
                 }
             }
         }
+        sizes
+    }
+
+    /// Every room's grant to its members (users, groups and the groups' users); the rooms'
+    /// descriptions.
+    fn grant_rooms(&self, users: &mut [User], groups: &mut [User]) -> HashMap<String, String> {
+        let no_members = Members::default();
+        let group_users = |gi: usize| self.group_users.get(gi).map_or(&[][..], Vec::as_slice);
+        let mut descriptions = HashMap::new();
+        for (ri, r) in self.rooms.iter().enumerate() {
+            if let Some(d) = &r.description {
+                descriptions.insert(r.name.to_string(), d.to_string());
+            }
+            let Some(target) = &r.target else { continue };
+            let m = self.room_members.get(ri).unwrap_or(&no_members);
+            for &gi in &m.groups {
+                if let Some(group) = groups.get_mut(gi) {
+                    grant(group, target, r.access);
+                }
+            }
+            let via_groups = m.groups.iter().flat_map(|&gi| group_users(gi));
+            for &ui in m.users.iter().chain(via_groups) {
+                if let Some(user) = users.get_mut(ui) {
+                    grant(user, target, r.access);
+                }
+            }
+        }
+        descriptions
+    }
+
+    /// Pass 3: builds the snapshot. Only meaningful when passes 1 and 2 found nothing.
+    pub(crate) fn build(self) -> Snapshot {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let group_users = |gi: usize| self.group_users.get(gi).map_or(&[][..], Vec::as_slice);
+        let sizes = self.grant_sizes();
 
         let mut users: Vec<User> = self
             .users
@@ -319,25 +365,7 @@ impl<'a> Defs<'a> {
             .iter()
             .map(|g| User::empty(g.name.to_string(), id))
             .collect();
-        let mut descriptions = HashMap::new();
-        for (ri, r) in self.rooms.iter().enumerate() {
-            if let Some(d) = &r.description {
-                descriptions.insert(r.name.to_string(), d.to_string());
-            }
-            let Some(target) = &r.target else { continue };
-            let m = members(ri);
-            for &gi in &m.groups {
-                if let Some(group) = groups.get_mut(gi) {
-                    grant(group, target, r.access);
-                }
-            }
-            let via_groups = m.groups.iter().flat_map(|&gi| group_users(gi));
-            for &ui in m.users.iter().chain(via_groups) {
-                if let Some(user) = users.get_mut(ui) {
-                    grant(user, target, r.access);
-                }
-            }
-        }
+        let descriptions = self.grant_rooms(&mut users, &mut groups);
 
         let mut by_id = HashMap::with_capacity(users.len());
         for mut user in users {
@@ -402,6 +430,9 @@ pub(super) fn merge_patterns(patterns: &mut Vec<(Pattern, Access)>) {
 
 /// Indexes names (name -> file and position of the first definition) and reports those
 /// defined more than once (in any files).
+/// Names to where they are defined: (file, position).
+type Index<'a> = HashMap<&'a str, (usize, usize)>;
+
 fn index<'a>(
     kind: &str,
     section: &str,

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod challenge;
 pub mod feed;
+pub mod janitor;
 pub mod refresh;
 pub mod revocation;
 pub mod secret;

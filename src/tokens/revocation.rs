@@ -3,8 +3,9 @@
 //! ([`Revocations`]): sessions, devices, users and "everything before T", each with a
 //! cutoff on the access token's `iat`.
 //!
-//! Entries come from this instance's own revocations and from those broadcast on NATS by
-//! other instances; each lives as long as the longest access token it can refuse.
+//! Entries come from this instance's own revocations and, with the JetStream store, from
+//! the revocations bucket every instance writes and watches ([`super::feed`]); each lives
+//! as long as the longest access token it can refuse.
 
 use std::collections::HashMap;
 use std::sync::Arc;

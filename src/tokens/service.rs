@@ -194,6 +194,32 @@ impl TokenService {
         // minted by `nats-callout token --ttl`), not just a login's access token.
         let keep = self.access_ttl.max(self.keys.max_lifetime());
         let expires_at = now.saturating_add(keep.as_secs() as i64).saturating_add(1);
+        let (sessions, revs) = self.end_sessions(target, reason, now, expires_at).await?;
+        for r in &revs {
+            self.refresh.record_revocation(r).await?;
+        }
+        self.revocations.apply(revs.iter().cloned());
+        let kind = match target {
+            RevokeTarget::Session(_) => "session",
+            RevokeTarget::Device(_) | RevokeTarget::UserDevice { .. } => "device",
+            RevokeTarget::User(_) => "user",
+            RevokeTarget::Application { .. } => "application",
+            RevokeTarget::Before(_) => "before",
+        };
+        metrics::counter!("nats_callout_revocations_total", "target" => kind).increment(1);
+        info!(?target, reason, sessions, "revoked");
+        Ok(sessions)
+    }
+
+    /// End the sessions `target` names: how many, and the entries that refuse their access
+    /// tokens until `expires_at`.
+    async fn end_sessions(
+        &self,
+        target: &RevokeTarget,
+        reason: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(usize, Vec<Revocation>), LifecycleError> {
         let rev = |kind, value: &str| Revocation {
             kind,
             value: value.to_string(),
@@ -201,7 +227,7 @@ impl TokenService {
             expires_at,
         };
         let ended = |sessions: Vec<SessionInfo>| sessions.len();
-        let (sessions, revs) = match target {
+        Ok(match target {
             RevokeTarget::Session(id) => {
                 let n = ended(self.refresh.revoke(SessionSelector::Id(id), reason, now).await?);
                 (n, vec![rev(RevocationKind::Session, id)])
@@ -246,21 +272,7 @@ impl TokenService {
                 };
                 (n, vec![r])
             }
-        };
-        for r in &revs {
-            self.refresh.record_revocation(r).await?;
-        }
-        self.revocations.apply(revs.iter().cloned());
-        let kind = match target {
-            RevokeTarget::Session(_) => "session",
-            RevokeTarget::Device(_) | RevokeTarget::UserDevice { .. } => "device",
-            RevokeTarget::User(_) => "user",
-            RevokeTarget::Application { .. } => "application",
-            RevokeTarget::Before(_) => "before",
-        };
-        metrics::counter!("nats_callout_revocations_total", "target" => kind).increment(1);
-        info!(?target, reason, sessions, "revoked");
-        Ok(sessions)
+        })
     }
 }
 
