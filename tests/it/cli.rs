@@ -4,18 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{EnvOptions, TestEnv};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
-    // Keep the developer's environment out of the test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NATS_CALLOUT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use crate::support::{EnvOptions, TestEnv, bin};
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
