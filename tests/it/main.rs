@@ -11,6 +11,8 @@
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
+//! - [`server_setup`]: the nats-server configuration `keys` writes and prints, used as README
+//!   says with a real nats-server;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true.
 
@@ -27,5 +29,6 @@ mod oidc;
 mod operator;
 mod production;
 mod properties;
+mod server_setup;
 mod support;
 mod tokens;
