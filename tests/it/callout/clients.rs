@@ -1,11 +1,13 @@
 //! The official clients as people use them: nats-py, which can send a token only without a
-//! user, connects with user = rooms and password = token; a client that sends both
-//! `auth_token` and a password is decided on `auth_token`, and no password reaches the log.
+//! user, connects with user = rooms and password = token; async-nats joins a room by
+//! reconnecting with a new list; a client that sends both `auth_token` and a password is
+//! decided on `auth_token`, and no password reaches the log.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
-use async_nats::{ConnectErrorKind, ConnectOptions};
+use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
@@ -212,4 +214,46 @@ async fn with_both_auth_token_decides_and_no_password_is_logged() {
     ] {
         assert!(decisions.contains(&want), "{want:?} not in {decisions:?}");
     }
+}
+
+/// README's async-nats snippet: the room list and the token come from a callback run at
+/// every connect, so a new list takes effect at `force_reconnect` (joining a room).
+#[tokio::test]
+async fn async_nats_joins_a_room_by_reconnecting_with_a_new_list() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let _svc = env.start_callout().await;
+    let token = env.token("bob");
+    let rooms = Arc::new(Mutex::new("all1".to_string()));
+    let list = rooms.clone();
+    let (tx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let client = ConnectOptions::with_auth_callback(move |_nonce| {
+        let (rooms, token) = (list.lock().unwrap().clone(), token.clone());
+        async move {
+            let mut auth = async_nats::Auth::new();
+            (auth.username, auth.password) = (Some(rooms), Some(token));
+            Ok(auth)
+        }
+    })
+    .event_callback(move |event| {
+        let tx = tx.clone();
+        async move {
+            if let Event::ServerError(ServerError::Other(e)) = event {
+                let _ = tx.send(e);
+            }
+        }
+    })
+    .connect(env.server.url())
+    .await
+    .expect("bob connects");
+    let mut bob = Conn {
+        client,
+        user: Some("bob".into()),
+        errors,
+    };
+    let _s = bob.client.subscribe("chat.bob1.>").await.unwrap();
+    bob.expect_error("Permissions Violation for Subscription to \"chat.bob1.>\"")
+        .await;
+    *rooms.lock().unwrap() = "all1;bob1".into();
+    bob.client.force_reconnect().await.unwrap();
+    talks(&bob, "bob1", "bob").await;
 }
