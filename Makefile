@@ -2,10 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps web bench fuzz docs
+.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps python-deps web bench fuzz docs
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
+
+# The official Python client the tests connect with (nats-py 2.16.0), into .tools/venv.
+python-deps:
+	@scripts/install-nats-py.sh >/dev/null
 
 release:
 	$(CARGO) build --release --locked
@@ -44,7 +48,7 @@ $(MDBOOK):
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
-test: tools browser-deps
+test: tools browser-deps python-deps
 	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --locked --all-targets
 
 lint:

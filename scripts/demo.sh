@@ -53,8 +53,8 @@ cat <<MSG
     NATS        nats://127.0.0.1:4222
     websocket   ws://127.0.0.1:9222
     try it:     connect a NATS client to nats://127.0.0.1:4222 with
-                  auth_token = \$($BIN token --user bob)
-                  user       = all1;bob1        (the rooms you want)
+                  user     = all1;bob1        (the rooms you want)
+                  password = \$($BIN token --user bob)
   Ctrl-C stops everything.
 
 MSG

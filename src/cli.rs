@@ -212,7 +212,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let g = crate::keys::generate(&dir, force)?;
-            eprintln!("keys written to {} (0600 files)", g.dir.display());
+            eprintln!(
+                "keys written to {} (0600 files), and {}",
+                g.dir.display(),
+                g.server_config.display()
+            );
             print!("{}", g.snippet);
             Ok(ExitCode::SUCCESS)
         }

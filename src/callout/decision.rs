@@ -242,7 +242,7 @@ pub struct Inputs<'a> {
 pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Denied> {
     let Inputs { tokens, .. } = *inputs;
     check_connection_type(req, inputs.policy.types)?;
-    let token = req.connect_opts.auth_token.as_deref().unwrap_or("");
+    let (token, _) = req.connect_opts.access_token();
     let identity = tokens.verify(token, now).map_err(Deny::from)?;
     match grant_for(&identity, req, inputs, now) {
         Ok(grant) => Ok(Grant { identity, ..grant }),
@@ -598,6 +598,46 @@ mod tests {
                 NOW
             )
             .is_err()
+        );
+    }
+
+    /// Clients that cannot send a token beside a user send it as the password: the same
+    /// grant and the same deny reasons; with both, `auth_token` decides.
+    #[test]
+    fn the_token_in_pass_decides_as_in_auth_token() {
+        let (k, s, p) = world();
+        let good = token(&k, "bob", None);
+        let ghost = token(&k, "ghost", None);
+        let with = |auth_token: Option<&str>, pass: Option<&str>| {
+            let mut r = req(auth_token, Some("all1;bob1;alice1"), "Client", "nats");
+            r.connect_opts.pass = pass.map(str::to_string);
+            run(&r, &k, &s, &p, NOW)
+        };
+        let by_token = with(Some(&good), None).unwrap();
+        let by_pass = with(None, Some(&good)).unwrap();
+        assert_eq!(by_pass.identity.sub, "bob");
+        assert_eq!(by_pass.permissions, by_token.permissions);
+        assert_eq!(by_pass.refused, ["alice1"]);
+        for (pass, code) in [
+            (None, "no-token"),
+            (Some(""), "no-token"),
+            (Some("null"), "token-malformed"),
+            (Some("bob"), "token-malformed"),
+            (Some(ghost.as_str()), "unknown-user"),
+        ] {
+            let in_token = with(pass, None).unwrap_err().code();
+            assert_eq!(in_token, code, "{pass:?} in auth_token");
+            assert_eq!(with(None, pass).unwrap_err().code(), code, "{pass:?} in pass");
+        }
+        // Both sent: auth_token decides, whatever pass holds.
+        assert_eq!(with(Some(&good), Some("wrong")).unwrap().identity.sub, "bob");
+        assert_eq!(
+            with(Some("wrong"), Some(&good)).unwrap_err().code(),
+            "token-malformed"
+        );
+        assert_eq!(
+            with(Some(&ghost), Some(&good)).unwrap_err().code(),
+            "unknown-user"
         );
     }
 

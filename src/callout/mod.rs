@@ -325,6 +325,8 @@ fn decision_record(
 fn log_decision(req: &AuthRequest, verdict: &Verdict) {
     let ci = &req.client_info;
     let requested = truncate(req.connect_opts.user.as_deref().unwrap_or(""), 200);
+    // Where the token was read from, never the token itself.
+    let token_from = req.connect_opts.access_token().1.as_str();
     match verdict {
         Verdict::Allowed(allowed) => {
             let g = &allowed.0;
@@ -339,6 +341,7 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
                 server = %req.server_id.name,
                 kind = %ci.client_type,
                 requested = %requested,
+                token_from,
                 granted = %granted,
                 refused = %refused,
                 expires_at = g.expires_at,
@@ -357,6 +360,7 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
                 server = %req.server_id.name,
                 kind = %ci.client_type,
                 requested = %requested,
+                token_from,
                 "authorization"
             );
         }

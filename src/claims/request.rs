@@ -93,6 +93,43 @@ impl fmt::Debug for ConnectOpts {
     }
 }
 
+/// Where a connection's access token came from (logged with each decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    AuthToken,
+    /// `pass`, for clients that send a token only without a user (nats-py, the `nats` CLI).
+    Pass,
+    None,
+}
+
+impl TokenSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::AuthToken => "auth_token",
+            TokenSource::Pass => "pass",
+            TokenSource::None => "none",
+        }
+    }
+}
+
+impl ConnectOpts {
+    /// The access token: `auth_token`, or `pass` when the client sent no `auth_token`
+    /// (some clients send a token only without a user, or a user only with a password; user
+    /// = rooms with password = token works with every client). A connection that sends
+    /// both is decided on `auth_token`. nats-server leaves empty fields out, so an empty
+    /// one counts as absent.
+    pub fn access_token(&self) -> (&str, TokenSource) {
+        fn present(f: &Option<String>) -> Option<&str> {
+            f.as_deref().filter(|t| !t.is_empty())
+        }
+        match (present(&self.auth_token), present(&self.pass)) {
+            (Some(t), _) => (t, TokenSource::AuthToken),
+            (None, Some(p)) => (p, TokenSource::Pass),
+            (None, None) => ("", TokenSource::None),
+        }
+    }
+}
+
 /// Why a request JWT was refused. These never reach the client; they are logged.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -288,13 +325,47 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_token_is_auth_token_else_pass() {
+        let opts = |token: Option<&str>, pass: Option<&str>| ConnectOpts {
+            auth_token: token.map(str::to_string),
+            pass: pass.map(str::to_string),
+            user: Some("all1".into()),
+            ..Default::default()
+        };
+        let cases = [
+            (Some("t"), Some("p"), ("t", TokenSource::AuthToken)),
+            (Some("t"), None, ("t", TokenSource::AuthToken)),
+            (Some("t"), Some(""), ("t", TokenSource::AuthToken)),
+            (None, Some("p"), ("p", TokenSource::Pass)),
+            (Some(""), Some("p"), ("p", TokenSource::Pass)),
+            (None, Some(""), ("", TokenSource::None)),
+            (None, None, ("", TokenSource::None)),
+        ];
+        for (token, pass, want) in cases {
+            assert_eq!(opts(token, pass).access_token(), want, "{token:?} {pass:?}");
+        }
+    }
+
+    #[test]
     fn debug_redacts_credentials() {
         let opts = ConnectOpts {
             auth_token: Some("s3cr3t".into()),
-            pass: Some("pw".into()),
+            pass: Some("p4ssw0rd".into()),
+            user: Some("all1".into()),
             ..Default::default()
         };
-        let dbg = format!("{opts:?}");
-        assert!(!dbg.contains("s3cr3t") && !dbg.contains("pw\""), "{dbg}");
+        // Every struct that holds the CONNECT options, down to them.
+        let req = AuthRequest {
+            connect_opts: opts.clone(),
+            ..Default::default()
+        };
+        let claims = RequestClaims {
+            nats: req.clone(),
+            ..Default::default()
+        };
+        for dbg in [format!("{opts:?}"), format!("{req:?}"), format!("{claims:#?}")] {
+            assert!(!dbg.contains("s3cr3t") && !dbg.contains("p4ssw0rd"), "{dbg}");
+            assert!(dbg.contains("all1") && dbg.contains("[redacted]"), "{dbg}");
+        }
     }
 }

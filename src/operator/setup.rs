@@ -11,7 +11,7 @@ use nkeys::{KeyPair, XKey};
 use serde_json::{Value, json};
 
 use crate::claims::{encode, new_jti};
-use crate::keys::{KeyError, write_secret};
+use crate::keys::{KeyError, write_file, write_secret};
 
 /// The accounts users may be placed in, the first the default.
 pub const TARGETS: [&str; 2] = ["APP", "APP2"];
@@ -142,16 +142,6 @@ fn creds(jwt: &str, seed: &str) -> String {
          -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
          *************************************************************\n"
     )
-}
-
-fn write_public(path: &Path, contents: &str, force: bool) -> Result<(), KeyError> {
-    if path.exists() && !force {
-        return Err(KeyError::Exists { path: path.into() });
-    }
-    std::fs::write(path, contents).map_err(|source| KeyError::Write {
-        path: path.into(),
-        source,
-    })
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -408,7 +398,7 @@ fn write_all(dir: &Path, (secrets, public): &Files, force: bool) -> Result<(), K
         write_secret(&dir.join(name), contents, force)?;
     }
     for (name, contents) in public {
-        write_public(&dir.join(name), contents, force)?;
+        write_file(&dir.join(name), contents, force)?;
     }
     Ok(())
 }

@@ -254,6 +254,7 @@ const REQUEST_PATHS: &[&[&str]] = &[
     &["nats", "connect_opts"],
     &["nats", "connect_opts", "auth_token"],
     &["nats", "connect_opts", "user"],
+    &["nats", "connect_opts", "pass"],
     &["nats", "type"],
     &["nats", "version"],
 ];

@@ -4,18 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{EnvOptions, TestEnv};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
-    // Keep the developer's environment out of the test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NATS_CALLOUT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use crate::support::{EnvOptions, TestEnv, bin};
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
@@ -33,15 +22,37 @@ fn keys_writes_private_files_and_prints_the_server_snippet() {
     let (code, out, _) = run(bin().args(["keys", "--dir"]).arg(&keys));
     assert_eq!(code, 0);
     assert!(
-        out.contains("auth_callout") && out.contains("issuer: A") && out.contains("xkey: X"),
+        out.contains("auth_callout")
+            && out.contains("issuer: $CALLOUT_ISSUER")
+            && out.contains("xkey: $CALLOUT_XKEY"),
         "{out}"
     );
+    // Beside the keys, the complete configuration the snippet names.
+    let conf = std::fs::read_to_string(keys.join("nats-server.conf")).unwrap();
+    assert!(out.contains(&format!(
+        "nats-server -c {}",
+        keys.join("nats-server.conf").display()
+    )));
+    let settings = |t: &str| t[t.find("include \"").expect("an include")..].to_string();
+    assert_eq!(
+        settings(&out),
+        settings(&conf),
+        "the snippet's lines are the file's"
+    );
+    assert!(conf.contains("\nlisten: "), "{conf}");
     use std::os::unix::fs::PermissionsExt;
-    for f in ["issuer.nk", "xkey.xk", "token-signing.pem"] {
+    for f in [
+        "issuer.nk",
+        "xkey.xk",
+        "token-signing.pem",
+        "callout.pass",
+        "sys.pass",
+    ] {
         let mode = std::fs::metadata(keys.join(f)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
         let content = std::fs::read_to_string(keys.join(f)).unwrap();
         assert!(!out.contains(content.trim()), "{f} leaked into the snippet");
+        assert!(!conf.contains(content.trim()), "{f} leaked into nats-server.conf");
     }
     // A second run refuses to overwrite; with --keep it keeps them and succeeds.
     let (code, _, err) = run(bin().args(["keys", "--dir"]).arg(&keys));

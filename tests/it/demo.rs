@@ -3,23 +3,13 @@
 //! TCP and over the websocket; `make demo` refuses clearly when its ports are taken.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{DEADLINE, free_port, sigterm, ws_exchange};
+use crate::support::{DEADLINE, Running, bin, free_port, sigterm, wait_for_port, ws_exchange};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("NATS_CALLOUT_") {
-            c.env_remove(k);
-        }
-    }
-    c
 }
 
 /// A copy of the demo (the two configuration files and the permission files) in a temp
@@ -139,7 +129,6 @@ fn ports_move_whole_and_once() {
     assert_eq!(hosts_ports("x 127.0.0.1:42245 localhost:80"), [42245, 80]);
 }
 
-/// Kill on drop.
 /// `make ARGS` in the repository (with the tests' nats-server): whether it succeeded, and
 /// its standard error.
 fn make(args: &[&str]) -> (bool, String) {
@@ -153,23 +142,6 @@ fn make(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < DEADLINE, "{what} did not open port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@
 //! - [`cli`]: the binary as an operator runs it;
 //! - [`demo`]: the demo's own files (`make demo`, `make demo-cluster`) serve bob;
 //! - [`deploy`]: the Dockerfile, compose file, systemd unit and production files, read statically;
+//! - [`server_setup`]: the nats-server configuration `keys` writes and prints, used as README
+//!   says with a real nats-server;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
 //! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true;
@@ -37,5 +39,6 @@ mod operator;
 mod production;
 mod properties;
 mod security;
+mod server_setup;
 mod support;
 mod tokens;

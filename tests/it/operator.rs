@@ -19,7 +19,8 @@ use tokio::sync::oneshot;
 use crate::support::env::copy_demo_permissions;
 use crate::support::server::NatsServer;
 use crate::support::{
-    Conn, DEADLINE, after_a_reconcile, connect_to, free_port, talks, wait_until, ws_exchange,
+    Conn, DEADLINE, TokenIn, after_a_reconcile, connect_to, connect_via, free_port, talks, wait_until,
+    ws_exchange,
 };
 
 /// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
@@ -279,6 +280,21 @@ async fn chat_and_placement(xkey: bool) {
     w.connect(Some(&w.token("alice")), "alice1")
         .await
         .expect("still serving");
+    // The token as the password beside the rooms (with the sentinel, as without it).
+    let mut alice = connect_via(
+        &w.server.url(),
+        Some(&w.token("alice")),
+        "alice1;bob1",
+        None,
+        TokenIn::Pass,
+    )
+    .await
+    .expect("alice connects with the token as her password");
+    talks(&alice, "alice1", "alice").await;
+    let _s = alice.client.subscribe("chat.bob1.>").await.unwrap();
+    alice
+        .expect_error("Permissions Violation for Subscription to \"chat.bob1.>\"")
+        .await;
     // nats-server writes its log line after it answered the client.
     wait_until("the server logs the reason", || {
         w.server.log().contains("account-not-served")

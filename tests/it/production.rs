@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{DEADLINE, EnvOptions, TestEnv};
+use crate::support::{DEADLINE, EnvOptions, TestEnv, bin};
 use serde_json::Value;
 
 async fn get(url: &str) -> (u16, String) {
@@ -109,10 +109,6 @@ async fn answers_service_discovery() {
         serde_json::from_slice::<Value>(&by_id.payload).unwrap()["id"],
         id.as_str()
     );
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nats-callout"))
 }
 
 /// `nats-callout status` asks the running service; the audit log is one JSON line per

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::support::raw::{Raw, hpub_line, matches, pub_line};
-use crate::support::{EnvOptions, TestEnv};
+use crate::support::{EnvOptions, TestEnv, TokenIn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -94,7 +94,12 @@ pub(crate) async fn env() -> TestEnv {
 
 /// A raw chat client of `user` asking for `rooms`.
 pub(crate) async fn client(env: &TestEnv, user: &str, rooms: &str, echo: bool) -> Raw {
-    let body = Raw::connect_body(Some(&env.token(user)), rooms, echo);
+    client_via(env, user, rooms, echo, TokenIn::AuthToken).await
+}
+
+/// A raw chat client of `user` asking for `rooms`, its token where `how` says.
+async fn client_via(env: &TestEnv, user: &str, rooms: &str, echo: bool, how: TokenIn) -> Raw {
+    let body = Raw::connect_body_via(Some(&env.token(user)), rooms, echo, how);
     Raw::connect(env.server.port, &body)
         .await
         .unwrap_or_else(|e| panic!("{user} connects with {rooms:?}: {e}"))
@@ -546,13 +551,13 @@ struct Actor {
 }
 
 impl Actor {
-    async fn connect(env: &TestEnv, user: &'static str, rng: &mut StdRng) -> Actor {
+    async fn connect(env: &TestEnv, user: &'static str, rng: &mut StdRng, how: TokenIn) -> Actor {
         let rooms: Vec<&str> = ROOMS.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
         let rooms = rooms.join(";");
         let echo = rng.gen_bool(0.7);
         Actor {
             user,
-            conn: client(env, user, &rooms, echo).await,
+            conn: client_via(env, user, &rooms, echo, how).await,
             rooms,
             echo,
             subs: BTreeMap::new(),
@@ -691,18 +696,29 @@ async fn random_op(
 /// exactly what the model refuses. Seeded: `ESCAPE_SEED=n` replays a run.
 #[tokio::test]
 async fn random_protocol_walk_matches_the_grant_model() {
+    protocol_walk(TokenIn::AuthToken).await;
+}
+
+/// The same walk with every client's token in `pass` (no `auth_token`), as clients that
+/// cannot send both send it.
+#[tokio::test]
+async fn random_protocol_walk_with_the_token_in_pass() {
+    protocol_walk(TokenIn::Pass).await;
+}
+
+async fn protocol_walk(how: TokenIn) {
     let seed: u64 = std::env::var("ESCAPE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("random walk seed {seed} (replay with ESCAPE_SEED={seed})");
+    eprintln!("random walk seed {seed}, token in {how:?} (replay with ESCAPE_SEED={seed})");
     let env = env().await;
     let _svc = env.start_callout().await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut observer = env.observer().await;
     let mut actors = Vec::new();
     for user in WALK_USERS {
-        actors.push(Actor::connect(&env, user, &mut rng).await);
+        actors.push(Actor::connect(&env, user, &mut rng, how).await);
     }
     let pools = (publish_pool(), subscribe_pool());
     let mut n = 0;
@@ -789,7 +805,7 @@ async fn random_protocol_walk_matches_the_grant_model() {
         if rng.gen_bool(0.3) {
             let i = rng.gen_range(0..actors.len());
             let user = actors[i].user;
-            actors[i] = Actor::connect(&env, user, &mut rng).await;
+            actors[i] = Actor::connect(&env, user, &mut rng, how).await;
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv, ws_exchange};
+use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv, TokenIn, ws_exchange};
 use async_nats::ConnectErrorKind;
 use futures::StreamExt;
 
+mod clients;
 pub(crate) mod escape;
 mod requests;
 
@@ -35,13 +36,13 @@ async fn assert_receives(sub_conn: &mut Conn, publisher: &async_nats::Client, fi
     }
 }
 
-async fn chat_scenario(env: &TestEnv) {
+async fn chat_scenario(env: &TestEnv, how: TokenIn) {
     let mut bob = env
-        .connect(Some(&env.token("bob")), "all1;bob1;alice1")
+        .connect_via(Some(&env.token("bob")), "all1;bob1;alice1", how)
         .await
         .expect("bob connects");
     let mut alice = env
-        .connect(Some(&env.token("alice")), "all1;alice1;bob1")
+        .connect_via(Some(&env.token("alice")), "all1;alice1;bob1", how)
         .await
         .expect("alice connects");
 
@@ -84,7 +85,16 @@ async fn chat_scenario(env: &TestEnv) {
 async fn chat_scenario_with_xkey() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let _svc = env.start_callout().await;
-    chat_scenario(&env).await;
+    chat_scenario(&env, TokenIn::AuthToken).await;
+}
+
+/// The same scenario with async-nats sending user = rooms and password = token (no
+/// `auth_token`): the form every client can send.
+#[tokio::test]
+async fn chat_scenario_with_the_token_as_password() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let _svc = env.start_callout().await;
+    chat_scenario(&env, TokenIn::Pass).await;
 }
 
 /// The same scenario with encryption off on both sides.
@@ -96,7 +106,7 @@ async fn chat_scenario_without_xkey() {
     })
     .await;
     let _svc = env.start_callout().await;
-    chat_scenario(&env).await;
+    chat_scenario(&env, TokenIn::AuthToken).await;
 }
 
 async fn assert_denied(env: &TestEnv, token: Option<&str>, rooms: &str, what: &str) {

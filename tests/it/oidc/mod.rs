@@ -8,7 +8,7 @@ use nats_callout::oidc::UnknownUsers;
 use serde_json::Value;
 
 use crate::support::idp::Idp;
-use crate::support::{CalloutHandle, Conn, DEADLINE, EnvOptions, TestEnv, talks, wait_until};
+use crate::support::{CalloutHandle, Conn, DEADLINE, EnvOptions, TestEnv, TokenIn, talks, wait_until};
 
 /// Files beside the demo ones: a group only a provider places users in, with its room.
 const STAFF: &str = "[groups.staff]\nmembers = []\n\n[rooms.staff1]\nmembers = [\"@staff\"]\n";
@@ -87,6 +87,14 @@ async fn a_provider_token_connects_with_exactly_its_grant_and_groups_and_roles_m
     refused(&mut bot, "chat.all1.svc-bot").await; // all1 is not the staff group's
     refused(&mut bot, "chat.bob1.svc-bot").await;
     refused(&mut bot, "chat.staff1.bob").await;
+    // The same provider token as the password beside the rooms (how nats-py sends it):
+    // the same grant.
+    let mut py_bot = env
+        .connect_via(Some(&token), "staff1;all1", TokenIn::Pass)
+        .await
+        .expect("svc-bot connects with the token as its password");
+    talks(&py_bot, "staff1", "svc-bot").await;
+    refused(&mut py_bot, "chat.all1.svc-bot").await;
     let (status, _, body) = me(&service, &token).await;
     assert_eq!((status, body["id"].as_str()), (200, Some("svc-bot")), "{body}");
 

@@ -35,15 +35,41 @@ impl Conn {
     }
 }
 
+/// Where a chat client puts its access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenIn {
+    /// `auth_token`, with an empty password (nats.go, nats.js and async-nats can send both).
+    AuthToken,
+    /// The password, beside the rooms in `user`: the form every client can send (nats-py
+    /// sends a token only without a user, the `nats` CLI has `--user` and `--password`).
+    Pass,
+}
+
+/// A chat client with `token` in `auth_token` and `rooms` in `user`.
 pub async fn connect_to(
     url: &str,
     token: Option<&str>,
     rooms: &str,
     inbox: Option<&str>,
 ) -> Result<Conn, async_nats::ConnectError> {
+    connect_via(url, token, rooms, inbox, TokenIn::AuthToken).await
+}
+
+/// A chat client with `token` where `how` says and `rooms` in `user`.
+pub async fn connect_via(
+    url: &str,
+    token: Option<&str>,
+    rooms: &str,
+    inbox: Option<&str>,
+    how: TokenIn,
+) -> Result<Conn, async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let password = match (how, token) {
+        (TokenIn::Pass, Some(t)) => t.to_string(),
+        _ => String::new(),
+    };
     let mut opts = ConnectOptions::new()
-        .user_and_password(rooms.to_string(), String::new())
+        .user_and_password(rooms.to_string(), password)
         .max_reconnects(Some(1))
         .connection_timeout(DEADLINE)
         .event_callback(move |e| {
@@ -54,7 +80,7 @@ pub async fn connect_to(
                 }
             }
         });
-    if let Some(t) = token {
+    if let (TokenIn::AuthToken, Some(t)) = (how, token) {
         opts = opts.token(t.to_string());
     }
     if let Some(i) = inbox {

@@ -11,7 +11,7 @@ use nats_callout::tokens::{MintRequest, TokenKeys};
 use tempfile::TempDir;
 
 use super::DEADLINE;
-use super::client::{Conn, connect_to};
+use super::client::{Conn, TokenIn, connect_via};
 use super::raw;
 use super::server::{Hardened, NatsServer, ServerSecrets, start_cluster, start_server};
 
@@ -206,10 +206,20 @@ impl TestEnv {
 
     /// Connect as a chat client: `auth_token` = token, `user` = room list.
     pub async fn connect(&self, token: Option<&str>, rooms: &str) -> Result<Conn, async_nats::ConnectError> {
+        self.connect_via(token, rooms, TokenIn::AuthToken).await
+    }
+
+    /// Connect as a chat client with the token where `how` says, `user` = room list.
+    pub async fn connect_via(
+        &self,
+        token: Option<&str>,
+        rooms: &str,
+        how: TokenIn,
+    ) -> Result<Conn, async_nats::ConnectError> {
         let user = token
             .and_then(|t| self.tokens.verify(t, nats_callout::clock::now_secs()).ok())
             .map(|c| c.sub);
-        let mut conn = connect_to(&self.server.url(), token, rooms, None).await?;
+        let mut conn = connect_via(&self.server.url(), token, rooms, None, how).await?;
         conn.user = user;
         Ok(conn)
     }

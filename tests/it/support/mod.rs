@@ -22,7 +22,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub use client::{Conn, connect_to, talks, ws_exchange};
+pub use client::{Conn, TokenIn, connect_to, connect_via, talks, ws_exchange};
 pub use env::{EnvOptions, TestEnv};
 pub use service::CalloutHandle;
 
@@ -47,6 +47,36 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port in {low}..{high}");
+}
+
+/// The `nats-callout` binary, with the developer's `NATS_CALLOUT_*` variables kept out.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nats-callout"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("NATS_CALLOUT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A child process, killed when dropped (a failing test leaves nothing running).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait until something listens on `port` (the process `what` started), up to the deadline.
+pub fn wait_for_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stop a child process with SIGTERM (as an operator would) and wait for it.

@@ -6,6 +6,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::DEADLINE;
+use super::client::TokenIn;
 
 /// A message as delivered (`MSG` or `HMSG`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +59,22 @@ impl Raw {
 
     /// The CONNECT body of a chat client: `auth_token` = token, `user` = room list.
     pub fn connect_body(token: Option<&str>, rooms: &str, echo: bool) -> serde_json::Value {
+        Self::connect_body_via(token, rooms, echo, TokenIn::AuthToken)
+    }
+
+    /// The CONNECT body of a chat client with the token where `how` says.
+    pub fn connect_body_via(token: Option<&str>, rooms: &str, echo: bool, how: TokenIn) -> serde_json::Value {
         let mut v = serde_json::json!({
             "verbose": false, "pedantic": false, "lang": "raw", "version": "0",
             "protocol": 1, "headers": true, "no_responders": true, "echo": echo,
             "user": rooms, "pass": "",
         });
         if let Some(t) = token {
-            v["auth_token"] = t.into();
+            let field = match how {
+                TokenIn::AuthToken => "auth_token",
+                TokenIn::Pass => "pass",
+            };
+            v[field] = t.into();
         }
         v
     }
