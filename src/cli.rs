@@ -149,100 +149,20 @@ pub enum PermissionsCommand {
 
 /// Run one command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = &cli.config;
     match cli.command {
-        Command::Serve => {
-            let config = load(&cli.config)?;
-            crate::telemetry::init_tracing(config.log.format);
-            let first_then_second = async {
-                shutdown_signal().await;
-                tracing::info!("shutting down (a second signal exits at once)");
-                // Detached on purpose: it only ever ends the process.
-                tokio::spawn(async {
-                    shutdown_signal().await;
-                    eprintln!("second signal: exiting now");
-                    std::process::exit(130);
-                });
-            };
-            App::build(config).await?.run(first_then_second).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { dir } => {
-            // With a configuration that loads, users placed in accounts it does not serve are named.
-            let (dir, placements) = match dir {
-                Some(d) => (d, load(&cli.config).ok().map(|c| c.callout.placements())),
-                None => {
-                    let c = load(&cli.config)?;
-                    (c.permissions.dir, Some(c.callout.placements()))
-                }
-            };
-            Ok(check(&dir, placements))
-        }
+        Command::Serve => serve(load(config)?).await,
+        Command::Check { dir } => check_command(config, dir),
         Command::Keys {
             dir,
             force,
             keep,
-            operator: true,
-        } => {
-            if keep && dir.join("nats-server.conf").exists() {
-                eprintln!("operator set-up already in {}: kept", dir.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let opts = crate::operator::setup::SetupOptions {
-                force,
-                ..crate::operator::setup::SetupOptions::demo(dir)
-            };
-            let g = crate::operator::setup::generate(&opts)?;
-            eprintln!(
-                "operator set-up written to {} (seeds and creds in 0600 files)",
-                g.dir.display()
-            );
-            println!("operator      {}", g.operator);
-            println!("AUTH          {}", g.auth);
-            for (name, key) in &g.targets {
-                println!("{name:<13} {key}");
-            }
-            println!("SYS           {}", g.system);
-            println!("nats-server -c {}", g.server_config.display());
-            println!("nats-callout serve --config {}", g.callout_config.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Keys { dir, force, keep, .. } => {
-            if keep && crate::keys::complete(&dir) {
-                eprintln!("keys already in {}: kept", dir.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            let g = crate::keys::generate(&dir, force)?;
-            eprintln!(
-                "keys written to {} (0600 files), and {}",
-                g.dir.display(),
-                g.server_config.display()
-            );
-            print!("{}", g.snippet);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Healthcheck { url } => {
-            let url = match url {
-                Some(u) => u,
-                None => {
-                    let config = load(&cli.config)?;
-                    let addr = config.http.admin_listen.replace("0.0.0.0", "127.0.0.1");
-                    anyhow::ensure!(!addr.is_empty(), "http.admin_listen is off: give --url");
-                    format!("http://{addr}/readyz")
-                }
-            };
-            let (status, body) = crate::ops::http_get(&url)
-                .await
-                .with_context(|| format!("while asking {url}"))?;
-            println!("{body}");
-            Ok(if status == 200 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+            operator,
+        } if operator => operator_keys(dir, force, keep),
+        Command::Keys { dir, force, keep, .. } => keys(dir, force, keep),
+        Command::Healthcheck { url } => healthcheck(config, url).await,
         Command::HashPassword => {
-            let password = read_password()?;
-            println!("{}", crate::password::hash_password(&password)?);
+            println!("{}", crate::password::hash_password(&read_password()?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Revoke {
@@ -260,68 +180,160 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 before: before.map(serde_json::Value::String),
                 client_id: client,
             };
-            let config = load(&cli.config)?;
-            ask_service(&config, ADMIN_REVOKE_SUBJECT, serde_json::to_vec(&req)?).await
+            ask_service(&load(config)?, ADMIN_REVOKE_SUBJECT, serde_json::to_vec(&req)?).await
         }
-        Command::Status => {
-            let config = load(&cli.config)?;
-            let code = ask_service(&config, ADMIN_STATUS_SUBJECT, Vec::new()).await?;
-            Ok(code)
-        }
-        Command::Permissions(cmd) => permissions(&load(&cli.config)?, cmd).await,
+        Command::Status => ask_service(&load(config)?, ADMIN_STATUS_SUBJECT, Vec::new()).await,
+        Command::Permissions(cmd) => permissions(&load(config)?, cmd).await,
         Command::TokenReset {
             tids,
             users,
             sessions,
             reason,
         } => {
-            let config = load(&cli.config)?;
             let req = crate::wire::TokenResetRequest {
                 tids,
                 users,
                 sessions,
                 reason,
             };
-            ask_service(&config, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
+            ask_service(&load(config)?, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
         }
-        Command::Token { user, ttl, device } => {
-            let config = load(&cli.config)?;
-            let keys =
-                TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
-            match Snapshot::load_dir(&config.permissions.dir) {
-                Ok(s) if s.user(&user).is_none() => {
-                    eprintln!("warning: {user} is not in the permission files")
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
-            }
-            let ttl = ttl.unwrap_or(config.tokens.access_ttl);
-            let max = config.tokens.max_token_ttl;
-            if ttl > max {
-                anyhow::bail!(
-                    "--ttl {} is longer than tokens.max_token_ttl ({}): revocations are kept only that long, \
-                     so a longer token would be accepted again after a revocation expired; raise \
-                     tokens.max_token_ttl if you need it",
-                    humantime::format_duration(ttl),
-                    humantime::format_duration(max)
-                );
-            }
-            let session = crate::tokens::access::new_id();
-            let (token, _) = keys.mint(
-                &MintRequest {
-                    user: &user,
-                    session: &session,
-                    device: device.as_deref(),
-                    ttl,
-                    session_expires_at: None,
-                    asserted: None,
-                },
-                crate::clock::now_secs(),
-            )?;
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token { user, ttl, device } => token(&load(config)?, &user, ttl, device.as_deref()),
     }
+}
+
+/// `serve`: the service until Ctrl-C or SIGTERM (a second one exits at once).
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init_tracing(config.log.format);
+    let first_then_second = async {
+        shutdown_signal().await;
+        tracing::info!("shutting down (a second signal exits at once)");
+        // Detached on purpose: it only ever ends the process.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    };
+    App::build(config).await?.run(first_then_second).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check [DIR]`: with a configuration that loads, users placed in accounts it does not
+/// serve are named too.
+fn check_command(config: &Path, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (dir, placements) = match dir {
+        Some(d) => (d, load(config).ok().map(|c| c.callout.placements())),
+        None => {
+            let c = load(config)?;
+            (c.permissions.dir, Some(c.callout.placements()))
+        }
+    };
+    Ok(check(&dir, placements))
+}
+
+/// `keys --operator --dir DIR`: a whole operator-mode set-up; public keys printed.
+fn operator_keys(dir: PathBuf, force: bool, keep: bool) -> anyhow::Result<ExitCode> {
+    if keep && dir.join("nats-server.conf").exists() {
+        eprintln!("operator set-up already in {}: kept", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = crate::operator::setup::SetupOptions {
+        force,
+        ..crate::operator::setup::SetupOptions::demo(dir)
+    };
+    let g = crate::operator::setup::generate(&opts)?;
+    eprintln!(
+        "operator set-up written to {} (seeds and creds in 0600 files)",
+        g.dir.display()
+    );
+    println!("operator      {}", g.operator);
+    println!("AUTH          {}", g.auth);
+    for (name, key) in &g.targets {
+        println!("{name:<13} {key}");
+    }
+    println!("SYS           {}", g.system);
+    println!("nats-server -c {}", g.server_config.display());
+    println!("nats-callout serve --config {}", g.callout_config.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys --dir DIR`: the keys, a complete nats-server.conf, and the snippet printed.
+fn keys(dir: PathBuf, force: bool, keep: bool) -> anyhow::Result<ExitCode> {
+    if keep && crate::keys::complete(&dir) {
+        eprintln!("keys already in {}: kept", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let g = crate::keys::generate(&dir, force)?;
+    eprintln!(
+        "keys written to {} (0600 files), and {}",
+        g.dir.display(),
+        g.server_config.display()
+    );
+    print!("{}", g.snippet);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `healthcheck [--url URL]`: exit 0 when readiness answers 200.
+async fn healthcheck(config: &Path, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let config = load(config)?;
+            let addr = config.http.admin_listen.replace("0.0.0.0", "127.0.0.1");
+            anyhow::ensure!(!addr.is_empty(), "http.admin_listen is off: give --url");
+            format!("http://{addr}/readyz")
+        }
+    };
+    let (status, body) = crate::ops::http_get(&url)
+        .await
+        .with_context(|| format!("while asking {url}"))?;
+    println!("{body}");
+    Ok(if status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `token --user NAME [--ttl D] [--device ID]`: mint an access token.
+fn token(
+    config: &Config,
+    user: &str,
+    ttl: Option<Duration>,
+    device: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let keys = TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
+    match Snapshot::load_dir(&config.permissions.dir) {
+        Ok(s) if s.user(user).is_none() => eprintln!("warning: {user} is not in the permission files"),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
+    }
+    let ttl = ttl.unwrap_or(config.tokens.access_ttl);
+    let max = config.tokens.max_token_ttl;
+    if ttl > max {
+        anyhow::bail!(
+            "--ttl {} is longer than tokens.max_token_ttl ({}): revocations are kept only that long, \
+             so a longer token would be accepted again after a revocation expired; raise \
+             tokens.max_token_ttl if you need it",
+            humantime::format_duration(ttl),
+            humantime::format_duration(max)
+        );
+    }
+    let session = crate::tokens::access::new_id();
+    let (token, _) = keys.mint(
+        &MintRequest {
+            user,
+            session: &session,
+            device,
+            ttl,
+            session_expires_at: None,
+            asserted: None,
+        },
+        crate::clock::now_secs(),
+    )?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Send a request to the running service with its own credentials; print the JSON answer.
