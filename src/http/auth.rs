@@ -136,6 +136,7 @@ pub(super) struct Revoked {
 pub(super) async fn logout(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
     OptionalBody(body): OptionalBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     check_origin(&state, &headers, false)?;
@@ -151,7 +152,7 @@ pub(super) async fn logout(
     };
     let session = match session {
         Some(s) => s,
-        None => Caller::from_headers(&state, &headers, true)?.claims.sid,
+        None => caller?.claims.sid,
     };
     // A session opened through a provider: the page may end the provider's session too.
     let provider_logout = match state.tokens.refresh().session(&session).await {

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// An API error: status, stable code, and a short message with no secret in it.
 #[derive(Debug)]
@@ -59,9 +58,19 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_code: &'a str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.message, "error_code": self.code }));
+        let body = Json(ErrorBody {
+            error: &self.message,
+            error_code: self.code,
+        });
         let mut resp = (self.status, body).into_response();
         let h = resp.headers_mut();
         h.insert("x-error-code", HeaderValue::from_static(self.code));

@@ -80,7 +80,7 @@ impl Caller {
     }
 
     /// Authenticate by bearer token or cookie (see [`Caller`]).
-    pub fn from_headers(
+    fn from_headers(
         state: &HttpState,
         headers: &HeaderMap,
         state_changing: bool,

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::error::ApiError;
 use super::extract::Caller;
 use super::state::SharedState;
 use crate::config::HttpSettings;
@@ -201,8 +202,8 @@ struct LoginProvider {
     label: String,
 }
 
-async fn config(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let caller = Caller::from_headers(&state, &headers, false).ok();
+async fn config(State(state): State<SharedState>, caller: Result<Caller, ApiError>) -> Response {
+    let caller = caller.ok();
     let body = PageConfig {
         websocket_port: state.settings.websocket_port,
         websocket_url: state.settings.websocket_url.clone(),
