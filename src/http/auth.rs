@@ -81,7 +81,8 @@ pub(super) async fn login(
         address: addr.map(|a| a.to_string()),
         ..Opening::default()
     };
-    open(&state, &opening, PASSWORD, req.cookie, now).await
+    let pair = open(&state, &opening, PASSWORD, now).await?;
+    Ok(token_response(&state, &pair, req.cookie, PASSWORD.message))
 }
 
 #[derive(Deserialize, Default)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ClientAddr, OptionalBody, check_origin};
-use super::session::{LoginKind, open, optional_name};
+use super::session::{LoginKind, open, optional_name, token_response};
 use super::state::{LimitKey, SharedState};
 use crate::config::GuestRefresh;
 use crate::permissions::Asserted;
@@ -93,5 +93,6 @@ pub(super) async fn create(
         result: "guest",
         message: "logged in as guest",
     };
-    open(&state, &opening, kind, req.cookie, now).await
+    let pair = open(&state, &opening, kind, now).await?;
+    Ok(token_response(&state, &pair, req.cookie, kind.message))
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Body, ClientAddr, check_origin};
-use super::session::{LoginKind, PASSWORD, lifecycle_error, open, optional_name};
+use super::session::{LoginKind, PASSWORD, lifecycle_error, open, optional_name, token_response};
 use super::state::SharedState;
 use crate::clock::rfc3339;
 use crate::tokens::challenge::{ChallengeError, IssueError};
@@ -115,5 +115,6 @@ pub(super) async fn authenticate(
         method: "nkey",
         ..PASSWORD
     };
-    open(&state, &opening, kind, req.cookie, now).await
+    let pair = open(&state, &opening, kind, now).await?;
+    Ok(token_response(&state, &pair, req.cookie, kind.message))
 }

@@ -14,7 +14,7 @@ use tracing::warn;
 use super::cookies;
 use super::error::ApiError;
 use super::extract::ClientAddr;
-use super::session::{PROVIDER, optional_name, session_cookies, start};
+use super::session::{PROVIDER, open, optional_name, session_cookies};
 use super::state::{HttpState, SharedState};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
@@ -227,9 +227,7 @@ async fn complete(
         address: address.map(|a| a.to_string()),
         ..Opening::default()
     };
-    let pair = start(state, &opening, PROVIDER, now)
-        .await
-        .map_err(Outcome::Api)?;
+    let pair = open(state, &opening, PROVIDER, now).await.map_err(Outcome::Api)?;
     let mut set = session_cookies(state, &pair, true);
     set.push(pending_cookie(state, "", 0));
     Ok(see_other("/", &set))

@@ -73,9 +73,10 @@ pub(super) const PROVIDER: LoginKind = LoginKind {
     message: "logged in",
 };
 
-/// Start the session of a login that has proved who `opening.user` is: counted, and
-/// logged once ("session started", with how the user proved it).
-pub(super) async fn start(
+/// Open the session of a login that has proved who `opening.user` is: counted, and logged
+/// once ("session started", with how the user proved it). The handler answers its tokens
+/// ([`token_response`], or cookies and a redirect after a provider's login).
+pub(super) async fn open(
     state: &HttpState,
     opening: &Opening<'_>,
     kind: LoginKind,
@@ -96,18 +97,6 @@ pub(super) async fn start(
         "session started"
     );
     Ok(pair)
-}
-
-/// Open the session of a login that has proved who `opening.user` is, and answer its tokens.
-pub(super) async fn open(
-    state: &HttpState,
-    opening: &Opening<'_>,
-    kind: LoginKind,
-    browser: bool,
-    now: i64,
-) -> Result<Response, ApiError> {
-    let pair = start(state, opening, kind, now).await?;
-    Ok(token_response(state, &pair, browser, kind.message))
 }
 
 /// The token response: body plus cookies. `browser` keeps tokens out of the body.
