@@ -106,9 +106,11 @@ fn steps(c: &mut Crit) {
     let snapshot = testing::demo_snapshot();
     let revoked = RevocationIndex::default();
     let policy = Policy::from_settings(&CalloutSettings::default()).unwrap();
+    let rooms = nats_callout::rooms::RoomIndex::default();
     let inputs = Inputs {
         tokens: &w.tokens,
         snapshot: &snapshot,
+        rooms: &rooms,
         revoked: &revoked,
         policy: &policy,
     };

@@ -28,6 +28,8 @@ use crate::ops::{Health, Instance, Ops};
 use crate::permissions::published;
 use crate::permissions::{Permissions, Snapshot};
 use crate::reload::{Reloader, Source};
+use crate::rooms::store::{KvRooms, RedbRooms, RoomStore};
+use crate::rooms::{RoomIndex, RoomService};
 use crate::tokens::refresh::{RefreshService, RefreshSettings};
 use crate::tokens::revocation::Revocations;
 use crate::tokens::store::{KvSettings, KvStore, RedbStore, TokenStore};
@@ -43,6 +45,9 @@ pub struct App {
     requests: async_nats::Client,
     /// The store whose revocations bucket this instance follows (JetStream backend).
     shared: Option<Arc<KvStore>>,
+    /// Rooms as data, and with the JetStream backend the bucket this instance follows.
+    rooms: Arc<RoomService>,
+    shared_rooms: Option<Arc<KvRooms>>,
     callout: Arc<Callout>,
     tokens: Arc<TokenService>,
     permissions: Permissions,
@@ -79,8 +84,9 @@ impl App {
         let admin = bind(&config.http.admin_listen, "the operations listener").await?;
         let health = Arc::new(Health::default());
         let client = connect_as(&config, "service", Some((&health, "nats"))).await?;
-        let (tokens, shared) = open_tokens(&config, token_keys.clone(), &client).await?;
+        let (tokens, shared, embedded) = open_tokens(&config, token_keys.clone(), &client).await?;
         let tokens = Arc::new(tokens);
+        let (rooms, shared_rooms) = open_rooms(&config, embedded, &client).await?;
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
         let callout = Arc::new(
@@ -91,9 +97,10 @@ impl App {
                 tokens.revocations().clone(),
                 policy,
             )
-            .with_operator(operator),
+            .with_operator(operator)
+            .with_rooms(rooms.index().clone()),
         );
-        let enforcement = build_enforcement(&config, &health, &permissions, &tokens).await?;
+        let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index()).await?;
         let reloader = build_reloader(&config, &client, &permissions, enforcement.clone());
         let ops = Arc::new(
             Ops::new(
@@ -106,12 +113,14 @@ impl App {
             .with_enforcement(enforcement)
             .with_providers(providers),
         );
-        not_ready_until_subscribed(&ops, shared.is_some());
+        not_ready_until_subscribed(&ops, shared.is_some(), shared_rooms.is_some());
         let requests = connect_as(&config, "requests", Some((&health, "nats-requests"))).await?;
         Ok(App {
             client,
             requests,
             shared,
+            rooms,
+            shared_rooms,
             callout,
             tokens,
             permissions,
@@ -143,6 +152,11 @@ impl App {
         self.ops.clone()
     }
 
+    /// Rooms as data.
+    pub fn rooms(&self) -> Arc<RoomService> {
+        self.rooms.clone()
+    }
+
     /// Where the HTTP API listens (port 0 in the config picks a free port).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
@@ -162,7 +176,8 @@ impl App {
                 self.config.http.clone(),
                 self.ops.clone(),
             )
-            .with_guest_refresh(self.config.tokens.guest_refresh),
+            .with_guest_refresh(self.config.tokens.guest_refresh)
+            .with_rooms(self.rooms.clone()),
         )
     }
 
@@ -174,6 +189,8 @@ impl App {
             client,
             requests,
             shared,
+            rooms,
+            shared_rooms,
             callout,
             tokens,
             permissions,
@@ -185,6 +202,7 @@ impl App {
         let mut tasks = Tasks::new();
         // Every live revocation is in force before the first authorization is answered.
         let revocations_loaded = spawn_revocation_feed(&mut tasks, shared, &tokens, &ops, &stop);
+        let rooms_loaded = spawn_rooms_feed(&mut tasks, shared_rooms, &rooms, &ops, &stop);
         let serving = Serving {
             requests,
             service: client.clone(),
@@ -192,11 +210,12 @@ impl App {
             queue: config.callout.queue_group.clone(),
             max_in_flight: config.callout.max_in_flight,
         };
-        tasks.spawn(serving.run(revocations_loaded, ops.clone(), stop.clone()));
+        tasks.spawn(serving.run([revocations_loaded, rooms_loaded], ops.clone(), stop.clone()));
         let endpoints = crate::endpoints::Endpoints {
             client: client.clone(),
             tokens: tokens.clone(),
             permissions,
+            rooms: rooms.clone(),
             ops: ops.clone(),
         };
         let s = stop.clone();
@@ -205,6 +224,7 @@ impl App {
         spawn_enforcement(&mut tasks, &ops, &client, &stop);
         spawn_listeners(&mut tasks, [(http, false), (admin, true)], &state, &stop);
         spawn_key_refreshes(&mut tasks, &ops, &stop);
+        tasks.spawn(sweep_rooms(rooms, config.tokens.janitor_interval, stop.clone()));
         tasks.spawn(crate::tokens::janitor::run(
             tokens,
             config.tokens.janitor_interval,
@@ -268,7 +288,7 @@ async fn open_tokens(
     config: &Config,
     keys: Arc<TokenKeys>,
     client: &async_nats::Client,
-) -> anyhow::Result<(TokenService, Option<Arc<KvStore>>)> {
+) -> anyhow::Result<(TokenService, Option<Arc<KvStore>>, Option<Arc<redb::Database>>)> {
     let t = &config.tokens;
     let secret = read_secret_key(&t.refresh_secret_file).context("while loading the refresh-token secret")?;
     let settings = RefreshSettings {
@@ -277,18 +297,19 @@ async fn open_tokens(
         grace: t.refresh_grace,
         tombstone: t.refresh_idle,
     };
-    let (store, shared): (Arc<dyn TokenStore>, _) = match config.store.backend {
+    let (store, shared, embedded): (Arc<dyn TokenStore>, _, _) = match config.store.backend {
         StoreBackend::Redb => {
             if let Some(dir) = t.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
             }
             let store = RedbStore::open(&t.store_path)
                 .with_context(|| format!("while opening the token store {}", t.store_path.display()))?;
-            (Arc::new(store), None)
+            let db = store.database();
+            (Arc::new(store), None, Some(db))
         }
         StoreBackend::Jetstream => {
             let kv = Arc::new(KvStore::new(client.clone(), kv_settings(config, &settings)));
-            (kv.clone() as Arc<dyn TokenStore>, Some(kv))
+            (kv.clone() as Arc<dyn TokenStore>, Some(kv), None)
         }
     };
     let refresh = RefreshService::new(store, secret, settings);
@@ -299,7 +320,43 @@ async fn open_tokens(
     Ok((
         TokenService::new(keys, refresh, revocations, t.access_ttl),
         shared,
+        embedded,
     ))
+}
+
+/// Rooms as data, in the token store's redb file (loaded now) or in their JetStream
+/// bucket (followed in `run`; nothing is decided before it is loaded).
+async fn open_rooms(
+    config: &Config,
+    embedded: Option<Arc<redb::Database>>,
+    client: &async_nats::Client,
+) -> anyhow::Result<(Arc<RoomService>, Option<Arc<KvRooms>>)> {
+    let index = Arc::new(RoomIndex::default());
+    let reserved = config.callout.auth_users.clone();
+    let settings = config.rooms.clone();
+    let (store, shared): (Arc<dyn RoomStore>, _) = match embedded {
+        Some(db) => (
+            Arc::new(RedbRooms::open(db).context("while opening the rooms' tables")?),
+            None,
+        ),
+        None => {
+            let kv = Arc::new(KvRooms::new(
+                client.clone(),
+                &config.store.bucket_prefix,
+                config.store.replicas,
+            ));
+            (kv.clone() as Arc<dyn RoomStore>, Some(kv))
+        }
+    };
+    let service = Arc::new(RoomService::new(
+        store,
+        index,
+        settings,
+        reserved,
+        shared.is_some(),
+    ));
+    service.load().await.context("while loading the rooms")?;
+    Ok((service, shared))
 }
 
 /// The JetStream buckets' settings: records outlive every session they may describe,
@@ -333,6 +390,7 @@ async fn build_enforcement(
     health: &Arc<Health>,
     permissions: &Permissions,
     tokens: &TokenService,
+    rooms: &Arc<RoomIndex>,
 ) -> anyhow::Result<Option<Arc<Enforcement>>> {
     let Some(sys) = system_connection(config, health).await? else {
         warn!("no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off");
@@ -342,6 +400,7 @@ async fn build_enforcement(
         sys,
         permissions.clone(),
         tokens.revocations().clone(),
+        rooms.clone(),
         config.enforcement.clone(),
         config.callout.enforced_accounts(),
         leadership(config),
@@ -367,8 +426,8 @@ fn build_reloader(
 }
 
 /// Not ready until their subscriptions are in place (see `health::ready_after_flush`), nor,
-/// on JetStream, until the revocations are loaded.
-fn not_ready_until_subscribed(ops: &Ops, shared: bool) {
+/// on JetStream, until the revocations and the rooms are loaded.
+fn not_ready_until_subscribed(ops: &Ops, shared: bool, shared_rooms: bool) {
     for part in ["callout", "endpoints", "enforcement"] {
         if part != "enforcement" || ops.enforcement.is_some() {
             ops.health.set(part, false, "subscribing");
@@ -377,7 +436,13 @@ fn not_ready_until_subscribed(ops: &Ops, shared: bool) {
     if shared {
         ops.health.set(feed::PART, false, "loading from JetStream");
     }
+    if shared_rooms {
+        ops.health.set(ROOMS_PART, false, "loading from JetStream");
+    }
 }
+
+/// The readiness part of the rooms' JetStream bucket.
+const ROOMS_PART: &str = "rooms";
 
 /// Bind a listener, or none for an empty address.
 async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
@@ -410,6 +475,51 @@ fn spawn_revocation_feed(
     loaded
 }
 
+/// With the shared store, follow the rooms' bucket (the answer says when it is loaded);
+/// with the embedded one they are loaded already.
+fn spawn_rooms_feed(
+    tasks: &mut Tasks,
+    shared: Option<Arc<KvRooms>>,
+    rooms: &Arc<RoomService>,
+    ops: &Ops,
+    stop: &CancellationToken,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (loaded_tx, loaded) = tokio::sync::watch::channel(shared.is_none());
+    if let Some(store) = shared {
+        let (rooms, health, stop) = (rooms.clone(), ops.health.clone(), stop.clone());
+        let mut ready = loaded_tx.subscribe();
+        tasks.spawn(async move {
+            let follow = store.follow(rooms.index(), loaded_tx, stop);
+            let report = async {
+                feed::until_loaded(&mut ready).await;
+                health.set(ROOMS_PART, true, "watching");
+            };
+            tokio::join!(follow, report);
+            Ok(())
+        });
+    }
+    loaded
+}
+
+/// Sweep memberships that grant nothing (left by a crash, or written for a room deleted
+/// meanwhile), every `every`.
+async fn sweep_rooms(
+    rooms: Arc<RoomService>,
+    every: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = rooms.sweep(now_secs(), Duration::from_secs(60)).await {
+            warn!(error = %e, "rooms sweep failed");
+        }
+    }
+}
+
 /// The callout's side of a running service: what it serves with.
 struct Serving {
     requests: async_nats::Client,
@@ -424,7 +534,7 @@ impl Serving {
     /// requests until `stop`; then drain the requests connection.
     async fn run(
         self,
-        mut revocations_loaded: tokio::sync::watch::Receiver<bool>,
+        loaded: [tokio::sync::watch::Receiver<bool>; 2],
         ops: Arc<Ops>,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
@@ -432,7 +542,9 @@ impl Serving {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = async {
-                feed::until_loaded(&mut revocations_loaded).await;
+                for mut l in loaded {
+                    feed::until_loaded(&mut l).await;
+                }
                 feed::until_loaded(&mut permissions_loaded).await;
             } => {}
         }

@@ -1,4 +1,4 @@
-//! The service's own NATS endpoints: `auth.v1.usercontext` for
+//! The service's own NATS endpoints: `auth.v1.usercontext` and `auth.v1.rooms.*` for
 //! internal services, and the admin subject the `revoke` command talks to.
 
 use std::sync::Arc;
@@ -14,12 +14,16 @@ use crate::context::user_context;
 use crate::enforcement::Enforcement;
 use crate::ops::Ops;
 use crate::permissions::{Permissions, Snapshot};
+use crate::rooms::RoomService;
 use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::service::TokenService;
 use crate::wire::{
-    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, TOKEN_RESET_SUBJECT,
-    TokenResetRequest, USER_CONTEXT_SUBJECT,
+    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, ROOMS_SUBJECTS,
+    TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
 };
+
+/// What precedes a room operation's name in its subject.
+const ROOMS_PREFIX: &str = "auth.v1.rooms.";
 
 #[derive(Deserialize)]
 struct TokenRequest {
@@ -51,8 +55,12 @@ pub struct Endpoints {
     pub client: async_nats::Client,
     pub tokens: Arc<TokenService>,
     pub permissions: Permissions,
+    pub rooms: Arc<RoomService>,
     pub ops: Arc<Ops>,
 }
+
+/// Room requests answered at once (each may wait for the store).
+const ROOM_REQUESTS_AT_ONCE: usize = 16;
 
 impl Endpoints {
     /// Serve until `stop`.
@@ -61,6 +69,7 @@ impl Endpoints {
             client,
             tokens,
             permissions,
+            rooms,
             ops,
         } = self;
         let queue = ops.instance.queue_group.clone();
@@ -68,10 +77,35 @@ impl Endpoints {
             .queue_subscribe(USER_CONTEXT_SUBJECT, queue.clone())
             .await?;
         let mut resets = client.queue_subscribe(TOKEN_RESET_SUBJECT, queue.clone()).await?;
-        let mut admin = client.queue_subscribe(ADMIN_REVOKE_SUBJECT, queue).await?;
+        let mut admin = client
+            .queue_subscribe(ADMIN_REVOKE_SUBJECT, queue.clone())
+            .await?;
         let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
         let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
+        let room_requests = client.queue_subscribe(ROOMS_SUBJECTS, queue.clone()).await?;
+        // Room requests beside the rest: a change waits for its store.
+        let rooms_served = room_requests
+            .take_until(stop.clone().cancelled_owned())
+            .for_each_concurrent(ROOM_REQUESTS_AT_ONCE, |m| {
+                let (client, rooms, tokens, permissions) = (&client, &rooms, &tokens, &permissions);
+                async move {
+                    let operation = m.subject.as_str().strip_prefix(ROOMS_PREFIX).unwrap_or("");
+                    let snapshot = permissions.load_full();
+                    let reply = crate::rooms::requests::answer(
+                        rooms,
+                        &snapshot,
+                        tokens,
+                        operation,
+                        &m.payload,
+                        now_secs(),
+                    )
+                    .await;
+                    respond(client, m.reply, reply).await;
+                }
+            });
+        tokio::pin!(rooms_served);
+        let mut rooms_done = false;
         // Ready once the subscriptions above reached the server (awaited beside the loop).
         let ready = crate::health::ready_after_flush(client.clone(), ops.health.clone(), "endpoints");
         tokio::pin!(ready);
@@ -79,6 +113,7 @@ impl Endpoints {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                () = &mut rooms_served, if !rooms_done => rooms_done = true,
                 () = &mut ready, if readying => readying = false,
                 Some(m) = contexts.next() => {
                     let snapshot = permissions.load_full();

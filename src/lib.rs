@@ -21,6 +21,7 @@
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
 //! - [`operator`]: operator mode: the AUTH and target accounts' keys; the set-up `keys --operator` writes.
 //! - [`oidc`]: OpenID providers: their tokens verified with cached keys, kept fresh in the background; logging in through them.
+//! - [`rooms`]: rooms as data: created, shared and taken back by users and apps; the index decisions read.
 //! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
@@ -54,6 +55,7 @@ pub mod ops;
 pub mod password;
 pub mod permissions;
 pub mod reload;
+pub mod rooms;
 pub mod subjects;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

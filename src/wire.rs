@@ -24,8 +24,10 @@ pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
 pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";
 /// Re-authorize connections by token id, user or session (exported to the app account).
 pub const TOKEN_RESET_SUBJECT: &str = "auth.v1.tokenReset";
+/// Rooms as data for app services: `auth.v1.rooms.<operation>` (exported to the app account).
+pub const ROOMS_SUBJECTS: &str = "auth.v1.rooms.>";
 /// What users with the `service` role may publish to: the service's own endpoints.
-pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT];
+pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT, ROOMS_SUBJECTS];
 
 /// NATS service discovery (`$SRV.PING|INFO|STATS[.name[.id]]`).
 pub const DISCOVERY_SUBJECTS: &str = "$SRV.>";
@@ -74,6 +76,9 @@ pub struct DecisionRecord {
     pub expires_at: i64,
     pub snapshot_epoch: u64,
     pub revocation_epoch: u64,
+    /// The rooms index's epoch the decision read (older records: 0).
+    #[serde(default)]
+    pub rooms_epoch: u64,
     /// When the connection was allowed (unix seconds).
     #[serde(default)]
     pub at: i64,
@@ -125,11 +130,11 @@ mod tests {
         let p = |service, token_reset| Privileges { service, token_reset };
         let subjects = |p| privilege_subjects(p).collect::<Vec<_>>();
         assert!(subjects(p(false, false)).is_empty());
-        assert_eq!(subjects(p(true, false)), ["auth.v1.usercontext"]);
+        assert_eq!(subjects(p(true, false)), ["auth.v1.usercontext", "auth.v1.rooms.>"]);
         assert_eq!(subjects(p(false, true)), ["auth.v1.tokenReset"]);
         assert_eq!(
             subjects(p(true, true)),
-            ["auth.v1.usercontext", "auth.v1.tokenReset"]
+            ["auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.tokenReset"]
         );
     }
 

@@ -230,10 +230,13 @@ fn check_connection_type(req: &AuthRequest, t: ConnectionTypes) -> Result<(), De
     }
 }
 
-/// What a decision reads besides the request: keys, permissions, revocations, rules.
+/// What a decision reads besides the request: keys, permissions, rooms in data,
+/// revocations, rules.
 pub struct Inputs<'a> {
     pub tokens: &'a TokenKeys,
     pub snapshot: &'a Snapshot,
+    /// Rooms as data (an in-memory index, never the store).
+    pub rooms: &'a crate::rooms::RoomIndex,
     pub revoked: &'a RevocationIndex,
     pub policy: &'a Policy,
 }
@@ -263,6 +266,7 @@ fn grant_for(
 ) -> Result<Grant, Deny> {
     let Inputs {
         snapshot,
+        rooms,
         revoked,
         policy,
         ..
@@ -289,7 +293,7 @@ fn grant_for(
         .ok_or(Deny::BadUserId(NameError::Empty))?;
     let mut g = Granted::new(inbox, requested.len());
     for room in requested {
-        match snapshot.access(user, room) {
+        match crate::rooms::access(snapshot, rooms, user, room) {
             Some(access) => g.room(policy, room, uid, access),
             None => g.refused.push(room.to_string()),
         }
@@ -381,6 +385,7 @@ mod tests {
         let inputs = Inputs {
             tokens: k,
             snapshot: s,
+            rooms: &crate::rooms::RoomIndex::default(),
             revoked: &revoked,
             policy: p,
         };
@@ -503,7 +508,7 @@ mod tests {
             ("root", &["chat.ops.root"]),
             ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
             // The default token-reset roles are sysadmin alone (least privilege).
-            ("svc", &["chat.ops.svc", "auth.v1.usercontext"]),
+            ("svc", &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.rooms.>"]),
         ];
         for (user, publish) in cases {
             let g = grant(user, "ops").unwrap();
@@ -656,6 +661,7 @@ mod tests {
         let inputs = Inputs {
             tokens: &k,
             snapshot: &s,
+            rooms: &crate::rooms::RoomIndex::default(),
             revoked: &idx,
             policy: &p,
         };

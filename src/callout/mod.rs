@@ -36,6 +36,8 @@ pub struct Callout {
     permissions: Permissions,
     revocations: Revocations,
     policy: Policy,
+    /// Rooms as data (empty unless the service keeps them).
+    rooms: Arc<crate::rooms::RoomIndex>,
     counters: Arc<Counters>,
 }
 
@@ -118,8 +120,15 @@ impl Callout {
             permissions,
             revocations,
             policy,
+            rooms: Arc::default(),
             counters: Arc::default(),
         }
+    }
+
+    /// Decide with the rooms in data this index holds.
+    pub fn with_rooms(mut self, rooms: Arc<crate::rooms::RoomIndex>) -> Self {
+        self.rooms = rooms;
+        self
     }
 
     /// Serve an operator-mode server (see [`crate::operator`]).
@@ -196,12 +205,17 @@ impl Callout {
             return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
         }
         // Epochs first: a decision never claims a newer epoch than the data it used.
-        let epochs = (self.permissions.epoch(), self.revocations.epoch());
+        let epochs = Epochs {
+            snapshot: self.permissions.epoch(),
+            revocations: self.revocations.epoch(),
+            rooms: self.rooms.epoch(),
+        };
         let snapshot = self.permissions.load();
         let revoked = self.revocations.load();
         let inputs = Inputs {
             tokens: &self.tokens,
             snapshot: &snapshot,
+            rooms: &self.rooms,
             revoked: &revoked,
             policy: &self.policy,
         };
@@ -294,12 +308,15 @@ impl Callout {
 }
 
 /// What live enforcement needs to know about an allowed connection.
-fn decision_record(
-    req: &AuthRequest,
-    g: &Grant,
-    (snapshot_epoch, revocation_epoch): (u64, u64),
-    now: i64,
-) -> DecisionRecord {
+/// The epochs of the data a decision read.
+#[derive(Debug, Clone, Copy)]
+struct Epochs {
+    snapshot: u64,
+    revocations: u64,
+    rooms: u64,
+}
+
+fn decision_record(req: &AuthRequest, g: &Grant, epochs: Epochs, now: i64) -> DecisionRecord {
     DecisionRecord {
         conn: ConnKey {
             server: req.server_id.id.clone(),
@@ -314,8 +331,9 @@ fn decision_record(
         privileges: g.privileges,
         leafnode: req.client_info.kind == "Leafnode",
         expires_at: g.expires_at,
-        snapshot_epoch,
-        revocation_epoch,
+        snapshot_epoch: epochs.snapshot,
+        revocation_epoch: epochs.revocations,
+        rooms_epoch: epochs.rooms,
         asserted: g.identity.ext.clone(),
         at: now,
     }

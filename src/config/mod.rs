@@ -10,6 +10,7 @@ pub mod identity;
 mod log;
 mod nats;
 mod permissions;
+mod rooms;
 mod store;
 mod tokens;
 
@@ -27,6 +28,7 @@ pub use identity::{IdentitySettings, OidcSettings, UnknownUsers};
 pub use log::{LogFormat, LogSettings};
 pub use nats::NatsSettings;
 pub use permissions::{PermissionSettings, PermissionSource};
+pub use rooms::RoomSettings;
 pub use store::{StoreBackend, StoreSettings};
 pub use tokens::{DEFAULT_MAX_TOKEN_TTL, GuestRefresh, TokenSettings};
 
@@ -74,6 +76,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Identity providers (`[[identity.oidc]]`).
     pub identity: IdentitySettings,
+    /// Rooms as data.
+    pub rooms: RoomSettings,
 }
 
 /// One section of the configuration (`[nats]`, `[callout]`, ...).
@@ -112,8 +116,9 @@ impl Config {
     }
 
     /// Every section, for what they all do.
-    fn sections(&mut self) -> [&mut dyn Section; 9] {
+    fn sections(&mut self) -> [&mut dyn Section; 10] {
         [
+            &mut self.rooms,
             &mut self.nats,
             &mut self.callout,
             &mut self.tokens,
@@ -143,7 +148,8 @@ impl Config {
     /// Check values that would otherwise fail later, at the first request: each section,
     /// then what spans sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [&dyn Section; 9] = [
+        let sections: [&dyn Section; 10] = [
+            &self.rooms,
             &self.nats,
             &self.callout,
             &self.tokens,

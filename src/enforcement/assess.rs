@@ -2,6 +2,7 @@
 
 use crate::permissions::Privileges;
 use crate::permissions::{Role, Snapshot};
+use crate::rooms::RoomIndex;
 use crate::tokens::revocation::RevocationIndex;
 
 use super::registry::Entry;
@@ -22,6 +23,8 @@ pub enum Action {
 pub struct Current<'a> {
     /// The permissions now.
     pub snapshot: &'a Snapshot,
+    /// Rooms as data now.
+    pub rooms: &'a RoomIndex,
     /// The permissions before a reload (for connections whose decision is unknown).
     pub old: Option<&'a Snapshot>,
     pub revoked: &'a RevocationIndex,
@@ -33,6 +36,7 @@ pub struct Current<'a> {
 pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
     let Current {
         snapshot: new,
+        rooms,
         old,
         revoked,
         token_reset_roles,
@@ -61,7 +65,7 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
         return Action::Reauthorize("user-removed");
     };
     for (room, granted) in &d.rooms {
-        let lost = match new.access(&user, room) {
+        let lost = match crate::rooms::access(new, rooms, &user, room) {
             None => true,
             Some(now) => (granted.can_read() && !now.can_read()) || (granted.can_write() && !now.can_write()),
         };
@@ -108,6 +112,7 @@ mod tests {
                 expires_at: 1000,
                 snapshot_epoch: 1,
                 revocation_epoch: 0,
+                rooms_epoch: 0,
                 asserted: None,
                 at: 0,
             }),
@@ -116,8 +121,10 @@ mod tests {
 
     /// Judge `e` against `after` (and `old`, before a reload), with the default token-reset roles.
     fn judge(e: &Entry, old: Option<&Snapshot>, after: &Snapshot, revoked: &RevocationIndex) -> Action {
+        let rooms = RoomIndex::default();
         let current = Current {
             snapshot: after,
+            rooms: &rooms,
             old,
             revoked,
             token_reset_roles: &[Role::Sysadmin, Role::Service],

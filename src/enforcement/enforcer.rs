@@ -38,6 +38,7 @@ impl Enforcement {
     ) -> Current<'a> {
         Current {
             snapshot,
+            rooms: &self.rooms,
             old,
             revoked,
             token_reset_roles: &self.settings.token_reset_roles,
@@ -57,8 +58,9 @@ impl Enforcement {
     /// A new decision arrived: record it; if it was made on an older snapshot or
     /// revocation epoch, judge it again now.
     pub fn on_decision(&self, d: DecisionRecord) {
-        let stale =
-            d.snapshot_epoch < self.permissions.epoch() || d.revocation_epoch < self.revocations.epoch();
+        let stale = d.snapshot_epoch < self.permissions.epoch()
+            || d.revocation_epoch < self.revocations.epoch()
+            || d.rooms_epoch < self.rooms.epoch();
         let conn = d.conn.clone();
         let entry = {
             let mut r = self.registry();
@@ -105,6 +107,44 @@ impl Enforcement {
                 .collect()
         };
         info!(connections = affected.len(), "{why}: connections to re-authorize");
+        for (conn, action) in affected {
+            self.enqueue(conn, action, since);
+        }
+    }
+
+    /// Rooms in data changed: the connections of users who lost something decide again
+    /// (the lame-duck notice, then a kick after the grace), as after a permission edit.
+    pub fn on_room_changes(&self, changes: &[crate::rooms::AccessChange]) {
+        if !self.is_leader() {
+            return;
+        }
+        let since = Instant::now();
+        let users: HashSet<&str> = changes
+            .iter()
+            .filter(|c| c.lost())
+            .map(|c| c.user.as_str())
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        let (snapshot, revoked) = (self.permissions.load(), self.revocations.load());
+        let current = self.current(&snapshot, None, &revoked);
+        let affected: Vec<(ConnKey, Action)> = {
+            let r = self.registry();
+            users
+                .iter()
+                .flat_map(|u| r.by_user(u))
+                .filter_map(|k| {
+                    let action = assess(r.get(&k)?, &current);
+                    (action != Action::Keep).then_some((k, action))
+                })
+                .collect()
+        };
+        info!(
+            users = users.len(),
+            connections = affected.len(),
+            "rooms changed: connections to re-authorize"
+        );
         for (conn, action) in affected {
             self.enqueue(conn, action, since);
         }

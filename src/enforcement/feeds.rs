@@ -73,6 +73,7 @@ impl Feeds {
     /// Follow every feed until `stop`; the gauges are published every second.
     pub(super) async fn run(mut self, me: Arc<Enforcement>, stop: CancellationToken) {
         let mut revocations = me.revocations.subscribe();
+        let mut rooms = me.rooms.subscribe();
         let mut beat = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -95,6 +96,12 @@ impl Feeds {
                         me.registry().remove(&ev.conn().0);
                     }
                 }
+                r = rooms.recv() => match r {
+                    Ok(changes) => me.on_room_changes(&changes),
+                    // Too many changes at once to follow one by one: judge everyone.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => me.on_acquire(),
+                    Err(_) => {}
+                },
                 r = revocations.recv() => match r {
                     Ok(revs) => me.on_revocations(&revs),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

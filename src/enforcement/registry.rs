@@ -280,6 +280,7 @@ mod tests {
             expires_at: 100,
             snapshot_epoch: 1,
             revocation_epoch: 0,
+            rooms_epoch: 0,
             asserted: None,
             at: 0,
         }

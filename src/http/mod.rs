@@ -13,7 +13,12 @@
 //! | POST | `/api/auth/refresh`, `/api/auth/logout` | a refresh token or cookie | `auth` |
 //! | POST | `/api/auth/revoke` | a caller (admins: anyone's) | `auth` |
 //! | POST | `/api/auth/introspect` | admins | `auth` |
-//! | GET | `/api/auth/me`, `/api/rooms` | a caller | `user` |
+//! | GET | `/api/auth/me` | a caller | `user` |
+//! | GET, POST | `/api/rooms` (`?open=true`: open rooms) | a caller (create: `rooms.creators`) | `rooms` |
+//! | DELETE | `/api/rooms/{name}` | owners, admins | `rooms` |
+//! | GET, POST | `/api/rooms/{name}/members` | members; owners and admins add | `rooms` |
+//! | DELETE | `/api/rooms/{name}/members/{user}` | owners, admins, the member | `rooms` |
+//! | POST | `/api/rooms/{name}/join` | a caller, open rooms | `rooms` |
 //! | GET | `/api/auth/sessions` | a caller (admins: `?userId=`) | `sessions` |
 //! | GET | `/api/auth/oidc/{name}/login`, `/callback` | anyone (browser login) | `oidc` |
 //! | GET | `/api/console/{connections,permissions,denies,metrics}` | admins | `console` |
@@ -38,6 +43,7 @@ mod keylogin;
 mod oidc;
 pub mod policy;
 pub mod ratelimit;
+mod rooms;
 mod session;
 mod sessions;
 pub mod state;
@@ -46,11 +52,12 @@ pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use state::{HttpState, SharedState};
 
-/// The largest body an `/api/auth` endpoint reads (a login, a key answer, a token).
+/// The largest body an `/api/auth` (or `/api/rooms`) endpoint reads (a login, a key
+/// answer, a token, a room).
 pub const AUTH_BODY_LIMIT: usize = 8 * 1024;
 
 /// The public router: the chat page and the user API (`http.listen`).
@@ -76,9 +83,23 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/console/denies", get(console::denies))
         .route("/api/console/metrics", get(console::metrics))
         .route("/api/console/token-reset", post(admin::token_reset))
-        .route("/api/rooms", get(user::rooms))
+        .merge(room_routes())
         .merge(web::routes())
         .with_state(state)
+}
+
+/// Rooms: the caller's, and rooms as data (contract 11). Bodies are small here too.
+fn room_routes() -> Router<SharedState> {
+    Router::new()
+        .route("/api/rooms", get(rooms::list).post(rooms::create))
+        .route("/api/rooms/{name}", delete(rooms::delete))
+        .route(
+            "/api/rooms/{name}/members",
+            get(rooms::members).post(rooms::add_member),
+        )
+        .route("/api/rooms/{name}/members/{user}", delete(rooms::remove_member))
+        .route("/api/rooms/{name}/join", post(rooms::join))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
 }
 
 /// The operations router (`http.admin_listen`): metrics, health, readiness and the admin

@@ -10,6 +10,7 @@ use crate::config::{GuestRefresh, HttpSettings};
 use crate::forwarded::TrustedProxies;
 use crate::ops::Ops;
 use crate::permissions::Permissions;
+use crate::rooms::RoomService;
 use crate::tokens::service::TokenService;
 
 /// Everything the handlers share.
@@ -27,6 +28,8 @@ pub struct HttpState {
     pub proxies: TrustedProxies,
     /// `tokens.guest_refresh`.
     pub guest_refresh: GuestRefresh,
+    /// Rooms as data.
+    pub rooms: Arc<RoomService>,
 }
 
 pub type SharedState = Arc<HttpState>;
@@ -70,7 +73,14 @@ impl HttpState {
             clock: Arc::new(crate::clock::now_secs),
             ops,
             guest_refresh: GuestRefresh::Default,
+            rooms: Arc::new(RoomService::in_memory()),
         }
+    }
+
+    /// Rooms as data from this service (the default keeps them in memory).
+    #[must_use]
+    pub fn with_rooms(self, rooms: Arc<RoomService>) -> Self {
+        HttpState { rooms, ..self }
     }
 
     /// Guests' sessions as `tokens.guest_refresh` says.

@@ -1,8 +1,7 @@
-//! Who am I (`/api/auth/me`, the same context as `auth.v1.usercontext`) and which rooms may I join.
+//! Who am I (`/api/auth/me`, the same context as `auth.v1.usercontext`).
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 
 use super::error::ApiError;
 use super::extract::Caller;
@@ -20,33 +19,4 @@ pub(super) async fn me(
         .map_err(|e| match e {
             ContextError::Store => ApiError::unavailable(e.code(), e.to_string()),
         })
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct RoomEntry {
-    name: String,
-    read: bool,
-    write: bool,
-}
-
-pub(super) async fn rooms(
-    State(state): State<SharedState>,
-    caller: Caller,
-) -> Result<Json<Vec<RoomEntry>>, ApiError> {
-    let snapshot = state.permissions.load();
-    let user = caller
-        .claims
-        .user(&snapshot)
-        .ok_or_else(|| ApiError::unauthorized("unknown-user", "user no longer exists"))?;
-    Ok(Json(
-        snapshot
-            .rooms_for(&user)
-            .into_iter()
-            .map(|(name, access)| RoomEntry {
-                name,
-                read: access.can_read(),
-                write: access.can_write(),
-            })
-            .collect(),
-    ))
 }

@@ -52,6 +52,19 @@ impl Snapshot {
         self.users.get(self.nkeys.get(key)?)
     }
 
+    /// Whether the files name `room` or match it by a pattern (of any user or group): such
+    /// a room is the files', and cannot be created as data.
+    #[must_use]
+    pub fn claims_room(&self, room: &str) -> bool {
+        self.rooms.binary_search_by(|r| (**r).cmp(room)).is_ok()
+            || self
+                .users
+                .values()
+                .chain(self.groups.values())
+                .flat_map(|u| u.patterns.iter())
+                .any(|(p, _)| p.matches(room))
+    }
+
     /// The grants a group gives its members, as a user named after the group.
     pub(crate) fn group(&self, name: &str) -> Option<&User> {
         self.groups.get(name)

@@ -792,6 +792,7 @@ fn check_decision(w: &Fuzz, s: &Snapshot, user: &str, requested: &str) {
     let inputs = Inputs {
         tokens: &w.w.tokens,
         snapshot: s,
+        rooms: &crate::rooms::RoomIndex::default(),
         revoked: &revoked,
         policy: &w.policy,
     };

@@ -59,7 +59,7 @@ from_redb!(
 
 /// A [`TokenStore`] in a redb file.
 pub struct RedbStore {
-    db: Database,
+    db: std::sync::Arc<Database>,
     path: PathBuf,
 }
 
@@ -77,7 +77,7 @@ impl RedbStore {
     /// # Errors
     /// The file cannot be created or opened (e.g. another process holds it).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = std::sync::Arc::new(Database::create(path)?);
         let store = Self {
             db,
             path: path.to_path_buf(),
@@ -86,6 +86,12 @@ impl RedbStore {
         Tables::open(&w)?;
         w.commit()?;
         Ok(store)
+    }
+
+    /// The database, for the other tables kept in the same file (rooms).
+    #[must_use]
+    pub fn database(&self) -> std::sync::Arc<Database> {
+        self.db.clone()
     }
 
     /// The file the store lives in.

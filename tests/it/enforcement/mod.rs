@@ -540,6 +540,7 @@ async fn reconcile_forgets_connections_the_server_no_longer_has() {
         // Current epochs: a stale record would be judged (and kicked) at once instead.
         snapshot_epoch: u64::MAX,
         revocation_epoch: u64::MAX,
+        rooms_epoch: u64::MAX,
         asserted: None,
         at: 0,
     };

@@ -263,9 +263,11 @@ fn decide_for(snapshot: &Snapshot, user: &str, rooms: Option<&str>) -> Result<Gr
     let token = w.token(user, NOW);
     let req = testing::auth_request(Some(&token), rooms, "Client", "nats");
     let revoked = RevocationIndex::default();
+    let rooms = nats_callout::rooms::RoomIndex::default();
     let inputs = Inputs {
         tokens: &w.tokens,
         snapshot,
+        rooms: &rooms,
         revoked: &revoked,
         policy,
     };
