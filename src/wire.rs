@@ -130,7 +130,10 @@ mod tests {
         let p = |service, token_reset| Privileges { service, token_reset };
         let subjects = |p| privilege_subjects(p).collect::<Vec<_>>();
         assert!(subjects(p(false, false)).is_empty());
-        assert_eq!(subjects(p(true, false)), ["auth.v1.usercontext", "auth.v1.rooms.>"]);
+        assert_eq!(
+            subjects(p(true, false)),
+            ["auth.v1.usercontext", "auth.v1.rooms.>"]
+        );
         assert_eq!(subjects(p(false, true)), ["auth.v1.tokenReset"]);
         assert_eq!(
             subjects(p(true, true)),

@@ -481,6 +481,98 @@ mod tests {
         }
     }
 
+    /// Rooms in data beside the files: a membership grants as a file grant does, the creator
+    /// holds the room, a file grant and a data membership add up (a pattern covering a data
+    /// room), and a membership that does not count (left, of a room deleted and made again,
+    /// of no room) grants nothing.
+    #[test]
+    fn data_rooms_grant_beside_the_files_table() {
+        use crate::rooms::{JoinPolicy, RoomEvent, RoomIndex};
+        use crate::testing::{member_event as member, room_event as room};
+        let rooms = RoomIndex::default();
+        let mut left = member("proj", "1", "carol", Access::Read, false);
+        if let RoomEvent::Member { member, .. } = &mut left {
+            member.left = true;
+        }
+        rooms.apply(&[
+            room("proj", "1", "alice", JoinPolicy::Invite),
+            member("proj", "1", "bob", Access::Read, false),
+            left,
+            room("xay", "1", "alice", JoinPolicy::Open),
+            member("xay", "1", "bob", Access::Read, false),
+            room("team-z", "1", "root", JoinPolicy::Invite),
+            member("team-z", "1", "alice", Access::Write, false),
+            room("again", "2", "root", JoinPolicy::Invite),
+            member("again", "1", "bob", Access::ReadWrite, false),
+            member("nowhere", "1", "bob", Access::ReadWrite, false),
+        ]);
+        // (user, requested rooms, publish allow, subscribe allow, refused)
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            // A read membership: hear, not speak. The creator: both.
+            ("bob", "proj", &[], &["_INBOX.bob.>", "chat.proj.>"], &[]),
+            (
+                "alice",
+                "proj",
+                &["chat.proj.alice"],
+                &["_INBOX.alice.>", "chat.proj.>"],
+                &[],
+            ),
+            // File pattern x*y gives bob write, data gives read: readwrite.
+            (
+                "bob",
+                "xay",
+                &["chat.xay.bob"],
+                &["_INBOX.bob.>", "chat.xay.>"],
+                &[],
+            ),
+            // alice: the pattern team-* reads, the data membership writes.
+            (
+                "alice",
+                "team-z",
+                &["chat.team-z.alice"],
+                &["_INBOX.alice.>", "chat.team-z.>"],
+                &[],
+            ),
+            // Memberships that do not count.
+            ("carol", "proj", &[], &["_INBOX.carol.>"], &["proj"]),
+            (
+                "bob",
+                "again;nowhere",
+                &[],
+                &["_INBOX.bob.>"],
+                &["again", "nowhere"],
+            ),
+            // Open is not joined: alice made it, nobody else holds it.
+            ("carol", "xay", &[], &["_INBOX.carol.>"], &["xay"]),
+            // Files and data in one request.
+            (
+                "bob",
+                "all1;proj;alice1",
+                &["chat.all1.bob"],
+                &["_INBOX.bob.>", "chat.all1.>", "chat.proj.>"],
+                &["alice1"],
+            ),
+        ];
+        let (k, _, p) = world();
+        let s = testing::snapshot(&format!("{PERMISSIONS}\n[users.carol]\n"));
+        let revoked = RevocationIndex::default();
+        let inputs = Inputs {
+            tokens: &k,
+            snapshot: &s,
+            rooms: &rooms,
+            revoked: &revoked,
+            policy: &p,
+        };
+        for (user, list, publish, subscribe, refused) in cases {
+            let r = req(Some(&token(&k, user, None)), Some(list), "Client", "nats");
+            let g = decide(&r, &inputs, NOW).unwrap_or_else(|e| panic!("{user} {list}: {}", e.deny));
+            assert_eq!(g.permissions.publish.allow, *publish, "{user} {list} pub");
+            assert_eq!(g.permissions.subscribe.allow, *subscribe, "{user} {list} sub");
+            assert_eq!(g.refused, *refused, "{user} {list} refused");
+        }
+    }
+
     #[test]
     fn users_go_only_to_the_accounts_the_policy_names() {
         let (k, _, mut p) = world();

@@ -125,6 +125,11 @@ impl Callout {
         }
     }
 
+    /// The rooms in data decisions read.
+    pub fn rooms(&self) -> &crate::rooms::RoomIndex {
+        &self.rooms
+    }
+
     /// Decide with the rooms in data this index holds.
     pub fn with_rooms(mut self, rooms: Arc<crate::rooms::RoomIndex>) -> Self {
         self.rooms = rooms;

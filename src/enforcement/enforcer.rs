@@ -135,7 +135,13 @@ impl Enforcement {
                 .iter()
                 .flat_map(|u| r.by_user(u))
                 .filter_map(|k| {
-                    let action = assess(r.get(&k)?, &current);
+                    let entry = r.get(&k)?;
+                    let action = match entry.decision {
+                        // Decided elsewhere or before a restart: which rooms it holds is not
+                        // known here, and this user lost one. Decide it again.
+                        None => Action::Reauthorize("room-lost"),
+                        Some(_) => assess(entry, &current),
+                    };
                     (action != Action::Keep).then_some((k, action))
                 })
                 .collect()

@@ -197,11 +197,10 @@ impl Inner {
                     users,
                     true,
                     |i| {
+                        // Its memberships stay until the store says they are gone: they grant
+                        // nothing without the room, and one a crash left behind is an orphan
+                        // to sweep.
                         i.rooms.remove(room.as_str());
-                        // Its memberships go with it (the store removes them too).
-                        if let Some(m) = i.members.remove(room.as_str()) {
-                            i.memberships -= m.len();
-                        }
                     },
                     out,
                 );
@@ -442,30 +441,10 @@ mod tests {
     use super::*;
     use crate::rooms::JoinPolicy;
 
-    fn room(name: &str, id: &str, join: JoinPolicy) -> RoomEvent {
-        RoomEvent::Room(RoomRecord {
-            name: name.into(),
-            id: id.into(),
-            description: None,
-            join,
-            created_at: 0,
-            created_by: "alice".into(),
-        })
-    }
+    use crate::testing::member_event as member;
 
-    fn member(room: &str, id: &str, user: &str, access: Access, owner: bool) -> RoomEvent {
-        RoomEvent::Member {
-            room: room.into(),
-            user: user.into(),
-            member: MemberRecord {
-                room_id: id.into(),
-                access,
-                owner,
-                added_at: 0,
-                added_by: "alice".into(),
-                left: false,
-            },
-        }
+    fn room(name: &str, id: &str, join: JoinPolicy) -> RoomEvent {
+        crate::testing::room_event(name, id, "alice", join)
     }
 
     fn removed(room: &str, user: &str) -> RoomEvent {
@@ -514,7 +493,14 @@ mod tests {
         assert!(ch.iter().all(AccessChange::lost));
         assert!(i.epoch() > before);
         assert_eq!((i.access("bob", "r"), i.owned_by("alice")), (None, 0));
-        assert_eq!(i.counts(), (0, 0));
+        // The membership is held (an orphan) until the store removes it.
+        assert_eq!(i.counts(), (0, 1));
+        assert_eq!(i.orphans().len(), 1);
+        i.apply(&[RoomEvent::MemberRemoved {
+            room: "r".into(),
+            user: "bob".into(),
+        }]);
+        assert_eq!((i.counts(), i.orphans().len()), ((0, 0), 0));
         // Made again: a membership of the old one (a crash, a race) grants nothing.
         i.apply(&[
             member("r", "1", "bob", Access::Read, false),

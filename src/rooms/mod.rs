@@ -33,3 +33,9 @@ pub fn access(snapshot: &Snapshot, index: &RoomIndex, user: &User, room: &str) -
         (f, d) => f.or(d),
     }
 }
+
+#[cfg(test)]
+mod suite {
+    //! The store suite on the embedded store.
+    crate::testing::rooms_suite::run_suite!(crate::testing::rooms_suite::RedbRoomsBackend::default());
+}

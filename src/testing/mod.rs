@@ -5,6 +5,7 @@
 //! Not part of the service: compiled only for tests and with the feature.
 
 pub mod fuzz;
+pub mod rooms_suite;
 pub mod store_suite;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::claims::encode;
 use crate::claims::request::{AuthRequest, ClientInfo, ConnectOpts};
 use crate::config::CalloutSettings;
 use crate::keys::CalloutKeys;
+use crate::permissions::Access;
 use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::access::kid_for;
 use crate::tokens::revocation::{Revocation, Revocations};
@@ -75,6 +77,45 @@ access = "read"
 members = ["bob"]
 access = "write"
 "#;
+
+/// A room in data named `name`, incarnation `id`, made by `creator` (its first owner).
+pub fn room_event(
+    name: &str,
+    id: &str,
+    creator: &str,
+    join: crate::rooms::JoinPolicy,
+) -> crate::rooms::RoomEvent {
+    crate::rooms::RoomEvent::Room(crate::rooms::RoomRecord {
+        name: name.into(),
+        id: id.into(),
+        description: None,
+        join,
+        created_at: 0,
+        created_by: creator.into(),
+    })
+}
+
+/// `user`'s membership of incarnation `id` of `room`.
+pub fn member_event(
+    room: &str,
+    id: &str,
+    user: &str,
+    access: Access,
+    owner: bool,
+) -> crate::rooms::RoomEvent {
+    crate::rooms::RoomEvent::Member {
+        room: room.into(),
+        user: user.into(),
+        member: crate::rooms::MemberRecord {
+            room_id: id.into(),
+            access,
+            owner,
+            added_at: 0,
+            added_by: "alice".into(),
+            left: false,
+        },
+    }
+}
 
 /// The nats-server binary: `NATS_SERVER_BIN`, then `.tools/` (where `make test` installs
 /// it), then `PATH`.

@@ -18,6 +18,7 @@
 //! - [`server_setup`]: the nats-server configuration `keys` writes and prints, used as README
 //!   says with a real nats-server;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
+//! - [`rooms`]: rooms as data: the HTTP API, live connections, app services, instances;
 //! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true;
 //! - [`docs`]: README is a front page, the book's links resolve, its reference pages are
@@ -38,6 +39,7 @@ mod oidc;
 mod operator;
 mod production;
 mod properties;
+mod rooms;
 mod security;
 mod server_setup;
 mod support;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::api::{assert_nats_denied, login, refresh, s};
-use crate::support::{DEADLINE, EnvOptions, TestEnv, connect_to};
+use crate::support::{DEADLINE, EnvOptions, TestEnv};
 use serde_json::{Value, json};
 
 /// Login, connect, refresh, reuse an old refresh token: the family is revoked and its
@@ -217,22 +217,11 @@ async fn revoke_command_reaches_the_running_service() {
 #[tokio::test]
 async fn user_context_endpoint_is_for_services_only() {
     let env = TestEnv::start(EnvOptions::default()).await;
-    std::fs::write(
-        env.config.permissions.dir.join("service.toml"),
-        "[users.helpdesk]\nroles = [\"service\"]\n",
-    )
-    .unwrap();
+    env.add_service_user("helpdesk");
     let svc = env.start_callout().await;
     let bob = login(&svc.http_url(), "bob", Some("laptop")).await;
 
-    let service = connect_to(
-        &env.server.url(),
-        Some(&env.token("helpdesk")),
-        "",
-        Some("_INBOX.helpdesk"),
-    )
-    .await
-    .unwrap();
+    let service = env.service_client("helpdesk").await;
     let reply = tokio::time::timeout(
         DEADLINE,
         service.client.request(

@@ -136,7 +136,11 @@ impl RoomStore for RedbRooms {
             for u in &users {
                 members.remove((name, u.as_str())).map_err(db_error)?;
             }
-            let events = vec![RoomEvent::RoomDeleted(name.to_string())];
+            let mut events = vec![RoomEvent::RoomDeleted(name.to_string())];
+            events.extend(users.into_iter().map(|user| RoomEvent::MemberRemoved {
+                room: name.to_string(),
+                user,
+            }));
             Ok((
                 Some(Committed {
                     events,

@@ -23,7 +23,7 @@ pub(crate) enum Seen {
 }
 
 pub(crate) struct Watched {
-    client: async_nats::Client,
+    pub(crate) client: async_nats::Client,
     seen: mpsc::UnboundedReceiver<Seen>,
     log: Arc<Mutex<Vec<Seen>>>,
 }
@@ -117,7 +117,7 @@ members = ["bob"]
 "#;
 
 /// The client (user `user`) can subscribe to a room and hear its own message there.
-async fn receives(c: &async_nats::Client, room: &str, user: &str) {
+pub(crate) async fn receives(c: &async_nats::Client, room: &str, user: &str) {
     let subject = format!("chat.{room}.>");
     let mut sub = c.subscribe(subject.clone()).await.unwrap();
     c.flush().await.unwrap();
@@ -133,7 +133,7 @@ async fn receives(c: &async_nats::Client, room: &str, user: &str) {
 }
 
 /// Wait until the registry knows `n` connections of `user` (decision records arrived).
-async fn registered(svc: &CalloutHandle, user: &str, n: usize) {
+pub(crate) async fn registered(svc: &CalloutHandle, user: &str, n: usize) {
     let s = svc.enforcement.clone().expect("live enforcement on");
     wait_until(&format!("{n} registered connections of {user}"), || {
         s.connections_of(user).len() >= n

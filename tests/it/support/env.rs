@@ -182,6 +182,27 @@ impl TestEnv {
     }
 
     /// A fresh access token for `user`.
+    /// Add `name`, a user with the `service` role (an app service), to the permission files.
+    pub fn add_service_user(&self, name: &str) {
+        std::fs::write(
+            self.config.permissions.dir.join(format!("service-{name}.toml")),
+            format!("[users.{name}]\nroles = [\"service\"]\n"),
+        )
+        .unwrap();
+    }
+
+    /// `name`'s connection as an app service: no rooms, its own inbox prefix.
+    pub async fn service_client(&self, name: &str) -> super::Conn {
+        super::connect_to(
+            &self.server.url(),
+            Some(&self.token(name)),
+            "",
+            Some(&format!("_INBOX.{name}")),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the app service {name} connects: {e}"))
+    }
+
     pub fn token(&self, user: &str) -> String {
         self.token_with(user, Duration::from_secs(300), None)
     }
