@@ -344,9 +344,14 @@ fn server_settings(issuer: &str, xkey: &str) -> String {
 accounts {{
   AUTH {{
     users: [ {{ user: callout, password: $CALLOUT_PASSWORD }} ]
-    exports: [ {{ service: "auth.v1.>" }} ]
+    exports: [ {{ service: "auth.v1.>" }}, {{ stream: "nats-callout.notice.>" }} ]
   }}
-  APP {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
+  APP {{
+    imports: [
+      {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}
+      {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }}
+    ]
+  }}
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
 system_account: SYS

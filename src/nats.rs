@@ -108,7 +108,7 @@ pub async fn system_connection(
 }
 
 /// [`connect`], naming the connection `<nats.name>-<role>`; with `health`, it waits for
-/// NATS (see [`waiting`]) instead of failing.
+/// NATS (see `waiting`) instead of failing.
 pub async fn connect_as(
     config: &Config,
     role: &str,

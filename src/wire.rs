@@ -29,6 +29,16 @@ pub const ROOMS_SUBJECTS: &str = "auth.v1.rooms.>";
 /// What users with the `service` role may publish to: the service's own endpoints.
 pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT, ROOMS_SUBJECTS];
 
+/// Notices to users (`nats-callout.notice.<user>`): their grants changed. Exported as a
+/// stream to the app accounts; each user JWT may subscribe to its own subject and no other.
+pub const NOTICE_SUBJECTS: &str = "nats-callout.notice.>";
+
+/// The subject `user`'s notices are published on.
+#[must_use]
+pub fn notice_subject(user: &str) -> String {
+    format!("{}{user}", NOTICE_SUBJECTS.trim_end_matches('>'))
+}
+
 /// NATS service discovery (`$SRV.PING|INFO|STATS[.name[.id]]`).
 pub const DISCOVERY_SUBJECTS: &str = "$SRV.>";
 /// The service's name in discovery.

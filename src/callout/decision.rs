@@ -291,7 +291,7 @@ fn grant_for(
         .render("", uid)
         .map(|p| p + ".>")
         .ok_or(Deny::BadUserId(NameError::Empty))?;
-    let mut g = Granted::new(inbox, requested.len());
+    let mut g = Granted::new(inbox, crate::wire::notice_subject(uid), requested.len());
     for room in requested {
         match crate::rooms::access(snapshot, rooms, user, room) {
             Some(access) => g.room(policy, room, uid, access),
@@ -347,10 +347,13 @@ struct Granted {
 }
 
 impl Granted {
-    fn new(inbox: String, rooms: usize) -> Granted {
+    /// Nothing but the user's inbox and their notices yet.
+    fn new(inbox: String, notices: String, rooms: usize) -> Granted {
+        let mut subscribe = Vec::with_capacity(rooms + 2);
+        subscribe.extend([inbox, notices]);
         Granted {
             publish: Vec::with_capacity(rooms + 2),
-            subscribe: vec![inbox],
+            subscribe,
             rooms: Vec::with_capacity(rooms),
             refused: Vec::new(),
         }
@@ -433,38 +436,65 @@ mod tests {
                 "bob",
                 "all1;bob1;alice1",
                 &["chat.all1.bob", "chat.bob1.bob"],
-                &["_INBOX.bob.>", "chat.all1.>", "chat.bob1.>"],
+                &[
+                    "_INBOX.bob.>",
+                    "nats-callout.notice.bob",
+                    "chat.all1.>",
+                    "chat.bob1.>",
+                ],
                 &["alice1"],
             ),
             (
                 "alice",
                 "all1,alice1,bob1",
                 &["chat.all1.alice", "chat.alice1.alice"],
-                &["_INBOX.alice.>", "chat.all1.>", "chat.alice1.>"],
+                &[
+                    "_INBOX.alice.>",
+                    "nats-callout.notice.alice",
+                    "chat.all1.>",
+                    "chat.alice1.>",
+                ],
                 &["bob1"],
             ),
-            ("bob", "news", &[], &["_INBOX.bob.>", "chat.news.>"], &[]),
-            ("bob", "drop", &["chat.drop.bob"], &["_INBOX.bob.>"], &[]),
+            (
+                "bob",
+                "news",
+                &[],
+                &["_INBOX.bob.>", "nats-callout.notice.bob", "chat.news.>"],
+                &[],
+            ),
+            (
+                "bob",
+                "drop",
+                &["chat.drop.bob"],
+                &["_INBOX.bob.>", "nats-callout.notice.bob"],
+                &[],
+            ),
             (
                 "alice",
                 "team-x;team-",
                 &[],
-                &["_INBOX.alice.>", "chat.team-x.>"],
+                &["_INBOX.alice.>", "nats-callout.notice.alice", "chat.team-x.>"],
                 &["team-"],
             ),
             (
                 "root",
                 "anything;all1",
                 &["chat.anything.root", "chat.all1.root"],
-                &["_INBOX.root.>", "chat.anything.>", "chat.all1.>"],
+                &[
+                    "_INBOX.root.>",
+                    "nats-callout.notice.root",
+                    "chat.anything.>",
+                    "chat.all1.>",
+                ],
                 &[],
             ),
-            ("bob", "", &[], &["_INBOX.bob.>"], &[]),
+            ("bob", "", &[], &["_INBOX.bob.>", "nats-callout.notice.bob"], &[]),
             (
                 "bob",
                 "all1;;all1;",
                 &["chat.all1.bob"],
-                &["_INBOX.bob.>", "chat.all1.>"],
+                &["_INBOX.bob.>", "nats-callout.notice.bob", "chat.all1.>"],
                 &[],
             ),
         ];
@@ -510,12 +540,18 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
         let cases: &[Case] = &[
             // A read membership: hear, not speak. The creator: both.
-            ("bob", "proj", &[], &["_INBOX.bob.>", "chat.proj.>"], &[]),
+            (
+                "bob",
+                "proj",
+                &[],
+                &["_INBOX.bob.>", "nats-callout.notice.bob", "chat.proj.>"],
+                &[],
+            ),
             (
                 "alice",
                 "proj",
                 &["chat.proj.alice"],
-                &["_INBOX.alice.>", "chat.proj.>"],
+                &["_INBOX.alice.>", "nats-callout.notice.alice", "chat.proj.>"],
                 &[],
             ),
             // File pattern x*y gives bob write, data gives read: readwrite.
@@ -523,7 +559,7 @@ mod tests {
                 "bob",
                 "xay",
                 &["chat.xay.bob"],
-                &["_INBOX.bob.>", "chat.xay.>"],
+                &["_INBOX.bob.>", "nats-callout.notice.bob", "chat.xay.>"],
                 &[],
             ),
             // alice: the pattern team-* reads, the data membership writes.
@@ -531,26 +567,43 @@ mod tests {
                 "alice",
                 "team-z",
                 &["chat.team-z.alice"],
-                &["_INBOX.alice.>", "chat.team-z.>"],
+                &["_INBOX.alice.>", "nats-callout.notice.alice", "chat.team-z.>"],
                 &[],
             ),
             // Memberships that do not count.
-            ("carol", "proj", &[], &["_INBOX.carol.>"], &["proj"]),
+            (
+                "carol",
+                "proj",
+                &[],
+                &["_INBOX.carol.>", "nats-callout.notice.carol"],
+                &["proj"],
+            ),
             (
                 "bob",
                 "again;nowhere",
                 &[],
-                &["_INBOX.bob.>"],
+                &["_INBOX.bob.>", "nats-callout.notice.bob"],
                 &["again", "nowhere"],
             ),
             // Open is not joined: alice made it, nobody else holds it.
-            ("carol", "xay", &[], &["_INBOX.carol.>"], &["xay"]),
+            (
+                "carol",
+                "xay",
+                &[],
+                &["_INBOX.carol.>", "nats-callout.notice.carol"],
+                &["xay"],
+            ),
             // Files and data in one request.
             (
                 "bob",
                 "all1;proj;alice1",
                 &["chat.all1.bob"],
-                &["_INBOX.bob.>", "chat.all1.>", "chat.proj.>"],
+                &[
+                    "_INBOX.bob.>",
+                    "nats-callout.notice.bob",
+                    "chat.all1.>",
+                    "chat.proj.>",
+                ],
                 &["alice1"],
             ),
         ];

@@ -1,5 +1,5 @@
 //! Service configuration: `callout.toml`, overridden by `NATS_CALLOUT_<SECTION>__<KEY>`
-//! variables. One file per section ([`Section`]): its settings, defaults, the file paths it
+//! variables. One file per section (`Section`): its settings, defaults, the file paths it
 //! holds (made relative to the configuration file) and its own checks; what spans sections
 //! is checked here.
 

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Enforcement;
 use super::assess::{Action, Current, assess};
+use super::notices;
 use super::registry::{ConnKey, DecisionRecord};
 use super::throttle::TokenBucket;
 use crate::permissions::Snapshot;
@@ -80,15 +81,49 @@ impl Enforcement {
         }
     }
 
-    /// The permission snapshot changed from `old` to the current one.
+    /// The permission snapshot changed from `old` to the current one: connections that lost
+    /// something decide again, and users whose grants changed are told.
     pub fn on_snapshot_change(&self, old: &Snapshot) {
         self.judge_all(Some(old), "permission change");
+        let new = self.permissions.load();
+        let users = self.registry().live_users();
+        let mut told = 0;
+        for (user, asserted) in users {
+            let Some(now) = new.effective(&user, asserted.as_ref()) else {
+                continue; // removed: decided again (and refused)
+            };
+            let before = old.effective(&user, asserted.as_ref());
+            for n in notices::of_reload(before.as_deref(), &now, (old, &new), &self.rooms) {
+                told += 1;
+                self.notify(n);
+            }
+        }
+        if told > 0 {
+            info!(
+                notices = told,
+                enforcer = self.is_leader(),
+                "permission change: users to tell"
+            );
+        }
     }
 
     /// This instance just became the enforcer: judge every connection against the
     /// permissions and revocations now (changes may have come while nobody enforced).
     pub fn on_acquire(&self) {
         self.judge_all(None, "enforcer takeover");
+        if !self.is_leader() {
+            return;
+        }
+        let held = self.held.take(Instant::now(), self.held_for());
+        if !held.is_empty() {
+            info!(
+                notices = held.len(),
+                "enforcer takeover: sending the notices of the last moments"
+            );
+        }
+        for n in held {
+            let _ = self.notices.send(n);
+        }
     }
 
     fn judge_all(&self, old: Option<&Snapshot>, why: &'static str) {
@@ -115,6 +150,7 @@ impl Enforcement {
     /// Rooms in data changed: the connections of users who lost something decide again
     /// (the lame-duck notice, then a kick after the grace), as after a permission edit.
     pub fn on_room_changes(&self, changes: &[crate::rooms::AccessChange]) {
+        self.tell(changes);
         if !self.is_leader() {
             return;
         }
@@ -153,6 +189,38 @@ impl Enforcement {
         );
         for (conn, action) in affected {
             self.enqueue(conn, action, since);
+        }
+    }
+
+    /// Send `notice` if this instance enforces; otherwise keep it a while, in case it takes
+    /// over from an enforcer that could not send it.
+    fn notify(&self, notice: notices::Notice) {
+        if self.is_leader() {
+            let _ = self.notices.send(notice);
+        } else {
+            self.held.keep(notice, Instant::now(), self.held_for());
+        }
+    }
+
+    /// How long notices are kept by an instance that does not enforce: the time a takeover
+    /// can take, twice.
+    fn held_for(&self) -> Duration {
+        self.settings.lease_ttl * 2
+    }
+
+    /// Tell the users how `changes` changed their grants (whether or not this instance knows
+    /// their connections yet: one may be just connecting), judged as the registry knows them.
+    fn tell(&self, changes: &[crate::rooms::AccessChange]) {
+        let snapshot = self.permissions.load();
+        let asserted: Vec<_> = {
+            let r = self.registry();
+            changes.iter().map(|c| r.live_user(&c.user).flatten()).collect()
+        };
+        for (change, asserted) in changes.iter().zip(asserted) {
+            let user = snapshot.effective(&change.user, asserted.as_ref());
+            if let Some(n) = notices::of_room_change(&snapshot, user.as_deref(), change) {
+                self.notify(n);
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod connz;
 mod enforcer;
 mod feeds;
 pub mod lease;
+pub mod notices;
 pub mod registry;
 pub mod throttle;
 
@@ -53,6 +54,13 @@ pub struct EnforcementStats {
     pub reconciles: AtomicU64,
 }
 
+/// What the workers take from: changes, revocations (first) and notices.
+struct Queues {
+    changes: mpsc::UnboundedReceiver<Job>,
+    revokes: mpsc::UnboundedReceiver<Job>,
+    notices: mpsc::UnboundedReceiver<notices::Notice>,
+}
+
 /// The registry plus the enforcer. One per instance.
 pub struct Enforcement {
     leadership: lease::Leadership,
@@ -66,7 +74,11 @@ pub struct Enforcement {
     sys: async_nats::Client,
     changes: mpsc::UnboundedSender<Job>,
     revokes: mpsc::UnboundedSender<Job>,
-    queues: Mutex<Option<(mpsc::UnboundedReceiver<Job>, mpsc::UnboundedReceiver<Job>)>>,
+    /// Notices to users, sent by one task in order.
+    notices: mpsc::UnboundedSender<notices::Notice>,
+    /// Notices made while another instance enforces, in case this one takes over.
+    held: notices::Held,
+    queues: Mutex<Option<Queues>>,
     pub stats: EnforcementStats,
 }
 
@@ -82,6 +94,7 @@ impl Enforcement {
     ) -> Arc<Self> {
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
+        let (notices, nrx) = mpsc::unbounded_channel();
         Arc::new(Enforcement {
             leadership,
             registry: Mutex::default(),
@@ -93,7 +106,13 @@ impl Enforcement {
             sys,
             changes,
             revokes,
-            queues: Mutex::new(Some((crx, rrx))),
+            notices,
+            held: notices::Held::default(),
+            queues: Mutex::new(Some(Queues {
+                changes: crx,
+                revokes: rrx,
+                notices: nrx,
+            })),
             stats: EnforcementStats::default(),
         })
     }
@@ -160,8 +179,8 @@ impl Enforcement {
         metrics::gauge!("nats_callout_enforcer").set(if self.is_leader() { 1.0 } else { 0.0 });
     }
 
-    /// Run the registry feeds, the lease (when shared), the CONNZ reconciles and the two
-    /// enforcement workers until `stop`; each is a task of one set, awaited before this
+    /// Run the registry feeds, the lease (when shared), the CONNZ reconciles, the two
+    /// enforcement workers and the notices until `stop`; each is a task of one set, awaited before this
     /// returns.
     pub async fn run(
         self: Arc<Self>,
@@ -169,7 +188,11 @@ impl Enforcement {
         health: Arc<crate::health::Health>,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        let (changes, revokes) = self
+        let Queues {
+            changes,
+            revokes,
+            notices,
+        } = self
             .queues
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -212,6 +235,7 @@ impl Enforcement {
                     .run(crate::kv::context(service.clone()), acquired, stop.clone()),
             );
         }
+        tasks.spawn(notices::send(service.clone(), notices, stop.clone()));
         tasks.spawn(connz::reconcile_every(
             self.clone(),
             s.reconcile_interval,

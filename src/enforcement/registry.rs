@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::permissions::Asserted;
 use crate::tokens::revocation::{Revocation, RevocationKind, split_user_device};
 pub use crate::wire::{ConnKey, DecisionRecord};
 
@@ -249,6 +250,26 @@ impl Registry {
     }
 
     /// Every user with at least one live connection.
+    /// If `user` has live connections: what a provider asserted for them, as their latest
+    /// known decision says (`None` for a user of the files alone, or when no decision is known).
+    pub fn live_user(&self, user: &str) -> Option<Option<Asserted>> {
+        let conns = self.by_user.get(user)?;
+        let asserted = conns
+            .iter()
+            .filter_map(|k| self.entries.get(k)?.0.decision.as_ref())
+            .max_by_key(|d| d.at)
+            .and_then(|d| d.asserted.clone());
+        Some(asserted)
+    }
+
+    /// Every user with live connections, with [`Registry::live_user`]'s assertion.
+    pub fn live_users(&self) -> Vec<(String, Option<Asserted>)> {
+        self.by_user
+            .keys()
+            .filter_map(|u| Some((u.clone(), self.live_user(u)?)))
+            .collect()
+    }
+
     pub fn users(&self) -> impl Iterator<Item = &str> {
         self.by_user.keys().map(String::as_str)
     }

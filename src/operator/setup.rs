@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::claims::{encode, new_jti};
 use crate::keys::{KeyError, write_file, write_secret};
+use crate::wire::NOTICE_SUBJECTS;
 
 /// The accounts users may be placed in, the first the default.
 pub const TARGETS: [&str; 2] = ["APP", "APP2"];
@@ -221,11 +222,13 @@ impl Jwts {
         if xkey {
             authorization["xkey"] = json!(k.xkey.public_key());
         }
-        // The service's own endpoints (auth.v1.*): exported by AUTH, imported by every target.
+        // The service's own endpoints (auth.v1.*) and the users' notices: exported by AUTH,
+        // imported by every target.
         let auth = account_jwt(
             &k.auth,
             json!({"authorization": authorization,
-                   "exports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>", "type": "service"}]}),
+                   "exports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>", "type": "service"},
+                               {"name": "nats-callout notices", "subject": NOTICE_SUBJECTS, "type": "stream"}]}),
         );
         let targets = k
             .targets
@@ -234,7 +237,9 @@ impl Jwts {
                 account_jwt(
                     t,
                     json!({"imports": [{"name": "nats-callout endpoints", "subject": "auth.v1.>",
-                                        "account": k.auth.key.public, "type": "service"}]}),
+                                        "account": k.auth.key.public, "type": "service"},
+                                       {"name": "nats-callout notices", "subject": NOTICE_SUBJECTS,
+                                        "account": k.auth.key.public, "type": "stream"}]}),
                 )
             })
             .collect();

@@ -40,6 +40,15 @@ impl Access {
         if self == other { self } else { Self::ReadWrite }
     }
 
+    /// Two grants that may be absent, together.
+    #[must_use]
+    pub fn either(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.union(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The lowercase name used in permission files.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

@@ -28,10 +28,7 @@ pub fn access(snapshot: &Snapshot, index: &RoomIndex, user: &User, room: &str) -
     if files == Some(Access::ReadWrite) {
         return files;
     }
-    match (files, index.access(user.id(), room)) {
-        (Some(f), Some(d)) => Some(f.union(d)),
-        (f, d) => f.or(d),
-    }
+    Access::either(files, index.access(user.id(), room))
 }
 
 #[cfg(test)]

@@ -497,7 +497,8 @@ fn check_reply(w: &Fuzz, sealed: bool, reply: &[u8], verdict: &Verdict, requeste
 }
 
 /// Whether `publish` and `subscribe` are explicit, wildcard-free lists of what `user` was
-/// granted: `_INBOX.<user>.>` to subscribe (never to publish); `chat.<room>.>` to subscribe
+/// granted: `_INBOX.<user>.>` and `nats-callout.notice.<user>` to subscribe (never to
+/// publish); `chat.<room>.>` to subscribe
 /// and `chat.<room>.<user>` to publish for a valid requested room the snapshot lets the
 /// user read or write; the subjects of the user's role-derived privileges. `requested` is
 /// the CONNECT `user` field, when known.
@@ -543,7 +544,9 @@ pub fn check_subjects(
     }
     for s in subscribe {
         let tokens: Vec<&str> = s.split('.').collect();
-        let ok = *s == inbox || matches!(tokens[..], ["chat", room, ">"] if room_ok(room, Access::can_read));
+        let ok = *s == inbox
+            || *s == crate::wire::notice_subject(user)
+            || matches!(tokens[..], ["chat", room, ">"] if room_ok(room, Access::can_read));
         if !ok {
             return Err(format!("subscribe {s:?} is not a grant of {user}"));
         }

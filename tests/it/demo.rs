@@ -211,6 +211,8 @@ async fn bob_over_tcp_with_the_readme_token(demo: &DemoCopy) {
     let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
     bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
         .await;
+    let page = format!("http://127.0.0.1:{}", demo.port(8080));
+    crate::support::api::told_when_added(&bob, &page, "bob", "shared").await;
 }
 
 /// The page's way: a browser login puts the token in the cookie the websocket listener reads.
@@ -302,7 +304,7 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
         status, 200,
         "the second instance goes on with the first one's session: {next}"
     );
-    crate::support::connect_to(
+    let bob = crate::support::connect_to(
         &format!("nats://127.0.0.1:{}", demo.port(4223)),
         Some(&crate::support::api::s(&next, "accessToken")),
         "all1;bob1",
@@ -318,6 +320,8 @@ async fn the_cluster_demo_files_share_one_session_between_two_instances() {
             logs.join("\n----\n")
         )
     });
+    // A room shared on the first instance is told by whichever instance enforces.
+    crate::support::api::told_when_added(&bob, &one, "bob", "shared").await;
 }
 /// The two instances of the cluster demo, ready; `None` when one could not bind its ports
 /// (taken by another process since they were chosen).

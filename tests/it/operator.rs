@@ -321,6 +321,8 @@ async fn operator_mode_enforcement_websocket_and_http() {
     let login = crate::support::api::login(&base, "bob", Some("laptop")).await;
     let access = crate::support::api::s(&login, "accessToken");
     let mut bob = w.connect(Some(&access), "all1").await.expect("bob connects");
+    // Notices: AUTH's account JWT exports them, APP's imports them.
+    crate::support::api::told_when_added(&bob, &base, "bob", "shared").await;
     // The websocket listener takes the token from the cookie.
     let ws = format!("ws://127.0.0.1:{}", w.server.ws_port);
     let ok = ws_exchange(

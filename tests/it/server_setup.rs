@@ -2,7 +2,7 @@
 //! followed literally: the complete `nats-server.conf` that `keys --dir` writes, and the
 //! snippet it prints merged into an existing configuration as it says. Each time a real
 //! nats-server 2.15.1 starts from it, the service runs with the page's `callout.toml`, and bob
-//! connects with exactly his grant.
+//! connects with exactly his grant and hears his notices.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,12 +82,12 @@ fn readme_callout_toml(dir: &Path, nats_port: u16) -> PathBuf {
 /// documented variables), ready, then bob with a token from `nats-callout token`: his rooms
 /// granted, alice's refused.
 async fn serve_bob(config: &Path, nats_port: u16) {
-    let admin = free_port();
+    let (admin, http) = (free_port(), free_port());
     let _serve = Running(
         bin()
             .args(["serve", "--config"])
             .arg(config)
-            .env("NATS_CALLOUT_HTTP__LISTEN", "")
+            .env("NATS_CALLOUT_HTTP__LISTEN", format!("127.0.0.1:{http}"))
             .env("NATS_CALLOUT_HTTP__ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -127,6 +127,8 @@ async fn serve_bob(config: &Path, nats_port: u16) {
     let _s = bob.client.subscribe("chat.alice1.>").await.unwrap();
     bob.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
         .await;
+    // Told when alice shares a room with him: the notices' export and import work.
+    crate::support::api::told_when_added(&bob, &format!("http://127.0.0.1:{http}"), "bob", "shared").await;
 }
 
 /// The complete configuration, exactly as written, its `listen` given on the command line as

@@ -111,14 +111,27 @@ impl KvRooms {
         }
     }
 
-    /// Remove `user`'s membership of `room` if it is still of another incarnation than
-    /// `current` (the room's id now, if any): never a membership written since.
-    async fn remove_stale(&self, room: &str, user: &str, current: Option<&str>) -> Result<bool, RoomError> {
+    /// The newest revision of any of `keys` (their last writes or deletions): once the watch
+    /// has applied it, the index holds what they did.
+    async fn newest(&self, keys: impl IntoIterator<Item = String>) -> Result<u64, RoomError> {
+        let asked = keys.into_iter().map(|k| async move { self.revision(&k).await });
+        let revisions = futures::future::try_join_all(asked).await?;
+        Ok(revisions.into_iter().max().unwrap_or(0))
+    }
+
+    /// Remove `user`'s membership of `room` if `stale` says it is of an incarnation that is
+    /// gone: never a membership written since for the room as it is now.
+    async fn remove_stale(
+        &self,
+        room: &str,
+        user: &str,
+        stale: impl Fn(&MemberRecord) -> bool,
+    ) -> Result<bool, RoomError> {
         let key = member_key(room, user);
         let Some((m, rev)) = self.latest::<MemberRecord>(&key).await? else {
             return Ok(false);
         };
-        if current == Some(m.room_id.as_str()) {
+        if !stale(&m) {
             return Ok(false);
         }
         let b = self.open().await?;
@@ -222,19 +235,22 @@ impl RoomStore for KvRooms {
             Err(e) => return Err(unavailable(&key, e)),
         }
         // The room is gone; its memberships grant nothing now. Remove them (a crash here
-        // leaves some for the sweep).
-        let _ = room;
+        // leaves some for the sweep), and only them: not those of a room made again since.
+        let mut last: &[String] = &[];
         for chunk in members.chunks(CONCURRENCY) {
             let mut removals = Vec::with_capacity(chunk.len());
             for user in chunk {
-                removals.push(self.remove_stale(name, user, None));
+                removals.push(self.remove_stale(name, user, |m| m.room_id == room.id));
             }
             let removed = futures::future::join_all(removals).await;
             if let Some(Err(e)) = removed.into_iter().find(Result::is_err) {
                 warn!(room = %name, error = %e, "memberships of a deleted room left for the sweep");
             }
+            last = chunk;
         }
-        let revision = self.revision(&key).await?;
+        // The last chunk's removals came after everything else this did.
+        let removed = last.iter().map(|u| member_key(name, u));
+        let revision = self.newest(std::iter::once(key.clone()).chain(removed)).await?;
         Ok(Some(Committed {
             events: vec![RoomEvent::RoomDeleted(name.to_string())],
             revision: Some(revision),
@@ -286,21 +302,33 @@ impl RoomStore for KvRooms {
 
     async fn remove_orphans(&self, orphans: &[Orphan]) -> Result<Committed, RoomError> {
         let mut removed = Vec::new();
+        let mut last = None;
         for o in orphans {
             let current = self
                 .latest::<RoomRecord>(&room_key(&o.room))
                 .await?
                 .map(|(r, _)| r.id);
-            if self.remove_stale(&o.room, &o.user, current.as_deref()).await? {
+            if self
+                .remove_stale(&o.room, &o.user, |m| {
+                    current.as_deref() != Some(m.room_id.as_str())
+                })
+                .await?
+            {
                 removed.push(RoomEvent::MemberRemoved {
                     room: o.room.clone(),
                     user: o.user.clone(),
                 });
+                last = Some(member_key(&o.room, &o.user));
             }
         }
+        // Removed one after another: the last removal is the newest.
+        let revision = match last {
+            Some(key) => Some(self.newest([key]).await?),
+            None => None,
+        };
         Ok(Committed {
             events: removed,
-            revision: None,
+            revision,
         })
     }
 }

@@ -8,7 +8,7 @@
 //! very same successor. Any other reuse revokes the whole family.
 //!
 //! Time is always passed in (`now`, unix seconds); nothing here reads the clock. The rules of
-//! a rotation are a pure function ([`rules`]); this module runs them in the store.
+//! a rotation are a pure function (`rules`); this module runs them in the store.
 
 use std::fmt;
 use std::sync::Arc;

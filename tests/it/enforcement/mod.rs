@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 mod lease;
+mod notices;
 mod revocations;
 
 /// What a watched client saw, with when.

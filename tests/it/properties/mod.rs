@@ -16,7 +16,7 @@ use nats_callout::names::MAX_NAME_LEN;
 use nats_callout::permissions::{Access, Snapshot};
 use nats_callout::testing::{self, NOW, World};
 use nats_callout::tokens::revocation::RevocationIndex;
-use nats_callout::wire::{SERVICE_SUBJECTS, TOKEN_RESET_SUBJECT};
+use nats_callout::wire::{SERVICE_SUBJECTS, TOKEN_RESET_SUBJECT, notice_subject};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::FileFailurePersistence;
@@ -363,7 +363,9 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
     }
     for s in subscribe {
         let t: Vec<&str> = s.split('.').collect();
-        let ok = *s == inbox || matches!(t[..], ["chat", room, ">"] if allowed(room, Access::can_read));
+        let ok = *s == inbox
+            || *s == notice_subject(&user)
+            || matches!(t[..], ["chat", room, ">"] if allowed(room, Access::can_read));
         prop_assert!(
             ok,
             "subscribe {:?} is not granted to {} (requested {:?})",
@@ -375,7 +377,7 @@ fn check(model: &Model, snapshot: &Snapshot, ui: usize, rooms: Option<&str>) -> 
 
     // And nothing granted is left out, each subject once.
     let mut want_pub: Vec<String> = Vec::new();
-    let mut want_sub = vec![inbox];
+    let mut want_sub = vec![inbox, notice_subject(&user)];
     let mut refused = Vec::new();
     let mut seen = HashSet::new();
     for room in requested.iter().filter(|r| seen.insert(**r)) {

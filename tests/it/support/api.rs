@@ -40,6 +40,40 @@ pub async fn login(base: &str, user: &str, device: Option<&str>) -> Value {
     body
 }
 
+/// alice (of the demo files) makes the room `room` on the service at `base` and adds
+/// `user` to it: `conn`, a connection of `user`, is told on `nats-callout.notice.<user>`.
+/// This runs the whole way a notice goes: the service's account exports it, the users'
+/// account imports it, the user's JWT lets them hear it.
+pub async fn told_when_added(conn: &super::Conn, base: &str, user: &str, room: &str) {
+    use futures::StreamExt;
+    let mut told = conn
+        .client
+        .subscribe(nats_callout::wire::notice_subject(user))
+        .await
+        .unwrap();
+    conn.client.flush().await.unwrap();
+    let alice = s(&login(base, "alice", None).await, "accessToken");
+    let (status, body, _) = post_bearer(&format!("{base}/api/rooms"), &alice, json!({"name": room})).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = post_bearer(
+        &format!("{base}/api/rooms/{room}/members"),
+        &alice,
+        json!({"userId": user, "access": "read"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let m = tokio::time::timeout(super::DEADLINE, told.next())
+        .await
+        .unwrap_or_else(|_| panic!("{user} was not told of {room}"))
+        .unwrap();
+    let notice: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(
+        (&notice["type"], &notice["room"], &notice["access"]),
+        (&json!("grants-changed"), &json!(room), &json!("read")),
+        "{notice}"
+    );
+}
+
 /// Refresh with the token in the body.
 pub async fn refresh(base: &str, rt: &str) -> (u16, Value) {
     let (s, b, _) = post(&format!("{base}/api/auth/refresh"), json!({"refreshToken": rt})).await;

@@ -280,10 +280,10 @@ max_control_line: 8KB
 {jetstream}
 {cluster}
 accounts {{
-  AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }} ] }}
+  AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }}, {{ stream: "nats-callout.notice.>" }} ] }}
   APP {{ {js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
-         imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
-  APP2 {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }} ] }}
+         imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}, {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }} ] }}
+  APP2 {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}, {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS
