@@ -317,6 +317,7 @@ fn decision_record(
         snapshot_epoch,
         revocation_epoch,
         asserted: g.identity.ext.clone(),
+        client_id: g.identity.client_id.clone(),
         at: now,
     }
 }

@@ -281,6 +281,7 @@ mod tests {
             snapshot_epoch: 1,
             revocation_epoch: 0,
             asserted: None,
+            client_id: None,
             at: 0,
         }
     }

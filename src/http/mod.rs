@@ -14,6 +14,7 @@
 //! | POST | `/api/auth/revoke` | a caller (admins: anyone's) | `auth` |
 //! | POST | `/api/auth/introspect` | admins | `auth` |
 //! | GET | `/api/auth/me`, `/api/rooms` | a caller | `user` |
+//! | GET | `/api/users/{id}/context` | admins | `user` |
 //! | GET | `/api/auth/sessions` | a caller (admins: `?userId=`) | `sessions` |
 //! | GET | `/api/auth/oidc/{name}/login`, `/callback` | anyone (browser login) | `oidc` |
 //! | GET | `/api/console/{connections,permissions,denies,metrics}` | admins | `console` |
@@ -77,6 +78,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/console/metrics", get(console::metrics))
         .route("/api/console/token-reset", post(admin::token_reset))
         .route("/api/rooms", get(user::rooms))
+        .route("/api/users/{id}/context", get(user::context))
         .merge(web::routes())
         .with_state(state)
 }

@@ -147,6 +147,7 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
                 ttl: Duration::from_secs(300),
                 session_expires_at: None,
                 asserted: None,
+                client_id: None,
             },
             at,
         )

@@ -541,6 +541,7 @@ async fn reconcile_forgets_connections_the_server_no_longer_has() {
         snapshot_epoch: u64::MAX,
         revocation_epoch: u64::MAX,
         asserted: None,
+        client_id: None,
         at: 0,
     };
     let body = serde_json::to_vec(&record).unwrap();

@@ -197,6 +197,7 @@ impl TestEnv {
                     ttl,
                     session_expires_at: session_end,
                     asserted: None,
+                    client_id: None,
                 },
                 now,
             )
