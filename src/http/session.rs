@@ -171,8 +171,9 @@ pub(super) fn application(state: &HttpState, client_id: Option<String>) -> Resul
         Ok(()) => Ok(client_id),
         Err(e) => {
             metrics::counter!("nats_callout_logins_total", "result" => e.code()).increment(1);
-            // A valid name (checked above): bounded, and quoted all the same.
-            info!(result = "deny", reason = e.code(), client_id = ?client_id.unwrap_or_default(), "login");
+            // A valid name (checked above): bounded, one token.
+            let client_id = client_id.unwrap_or_default();
+            info!(result = "deny", reason = e.code(), client_id, "login");
             Err(ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
         }
     }

@@ -225,6 +225,16 @@ impl TestEnv {
         Ok(conn)
     }
 
+    /// A connection of `user` (a fresh token) asking for no room, with the inbox the grant
+    /// allows (`_INBOX.<user>`): how a service (role `service`) or an operator (a token-reset
+    /// role) calls the `auth.v1` endpoints.
+    pub async fn endpoint_caller(&self, user: &str) -> Conn {
+        let inbox = format!("_INBOX.{user}");
+        super::client::connect_to(&self.server.url(), Some(&self.token(user)), "", Some(&inbox))
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+    }
+
     /// Connect as a chat client once a service started in another process answers
     /// (it may still be starting): retried until the deadline.
     pub async fn connect_when_served(&self, token: &str, rooms: &str) -> Conn {
