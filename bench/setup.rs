@@ -213,6 +213,7 @@ impl Setup {
                     ttl: Duration::from_secs(3600),
                     session_expires_at: None,
                     asserted: None,
+                    client_id: None,
                 },
                 nats_callout::clock::now_secs(),
             )

@@ -195,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 users,
                 sessions,
                 reason,
+                subject: None,
             };
             ask_service(&load(config)?, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
         }
@@ -329,6 +330,7 @@ fn token(
             ttl,
             session_expires_at: None,
             asserted: None,
+            client_id: None,
         },
         crate::clock::now_secs(),
     )?;

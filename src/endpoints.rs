@@ -1,5 +1,6 @@
-//! The service's own NATS endpoints: `auth.v1.usercontext` and `auth.v1.rooms.*` for
-//! internal services, and the admin subject the `revoke` command talks to.
+//! The service's own NATS endpoints: `auth.v1.usercontext` for internal services (by token
+//! or by user), `auth.v1.rooms.*` for app services, `auth.v1.tokenReset`, and the admin
+//! subjects the `revoke` and `status` commands talk to.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::now_secs;
-use crate::context::user_context;
+use crate::context::{user_context, user_context_of};
 use crate::enforcement::Enforcement;
 use crate::ops::Ops;
 use crate::permissions::{Permissions, Snapshot};
@@ -25,28 +26,48 @@ use crate::wire::{
 /// What precedes a room operation's name in its subject.
 const ROOMS_PREFIX: &str = "auth.v1.rooms.";
 
+/// `{"token": "..."}` or `{"userId": "..."}`; anything else is taken as a token.
 #[derive(Deserialize)]
-struct TokenRequest {
-    token: String,
+#[serde(rename_all = "camelCase")]
+struct ContextRequest {
+    token: Option<String>,
+    user_id: Option<String>,
 }
 
-/// The reply to a user-context request: the context, or `{error, error_code}`.
+fn error_reply(error: &dyn std::fmt::Display, code: &str) -> serde_json::Value {
+    json!({"error": error.to_string(), "error_code": code})
+}
+
+/// The reply to a user-context request: the context of a token (`{token}`, or the payload
+/// itself) or of a user of the permission files (`{userId}`), or `{error, error_code}`.
 pub async fn user_context_reply(
     tokens: &TokenService,
     snapshot: &Snapshot,
     payload: &[u8],
     now: i64,
 ) -> serde_json::Value {
-    let token = match serde_json::from_slice::<TokenRequest>(payload) {
-        Ok(r) => r.token,
-        Err(_) => String::from_utf8_lossy(payload).trim().to_string(),
+    let token = match serde_json::from_slice::<ContextRequest>(payload) {
+        Ok(ContextRequest {
+            token: Some(_),
+            user_id: Some(_),
+        }) => return error_reply(&"name either token or userId, not both", "bad-request"),
+        Ok(ContextRequest {
+            user_id: Some(id), ..
+        }) => {
+            return match user_context_of(&id, snapshot) {
+                Ok(ctx) => serde_json::to_value(ctx).unwrap_or_default(),
+                Err(e) => error_reply(&e, e.code()),
+            };
+        }
+        Ok(ContextRequest { token: Some(t), .. }) => t,
+        _ => String::from_utf8_lossy(payload).trim().to_string(),
     };
     match tokens.verify_access(&token, now) {
         Ok(claims) => match user_context(&claims, snapshot, tokens.refresh()).await {
             Ok(ctx) => serde_json::to_value(ctx).unwrap_or_default(),
-            Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
+            Err(e) => error_reply(&e, e.code()),
         },
-        Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),
+        Err(e) => error_reply(&e, e.code()),
     }
 }
 

@@ -95,12 +95,16 @@ pub struct DecisionRecord {
     /// What an identity provider asserted (groups, roles): the user is judged with it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asserted: Option<Asserted>,
+    /// The token's application (`clientId`): its rooms are judged with it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// A token-reset request on [`TOKEN_RESET_SUBJECT`] (or `POST /api/admin/token-reset`):
-/// `{tids?, users?, sessions?, reason?}`, at least one id in all. A system that changed a
-/// user's rights elsewhere names the user; resgate-style callers name token ids (often the
-/// user id too).
+/// `{tids?, users?, sessions?, reason?, subject?}`, at least one id in all. A system that
+/// changed a user's rights elsewhere names the user; resgate-style callers name token ids
+/// and the subject resgate re-authorizes on (`{"tids": [...], "subject": "..."}`), which is
+/// logged with the reset.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenResetRequest {
@@ -112,10 +116,15 @@ pub struct TokenResetRequest {
     pub sessions: Vec<String>,
     #[serde(default)]
     pub reason: String,
+    /// resgate's subject for the re-authorization: a NATS subject, logged, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// The most ids one token-reset request may name.
 pub const MAX_TOKEN_RESET_IDS: usize = 10_000;
+/// The longest `subject` a token-reset request may give.
+pub const MAX_TOKEN_RESET_SUBJECT_LEN: usize = 256;
 
 impl TokenResetRequest {
     /// Why the request cannot be served, if it cannot.
@@ -126,9 +135,29 @@ impl TokenResetRequest {
             n if n > MAX_TOKEN_RESET_IDS => Some(format!(
                 "{n} ids named, at most {MAX_TOKEN_RESET_IDS} per request"
             )),
-            _ => None,
+            _ => self.subject.as_deref().and_then(subject_problem),
         }
     }
+}
+
+/// Why `s` is not a plain NATS subject of at most [`MAX_TOKEN_RESET_SUBJECT_LEN`] bytes
+/// (tokens separated by `.`, none empty, no wildcard, no space or control character).
+fn subject_problem(s: &str) -> Option<String> {
+    if s.len() > MAX_TOKEN_RESET_SUBJECT_LEN {
+        return Some(format!(
+            "subject: {} bytes, at most {MAX_TOKEN_RESET_SUBJECT_LEN}",
+            s.len()
+        ));
+    }
+    let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '*' || c == '>';
+    if s.split('.').any(|t| t.is_empty() || t.contains(bad_char)) {
+        return Some(
+            "subject: not a NATS subject (tokens separated by '.', none empty, no wildcard, \
+             space or control character)"
+                .into(),
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -164,5 +193,31 @@ mod tests {
         assert!(req(MAX_TOKEN_RESET_IDS, 1).problem().is_some());
         assert!(serde_json::from_str::<TokenResetRequest>(r#"{"users": "bob"}"#).is_err());
         assert!(serde_json::from_str::<TokenResetRequest>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn resgates_reset_names_token_ids_and_a_subject_that_must_be_one() {
+        let parse = |json: &str| serde_json::from_str::<TokenResetRequest>(json).unwrap();
+        let ok = parse(r#"{"tids": ["t1", "t2"], "subject": "auth.chat.reauth"}"#);
+        assert_eq!(ok.tids, ["t1", "t2"]);
+        assert_eq!(ok.subject.as_deref(), Some("auth.chat.reauth"));
+        assert_eq!(ok.problem(), None);
+        assert!(parse(r#"{"tids": [], "subject": "a"}"#).problem().is_some());
+        let long = format!("{{\"tids\": [\"t\"], \"subject\": \"{}\"}}", "a".repeat(257));
+        let long = parse(&long).problem().unwrap();
+        assert!(long.contains("257 bytes, at most 256"), "{long}");
+        for bad in ["", "a..b", ".a", "a.", "a b", "a.*", "a.>", "a\\nb", "a\\u0000"] {
+            let req = parse(&format!(r#"{{"tids": ["t"], "subject": "{bad}"}}"#));
+            assert!(
+                req.problem().is_some_and(|p| p.starts_with("subject: ")),
+                "{bad:?}"
+            );
+        }
+        // Serialized without the field when absent (the CLI's requests stay as they were).
+        let plain = TokenResetRequest {
+            users: vec!["bob".into()],
+            ..Default::default()
+        };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("subject"));
     }
 }

@@ -283,6 +283,10 @@ fn grant_for(
         return Err(Deny::AccountNotServed(account));
     }
     let requested = parse_rooms(req.connect_opts.user.as_deref(), policy)?;
+    // A token of an application reaches only the application's rooms: the others are
+    // refused whatever the user may do there.
+    let scope = snapshot.scope(identity.client_id.as_deref());
+    let (requested, outside): (Vec<&str>, Vec<&str>) = requested.into_iter().partition(|r| scope.reaches(r));
     let uid = identity.sub.as_str();
     // The inbox is for replies to the requests this user makes (the service endpoints);
     // nobody publishes into it but the responders behind the account's imports.
@@ -292,6 +296,7 @@ fn grant_for(
         .map(|p| p + ".>")
         .ok_or(Deny::BadUserId(NameError::Empty))?;
     let mut g = Granted::new(inbox, crate::wire::notice_subject(uid), requested.len());
+    g.refused.extend(outside.into_iter().map(str::to_string));
     for room in requested {
         match crate::rooms::access(snapshot, rooms, user, room) {
             Some(access) => g.room(policy, room, uid, access),
@@ -405,6 +410,15 @@ mod tests {
     }
 
     fn token(keys: &TokenKeys, user: &str, sexp: Option<i64>) -> String {
+        mint(keys, user, sexp, None)
+    }
+
+    /// A token of `user` for application `app` (the `clientId` of its login).
+    fn app_token(keys: &TokenKeys, user: &str, app: Option<&str>) -> String {
+        mint(keys, user, None, app)
+    }
+
+    fn mint(keys: &TokenKeys, user: &str, sexp: Option<i64>, app: Option<&str>) -> String {
         let req = crate::tokens::MintRequest {
             user,
             session: "s",
@@ -412,6 +426,7 @@ mod tests {
             ttl: Duration::from_secs(300),
             session_expires_at: sexp,
             asserted: None,
+            client_id: app,
         };
         keys.mint(&req, NOW).unwrap().0
     }
@@ -623,6 +638,143 @@ mod tests {
             assert_eq!(g.permissions.publish.allow, *publish, "{user} {list} pub");
             assert_eq!(g.permissions.subscribe.allow, *subscribe, "{user} {list} sub");
             assert_eq!(g.refused, *refused, "{user} {list} refused");
+        }
+    }
+
+    #[test]
+    fn applications_scope_the_granted_rooms_table() {
+        let (k, plain, p) = world();
+        let scoped = testing::snapshot(&format!(
+            "{PERMISSIONS}\n[applications.mobile]\nrooms = [\"all1\", \"team-*\"]\n[applications.kiosk]\n"
+        ));
+        // (files define applications, user, application, rooms, publish, subscribe, refused)
+        type Case<'a> = (
+            bool,
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: &[Case] = &[
+            // The user's rooms within the application's.
+            (
+                true,
+                "bob",
+                Some("mobile"),
+                "all1;bob1",
+                &["chat.all1.bob"],
+                &["_INBOX.bob.>", "nats-callout.notice.bob", "chat.all1.>"],
+                &["bob1"],
+            ),
+            // A pattern of the application, read-only for the user: still read-only.
+            (
+                true,
+                "alice",
+                Some("mobile"),
+                "team-x;alice1;all1",
+                &["chat.all1.alice"],
+                &[
+                    "_INBOX.alice.>",
+                    "nats-callout.notice.alice",
+                    "chat.team-x.>",
+                    "chat.all1.>",
+                ],
+                &["alice1"],
+            ),
+            // Admins too reach only the application's rooms.
+            (
+                true,
+                "root",
+                Some("mobile"),
+                "anything;all1;team-q",
+                &["chat.all1.root", "chat.team-q.root"],
+                &[
+                    "_INBOX.root.>",
+                    "nats-callout.notice.root",
+                    "chat.all1.>",
+                    "chat.team-q.>",
+                ],
+                &["anything"],
+            ),
+            // In scope but not the user's: refused as ever.
+            (
+                true,
+                "bob",
+                Some("mobile"),
+                "team-x",
+                &[],
+                &["_INBOX.bob.>", "nats-callout.notice.bob"],
+                &["team-x"],
+            ),
+            // An application with no rooms, and one the files no longer define: nothing.
+            (
+                true,
+                "bob",
+                Some("kiosk"),
+                "all1;bob1",
+                &[],
+                &["_INBOX.bob.>", "nats-callout.notice.bob"],
+                &["all1", "bob1"],
+            ),
+            (
+                true,
+                "bob",
+                Some("gone"),
+                "all1",
+                &[],
+                &["_INBOX.bob.>", "nats-callout.notice.bob"],
+                &["all1"],
+            ),
+            // No application in the token (older tokens, provider tokens): the user's rooms.
+            (
+                true,
+                "bob",
+                None,
+                "all1;bob1",
+                &["chat.all1.bob", "chat.bob1.bob"],
+                &[
+                    "_INBOX.bob.>",
+                    "nats-callout.notice.bob",
+                    "chat.all1.>",
+                    "chat.bob1.>",
+                ],
+                &[],
+            ),
+            // Files without applications (the demo): clientId is free-form, scopes nothing.
+            (
+                false,
+                "bob",
+                Some("anything"),
+                "all1;bob1",
+                &["chat.all1.bob", "chat.bob1.bob"],
+                &[
+                    "_INBOX.bob.>",
+                    "nats-callout.notice.bob",
+                    "chat.all1.>",
+                    "chat.bob1.>",
+                ],
+                &[],
+            ),
+        ];
+        for (apps, user, app, rooms, publish, subscribe, refused) in cases {
+            let s = if *apps { &scoped } else { &plain };
+            let r = req(Some(&app_token(&k, user, *app)), Some(rooms), "Client", "nats");
+            let g = run(&r, &k, s, &p, NOW).unwrap_or_else(|e| panic!("{user} {app:?} {rooms}: {e}"));
+            let what = format!("{user} {app:?} {rooms}");
+            assert_eq!(g.permissions.publish.allow, *publish, "{what} pub");
+            assert_eq!(g.permissions.subscribe.allow, *subscribe, "{what} sub");
+            assert_eq!(g.refused, *refused, "{what} refused");
+            let granted: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
+            assert!(
+                granted.iter().all(|r| s.scope(*app).reaches(r)),
+                "{what}: {granted:?}"
+            );
+            assert_eq!(g.identity.client_id.as_deref(), *app);
+            for p in [&g.permissions.publish, &g.permissions.subscribe] {
+                assert!(!p.allow.is_empty() || p.deny == [">"], "{what}: {p:?}");
+            }
         }
     }
 

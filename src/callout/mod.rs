@@ -340,6 +340,7 @@ fn decision_record(req: &AuthRequest, g: &Grant, epochs: Epochs, now: i64) -> De
         revocation_epoch: epochs.revocations,
         rooms_epoch: epochs.rooms,
         asserted: g.identity.ext.clone(),
+        client_id: g.identity.client_id.clone(),
         at: now,
     }
 }

@@ -64,8 +64,11 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
     let Some(user) = new.effective(&d.user, d.asserted.as_ref()) else {
         return Action::Reauthorize("user-removed");
     };
+    let scope = new.scope(d.client_id.as_deref());
     for (room, granted) in &d.rooms {
-        let lost = match crate::rooms::access(new, rooms, &user, room) {
+        // The user's access (the files and data), within what the token's application may
+        // reach.
+        let lost = match crate::rooms::access(new, rooms, &user, room).filter(|_| scope.reaches(room)) {
             None => true,
             Some(now) => (granted.can_read() && !now.can_read()) || (granted.can_write() && !now.can_write()),
         };
@@ -114,6 +117,7 @@ mod tests {
                 revocation_epoch: 0,
                 rooms_epoch: 0,
                 asserted: None,
+                client_id: None,
                 at: 0,
             }),
         }
@@ -190,6 +194,38 @@ mod tests {
                 "{granted:?} -> [{roles}]"
             );
         }
+    }
+
+    #[test]
+    fn a_connection_loses_the_rooms_its_application_no_longer_reaches() {
+        let none = RevocationIndex::default();
+        let with_apps = |rooms: &str| {
+            snap(&format!(
+                "{BEFORE}[applications.mobile]\nrooms = [{rooms}]\n[applications.web]\nrooms = [\"*\"]\n"
+            ))
+        };
+        let mut e = entry(&[("all1", Access::ReadWrite), ("bob1", Access::ReadWrite)]);
+        e.decision.as_mut().unwrap().client_id = Some("mobile".into());
+        // (files after the edit, expected)
+        let cases = [
+            (with_apps("\"all1\", \"bob1\""), Action::Keep),
+            (with_apps("\"all1\", \"bob*\""), Action::Keep),
+            (with_apps("\"all1\""), Action::Reauthorize("room-lost")),
+            (with_apps(""), Action::Reauthorize("room-lost")),
+            // The application removed while others remain: it reaches nothing.
+            (
+                snap(&format!("{BEFORE}[applications.web]\nrooms = [\"*\"]\n")),
+                Action::Reauthorize("room-lost"),
+            ),
+            // No application left at all: clientId is free-form again, nothing is lost.
+            (snap(BEFORE), Action::Keep),
+        ];
+        for (after, want) in cases {
+            assert_eq!(judge(&e, None, &after, &none), want, "{after:?}");
+        }
+        // A connection without an application keeps its rooms whatever the applications.
+        let plain = entry(&[("all1", Access::ReadWrite), ("bob1", Access::ReadWrite)]);
+        assert_eq!(judge(&plain, None, &with_apps(""), &none), Action::Keep);
     }
 
     #[test]

@@ -269,12 +269,16 @@ impl Enforcement {
             let by_session = req.sessions.iter().flat_map(|s| r.by_session(s));
             by_tid.chain(by_user).chain(by_session).collect()
         };
+        // Client text: bounded (the subject by `problem`, the reason here); the log format
+        // quotes and escapes it.
+        let reason: String = req.reason.chars().take(200).collect();
         info!(
             tids = req.tids.len(),
             users = req.users.len(),
             sessions = req.sessions.len(),
             connections = conns.len(),
-            reason = %req.reason,
+            reason = %reason,
+            subject = req.subject.as_deref().unwrap_or(""),
             "token reset"
         );
         let n = conns.len();

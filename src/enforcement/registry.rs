@@ -303,6 +303,7 @@ mod tests {
             revocation_epoch: 0,
             rooms_epoch: 0,
             asserted: None,
+            client_id: None,
             at: 0,
         }
     }

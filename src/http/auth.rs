@@ -12,7 +12,8 @@ use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, ClientAddr, OptionalBody, check_origin};
 use super::policy::{Revoker, authorize_revoke};
 use super::session::{
-    PASSWORD, clear_cookies, lifecycle_error, open, optional_name, store_unavailable, token_response,
+    PASSWORD, application, clear_cookies, lifecycle_error, open, optional_name, store_unavailable,
+    token_response,
 };
 use super::state::{HttpState, LimitKey, SharedState};
 use crate::names::validate_name;
@@ -54,7 +55,7 @@ pub(super) async fn login(
     }
     state.limit(LimitKey::User(username), state.settings.login_per_user_per_minute)?;
     let device = optional_name("deviceId", req.device_id)?;
-    let client_id = optional_name("clientId", req.client_id)?;
+    let client_id = application(&state, req.client_id)?;
 
     let hash = state
         .permissions

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ClientAddr, OptionalBody, check_origin};
-use super::session::{LoginKind, open, optional_name, token_response};
+use super::session::{LoginKind, application, open, optional_name, token_response};
 use super::state::{LimitKey, SharedState};
 use crate::config::GuestRefresh;
 use crate::permissions::Asserted;
@@ -69,7 +69,7 @@ pub(super) async fn create(
         state.limit(LimitKey::Guests(ip), state.settings.guests_per_address_per_minute)?;
     }
     let device = optional_name("deviceId", req.device_id)?;
-    let client_id = optional_name("clientId", req.client_id)?;
+    let client_id = application(&state, req.client_id)?;
     let asserted = guest_assertion();
     let snapshot = state.permissions.load();
     // `guest-` names are reserved: the files cannot define one, providers cannot assert one.

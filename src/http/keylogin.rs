@@ -1,4 +1,5 @@
-//! Login by proving a key: `POST /api/auth/challenge {publicKey}` → `{challenge, expiresAt}`;
+//! Login by proving a key: `POST /api/auth/challenge {publicKey, clientId?, deviceId?}` →
+//! `{challenge, expiresAt}` (a `clientId` or `deviceId` given is bound into the challenge);
 //! `POST /api/auth/authenticate {challenge, publicKey, signature, deviceId?, clientId?,
 //! cookie?}` → an OAuthToken as after a password login (see [`crate::tokens::challenge`]).
 //! Rate limited per client address, like every login. Not per key: public keys are public,
@@ -13,16 +14,20 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Body, ClientAddr, check_origin};
-use super::session::{LoginKind, PASSWORD, lifecycle_error, open, optional_name, token_response};
+use super::session::{
+    LoginKind, PASSWORD, application, lifecycle_error, open, optional_name, token_response,
+};
 use super::state::SharedState;
 use crate::clock::rfc3339;
-use crate::tokens::challenge::{ChallengeError, IssueError};
+use crate::tokens::challenge::{Binding, ChallengeError, IssueError};
 use crate::tokens::refresh::Opening;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ChallengeRequest {
     public_key: String,
+    client_id: Option<String>,
+    device_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,8 +66,18 @@ pub(super) async fn challenge(
     Body(req): Body<ChallengeRequest>,
 ) -> Result<Json<Challenge>, ApiError> {
     state.limit_address(addr)?;
+    let binding_device = optional_name("deviceId", req.device_id)?;
+    let binding_client = application(&state, req.client_id)?;
+    let binding = Binding {
+        client_id: binding_client.as_deref(),
+        device_id: binding_device.as_deref(),
+    };
     // Issued for any well-formed key: whether someone logs in with it is not told here.
-    match state.tokens.keys().issue_challenge(&req.public_key, state.now()) {
+    match state
+        .tokens
+        .keys()
+        .issue_challenge(&req.public_key, binding, state.now())
+    {
         Ok((challenge, exp)) => Ok(Json(Challenge {
             challenge,
             expires_at: rfc3339(exp),
@@ -84,13 +99,19 @@ pub(super) async fn authenticate(
     check_origin(&state, &headers, req.cookie)?;
     state.limit_address(addr)?;
     let device = optional_name("deviceId", req.device_id)?;
-    let client_id = optional_name("clientId", req.client_id)?;
+    let client_id = application(&state, req.client_id)?;
     let now = state.now();
     let c = state
         .tokens
         .keys()
         .check_answer(&req.challenge, &req.public_key, &req.signature, now)
         .map_err(|e| refused(&e))?;
+    // Before it is used up: the client that asked it may still answer it rightly.
+    let answer = Binding {
+        client_id: client_id.as_deref(),
+        device_id: device.as_deref(),
+    };
+    c.check_binding(answer).map_err(|e| refused(&e))?;
     let first = state
         .tokens
         .use_once(&format!("challenge:{}", c.nonce), c.exp)

@@ -14,6 +14,7 @@
 //! | POST | `/api/auth/revoke` | a caller (admins: anyone's) | `auth` |
 //! | POST | `/api/auth/introspect` | admins | `auth` |
 //! | GET | `/api/auth/me` | a caller | `user` |
+//! | GET | `/api/users/{id}/context` | admins | `user` |
 //! | GET, POST | `/api/rooms` (`?open=true`: open rooms) | a caller (create: `rooms.creators`) | `rooms` |
 //! | DELETE | `/api/rooms/{name}` | owners, admins | `rooms` |
 //! | GET, POST | `/api/rooms/{name}/members` | members; owners and admins add | `rooms` |
@@ -83,6 +84,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/console/denies", get(console::denies))
         .route("/api/console/metrics", get(console::metrics))
         .route("/api/console/token-reset", post(admin::token_reset))
+        .route("/api/users/{id}/context", get(user::context))
         .merge(room_routes())
         .merge(web::routes())
         .with_state(state)

@@ -1,5 +1,5 @@
 //! "Log in with …": the browser's side of the code flow (see [`crate::oidc::login`]).
-//! `GET /api/auth/oidc/{name}/login` sends the browser to the provider;
+//! `GET /api/auth/oidc/{name}/login?deviceId=&clientId=` sends the browser to the provider;
 //! `GET /api/auth/oidc/{name}/callback` comes back, opens our own session (cookies, as
 //! after a password login) and returns to the page; a failure returns to the page with
 //! `?loginError=code` and a logged reason.
@@ -14,7 +14,7 @@ use tracing::warn;
 use super::cookies;
 use super::error::ApiError;
 use super::extract::ClientAddr;
-use super::session::{PROVIDER, open, optional_name, session_cookies};
+use super::session::{PROVIDER, application, open, optional_name, session_cookies};
 use super::state::{HttpState, SharedState};
 use crate::oidc::login::{self, LoginError, PENDING_COOKIE, PENDING_PATH, PENDING_TTL, Pending};
 use crate::oidc::{Provider, fetch};
@@ -27,6 +27,7 @@ const PENDING_KEY: &[u8] = b"oidc-login";
 #[serde(rename_all = "camelCase")]
 pub(super) struct Begin {
     device_id: Option<String>,
+    client_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +119,7 @@ pub(super) async fn begin(
 ) -> Result<Response, ApiError> {
     state.limit_address(addr)?;
     let device = optional_name("deviceId", q.device_id)?;
+    let client_id = application(&state, q.client_id)?;
     let p = match provider(&state, &name) {
         Ok(p) => p,
         Err(e) => return Err(ApiError::not_found(e.code(), e.to_string())),
@@ -141,7 +143,10 @@ pub(super) async fn begin(
             Err(e) => return Ok(failed(&state, &name, &LoginError::Fetch(e))),
         },
     };
-    let pending = Pending::new(&name, device, state.now());
+    let pending = Pending {
+        client_id,
+        ..Pending::new(&name, device, state.now())
+    };
     let url = match login::authorization_url(p, &endpoints, &pending, &redirect) {
         Ok(u) => u,
         Err(e) => return Ok(failed(&state, &name, &e)),
@@ -220,9 +225,18 @@ async fn complete(
             &[pending_cookie(state, "", 0)],
         ));
     }
+    // The files may have changed while the user was at the provider.
+    if let Err(e) = state
+        .permissions
+        .load()
+        .check_application(pending.client_id.as_deref())
+    {
+        return Err(LoginError::Application(e).into());
+    }
     let opening = Opening {
         user: &user,
         device: pending.device.as_deref(),
+        client_id: pending.client_id.as_deref(),
         asserted: Some(&asserted),
         address: address.map(|a| a.to_string()),
         ..Opening::default()

@@ -114,6 +114,8 @@ pub(super) async fn list(
         .claims
         .user(&snapshot)
         .ok_or_else(|| ApiError::unauthorized("unknown-user", "user no longer exists"))?;
+    // A token of an application lists only the rooms the application reaches.
+    let scope = snapshot.scope(caller.claims.client_id.as_deref());
     if q.open {
         let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let rooms = state
@@ -122,6 +124,7 @@ pub(super) async fn list(
         return Ok(Json(
             rooms
                 .into_iter()
+                .filter(|r| scope.reaches(&r.name))
                 .map(|r| RoomEntry::data(r, None, false))
                 .collect(),
         ));
@@ -129,6 +132,7 @@ pub(super) async fn list(
     let mut out: Vec<RoomEntry> = snapshot
         .rooms_for(&user)
         .into_iter()
+        .filter(|(name, _)| scope.reaches(name))
         .map(|(name, access)| RoomEntry {
             description: snapshot.room_description(&name).map(str::to_string),
             name,
@@ -139,7 +143,8 @@ pub(super) async fn list(
             owned: false,
         })
         .collect();
-    for (room, access, owned) in state.rooms.rooms_of(&caller.claims.sub) {
+    let data = state.rooms.rooms_of(&caller.claims.sub);
+    for (room, access, owned) in data.into_iter().filter(|(r, _, _)| scope.reaches(&r.name)) {
         // A file pattern that covers a data room: both grants apply.
         let access =
             crate::rooms::access(&snapshot, state.rooms.index(), &user, &room.name).unwrap_or(access);

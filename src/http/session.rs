@@ -2,7 +2,7 @@
 //! key, guest, identity provider), the OAuthToken body and the two cookies.
 
 use axum::Json;
-use axum::http::{HeaderValue, header::SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode, header::SET_COOKIE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -160,6 +160,22 @@ pub(super) fn optional_name(field: &str, v: Option<String>) -> Result<Option<Str
             .map(|_| Some(s))
             .map_err(|e| ApiError::bad_request(format!("{field}: {e}"))),
         None => Ok(None),
+    }
+}
+
+/// The `clientId` of a login (any kind): a valid name and, when the permission files define
+/// applications, one of them; else 400 `unknown-application`, counted and logged.
+pub(super) fn application(state: &HttpState, client_id: Option<String>) -> Result<Option<String>, ApiError> {
+    let client_id = optional_name("clientId", client_id)?;
+    match state.permissions.load().check_application(client_id.as_deref()) {
+        Ok(()) => Ok(client_id),
+        Err(e) => {
+            metrics::counter!("nats_callout_logins_total", "result" => e.code()).increment(1);
+            // A valid name (checked above): bounded, one token.
+            let client_id = client_id.unwrap_or_default();
+            info!(result = "deny", reason = e.code(), client_id, "login");
+            Err(ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Pending {
     pub verifier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The application (`clientId`) the session is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     pub exp: i64,
 }
 
@@ -60,6 +63,9 @@ pub enum LoginError {
     Secret(String),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The login's `clientId` is no longer an application of the permission files.
+    #[error(transparent)]
+    Application(crate::permissions::ApplicationError),
 }
 
 impl LoginError {
@@ -72,6 +78,7 @@ impl LoginError {
             LoginError::Exchange(_) => "code-exchange-failed",
             LoginError::IdToken(_) => "id-token-refused",
             LoginError::Secret(_) => "provider-misconfigured",
+            LoginError::Application(e) => e.code(),
         }
     }
 }
@@ -89,6 +96,7 @@ impl Pending {
             nonce: random_text(),
             verifier: random_text(),
             device,
+            client_id: None,
             exp: now + PENDING_TTL,
         }
     }

@@ -199,6 +199,7 @@ impl Rules {
             exp,
             sexp: None,
             ext: Some(self.asserted(c)),
+            client_id: None,
         })
     }
 

@@ -10,10 +10,11 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::application::Application;
 use super::locate::{Path, Seg, keys};
 use super::model::{Access, Pattern, Role, RoleSet, User};
 use super::snapshot::Snapshot;
-use super::source::{Pending, RawFile, Text};
+use super::source::{Pending, RawApplication, RawFile, Text};
 use crate::names::validate_name;
 use crate::password::is_valid_hash;
 
@@ -50,12 +51,20 @@ struct RoomDef<'a> {
     members: Vec<Text<'a>>,
 }
 
+struct ApplicationDef<'a> {
+    file: usize,
+    name: Text<'a>,
+    targets: Vec<Target>,
+    description: Option<Text<'a>>,
+}
+
 /// Definitions from all files, checked one by one.
 #[derive(Default)]
 pub(crate) struct Defs<'a> {
     users: Vec<UserDef<'a>>,
     groups: Vec<GroupDef<'a>>,
     rooms: Vec<RoomDef<'a>>,
+    applications: Vec<ApplicationDef<'a>>,
     /// Every exact room name seen (room tables and direct grants).
     room_names: HashSet<Arc<str>>,
     /// Pass 2 results: users of each group (by index into `users`).
@@ -77,21 +86,61 @@ fn path(parts: &[&str], tail: Seg) -> Path {
     p
 }
 
+/// A room name or pattern, checked but not interned; `Err` carries the reason.
+fn parse_target(name: &str) -> Result<Target, String> {
+    if name.contains('*') {
+        return Pattern::parse(name)
+            .map(Target::Pattern)
+            .map_err(|e| format!("invalid room pattern {name:?}: {e}"));
+    }
+    validate_name(name).map_err(|e| format!("invalid room name {name:?}: {e}"))?;
+    Ok(Target::Exact(Arc::from(name)))
+}
+
 impl<'a> Defs<'a> {
     /// Checks a room name or pattern and interns exact names; `Err` carries the reason.
     fn target(&mut self, name: &str) -> Result<Target, String> {
-        if name.contains('*') {
-            return Pattern::parse(name)
-                .map(Target::Pattern)
-                .map_err(|e| format!("invalid room pattern {name:?}: {e}"));
-        }
         if let Some(interned) = self.room_names.get(name) {
             return Ok(Target::Exact(interned.clone()));
         }
-        validate_name(name).map_err(|e| format!("invalid room name {name:?}: {e}"))?;
-        let interned: Arc<str> = Arc::from(name);
-        self.room_names.insert(interned.clone());
-        Ok(Target::Exact(interned))
+        let target = parse_target(name)?;
+        if let Target::Exact(room) = &target {
+            self.room_names.insert(room.clone());
+        }
+        Ok(target)
+    }
+
+    /// Pass 1 for `[applications.NAME]`: the name, each room or pattern. The rooms are not
+    /// interned: an application names rooms it may reach, it does not make them exist.
+    fn add_applications(
+        &mut self,
+        file: usize,
+        apps: Vec<(Text<'a>, RawApplication<'a>)>,
+        out: &mut Vec<Pending>,
+    ) {
+        for (name, a) in apps {
+            if let Err(e) = validate_name(&name) {
+                let reason = format!("invalid application name {:?}: {e}", &*name);
+                out.push(Pending::at(file, keys(&["applications", &name]), reason));
+            }
+            let mut targets = Vec::with_capacity(a.rooms.len());
+            for (i, room) in a.rooms.iter().enumerate() {
+                match parse_target(room) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => out.push(Pending::at(
+                        file,
+                        path(&["applications", &name, "rooms"], Seg::Index(i)),
+                        format!("application {:?}: {e}", &*name),
+                    )),
+                }
+            }
+            self.applications.push(ApplicationDef {
+                file,
+                name,
+                targets,
+                description: a.description,
+            });
+        }
     }
 
     /// Pass 1: checks the entries of one file on their own and keeps them (the checks of
@@ -174,6 +223,7 @@ impl<'a> Defs<'a> {
                 members: r.members,
             });
         }
+        self.add_applications(file, raw.applications, out);
     }
 
     /// Pass 2: duplicates and references between entries. Also resolves every reference
@@ -195,6 +245,12 @@ impl<'a> Defs<'a> {
             "room",
             "rooms",
             self.rooms.iter().map(|r| (r.file, &*r.name)),
+            out,
+        );
+        index(
+            "application",
+            "applications",
+            self.applications.iter().map(|a| (a.file, &*a.name)),
             out,
         );
         self.check_keys(out);
@@ -386,10 +442,32 @@ impl<'a> Defs<'a> {
             .iter()
             .flat_map(|u| u.nkeys.iter().map(move |k| (k.to_string(), u.name.to_string())))
             .collect();
+        let applications = self.applications.into_iter().map(application).collect();
         let mut rooms: Vec<Arc<str>> = self.room_names.into_iter().collect();
         rooms.sort_unstable();
-        Snapshot::new(id, by_id, groups, nkeys, rooms, descriptions)
+        Snapshot::new(id, by_id, groups, nkeys, rooms, descriptions).with_applications(applications)
     }
+}
+
+/// An application as the snapshot keeps it: exact rooms in a set, patterns sorted.
+fn application(a: ApplicationDef<'_>) -> (String, Application) {
+    let mut app = Application {
+        name: a.name.to_string(),
+        rooms: HashSet::default(),
+        patterns: Vec::new(),
+        description: a.description.as_deref().map(str::to_owned),
+    };
+    for t in a.targets {
+        match t {
+            Target::Exact(room) => {
+                app.rooms.insert(room);
+            }
+            Target::Pattern(p) => app.patterns.push(p),
+        }
+    }
+    app.patterns.sort_unstable();
+    app.patterns.dedup();
+    (app.name.clone(), app)
 }
 
 /// A public user nkey: `U…`, 56 base32 characters with a valid checksum.

@@ -2,7 +2,7 @@
 //!
 //! Every `*.toml` and `*.json` file in the directory is read (other files, hidden files
 //! and subdirectories are ignored), validated, and merged into one immutable [`Snapshot`].
-//! Both formats share one schema; each file may hold any of the three tables:
+//! Both formats share one schema; each file may hold any of the four tables:
 //!
 //! ```toml
 //! [users.bob]
@@ -22,14 +22,21 @@
 //! members = ["bob", "@everyone"]  # users, or groups prefixed with '@'
 //! access = "readwrite"            # optional, default "readwrite"; read, write, readwrite
 //! description = "..."             # optional
+//!
+//! [applications.mobile]           # a client application (the `clientId` of a login)
+//! rooms = ["all1", "team-*"]      # the rooms (or patterns) it may reach
+//! description = "..."             # optional
 //! ```
 //!
 //! A room pattern holds exactly one `*`, which matches one or more name characters; `*`
 //! alone matches every room. A user's access to a room is the union of direct grants,
 //! room memberships (direct and through groups) and matching patterns; admins and
-//! sysadmins may read and write every valid room. Validation collects every problem,
+//! sysadmins may read and write every valid room. A session of an application reaches
+//! only the application's rooms of those (see [`Scope`]); when applications are defined, a
+//! login naming another `clientId` is refused. Validation collects every problem,
 //! each with its file and line (see [`Problem`]); a single problem rejects the whole set.
 
+mod application;
 mod asserted;
 mod build;
 mod locate;
@@ -43,6 +50,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+pub use application::{Application, ApplicationError, Scope};
 pub use asserted::Asserted;
 pub use model::{Access, Pattern, PatternError, Role, UnknownAccess, UnknownRole, User};
 pub use shared::{Permissions, Privileges};

@@ -4,6 +4,7 @@ use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::application::{Application, ApplicationError, Scope};
 use super::model::{Access, User};
 use crate::names::is_valid_name;
 
@@ -19,6 +20,8 @@ pub struct Snapshot {
     rooms: Vec<Arc<str>>,
     /// Room (or pattern) name → description, where one is given.
     descriptions: HashMap<String, String>,
+    /// `[applications.NAME]` by name; none in the demo (then `clientId` is free-form).
+    applications: HashMap<String, Application>,
 }
 
 impl Snapshot {
@@ -37,6 +40,51 @@ impl Snapshot {
             nkeys,
             rooms,
             descriptions,
+            applications: HashMap::default(),
+        }
+    }
+
+    /// The same snapshot with these applications.
+    pub(crate) fn with_applications(self, applications: HashMap<String, Application>) -> Self {
+        Self { applications, ..self }
+    }
+
+    /// The application of this name, if the files define it.
+    #[must_use]
+    pub fn application(&self, name: &str) -> Option<&Application> {
+        self.applications.get(name)
+    }
+
+    /// Whether the files define any application (then a login's `clientId` must name one).
+    #[must_use]
+    pub fn has_applications(&self) -> bool {
+        !self.applications.is_empty()
+    }
+
+    /// Whether a login may name `client_id`: always when it names none or the files define
+    /// no application (the demo: `clientId` is free-form), else only a defined application.
+    ///
+    /// # Errors
+    /// [`ApplicationError::Unknown`] when applications are defined and none has that name.
+    pub fn check_application(&self, client_id: Option<&str>) -> Result<(), ApplicationError> {
+        match client_id {
+            Some(name) if self.has_applications() && !self.applications.contains_key(name) => {
+                Err(ApplicationError::Unknown(name.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a token of application `client_id` may reach: every room when it names none or
+    /// the files define no application; an application's rooms; nothing for an application
+    /// the files do not define (removed since the login).
+    #[must_use]
+    pub fn scope(&self, client_id: Option<&str>) -> Scope<'_> {
+        match client_id {
+            Some(name) if self.has_applications() => {
+                self.applications.get(name).map_or(Scope::Nothing, Scope::Within)
+            }
+            _ => Scope::Unscoped,
         }
     }
 

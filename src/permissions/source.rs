@@ -130,6 +130,8 @@ pub(crate) struct RawFile<'a> {
     pub(crate) groups: Entries<'a, RawGroup<'a>>,
     #[serde(default, deserialize_with = "entries")]
     pub(crate) rooms: Entries<'a, RawRoom<'a>>,
+    #[serde(default, deserialize_with = "entries")]
+    pub(crate) applications: Entries<'a, RawApplication<'a>>,
 }
 
 /// `[users.NAME]`
@@ -184,6 +186,21 @@ pub(crate) struct RawRoom<'a> {
     pub(crate) description: Option<Text<'a>>,
 }
 
+/// `[applications.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an application table",
+    bound(deserialize = "'de: 'a")
+)]
+pub(crate) struct RawApplication<'a> {
+    /// The rooms (names or patterns) the application may reach.
+    #[serde(default)]
+    pub(crate) rooms: Vec<Text<'a>>,
+    #[serde(default)]
+    pub(crate) description: Option<Text<'a>>,
+}
+
 /// Deserializes a map into its entries, in file order, keeping duplicate keys.
 fn entries<'de, D, K, T>(deserializer: D) -> Result<Vec<(K, T)>, D::Error>
 where
@@ -212,12 +229,13 @@ where
     deserializer.deserialize_map(EntriesVisitor(PhantomData))
 }
 
-/// The three top-level tables.
+/// The top-level tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
     Users,
     Groups,
     Rooms,
+    Applications,
 }
 
 impl Section {
@@ -226,6 +244,7 @@ impl Section {
             "users" => Some(Self::Users),
             "groups" => Some(Self::Groups),
             "rooms" => Some(Self::Rooms),
+            "applications" => Some(Self::Applications),
             _ => None,
         }
     }
@@ -235,12 +254,13 @@ impl Section {
             Self::Users => "user",
             Self::Groups => "group",
             Self::Rooms => "room",
+            Self::Applications => "application",
         }
     }
 }
 
 fn unknown_section(key: &str) -> String {
-    format!("unknown table {key:?} (expected \"users\", \"groups\" or \"rooms\")")
+    format!("unknown table {key:?} (expected \"users\", \"groups\", \"rooms\" or \"applications\")")
 }
 
 fn not_a_table(key: &str) -> String {
@@ -292,6 +312,7 @@ fn parse_toml<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> RawFile
                 Section::Users => de_toml(de).map(|u| raw.users.push((text, u))),
                 Section::Groups => de_toml(de).map(|g| raw.groups.push((text, g))),
                 Section::Rooms => de_toml(de).map(|r| raw.rooms.push((text, r))),
+                Section::Applications => de_toml(de).map(|a| raw.applications.push((text, a))),
             };
             if let Err(e) = result {
                 let offset = e.span().map_or(name_offset, |s| s.start);
@@ -342,7 +363,8 @@ fn parse_json_slowly<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> 
             out.push(Pending {
                 file,
                 loc: Loc::Line(1),
-                reason: "expected an object with \"users\", \"groups\" or \"rooms\"".to_owned(),
+                reason: "expected an object with \"users\", \"groups\", \"rooms\" or \"applications\""
+                    .to_owned(),
                 first: None,
             });
             return RawFile::default();
@@ -368,6 +390,9 @@ fn parse_json_slowly<'a>(file: usize, text: &'a str, out: &mut Vec<Pending>) -> 
                 Section::Users => RawUser::deserialize(entry).map(|u| raw.users.push((text, u))),
                 Section::Groups => RawGroup::deserialize(entry).map(|g| raw.groups.push((text, g))),
                 Section::Rooms => RawRoom::deserialize(entry).map(|r| raw.rooms.push((text, r))),
+                Section::Applications => {
+                    RawApplication::deserialize(entry).map(|a| raw.applications.push((text, a)))
+                }
             };
             if let Err(e) = result {
                 let reason = format!("{} {name:?}: {e}", section.singular());

@@ -330,7 +330,9 @@ fn validation_problems() {
         ),
         (
             &[("u.toml", "[user.bob]\n")],
-            &["u.toml:1: unknown table \"user\" (expected \"users\", \"groups\" or \"rooms\")"],
+            &[
+                "u.toml:1: unknown table \"user\" (expected \"users\", \"groups\", \"rooms\" or \"applications\")",
+            ],
         ),
         (
             &[("u.toml", "\nusers = 5\n")],
@@ -453,12 +455,43 @@ fn validation_problems() {
                 "p.json:3: user \"bob\": unknown role \"root\" (expected \"user\", \"admin\", \"sysadmin\" or \"service\")",
                 "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`",
                 "p.json:5: user \"dave\": invalid type: integer `5`, expected a sequence",
-                "p.json:7: unknown table \"user\" (expected \"users\", \"groups\" or \"rooms\")",
+                "p.json:7: unknown table \"user\" (expected \"users\", \"groups\", \"rooms\" or \"applications\")",
+            ],
+        ),
+        // Applications: names, rooms and patterns checked like any other; no field but
+        // rooms and description; defined once.
+        (
+            &[(
+                "a.toml",
+                "[applications.\"mo bile\"]\nrooms = [\n  \"all1\",\n  \"a.b\",\n  \"x**\",\n]\n",
+            )],
+            &[
+                "a.toml:1: invalid application name \"mo bile\": invalid character ' '",
+                "a.toml:4: application \"mo bile\": invalid room name \"a.b\": invalid character '.'",
+                "a.toml:5: application \"mo bile\": invalid room pattern \"x**\": a pattern may contain only one '*'",
             ],
         ),
         (
+            &[("a.toml", "[applications.web]\nrooms = \"all1\"\n")],
+            &["a.toml:2: application \"web\": invalid type: string \"all1\", expected a sequence"],
+        ),
+        (
+            &[("a.toml", "[applications.web]\nroles = [\"admin\"]\n")],
+            &["a.toml:2: application \"web\": unknown field `roles`, expected `rooms` or `description`"],
+        ),
+        (
+            &[
+                ("a.toml", "[applications.web]\n"),
+                (
+                    "b.json",
+                    "{\"applications\": {\n  \"web\": {\"rooms\": [\"all1\"]}\n}}",
+                ),
+            ],
+            &["b.json:2: application \"web\" is defined more than once (first at a.toml:1)"],
+        ),
+        (
             &[("p.json", "[1, 2]")],
-            &["p.json:1: expected an object with \"users\", \"groups\" or \"rooms\""],
+            &["p.json:1: expected an object with \"users\", \"groups\", \"rooms\" or \"applications\""],
         ),
     ];
     for (sources, want) in cases {
@@ -658,4 +691,39 @@ fn users_placed_outside_the_served_accounts_are_named() {
     );
     assert_eq!(s.placed_outside(&served(&["APP", "APP2"])), [("dave", "APP3")]);
     assert!(s.placed_outside(&served(&["APP", "APP2", "APP3"])).is_empty());
+}
+
+#[test]
+fn applications_scope_rooms_and_name_the_client_ids_a_login_may_use() {
+    let files = "[users.bob]\n[users.bob.rooms]\nall1 = \"readwrite\"\nteam-a = \"read\"\n\
+                 [applications.mobile]\nrooms = [\"all1\", \"team-*\", \"nowhere\"]\ndescription = \"Phones\"\n\
+                 [applications.kiosk]\n";
+    let s = load(&[("p.toml", files)]).expect("valid");
+    let mobile = s.application("mobile").expect("mobile");
+    assert_eq!((mobile.name(), mobile.description()), ("mobile", Some("Phones")));
+    // An application names rooms it may reach; it does not make them exist.
+    assert_eq!(s.rooms().collect::<Vec<_>>(), ["all1", "team-a"]);
+    // (clientId, room, reached)
+    let cases = [
+        (None, "all1", true),
+        (None, "bob1", true),
+        (Some("mobile"), "all1", true),
+        (Some("mobile"), "team-a", true),
+        (Some("mobile"), "nowhere", true),
+        (Some("mobile"), "bob1", false),
+        (Some("kiosk"), "all1", false),
+        (Some("gone"), "all1", false),
+    ];
+    for (app, room, want) in cases {
+        assert_eq!(s.scope(app).reaches(room), want, "{app:?} {room}");
+    }
+    assert_eq!(s.check_application(None), Ok(()));
+    assert_eq!(s.check_application(Some("kiosk")), Ok(()));
+    let err = s.check_application(Some("gone")).unwrap_err();
+    assert_eq!(err.code(), "unknown-application");
+    // Without applications (the demo), any clientId is free-form and scopes nothing.
+    let demo = load(&[("users.toml", DEMO_USERS), ("rooms.toml", DEMO_ROOMS)]).expect("demo");
+    assert!(!demo.has_applications());
+    assert_eq!(demo.check_application(Some("anything")), Ok(()));
+    assert_eq!(demo.scope(Some("anything")), Scope::Unscoped);
 }

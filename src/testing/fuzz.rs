@@ -69,6 +69,7 @@ fn build() -> Fuzz {
             ttl: Duration::from_secs(300),
             session_expires_at: sexp,
             asserted: None,
+            client_id: None,
         };
         w.tokens.mint_with_id(&req, "t1", now).expect("mint")
     };
@@ -594,6 +595,7 @@ pub fn access_token(data: &[u8]) {
                 ttl,
                 session_expires_at: sexp,
                 asserted: None,
+                client_id: None,
             };
             let tid = b.string();
             let (token, claims) = match w.w.tokens.mint_with_id(&req, &tid, at) {
@@ -775,6 +777,7 @@ fn check_decision(w: &Fuzz, s: &Snapshot, user: &str, requested: &str) {
         ttl: Duration::from_secs(300),
         session_expires_at: None,
         asserted: None,
+        client_id: None,
     };
     let (token, _) = w.w.tokens.mint_with_id(&req, "t1", NOW).expect("mint");
     let request = AuthRequest {

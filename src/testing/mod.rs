@@ -304,6 +304,7 @@ impl World {
             ttl: Duration::from_secs(300),
             session_expires_at: session_end,
             asserted: None,
+            client_id: None,
         };
         // A token id of its own: two tokens minted in the same second differ, so a
         // "fresh" token is never one the callout has verified before.

@@ -54,6 +54,11 @@ pub struct AccessClaims {
     /// on ours after a login through a provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext: Option<Asserted>,
+    /// The application (`clientId`) the session was opened with (RFC 9068 `client_id`):
+    /// its rooms scope every grant. Tokens without it (older ones, provider tokens) are
+    /// unscoped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl AccessClaims {
@@ -134,6 +139,8 @@ pub struct MintRequest<'a> {
     pub session_expires_at: Option<i64>,
     /// What an identity provider said of the user at login (groups, roles), if one did.
     pub asserted: Option<&'a Asserted>,
+    /// The application (`clientId`) of the session, if the login named one.
+    pub client_id: Option<&'a str>,
 }
 
 struct Signer {
@@ -345,6 +352,7 @@ impl TokenKeys {
             exp,
             sexp: req.session_expires_at,
             ext: req.asserted.cloned(),
+            client_id: req.client_id.map(str::to_string),
         };
         let token = self.sign_typed(ACCESS_TOKEN_TYPE, &claims)?;
         // Our own fresh token passes every check but the clock: its first use (the
@@ -532,6 +540,7 @@ mod tests {
                 ttl: Duration::from_secs(300),
                 session_expires_at: None,
                 asserted: None,
+                client_id: None,
             },
             now,
         )
@@ -547,6 +556,46 @@ mod tests {
         assert_eq!(back.sub, "bob");
         assert_eq!(back.did.as_deref(), Some("laptop"));
         assert_eq!(back.exp, 1300);
+    }
+
+    /// The application rides in RFC 9068's `client_id` claim; tokens without it (minted
+    /// before applications existed) verify as ever, with none.
+    #[test]
+    fn the_application_claim_is_optional() {
+        let k = keys();
+        let payload = |tok: &str| -> serde_json::Value {
+            let p = tok.split('.').nth(1).unwrap();
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+        };
+        let (without, _) = mint(&k, 1000);
+        assert!(payload(&without).get("client_id").is_none());
+        assert_eq!(k.verify_uncached(&without, 1001).unwrap().client_id, None);
+        let req = MintRequest {
+            user: "bob",
+            session: "s1",
+            device: None,
+            ttl: Duration::from_secs(300),
+            session_expires_at: None,
+            asserted: None,
+            client_id: Some("mobile"),
+        };
+        let (with, _) = k.mint(&req, 1000).unwrap();
+        assert_eq!(payload(&with)["client_id"], "mobile");
+        let back = k.verify_uncached(&with, 1001).unwrap();
+        assert_eq!(back.client_id.as_deref(), Some("mobile"));
+        // The claim is signed like every other: changing it breaks the signature.
+        let moved = resign_claims(&with, |v| v["client_id"] = "web".into());
+        assert_eq!(
+            k.verify_uncached(&moved, 1001).unwrap_err(),
+            TokenError::Signature
+        );
+        let dropped = resign_claims(&with, |v| {
+            v.as_object_mut().unwrap().remove("client_id");
+        });
+        assert_eq!(
+            k.verify_uncached(&dropped, 1001).unwrap_err(),
+            TokenError::Signature
+        );
     }
 
     #[test]
@@ -578,6 +627,7 @@ mod tests {
                     ttl: Duration::from_secs(300),
                     session_expires_at: Some(1100),
                     asserted: None,
+                    client_id: None,
                 },
                 1000,
             )
@@ -603,6 +653,7 @@ mod tests {
             ttl: Duration::from_secs(secs),
             session_expires_at: None,
             asserted: None,
+            client_id: None,
         };
         // Minting beyond the limit is refused...
         let err = short.mint(&req(3601), 1000).unwrap_err();
@@ -785,6 +836,7 @@ mod tests {
             exp: 1,
             sexp: None,
             ext: None,
+            client_id: None,
         };
         cache.insert("hot", &claims(0));
         for i in 1..3 * VERIFIED_CACHE_GENERATION {

@@ -1,6 +1,8 @@
 //! Login by proving a key (NATS nkeys: `U…` user keys, ed25519): we sign a short challenge
 //! naming the key (a random nonce, 60 s); the client answers with the key's signature of the
-//! challenge's text; the challenge is accepted once, on any instance sharing the store.
+//! challenge's text; the challenge is accepted once, on any instance sharing the store. A
+//! challenge may bind the application and the device (`clientId`, `deviceId`): the answer
+//! must then name the same ones ([`Challenge::check_binding`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -25,6 +27,35 @@ pub struct Challenge {
     pub nonce: String,
     pub iat: i64,
     pub exp: i64,
+    /// The application the answer must name, when the challenge was asked with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    /// The device the answer must name, when the challenge was asked with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did: Option<String>,
+}
+
+/// What a challenge binds: the answer must name the same application and device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub client_id: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+}
+
+impl Challenge {
+    /// The answer names what the challenge binds (nothing bound: anything goes).
+    ///
+    /// # Errors
+    /// [`ChallengeError::Binding`] naming the first field that differs.
+    pub fn check_binding(&self, answer: Binding<'_>) -> Result<(), ChallengeError> {
+        if self.cid.is_some() && self.cid.as_deref() != answer.client_id {
+            return Err(ChallengeError::Binding("clientId"));
+        }
+        if self.did.is_some() && self.did.as_deref() != answer.device_id {
+            return Err(ChallengeError::Binding("deviceId"));
+        }
+        Ok(())
+    }
 }
 
 /// Why a key login was refused. [`ChallengeError::code`] is the `x-error-code`.
@@ -44,6 +75,8 @@ pub enum ChallengeError {
     Replayed,
     #[error("no user logs in with this key")]
     UnknownKey,
+    #[error("the answer's {0} is not the one the challenge was asked with")]
+    Binding(&'static str),
 }
 
 impl ChallengeError {
@@ -56,6 +89,7 @@ impl ChallengeError {
             ChallengeError::BadSignature => "challenge-bad-signature",
             ChallengeError::Replayed => "challenge-replayed",
             ChallengeError::UnknownKey => "unknown-key",
+            ChallengeError::Binding(_) => "challenge-binding-mismatch",
         }
     }
 }
@@ -69,8 +103,14 @@ fn user_key(public_key: &str) -> Result<nkeys::KeyPair, ChallengeError> {
 }
 
 impl TokenKeys {
-    /// A challenge for `public_key`, signed with the access-token key; and when it expires.
-    pub fn issue_challenge(&self, public_key: &str, now: i64) -> Result<(String, i64), IssueError> {
+    /// A challenge for `public_key` binding what `binding` names, signed with the
+    /// access-token key; and when it expires.
+    pub fn issue_challenge(
+        &self,
+        public_key: &str,
+        binding: Binding<'_>,
+        now: i64,
+    ) -> Result<(String, i64), IssueError> {
         user_key(public_key).map_err(IssueError::Challenge)?;
         let c = Challenge {
             iss: self.issuer().to_string(),
@@ -79,6 +119,8 @@ impl TokenKeys {
             nonce: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>()),
             iat: now,
             exp: now + CHALLENGE_TTL,
+            cid: binding.client_id.map(str::to_owned),
+            did: binding.device_id.map(str::to_owned),
         };
         let token = self.sign_typed(CHALLENGE_TYPE, &c).map_err(IssueError::Key)?;
         Ok((token, c.exp))
@@ -147,7 +189,7 @@ mod tests {
         let k = keys();
         let user = nkeys::KeyPair::new_user();
         let pk = user.public_key();
-        let (c, exp) = k.issue_challenge(&pk, 1000).unwrap();
+        let (c, exp) = k.issue_challenge(&pk, Binding::default(), 1000).unwrap();
         assert_eq!(exp, 1060);
         let good = sign(&user, &c);
         let ok = k.check_answer(&c, &pk, &good, 1001).unwrap();
@@ -189,7 +231,7 @@ mod tests {
             assert_eq!(got.unwrap_err(), want);
         }
         // A challenge of another service (another signing key) is not ours.
-        let (theirs, _) = keys().issue_challenge(&pk, 1000).unwrap();
+        let (theirs, _) = keys().issue_challenge(&pk, Binding::default(), 1000).unwrap();
         assert_eq!(
             k.check_answer(&theirs, &pk, &sign(&user, &theirs), 1001)
                 .unwrap_err(),
@@ -203,6 +245,7 @@ mod tests {
             ttl: std::time::Duration::from_secs(60),
             session_expires_at: None,
             asserted: None,
+            client_id: None,
         };
         let access = k.mint(&req, 1000).unwrap().0;
         assert_eq!(
@@ -211,5 +254,45 @@ mod tests {
             ChallengeError::Invalid
         );
         assert_eq!(k.verify(&c, 1001).unwrap_err(), TokenError::Type);
+    }
+
+    #[test]
+    fn a_bound_challenge_wants_the_same_application_and_device() {
+        let k = keys();
+        let user = nkeys::KeyPair::new_user();
+        let pk = user.public_key();
+        let bound = Binding {
+            client_id: Some("mobile"),
+            device_id: Some("phone"),
+        };
+        let (c, _) = k.issue_challenge(&pk, bound, 1000).unwrap();
+        let checked = k.check_answer(&c, &pk, &sign(&user, &c), 1001).unwrap();
+        assert_eq!(
+            (checked.cid.as_deref(), checked.did.as_deref()),
+            (Some("mobile"), Some("phone"))
+        );
+        let answer = |client_id, device_id| Binding { client_id, device_id };
+        let err = |field| Err(ChallengeError::Binding(field));
+        let cases = [
+            (answer(Some("mobile"), Some("phone")), Ok(())),
+            (answer(Some("web"), Some("phone")), err("clientId")),
+            (answer(None, Some("phone")), err("clientId")),
+            (answer(Some("mobile"), Some("laptop")), err("deviceId")),
+            (answer(Some("mobile"), None), err("deviceId")),
+        ];
+        for (given, want) in cases {
+            assert_eq!(checked.check_binding(given), want, "{given:?}");
+        }
+        assert_eq!(err("clientId").unwrap_err().code(), "challenge-binding-mismatch");
+        // One bound field only: the other is free.
+        let (c, _) = k.issue_challenge(&pk, answer(None, Some("phone")), 1000).unwrap();
+        let one = k.check_answer(&c, &pk, &sign(&user, &c), 1001).unwrap();
+        assert_eq!(one.check_binding(answer(Some("any"), Some("phone"))), Ok(()));
+        assert_eq!(one.check_binding(answer(None, Some("tablet"))), err("deviceId"));
+        // Nothing bound (a challenge asked with the key alone): anything goes, as before.
+        let (c, _) = k.issue_challenge(&pk, Binding::default(), 1000).unwrap();
+        let free = k.check_answer(&c, &pk, &sign(&user, &c), 1001).unwrap();
+        assert_eq!(free.check_binding(answer(Some("web"), Some("laptop"))), Ok(()));
+        assert_eq!(free.check_binding(Binding::default()), Ok(()));
     }
 }

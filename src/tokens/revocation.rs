@@ -370,6 +370,7 @@ mod tests {
             exp: iat + 300,
             sexp: None,
             ext: None,
+            client_id: None,
         }
     }
 

@@ -104,6 +104,7 @@ impl TokenService {
                 ttl: self.access_ttl,
                 session_expires_at: Some(refresh.session.expires_at),
                 asserted: refresh.session.asserted.as_ref(),
+                client_id: refresh.session.client_id.as_deref(),
             },
             &tid,
             issued_at,

@@ -130,6 +130,7 @@ impl World {
             ttl: Duration::from_secs(300),
             session_expires_at: None,
             asserted: None,
+            client_id: None,
         };
         self.tokens.mint(&req, nats_callout::clock::now_secs()).unwrap().0
     }

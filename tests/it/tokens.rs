@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::api::{assert_nats_denied, login, refresh, s};
+use crate::support::api::{ask, assert_nats_denied, login, refresh, s};
 use crate::support::{DEADLINE, EnvOptions, TestEnv};
 use serde_json::{Value, json};
 
@@ -221,27 +221,13 @@ async fn user_context_endpoint_is_for_services_only() {
     let svc = env.start_callout().await;
     let bob = login(&svc.http_url(), "bob", Some("laptop")).await;
 
-    let service = env.service_client("helpdesk").await;
-    let reply = tokio::time::timeout(
-        DEADLINE,
-        service.client.request(
-            "auth.v1.usercontext",
-            json!({"token": s(&bob, "accessToken")}).to_string().into(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let ctx: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let service = env.endpoint_caller("helpdesk").await;
+    let by_token = json!({"token": s(&bob, "accessToken")});
+    let ctx = ask(&service.client, "auth.v1.usercontext", &by_token).await;
     assert_eq!(ctx["id"], "bob");
     assert_eq!(ctx["roles"], json!(["user"]));
     assert_eq!(ctx["data"]["deviceId"], "laptop");
-    let bad = service
-        .client
-        .request("auth.v1.usercontext", "{\"token\":\"nope\"}".into())
-        .await
-        .unwrap();
-    let bad: Value = serde_json::from_slice(&bad.payload).unwrap();
+    let bad = ask(&service.client, "auth.v1.usercontext", &json!({"token": "nope"})).await;
     assert_eq!(bad["error_code"], "token-malformed");
 
     let mut plain = env.connect(Some(&env.token("bob")), "all1").await.unwrap();
@@ -253,6 +239,54 @@ async fn user_context_endpoint_is_for_services_only() {
     plain
         .expect_error("Permissions Violation for Publish to \"auth.v1.usercontext\"")
         .await;
+}
+
+/// Gateways and services (role `service`) look a user of the files up by id over
+/// `auth.v1.usercontext {userId}`: the context without a token's parts; an unknown user is
+/// `unknown-user`, a name no user can have or both a token and a user `bad-request`.
+#[tokio::test]
+async fn services_look_a_user_up_by_id() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    std::fs::write(
+        env.config.permissions.dir.join("service.toml"),
+        "[users.gateway]\nroles = [\"service\"]\n",
+    )
+    .unwrap();
+    let _svc = env.start_callout().await;
+    let service = env.endpoint_caller("gateway").await;
+    let lookup = |body: Value| {
+        let client = service.client.clone();
+        async move { ask(&client, "auth.v1.usercontext", &body).await }
+    };
+    let ctx = lookup(json!({"userId": "alice"})).await;
+    assert_eq!(
+        ctx,
+        json!({
+            "id": "alice",
+            "clientId": null,
+            "roles": ["user"],
+            "user": {"id": "alice", "roles": ["user"], "groups": ["everyone"], "roomCount": 5},
+        })
+    );
+    let admin = lookup(json!({"userId": "admin"})).await;
+    assert_eq!(admin["roles"], json!(["admin", "sysadmin"]));
+    let cases = [
+        (json!({"userId": "nobody"}), "unknown-user"),
+        (json!({"userId": "a.b"}), "bad-request"),
+        (json!({"userId": ""}), "bad-request"),
+        (
+            json!({"userId": "alice", "token": env.token("alice")}),
+            "bad-request",
+        ),
+    ];
+    for (body, code) in cases {
+        let answer = lookup(body.clone()).await;
+        assert_eq!(answer["error_code"], code, "{body} -> {answer}");
+    }
+    // Asking by token works as before.
+    let by_token = lookup(json!({"token": env.token("alice")})).await;
+    assert_eq!(by_token["id"], "alice");
+    assert_eq!(by_token["data"]["deviceId"], "test");
 }
 
 /// A service killed with SIGKILL in the middle of rotations restarts with a consistent

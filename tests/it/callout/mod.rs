@@ -1,5 +1,5 @@
 //! The callout against a real nats-server: the chat scenario, bad input, xkey modes,
-//! websocket cookies and queue-group sharing.
+//! websocket cookies, queue-group sharing and applications scoping a session's rooms.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use crate::support::{Conn, DEADLINE, EnvOptions, TestEnv, TokenIn, ws_exchange};
 use async_nats::ConnectErrorKind;
 use futures::StreamExt;
 
+mod applications;
 mod clients;
 pub(crate) mod escape;
 mod requests;
@@ -147,6 +148,7 @@ async fn bad_client_input_is_denied_and_service_goes_on() {
                 ttl: Duration::from_secs(300),
                 session_expires_at: None,
                 asserted: None,
+                client_id: None,
             },
             at,
         )

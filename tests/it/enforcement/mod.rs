@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::api::{ask, login_for};
 use crate::support::{CalloutHandle, DEADLINE, EnvOptions, TestEnv, wait_until};
 use async_nats::{ConnectOptions, Event, ServerError};
 use futures::StreamExt;
@@ -260,23 +261,9 @@ async fn token_reset_affects_exactly_the_matching_connections() {
     registered(&svc, "bob", 2).await;
 
     // The admin (sysadmin role) may publish auth.v1.tokenReset; bob may not.
-    let admin = crate::support::connect_to(
-        &env.server.url(),
-        Some(&env.token("admin")),
-        "",
-        Some("_INBOX.admin"),
-    )
-    .await
-    .unwrap();
-    let reply = admin
-        .client
-        .request(
-            "auth.v1.tokenReset",
-            json!({"tids": [tid], "reason": "test"}).to_string().into(),
-        )
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let admin = env.endpoint_caller("admin").await;
+    let reset = json!({"tids": [tid], "reason": "test"});
+    let body = ask(&admin.client, "auth.v1.tokenReset", &reset).await;
     assert_eq!(body["affected"], 1, "{body}");
     one.wait_for("the notice", |s| matches!(s, Seen::LameDuck(_)))
         .await;
@@ -291,6 +278,83 @@ async fn token_reset_affects_exactly_the_matching_connections() {
         .unwrap();
     plain
         .expect_error("Permissions Violation for Publish to \"auth.v1.tokenReset\"")
+        .await;
+}
+
+/// An edit of an application reaches its live connections: the one whose application no
+/// longer reaches bob1 gets the notice and, reconnecting, loses bob1 only; bob's connection
+/// without an application is left alone.
+#[tokio::test]
+async fn a_connection_loses_the_room_its_application_no_longer_reaches() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let dir = &env.config.permissions.dir;
+    std::fs::write(
+        dir.join("applications.toml"),
+        "[applications.mobile]\nrooms = [\"all1\", \"bob1\"]\n",
+    )
+    .unwrap();
+    let svc = env.start_callout().await;
+    let mobile = login_for(&svc.http_url(), "bob", "mobile").await;
+    let mut scoped = watched(&env, mobile["accessToken"].as_str().unwrap(), "all1;bob1", true).await;
+    let plain = watched(&env, &env.token("bob"), "all1;bob1", true).await;
+    registered(&svc, "bob", 2).await;
+    let _bob1 = scoped.client.subscribe("chat.bob1.>").await.unwrap();
+    receives(&scoped.client, "all1", "bob").await;
+
+    replace_file(
+        dir,
+        "applications.toml",
+        "[applications.mobile]\nrooms = [\"all1\"]\n",
+    );
+
+    scoped
+        .wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
+        .await;
+    scoped
+        .wait_for("bob1 denied after reconnecting", |s| {
+            matches!(s, Seen::Error(e) if e.contains("Permissions Violation for Subscription to \"chat.bob1.>\""))
+        })
+        .await;
+    receives(&scoped.client, "all1", "bob").await;
+    // The same judgement found nothing to take from the connection without an application.
+    receives(&plain.client, "bob1", "bob").await;
+    assert!(!plain.saw(|s| matches!(s, Seen::LameDuck(_) | Seen::Disconnected)));
+}
+
+/// resgate's token reset `{"tids": [...], "subject": "..."}` re-authorizes the connections
+/// holding those token ids; an empty list, a subject that is not one and unknown fields are
+/// refused with `bad-request`.
+#[tokio::test]
+async fn resgates_token_reset_with_a_subject_reaches_its_token_ids() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let token = env.token("bob");
+    let tid = env
+        .tokens
+        .verify(&token, nats_callout::clock::now_secs())
+        .unwrap()
+        .tid;
+    let mut bob = watched(&env, &token, "all1", true).await;
+    registered(&svc, "bob", 1).await;
+    let admin = env.endpoint_caller("admin").await;
+    let reset = |body: serde_json::Value| {
+        let client = admin.client.clone();
+        async move { ask(&client, "auth.v1.tokenReset", &body).await }
+    };
+    for bad in [
+        json!({"tids": [], "subject": "auth.chat.reauth"}),
+        json!({"tids": [tid], "subject": "auth.chat.*"}),
+        json!({"tids": [tid], "subject": "auth chat"}),
+        json!({"tids": [tid], "subject": "x".repeat(257)}),
+        json!({"tids": [tid], "subject": "auth.chat.reauth", "token": "x"}),
+    ] {
+        let body = reset(bad.clone()).await;
+        assert_eq!(body["error_code"], "bad-request", "{bad} -> {body}");
+    }
+    assert!(!bob.saw(|s| matches!(s, Seen::LameDuck(_))));
+    let body = reset(json!({"tids": [tid], "subject": "auth.chat.reauth"})).await;
+    assert_eq!(body["affected"], 1, "{body}");
+    bob.wait_for("the notice", |s| matches!(s, Seen::LameDuck(_)))
         .await;
 }
 
@@ -543,6 +607,7 @@ async fn reconcile_forgets_connections_the_server_no_longer_has() {
         revocation_epoch: u64::MAX,
         rooms_epoch: u64::MAX,
         asserted: None,
+        client_id: None,
         at: 0,
     };
     let body = serde_json::to_vec(&record).unwrap();

@@ -1,6 +1,7 @@
 //! `POST /api/auth/challenge` and `/api/auth/authenticate`: a key from the files logs in by
 //! signing a challenge; expired, replayed, foreign-key, badly signed, unknown-key and
-//! malformed answers are each refused with their own `x-error-code` (rate limits: the
+//! malformed answers are each refused with their own `x-error-code`, and so is an answer
+//! naming another application or device than its challenge binds (rate limits: the
 //! security suite).
 
 use base64::Engine;
@@ -123,4 +124,57 @@ async fn every_bad_answer_has_its_own_code() {
     api.post("/api/auth/authenticate", json!({"challenge": c}), &[])
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad-request");
+}
+
+/// A challenge asked with `clientId` and `deviceId` binds them: an answer naming others is
+/// refused (`challenge-binding-mismatch`) without using the challenge up; the right answer
+/// logs in with them.
+#[tokio::test]
+async fn a_bound_challenge_is_answered_for_its_application_and_device_only() {
+    let Keyed { api, bob, .. } = keyed();
+    let r = api
+        .post(
+            "/api/auth/challenge",
+            json!({"publicKey": bob.public_key(), "clientId": "cli", "deviceId": "phone"}),
+            &[],
+        )
+        .await;
+    r.assert_ok();
+    let c = r.json["challenge"].as_str().unwrap().to_string();
+    let with = |client_id: Value, device_id: Value| {
+        json!({"challenge": c, "publicKey": bob.public_key(), "signature": sign(&bob, &c),
+               "clientId": client_id, "deviceId": device_id})
+    };
+    let mismatch = [
+        with(json!("cli"), json!("laptop")),
+        with(json!("cli"), Value::Null),
+        with(json!("web"), json!("phone")),
+        with(Value::Null, json!("phone")),
+    ];
+    for body in mismatch {
+        api.post("/api/auth/authenticate", body.clone(), &[])
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "challenge-binding-mismatch");
+    }
+    let r = api
+        .post("/api/auth/authenticate", with(json!("cli"), json!("phone")), &[])
+        .await;
+    r.assert_ok();
+    assert_eq!(r.json["clientId"], "cli");
+    let me = api.me(&r.access()).await;
+    assert_eq!(me.json["data"]["deviceId"], "phone");
+    // Used now, whoever answers.
+    api.post("/api/auth/authenticate", with(json!("cli"), json!("phone")), &[])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "challenge-replayed");
+    // Bad names in the challenge request are refused before anything is signed.
+    for bad in [
+        json!({"publicKey": bob.public_key(), "deviceId": "a b"}),
+        json!({"publicKey": bob.public_key(), "clientId": "a.b"}),
+        json!({"publicKey": bob.public_key(), "other": 1}),
+    ] {
+        api.post("/api/auth/challenge", bad, &[])
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad-request");
+    }
 }

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+pub(crate) mod applications;
 mod console;
 mod guest;
 mod introspect;

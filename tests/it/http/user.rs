@@ -1,5 +1,6 @@
 //! `GET /api/auth/me` and `GET /api/rooms` (and `/healthz`): the user context, rooms with
-//! their access, expired and forged tokens.
+//! their access, expired and forged tokens; `GET /api/users/{id}/context`: admins look a
+//! user up by id.
 
 use super::*;
 
@@ -60,6 +61,49 @@ async fn forged_or_foreign_access_tokens_are_refused_with_a_reason() {
     api.me(&good)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "token-not-yet-valid");
+}
+
+/// Admins look a user of the files up by id: the context without a token's parts
+/// (`data`, `authorization`); an unknown user is 404 `unknown-user`, a name no user can have
+/// 400; nobody else may ask.
+#[tokio::test]
+async fn admins_look_a_user_up_by_id() {
+    let api = Api::new();
+    let admin = api.login("admin", "admin").await.access();
+    let api = &api;
+    let context = |id: &str, token: &str| {
+        let auth = bearer(token);
+        let path = format!("/api/users/{id}/context");
+        async move { api.get(&path, &[("authorization", &auth)]).await }
+    };
+    let r = context("alice", &admin).await;
+    r.assert_ok();
+    assert_eq!(
+        r.json,
+        json!({
+            "id": "alice",
+            "clientId": null,
+            "roles": ["user"],
+            "user": {"id": "alice", "roles": ["user"], "groups": ["everyone"], "roomCount": 5},
+        })
+    );
+    context("nobody", &admin)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown-user");
+    context("a.b", &admin)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad-request");
+    context(&"x".repeat(65), &admin)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad-request");
+    // Not an admin (even about oneself), or nobody at all.
+    let bob = api.login("bob", "bob").await.access();
+    context("bob", &bob)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    api.get("/api/users/bob/context", &[])
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
 }
 
 #[tokio::test]

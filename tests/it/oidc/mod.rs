@@ -1,7 +1,8 @@
 //! OpenID Connect against a real provider (the npm package `oidc-provider`, started per
 //! test by [`crate::support::idp`]): its access tokens over NATS and the HTTP API, group and
 //! role mapping, unknown users, key rotation, a provider that stops, forged and misused
-//! tokens, revocation.
+//! tokens, revocation; the browser login through the provider's own form, for an
+//! application.
 
 use async_nats::ConnectErrorKind;
 use nats_callout::oidc::UnknownUsers;
@@ -366,14 +367,25 @@ async fn provider_tokens_are_revoked_by_user_and_by_session_like_ours() {
     assert_eq!(me(&service, &two).await.1, "access-token-revoked");
 }
 
-/// The login endpoints refuse what does not come from a login they began.
-#[tokio::test]
-async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
+/// The browser login's world: a provider `corp` that sends browsers back to our callback,
+/// the service (on that callback's port) offering "Log in with corp" as the client `chat`,
+/// with `files` added to the permission files.
+struct LoginWorld {
+    service: CalloutHandle,
+    env: TestEnv,
+    idp: Idp,
+    _dir: tempfile::TempDir,
+}
+
+async fn login_world(files: &[(&str, &str)]) -> LoginWorld {
     let dir = tempfile::tempdir().unwrap();
     let http_port = crate::support::free_port();
     let callback = format!("http://127.0.0.1:{http_port}/api/auth/oidc/corp/callback");
     let idp = Idp::start(&dir.path().join("idp"), &[callback]).await;
     let env = TestEnv::start(EnvOptions::default()).await;
+    for (name, text) in files {
+        std::fs::write(env.config.permissions.dir.join(name), text).unwrap();
+    }
     let mut config = env.config.clone();
     config.http.listen = format!("127.0.0.1:{http_port}");
     let secret = dir.path().join("secret");
@@ -382,8 +394,22 @@ async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
     let mut corp = idp.settings("corp", UnknownUsers::GroupsOnly);
     corp.client_id = Some("chat".into());
     corp.client_secret_file = Some(secret);
+    corp.scopes = vec!["openid".into(), "profile".into(), "rooms".into()];
     config.identity.oidc = vec![corp];
     let service = env.start_callout_with(config).await;
+    LoginWorld {
+        service,
+        env,
+        idp,
+        _dir: dir,
+    }
+}
+
+/// The login endpoints refuse what does not come from a login they began.
+#[tokio::test]
+async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
+    let world = login_world(&[]).await;
+    let LoginWorld { service, idp, .. } = &world;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -469,6 +495,103 @@ async fn a_callback_that_is_not_from_our_login_is_refused_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// "Log in with corp" for an application, through the provider's own login form (a cookie
+/// jar follows the redirects a browser would): the session is the application's, its token
+/// reaches the application's rooms only; an unknown application is refused before the
+/// provider is asked, and one removed while the user is at the provider is refused at the
+/// callback.
+#[tokio::test]
+async fn a_provider_login_for_an_application_is_scoped_to_it() {
+    use reqwest::cookie::CookieStore;
+    // carol is in the provider's group staff: staff1 and staff2; mobile reaches staff1.
+    let staff = format!("{STAFF}\n[rooms.staff2]\nmembers = [\"@staff\"]\n");
+    const APPS: &str =
+        "[applications.mobile]\nrooms = [\"staff1\"]\n[applications.kiosk]\nrooms = [\"all1\"]\n";
+    let world = login_world(&[("staff.toml", &staff), ("applications.toml", APPS)]).await;
+    let LoginWorld {
+        service, idp, env, ..
+    } = &world;
+    let perms = &env.config.permissions.dir;
+    let base = service.http_url();
+    // A browser: a cookie jar of its own, following redirects.
+    let browser = || {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap();
+        (jar, client)
+    };
+    let begin = |client: reqwest::Client, app: &str| {
+        let url = format!("{base}/api/auth/oidc/corp/login?clientId={app}");
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let issuer = &idp.issuer;
+    let sign_in = |client: reqwest::Client, form: reqwest::Response| async move {
+        assert_eq!(form.status(), 200);
+        assert!(form.url().as_str().starts_with(issuer), "{}", form.url());
+        client
+            .post(form.url().clone())
+            .form(&[("prompt", "login"), ("login", "carol"), ("password", "any")])
+            .send()
+            .await
+            .unwrap()
+    };
+
+    // Unknown: refused here, nobody sent to the provider.
+    let (_, client) = browser();
+    let r = begin(client, "desktop").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-error-code"], "unknown-application");
+
+    // To the provider's form and back, as carol, for mobile.
+    let (jar, client) = browser();
+    let form = begin(client.clone(), "mobile").await;
+    let back = sign_in(client, form).await;
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.url().as_str(), format!("{base}/"));
+    let cookies = jar.cookies(&reqwest::Url::parse(&base).unwrap()).unwrap();
+    let token = cookies
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("nats_token="))
+        .expect("our session's cookie")
+        .to_string();
+    let (status, _, ctx) = me(service, &token).await;
+    assert_eq!((status, ctx["id"].as_str()), (200, Some("carol")));
+    assert_eq!(ctx["clientId"], "mobile");
+    let mut conn = connect(env, &token, "staff1;staff2").await.expect("connects");
+    talks(&conn, "staff1", "carol").await;
+    conn.client.subscribe("chat.staff2.>").await.unwrap();
+    conn.client.flush().await.unwrap();
+    conn.expect_error("Permissions Violation for Subscription to \"chat.staff2.>\"")
+        .await;
+
+    // kiosk removed while carol is at the provider: refused when she comes back.
+    let (jar, client) = browser();
+    let form = begin(client.clone(), "kiosk").await;
+    let epoch = service.reloader.status().epoch;
+    std::fs::write(
+        perms.join("applications.toml"),
+        "[applications.mobile]\nrooms = [\"staff1\"]\n",
+    )
+    .unwrap();
+    wait_until("the reload", || service.reloader.status().epoch > epoch).await;
+    let back = sign_in(client, form).await;
+    assert_eq!(
+        back.url().as_str(),
+        format!("{base}/?loginError=unknown-application")
+    );
+    let cookies = jar.cookies(&reqwest::Url::parse(&base).unwrap());
+    assert!(
+        cookies
+            .as_ref()
+            .is_none_or(|c| !c.to_str().unwrap().contains("nats_token=")),
+        "no session: {cookies:?}"
+    );
 }
 
 /// Live enforcement judges a provider user with what the provider asserted: an unrelated

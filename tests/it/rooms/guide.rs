@@ -128,7 +128,7 @@ async fn the_rooms_guide_runs_as_written() {
             .find(|(n, _)| *n == name)
             .map_or_else(|| panic!("the guide uses ${name}"), |(_, t)| t.clone())
     };
-    let app = env.service_client("helpdesk").await;
+    let app = env.endpoint_caller("helpdesk").await;
     let http = reqwest::Client::new();
     let lines: Vec<&str> = guide.lines().collect();
     let (mut http_calls, mut nats_calls) = (0, 0);

@@ -19,7 +19,7 @@ async fn an_app_service_manages_rooms_for_users() {
     let env = TestEnv::start(EnvOptions::default()).await;
     env.add_service_user("helpdesk");
     let _svc = env.start_callout().await;
-    let app = env.service_client("helpdesk").await;
+    let app = env.endpoint_caller("helpdesk").await;
     let c = &app.client;
     let made = ask(
         c,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::support::api::{login, s};
 use crate::support::idp::Idp;
 use crate::support::raw::Raw;
-use crate::support::{DEADLINE, EnvOptions, TestEnv, free_port};
+use crate::support::{DEADLINE, EnvOptions, Running, TestEnv, free_port};
 
 /// The fields of a text log line after its target (`... nats_callout::x: message k=v ...`),
 /// read as a log collector reads them: `key=value` or `key="quoted \"value\""`. Words of
@@ -86,16 +86,23 @@ fn values<'a>(f: &'a [(String, String)], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The service binary with the text format, logging to `log`.
-fn serve(cfg: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nats-callout"))
+/// The service binary with the text format, logging to `log` (killed if the test fails).
+fn serve(cfg: &Path, log: &Path) -> Running {
+    serve_with(cfg, log, &[])
+}
+
+/// [`serve`] with more `NATS_CALLOUT_*` variables.
+fn serve_with(cfg: &Path, log: &Path, vars: &[(&str, &std::ffi::OsStr)]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_nats-callout"))
         .args(["serve", "--config"])
         .arg(cfg)
         .env("NATS_CALLOUT_LOG__FORMAT", "text")
         .env("RUST_LOG", "nats_callout=info")
+        .envs(vars.iter().copied())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(child)
 }
 
 /// Wait until the log holds a line for which `f` holds; that line.
@@ -186,7 +193,7 @@ async fn client_text_stays_inside_its_field_and_denies_name_their_user() {
         "{}",
         started[0]
     );
-    crate::support::sigterm(&mut service);
+    crate::support::sigterm(&mut service.0);
 }
 
 /// The OpenID callback's `error` parameter needs no credentials at all: it stays in its
@@ -252,5 +259,48 @@ async fn the_callbacks_error_parameter_stays_inside_its_field() {
         "{line}"
     );
     assert!(values(&f, "error").iter().any(|e| e.contains(FORGED)), "{line}");
-    crate::support::sigterm(&mut service);
+    crate::support::sigterm(&mut service.0);
+}
+
+/// resgate's token reset names a subject, and any reset a reason: client text both, each
+/// stays in its own field of the "token reset" line.
+#[tokio::test]
+async fn a_token_resets_subject_and_reason_stay_inside_their_fields() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let port = free_port();
+    let cfg = env.write_config_file(&format!("127.0.0.1:{port}"));
+    let log = env.dir.path().join("service.log");
+    let sys_password = env.config.nats.system_password_file.clone().unwrap();
+    let mut service = serve_with(
+        &cfg,
+        &log,
+        &[
+            ("NATS_CALLOUT_NATS__SYSTEM_USER", "sys".as_ref()),
+            (
+                "NATS_CALLOUT_NATS__SYSTEM_PASSWORD_FILE",
+                sys_password.as_os_str(),
+            ),
+        ],
+    );
+    let token = env.token("bob");
+    env.connect_when_served(&token, "all1").await;
+    let tid = env
+        .tokens
+        .verify(&token, nats_callout::clock::now_secs())
+        .unwrap()
+        .tid;
+    let admin = env.endpoint_caller("admin").await;
+    const FORGED: &str = "x\" result=allow user=admin";
+    let body = json!({"tids": [tid], "subject": "auth.chat.reauth", "reason": FORGED});
+    let answer = crate::support::api::ask(&admin.client, "auth.v1.tokenReset", &body).await;
+    assert!(answer["affected"].is_u64(), "{answer}");
+    let line = line_where(&log, "the token reset", |l| l.contains("token reset")).await;
+    let f = fields(&line);
+    assert_eq!(values(&f, "subject"), ["auth.chat.reauth"], "{line}");
+    assert_eq!(values(&f, "reason"), [FORGED], "{line}");
+    assert!(
+        values(&f, "result").is_empty() && values(&f, "user").is_empty(),
+        "{line}"
+    );
+    crate::support::sigterm(&mut service.0);
 }

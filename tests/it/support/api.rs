@@ -31,11 +31,26 @@ async fn answer(req: reqwest::RequestBuilder) -> (u16, Value, Vec<String>) {
 
 /// Log in as `user` (the demo password is the user name); panics unless 200.
 pub async fn login(base: &str, user: &str, device: Option<&str>) -> Value {
-    let (status, body, _) = post(
-        &format!("{base}/api/auth/login"),
+    login_with(
+        base,
         json!({"username": user, "password": user, "deviceId": device}),
     )
-    .await;
+    .await
+}
+
+/// Log in as `user` (the demo password is the user name) for application `client_id`;
+/// panics unless 200.
+pub async fn login_for(base: &str, user: &str, client_id: &str) -> Value {
+    login_with(
+        base,
+        json!({"username": user, "password": user, "clientId": client_id}),
+    )
+    .await
+}
+
+/// Log in with `body`; panics unless 200.
+pub async fn login_with(base: &str, body: Value) -> Value {
+    let (status, body, _) = post(&format!("{base}/api/auth/login"), body).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -78,6 +93,18 @@ pub async fn told_when_added(conn: &super::Conn, base: &str, user: &str, room: &
 pub async fn refresh(base: &str, rt: &str) -> (u16, Value) {
     let (s, b, _) = post(&format!("{base}/api/auth/refresh"), json!({"refreshToken": rt})).await;
     (s, b)
+}
+
+/// Request `subject` with JSON `body` and read the JSON answer (up to the deadline).
+pub async fn ask(client: &async_nats::Client, subject: &str, body: &Value) -> Value {
+    let reply = tokio::time::timeout(
+        super::DEADLINE,
+        client.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer on {subject} within the deadline"))
+    .unwrap_or_else(|e| panic!("request on {subject}: {e}"));
+    serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("the answer on {subject}: {e}"))
 }
 
 /// The string `k` of a JSON body.

@@ -181,7 +181,6 @@ impl TestEnv {
         }
     }
 
-    /// A fresh access token for `user`.
     /// Add `name`, a user with the `service` role (an app service), to the permission files.
     pub fn add_service_user(&self, name: &str) {
         std::fs::write(
@@ -191,18 +190,7 @@ impl TestEnv {
         .unwrap();
     }
 
-    /// `name`'s connection as an app service: no rooms, its own inbox prefix.
-    pub async fn service_client(&self, name: &str) -> super::Conn {
-        super::connect_to(
-            &self.server.url(),
-            Some(&self.token(name)),
-            "",
-            Some(&format!("_INBOX.{name}")),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the app service {name} connects: {e}"))
-    }
-
+    /// A fresh access token for `user`.
     pub fn token(&self, user: &str) -> String {
         self.token_with(user, Duration::from_secs(300), None)
     }
@@ -218,6 +206,7 @@ impl TestEnv {
                     ttl,
                     session_expires_at: session_end,
                     asserted: None,
+                    client_id: None,
                 },
                 now,
             )
@@ -243,6 +232,16 @@ impl TestEnv {
         let mut conn = connect_via(&self.server.url(), token, rooms, None, how).await?;
         conn.user = user;
         Ok(conn)
+    }
+
+    /// A connection of `user` (a fresh token) asking for no room, with the inbox the grant
+    /// allows (`_INBOX.<user>`): how a service (role `service`) or an operator (a token-reset
+    /// role) calls the `auth.v1` endpoints.
+    pub async fn endpoint_caller(&self, user: &str) -> Conn {
+        let inbox = format!("_INBOX.{user}");
+        super::client::connect_to(&self.server.url(), Some(&self.token(user)), "", Some(&inbox))
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"))
     }
 
     /// Connect as a chat client once a service started in another process answers
