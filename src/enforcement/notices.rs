@@ -2,7 +2,7 @@
 //! grant of a room changes, so that a client learns it may now join (or why it lost a room).
 //! A notice tells; it never grants: the client reconnects to get the room. Only the enforcer
 //! sends them, one message per change, which every connection of the user hears once; the
-//! other instances keep theirs for a moment ([`Held`]), and one that takes over sends those
+//! other instances keep theirs for a moment (`Held`), and one that takes over sends those
 //! (an enforcer that died may not have).
 
 use std::collections::{BTreeMap, VecDeque};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{DEADLINE, Running, bin, free_port, sigterm, wait_for_port, ws_exchange};
+use crate::support::{DEADLINE, Running, bin, free_port, sigterm, ws_exchange};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,20 +61,52 @@ impl DemoCopy {
         self.dir.path().join(f)
     }
 
-    /// nats-server on `conf` in the copy, listening (killed when dropped).
-    fn start_nats(&self, conf: &str, what: &str) -> Running {
-        let nats = Running(
+    /// nats-server on `conf` in the copy, ready (killed when dropped); `None` when it could
+    /// not bind a port (another process took it since it was chosen).
+    fn start_nats(&self, conf: &str) -> Option<Running> {
+        let log = self.path(&format!("{}.log", conf.replace('/', "_")));
+        let mut nats = Running(
             Command::new(nats_callout::testing::nats_server_bin())
-                .args(["-c", conf])
+                .args(["-c", conf, "-l"])
+                .arg(&log)
                 .current_dir(self.dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
         );
-        wait_for_port(self.port(4222), what);
-        nats
+        crate::support::nats_ready(&mut nats.0, &log).then_some(nats)
     }
+
+    /// `make demo`'s files with keys made as `make demo` makes them (`keys --dir .demo`,
+    /// then `prepare`), and nats-server ready on `conf`; new ports until none is taken.
+    fn started(conf: &str, prepare: impl Fn(&DemoCopy)) -> (DemoCopy, Running) {
+        for _ in 0..5 {
+            let demo = DemoCopy::new();
+            let out = bin()
+                .args(["keys", "--dir", ".demo"])
+                .current_dir(demo.dir.path())
+                .output()
+                .unwrap();
+            keys_made(&out);
+            prepare(&demo);
+            if let Some(nats) = demo.start_nats(conf) {
+                return (demo, nats);
+            }
+        }
+        panic!("nats-server on {conf} never found free ports");
+    }
+}
+
+/// `keys` succeeded and printed no seed.
+fn keys_made(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let seed = |w: &str| w.len() == 58 && w.starts_with('S') && w.chars().all(|c| c.is_ascii_alphanumeric());
+    assert!(
+        !printed.split(|c: char| !c.is_ascii_alphanumeric()).any(seed),
+        "a seed was printed: {printed}"
+    );
 }
 
 /// The ports after `127.0.0.1:` or `localhost:` in `text`.
@@ -146,18 +178,8 @@ fn make(args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn the_demo_files_serve_bob_over_tcp_and_websocket() {
-    let demo = DemoCopy::new();
-    // Keys as `make demo` makes them: `keys --dir .demo` next to the files.
-    let out = bin()
-        .args(["keys", "--dir", ".demo"])
-        .current_dir(demo.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _nats = demo.start_nats(
-        "nats-server.conf",
-        "nats-server (the repository's nats-server.conf)",
-    );
+    // The repository's nats-server.conf with keys as `make demo` makes them.
+    let (demo, _nats) = DemoCopy::started("nats-server.conf", |_| {});
     // Killed if the test fails before its SIGTERM.
     let mut serve = Running(
         bin()
@@ -394,30 +416,28 @@ fn start_cluster_demo(files: &[&str]) -> Option<(DemoCopy, Vec<Running>)> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut nodes: Vec<Running> = (1..=3)
+    let mut nodes: Vec<(Running, PathBuf)> = (1..=3)
         .map(|n| {
-            Running(
+            let log = demo.path(&format!("n{n}.log"));
+            let node = Running(
                 Command::new(nats_callout::testing::nats_server_bin())
-                    .args(["-c", &format!("deploy/cluster/n{n}.conf")])
+                    .args(["-c", &format!("deploy/cluster/n{n}.conf"), "-l"])
+                    .arg(&log)
                     .current_dir(demo.dir.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
                     .unwrap(),
-            )
+            );
+            (node, log)
         })
         .collect();
-    let start = Instant::now();
-    for port in [4222, 4223, 4224] {
-        while std::net::TcpStream::connect(("127.0.0.1", demo.port(port))).is_err() {
-            if nodes.iter_mut().any(|n| matches!(n.0.try_wait(), Ok(Some(_)))) {
-                return None;
-            }
-            assert!(start.elapsed() < DEADLINE, "a cluster node did not open its port");
-            std::thread::sleep(Duration::from_millis(20));
+    for (node, log) in &mut nodes {
+        if !crate::support::nats_ready(&mut node.0, log) {
+            return None;
         }
     }
-    Some((demo, nodes))
+    Some((demo, nodes.into_iter().map(|(n, _)| n).collect()))
 }
 
 /// `make demo-cluster` checks its ports before building anything and names the taken ones.
@@ -440,28 +460,20 @@ fn make_demo_cluster_refuses_clearly_when_its_ports_are_taken() {
 /// runs it (the config-mode `callout.toml`): the same token works in both modes.
 #[tokio::test]
 async fn the_operator_demo_files_serve_bob_with_the_same_token() {
-    let demo = DemoCopy::new();
-    for args in [
-        &["keys", "--dir", ".demo"][..],
-        &["keys", "--operator", "--dir", ".demo/operator"],
-    ] {
-        let out = bin().args(args).current_dir(demo.dir.path()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let printed =
-            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        let seed =
-            |w: &str| w.len() == 58 && w.starts_with('S') && w.chars().all(|c| c.is_ascii_alphanumeric());
-        assert!(
-            !printed.split(|c: char| !c.is_ascii_alphanumeric()).any(seed),
-            "a seed was printed: {printed}"
-        );
-    }
-    // The generated files name the demo's ports: move them as DemoCopy moved the others.
-    for f in [".demo/operator/nats-server.conf", ".demo/operator/callout.toml"] {
-        let text = std::fs::read_to_string(demo.path(f)).unwrap();
-        std::fs::write(demo.path(f), move_ports(&text, &demo.ports)).unwrap();
-    }
-    let _nats = demo.start_nats(".demo/operator/nats-server.conf", "nats-server (operator mode)");
+    let operator_keys = |demo: &DemoCopy| {
+        let out = bin()
+            .args(["keys", "--operator", "--dir", ".demo/operator"])
+            .current_dir(demo.dir.path())
+            .output()
+            .unwrap();
+        keys_made(&out);
+        // The generated files name the demo's ports: move them as DemoCopy moved the others.
+        for f in [".demo/operator/nats-server.conf", ".demo/operator/callout.toml"] {
+            let text = std::fs::read_to_string(demo.path(f)).unwrap();
+            std::fs::write(demo.path(f), move_ports(&text, &demo.ports)).unwrap();
+        }
+    };
+    let (demo, _nats) = DemoCopy::started(".demo/operator/nats-server.conf", operator_keys);
     let mut serve = Running(
         bin()
             .args(["serve", "--config", ".demo/operator/callout.toml"])

@@ -79,6 +79,27 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// Wait until the nats-server `child`, logging to `log` (`-l`), says it is ready: `false`
+/// if it exited first (a port of its configuration was taken meanwhile). An open port alone
+/// proves nothing: another test's server may hold it.
+pub fn nats_ready(child: &mut Child, log: &std::path::Path) -> bool {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if std::fs::read_to_string(log).is_ok_and(|l| l.contains("Server is ready")) {
+            return true;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "nats-server ({}) never got ready",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Stop a child process with SIGTERM (as an operator would) and wait for it.
 pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();

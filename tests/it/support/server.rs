@@ -307,20 +307,8 @@ fn launch(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions, node: &Nod
         ws_port: node.ws_port.unwrap_or(0),
         log,
     };
-    let started = std::time::Instant::now();
-    while started.elapsed() < DEADLINE {
-        if let Ok(Some(_)) = server.child.try_wait() {
-            return None;
-        }
-        let listening = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
-        let ws_up = !opts.websocket || node.ws_port.is_none_or(listening);
-        if listening(node.port) && ws_up {
-            return Some(server);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = server.child.kill();
-    None
+    // Ready once every listener is bound: one taken by another process ends the server.
+    super::nats_ready(&mut server.child, &server.log).then_some(server)
 }
 
 pub(super) fn start_server(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions) -> NatsServer {
