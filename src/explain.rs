@@ -15,12 +15,12 @@ use crate::rooms::RoomIndex;
 pub const MAX_QUESTION_ROOMS: usize = 256;
 
 /// A question: a user, the rooms a connection would ask for, and optionally its application.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Question {
     pub user_id: String,
     pub rooms: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 }
 
@@ -49,28 +49,32 @@ impl Question {
 
 /// The answer: contract 14's `{user, rooms: [{room, access, reason, source}]}`, and when the
 /// whole connection would be denied, why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Explanation {
     pub user: String,
     /// `"offline"` (permission files only) or `"live"` (the running service's view).
-    pub mode: &'static str,
+    pub mode: String,
     /// The deny code when no connection would be allowed at all (`unknown-user`,
     /// `too-many-rooms`, `account-not-served`, ...), with the rooms' reasons saying the same.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied: Option<String>,
     pub rooms: Vec<Verdict>,
     /// The user's sessions and whether a token of each would be refused (live only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionVerdict>>,
+    /// The revocation refusing every token of the user issued until now (`user-revoked`,
+    /// `all-revoked`), if any (live only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
 }
 
 /// One room's verdict.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Verdict {
     pub room: String,
     /// `none`, `read`, `write` or `readwrite`.
-    pub access: &'static str,
+    pub access: String,
     /// `granted`, or why not: `no-grant`, `outside-application`, `unknown-application`,
     /// `bad-room-name`, `reserved-room-name`, or the connection's deny code.
     pub reason: String,
@@ -78,12 +82,12 @@ pub struct Verdict {
     /// members "@everyone" (user bob is in group everyone)`, `room in data "x" (member)`, ...
     pub source: String,
     /// The definitions of the files that grant it, each with its file and line.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<GrantSource>,
 }
 
 /// A live session of the user, and whether its access tokens would be refused now.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionVerdict {
     pub session_id: String,
@@ -91,7 +95,7 @@ pub struct SessionVerdict {
     pub device_id: Option<String>,
     pub expires_at: i64,
     /// The revocation that refuses its tokens (`session-revoked`, `user-revoked`, ...), if any.
-    pub revoked: Option<&'static str>,
+    pub revoked: Option<String>,
 }
 
 /// What an explanation reads.
@@ -112,10 +116,11 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
     let Inputs { snapshot, policy, .. } = *inputs;
     let answer = |denied: Option<Deny>, rooms: Vec<Verdict>| Explanation {
         user: q.user_id.clone(),
-        mode: inputs.mode,
+        mode: inputs.mode.to_string(),
         denied: denied.map(|d| d.code().to_string()),
         rooms,
         sessions: None,
+        revoked: None,
     };
     // A deny of the whole connection: every room says it.
     let denied = |deny: Deny| {
@@ -155,7 +160,7 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
 fn refused(room: &str, reason: &str, source: &str) -> Verdict {
     Verdict {
         room: room.to_string(),
-        access: "none",
+        access: "none".to_string(),
         reason: reason.to_string(),
         source: source.to_string(),
         files: Vec::new(),
@@ -215,11 +220,89 @@ fn room_verdict(
     }
     Verdict {
         room: room.to_string(),
-        access: access.as_str(),
+        access: access.as_str().to_string(),
         reason: "granted".to_string(),
         source: said.join("; "),
         files,
     }
+}
+
+/// Explain `q` with a running callout's rules, permissions and rooms in data; `files` are
+/// the per-room file definitions ([`crate::permissions::grant_sources`]).
+#[must_use]
+pub fn live(callout: &crate::callout::Callout, q: &Question, files: &[Vec<GrantSource>]) -> Explanation {
+    let snapshot = callout.snapshot();
+    let inputs = Inputs {
+        snapshot: &snapshot,
+        rooms: callout.rooms(),
+        policy: callout.policy(),
+        files,
+        mode: "live",
+    };
+    explain(q, &inputs)
+}
+
+/// Explain `q` offline: the rules of `callout` and the permission files of `dir`, nothing else
+/// (no keys, no server, no rooms in data).
+///
+/// # Errors
+/// The rules do not build, or the files do not load (every problem, `file:line: reason`).
+pub fn offline(
+    callout: &crate::config::CalloutSettings,
+    dir: &std::path::Path,
+    q: &Question,
+) -> anyhow::Result<Explanation> {
+    let policy = Policy::from_settings(callout).map_err(anyhow::Error::msg)?;
+    let sources = crate::permissions::read_files(dir)?;
+    let snapshot = Snapshot::from_sources(&sources)?;
+    let rooms: Vec<&str> = q.rooms.iter().map(String::as_str).collect();
+    let files = crate::permissions::grant_sources(&sources, &q.user_id, &rooms)?;
+    let inputs = Inputs {
+        snapshot: &snapshot,
+        rooms: &RoomIndex::default(),
+        policy: &policy,
+        files: &files,
+        mode: "offline",
+    };
+    Ok(explain(q, &inputs))
+}
+
+/// An explanation as a table for people: one line per room, then the sessions (live).
+#[must_use]
+pub fn render(e: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let scope = if e.mode == "live" {
+        "the running service"
+    } else {
+        "offline: the permission files only, no rooms in data or sessions"
+    };
+    let _ = writeln!(out, "user {} ({scope})", e.user);
+    if let Some(code) = &e.denied {
+        let _ = writeln!(out, "every connection is denied: {code}");
+    }
+    if let Some(code) = &e.revoked {
+        let _ = writeln!(out, "every token issued until now is refused: {code}");
+    }
+    let width = e.rooms.iter().map(|r| r.room.len()).max().unwrap_or(0);
+    for r in &e.rooms {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:9}  {:19}  {}",
+            r.room, r.access, r.reason, r.source
+        );
+    }
+    for s in e.sessions.iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  session {} (client {}, device {}): {}",
+            s.session_id,
+            s.client_id.as_deref().unwrap_or("-"),
+            s.device_id.as_deref().unwrap_or("-"),
+            s.revoked.as_deref().unwrap_or("usable"),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -314,7 +397,7 @@ mod tests {
         let [dev, team, all1] = &said.rooms[..] else {
             panic!("{said:?}")
         };
-        assert_eq!((dev.access, dev.reason.as_str()), ("read", "granted"));
+        assert_eq!((dev.access.as_str(), dev.reason.as_str()), ("read", "granted"));
         let line = line_of(PERMISSIONS, "[rooms.dev]") + 1;
         assert_eq!(
             dev.source,
@@ -380,7 +463,7 @@ mod tests {
         let said = ask(PERMISSIONS, &data, &question("nobody", &["all1"], None));
         assert_eq!(said.denied.as_deref(), Some("unknown-user"));
         assert_eq!(
-            (said.rooms[0].access, said.rooms[0].reason.as_str()),
+            (said.rooms[0].access.as_str(), said.rooms[0].reason.as_str()),
             ("none", "unknown-user")
         );
 

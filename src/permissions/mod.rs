@@ -291,7 +291,7 @@ fn lines_of<'p>(sources: &[(String, String)], wanted: &[Vec<&'p [Seg]>]) -> Vec<
 }
 
 /// A definition of the permission files that grants a user (part of) their access to a room.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantSource {
     pub file: String,
     pub line: usize,
