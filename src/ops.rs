@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 use crate::callout::{Callout, Counters};
 use crate::clock::{now_secs, rfc3339};
 use crate::enforcement::Enforcement;
-use crate::explain::{Explanation, Question, SessionVerdict};
+use crate::explain::{Explanation, Question, SessionVerdict, UserRevocation};
 pub use crate::health::{Check, Health};
 use crate::oidc::Providers;
 use crate::permissions::GrantSource;
 use crate::reload::Reloader;
+use crate::tokens::revocation::RevocationKind;
 use crate::tokens::service::TokenService;
 use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
 
@@ -99,7 +100,19 @@ impl Ops {
         let files = self.file_lines(q).await;
         let mut answer = crate::explain::live(callout, q, &files);
         let revoked = self.tokens.revocations().load();
-        answer.revoked = revoked.check_parts(&q.user_id, "", None, now).map(str::to_string);
+        answer.revocations = revoked
+            .of_user(&q.user_id)
+            .into_iter()
+            .map(|r| UserRevocation {
+                reason: if r.kind == RevocationKind::All {
+                    "all-revoked"
+                } else {
+                    "user-revoked"
+                }
+                .into(),
+                before: r.cutoff,
+            })
+            .collect();
         let sessions = self
             .tokens
             .refresh()
