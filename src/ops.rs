@@ -49,6 +49,8 @@ pub struct Ops {
     pub counters: Arc<Counters>,
     /// The request handler (absent in router-only tests): `explain` reads its rules.
     pub callout: Option<Arc<Callout>>,
+    /// The audit trail (off in router-only tests).
+    pub audit: crate::audit::Audit,
     /// Absent without `nats.system_user`.
     pub enforcement: Option<Arc<Enforcement>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -67,6 +69,7 @@ impl Ops {
             tokens,
             counters: Arc::default(),
             callout: None,
+            audit: crate::audit::Audit::off(),
             enforcement: None,
             metrics: crate::telemetry::metrics(),
             providers: Arc::default(),
@@ -139,6 +142,12 @@ impl Ops {
                 .collect(),
         );
         Ok(answer)
+    }
+
+    /// The audit trail admin actions are recorded in.
+    #[must_use]
+    pub fn with_audit(self, audit: crate::audit::Audit) -> Ops {
+        Ops { audit, ..self }
     }
 
     /// Live enforcement, when configured.
