@@ -1,5 +1,5 @@
 //! Criterion micro-benchmarks of each step of the callout's request path, then the whole
-//! path (`Callout::handle`) with and without the production log line.
+//! path (`Callout::handle`) with and without the production log line and the audit trail.
 //!
 //! `cargo bench --bench request_path` (make bench runs it with shorter times).
 //!
@@ -192,6 +192,30 @@ fn whole_path(c: &mut Crit) {
             b.iter(|| callout.handle(black_box(&sealed), Some(&header), now))
         })
     });
+    // The audit trail on: the event built and pushed into the buffer on the path; another
+    // thread takes the buffer and serializes the events, as the publishing task does (its
+    // cost per event is `audit_event_json` below, off the path).
+    let (audit, buffer) = nats_callout::audit::Audit::buffered(10_000);
+    let taking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let drain = {
+        let (buffer, taking) = (buffer.clone(), taking.clone());
+        std::thread::spawn(move || {
+            while taking.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in buffer.take() {
+                    black_box(e.json());
+                }
+                std::thread::sleep(nats_callout::audit::PUBLISH_EVERY);
+            }
+        })
+    };
+    let audited = w.callout(testing::demo_snapshot(), true).with_audit(audit);
+    g.bench_function("allow_audited", |b| {
+        b.iter(|| audited.handle(black_box(&sealed), Some(&header), now))
+    });
+    taking.store(false, std::sync::atomic::Ordering::Relaxed);
+    drain.join().unwrap();
+    let event = buffer.take().pop().expect("an audited decision");
+    g.bench_function("audit_event_json", |b| b.iter(|| black_box(&event).json()));
     // A fresh token per connection (cold verified-token cache).
     g.bench_function("allow_fresh_token", |b| {
         b.iter_batched(
