@@ -312,8 +312,9 @@ pub async fn run(args: &RunArgs, setup: &Setup) -> anyhow::Result<Rooms> {
         layout.rooms, layout.members
     );
     let (rooms, members) = layout.records();
-    // redb: the data service's token store file, where its rooms live.
-    let redb_path = setup.dir.join("rooms-redb-tokens.redb");
+    // redb: the data service's token store file (`Setup::service_config_parts` names it
+    // after the service), where its rooms live.
+    let redb_path = setup.dir.join(format!("{}-tokens.redb", SYSTEMS[1]));
     let t = Instant::now();
     {
         let db = Arc::new(redb::Database::create(&redb_path)?);
@@ -431,7 +432,7 @@ enum Seen {
     Closed(Instant),
 }
 
-/// Connect user `u` asking for `asked`, subscribe to its notices, and report what it sees.
+/// Connect user `u` with `connect`, subscribe to its notices, and report what it sees.
 async fn live_connection(
     addr: SocketAddr,
     connect: Vec<u8>,
