@@ -47,6 +47,11 @@ impl Connected {
         abort_on_close(&self.stream);
     }
 
+    /// The connection, to speak the protocol on.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Stay connected (answering PING) until the server closes the connection.
     pub async fn wait_closed(mut self) {
         let mut buf = [0u8; 1024];

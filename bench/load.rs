@@ -62,6 +62,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let shared = crate::shared::run(&args, &setup, &perms, &callout_creds).await?;
         return finish(&args, &setup, started, work, Default::default(), Some(shared));
     }
+    if args.rooms.only_rooms {
+        let measured = report::Results {
+            rooms: Some(crate::rooms::run(&args, &setup).await?),
+            ..Default::default()
+        };
+        return finish(&args, &setup, started, work, measured, None);
+    }
     let srv_callout = setup.callout_server("nats-callout", 2)?;
     let srv_minimal = setup.callout_server("nats-minimal", 2)?;
     let users = static_users(&requested);
@@ -179,7 +186,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Some(crate::shared::run(&args, &setup, &perms, &callout_creds).await?)
     };
+    let rooms = if args.rooms.skip_rooms {
+        None
+    } else {
+        Some(crate::rooms::run(&args, &setup).await?)
+    };
     let measured = report::Results {
+        rooms,
         service_rss_mib: service_rss.0,
         throughput,
         storm,

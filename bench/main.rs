@@ -9,7 +9,8 @@
 //! that the ratios come from one run), service CPU per authorization (`/proc`), a
 //! reconnect storm (every client kicked at once), a generated large permission set, and
 //! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
-//! JetStream store; revocation propagation; enforcer failover).
+//! JetStream store; revocation propagation; enforcer failover) and rooms as data at scale
+//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks).
 //! Everything it starts is stopped when it ends.
 
 mod client;
@@ -18,6 +19,7 @@ mod load;
 mod procs;
 mod report;
 mod responder;
+mod rooms;
 mod servers;
 mod setup;
 mod shared;
@@ -95,6 +97,8 @@ pub struct RunArgs {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench/results.json")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub rooms: rooms::RoomsArgs,
     /// Keep the work directory (configs, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,

@@ -25,6 +25,8 @@ pub struct Results {
     pub store: Option<Store>,
     /// The scale-out phase (JetStream store, propagation, failover).
     pub shared: Option<crate::shared::Shared>,
+    /// Rooms as data at scale.
+    pub rooms: Option<crate::rooms::Rooms>,
     pub targets: Vec<Check>,
     pub phases: Vec<Phase>,
 }
@@ -254,6 +256,38 @@ pub fn targets(r: &Results) -> Vec<Check> {
             v,
             "= 0",
             v == 0.0 && st.reloads_logged == st.reloads,
+        );
+    }
+    if let Some(ro) = &r.rooms {
+        let rate = |n: &str| find(&ro.decisions, n, 20).map_or(0.0, |x| x.rate_median);
+        let files = rate("rooms-files").max(1e-9);
+        for (store, name) in [("redb", "rooms-redb"), ("jetstream", "rooms-jetstream")] {
+            let v = rate(name) / files;
+            check(
+                &format!("rooms: c=20 decisions data ({store})/files-only"),
+                v,
+                ">= 0.95",
+                v >= 0.95,
+            );
+        }
+        let failed: usize = ro
+            .decisions
+            .iter()
+            .map(|x| x.refused + x.timeouts + x.io_errors)
+            .sum();
+        check("rooms: failed authorizations", failed as f64, "= 0", failed == 0);
+        check(
+            "rooms: change-to-notice p99 ms",
+            ro.notice_ms.p99,
+            "< 1000, none missing",
+            ro.notice_ms.p99 < 1000.0 && ro.notices_missing == 0 && ro.notice_ms.n > 0,
+        );
+        let limit = ro.grace_ms + 1000.0;
+        check(
+            "rooms: change-to-kick p99 ms",
+            ro.kick_ms.p99,
+            &format!("< {limit:.0} (grace + 1 s), none missing"),
+            ro.kick_ms.p99 < limit && ro.kicks_missing == 0 && ro.kick_ms.n > 0,
         );
     }
     if let Some(sh) = &r.shared {

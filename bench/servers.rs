@@ -62,7 +62,8 @@ pub fn start(
     Err(last.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
 }
 
-/// The common part: accounts for the callout, the app and the system.
+/// The common part: accounts for the callout, the app and the system; the app's users hear
+/// the notices the callout's account publishes (as in the configuration `keys` writes).
 fn accounts(callout_pw: &str, sys_pw: &str, app_users: &str) -> String {
     accounts_js(callout_pw, sys_pw, app_users, "")
 }
@@ -71,8 +72,13 @@ fn accounts(callout_pw: &str, sys_pw: &str, app_users: &str) -> String {
 fn accounts_js(callout_pw: &str, sys_pw: &str, app_users: &str, auth_js: &str) -> String {
     format!(
         r#"accounts {{
-  AUTH {{ {auth_js} users: [ {{ user: callout, password: "{callout_pw}" }} ] }}
-  APP {{ {app_users} }}
+  AUTH {{
+    {auth_js} users: [ {{ user: callout, password: "{callout_pw}" }} ]
+    exports: [ {{ stream: "nats-callout.notice.>" }} ]
+  }}
+  APP {{ {app_users}
+    imports: [ {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }} ]
+  }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
 }}
 system_account: SYS

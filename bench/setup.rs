@@ -135,6 +135,24 @@ pub async fn phase(t: &Target, concurrency: usize, dur: Duration, round: usize) 
     total
 }
 
+/// A second of warm-up on each target, then `args.rounds` rounds of c=20 phases, the
+/// targets' order rotated per round so that drift on a shared host hits each alike.
+pub async fn interleaved_c20(args: &RunArgs, targets: &[Target]) -> Vec<Phase> {
+    for t in targets {
+        phase(t, 20, Duration::from_secs(1), 0).await;
+    }
+    let mut phases = Vec::new();
+    for round in 0..args.rounds {
+        for k in 0..targets.len() {
+            let t = &targets[(k + round) % targets.len()];
+            let p = phase(t, 20, args.phase(), round).await;
+            eprintln!("{}", crate::stats::phase_line(&p));
+            phases.push(p);
+        }
+    }
+    phases
+}
+
 /// Connect once with `cred` until it is authorized (the service is up and subscribed).
 pub async fn wait_authorized(addr: SocketAddr, cred: &[u8], timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -260,12 +278,46 @@ impl Setup {
         permissions: &Path,
         extra: &str,
     ) -> anyhow::Result<PathBuf> {
+        self.service_config_parts(
+            name,
+            server,
+            permissions,
+            &ConfigParts {
+                extra,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The system user (live enforcement on: notices, lame-duck notices, kicks).
+    pub fn system_user(&self) -> String {
+        let pw = self.keydir.join(keys::SYS_PASSWORD_FILE);
+        format!(
+            "system_user = \"sys\"\nsystem_password_file = {:?}\n",
+            pw.display().to_string()
+        )
+    }
+
+    /// [`Setup::service_config`] with `parts`.
+    pub fn service_config_parts(
+        &self,
+        name: &str,
+        server: &Server,
+        permissions: &Path,
+        parts: &ConfigParts<'_>,
+    ) -> anyhow::Result<PathBuf> {
+        let ConfigParts {
+            nats,
+            listen,
+            admin_listen,
+            extra,
+        } = parts;
         let k = |f: &str| self.keydir.join(f).display().to_string();
         let text = format!(
-            "[nats]\nurl = {url:?}\nuser = \"callout\"\npassword_file = {pw:?}\n\
+            "[nats]\nurl = {url:?}\nuser = \"callout\"\npassword_file = {pw:?}\n{nats}\
              [callout]\nissuer_seed_file = {issuer:?}\nxkey_seed_file = {xkey:?}\n\
              [tokens]\nsigning_key_file = {sign:?}\nrefresh_secret_file = {refresh:?}\nstore_path = {store:?}\n\
-             [permissions]\ndir = {perms:?}\n[http]\nlisten = \"\"\nadmin_listen = \"\"\n{extra}",
+             [permissions]\ndir = {perms:?}\n[http]\nlisten = {listen:?}\nadmin_listen = {admin_listen:?}\n{extra}",
             url = server.url(),
             pw = k(keys::CALLOUT_PASSWORD_FILE),
             issuer = k(keys::ISSUER_FILE),
@@ -291,21 +343,38 @@ impl Setup {
     }
 }
 
+/// What [`Setup::service_config_parts`] adds to the base configuration.
+#[derive(Default)]
+pub struct ConfigParts<'a> {
+    /// More of `[nats]` (the system user).
+    pub nats: &'a str,
+    /// `http.listen` and `http.admin_listen` ("" = off).
+    pub listen: &'a str,
+    pub admin_listen: &'a str,
+    /// Sections after the others.
+    pub extra: &'a str,
+}
+
 /// The throughput permission set: users `b{i}`, each with its own room `r{i}` and the
 /// shared room `all1` (through a group). Returns the room list each user asks for:
 /// its two rooms and its neighbour's (refused).
 pub fn write_bench_permissions(dir: &Path) -> anyhow::Result<Vec<String>> {
+    write_bench_permissions_n(dir, USERS)
+}
+
+/// [`write_bench_permissions`] with `n` users.
+pub fn write_bench_permissions_n(dir: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     let mut users = serde_json::Map::new();
-    let mut requested = Vec::with_capacity(USERS);
-    for i in 0..USERS {
+    let mut requested = Vec::with_capacity(n);
+    for i in 0..n {
         users.insert(
             format!("b{i}"),
             json!({ "rooms": { format!("r{i}"): "readwrite" } }),
         );
-        requested.push(format!("all1;r{i};r{}", (i + 1) % USERS));
+        requested.push(format!("all1;r{i};r{}", (i + 1) % n));
     }
-    let members: Vec<String> = (0..USERS).map(|i| format!("b{i}")).collect();
+    let members: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
     let doc = json!({
         "users": users,
         "groups": { "everyone": { "members": members } },

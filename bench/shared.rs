@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RunArgs;
 use crate::procs::free_port;
 use crate::servers::{self, Server};
-use crate::setup::{Phase, Setup, Target, phase, wait_authorized};
+use crate::setup::{Setup, Target, interleaved_c20, wait_authorized};
 use crate::stats::{Summary, percentile, summarize_systems};
 
 /// Concurrent refresh chains per store.
@@ -51,7 +51,7 @@ pub struct RefreshRun {
     pub errors: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Quantiles {
     pub n: usize,
     pub p50: f64,
@@ -59,7 +59,7 @@ pub struct Quantiles {
     pub max: f64,
 }
 
-fn quantiles(mut v: Vec<f64>) -> Quantiles {
+pub fn quantiles(mut v: Vec<f64>) -> Quantiles {
     v.sort_by(f64::total_cmp);
     Quantiles {
         n: v.len(),
@@ -293,18 +293,7 @@ async fn authorization(
         });
         keep.push((srv, svc));
     }
-    for t in &targets {
-        phase(t, 20, Duration::from_secs(1), 0).await;
-    }
-    let mut phases: Vec<Phase> = Vec::new();
-    for round in 0..args.rounds {
-        for k in 0..targets.len() {
-            let t = &targets[(k + round) % targets.len()];
-            let p = phase(t, 20, args.phase(), round).await;
-            eprintln!("{}", crate::stats::phase_line(&p));
-            phases.push(p);
-        }
-    }
+    let phases = interleaved_c20(args, &targets).await;
     let s = summarize_systems(&phases, &["callout-redb", "callout-jetstream"], &[20]);
     for x in &s {
         eprintln!(

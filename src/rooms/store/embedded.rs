@@ -65,6 +65,31 @@ impl RedbRooms {
         }
         Ok(out)
     }
+    /// Write `rooms` and `members` as they are, in one write transaction: a bulk load
+    /// (benchmarks, imports) with none of the checks of [`RoomStore`]'s operations and no
+    /// events; a running service does not see them until it loads the store again.
+    ///
+    /// # Errors
+    /// The database refuses the write, or a record does not encode.
+    pub fn import(
+        &self,
+        rooms: &[RoomRecord],
+        members: &[(String, String, MemberRecord)],
+    ) -> Result<(), RoomError> {
+        self.write(|room_table, member_table| {
+            for room in rooms {
+                room_table
+                    .insert(room.name.as_str(), encode(room)?.as_slice())
+                    .map_err(db_error)?;
+            }
+            for (room, user, member) in members {
+                member_table
+                    .insert((room.as_str(), user.as_str()), encode(member)?.as_slice())
+                    .map_err(db_error)?;
+            }
+            Ok(((), true))
+        })
+    }
 }
 
 fn room_of(
@@ -230,5 +255,49 @@ impl RoomStore for RedbRooms {
                 changed,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::permissions::Access;
+
+    /// What `import` wrote is what a start loads: the rooms, then their memberships.
+    #[tokio::test]
+    async fn an_import_is_loaded_as_written() {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let store = RedbRooms::open(Arc::new(db)).unwrap();
+        let room = RoomRecord {
+            name: "d0".into(),
+            id: "i0".into(),
+            description: None,
+            join: crate::rooms::JoinPolicy::Invite,
+            created_at: 1,
+            created_by: "bob".into(),
+        };
+        let member = MemberRecord {
+            room_id: "i0".into(),
+            access: Access::Read,
+            owner: false,
+            added_at: 1,
+            added_by: "bench".into(),
+            left: false,
+        };
+        let members = vec![("d0".to_string(), "alice".to_string(), member.clone())];
+        store.import(std::slice::from_ref(&room), &members).unwrap();
+        assert_eq!(
+            store.load().await.unwrap(),
+            vec![
+                RoomEvent::Room(room),
+                RoomEvent::Member {
+                    room: "d0".into(),
+                    user: "alice".into(),
+                    member
+                }
+            ]
+        );
     }
 }

@@ -70,6 +70,24 @@ fn event_of(entry: &kv::Entry) -> Result<Option<RoomEvent>, RoomError> {
     })
 }
 
+/// Put every entry, `in_flight` at a time.
+async fn put_all(
+    b: &kv::Store,
+    entries: impl Iterator<Item = Result<(String, Vec<u8>), RoomError>>,
+    in_flight: usize,
+) -> Result<(), RoomError> {
+    use futures::StreamExt;
+    let puts = futures::stream::iter(entries).map(|entry| async move {
+        let (key, value) = entry?;
+        b.put(&key, value.into()).await.map_err(|e| unavailable(&key, e))
+    });
+    let mut puts = puts.buffer_unordered(in_flight.max(1));
+    while let Some(done) = puts.next().await {
+        done?;
+    }
+    Ok(())
+}
+
 impl KvRooms {
     /// The bucket `<prefix>_rooms` with `replicas`; created (or checked) at first use.
     pub fn new(client: async_nats::Client, prefix: &str, replicas: usize) -> KvRooms {
@@ -141,6 +159,29 @@ impl KvRooms {
             Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),
             Err(e) => Err(unavailable(&key, e)),
         }
+    }
+
+    /// Write `rooms` and `members` as they are, `in_flight` puts at a time: a bulk load
+    /// (benchmarks, imports) with none of the checks of [`RoomStore`]'s operations. Every
+    /// instance's watch brings them in, as any change.
+    ///
+    /// # Errors
+    /// The bucket cannot be opened, a record does not encode, or a put fails.
+    pub async fn import(
+        &self,
+        rooms: &[RoomRecord],
+        members: &[(String, String, MemberRecord)],
+        in_flight: usize,
+    ) -> Result<(), RoomError> {
+        let b = self.open().await?;
+        // The rooms first: a membership read before its room would be no one's.
+        let rooms = rooms.iter().map(|r| Ok((room_key(&r.name), encode(r)?)));
+        put_all(b, rooms, in_flight).await?;
+        let members = members
+            .iter()
+            .map(|(room, user, m)| Ok((member_key(room, user), encode(m)?)));
+        put_all(b, members, in_flight).await?;
+        Ok(())
     }
 
     /// Follow the bucket into `index` until `stop`: what it held first, quietly (loading is

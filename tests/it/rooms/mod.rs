@@ -2,9 +2,10 @@
 //! code and bad input, live connections granted a room once added and losing it (the
 //! lame-duck notice, then a kick) once removed, `auth.v1.rooms.*` for app services, and
 //! (in [`instances`]) two instances sharing the rooms on JetStream. The store suite on
-//! JetStream is in [`suite`].
+//! JetStream is in [`suite`]; the rooms-as-data benchmark at a small scale in [`bench`].
 
 mod api;
+mod bench;
 mod guide;
 mod instances;
 mod nats;
