@@ -19,7 +19,7 @@ use crate::wire::{ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, TOKEN_RESET_SUBJEC
 #[derive(Debug, Parser)]
 #[command(
     name = "nats-callout",
-    version,
+    version = crate::version::LONG,
     about = "NATS auth-callout service: tokens in, room permissions out"
 )]
 pub struct Cli {
