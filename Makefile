@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps python-deps web bench fuzz docs
+.PHONY: demo demo-cluster test build release dist deny tools lint fmt clean browser-deps python-deps web bench fuzz docs
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -11,8 +11,32 @@ tools:
 python-deps:
 	@scripts/install-nats-py.sh >/dev/null
 
+# Optimised with line tables (profilers, make bench); not what ships (see dist).
 release:
 	$(CARGO) build --release --locked
+
+# The artifact to ship (docs/src/release.md): the dist profile (release without debug
+# information, stripped), held to its size budget so that growth is a decision, not drift.
+DIST_BUDGET_MB := 25
+DIST_BIN := $(or $(CARGO_TARGET_DIR),target)/dist/nats-callout
+dist:
+	$(CARGO) build --profile dist --locked --bin nats-callout
+	@size=$$(stat -c %s $(DIST_BIN)); budget=$$(( $(DIST_BUDGET_MB) * 1024 * 1024 )); \
+	  echo "$(DIST_BIN): $$size bytes, budget $(DIST_BUDGET_MB) MiB ($$budget bytes)"; \
+	  if [ $$size -gt $$budget ]; then \
+	    echo "the dist binary grew past its budget: raise DIST_BUDGET_MB in the same change, and say why" >&2; \
+	    exit 1; \
+	  fi
+
+# Licenses, duplicate versions and sources of the Rust dependencies (deny.toml). Installs
+# cargo-deny into .tools/cargo-deny when missing (a few minutes, from crates.io).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := .tools/cargo-deny/bin/cargo-deny
+deny: $(CARGO_DENY)
+	$(CARGO_DENY) check licenses bans sources
+
+$(CARGO_DENY):
+	$(CARGO) install cargo-deny --version $(CARGO_DENY_VERSION) --locked --root .tools/cargo-deny
 
 # demo.sh checks the demo's ports first, then builds in release mode and runs everything.
 # MODE=operator runs the same demo on a nats-server in operator mode.
@@ -51,10 +75,11 @@ web: web/node_modules/.package-lock.json
 test: tools browser-deps python-deps
 	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --locked --all-targets
 
-lint:
+lint: deny
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
+	$(MAKE) --no-print-directory dist
 
 fmt:
 	$(CARGO) fmt

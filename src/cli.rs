@@ -19,7 +19,7 @@ use crate::wire::{ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJ
 #[derive(Debug, Parser)]
 #[command(
     name = "nats-callout",
-    version,
+    version = crate::version::LONG,
     about = "NATS auth-callout service: tokens in, room permissions out"
 )]
 pub struct Cli {

@@ -5,6 +5,7 @@
 //! One concept per module, lower layers first; nothing depends on a layer above it (a
 //! test checks that the module graph has no cycle).
 //!
+//! - [`version`]: what this binary is: version, commit, clean or dirty sources.
 //! - [`names`]: validated names (users, rooms, devices): one subject token each.
 //! - [`clock`]: unix seconds now, RFC 3339 times written and read.
 //! - [`password`]: argon2id password hashes.
@@ -65,4 +66,5 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokens;
+pub mod version;
 pub mod wire;

@@ -62,6 +62,8 @@ impl Ops {
     /// The operational view of an instance with no callout or enforcement attached yet
     /// (`app` adds them with the `with_` methods; router-only tests use it as is).
     pub fn new(instance: Instance, reloader: Arc<Reloader>, tokens: Arc<TokenService>) -> Ops {
+        let metrics = crate::telemetry::metrics();
+        crate::version::record();
         Ops {
             instance,
             health: Arc::default(),
@@ -71,7 +73,7 @@ impl Ops {
             callout: None,
             audit: crate::audit::Audit::off(),
             enforcement: None,
-            metrics: crate::telemetry::metrics(),
+            metrics,
             providers: Arc::default(),
         }
     }
@@ -238,6 +240,7 @@ impl Ops {
         let s = self.counters.stats();
         json!({
             "id": self.instance.id,
+            "build": crate::version::json(),
             "ready": ready,
             "readiness": readiness,
             "permissions": self.reloader.status(),
@@ -251,8 +254,8 @@ impl Ops {
         json!({
             "name": SERVICE_NAME,
             "id": self.instance.id,
-            "version": env!("CARGO_PKG_VERSION"),
-            "metadata": {},
+            "version": crate::version::VERSION,
+            "metadata": {"commit": crate::version::COMMIT, "tree": crate::version::TREE},
             "type": format!("io.nats.micro.v1.{kind}_response"),
         })
     }

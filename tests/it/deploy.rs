@@ -79,7 +79,8 @@ fn docker_ignored() -> Vec<String> {
 
 /// The build stage compiles from exactly what it copies: those paths, copied to a temp dir
 /// the way the Dockerfile lays them out, pass `cargo check --locked` (a missing COPY of an
-/// embedded file or a declared target fails here, as it would in `docker build`).
+/// embedded file or a declared target fails here, as it would in `docker build`; the build
+/// script runs there without `.git`, as in the image).
 #[test]
 fn the_image_builds_from_what_the_dockerfile_copies() {
     let stages = dockerfile_stages();
@@ -94,10 +95,17 @@ fn the_image_builds_from_what_the_dockerfile_copies() {
         .iter()
         .find(|(op, _)| op == "RUN")
         .expect("the build stage builds");
+    // The lean artifact (docs/src/release.md), and it is what the runtime stage copies.
     assert!(
-        run.1.contains("--locked") && run.1.contains("--release"),
+        run.1.contains("--locked") && run.1.contains("--profile dist"),
         "{}",
         run.1
+    );
+    assert!(
+        stages[1].iter().any(|(op, a)| op == "COPY"
+            && a.starts_with("--from=build")
+            && a.contains("/target/dist/nats-callout ")),
+        "the image holds the dist binary"
     );
     let ignored = docker_ignored();
     let ctx = tempfile::tempdir().unwrap();

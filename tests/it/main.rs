@@ -15,6 +15,8 @@
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
+//! - [`release`]: build information (`--version`, status, metric), the changelog, the
+//!   dependencies the book lists;
 //! - [`demo`]: the demo's own files (`make demo`, `make demo-cluster`) serve bob;
 //! - [`deploy`]: the Dockerfile, compose file, systemd unit and production files, read statically;
 //! - [`server_setup`]: the nats-server configuration `keys` writes and prints, used as README
@@ -43,6 +45,7 @@ mod oidc;
 mod operator;
 mod production;
 mod properties;
+mod release;
 mod rooms;
 mod security;
 mod server_setup;

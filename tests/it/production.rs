@@ -138,6 +138,11 @@ async fn status_command_and_json_audit_log() {
     let status: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(status["ready"], true, "{status}");
     assert!(status["authorizations"]["allowed"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        status["build"]["commit"],
+        nats_callout::version::COMMIT,
+        "{status}"
+    );
 
     assert!(
         crate::support::sigterm(&mut serve).success(),

@@ -226,15 +226,8 @@ async fn a_broken_edit_keeps_the_grants_and_reports_the_error() {
     assert!(!bob.saw(|s| matches!(s, Seen::LameDuck(_))));
     // The admin status endpoint reports it too.
     let admin = env.token("admin");
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/admin/status", svc.admin_url()))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, body, _) =
+        crate::support::api::get_bearer(&format!("{}/api/admin/status", svc.admin_url()), &admin).await;
     let errors = body["permissions"]["lastErrors"].as_array().unwrap();
     assert!(
         errors

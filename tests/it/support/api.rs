@@ -16,6 +16,11 @@ pub async fn post_bearer(url: &str, token: &str, body: Value) -> (u16, Value, Ve
     answer(reqwest::Client::new().post(url).bearer_auth(token).json(&body)).await
 }
 
+/// GET with a bearer token: status, JSON body, `set-cookie` values.
+pub async fn get_bearer(url: &str, token: &str) -> (u16, Value, Vec<String>) {
+    answer(reqwest::Client::new().get(url).bearer_auth(token)).await
+}
+
 async fn answer(req: reqwest::RequestBuilder) -> (u16, Value, Vec<String>) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
