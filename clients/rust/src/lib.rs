@@ -1,4 +1,4 @@
-//! Client kit for [nats-callout](https://github.com/): log in over the service's HTTP API,
+//! Client kit for nats-callout: log in over the service's HTTP API,
 //! connect to nats-server with the rooms in the CONNECT `user` field and the access token in
 //! `auth_token`, join and leave rooms without a gap (make-before-break), refresh the token
 //! before it expires, and survive lame-duck notices, kicks and grant changes.
@@ -241,11 +241,17 @@ impl Live {
         }
     }
 
-    /// Stop forwarding, then close (flushing what was sent).
-    async fn retire(self) {
-        for t in lock(&self.forwarders).drain().map(|(_, t)| t).chain(self.tasks) {
+    /// Stop forwarding and watching.
+    fn abort_tasks(&mut self) {
+        let forwarders: Vec<_> = lock(&self.forwarders).drain().map(|(_, t)| t).collect();
+        for t in forwarders.into_iter().chain(self.tasks.drain(..)) {
             t.abort();
         }
+    }
+
+    /// Stop forwarding, then close (flushing what was sent).
+    async fn retire(mut self) {
+        self.abort_tasks();
         let _ = tokio::time::timeout(DRAIN, self.client.drain()).await;
     }
 }
@@ -511,12 +517,10 @@ impl Drop for ChatClient {
         if let Some(r) = self.refresher.take() {
             r.abort();
         }
-        if let Ok(mut live) = self.inner.live.try_lock() {
-            if let Some(l) = live.take() {
-                for t in lock(&l.forwarders).drain().map(|(_, t)| t).chain(l.tasks) {
-                    t.abort();
-                }
-            }
+        if let Ok(mut live) = self.inner.live.try_lock()
+            && let Some(mut l) = live.take()
+        {
+            l.abort_tasks();
         }
     }
 }
@@ -817,7 +821,7 @@ async fn read_notices(
         if n.kind != "grants-changed" {
             continue;
         }
-        let held = lock(&list).iter().any(|r| *r == n.room);
+        let held = lock(&list).contains(&n.room);
         i.emit(Event::GrantsChanged {
             room: n.room,
             access: n.access,

@@ -33,18 +33,16 @@ async fn heard(speaker: &ChatClient, listener: &ChatClient, room: &str) {
         if let Err(e) = speaker.send(room, &text).await {
             assert_ne!(e.code(), "not-joined", "{} is not in {room}", speaker.user());
         }
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
-            if m.text == text {
-                assert_eq!(
-                    m,
-                    Message {
-                        room: room.into(),
-                        from: speaker.user().into(),
-                        text
-                    }
-                );
-                return;
-            }
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await
+            && m.text == text
+        {
+            let expected = Message {
+                room: room.into(),
+                from: speaker.user().into(),
+                text,
+            };
+            assert_eq!(m, expected);
+            return;
         }
     }
 }
