@@ -293,8 +293,9 @@ impl std::fmt::Debug for ChatClient {
 }
 
 impl ChatClient {
-    /// Log in, read `GET /api/config`, and connect with `options.rooms` (a refused one is
-    /// an error: use [`ChatClient::join`] for rooms that may be refused).
+    /// Log in, read `GET /api/config`, and connect with `options.rooms`: if nats-server
+    /// refuses one of them, the error is [`Error::Refused`] (join rooms that may be refused
+    /// with [`ChatClient::join`] instead).
     pub async fn connect(options: Options) -> Result<ChatClient> {
         let api = Api::new(&options.api);
         let config = api.config().await?;
@@ -325,7 +326,7 @@ impl ChatClient {
         let refresher = matches!(options.login, Login::Password { .. })
             .then(|| tokio::spawn(refresh_loop(Arc::downgrade(&inner))));
         let client = ChatClient { inner, refresher };
-        client.switch(options.rooms.clone(), None).await?;
+        client.switch(options.rooms.clone(), &options.rooms).await?;
         Ok(client)
     }
 
@@ -360,7 +361,7 @@ impl ChatClient {
             return Ok(());
         }
         rooms.push(room.to_string());
-        self.switch(rooms, Some(room)).await
+        self.switch(rooms, &[room.to_string()]).await
     }
 
     /// Leave `room` (a new connection without it, then the old one closed).
@@ -371,7 +372,7 @@ impl ChatClient {
         if rooms.len() == before {
             return Err(Error::NotJoined(room.into()));
         }
-        self.switch(rooms, None).await
+        self.switch(rooms, &[]).await
     }
 
     /// Every message heard in `room` from now on (whether joined yet or not), across
@@ -487,19 +488,19 @@ impl ChatClient {
         lock(&self.inner.channels).clear();
     }
 
-    /// Make-before-break: a connection with `rooms`, then the old one closed. When `joining`
-    /// is refused there, the new connection is closed and the old one kept.
-    async fn switch(&self, rooms: Vec<String>, joining: Option<&str>) -> Result<()> {
+    /// Make-before-break: a connection with `rooms`, then the old one closed. When a room of
+    /// `joining` is refused there, the new connection is closed and the old one kept.
+    async fn switch(&self, rooms: Vec<String>, joining: &[String]) -> Result<()> {
         let max = self.inner.config.max_rooms;
         if rooms.len() > max {
             return Err(Error::TooManyRooms(max));
         }
         let mut live = self.inner.live.lock().await;
         let (new, refused) = Inner::open(&self.inner, rooms).await?;
-        if let Some(room) = joining.filter(|j| refused.iter().any(|r| r == j)) {
+        if let Some(room) = joining.iter().find(|j| refused.contains(j)) {
             new.retire().await;
             tracing::debug!(room, "join refused");
-            return Err(Error::Refused { room: room.into() });
+            return Err(Error::Refused { room: room.clone() });
         }
         for room in refused {
             self.inner.emit(Event::RoomLost { room });

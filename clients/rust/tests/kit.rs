@@ -84,6 +84,42 @@ async fn a_refused_join_leaves_the_other_rooms_working() {
     alice.close().await;
 }
 
+/// The room limit comes from the service; a token the application holds is enough to log
+/// in (and one that is no JWT is refused before anything is sent); rooms asked for at connect
+/// are checked as joins are.
+#[tokio::test]
+async fn limits_tokens_and_rooms_at_connect() {
+    let world = World::start(|c| c.callout.max_rooms = 2).await;
+    let bob = login(&world, "bob").await;
+    assert_eq!(bob.server_config().max_rooms, 2);
+    bob.join("all1").await.unwrap();
+    bob.join("all2").await.unwrap();
+    assert_eq!(bob.join("all3").await.unwrap_err().code(), "too-many-rooms");
+    assert_eq!(bob.leave("all3").await.unwrap_err().code(), "not-joined");
+    assert_eq!(bob.rooms(), vec!["all1".to_string(), "all2".to_string()]);
+
+    let token = bob.access_token().await.unwrap();
+    let again = ChatClient::connect(Options::token(&world.api, &world.nats, &token).rooms(["all1"]))
+        .await
+        .unwrap();
+    assert_eq!((again.user(), again.rooms()), ("bob", vec!["all1".to_string()]));
+    heard(&again, &bob, "all1").await;
+    let err = ChatClient::connect(Options::token(&world.api, &world.nats, "not-a-jwt"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad-token", "{err}");
+    let err = ChatClient::connect(
+        Options::password(&world.api, &world.nats, "bob", "bob").rooms(["all1", "alice1"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "refused", "{err}");
+    let err = ChatClient::connect(Options::password(&world.api, "nats://127.0.0.1:1", "bob", "bob"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "nats-error", "{err}");
+}
+
 #[tokio::test]
 async fn a_lame_duck_notice_and_a_kick_are_survived() {
     let world = World::start(|_| {}).await;
