@@ -109,7 +109,7 @@ impl App {
                 tokens.clone(),
             )
             .with_health(health.clone())
-            .with_counters(callout.counters())
+            .with_callout(callout.clone())
             .with_enforcement(enforcement)
             .with_providers(providers),
         );

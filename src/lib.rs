@@ -24,6 +24,7 @@
 //! - [`rooms`]: rooms as data: created, shared and taken back by users and apps; the index decisions read.
 //! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.
+//! - [`explain`]: what a connection of a user would get, room by room, and why (files, data, scope).
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
 //! - [`reload`]: hot reload of the permission files.
 //! - [`telemetry`]: logs (escaped text or JSON) and metrics.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod context;
 pub mod endpoints;
 pub mod enforcement;
+pub mod explain;
 pub mod forwarded;
 pub mod health;
 pub mod http;

@@ -19,6 +19,8 @@ pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
 pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
 /// Operators ask a running instance for its status (`nats-callout status`).
 pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
+/// `explain --live`: `{userId, rooms, clientId?}` answered with an explanation.
+pub const ADMIN_EXPLAIN_SUBJECT: &str = "nats-callout.admin.explain";
 
 /// Internal services ask who a token belongs to (exported to the app account).
 pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";

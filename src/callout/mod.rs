@@ -147,6 +147,11 @@ impl Callout {
     }
 
     /// The counters of what this instance answered (shared with status and discovery).
+    /// The rules decisions follow.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
     }

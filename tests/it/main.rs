@@ -7,6 +7,7 @@
 //! - [`http`]: the HTTP API, one module per endpoint, on the router without a socket;
 //! - [`tokens`]: the token life cycle end to end (HTTP login, NATS connect, refresh, reuse);
 //! - [`enforcement`]: live permissions, revocations reaching live connections, token reset;
+//! - [`explain`]: `explain` offline, `--live` and in the console: each room's access, reason and source;
 //! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
 //! - [`browser`]: the chat page in headless Chromium;
@@ -33,6 +34,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod enforcement;
+mod explain;
 mod http;
 mod jetstream;
 mod oidc;
