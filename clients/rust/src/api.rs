@@ -144,6 +144,19 @@ impl Api {
             .await
     }
 
+    /// `GET /api/auth/me`: the user id the service reads from `token` (for an identity
+    /// provider's token, not necessarily its `sub`).
+    pub async fn user_id(&self, token: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Me {
+            id: String,
+        }
+        let me: Me = self
+            .call(reqwest::Method::GET, "/api/auth/me", Some(token), None)
+            .await?;
+        Ok(me.id)
+    }
+
     /// `GET /api/rooms` (`open`: the open rooms not joined yet).
     pub async fn rooms(&self, token: &str, open: bool) -> Result<Vec<RoomInfo>> {
         let path = if open {

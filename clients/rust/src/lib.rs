@@ -299,17 +299,26 @@ impl ChatClient {
     pub async fn connect(options: Options) -> Result<ChatClient> {
         let api = Api::new(&options.api);
         let config = api.config().await?;
-        let tokens = match &options.login {
+        let (tokens, user) = match &options.login {
             Login::Password { username, password } => {
-                api.login(username, password, options.client_id.as_deref())
-                    .await?
+                let tokens = api
+                    .login(username, password, options.client_id.as_deref())
+                    .await?;
+                (tokens, None)
             }
-            Login::Token(t) => api::Tokens {
-                access_token: t.clone(),
-                refresh_token: None,
-            },
+            Login::Token(t) => {
+                // The service says whose token it is (an identity provider's `sub` may not
+                // be the user's name).
+                session::Claims::of(t)?;
+                let user = api.user_id(t).await?;
+                let tokens = api::Tokens {
+                    access_token: t.clone(),
+                    refresh_token: None,
+                };
+                (tokens, Some(user))
+            }
         };
-        let session = session::Session::new(api.clone(), tokens)?;
+        let session = session::Session::new(api.clone(), tokens, user)?;
         let (events, _) = broadcast::channel(256);
         let inner = Arc::new(Inner {
             api,

@@ -76,11 +76,12 @@ pub(crate) fn now() -> i64 {
 }
 
 impl Session {
-    pub(crate) fn new(api: Api, tokens: Tokens) -> Result<Session> {
+    /// The session of `tokens`; `user` is the id the service gave (else the token's `sub`).
+    pub(crate) fn new(api: Api, tokens: Tokens, user: Option<String>) -> Result<Session> {
         let claims = Claims::of(&tokens.access_token)?;
         Ok(Session {
             api,
-            user: claims.sub.clone(),
+            user: user.unwrap_or_else(|| claims.sub.clone()),
             state: Mutex::new(State {
                 access: tokens.access_token,
                 claims,

@@ -108,6 +108,20 @@ async fn limits_tokens_and_rooms_at_connect() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bad-token", "{err}");
+    // Shaped like a JWT but not the service's: the service's refusal, with its code.
+    let forged = format!(
+        "{}.{}.c2ln",
+        &token[..token.find('.').unwrap()],
+        token.split('.').nth(1).unwrap()
+    );
+    let err = ChatClient::connect(Options::token(&world.api, &world.nats, &forged))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nats_callout_client::Error::Api { status: 401, .. }),
+        "{err}"
+    );
+    eprintln!("forged token: {}", err.code());
     let err = ChatClient::connect(
         Options::password(&world.api, &world.nats, "bob", "bob").rooms(["all1", "alice1"]),
     )
