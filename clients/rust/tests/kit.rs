@@ -1,5 +1,6 @@
 //! The kit against a real nats-server and the real service: joins granted and refused, a
-//! lame-duck notice and a kick survived, an expired access token refreshed on the way, rooms
+//! lame-duck notice, a kick and a server restart survived, an expired access token refreshed
+//! on the way, rooms
 //! as data appearing and disappearing through notices, and the `chat` example as a process.
 
 mod support;
@@ -160,6 +161,22 @@ async fn a_lame_duck_notice_and_a_kick_are_survived() {
     assert_eq!(bob.rooms(), vec!["all2".to_string()]);
     heard(&alice, &bob, "all2").await;
     heard(&bob, &alice, "all2").await;
+}
+
+#[tokio::test]
+async fn a_server_restart_is_survived() {
+    let mut world = World::start(|_| {}).await;
+    let bob = login(&world, "bob").await;
+    let alice = login(&world, "alice").await;
+    bob.join("all1").await.unwrap();
+    alice.join("all1").await.unwrap();
+    let mut events = bob.events();
+    world.restart_server();
+    next_matching(&mut events, "disconnected", |e| *e == Event::Disconnected).await;
+    next_matching(&mut events, "connected", |e| *e == Event::Connected).await;
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+    heard(&alice, &bob, "all1").await;
+    heard(&bob, &alice, "all1").await;
 }
 
 #[tokio::test]

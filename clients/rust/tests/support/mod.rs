@@ -134,6 +134,15 @@ impl World {
         }
     }
 
+    /// Stop nats-server (SIGKILL, as a crash) and start it again on the same port.
+    pub fn restart_server(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let dir = self.dir.path();
+        self.server = spawn_server(&dir.join("nats-server.conf"), &dir.join("nats-server.log"))
+            .expect("nats-server comes back on its port");
+    }
+
     /// A connection in the system account: lame-duck notices and kicks, as the service's
     /// enforcer sends them.
     pub async fn system(&self) -> async_nats::Client {
@@ -179,30 +188,38 @@ system_account: SYS
         );
         let path = dir.join("nats-server.conf");
         let log = dir.join("nats-server.log");
-        let _ = std::fs::remove_file(&log);
         std::fs::write(&path, conf).unwrap();
-        let mut child = Command::new(nats_callout::testing::nats_server_bin())
-            .arg("-c")
-            .arg(&path)
-            .arg("-l")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts (set NATS_SERVER_BIN)");
-        let start = Instant::now();
-        loop {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready")) {
-                return (child, port);
-            }
-            assert!(start.elapsed() < DEADLINE, "nats-server never got ready");
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(child) = spawn_server(&path, &log) {
+            return (child, port);
         }
     }
     panic!("nats-server did not start");
+}
+
+/// nats-server with the configuration at `conf`, once it says it is ready; `None` if it
+/// exited first (a port taken meanwhile).
+fn spawn_server(conf: &Path, log: &Path) -> Option<Child> {
+    let _ = std::fs::remove_file(log);
+    let mut child = Command::new(nats_callout::testing::nats_server_bin())
+        .arg("-c")
+        .arg(conf)
+        .arg("-l")
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts (set NATS_SERVER_BIN)");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        if std::fs::read_to_string(log).is_ok_and(|l| l.contains("Server is ready")) {
+            return Some(child);
+        }
+        assert!(start.elapsed() < DEADLINE, "nats-server never got ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Wait (at most [`DEADLINE`]) for the next item of `stream` that `pick` accepts.
