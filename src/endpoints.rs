@@ -146,10 +146,14 @@ impl Endpoints {
                 }
                 Some(m) = resets.next() => {
                     let reply = token_reset_reply(ops.enforcement.as_deref(), &m.payload);
+                    if reply.get("affected").is_some() {
+                        let what = json!({"request": serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap_or_default(), "affected": reply["affected"]});
+                        ops.audit.action("token-reset", TOKEN_RESET_SUBJECT, now_secs(), what);
+                    }
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = admin.next() => {
-                    let reply = revoke_reply(&tokens, &m.payload).await;
+                    let reply = revoke_reply(&tokens, &ops.audit, &m.payload).await;
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = status.next() => respond(&client, m.reply, ops.status().await).await,
@@ -184,7 +188,11 @@ async fn explain_reply(ops: &Ops, payload: &[u8]) -> serde_json::Value {
 }
 
 /// Operators revoke through the running service: a [`RevokeRequest`], any target.
-async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Value {
+async fn revoke_reply(
+    tokens: &TokenService,
+    audit: &crate::audit::Audit,
+    payload: &[u8],
+) -> serde_json::Value {
     let target = serde_json::from_slice::<RevokeRequest>(payload)
         .map_err(|e| format!("invalid revoke request: {e}"))
         .and_then(|r| r.target().map_err(|e| e.to_string()));
@@ -192,6 +200,12 @@ async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Valu
         Ok(target) => match tokens.revoke(&target, "revoked by operator", now_secs()).await {
             Ok(n) => {
                 info!(?target, sessions = n, "operator revocation");
+                audit.action(
+                    "revocation",
+                    "operator",
+                    now_secs(),
+                    json!({"target": target, "sessions": n}),
+                );
                 json!({"revokedSessions": n})
             }
             Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),

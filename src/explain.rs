@@ -63,10 +63,19 @@ pub struct Explanation {
     /// The user's sessions and whether a token of each would be refused (live only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionVerdict>>,
-    /// The revocation refusing every token of the user issued until now (`user-revoked`,
-    /// `all-revoked`), if any (live only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked: Option<String>,
+    /// The revocations refusing every token of the user issued up to a time (the user's own
+    /// and one for everyone), latest first (live only; empty when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocations: Vec<UserRevocation>,
+}
+
+/// A revocation of every token of a user (or of everyone) issued at or before `before`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRevocation {
+    /// `user-revoked` or `all-revoked`.
+    pub reason: String,
+    /// Unix seconds: tokens issued at or before it are refused; later logins are not.
+    pub before: i64,
 }
 
 /// One room's verdict.
@@ -120,7 +129,7 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
         denied: denied.map(|d| d.code().to_string()),
         rooms,
         sessions: None,
-        revoked: None,
+        revocations: Vec::new(),
     };
     // A deny of the whole connection: every room says it.
     let denied = |deny: Deny| {
@@ -281,8 +290,9 @@ pub fn render(e: &Explanation) -> String {
     if let Some(code) = &e.denied {
         let _ = writeln!(out, "every connection is denied: {code}");
     }
-    if let Some(code) = &e.revoked {
-        let _ = writeln!(out, "every token issued until now is refused: {code}");
+    for r in &e.revocations {
+        let at = crate::clock::rfc3339(r.before);
+        let _ = writeln!(out, "tokens issued at or before {at} are refused: {}", r.reason);
     }
     let width = e.rooms.iter().map(|r| r.room.len()).max().unwrap_or(0);
     for r in &e.rooms {

@@ -11,11 +11,12 @@ use serde_json::{Value, json};
 use crate::callout::{Callout, Counters};
 use crate::clock::{now_secs, rfc3339};
 use crate::enforcement::Enforcement;
-use crate::explain::{Explanation, Question, SessionVerdict};
+use crate::explain::{Explanation, Question, SessionVerdict, UserRevocation};
 pub use crate::health::{Check, Health};
 use crate::oidc::Providers;
 use crate::permissions::GrantSource;
 use crate::reload::Reloader;
+use crate::tokens::revocation::RevocationKind;
 use crate::tokens::service::TokenService;
 use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
 
@@ -48,6 +49,8 @@ pub struct Ops {
     pub counters: Arc<Counters>,
     /// The request handler (absent in router-only tests): `explain` reads its rules.
     pub callout: Option<Arc<Callout>>,
+    /// The audit trail (off in router-only tests).
+    pub audit: crate::audit::Audit,
     /// Absent without `nats.system_user`.
     pub enforcement: Option<Arc<Enforcement>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -66,6 +69,7 @@ impl Ops {
             tokens,
             counters: Arc::default(),
             callout: None,
+            audit: crate::audit::Audit::off(),
             enforcement: None,
             metrics: crate::telemetry::metrics(),
             providers: Arc::default(),
@@ -99,7 +103,19 @@ impl Ops {
         let files = self.file_lines(q).await;
         let mut answer = crate::explain::live(callout, q, &files);
         let revoked = self.tokens.revocations().load();
-        answer.revoked = revoked.check_parts(&q.user_id, "", None, now).map(str::to_string);
+        answer.revocations = revoked
+            .of_user(&q.user_id)
+            .into_iter()
+            .map(|r| UserRevocation {
+                reason: if r.kind == RevocationKind::All {
+                    "all-revoked"
+                } else {
+                    "user-revoked"
+                }
+                .into(),
+                before: r.cutoff,
+            })
+            .collect();
         let sessions = self
             .tokens
             .refresh()
@@ -126,6 +142,12 @@ impl Ops {
                 .collect(),
         );
         Ok(answer)
+    }
+
+    /// The audit trail admin actions are recorded in.
+    #[must_use]
+    pub fn with_audit(self, audit: crate::audit::Audit) -> Ops {
+        Ops { audit, ..self }
     }
 
     /// Live enforcement, when configured.

@@ -41,6 +41,17 @@ pub fn notice_subject(user: &str) -> String {
     format!("{}{user}", NOTICE_SUBJECTS.trim_end_matches('>'))
 }
 
+/// The audit trail, in the service's account: `nats-callout.audit.<kind>`, where kind is a
+/// decision's result (`allowed`, `denied`, `refused`, `error`) or a change of access
+/// (`revocation`, `kick`, `token-reset`, `room`).
+pub const AUDIT_SUBJECTS: &str = "nats-callout.audit.>";
+
+/// The subject audit events of `kind` are published on.
+#[must_use]
+pub fn audit_subject(kind: &str) -> String {
+    format!("{}{kind}", AUDIT_SUBJECTS.trim_end_matches('>'))
+}
+
 /// NATS service discovery (`$SRV.PING|INFO|STATS[.name[.id]]`).
 pub const DISCOVERY_SUBJECTS: &str = "$SRV.>";
 /// The service's name in discovery.

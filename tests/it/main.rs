@@ -10,6 +10,7 @@
 //! - [`explain`]: `explain` offline, `--live` and in the console: each room's access, reason and source;
 //! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
+//! - [`audit`]: the audit trail: decisions field by field, changes of access, the stream;
 //! - [`browser`]: the chat page in headless Chromium;
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
@@ -27,6 +28,7 @@
 //! - [`support`]: what the tests start (servers, the service, clients), shared.
 
 mod architecture;
+mod audit;
 mod browser;
 mod callout;
 mod cli;
