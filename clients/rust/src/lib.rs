@@ -21,9 +21,10 @@
 //! ```
 //!
 //! A join opens a second connection with the new room list, subscribes every room there and
-//! checks the grant (nats-server answers a refused subscription with a permission error before
-//! the `PONG` of the flush that follows), and only then closes the old connection: for that
-//! moment the user holds two connections, and a message may be heard twice.
+//! checks the grant (nats-server answers each refused subscription with a permission error, in
+//! order; a last probe subscription that no grant allows, below the user's notice subject,
+//! closes the check), and only then closes the old connection: for that moment the user holds
+//! two connections, and a message may be heard twice.
 
 pub mod api;
 mod backoff;
