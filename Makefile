@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-cluster test build release dist deny tools lint fmt clean browser-deps python-deps web bench fuzz docs
+.PHONY: demo demo-cluster test build release dist deny tools lint fmt clean browser-deps python-deps web bench fuzz docs \
+  clients clients-rust package-check
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -72,14 +73,30 @@ $(MDBOOK):
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
+# Every workspace member's tests: the service's and the Rust client kit's (clients/rust).
 test: tools browser-deps python-deps
-	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --locked --all-targets
+	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --workspace --locked --all-targets
 
-lint: deny
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
+lint: deny package-check
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 	$(MAKE) --no-print-directory dist
+
+# The client kits: `clients` builds each one.
+clients: clients-rust
+
+clients-rust:
+	$(CARGO) build -p nats-callout-client --locked
+
+# The Rust kit's package holds only what a user needs: the manifest, the README, the sources,
+# the example and the tests (anything else listed fails the check).
+PACKAGE_FILES := ^(\.cargo_vcs_info\.json|Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|README\.md|(src|examples|tests)/.+\.rs)$$
+package-check:
+	@list=$$($(CARGO) package --list -p nats-callout-client --locked --allow-dirty 2>/dev/null) \
+	  || { echo "cargo package --list failed"; exit 1; }; \
+	extra=$$(grep -vE '$(PACKAGE_FILES)' <<<"$$list"); \
+	if [ -n "$$extra" ]; then echo "unexpected files in the kit's package:"; echo "$$extra"; exit 1; fi
 
 fmt:
 	$(CARGO) fmt

@@ -189,7 +189,8 @@ impl App {
                 self.ops.clone(),
             )
             .with_guest_refresh(self.config.tokens.guest_refresh)
-            .with_rooms(self.rooms.clone()),
+            .with_rooms(self.rooms.clone())
+            .with_protocol((&self.config.callout).into()),
         )
     }
 

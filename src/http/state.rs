@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::error::ApiError;
 use super::ratelimit::RateLimiter;
-use crate::config::{GuestRefresh, HttpSettings};
+use crate::config::{CalloutSettings, GuestRefresh, HttpSettings};
 use crate::forwarded::TrustedProxies;
 use crate::ops::Ops;
 use crate::permissions::Permissions;
@@ -30,6 +30,39 @@ pub struct HttpState {
     pub guest_refresh: GuestRefresh,
     /// Rooms as data.
     pub rooms: Arc<RoomService>,
+    /// What client kits need of `[callout]` (served by `GET /api/config`).
+    pub protocol: ClientProtocol,
+}
+
+/// The client side of the protocol, as configured in `[callout]`: the subject templates, the
+/// inbox prefix and the room limit, so that client kits hard-code none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProtocol {
+    /// `callout.read_subject` (`chat.{room}.>`).
+    pub read_subject: String,
+    /// `callout.write_subject` (`chat.{room}.{user}`).
+    pub write_subject: String,
+    /// `callout.inbox_prefix` (`_INBOX.{user}`).
+    pub inbox_prefix: String,
+    /// `callout.max_rooms`: most rooms one connection may ask for.
+    pub max_rooms: usize,
+}
+
+impl From<&CalloutSettings> for ClientProtocol {
+    fn from(c: &CalloutSettings) -> Self {
+        ClientProtocol {
+            read_subject: c.read_subject.clone(),
+            write_subject: c.write_subject.clone(),
+            inbox_prefix: c.inbox_prefix.clone(),
+            max_rooms: c.max_rooms,
+        }
+    }
+}
+
+impl Default for ClientProtocol {
+    fn default() -> Self {
+        ClientProtocol::from(&CalloutSettings::default())
+    }
 }
 
 pub type SharedState = Arc<HttpState>;
@@ -74,7 +107,14 @@ impl HttpState {
             ops,
             guest_refresh: GuestRefresh::Default,
             rooms: Arc::new(RoomService::in_memory()),
+            protocol: ClientProtocol::default(),
         }
+    }
+
+    /// The subjects and limits of `[callout]` that `GET /api/config` tells clients.
+    #[must_use]
+    pub fn with_protocol(self, protocol: ClientProtocol) -> Self {
+        HttpState { protocol, ..self }
     }
 
     /// Rooms as data from this service (the default keeps them in memory).

@@ -181,7 +181,8 @@ fn security_headers(h: &mut HeaderMap, csp: &str) {
 
 /// What the page needs before anything else: where the websocket listener is, and whether
 /// the `nats_token` cookie holds a valid access token (so a fresh page load never has to
-/// provoke a 401 to find out).
+/// provoke a 401 to find out); and what client kits need so that they hard-code nothing:
+/// the subject templates, the inbox prefix, the room limit and the notice subject.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 struct PageConfig {
@@ -194,6 +195,16 @@ struct PageConfig {
     expires_at: Option<i64>,
     /// "Log in with …" buttons: `{name, label}`.
     providers: Vec<LoginProvider>,
+    /// Subscribe subject of a readable room (`{room}`, `{user}` placeholders).
+    read_subject: String,
+    /// Publish subject of a writable room; its last token names the sender.
+    write_subject: String,
+    /// The inbox prefix a client must use (`{user}` placeholder).
+    inbox_prefix: String,
+    /// Most rooms one connection may ask for.
+    max_rooms: usize,
+    /// Where the user's notices (`grants-changed`) arrive (`{user}` placeholder).
+    notice_subject: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -213,6 +224,11 @@ async fn config(State(state): State<SharedState>, caller: Result<Caller, ApiErro
             .into_iter()
             .map(|(name, label)| LoginProvider { name, label })
             .collect(),
+        read_subject: state.protocol.read_subject.clone(),
+        write_subject: state.protocol.write_subject.clone(),
+        inbox_prefix: state.protocol.inbox_prefix.clone(),
+        max_rooms: state.protocol.max_rooms,
+        notice_subject: crate::wire::notice_subject("{user}"),
     };
     let mut resp = Json(body).into_response();
     let h = resp.headers_mut();

@@ -373,3 +373,41 @@ async fn a_session_revoked_since_the_token_limits_the_context() {
         "the session was revoked since this token was issued"
     );
 }
+
+/// `GET /api/config` tells client kits the subjects, the inbox prefix and the room limit, so
+/// that they hard-code none of them: the defaults here.
+#[tokio::test]
+async fn the_config_names_the_default_subjects_and_limits() {
+    let api = Api::new();
+    let r = api.get("/api/config", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["readSubject"], "chat.{room}.>", "{}", r.text);
+    assert_eq!(r.json["writeSubject"], "chat.{room}.{user}");
+    assert_eq!(r.json["inboxPrefix"], "_INBOX.{user}");
+    assert_eq!(r.json["maxRooms"], 50);
+    assert_eq!(r.json["noticeSubject"], "nats-callout.notice.{user}");
+    assert!(r.json["user"].is_null());
+}
+
+/// ... and the running service's own `[callout]` settings when they are not the defaults.
+#[tokio::test]
+async fn the_config_follows_the_configured_templates() {
+    let env = crate::support::TestEnv::start(crate::support::EnvOptions {
+        tweak: |c| {
+            c.callout.read_subject = "rooms.{room}.>".into();
+            c.callout.write_subject = "rooms.{room}.msg.{user}".into();
+            c.callout.inbox_prefix = "_I.{user}".into();
+            c.callout.max_rooms = 7;
+        },
+        ..Default::default()
+    })
+    .await;
+    let service = env.start_callout().await;
+    let url = format!("http://{}/api/config", service.http_addr.unwrap());
+    let config: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(config["readSubject"], "rooms.{room}.>", "{config}");
+    assert_eq!(config["writeSubject"], "rooms.{room}.msg.{user}");
+    assert_eq!(config["inboxPrefix"], "_I.{user}");
+    assert_eq!(config["maxRooms"], 7);
+    assert_eq!(config["noticeSubject"], "nats-callout.notice.{user}");
+}

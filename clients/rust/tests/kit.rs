@@ -1,0 +1,367 @@
+//! The kit against a real nats-server and the real service: joins granted and refused, a
+//! lame-duck notice, a kick and a server restart survived, an expired access token refreshed
+//! on the way, rooms as data appearing and disappearing through notices, and the `chat`
+//! example as a process.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nats_callout_client::{Access, ChatClient, Event, JoinPolicy, Message, Options};
+use support::{DEADLINE, World, next_matching};
+
+async fn login(world: &World, user: &str) -> ChatClient {
+    ChatClient::connect(Options::password(&world.api, &world.nats, user, user))
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+}
+
+/// `speaker` says something in `room` until `listener` hears it (a subscription of a
+/// connection that is just reconnecting may miss the first ones).
+async fn heard(speaker: &ChatClient, listener: &ChatClient, room: &str) {
+    let mut stream = listener.messages(room);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let text = format!("hello {}", rand_suffix());
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never heard {} in {room}",
+            listener.user(),
+            speaker.user()
+        );
+        // A send may fail while the speaker itself reconnects, never for not being in the room.
+        if let Err(e) = speaker.send(room, &text).await {
+            assert_ne!(e.code(), "not-joined", "{} is not in {room}", speaker.user());
+        }
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await
+            && m.text == text
+        {
+            let expected = Message {
+                room: room.into(),
+                from: speaker.user().into(),
+                text,
+            };
+            assert_eq!(m, expected);
+            return;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_the_other_rooms_working() {
+    let world = World::start(|_| {}).await;
+    let bob = login(&world, "bob").await;
+    let alice = login(&world, "alice").await;
+    bob.join("all1").await.unwrap();
+    alice.join("all1").await.unwrap();
+    let err = bob.join("alice1").await.unwrap_err();
+    assert_eq!(err.code(), "refused", "{err}");
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+    heard(&alice, &bob, "all1").await;
+    heard(&bob, &alice, "all1").await;
+    // Granted joins keep the earlier rooms; leaving drops one.
+    bob.join("bob1").await.unwrap();
+    assert_eq!(bob.rooms(), vec!["all1".to_string(), "bob1".to_string()]);
+    heard(&bob, &bob, "bob1").await;
+    heard(&alice, &bob, "all1").await;
+    bob.leave("bob1").await.unwrap();
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+    assert_eq!(bob.send("bob1", "x").await.unwrap_err().code(), "not-joined");
+    assert_eq!(bob.join("a.b").await.unwrap_err().code(), "bad-room");
+    assert_eq!(bob.join("all>").await.unwrap_err().code(), "bad-room");
+    // A wrong password is the service's code.
+    let err = ChatClient::connect(Options::password(&world.api, &world.nats, "bob", "nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid-credentials", "{err}");
+    bob.close().await;
+    alice.close().await;
+}
+
+/// The room limit comes from the service; a token the application holds is enough to log
+/// in (and one that is no JWT is refused before anything is sent); rooms asked for at connect
+/// are checked as joins are.
+#[tokio::test]
+async fn limits_tokens_and_rooms_at_connect() {
+    let world = World::start(|c| c.callout.max_rooms = 2).await;
+    let bob = login(&world, "bob").await;
+    assert_eq!(bob.server_config().max_rooms, 2);
+    bob.join("all1").await.unwrap();
+    bob.join("all2").await.unwrap();
+    assert_eq!(bob.join("all3").await.unwrap_err().code(), "too-many-rooms");
+    assert_eq!(bob.leave("all3").await.unwrap_err().code(), "not-joined");
+    assert_eq!(bob.rooms(), vec!["all1".to_string(), "all2".to_string()]);
+
+    let token = bob.access_token().await.unwrap();
+    let again = ChatClient::connect(Options::token(&world.api, &world.nats, &token).rooms(["all1"]))
+        .await
+        .unwrap();
+    assert_eq!((again.user(), again.rooms()), ("bob", vec!["all1".to_string()]));
+    heard(&again, &bob, "all1").await;
+    let err = ChatClient::connect(Options::token(&world.api, &world.nats, "not-a-jwt"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad-token", "{err}");
+    // Shaped like a JWT but not the service's: the service's refusal, with its code.
+    let forged = format!(
+        "{}.{}.c2ln",
+        &token[..token.find('.').unwrap()],
+        token.split('.').nth(1).unwrap()
+    );
+    let err = ChatClient::connect(Options::token(&world.api, &world.nats, &forged))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nats_callout_client::Error::Api { status: 401, .. }),
+        "{err}"
+    );
+    eprintln!("forged token: {}", err.code());
+    let err = ChatClient::connect(
+        Options::password(&world.api, &world.nats, "bob", "bob").rooms(["all1", "alice1"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "refused", "{err}");
+    let err = ChatClient::connect(Options::password(&world.api, "nats://127.0.0.1:1", "bob", "bob"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "nats-error", "{err}");
+}
+
+#[tokio::test]
+async fn a_lame_duck_notice_and_a_kick_are_survived() {
+    let world = World::start(|_| {}).await;
+    let bob = login(&world, "bob").await;
+    let alice = login(&world, "alice").await;
+    bob.join("all2").await.unwrap();
+    alice.join("all2").await.unwrap();
+    let mut events = bob.events();
+
+    let before = bob.nats().unwrap().server_info().client_id;
+    world.server_request(&bob.nats().unwrap(), "LDM").await;
+    next_matching(&mut events, "lame-duck", |e| *e == Event::LameDuck).await;
+    next_matching(&mut events, "connected", |e| *e == Event::Connected).await;
+    assert_ne!(
+        bob.nats().unwrap().server_info().client_id,
+        before,
+        "a new connection"
+    );
+    heard(&alice, &bob, "all2").await;
+
+    world.server_request(&bob.nats().unwrap(), "KICK").await;
+    next_matching(&mut events, "disconnected", |e| *e == Event::Disconnected).await;
+    next_matching(&mut events, "connected", |e| *e == Event::Connected).await;
+    assert_eq!(bob.rooms(), vec!["all2".to_string()]);
+    heard(&alice, &bob, "all2").await;
+    heard(&bob, &alice, "all2").await;
+}
+
+#[tokio::test]
+async fn a_server_restart_is_survived() {
+    let mut world = World::start(|_| {}).await;
+    let bob = login(&world, "bob").await;
+    let alice = login(&world, "alice").await;
+    bob.join("all1").await.unwrap();
+    alice.join("all1").await.unwrap();
+    let mut events = bob.events();
+    world.restart_server();
+    next_matching(&mut events, "disconnected", |e| *e == Event::Disconnected).await;
+    next_matching(&mut events, "connected", |e| *e == Event::Connected).await;
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+    heard(&alice, &bob, "all1").await;
+    heard(&bob, &alice, "all1").await;
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_on_the_way() {
+    let world = World::start(|c| c.tokens.access_ttl = Duration::from_secs(5)).await;
+    let bob = login(&world, "bob").await;
+    let alice = login(&world, "alice").await;
+    alice.join("all3").await.unwrap();
+    let first = bob.access_token().await.unwrap();
+    // Past the first token's expiry: reconnecting (a kick) and joining need a fresh one.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut events = bob.events();
+    bob.join("all3").await.unwrap();
+    assert_ne!(bob.access_token().await.unwrap(), first);
+    world.server_request(&bob.nats().unwrap(), "KICK").await;
+    next_matching(&mut events, "connected", |e| *e == Event::Connected).await;
+    heard(&alice, &bob, "all3").await;
+    assert!(
+        bob.available_rooms(false)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.name == "all3")
+    );
+}
+
+#[tokio::test]
+async fn a_room_given_appears_and_a_room_taken_is_lost() {
+    let world = World::start(|_| {}).await;
+    let alice = login(&world, "alice").await;
+    let bob = login(&world, "bob").await;
+    bob.join("all1").await.unwrap();
+    alice.join("all1").await.unwrap();
+    let mut events = bob.events();
+    alice
+        .create_room("kitroom", Some("from the kit"), JoinPolicy::Invite)
+        .await
+        .unwrap();
+    alice.join("kitroom").await.unwrap();
+    assert_eq!(bob.join("kitroom").await.unwrap_err().code(), "refused");
+
+    alice.invite("kitroom", "bob", Access::Readwrite).await.unwrap();
+    let notice = next_matching(&mut events, "grants-changed", |e| {
+        matches!(e, Event::GrantsChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        notice,
+        Event::GrantsChanged {
+            room: "kitroom".into(),
+            access: "readwrite".into(),
+            previous: "none".into()
+        }
+    );
+    assert!(
+        bob.available_rooms(false)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.name == "kitroom")
+    );
+    bob.join("kitroom").await.unwrap();
+    heard(&alice, &bob, "kitroom").await;
+    heard(&bob, &alice, "kitroom").await;
+    let members = alice.members("kitroom").await.unwrap();
+    assert!(
+        members
+            .iter()
+            .any(|m| m.user_id == "bob" && m.access == Access::Readwrite),
+        "{members:?}"
+    );
+
+    alice.remove_member("kitroom", "bob").await.unwrap();
+    next_matching(&mut events, "room-lost", |e| {
+        *e == Event::RoomLost {
+            room: "kitroom".into(),
+        }
+    })
+    .await;
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+
+    heard(&alice, &bob, "all1").await;
+
+    // An open room: anyone joins it through the API, then on NATS.
+    alice
+        .create_room("kitopen", None, JoinPolicy::Open)
+        .await
+        .unwrap();
+    assert!(
+        bob.available_rooms(true)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.name == "kitopen")
+    );
+    bob.join_open("kitopen").await.unwrap();
+    assert!(bob.rooms().contains(&"kitopen".to_string()));
+    // Someone else's room cannot be deleted; the owner can.
+    assert_eq!(
+        bob.delete_room("kitopen").await.unwrap_err().code(),
+        "not-room-owner"
+    );
+    alice.delete_room("kitopen").await.unwrap();
+    next_matching(&mut events, "room-lost", |e| {
+        *e == Event::RoomLost {
+            room: "kitopen".into(),
+        }
+    })
+    .await;
+}
+
+/// The example of contract 12, run as a process: it joins, sends, and prints what it hears.
+#[tokio::test]
+async fn the_chat_example_prints_what_it_hears() {
+    let world = World::start(|_| {}).await;
+    let alice = login(&world, "alice").await;
+    alice.join("all1").await.unwrap();
+    let mut from_bob = alice.messages("all1");
+    let out = tokio::process::Command::new(example("chat"))
+        .args([
+            "--api",
+            &world.api,
+            "--nats",
+            &world.nats,
+            "--user",
+            "bob",
+            "--password",
+            "bob",
+        ])
+        .args([
+            "--room", "all1", "--room", "bob1", "--send", "hi there", "--listen", "1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for room in ["all1", "bob1"] {
+        assert!(
+            lines.contains(&serde_json::json!({"room": room, "from": "bob", "text": "hi there"})),
+            "{lines:?}"
+        );
+    }
+    let m = next_matching(&mut from_bob, "bob's message", |m| m.from == "bob").await;
+    assert_eq!(m.text, "hi there");
+
+    // A refused room ends it with the code.
+    let out = tokio::process::Command::new(example("chat"))
+        .args([
+            "--api",
+            &world.api,
+            "--nats",
+            &world.nats,
+            "--user",
+            "bob",
+            "--password",
+            "bob",
+        ])
+        .args(["--room", "alice1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The example's binary, built beside the test (cargo builds the examples with the tests).
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "nats-callout-client", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the {name} example");
+    }
+    path
+}
