@@ -10,6 +10,7 @@
 //! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
 //! - [`browser`]: the chat page in headless Chromium;
+//! - [`clients`]: the JavaScript client kit's own tests (`node --test`) against this world;
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
@@ -28,6 +29,7 @@
 mod architecture;
 mod browser;
 mod callout;
+mod clients;
 mod cli;
 mod demo;
 mod deploy;
