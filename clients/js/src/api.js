@@ -44,6 +44,8 @@ export class Api {
   constructor(o) {
     this.base = String(o.api ?? "").replace(/\/+$/, "");
     this.cookie = Boolean(o.cookie);
+    /** Renew before expiry (else only when the service refuses the token). */
+    this.proactive = o.autoRefresh !== false;
     this.fetch = o.fetch ?? globalThis.fetch.bind(globalThis);
     this.ids = { deviceId: o.deviceId, clientId: o.clientId };
     /** The access token (token mode), or null. */
@@ -101,12 +103,14 @@ export class Api {
 
   /** An authenticated call: after a 401 for the access token, refresh once and try again. */
   async call(method, path, body) {
-    if (this.expiresAt !== null && this.expiresAt - Date.now() < 1000) await this.refresh();
+    if (this.proactive && this.expiresAt !== null && this.expiresAt - Date.now() < 1000) {
+      await this.refresh("expiring");
+    }
     try {
       return (await this.raw(method, path, body)).data;
     } catch (err) {
       if (err.status !== 401 || !REFRESH_CODES.test(err.code) || !this.renewable()) throw err;
-      await this.refresh();
+      await this.refresh("api-401");
       return (await this.raw(method, path, body)).data;
     }
   }
@@ -201,12 +205,13 @@ export class Api {
 
   /**
    * Renew the access token (one refresh at a time; callers share it). A refusal is a
-   * ChatError `auth-expired` with the service's code in `reason`.
+   * ChatError `auth-expired` with the service's code in `reason`. `reason` says why (for the
+   * `refreshed` event): "timer", "expiring", "api-401", "nats-denied", "closed".
    */
-  refresh() {
+  refresh(reason = "asked") {
     if (!this.refreshing) {
       this.refreshing = this.#refresh()
-        .then(() => this.onRefreshed?.())
+        .then(() => this.onRefreshed?.(reason))
         .finally(() => {
           this.refreshing = null;
         });

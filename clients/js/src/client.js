@@ -113,7 +113,12 @@ export class ChatClient {
     const servers = o.servers ?? defaults.servers?.(config);
     if (!servers) throw new ChatError("bad-request", "`servers` (nats-server's URL) is required");
     const client = new this(o, api, config, servers, dial);
-    await client.#first();
+    try {
+      await client.#first();
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
     return client;
   }
 
@@ -138,10 +143,10 @@ export class ChatClient {
     this.connects = 0;
     this.refreshes = 0;
     this.waitingForConn = [];
-    this.api.onRefreshed = () => {
+    this.api.onRefreshed = (reason) => {
       this.refreshes += 1;
       this.#schedule();
-      this.#emit("refreshed", { expiresAt: this.api.expiresAt });
+      this.#emit("refreshed", { expiresAt: this.api.expiresAt, reason });
     };
   }
 
@@ -317,7 +322,7 @@ export class ChatClient {
 
   async #refreshNow() {
     try {
-      await this.api.refresh();
+      await this.api.refresh("timer");
     } catch (err) {
       if (this.ended) return;
       if (err.code === "auth-expired") return this.#fail(err);
@@ -341,7 +346,7 @@ export class ChatClient {
     } catch (err) {
       if (!isAuthError(err) || !this.api.renewable()) throw this.#connectError(err);
       // Denied: the token may have just expired. Renew it and try once more.
-      this.forceRefresh = true;
+      this.forceRefresh = "nats-denied";
       try {
         await this.#swap();
       } catch (again) {
@@ -399,7 +404,7 @@ export class ChatClient {
         this.again = true;
         if (err instanceof ChatError && err.code === "auth-expired") return this.#fail(err);
         if (isAuthError(err) && this.api.renewable() && !this.refreshedForRetry) {
-          this.forceRefresh = true; // denied: renew the token, then try again at once
+          this.forceRefresh = "nats-denied"; // renew the token, then try again at once
           continue;
         }
         if (isAuthError(err)) {
@@ -422,8 +427,10 @@ export class ChatClient {
   async #swap(why = "connect") {
     this.refreshedForRetry = false;
     const exp = this.api.expiresAt;
-    if (this.forceRefresh || (exp !== null && this.api.renewable() && exp - Date.now() < this.#margin())) {
-      await this.api.refresh();
+    const expiring =
+      this.api.proactive && exp !== null && this.api.renewable() && exp - Date.now() < this.#margin();
+    if (this.forceRefresh || expiring) {
+      await this.api.refresh(this.forceRefresh || "expiring");
       this.forceRefresh = false;
       this.refreshedForRetry = true;
     }
@@ -544,7 +551,7 @@ export class ChatClient {
       // refused or its connection expired).
       this.conn = null;
       this.#emit("disconnected", { reason: err ? err.message : "closed" });
-      if (err && (isExpired(err) || isAuthError(err))) this.forceRefresh = true;
+      if (err && (isExpired(err) || isAuthError(err))) this.forceRefresh = "closed";
       this.#reconnect(err ? `closed: ${err.message}` : "closed");
     });
   }

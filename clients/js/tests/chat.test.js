@@ -8,7 +8,7 @@ import { client, closeAll, hears, inbox, login, needsWorld, until, world } from 
 
 after(closeAll);
 
-test("a password login joins a granted room and talks both ways", { skip: needsWorld }, async () => {
+test("a password login joins a granted room and talks both ways", { skip: needsWorld, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   const alice = await login("alice");
   assert.equal(bob.user, "bob");
@@ -19,7 +19,7 @@ test("a password login joins a granted room and talks both ways", { skip: needsW
   await hears(alice, bob, "all1", "hello alice");
 });
 
-test("a refused join rejects with code refused and the other rooms keep working", { skip: needsWorld }, async () => {
+test("a refused join rejects with code refused and the other rooms keep working", { skip: needsWorld, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   const alice = await login("alice");
   await bob.join("all1");
@@ -39,7 +39,7 @@ test("a refused join rejects with code refused and the other rooms keep working"
   assert.deepEqual(bob.rooms(), ["all1", "bob1"]);
 });
 
-test("a publish the grant does not allow rejects with code read-only", { skip: needsWorld }, async () => {
+test("a publish the grant does not allow rejects with code read-only", { skip: needsWorld, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   await bob.join("news");
   await assert.rejects(bob.send("news", "may I?"), { code: "read-only" });
@@ -47,7 +47,7 @@ test("a publish the grant does not allow rejects with code read-only", { skip: n
   await bob.send("all1", "but here I may"); // the connection is unharmed
 });
 
-test("messages carry the sender the server guarantees, once each", { skip: needsWorld }, async () => {
+test("messages carry the sender the server guarantees, once each", { skip: needsWorld, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   const alice = await login("alice");
   await bob.join("all2");
@@ -61,7 +61,7 @@ test("messages carry the sender the server guarantees, once each", { skip: needs
   assert.equal(seen[0].subject, "chat.all2.alice");
 });
 
-test("a key login (challenge signed with the seed) and a guest login", { skip: needsWorld }, async () => {
+test("a key login (challenge signed with the seed) and a guest login", { skip: needsWorld, timeout: 60_000 }, async () => {
   const carol = await client({ seed: world.carolSeed, deviceId: "kit-test" });
   assert.equal(carol.user, "carol");
   const guest = await client({ guest: true });
@@ -76,7 +76,7 @@ test("a key login (challenge signed with the seed) and a guest login", { skip: n
   );
 });
 
-test("a token the app holds", { skip: needsWorld }, async () => {
+test("a token the app holds", { skip: needsWorld, timeout: 60_000 }, async () => {
   const r = await fetch(`${world.api}/api/auth/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -89,7 +89,7 @@ test("a token the app holds", { skip: needsWorld }, async () => {
   await alice.send("alice1", "with the app's token");
 });
 
-test("bad credentials and bad input are typed errors", { skip: needsWorld }, async () => {
+test("bad credentials and bad input are typed errors", { skip: needsWorld, timeout: 60_000 }, async () => {
   await assert.rejects(login("bob", { password: "wrong" }), { code: "invalid-credentials", status: 401 });
   await assert.rejects(client({}), { code: "bad-request" });
   await assert.rejects(ChatClient.connect({ servers: world.servers, username: "bob", password: "bob" }), {
@@ -121,7 +121,7 @@ test("bad credentials and bad input are typed errors", { skip: needsWorld }, asy
   await assert.rejects(bob.join("all2"), { code: "closed" });
 });
 
-test("leaving a room stops its messages; the others go on", { skip: needsWorld }, async () => {
+test("leaving a room stops its messages; the others go on", { skip: needsWorld, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   const alice = await login("alice");
   await bob.join("all1");
@@ -134,4 +134,17 @@ test("leaving a room stops its messages; the others go on", { skip: needsWorld }
   await alice.send("all1", "gone");
   await hears(bob, alice, "all3", "still in all3");
   assert.deepEqual(heard, []);
+});
+
+test("a rate-limited login says when to try again", { skip: needsWorld, timeout: 60_000 }, async () => {
+  // The world allows 5 guests a minute per address (the service's default); one is made above.
+  let refused;
+  for (let i = 0; i < 6 && !refused; i++) {
+    await client({ guest: true }).catch((err) => {
+      refused = err;
+    });
+  }
+  assert.equal(refused?.code, "rate-limited");
+  assert.equal(refused.status, 429);
+  assert.ok(refused.retryAfter > 0 && refused.retryAfter <= 60, String(refused.retryAfter));
 });
