@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps python-deps web bench fuzz docs
+.PHONY: demo demo-cluster test build release tools lint fmt clean browser-deps python-deps web bench fuzz docs \
+  clients clients-js clients-js-deps
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -33,6 +34,22 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
+# The JavaScript client kit's packages (clients/js/node_modules), for its tests and its pack.
+clients-js-deps: clients/js/node_modules/.package-lock.json
+
+clients/js/node_modules/.package-lock.json: clients/js/package.json clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+	@touch $@
+
+# The client kits. clients-js: the JS kit's types checked (tsc) and the npm package packed
+# into target/clients/ (npm pack).
+CLIENTS_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target)/clients)
+clients: clients-js
+
+clients-js: clients-js-deps
+	mkdir -p $(CLIENTS_OUT)
+	cd clients/js && npm run check && npm pack --pack-destination $(CLIENTS_OUT)
+
 # The book (docs/): installs mdbook into .tools/mdbook when missing (a few minutes, from
 # crates.io; not part of `make test`) and builds it into docs/book (git-ignored).
 MDBOOK_VERSION := 0.5.4
@@ -48,7 +65,7 @@ $(MDBOOK):
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
-test: tools browser-deps python-deps
+test: tools browser-deps python-deps clients-js-deps
 	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --locked --all-targets
 
 lint:

@@ -76,7 +76,10 @@ async fn js_kit_against_the_service() {
             println!("{line}");
         }
     }
-    assert!(status.success(), "the JS kit's tests failed (their output is above)");
+    assert!(
+        status.success(),
+        "the JS kit's tests failed (their output is above)"
+    );
 }
 
 /// One control request: `POST /kick/USER`, `POST /ldm/USER` (answers how many connections

@@ -29,8 +29,8 @@
 mod architecture;
 mod browser;
 mod callout;
-mod clients;
 mod cli;
+mod clients;
 mod demo;
 mod deploy;
 mod docs;

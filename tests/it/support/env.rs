@@ -332,7 +332,8 @@ impl TestEnv {
     /// Send `verb` (`KICK`, `LDM`) to every connection of `user`, as the system account
     /// would (CONNZ, then one request per cid); returns how many connections it reached.
     pub async fn system_to_user(&self, user: &str, verb: &str) -> usize {
-        let password = std::fs::read_to_string(self.dir.path().join("keys").join(keys::SYS_PASSWORD_FILE)).unwrap();
+        let password =
+            std::fs::read_to_string(self.dir.path().join("keys").join(keys::SYS_PASSWORD_FILE)).unwrap();
         let sys = ConnectOptions::new()
             .user_and_password("sys".into(), password.trim().into())
             .connect(self.server.url())
