@@ -67,7 +67,7 @@ export declare function backoffMs(
  * Every failure: `code` is the service's error code (`invalid-credentials`, `rate-limited`,
  * `not-room-owner`, `room-exists`, ...) or one of the kit's (`refused`, `read-only`,
  * `auth-expired`, `bad-room-name`, `too-many-rooms`, `not-joined`, `not-connected`,
- * `network`, `connect-failed`, `closed`, `bad-request`, `bad-seed`).
+ * `network`, `connect-failed`, `closed`, `left`, `bad-request`, `bad-seed`).
  */
 export declare class ChatError extends Error {
   readonly name: "ChatError";

@@ -20,6 +20,27 @@ const ACCESS_TTL: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_kit_against_the_service() {
+    // KIT_TESTS picks the test files (default: all of clients/js/tests).
+    let files = std::env::var("KIT_TESTS").unwrap_or_else(|_| "tests/".into());
+    run_kit(&files, |_| {}, &[]).await;
+}
+
+/// User JWTs that expire while connected: nats-server closes the connection with "User
+/// Authentication Expired", and the kit renews its token and connects again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_kit_survives_user_jwt_expiry() {
+    let ttl = Duration::from_secs(2);
+    run_kit(
+        "tests/expiry.test.js",
+        |env| env.config.callout.user_jwt_ttl = ttl,
+        &[("USER_JWT_TTL_MS", ttl.as_millis().to_string())],
+    )
+    .await;
+}
+
+/// Start the world (`tweak` changes the service's configuration), run `node --test` on
+/// `files` in clients/js with the world's addresses and `vars`, and serve its controls.
+async fn run_kit(files: &str, tweak: impl FnOnce(&mut TestEnv), vars: &[(&str, String)]) {
     let kit = root().join("clients/js");
     assert!(
         kit.join("node_modules/@nats-io/transport-node").exists(),
@@ -31,6 +52,7 @@ async fn js_kit_against_the_service() {
     // Every test logs in afresh; guests keep the default limit (a test runs into it).
     env.config.http.login_per_user_per_minute = 1000;
     env.config.http.login_per_address_per_minute = 1000;
+    tweak(&mut env);
     let carol = nkeys::KeyPair::new_user();
     std::fs::write(
         env.config.permissions.dir.join("kit.toml"),
@@ -46,8 +68,6 @@ async fn js_kit_against_the_service() {
 
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut node = Command::new("node");
-    // KIT_TESTS picks the test files (default: all of clients/js/tests).
-    let files = std::env::var("KIT_TESTS").unwrap_or_else(|_| "tests/".into());
     node.args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
         .args(files.split_whitespace())
         .current_dir(&kit)
@@ -56,6 +76,7 @@ async fn js_kit_against_the_service() {
         .env("CONTROL_URL", format!("http://{}", control.local_addr().unwrap()))
         .env("ACCESS_TTL_MS", ACCESS_TTL.as_millis().to_string())
         .env("CAROL_SEED", carol.seed().unwrap())
+        .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let mut child = node.spawn().expect("cannot run node (is Node.js installed?)");

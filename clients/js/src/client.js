@@ -211,7 +211,7 @@ export class ChatClient {
     const entry = this.wanted.get(room);
     if (!entry) return;
     this.wanted.delete(room);
-    for (const w of entry.waiters) w.reject(new ChatError("refused", `left ${room}`, { room }));
+    for (const w of entry.waiters) w.reject(new ChatError("left", `left ${room} before it was joined`, { room }));
     this.conn?.subs.get(room)?.unsubscribe();
     await this.#reconnect(`leave ${room}`);
   }
@@ -299,7 +299,8 @@ export class ChatClient {
     }
     for (const w of this.waitingForConn) w.reject(new ChatError("closed", "the client is closed"));
     this.waitingForConn = [];
-    const conns = [this.conn, this.pending].filter(Boolean);
+    // A connection still being dialled has no `nc` yet: #swap closes it when the dial ends.
+    const conns = [this.conn, this.pending].filter((c) => c?.nc);
     this.conn = this.pending = null;
     await Promise.all(conns.map((c) => c.nc.close().catch(() => {})));
     this.#emit("closed", {});
@@ -383,43 +384,48 @@ export class ChatClient {
     if (this.ended) return Promise.resolve();
     this.again = true;
     this.why = why;
-    if (!this.loop) {
-      this.loop = this.#connectLoop().finally(() => {
-        this.loop = null;
-      });
+    if (!this.looping) {
+      this.looping = true;
+      this.loop = this.#connectLoop();
     }
     return this.loop;
   }
 
   async #connectLoop() {
+    await null; // begins once #reconnect has stored the promise
     let failures = 0;
-    while (this.again && !this.ended) {
-      this.again = false;
-      const why = this.why;
-      try {
-        await this.#swap(why);
-        failures = 0;
-      } catch (err) {
-        if (this.ended) return;
-        this.again = true;
-        if (err instanceof ChatError && err.code === "auth-expired") return this.#fail(err);
-        if (isAuthError(err) && this.api.renewable() && !this.refreshedForRetry) {
-          this.forceRefresh = "nats-denied"; // renew the token, then try again at once
-          continue;
-        }
-        if (isAuthError(err)) {
-          // Denied with a fresh token: a room just asked for made the whole request invalid
-          // (a reserved name, say). Refuse those rooms; the others keep working.
-          const joining = [...this.wanted].filter(([, r]) => r.state === "joining");
-          if (joining.length > 0) {
-            for (const [room] of joining) this.#refuse(room, "the server refused the connection with it");
+    try {
+      while (this.again && !this.ended) {
+        this.again = false;
+        const why = this.why;
+        try {
+          await this.#swap(why);
+          failures = 0;
+        } catch (err) {
+          if (this.ended) return;
+          this.again = true;
+          if (err instanceof ChatError && err.code === "auth-expired") return this.#fail(err);
+          if (isAuthError(err) && this.api.renewable() && !this.refreshedForRetry) {
+            this.forceRefresh = "nats-denied"; // renew the token, then try again at once
             continue;
           }
+          if (isAuthError(err)) {
+            // Denied with a fresh token: a room just asked for made the whole request invalid
+            // (a reserved name, say). Refuse those rooms; the others keep working.
+            const joining = [...this.wanted].filter(([, r]) => r.state === "joining");
+            if (joining.length > 0) {
+              for (const [room] of joining) this.#refuse(room, "the server refused the connection with it");
+              continue;
+            }
+          }
+          failures += 1;
+          this.#emit("error", this.#connectError(err));
+          await sleep(backoffMs(failures, this.backoff));
         }
-        failures += 1;
-        this.#emit("error", this.#connectError(err));
-        await sleep(backoffMs(failures, this.backoff));
       }
+    } finally {
+      // In the same turn as the last look at `again`: a request after it starts a new loop.
+      this.looping = false;
     }
   }
 

@@ -8,10 +8,13 @@
 //   bad-room-name   a room name that is not [A-Za-z0-9_-]{1,64}
 //   too-many-rooms  more rooms than the service's maxRooms
 //   not-joined      send() to a room not joined
-//   too-long        a message longer than the kit's limit
-//   network         the service or nats-server cannot be reached
+//   not-connected   send() while no connection came back within sendTimeoutMs
+//   left            a join given up by a leave before it was answered
+//   network         the service cannot be reached, or a publish failed
 //   closed          the client was closed
 //   connect-failed  the first NATS connection failed (the cause is in `cause`)
+//   bad-request     a missing or wrong option or argument
+//   bad-seed        a key login's seed that is not an nkey seed
 
 export class ChatError extends Error {
   /**

@@ -37,6 +37,11 @@ test("a refused join rejects with code refused and the other rooms keep working"
   assert.equal(granted.status, "fulfilled");
   assert.equal(refused.reason.code, "refused");
   assert.deepEqual(bob.rooms(), ["all1", "bob1"]);
+  // A name that makes nats-server refuse the whole connection (an auth_users name): the kit
+  // renews its token once, then refuses the room and keeps the others.
+  await assert.rejects(bob.join("callout"), { code: "refused" });
+  assert.deepEqual(bob.rooms(), ["all1", "bob1"]);
+  await hears(bob, alice, "all1", "after the reserved name");
 });
 
 test("a publish the grant does not allow rejects with code read-only", { skip: needsWorld, timeout: 60_000 }, async () => {
@@ -129,6 +134,11 @@ test("leaving a room stops its messages; the others go on", { skip: needsWorld, 
   await alice.join("all1");
   await alice.join("all3");
   const heard = inbox(bob, "all1");
+  // A join given up before it is answered.
+  const given = assert.rejects(bob.join("bob1"), { code: "left" });
+  await bob.leave("bob1");
+  await given;
+  await bob.leave("never-joined"); // nothing to do
   await bob.leave("all1");
   assert.deepEqual(bob.rooms(), ["all3"]);
   await alice.send("all1", "gone");
