@@ -54,6 +54,8 @@ pub struct App {
     ops: Arc<Ops>,
     http: Option<tokio::net::TcpListener>,
     admin: Option<tokio::net::TcpListener>,
+    /// Publishes the audit trail (absent when auditing is off).
+    audit: Option<crate::audit::Publisher>,
     config: Config,
 }
 
@@ -87,6 +89,10 @@ impl App {
         let (tokens, shared, embedded) = open_tokens(&config, token_keys.clone(), &client).await?;
         let tokens = Arc::new(tokens);
         let (rooms, shared_rooms) = open_rooms(&config, embedded, &client).await?;
+        let (audit, audit_publisher) = crate::audit::Audit::open(&client, &config.audit)
+            .await
+            .context("while opening the audit trail")?;
+        rooms.audit_into(audit.clone());
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
         let callout = Arc::new(
@@ -98,9 +104,13 @@ impl App {
                 policy,
             )
             .with_operator(operator)
-            .with_rooms(rooms.index().clone()),
+            .with_rooms(rooms.index().clone())
+            .with_audit(audit.clone()),
         );
         let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index()).await?;
+        if let Some(e) = &enforcement {
+            e.audit_into(audit.clone());
+        }
         let reloader = build_reloader(&config, &client, &permissions, enforcement.clone());
         let ops = Arc::new(
             Ops::new(
@@ -109,9 +119,10 @@ impl App {
                 tokens.clone(),
             )
             .with_health(health.clone())
-            .with_counters(callout.counters())
+            .with_callout(callout.clone())
             .with_enforcement(enforcement)
-            .with_providers(providers),
+            .with_providers(providers)
+            .with_audit(audit),
         );
         not_ready_until_subscribed(&ops, shared.is_some(), shared_rooms.is_some());
         let requests = connect_as(&config, "requests", Some((&health, "nats-requests"))).await?;
@@ -127,6 +138,7 @@ impl App {
             ops,
             http,
             admin,
+            audit: audit_publisher,
             config,
         })
     }
@@ -197,9 +209,13 @@ impl App {
             ops,
             http,
             admin,
+            audit,
             config,
         } = self;
         let mut tasks = Tasks::new();
+        if let Some(publisher) = audit {
+            tasks.spawn(publisher.run(stop.clone()));
+        }
         // Every live revocation is in force before the first authorization is answered.
         let revocations_loaded = spawn_revocation_feed(&mut tasks, shared, &tokens, &ops, &stop);
         let rooms_loaded = spawn_rooms_feed(&mut tasks, shared_rooms, &rooms, &ops, &stop);

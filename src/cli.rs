@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `keys`, `hash-password`, `token`, `revoke`, `token-reset`,
-//! `status`.
+//! `status`, `explain`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::permissions::Snapshot;
 use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::{MintRequest, TokenKeys};
-use crate::wire::{ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, TOKEN_RESET_SUBJECT};
+use crate::wire::{ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, TOKEN_RESET_SUBJECT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,6 +114,28 @@ pub enum Command {
     /// `permissions.source = "kv"`.
     #[command(subcommand)]
     Permissions(PermissionsCommand),
+    /// What a connection of a user asking for rooms would get, room by room, and why (the
+    /// file and line granting it, or the reason it is refused). Offline it reads only the
+    /// configuration and the permission files; `--live` asks the running service.
+    Explain {
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_USER")]
+        user: String,
+        /// The rooms, as a client puts them in `user`: `a;b` (`,` accepted).
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_ROOMS", default_value = "")]
+        rooms: String,
+        /// The application (`clientId`) the connection's session was opened with.
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_CLIENT")]
+        client: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_JSON")]
+        json: bool,
+        /// Ask the running service (rooms in data, sessions, revocations) over NATS.
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_LIVE", conflicts_with = "dir")]
+        live: bool,
+        /// Permission directory (default: `permissions.dir`); offline only.
+        #[arg(long, env = "NATS_CALLOUT_EXPLAIN_DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Mint an access token for a user (for operators and tests).
     Token {
         #[arg(long, env = "NATS_CALLOUT_TOKEN_USER")]
@@ -200,6 +222,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ask_service(&load(config)?, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
         }
         Command::Token { user, ttl, device } => token(&load(config)?, &user, ttl, device.as_deref()),
+        Command::Explain {
+            user,
+            rooms,
+            client,
+            json,
+            live,
+            dir,
+        } => {
+            let q = crate::explain::Question {
+                user_id: user,
+                rooms: rooms
+                    .split([';', ','])
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                client_id: client,
+            };
+            q.check()?;
+            let config = load(config)?;
+            let answer: crate::explain::Explanation = if live {
+                let body = request_service(&config, ADMIN_EXPLAIN_SUBJECT, serde_json::to_vec(&q)?).await?;
+                if let Some(e) = body.get("error") {
+                    anyhow::bail!("the service answered: {e}");
+                }
+                serde_json::from_value(body)?
+            } else {
+                let dir = dir.unwrap_or_else(|| config.permissions.dir.clone());
+                crate::explain::offline(&config.callout, &dir, &q)?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print!("{}", crate::explain::render(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -340,12 +398,7 @@ fn token(
 
 /// Send a request to the running service with its own credentials; print the JSON answer.
 async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> anyhow::Result<ExitCode> {
-    let client = crate::app::connect(config).await?;
-    let reply = client
-        .request(subject, body.into())
-        .await
-        .context("while asking the running service (is `nats-callout serve` up?)")?;
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    let body = request_service(config, subject, body).await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     let failed = body.get("error").is_some() || body.get("ready") == Some(&serde_json::Value::Bool(false));
     Ok(if failed {
@@ -354,6 +407,20 @@ async fn ask_service(config: &Config, subject: &'static str, body: Vec<u8>) -> a
         ExitCode::SUCCESS
     })
 }
+/// The running service's JSON answer to a request, asked with its own credentials.
+async fn request_service(
+    config: &Config,
+    subject: &'static str,
+    body: Vec<u8>,
+) -> anyhow::Result<serde_json::Value> {
+    let client = crate::app::connect(config).await?;
+    let reply = client
+        .request(subject, body.into())
+        .await
+        .context("while asking the running service (is `nats-callout serve` up?)")?;
+    Ok(serde_json::from_slice(&reply.payload)?)
+}
+
 /// `permissions push|history|rollback` against the configured NATS.
 async fn permissions(config: &Config, cmd: PermissionsCommand) -> anyhow::Result<ExitCode> {
     use crate::permissions::published::{self, PublishError, PublishedSet};

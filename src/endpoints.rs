@@ -1,6 +1,6 @@
 //! The service's own NATS endpoints: `auth.v1.usercontext` for internal services (by token
 //! or by user), `auth.v1.rooms.*` for app services, `auth.v1.tokenReset`, and the admin
-//! subjects the `revoke` and `status` commands talk to.
+//! subjects the `revoke`, `status` and `explain --live` commands talk to.
 
 use std::sync::Arc;
 
@@ -19,8 +19,8 @@ use crate::rooms::RoomService;
 use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::service::TokenService;
 use crate::wire::{
-    ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, ROOMS_SUBJECTS,
-    TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
+    ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT,
+    DISCOVERY_SUBJECTS, ROOMS_SUBJECTS, TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
 };
 
 /// What precedes a room operation's name in its subject.
@@ -102,6 +102,9 @@ impl Endpoints {
             .queue_subscribe(ADMIN_REVOKE_SUBJECT, queue.clone())
             .await?;
         let mut status = client.subscribe(ADMIN_STATUS_SUBJECT).await?;
+        let mut explains = client
+            .queue_subscribe(ADMIN_EXPLAIN_SUBJECT, queue.clone())
+            .await?;
         let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
         let room_requests = client.queue_subscribe(ROOMS_SUBJECTS, queue.clone()).await?;
@@ -143,13 +146,18 @@ impl Endpoints {
                 }
                 Some(m) = resets.next() => {
                     let reply = token_reset_reply(ops.enforcement.as_deref(), &m.payload);
+                    if reply.get("affected").is_some() {
+                        let what = json!({"request": serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap_or_default(), "affected": reply["affected"]});
+                        ops.audit.action("token-reset", TOKEN_RESET_SUBJECT, now_secs(), what);
+                    }
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = admin.next() => {
-                    let reply = revoke_reply(&tokens, &m.payload).await;
+                    let reply = revoke_reply(&tokens, &ops.audit, &m.payload).await;
                     respond(&client, m.reply, reply).await;
                 }
                 Some(m) = status.next() => respond(&client, m.reply, ops.status().await).await,
+                Some(m) = explains.next() => respond(&client, m.reply, explain_reply(&ops, &m.payload).await).await,
                 Some(m) = discovery.next() => {
                     if let Some(reply) = ops.discovery(m.subject.as_str()) {
                         respond(&client, m.reply, reply).await;
@@ -163,8 +171,28 @@ impl Endpoints {
     }
 }
 
+/// `explain --live`: a [`crate::explain::Question`] answered with the running service's
+/// explanation, or `{error, error_code}`.
+async fn explain_reply(ops: &Ops, payload: &[u8]) -> serde_json::Value {
+    let q = match serde_json::from_slice::<crate::explain::Question>(payload) {
+        Ok(q) => q,
+        Err(e) => return error_reply(&format!("invalid explain request: {e}"), "bad-request"),
+    };
+    if let Err(e) = q.check() {
+        return error_reply(&e, "bad-request");
+    }
+    match ops.explain(&q, now_secs()).await {
+        Ok(answer) => serde_json::to_value(answer).unwrap_or_default(),
+        Err(e) => error_reply(&e, "unavailable"),
+    }
+}
+
 /// Operators revoke through the running service: a [`RevokeRequest`], any target.
-async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Value {
+async fn revoke_reply(
+    tokens: &TokenService,
+    audit: &crate::audit::Audit,
+    payload: &[u8],
+) -> serde_json::Value {
     let target = serde_json::from_slice::<RevokeRequest>(payload)
         .map_err(|e| format!("invalid revoke request: {e}"))
         .and_then(|r| r.target().map_err(|e| e.to_string()));
@@ -172,6 +200,12 @@ async fn revoke_reply(tokens: &TokenService, payload: &[u8]) -> serde_json::Valu
         Ok(target) => match tokens.revoke(&target, "revoked by operator", now_secs()).await {
             Ok(n) => {
                 info!(?target, sessions = n, "operator revocation");
+                audit.action(
+                    "revocation",
+                    "operator",
+                    now_secs(),
+                    json!({"target": target, "sessions": n}),
+                );
                 json!({"revokedSessions": n})
             }
             Err(e) => json!({"error": e.to_string(), "error_code": e.code()}),

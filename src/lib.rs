@@ -21,9 +21,11 @@
 //! - [`tokens`]: our access tokens, the refresh-token store, revocations.
 //! - [`operator`]: operator mode: the AUTH and target accounts' keys; the set-up `keys --operator` writes.
 //! - [`oidc`]: OpenID providers: their tokens verified with cached keys, kept fresh in the background; logging in through them.
+//! - [`audit`]: the audit trail: decisions and changes of access as JSON events, never blocking a decision.
 //! - [`rooms`]: rooms as data: created, shared and taken back by users and apps; the index decisions read.
 //! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.
+//! - [`explain`]: what a connection of a user would get, room by room, and why (files, data, scope).
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
 //! - [`reload`]: hot reload of the permission files.
 //! - [`telemetry`]: logs (escaped text or JSON) and metrics.
@@ -34,6 +36,7 @@
 //! - [`cli`]: the command line.
 //! - `testing`: the shared test world (feature `testing`): keys, permission texts, requests as nats-server sends them, the fuzz targets.
 pub mod app;
+pub mod audit;
 pub mod callout;
 pub mod claims;
 pub mod cli;
@@ -42,6 +45,7 @@ pub mod config;
 pub mod context;
 pub mod endpoints;
 pub mod enforcement;
+pub mod explain;
 pub mod forwarded;
 pub mod health;
 pub mod http;

@@ -8,12 +8,15 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::callout::Counters;
+use crate::callout::{Callout, Counters};
 use crate::clock::{now_secs, rfc3339};
 use crate::enforcement::Enforcement;
+use crate::explain::{Explanation, Question, SessionVerdict, UserRevocation};
 pub use crate::health::{Check, Health};
 use crate::oidc::Providers;
+use crate::permissions::GrantSource;
 use crate::reload::Reloader;
+use crate::tokens::revocation::RevocationKind;
 use crate::tokens::service::TokenService;
 use crate::wire::{AUTH_SUBJECT, SERVICE_NAME};
 
@@ -44,6 +47,10 @@ pub struct Ops {
     pub reloader: Arc<Reloader>,
     pub tokens: Arc<TokenService>,
     pub counters: Arc<Counters>,
+    /// The request handler (absent in router-only tests): `explain` reads its rules.
+    pub callout: Option<Arc<Callout>>,
+    /// The audit trail (off in router-only tests).
+    pub audit: crate::audit::Audit,
     /// Absent without `nats.system_user`.
     pub enforcement: Option<Arc<Enforcement>>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -61,6 +68,8 @@ impl Ops {
             reloader,
             tokens,
             counters: Arc::default(),
+            callout: None,
+            audit: crate::audit::Audit::off(),
             enforcement: None,
             metrics: crate::telemetry::metrics(),
             providers: Arc::default(),
@@ -73,10 +82,72 @@ impl Ops {
         Ops { health, ..self }
     }
 
-    /// The callout's request counters.
+    /// The request handler: its counters, and its rules for `explain`.
     #[must_use]
-    pub fn with_counters(self, counters: Arc<Counters>) -> Ops {
-        Ops { counters, ..self }
+    pub fn with_callout(self, callout: Arc<Callout>) -> Ops {
+        Ops {
+            counters: callout.counters(),
+            callout: Some(callout),
+            ..self
+        }
+    }
+
+    /// Explain a question with the running service's view: its rules, permissions and rooms
+    /// in data, the files' lines (read again), and the user's sessions with the revocations
+    /// that would refuse their tokens.
+    ///
+    /// # Errors
+    /// No callout in this instance, or the session store does not answer.
+    pub async fn explain(&self, q: &Question, now: i64) -> Result<Explanation, String> {
+        let callout = self.callout.as_ref().ok_or("this instance serves no callout")?;
+        let files = self.file_lines(q).await;
+        let mut answer = crate::explain::live(callout, q, &files);
+        let revoked = self.tokens.revocations().load();
+        answer.revocations = revoked
+            .of_user(&q.user_id)
+            .into_iter()
+            .map(|r| UserRevocation {
+                reason: if r.kind == RevocationKind::All {
+                    "all-revoked"
+                } else {
+                    "user-revoked"
+                }
+                .into(),
+                before: r.cutoff,
+            })
+            .collect();
+        let sessions = self
+            .tokens
+            .refresh()
+            .sessions_of(&q.user_id, now)
+            .await
+            .map_err(|e| format!("the session store: {e}"))?;
+        answer.sessions = Some(
+            sessions
+                .into_iter()
+                .map(|s| SessionVerdict {
+                    revoked: revoked
+                        .check_parts(
+                            &s.info.user,
+                            &s.info.id,
+                            s.info.device.as_deref(),
+                            s.current_issued_at,
+                        )
+                        .map(str::to_string),
+                    session_id: s.info.id,
+                    client_id: s.info.client_id,
+                    device_id: s.info.device,
+                    expires_at: s.info.expires_at,
+                })
+                .collect(),
+        );
+        Ok(answer)
+    }
+
+    /// The audit trail admin actions are recorded in.
+    #[must_use]
+    pub fn with_audit(self, audit: crate::audit::Audit) -> Ops {
+        Ops { audit, ..self }
     }
 
     /// Live enforcement, when configured.
@@ -89,6 +160,26 @@ impl Ops {
     #[must_use]
     pub fn with_providers(self, providers: Arc<Providers>) -> Ops {
         Ops { providers, ..self }
+    }
+
+    /// The files' definitions granting each room of `q` with their lines, from the source
+    /// read again (none, with a warning, when it cannot be read or no longer loads).
+    async fn file_lines(&self, q: &Question) -> Vec<Vec<GrantSource>> {
+        let (user, rooms) = (q.user_id.clone(), q.rooms.clone());
+        let lines = match self.reloader.sources().await {
+            Ok(sources) => tokio::task::spawn_blocking(move || {
+                let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                crate::permissions::grant_sources(&sources, &user, &rooms).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        lines.unwrap_or_else(|error| {
+            tracing::warn!(%error, "explain: the permission files cannot be read again: no lines");
+            Vec::new()
+        })
     }
 
     /// Ready = every reporting part ok (the NATS connection among them), permissions

@@ -99,6 +99,31 @@ impl Reloader {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The texts of the permission set as the source holds it now (for `explain`'s file
+    /// lines): the directory read again, or the newest published set.
+    ///
+    /// # Errors
+    /// The source cannot be read (a message).
+    pub async fn sources(&self) -> Result<crate::permissions::Sources, String> {
+        match &self.source {
+            Source::Dir(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || crate::permissions::read_files(&dir))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+            Source::Kv { client, bucket } => {
+                let js = crate::kv::context(client.clone());
+                let bucket = crate::kv::ensure(&js, bucket).await.map_err(|e| e.to_string())?;
+                match published::current(&bucket).await.map_err(|e| e.to_string())? {
+                    Some((_, set)) => Ok(set.sources()),
+                    None => Err("nothing published yet".into()),
+                }
+            }
+        }
+    }
+
     /// Load, validate and swap once. Safe to repeat (one save can give several events).
     pub async fn reload_once(&self) -> bool {
         match &self.source {

@@ -19,6 +19,8 @@ pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
 pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
 /// Operators ask a running instance for its status (`nats-callout status`).
 pub const ADMIN_STATUS_SUBJECT: &str = "nats-callout.admin.status";
+/// `explain --live`: `{userId, rooms, clientId?}` answered with an explanation.
+pub const ADMIN_EXPLAIN_SUBJECT: &str = "nats-callout.admin.explain";
 
 /// Internal services ask who a token belongs to (exported to the app account).
 pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";
@@ -37,6 +39,17 @@ pub const NOTICE_SUBJECTS: &str = "nats-callout.notice.>";
 #[must_use]
 pub fn notice_subject(user: &str) -> String {
     format!("{}{user}", NOTICE_SUBJECTS.trim_end_matches('>'))
+}
+
+/// The audit trail, in the service's account: `nats-callout.audit.<kind>`, where kind is a
+/// decision's result (`allowed`, `denied`, `refused`, `error`) or a change of access
+/// (`revocation`, `kick`, `token-reset`, `room`).
+pub const AUDIT_SUBJECTS: &str = "nats-callout.audit.>";
+
+/// The subject audit events of `kind` are published on.
+#[must_use]
+pub fn audit_subject(kind: &str) -> String {
+    format!("{}{kind}", AUDIT_SUBJECTS.trim_end_matches('>'))
 }
 
 /// NATS service discovery (`$SRV.PING|INFO|STATS[.name[.id]]`).

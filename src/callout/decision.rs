@@ -88,12 +88,29 @@ pub struct Grant {
     /// The account the connection is placed in (a name; operator mode maps it to a key).
     pub account: String,
     pub rooms: Vec<GrantedRoom>,
-    /// Requested rooms left out for lack of a grant.
+    /// Requested rooms left out: first those outside the token's application, then those
+    /// the user has no grant for.
     pub refused: Vec<String>,
+    /// How many of `refused` (the first ones) are outside the token's application.
+    pub outside_application: usize,
     pub permissions: UserPermissions,
     pub expires_at: i64,
     /// Role-derived publish rights granted.
     pub privileges: Privileges,
+}
+
+impl Grant {
+    /// Each refused room with why: `outside-application` or `no-grant`.
+    pub fn refusals(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.refused.iter().enumerate().map(|(i, room)| {
+            let why = if i < self.outside_application {
+                "outside-application"
+            } else {
+                "no-grant"
+            };
+            (room.as_str(), why)
+        })
+    }
 }
 
 /// Why a connection was denied. [`Deny::code`] is the logged reason.
@@ -296,6 +313,7 @@ fn grant_for(
         .map(|p| p + ".>")
         .ok_or(Deny::BadUserId(NameError::Empty))?;
     let mut g = Granted::new(inbox, crate::wire::notice_subject(uid), requested.len());
+    let outside_application = outside.len();
     g.refused.extend(outside.into_iter().map(str::to_string));
     for room in requested {
         match crate::rooms::access(snapshot, rooms, user, room) {
@@ -310,6 +328,7 @@ fn grant_for(
         account,
         rooms: g.rooms,
         refused: g.refused,
+        outside_application,
         permissions: UserPermissions {
             publish: Permission::only(g.publish),
             subscribe: Permission::only(g.subscribe),

@@ -3,6 +3,7 @@
 //! [`Callout::handle`] is the whole request path without I/O; [`serve`] is the NATS loop
 //! around it (queue group, bounded concurrency that queues instead of denying).
 
+mod audited;
 pub mod decision;
 pub mod envelope;
 pub mod recent;
@@ -39,6 +40,8 @@ pub struct Callout {
     /// Rooms as data (empty unless the service keeps them).
     rooms: Arc<crate::rooms::RoomIndex>,
     counters: Arc<Counters>,
+    /// Every decision goes into the audit trail (off by default).
+    audit: crate::audit::Audit,
 }
 
 /// What this instance answered, shared with status and `$SRV.STATS`.
@@ -122,7 +125,15 @@ impl Callout {
             policy,
             rooms: Arc::default(),
             counters: Arc::default(),
+            audit: crate::audit::Audit::off(),
         }
+    }
+
+    /// Record every decision in this audit trail.
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// The rooms in data decisions read.
@@ -147,6 +158,11 @@ impl Callout {
     }
 
     /// The counters of what this instance answered (shared with status and discovery).
+    /// The rules decisions follow.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
     }
@@ -157,7 +173,13 @@ impl Callout {
 
     /// Handle one request payload; returns the reply bytes (empty = immediate deny).
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
-        let (reply, verdict) = self.handle_inner(payload, xkey_header, now);
+        let started = std::time::Instant::now();
+        let (reply, verdict, req) = self.handle_inner(payload, xkey_header, now);
+        if self.audit.is_on() {
+            let mut event = audited::decision(req.as_ref(), &verdict, &self.policy, now);
+            event.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.audit.decision(event);
+        }
         self.counters.record(&verdict, now);
         if let Verdict::Refused(code) = &verdict {
             self.counters.recent.deny(recent::DenyEntry {
@@ -179,12 +201,18 @@ impl Callout {
         (reply, verdict)
     }
 
-    fn handle_inner(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+    /// The reply, the verdict, and the request when it could be opened and verified.
+    fn handle_inner(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+    ) -> (Vec<u8>, Verdict, Option<AuthRequest>) {
         let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
                 warn!(reason = e.code(), error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused(e.code()));
+                return (Vec::new(), Verdict::Refused(e.code()), None);
             }
         };
         // Config mode: the server names our issuer; operator mode: the AUTH account.
@@ -196,7 +224,7 @@ impl Callout {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused("request-invalid"));
+                return (Vec::new(), Verdict::Refused("request-invalid"), None);
             }
         };
         if let Some((header, _)) = &opened.server_xkey
@@ -207,7 +235,7 @@ impl Callout {
                 signed: req.server_id.xkey.clone(),
             };
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
-            return (Vec::new(), Verdict::Refused("request-xkey-mismatch"));
+            return (Vec::new(), Verdict::Refused("request-xkey-mismatch"), Some(req));
         }
         // Epochs first: a decision never claims a newer epoch than the data it used.
         let epochs = Epochs {
@@ -246,11 +274,11 @@ impl Callout {
             Ok(r) => r,
             Err(e) => {
                 error!(error = %e, "could not sign the authorization response");
-                return (Vec::new(), Verdict::Refused("sign-failed"));
+                return (Vec::new(), Verdict::Refused("sign-failed"), Some(req));
             }
         };
         let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
-        (envelope::seal(reply, our_xkey, server_key), verdict)
+        (envelope::seal(reply, our_xkey, server_key), verdict, Some(req))
     }
 
     fn respond(

@@ -3,6 +3,7 @@
 //! holds (made relative to the configuration file) and its own checks; what spans sections
 //! is checked here.
 
+mod audit;
 mod callout;
 mod enforcement;
 mod http;
@@ -21,6 +22,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+pub use audit::AuditSettings;
 pub use callout::{CONNECTION_TYPES, CalloutMode, CalloutSettings, TargetAccount};
 pub use enforcement::EnforcementSettings;
 pub use http::HttpSettings;
@@ -78,6 +80,8 @@ pub struct Config {
     pub identity: IdentitySettings,
     /// Rooms as data.
     pub rooms: RoomSettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
 }
 
 /// One section of the configuration (`[nats]`, `[callout]`, ...).
@@ -148,7 +152,7 @@ impl Config {
     /// Check values that would otherwise fail later, at the first request: each section,
     /// then what spans sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [&dyn Section; 10] = [
+        let sections: [&dyn Section; 11] = [
             &self.rooms,
             &self.nats,
             &self.callout,
@@ -159,6 +163,7 @@ impl Config {
             &self.enforcement,
             &self.log,
             &self.identity,
+            &self.audit,
         ];
         for s in sections {
             s.validate()?;

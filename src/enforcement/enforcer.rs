@@ -307,6 +307,11 @@ impl Enforcement {
                 self.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nats_callout_kicks_total", "reason" => reason.to_string()).increment(1);
                 info!(server = %job.conn.server, cid = job.conn.cid, reason, leafnode, "kicked");
+                if let Some(audit) = self.audit.get() {
+                    let user = self.registry().get(&job.conn).map(|e| e.user.clone());
+                    let what = json!({"user": user, "server": job.conn.server, "cid": job.conn.cid, "reason": reason});
+                    audit.action("kick", "service", crate::clock::now_secs(), what);
+                }
             }
             Ok(v) => {
                 debug!(server = %job.conn.server, cid = job.conn.cid, reply = %v, "kick: connection already gone")

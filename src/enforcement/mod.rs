@@ -80,6 +80,8 @@ pub struct Enforcement {
     held: notices::Held,
     queues: Mutex<Option<Queues>>,
     pub stats: EnforcementStats,
+    /// Kicks go into the audit trail (set once, after the trail is open).
+    audit: std::sync::OnceLock<crate::audit::Audit>,
 }
 
 impl Enforcement {
@@ -114,6 +116,7 @@ impl Enforcement {
                 notices: nrx,
             })),
             stats: EnforcementStats::default(),
+            audit: std::sync::OnceLock::new(),
         })
     }
 
@@ -124,6 +127,11 @@ impl Enforcement {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record kicks in `audit` (the first call wins).
+    pub fn audit_into(&self, audit: crate::audit::Audit) {
+        let _ = self.audit.set(audit);
     }
 
     /// Live connections known.

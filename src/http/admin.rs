@@ -38,7 +38,7 @@ pub(super) struct Reset {
 /// `enforcement.token_reset_roles` (the same rule as publishing `auth.v1.tokenReset`).
 pub(super) async fn token_reset(
     State(state): State<SharedState>,
-    _who: TokenResetter,
+    TokenResetter(who): TokenResetter,
     Body(req): Body<TokenResetRequest>,
 ) -> Result<Json<Reset>, ApiError> {
     if let Some(problem) = req.problem() {
@@ -46,6 +46,11 @@ pub(super) async fn token_reset(
     }
     // TokenResetter found live enforcement on.
     let affected = state.ops.enforcement.as_ref().map_or(0, |e| e.token_reset(&req));
+    let what = serde_json::json!({"request": req, "affected": affected});
+    state
+        .ops
+        .audit
+        .action("token-reset", &who.claims.sub, state.now(), what);
     Ok(Json(Reset { affected }))
 }
 

@@ -217,6 +217,8 @@ pub(super) async fn revoke(
         .revoke(&target, &reason, state.now())
         .await
         .map_err(lifecycle_error)?;
+    let what = serde_json::json!({"target": target, "sessions": revoked_sessions});
+    state.ops.audit.action("revocation", &c.sub, state.now(), what);
     Ok(Json(Revoked {
         revoked_sessions,
         provider_logout: None,

@@ -1,16 +1,19 @@
 //! The admin console's data, on the public listener for admins only (the page's own view):
 //! live connections, the permission set's reload status with each `file:line: reason`, the
 //! latest denies, and the numbers behind the live chart. Revocations and token reset are the
-//! same endpoints as everywhere (`/api/auth/revoke`, `/api/console/token-reset`).
+//! same endpoints as everywhere (`/api/auth/revoke`, `/api/console/token-reset`). `explain`
+//! answers what a user would get in some rooms, and why.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use super::extract::Admin;
+use super::error::ApiError;
+use super::extract::{Admin, Body};
 use super::state::SharedState;
 use crate::callout::recent::DenyEntry;
 use crate::enforcement::LiveConnection;
+use crate::explain::{Explanation, Question};
 use crate::reload::ReloadStatus;
 
 /// The live connections an instance knows.
@@ -67,4 +70,17 @@ pub(super) async fn metrics(State(state): State<SharedState>, _admin: Admin) -> 
         refused: s.refused,
         p99_ms: state.ops.counters.recent.p99_ms(),
     })
+}
+
+/// What `userId` would get in `rooms` (optionally under `clientId`), room by room, and why.
+pub(super) async fn explain(
+    State(state): State<SharedState>,
+    _admin: Admin,
+    Body(q): Body<Question>,
+) -> Result<Json<Explanation>, ApiError> {
+    q.check().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match state.ops.explain(&q, state.now()).await {
+        Ok(answer) => Ok(Json(answer)),
+        Err(e) => Err(ApiError::unavailable("unavailable", e)),
+    }
 }

@@ -24,6 +24,7 @@
 //! | GET | `/api/auth/oidc/{name}/login`, `/callback` | anyone (browser login) | `oidc` |
 //! | GET | `/api/console/{connections,permissions,denies,metrics}` | admins | `console` |
 //! | POST | `/api/console/token-reset` | token-reset roles | `admin` |
+//! | POST | `/api/console/explain` | admins | `console` |
 //! | GET | `/`, `/app.js`, ..., `/api/config` | anyone | `web` |
 //!
 //! The operations listener (`http.admin_listen`), built by [`admin_router`]: `GET
@@ -84,6 +85,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/console/denies", get(console::denies))
         .route("/api/console/metrics", get(console::metrics))
         .route("/api/console/token-reset", post(admin::token_reset))
+        .route("/api/console/explain", post(console::explain))
         .route("/api/users/{id}/context", get(user::context))
         .merge(room_routes())
         .merge(web::routes())

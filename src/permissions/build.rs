@@ -18,6 +18,9 @@ use super::source::{Pending, RawApplication, RawFile, Text};
 use crate::names::validate_name;
 use crate::password::is_valid_hash;
 
+mod provenance;
+pub(crate) use provenance::Found;
+
 /// A room name or pattern from a file.
 #[derive(Debug, Clone)]
 enum Target {

@@ -172,18 +172,23 @@ impl Snapshot {
     /// # Errors
     /// Every problem found, ordered by file and line.
     pub fn from_sources(sources: &[(String, String)]) -> Result<Self, LoadErrors> {
-        let mut pending = Vec::new();
-        let mut defs = build::Defs::default();
-        for (i, (raw, problems)) in parse_all(sources).into_iter().enumerate() {
-            pending.extend(problems);
-            defs.add_file(i, raw, &mut pending);
-        }
-        defs.check_references(&mut pending);
-        if pending.is_empty() {
-            Ok(defs.build())
-        } else {
-            Err(LoadErrors(resolve(sources, &pending)))
-        }
+        checked(sources).map(build::Defs::build)
+    }
+}
+
+/// Every file's definitions, checked one by one and across files.
+fn checked(sources: &[(String, String)]) -> Result<build::Defs<'_>, LoadErrors> {
+    let mut pending = Vec::new();
+    let mut defs = build::Defs::default();
+    for (i, (raw, problems)) in parse_all(sources).into_iter().enumerate() {
+        pending.extend(problems);
+        defs.add_file(i, raw, &mut pending);
+    }
+    defs.check_references(&mut pending);
+    if pending.is_empty() {
+        Ok(defs)
+    } else {
+        Err(LoadErrors(resolve(sources, &pending)))
     }
 }
 
@@ -241,15 +246,7 @@ fn resolve(sources: &[(String, String)], pending: &[Pending]) -> Vec<Problem> {
             wanted[*file].push(path);
         }
     }
-    let mut found: Vec<HashMap<&[Seg], usize>> = Vec::with_capacity(sources.len());
-    for ((name, text), paths) in sources.iter().zip(&wanted) {
-        let lines = match (paths.is_empty(), Format::of(name)) {
-            (true, _) => Vec::new(),
-            (false, Format::Toml) => toml_lines(text, paths),
-            (false, Format::Json) => json_lines(text, paths),
-        };
-        found.push(paths.iter().copied().zip(lines).collect());
-    }
+    let found = lines_of(sources, &wanted);
     let mut line_indexes: Vec<Option<LineIndex>> = sources.iter().map(|_| None).collect();
 
     let mut problems: Vec<(usize, Problem)> = pending
@@ -277,6 +274,77 @@ fn resolve(sources: &[(String, String)], pending: &[Pending]) -> Vec<Problem> {
         .collect();
     problems.sort_by_key(|(file, p)| (*file, p.line));
     problems.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The lines of `wanted[file]`'s paths in each file, looked up in one go per file.
+fn lines_of<'p>(sources: &[(String, String)], wanted: &[Vec<&'p [Seg]>]) -> Vec<HashMap<&'p [Seg], usize>> {
+    let mut found = Vec::with_capacity(sources.len());
+    for ((name, text), paths) in sources.iter().zip(wanted) {
+        let lines = match (paths.is_empty(), Format::of(name)) {
+            (true, _) => Vec::new(),
+            (false, Format::Toml) => toml_lines(text, paths),
+            (false, Format::Json) => json_lines(text, paths),
+        };
+        found.push(paths.iter().copied().zip(lines).collect());
+    }
+    found
+}
+
+/// A definition of the permission files that grants a user (part of) their access to a room.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantSource {
+    pub file: String,
+    pub line: usize,
+    pub access: Access,
+    /// The definition in the files' words: `[rooms.all1] members "@everyone" (user bob is in
+    /// group everyone)`.
+    pub what: String,
+}
+
+impl fmt::Display for GrantSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.what)
+    }
+}
+
+/// For each of `rooms`, every definition in `sources` that grants `user` something there,
+/// with its file and line (empty for a room the files do not grant, or an unknown user).
+/// Parses the whole set again: for `explain`, never on a decision's path.
+///
+/// # Errors
+/// The set does not load (the same problems as [`Snapshot::from_sources`]).
+pub fn grant_sources(
+    sources: &[(String, String)],
+    user: &str,
+    rooms: &[&str],
+) -> Result<Vec<Vec<GrantSource>>, LoadErrors> {
+    let defs = checked(sources)?;
+    let per_room: Vec<Vec<build::Found>> = rooms
+        .iter()
+        .map(|room| match crate::names::validate_name(room) {
+            Ok(()) => defs.grants_of(user, room),
+            Err(_) => Vec::new(),
+        })
+        .collect();
+    let mut wanted: Vec<Vec<&[Seg]>> = vec![Vec::new(); sources.len()];
+    for f in per_room.iter().flatten() {
+        wanted[f.file].push(&f.path);
+    }
+    let lines = lines_of(sources, &wanted);
+    Ok(per_room
+        .iter()
+        .map(|found| {
+            found
+                .iter()
+                .map(|f| GrantSource {
+                    file: sources[f.file].0.clone(),
+                    line: lines[f.file].get(f.path.as_slice()).copied().unwrap_or(1),
+                    access: f.access,
+                    what: f.what.clone(),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 #[cfg(test)]

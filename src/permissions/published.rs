@@ -125,12 +125,16 @@ impl PublishedSet {
                 reason: "checksum does not match the files".into(),
             }]));
         }
-        let sources: Vec<(String, String)> = self
-            .files
+        Snapshot::from_sources(&self.sources())
+    }
+
+    /// The files as `(name, text)` pairs.
+    #[must_use]
+    pub fn sources(&self) -> super::Sources {
+        self.files
             .iter()
             .map(|f| (f.name.clone(), f.text.clone()))
-            .collect();
-        Snapshot::from_sources(&sources)
+            .collect()
     }
 
     fn version(&self, revision: u64) -> Version {

@@ -98,6 +98,8 @@ pub struct RoomService {
     shared: bool,
     /// The embedded store: changes are applied in the order they were committed.
     order: tokio::sync::Mutex<()>,
+    /// Every change goes into the audit trail (set once, after the trail is open).
+    audit: std::sync::OnceLock<crate::audit::Audit>,
 }
 
 impl std::fmt::Debug for RoomService {
@@ -123,6 +125,19 @@ impl RoomService {
             reserved,
             shared,
             order: tokio::sync::Mutex::new(()),
+            audit: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Record every change in `audit` (the first call wins).
+    pub fn audit_into(&self, audit: crate::audit::Audit) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// A change by `by` into the audit trail (`nats-callout.audit.room`).
+    fn audited(&self, by: &str, what: serde_json::Value) {
+        if let Some(audit) = self.audit.get() {
+            audit.action("room", by, crate::clock::now_secs(), what);
         }
     }
 
@@ -243,6 +258,10 @@ impl RoomService {
         self.write(|| async { self.store.create(&room).await.map(Some) })
             .await?;
         info!(room = %room.name, owner = %room.created_by, join = ?room.join, "room created");
+        self.audited(
+            &room.created_by,
+            serde_json::json!({"change": "created", "room": room.name, "join": room.join}),
+        );
         Ok(room.into())
     }
 
@@ -260,6 +279,10 @@ impl RoomService {
             return Err(RoomError::UnknownRoom(name.to_string()));
         }
         info!(room = %name, by = %actor.user, members = members.len(), "room deleted");
+        self.audited(
+            actor.user,
+            serde_json::json!({"change": "deleted", "room": name, "members": members.len()}),
+        );
         Ok(())
     }
 
@@ -295,6 +318,10 @@ impl RoomService {
         self.write(|| async { self.store.put_member(room, user, &member).await.map(Some) })
             .await?;
         info!(room = %room, user = %user, access = %access, owner, by = %actor.user, "room member set");
+        self.audited(
+            actor.user,
+            serde_json::json!({"change": "member-set", "room": room, "user": user, "access": access, "owner": owner}),
+        );
         Ok(MemberView {
             user_id: user.to_string(),
             access,
@@ -334,6 +361,10 @@ impl RoomService {
                 .await?;
         }
         info!(room = %room, user = %user, by = %actor.user, "room member removed");
+        self.audited(
+            actor.user,
+            serde_json::json!({"change": "member-removed", "room": room, "user": user}),
+        );
         Ok(())
     }
 
@@ -361,6 +392,7 @@ impl RoomService {
         self.write(|| async { self.store.put_member(room, actor.user, &member).await.map(Some) })
             .await?;
         info!(room = %room, user = %actor.user, "open room joined");
+        self.audited(actor.user, serde_json::json!({"change": "joined", "room": room}));
         Ok(MemberView {
             user_id: actor.user.to_string(),
             access: Access::ReadWrite,

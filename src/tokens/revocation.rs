@@ -231,6 +231,19 @@ impl RevocationIndex {
         None
     }
 
+    /// The entries refusing every token of `user` up to a time (the user's own, and one for
+    /// everyone), the latest cutoff first: what `explain` tells of a user.
+    pub fn of_user(&self, user: &str) -> Vec<&Revocation> {
+        let mut found: Vec<&Revocation> = self
+            .users
+            .get(user)
+            .into_iter()
+            .chain(self.all.as_ref())
+            .collect();
+        found.sort_by_key(|r| std::cmp::Reverse(r.cutoff));
+        found
+    }
+
     fn slot(&mut self, kind: RevocationKind, value: &str) -> Option<&mut Revocation> {
         match kind {
             RevocationKind::All => self.all.as_mut(),

@@ -98,6 +98,16 @@ try {
   await shot(admin, "console");
   log("a token reset from the console reaches bob's connection");
 
+  await admin.page.getByLabel("What would this user get").fill("bob");
+  await admin.page.getByLabel("in these rooms").fill("all1;alice1");
+  await admin.page.getByRole("button", { name: "Explain" }).click();
+  await admin.page
+    .locator('#console-explained tr[data-room="all1"][data-reason="granted"]', { hasText: /rooms\.toml:\d+: \[rooms\.all1\]/ })
+    .waitFor({ timeout: STEP });
+  await admin.page.locator('#console-explained tr[data-room="alice1"][data-reason="no-grant"]').waitFor({ timeout: STEP });
+  await shot(admin, "console-explain");
+  log("the console explains bob's rooms: all1 with its file and line, alice1 refused with its reason");
+
   for (const u of users) check(u.errors.length === 0, `${u.name}: ${u.errors.join("; ")}`);
 } catch (err) {
   failed = true;

@@ -7,8 +7,10 @@
 //! - [`http`]: the HTTP API, one module per endpoint, on the router without a socket;
 //! - [`tokens`]: the token life cycle end to end (HTTP login, NATS connect, refresh, reuse);
 //! - [`enforcement`]: live permissions, revocations reaching live connections, token reset;
+//! - [`explain`]: `explain` offline, `--live` and in the console: each room's access, reason and source;
 //! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
+//! - [`audit`]: the audit trail: decisions field by field, changes of access, the stream;
 //! - [`browser`]: the chat page in headless Chromium;
 //! - [`clients`]: the JavaScript client kit's own tests (`node --test`) against this world;
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
@@ -27,6 +29,7 @@
 //! - [`support`]: what the tests start (servers, the service, clients), shared.
 
 mod architecture;
+mod audit;
 mod browser;
 mod callout;
 mod cli;
@@ -35,6 +38,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod enforcement;
+mod explain;
 mod http;
 mod jetstream;
 mod oidc;

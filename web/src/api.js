@@ -98,6 +98,10 @@ export const more = {
   async revoke(target) {
     return (await call("POST", "/api/auth/revoke", target)).data;
   },
+  /** `{user, mode, denied?, rooms: [{room, access, reason, source}], sessions, revocations?}` */
+  async explain(body) {
+    return (await call("POST", "/api/console/explain", body)).data;
+  },
   async tokenReset(body) {
     return (await call("POST", "/api/console/token-reset", body)).data;
   },

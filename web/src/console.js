@@ -1,6 +1,7 @@
 // The admin console (admins only): live connections, the permission set's reload status with
-// each file:line problem, the latest denies, revoke and token-reset actions, and a live chart
-// of authorizations per second and p99 decision time from the service's own numbers.
+// each file:line problem, the latest denies, revoke and token-reset actions, explain (what a
+// user would get in some rooms, and why), and a live chart of authorizations per second and
+// p99 decision time from the service's own numbers.
 
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
@@ -17,6 +18,7 @@ export class Console {
     this.series = [[], [], []];
     $("console-revoke").addEventListener("submit", (e) => this.act(e, "revoke"));
     $("console-reset").addEventListener("submit", (e) => this.act(e, "reset"));
+    $("console-explain").addEventListener("submit", (e) => this.explain(e));
   }
 
   start() {
@@ -137,6 +139,36 @@ export class Console {
         const r = await more.tokenReset({ users: [user], reason: "admin console" });
         out.textContent = `${user}: ${r.affected ?? 0} connection(s) asked to re-authorize`;
       }
+    } catch (err) {
+      out.textContent = `${user}: ${err instanceof ApiError ? err.message : err}`;
+    }
+  }
+
+  async explain(event) {
+    event.preventDefault();
+    const user = $("console-explain-user").value.trim();
+    const rooms = $("console-explain-rooms").value.split(/[;,\s]+/).filter(Boolean);
+    const out = $("console-explain").querySelector(".result");
+    if (!user) return;
+    try {
+      const e = await more.explain({ userId: user, rooms });
+      const revoked = (e.revocations ?? []).map((r) => `${r.reason} before ${when(r.before)}`);
+      out.textContent = [
+        e.denied ? `${user}: every connection is denied (${e.denied})` : `${user}: ${e.sessions?.length ?? 0} session(s)`,
+        ...revoked,
+      ].join("; ");
+      $("console-explained").replaceChildren(
+        ...e.rooms.map((r) =>
+          el(
+            "tr",
+            { dataset: { room: r.room, reason: r.reason } },
+            el("td", { text: r.room }),
+            el("td", { text: r.access }),
+            el("td", { text: r.reason }),
+            el("td", { text: r.source }),
+          ),
+        ),
+      );
     } catch (err) {
       out.textContent = `${user}: ${err instanceof ApiError ? err.message : err}`;
     }
