@@ -59,7 +59,7 @@ pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::
 
 /// A test environment serving the chat page on `http_port`: its origin is allowed by the
 /// websocket listener (known before nats-server starts) and for cookie requests.
-async fn page_env(http_port: u16) -> TestEnv {
+pub(crate) async fn page_env(http_port: u16) -> TestEnv {
     let origin = format!("http://127.0.0.1:{http_port}");
     let mut env = TestEnv::start(EnvOptions {
         ws_allowed_origins: vec![origin.clone()],

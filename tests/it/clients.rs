@@ -4,7 +4,8 @@
 //! endpoint for what only the operator can do (kick or send a lame-duck notice to a user's
 //! connections, restart nats-server).
 //!
-//! Needs `npm ci` in `clients/js` (`make test` does).
+//! Needs `npm ci` in `clients/js` (and in `web/` and Chromium for the browser mode; `make
+//! test` does all three).
 
 use std::time::Duration;
 
@@ -36,6 +37,34 @@ async fn js_kit_survives_user_jwt_expiry() {
         &[("USER_JWT_TTL_MS", ttl.as_millis().to_string())],
     )
     .await;
+}
+
+/// The kit in browser mode (`cookie: true`), bundled into a page of the service's origin in
+/// headless Chromium: password login, joins granted and refused over the websocket with the
+/// cookie, no token visible to the page, the access cookie renewed, a new page reusing the
+/// session, logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_kit_in_chromium() {
+    crate::browser::prerequisites();
+    let http_port = crate::support::free_port();
+    let mut env = crate::browser::page_env(http_port).await;
+    env.config.tokens.access_ttl = ACCESS_TTL;
+    let _svc = env.start_callout().await;
+    let out = crate::browser::run(
+        Command::new("node")
+            .arg("tests/browser/kit.mjs")
+            .current_dir(root())
+            .env("BASE_URL", format!("http://127.0.0.1:{http_port}/"))
+            .env("ACCESS_TTL_MS", ACCESS_TTL.as_millis().to_string())
+            .env("CHROMIUM", crate::browser::chromium()),
+        "tests/browser/kit.mjs",
+        Duration::from_secs(120),
+    )
+    .await;
+    if !out.status.success() {
+        println!("---- nats-server log\n{}", env.server.log());
+    }
+    assert!(out.status.success(), "the kit in Chromium failed (output above)");
 }
 
 /// Start the world (`tweak` changes the service's configuration), run `node --test` on

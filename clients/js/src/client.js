@@ -79,7 +79,9 @@ export class ChatClient {
    */
   static async open(options, dial, defaults) {
     const o = { ...options };
-    if (!o.api) throw new ChatError("bad-request", "`api` (the service's base URL) is required");
+    if (typeof o.api !== "string") {
+      throw new ChatError("bad-request", "`api` (the service's base URL; \"\" for the page's own) is required");
+    }
     const cookie = o.cookie ?? defaults.cookie;
     const api = new Api({ ...o, cookie });
     const config = await api.config();
