@@ -21,7 +21,8 @@ export const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_SEEN = 5000;
 const DRAIN_TIMEOUT_MS = 3000;
 const REFRESH_MARGIN_MS = 30_000;
-const ACCESS = { none: 0, read: 1, write: 1, readwrite: 2 };
+/** Access levels as bits: 1 read, 2 write. */
+const ACCESS = { none: 0, read: 1, write: 2, readwrite: 3 };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Lets every queued callback run (status iterators deliver a few microtasks later). */
@@ -575,12 +576,9 @@ export class ChatClient {
     this.#emit("grants-changed", n);
     const now = ACCESS[n.access] ?? 0;
     const before = ACCESS[n.previous] ?? 0;
-    if (now > before || (now > 0 && n.access !== n.previous)) {
-      this.#emit("granted", { room: n.room, access: n.access, previous: n.previous });
-      this.#emit("rooms-changed", n);
-    } else if (n.access !== n.previous) {
-      this.#emit("rooms-changed", n);
-    }
+    // A right the user did not have (read, or write): tell the app it may join or write.
+    if ((now & ~before) !== 0) this.#emit("granted", { room: n.room, access: n.access, previous: n.previous });
+    if (now !== before) this.#emit("rooms-changed", n);
     if (now === 0) {
       this.removed ??= new Set();
       this.removed.add(n.room);

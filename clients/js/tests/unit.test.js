@@ -75,3 +75,21 @@ test("connect refuses missing options before any network call", async () => {
     code: "network",
   });
 });
+
+test("GET /api/config's subjects and limits are used, with defaults for what is missing", async () => {
+  const { Api } = await import("../src/api.js");
+  const answer = (body) => async () =>
+    new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json" } });
+  const custom = {
+    readSubject: "rooms.{room}.>",
+    writeSubject: "rooms.{room}.{user}",
+    inboxPrefix: "_I.{user}",
+    maxRooms: 7,
+    noticeSubject: "n.{user}",
+    websocketPort: 9222,
+  };
+  const api = new Api({ api: "http://service", fetch: answer(custom) });
+  assert.deepEqual(await api.config(), { ...custom, websocketUrl: null });
+  const old = new Api({ api: "http://service", fetch: answer({ websocketPort: 9222, maxRooms: null }) });
+  assert.deepEqual(await old.config(), { ...DEFAULT_CONFIG, websocketPort: 9222, websocketUrl: null });
+});
