@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 .PHONY: demo demo-cluster test build release dist deny tools lint fmt clean browser-deps python-deps web bench fuzz docs \
-  clients clients-rust package-check
+  clients clients-rust clients-js clients-js-deps package-check
 
 tools:
 	@scripts/install-nats-server.sh >/dev/null
@@ -58,6 +58,22 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
+# The JavaScript client kit's packages (clients/js/node_modules), for its tests and its pack.
+clients-js-deps: clients/js/node_modules/.package-lock.json
+
+clients/js/node_modules/.package-lock.json: clients/js/package.json clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+	@touch $@
+
+# The client kits: `clients` builds each one. clients-js: the JS kit's types checked (tsc)
+# and the npm package packed into target/clients/ (npm pack); clients-rust: the Rust kit.
+CLIENTS_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target)/clients)
+clients: clients-rust clients-js
+
+clients-js: clients-js-deps
+	mkdir -p $(CLIENTS_OUT)
+	cd clients/js && npm run check && npm pack --pack-destination $(CLIENTS_OUT)
+
 # The book (docs/): installs mdbook into .tools/mdbook when missing (a few minutes, from
 # crates.io; not part of `make test`) and builds it into docs/book (git-ignored).
 MDBOOK_VERSION := 0.5.4
@@ -73,8 +89,9 @@ $(MDBOOK):
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
-# Every workspace member's tests: the service's and the Rust client kit's (clients/rust).
-test: tools browser-deps python-deps
+# Every workspace member's tests: the service's (with the JS kit's node suite, from
+# tests/it/clients.rs) and the Rust client kit's (clients/rust).
+test: tools browser-deps python-deps clients-js-deps
 	NATS_SERVER_BIN=$$(scripts/install-nats-server.sh) $(CARGO) test --workspace --locked --all-targets
 
 lint: deny package-check
@@ -82,9 +99,6 @@ lint: deny package-check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 	$(MAKE) --no-print-directory dist
-
-# The client kits: `clients` builds each one.
-clients: clients-rust
 
 clients-rust:
 	$(CARGO) build -p nats-callout-client --locked

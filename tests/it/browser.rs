@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::{EnvOptions, TestEnv, free_port};
-use nats_callout::keys;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -60,7 +59,7 @@ pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::
 
 /// A test environment serving the chat page on `http_port`: its origin is allowed by the
 /// websocket listener (known before nats-server starts) and for cookie requests.
-async fn page_env(http_port: u16) -> TestEnv {
+pub(crate) async fn page_env(http_port: u16) -> TestEnv {
     let origin = format!("http://127.0.0.1:{http_port}");
     let mut env = TestEnv::start(EnvOptions {
         ws_allowed_origins: vec![origin.clone()],
@@ -187,7 +186,7 @@ async fn drive(env: &TestEnv, mut node: Command) -> bool {
     while let Some(line) = lines.next_line().await.unwrap() {
         println!("{line}");
         if let Some(user) = line.strip_prefix("@@kick ") {
-            let n = kick_user(env, user.trim()).await;
+            let n = env.system_to_user(user.trim(), "KICK").await;
             stdin
                 .write_all(format!("@@kicked {n}\n").as_bytes())
                 .await
@@ -196,40 +195,6 @@ async fn drive(env: &TestEnv, mut node: Command) -> bool {
         }
     }
     child.wait().await.unwrap().success()
-}
-
-/// Kick every connection of `user` through the system account (CONNZ, then KICK by cid).
-async fn kick_user(env: &TestEnv, user: &str) -> usize {
-    let password =
-        std::fs::read_to_string(env.dir.path().join("keys").join(keys::SYS_PASSWORD_FILE)).unwrap();
-    let sys = async_nats::ConnectOptions::new()
-        .user_and_password("sys".into(), password.trim().into())
-        .connect(env.server.url())
-        .await
-        .unwrap();
-    let body = json!({"acc": env.config.callout.account, "auth": true, "limit": 1024});
-    let reply = sys
-        .request("$SYS.REQ.SERVER.PING.CONNZ", body.to_string().into())
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_slice(&reply.payload).unwrap();
-    let server = v["server"]["id"].as_str().unwrap().to_string();
-    let cids: Vec<u64> = v["data"]["connections"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["authorized_user"] == user)
-        .filter_map(|c| c["cid"].as_u64())
-        .collect();
-    for cid in &cids {
-        let subject = format!("$SYS.REQ.SERVER.{server}.KICK");
-        let r = sys
-            .request(subject, json!({ "cid": cid }).to_string().into())
-            .await
-            .unwrap();
-        println!("kicked {user} cid {cid}: {}", String::from_utf8_lossy(&r.payload));
-    }
-    cids.len()
 }
 
 /// "Log in with corp" in Chromium, through the real provider's own login form.

@@ -12,6 +12,8 @@
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
 //! - [`audit`]: the audit trail: decisions field by field, changes of access, the stream;
 //! - [`browser`]: the chat page in headless Chromium;
+//! - [`clients`]: the JavaScript client kit's own tests (`node --test`) against a real world,
+//!   and its browser mode in headless Chromium;
 //! - [`jetstream`]: the shared JetStream store, instances sharing it, a three-node cluster;
 //! - [`production`]: metrics, readiness, discovery, signals, TLS, logs;
 //! - [`cli`]: the binary as an operator runs it;
@@ -34,6 +36,7 @@ mod audit;
 mod browser;
 mod callout;
 mod cli;
+mod clients;
 mod demo;
 mod deploy;
 mod docs;

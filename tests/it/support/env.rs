@@ -328,4 +328,39 @@ impl TestEnv {
             .await
             .unwrap()
     }
+
+    /// Send `verb` (`KICK`, `LDM`) to every connection of `user`, as the system account
+    /// would (CONNZ, then one request per cid); returns how many connections it reached.
+    pub async fn system_to_user(&self, user: &str, verb: &str) -> usize {
+        let password =
+            std::fs::read_to_string(self.dir.path().join("keys").join(keys::SYS_PASSWORD_FILE)).unwrap();
+        let sys = ConnectOptions::new()
+            .user_and_password("sys".into(), password.trim().into())
+            .connect(self.server.url())
+            .await
+            .unwrap();
+        let body = serde_json::json!({"acc": self.config.callout.account, "auth": true, "limit": 1024});
+        let reply = sys
+            .request("$SYS.REQ.SERVER.PING.CONNZ", body.to_string().into())
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        let server = v["server"]["id"].as_str().unwrap().to_string();
+        let cids: Vec<u64> = v["data"]["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["authorized_user"] == user)
+            .filter_map(|c| c["cid"].as_u64())
+            .collect();
+        for cid in &cids {
+            let subject = format!("$SYS.REQ.SERVER.{server}.{verb}");
+            let r = sys
+                .request(subject, serde_json::json!({ "cid": cid }).to_string().into())
+                .await
+                .unwrap();
+            println!("{verb} {user} cid {cid}: {}", String::from_utf8_lossy(&r.payload));
+        }
+        cids.len()
+    }
 }
