@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::callout::decision::{Deny, Policy, parse_rooms};
 use crate::names::validate_name;
-use crate::permissions::{Access, GrantSource, Scope, Snapshot};
+use crate::permissions::{Access, Asserted, GrantSource, Role, Scope, Snapshot};
 use crate::rooms::RoomIndex;
 
 /// The most rooms one question may name (the decision's own bound is usually far lower).
@@ -116,6 +116,8 @@ pub struct Inputs<'a> {
     /// Per asked room, the definitions of the files granting it ([`crate::permissions::grant_sources`]);
     /// empty when the files could not be read again.
     pub files: &'a [Vec<GrantSource>],
+    /// What an identity provider asserts of the user (their latest session's), if anything.
+    pub asserted: Option<&'a Asserted>,
     pub mode: &'static str,
 }
 
@@ -140,9 +142,16 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
             .collect();
         answer(Some(deny), rooms)
     };
-    let Some(user) = snapshot.user(&q.user_id) else {
-        return denied(Deny::UnknownUser(q.user_id.clone()));
+    let Some(user) = snapshot.effective(&q.user_id, inputs.asserted) else {
+        return denied(match inputs.asserted {
+            Some(a) if !a.file_users && snapshot.user(&q.user_id).is_some() => Deny::FileUserRefused {
+                provider: a.idp.clone(),
+                user: q.user_id.clone(),
+            },
+            _ => Deny::UnknownUser(q.user_id.clone()),
+        });
     };
+    let user = &*user;
     let account = user.account().unwrap_or(&policy.account);
     if !policy.placements.contains(account) {
         return denied(Deny::AccountNotServed(account.to_string()));
@@ -217,7 +226,20 @@ fn room_verdict(
         return refused(room, "no-grant", &source);
     };
     let mut said: Vec<String> = files.iter().map(ToString::to_string).collect();
-    if from_files.is_some() && files.is_empty() {
+    if let Some(a) = inputs.asserted {
+        for role in a
+            .roles
+            .iter()
+            .filter(|r| matches!(r, Role::Admin | Role::Sysadmin))
+        {
+            said.push(format!(
+                "role {:?} from provider {} (every room)",
+                role.as_str(),
+                a.idp
+            ));
+        }
+    }
+    if from_files.is_some() && said.is_empty() {
         said.push("the permission files".to_string());
     }
     if let Some((a, owner)) = in_data {
@@ -239,13 +261,19 @@ fn room_verdict(
 /// Explain `q` with a running callout's rules, permissions and rooms in data; `files` are
 /// the per-room file definitions ([`crate::permissions::grant_sources`]).
 #[must_use]
-pub fn live(callout: &crate::callout::Callout, q: &Question, files: &[Vec<GrantSource>]) -> Explanation {
+pub fn live(
+    callout: &crate::callout::Callout,
+    q: &Question,
+    files: &[Vec<GrantSource>],
+    asserted: Option<&Asserted>,
+) -> Explanation {
     let snapshot = callout.snapshot();
     let inputs = Inputs {
         snapshot: &snapshot,
         rooms: callout.rooms(),
         policy: callout.policy(),
         files,
+        asserted,
         mode: "live",
     };
     explain(q, &inputs)
@@ -265,12 +293,13 @@ pub fn offline(
     let sources = crate::permissions::read_files(dir)?;
     let snapshot = Snapshot::from_sources(&sources)?;
     let rooms: Vec<&str> = q.rooms.iter().map(String::as_str).collect();
-    let files = crate::permissions::grant_sources(&sources, &q.user_id, &rooms)?;
+    let files = crate::permissions::grant_sources(&sources, &q.user_id, &rooms, None)?;
     let inputs = Inputs {
         snapshot: &snapshot,
         rooms: &RoomIndex::default(),
         policy: &policy,
         files: &files,
+        asserted: None,
         mode: "offline",
     };
     Ok(explain(q, &inputs))
@@ -336,14 +365,20 @@ mod tests {
 
     /// Explain `rooms` for `user` on `text` (one file, `test.toml`) and the rooms in `data`.
     fn ask(text: &str, data: &RoomIndex, q: &Question) -> Explanation {
+        ask_asserted(text, data, q, None)
+    }
+
+    /// [`ask`] for a user a provider asserts groups and roles of.
+    fn ask_asserted(text: &str, data: &RoomIndex, q: &Question, asserted: Option<&Asserted>) -> Explanation {
         let sources = vec![("test.toml".to_string(), text.to_string())];
         let rooms: Vec<&str> = q.rooms.iter().map(String::as_str).collect();
-        let files = grant_sources(&sources, &q.user_id, &rooms).unwrap();
+        let files = grant_sources(&sources, &q.user_id, &rooms, asserted).unwrap();
         let inputs = Inputs {
             snapshot: &testing::snapshot(text),
             rooms: data,
             policy: &testing::policy(),
             files: &files,
+            asserted,
             mode: "offline",
         };
         explain(q, &inputs)
@@ -503,6 +538,69 @@ mod tests {
         );
         let said = ask(&text, &data, &question("alice", &["all1"], Some("desktop")));
         assert_eq!(said.rooms[0].reason, "unknown-application");
+    }
+
+    #[test]
+    fn a_providers_groups_and_roles_are_sources() {
+        let data = RoomIndex::default();
+        let says = |groups: &[&str], roles: &[Role], groups_only: bool, file_users: bool| Asserted {
+            idp: "corp".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            roles: roles.to_vec(),
+            groups_only,
+            file_users,
+        };
+        // A user the files do not know, known by the provider's group alone.
+        let corp = says(&["devs"], &[], true, true);
+        let said = ask_asserted(
+            PERMISSIONS,
+            &data,
+            &question("carol", &["dev", "all1"], None),
+            Some(&corp),
+        );
+        assert_eq!(
+            (said.rooms[0].access.as_str(), said.rooms[0].reason.as_str()),
+            ("read", "granted")
+        );
+        let line = line_of(PERMISSIONS, "[rooms.dev]") + 1;
+        assert_eq!(
+            said.rooms[0].source,
+            format!(
+                "test.toml:{line}: [rooms.dev] members \"@devs\" (provider corp places user carol in group devs)"
+            )
+        );
+        assert_eq!(said.rooms[1].reason, "no-grant");
+        // A file user gains the asserted group beside their own.
+        let said = ask_asserted(PERMISSIONS, &data, &question("bob", &["dev"], None), Some(&corp));
+        assert_eq!(said.rooms[0].access, "read", "{said:?}");
+        // Without groups_only, a user absent from the files stays unknown.
+        let said = ask_asserted(
+            PERMISSIONS,
+            &data,
+            &question("carol", &["dev"], None),
+            Some(&says(&["devs"], &[], false, true)),
+        );
+        assert_eq!(said.denied.as_deref(), Some("unknown-user"));
+        // A provider not trusted with the files' users cannot speak for bob.
+        let said = ask_asserted(
+            PERMISSIONS,
+            &data,
+            &question("bob", &["all1"], None),
+            Some(&says(&[], &[], true, false)),
+        );
+        assert_eq!(said.denied.as_deref(), Some("file-user-refused"));
+        // An admin role from the provider's role table.
+        let said = ask_asserted(
+            PERMISSIONS,
+            &data,
+            &question("bob", &["anywhere"], None),
+            Some(&says(&[], &[Role::Admin], true, true)),
+        );
+        assert_eq!(said.rooms[0].access, "readwrite");
+        assert_eq!(
+            said.rooms[0].source,
+            "role \"admin\" from provider corp (every room)"
+        );
     }
 
     #[test]

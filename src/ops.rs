@@ -102,8 +102,16 @@ impl Ops {
     /// No callout in this instance, or the session store does not answer.
     pub async fn explain(&self, q: &Question, now: i64) -> Result<Explanation, String> {
         let callout = self.callout.as_ref().ok_or("this instance serves no callout")?;
-        let files = self.file_lines(q).await;
-        let mut answer = crate::explain::live(callout, q, &files);
+        let sessions = self
+            .tokens
+            .refresh()
+            .sessions_of(&q.user_id, now)
+            .await
+            .map_err(|e| format!("the session store: {e}"))?;
+        // A provider's user is decided with what the provider asserted at their latest login.
+        let asserted = sessions.first().and_then(|s| s.info.asserted.clone());
+        let files = self.file_lines(q, asserted.clone()).await;
+        let mut answer = crate::explain::live(callout, q, &files, asserted.as_ref());
         let revoked = self.tokens.revocations().load();
         answer.revocations = revoked
             .of_user(&q.user_id)
@@ -118,12 +126,6 @@ impl Ops {
                 before: r.cutoff,
             })
             .collect();
-        let sessions = self
-            .tokens
-            .refresh()
-            .sessions_of(&q.user_id, now)
-            .await
-            .map_err(|e| format!("the session store: {e}"))?;
         answer.sessions = Some(
             sessions
                 .into_iter()
@@ -166,12 +168,17 @@ impl Ops {
 
     /// The files' definitions granting each room of `q` with their lines, from the source
     /// read again (none, with a warning, when it cannot be read or no longer loads).
-    async fn file_lines(&self, q: &Question) -> Vec<Vec<GrantSource>> {
+    async fn file_lines(
+        &self,
+        q: &Question,
+        asserted: Option<crate::permissions::Asserted>,
+    ) -> Vec<Vec<GrantSource>> {
         let (user, rooms) = (q.user_id.clone(), q.rooms.clone());
         let lines = match self.reloader.sources().await {
             Ok(sources) => tokio::task::spawn_blocking(move || {
                 let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-                crate::permissions::grant_sources(&sources, &user, &rooms).map_err(|e| e.to_string())
+                crate::permissions::grant_sources(&sources, &user, &rooms, asserted.as_ref())
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())

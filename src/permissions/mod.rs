@@ -308,8 +308,9 @@ impl fmt::Display for GrantSource {
 }
 
 /// For each of `rooms`, every definition in `sources` that grants `user` something there,
-/// with its file and line (empty for a room the files do not grant, or an unknown user).
-/// Parses the whole set again: for `explain`, never on a decision's path.
+/// with its file and line (empty for a room the files do not grant, or an unknown user);
+/// `asserted`: the groups a provider places the user in count too. Parses the whole set
+/// again: for `explain`, never on a decision's path.
 ///
 /// # Errors
 /// The set does not load (the same problems as [`Snapshot::from_sources`]).
@@ -317,12 +318,17 @@ pub fn grant_sources(
     sources: &[(String, String)],
     user: &str,
     rooms: &[&str],
+    asserted: Option<&Asserted>,
 ) -> Result<Vec<Vec<GrantSource>>, LoadErrors> {
     let defs = checked(sources)?;
     let per_room: Vec<Vec<build::Found>> = rooms
         .iter()
         .map(|room| match crate::names::validate_name(room) {
-            Ok(()) => defs.grants_of(user, room),
+            Ok(()) => defs.grants_of(
+                user,
+                room,
+                asserted.map(|a| (a.idp.as_str(), a.groups.as_slice())),
+            ),
             Err(_) => Vec::new(),
         })
         .collect();
