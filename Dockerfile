@@ -3,7 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Everything the crate needs to build: its manifest, build script, sources, the chat page it
-# embeds (web/src, web/dist) and the targets the manifest declares (bench/, benches/).
+# embeds (web/src, web/dist), the targets the manifest declares (bench/, benches/) and the
+# workspace's other member (the Rust client kit: cargo reads every member's manifest).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY build ./build
 COPY src ./src
@@ -11,6 +12,7 @@ COPY web/src ./web/src
 COPY web/dist ./web/dist
 COPY bench ./bench
 COPY benches ./benches
+COPY clients/rust ./clients/rust
 # The context has no .git: `--version` says commit unknown unless the build names it
 # (docker build --build-arg NATS_CALLOUT_GIT_COMMIT=$(git rev-parse HEAD) .).
 ARG NATS_CALLOUT_GIT_COMMIT=
