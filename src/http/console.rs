@@ -2,10 +2,12 @@
 //! live connections, the permission set's reload status with each `file:line: reason`, the
 //! latest denies, and the numbers behind the live chart. Revocations and token reset are the
 //! same endpoints as everywhere (`/api/auth/revoke`, `/api/console/token-reset`). `explain`
-//! answers what a user would get in some rooms, and why.
+//! answers what a user would get in some rooms, and why; `rooms` lists every room in data
+//! with its members (removing them is the rooms API's, which admins may use on any room).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -83,4 +85,41 @@ pub(super) async fn explain(
         Ok(answer) => Ok(Json(answer)),
         Err(e) => Err(ApiError::unavailable("unavailable", e)),
     }
+}
+
+/// The most rooms one page of the console lists.
+const ROOMS_PAGE: usize = 200;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RoomsPage {
+    /// Names after this one.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A room in data as the console shows it.
+#[derive(Serialize)]
+pub(super) struct DataRoom {
+    #[serde(flatten)]
+    room: crate::rooms::RoomView,
+    members: Vec<crate::rooms::MemberView>,
+}
+
+/// Every room in data (paged by name: `after`, `limit` up to 200) with its members.
+pub(super) async fn rooms(
+    State(state): State<SharedState>,
+    _admin: Admin,
+    page: Result<Query<RoomsPage>, QueryRejection>,
+) -> Result<Json<Vec<DataRoom>>, ApiError> {
+    let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = page.limit.unwrap_or(ROOMS_PAGE).clamp(1, ROOMS_PAGE);
+    Ok(Json(
+        state
+            .rooms
+            .every_room(page.after.as_deref(), limit)
+            .into_iter()
+            .map(|(room, members)| DataRoom { room, members })
+            .collect(),
+    ))
 }

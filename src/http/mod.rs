@@ -25,6 +25,7 @@
 //! | GET | `/api/console/{connections,permissions,denies,metrics}` | admins | `console` |
 //! | POST | `/api/console/token-reset` | token-reset roles | `admin` |
 //! | POST | `/api/console/explain` | admins | `console` |
+//! | GET | `/api/console/rooms` | admins | `console` |
 //! | GET | `/`, `/app.js`, ..., `/api/config` | anyone | `web` |
 //!
 //! The operations listener (`http.admin_listen`), built by [`admin_router`]: `GET
@@ -86,6 +87,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/console/metrics", get(console::metrics))
         .route("/api/console/token-reset", post(admin::token_reset))
         .route("/api/console/explain", post(console::explain))
+        .route("/api/console/rooms", get(console::rooms))
         .route("/api/users/{id}/context", get(user::context))
         .merge(room_routes())
         .merge(web::routes())

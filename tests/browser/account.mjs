@@ -108,6 +108,26 @@ try {
   await shot(admin, "console-explain");
   log("the console explains bob's rooms: all1 with its file and line, alice1 refused with its reason");
 
+  // Rooms in data: made through the API, managed from the console.
+  const made = await admin.page.evaluate(async () => {
+    const post = (path, body) =>
+      fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const room = await post("/api/rooms", { name: "ops-room", join: "invite" });
+    const member = await post("/api/rooms/ops-room/members", { userId: "bob", access: "read" });
+    return [room.status, member.status];
+  });
+  check(made[0] === 201 && made[1] === 200, `room made and bob added: ${made}`);
+  const roomRow = admin.page.locator('#console-rooms tr[data-room="ops-room"]');
+  await roomRow.locator('li[data-user="bob"]', { hasText: "bob (read)" }).waitFor({ timeout: STEP });
+  check((await roomRow.locator("td").nth(1).textContent()) === "admin", "the console names the room's owner");
+  await shot(admin, "console-rooms");
+  await admin.page.getByRole("button", { name: "Remove bob from ops-room" }).click();
+  await roomRow.locator('li[data-user="bob"]').waitFor({ state: "detached", timeout: STEP });
+  log("the console lists rooms in data with their members, and an admin removes bob from one");
+  await admin.page.getByRole("button", { name: "Delete room ops-room" }).click();
+  await roomRow.waitFor({ state: "detached", timeout: STEP });
+  log("and deletes the room");
+
   for (const u of users) check(u.errors.length === 0, `${u.name}: ${u.errors.join("; ")}`);
 } catch (err) {
   failed = true;

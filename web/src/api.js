@@ -117,4 +117,14 @@ export const more = {
   async metrics() {
     return (await call("GET", "/api/console/metrics")).data;
   },
+  /** Every room in data with its members: `[{name, owner, join, members: [{userId, access, owner}]}]` */
+  async dataRooms() {
+    return (await call("GET", "/api/console/rooms")).data;
+  },
+  async removeMember(room, userId) {
+    return (await call("DELETE", `/api/rooms/${encodeURIComponent(room)}/members/${encodeURIComponent(userId)}`)).data;
+  },
+  async deleteRoom(room) {
+    return (await call("DELETE", `/api/rooms/${encodeURIComponent(room)}`)).data;
+  },
 };

@@ -65,7 +65,7 @@ export class Console {
     }
     if (!this.last || m.at > this.last.at) this.last = m;
     $("console-totals").textContent = `allowed ${m.allowed} · denied ${m.denied} · refused ${m.refused} · p99 ${m.p99Ms.toFixed(2)} ms`;
-    await Promise.all([this.connections(), this.permissions(), this.denies()]);
+    await Promise.all([this.connections(), this.permissions(), this.denies(), this.dataRooms()]);
   }
 
   push(at, rate, p99) {
@@ -106,6 +106,55 @@ export class Console {
     const errors = p.lastErrors ?? [];
     $("console-errors").replaceChildren(...errors.map((e) => el("li", { class: "error", text: e })));
     $("console-errors").hidden = errors.length === 0;
+  }
+
+  async dataRooms() {
+    const rooms = await more.dataRooms();
+    $("console-rooms-note").textContent = `${rooms.length} room(s) in data`;
+    const member = (room, m) =>
+      el(
+        "li",
+        { dataset: { user: m.userId } },
+        `${m.userId} (${m.access}${m.owner ? ", owner" : ""}) `,
+        el("button", {
+          type: "button",
+          text: "Remove",
+          "aria-label": `Remove ${m.userId} from ${room}`,
+          onclick: () => this.roomAction(() => more.removeMember(room, m.userId)),
+        }),
+      );
+    $("console-rooms").replaceChildren(
+      ...rooms.map((r) =>
+        el(
+          "tr",
+          { dataset: { room: r.name } },
+          el("td", { text: r.name }),
+          el("td", { text: r.owner }),
+          el("td", { text: r.join }),
+          el("td", {}, el("ul", { class: "members" }, ...r.members.map((m) => member(r.name, m)))),
+          el(
+            "td",
+            {},
+            el("button", {
+              type: "button",
+              text: "Delete",
+              "aria-label": `Delete room ${r.name}`,
+              onclick: () => this.roomAction(() => more.deleteRoom(r.name)),
+            }),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async roomAction(act) {
+    try {
+      await act();
+      $("console-rooms-note").textContent = "done";
+    } catch (err) {
+      $("console-rooms-note").textContent = err instanceof ApiError ? err.message : String(err);
+    }
+    await this.dataRooms().catch(() => {});
   }
 
   async denies() {
