@@ -251,6 +251,34 @@ async fn login_through_the_identity_provider_in_chromium() {
     );
 }
 
+/// Rooms in data on the chat page: alice creates a room and invites bob, whose open page is
+/// told (no reload) and joins; they talk; alice removes bob, whose page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_in_data_on_the_chat_page_in_chromium() {
+    prerequisites();
+    let http_port = free_port();
+    let env = page_env(http_port).await;
+    let _svc = env.start_callout().await;
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg("tests/browser/rooms.mjs")
+            .current_dir(root())
+            .env("BASE_URL", format!("http://127.0.0.1:{http_port}/"))
+            .env("SCREENSHOT_DIR", &shots)
+            .env("CHROMIUM", chromium()),
+        "tests/browser/rooms.mjs",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "the rooms-in-data page test failed (output above; screenshots in {})",
+        shots.display()
+    );
+}
+
 /// The account page (sign a device out, see its page lose its connection) and the admin
 /// console (live chart, live connections, a broken permission file's problem, token reset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

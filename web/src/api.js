@@ -77,9 +77,27 @@ export const api = {
     const { data } = await call("POST", "/api/auth/logout");
     return data?.providerLogout ?? null;
   },
-  /** `[{name, read, write}]`: the rooms the caller may join. */
+  /** `[{name, read, write, owner?, join?}]`: the rooms the caller may join (data rooms name their owner). */
   async rooms() {
     return (await call("GET", "/api/rooms")).data;
+  },
+  // Rooms as data (contract 11).
+  async createRoom(name, join) {
+    return (await call("POST", "/api/rooms", { name, join })).data;
+  },
+  async addMember(room, userId, access) {
+    return (await call("POST", `/api/rooms/${encodeURIComponent(room)}/members`, { userId, access })).data;
+  },
+  /** `[{userId, access, owner}]` */
+  async members(room) {
+    return (await call("GET", `/api/rooms/${encodeURIComponent(room)}/members`)).data;
+  },
+  /** Open rooms the caller has not joined yet: `[{name, owner, join, ...}]` */
+  async openRooms() {
+    return (await call("GET", "/api/rooms?open=true")).data;
+  },
+  async joinOpen(room) {
+    return (await call("POST", `/api/rooms/${encodeURIComponent(room)}/join`)).data;
   },
 };
 

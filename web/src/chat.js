@@ -13,6 +13,9 @@
 // - On a lame-duck notice the page reconnects the same way. When the connection closes (a
 //   kick, a server restart, a deny) it refreshes the access token and reconnects, with backoff.
 // - The access token is refreshed before it expires, so every reconnect has a valid cookie.
+// - Every connection listens on the user's notice subject (`nats-callout.notice.<user>`): a
+//   room granted meanwhile appears in "Rooms you may join" without a reload; a room taken
+//   away says "removed from this room" (the lame-duck notice and the kick follow).
 
 import {
   AuthorizationError,
@@ -414,6 +417,11 @@ export class Session extends EventTarget {
     }
     this.connects += 1;
     this.#watch(conn);
+    conn.nc.subscribe(`nats-callout.notice.${this.user}`, {
+      callback: (err, msg) => {
+        if (!err) this.#onGrantNotice(conn, msg);
+      },
+    });
     try {
       for (const name of conn.sent) {
         if (WANTED.has(this.rooms.get(name)?.state)) this.#subscribe(conn, name);
@@ -456,6 +464,72 @@ export class Session extends EventTarget {
       },
     });
     conn.subs.set(name, sub);
+  }
+
+  /** `{"type": "grants-changed", room, access, previous}` on the user's notice subject. */
+  #onGrantNotice(conn, msg) {
+    if (conn !== this.conn || this.ended) return; // told once, on the connection in use
+    let notice;
+    try {
+      notice = msg.json();
+    } catch {
+      return;
+    }
+    if (notice?.type !== "grants-changed" || typeof notice.room !== "string") return;
+    const room = this.rooms.get(notice.room);
+    if (notice.access === "none") {
+      if (room && WANTED.has(room.state)) {
+        // The kick that follows closes the connection; the room is lost now.
+        room.state = "lost";
+        room.reason = notice.source === "rooms" ? "removed from this room" : "your access was removed";
+        this.#notice(`You lost access to ${notice.room}: ${room.reason}.`, "error");
+      }
+    } else if (!room || !WANTED.has(room.state)) {
+      this.#notice(`You may now join ${notice.room} (${notice.access}).`);
+    } else if (notice.access.includes("write") !== room.write) {
+      room.write = notice.access.includes("write");
+    }
+    this.loadAvailable();
+  }
+
+  // ---- rooms as data ------------------------------------------------------------------
+
+  /** Make a room (the caller owns it) and join it. Resolves to an error text, or null. */
+  async createRoom(rawName, open) {
+    const name = rawName.trim();
+    if (!ROOM_NAME.test(name)) return "A room name is 1 to 64 letters, digits, '-' or '_'.";
+    try {
+      await this.#authed(() => this.api.createRoom(name, open ? "open" : "invite"));
+    } catch (err) {
+      return err instanceof ApiError ? err.message : String(err);
+    }
+    await this.loadAvailable();
+    return this.join(name);
+  }
+
+  /** An owner's (or an admin's) call on a room in data; resolves to an error text, or null. */
+  async manage(call) {
+    try {
+      await this.#authed(call);
+      await this.loadAvailable();
+      return null;
+    } catch (err) {
+      return err instanceof ApiError ? err.message : String(err);
+    }
+  }
+
+  async members(room) {
+    return this.#authed(() => this.api.members(room));
+  }
+
+  async openRooms() {
+    return this.#authed(() => this.api.openRooms());
+  }
+
+  /** Join an open room (a member from now on), then connect to it. */
+  async joinOpen(room) {
+    const error = await this.manage(() => this.api.joinOpen(room));
+    return error ?? this.join(room);
   }
 
   #subscriptionFailed(conn, name, err) {

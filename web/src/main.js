@@ -19,6 +19,8 @@ let adminConsole = null;
 const lists = new Map();
 /** data-focus key to focus after the next render. */
 let focusNext = null;
+/** The room whose members "Manage this room" shows. */
+let membersOf = null;
 
 const STATUS_TEXT = {
   connecting: "Connecting…",
@@ -195,6 +197,9 @@ function resetChat() {
   lists.clear();
   $("joined-rooms").replaceChildren();
   $("available-rooms").replaceChildren();
+  $("open-rooms").replaceChildren();
+  $("room-manage").hidden = true;
+  membersOf = null;
   $("join-error").textContent = "";
   $("send-error").textContent = "";
 }
@@ -210,6 +215,7 @@ function startSession(user, expiresInMs) {
   s.addEventListener("change", mine(render));
   s.addEventListener("status", mine(() => render()));
   s.addEventListener("notice", mine(({ text, kind }) => notice(text, kind)));
+  s.addEventListener("connected", mine(() => showOpenRooms()));
   s.addEventListener("message", mine(({ room, message }) => appendMessage(room, message)));
   s.addEventListener("delivered", mine(({ room, id }) => markMessage(room, id, "delivered")));
   s.addEventListener("failed", mine(({ room, id }) => markMessage(room, id, "failed")));
@@ -343,6 +349,88 @@ function availableItem(entry) {
   );
 }
 
+// ---- rooms as data ------------------------------------------------------------------------
+
+/** The current room when it is a room in data this user owns (its creator). */
+function ownedRoom() {
+  const name = session?.current;
+  const entry = name ? session.available.find((r) => r.name === name) : null;
+  return entry?.owner && entry.owner === session.user ? name : null;
+}
+
+async function showMembers(force = false) {
+  const s = session;
+  const name = ownedRoom();
+  $("room-manage").hidden = !name;
+  if (!name || (!force && membersOf === name)) return;
+  membersOf = name;
+  try {
+    const members = await s.members(name);
+    if (session !== s || session.current !== name) return;
+    $("room-members").replaceChildren(
+      ...members.map((m) =>
+        el(
+          "li",
+          { dataset: { user: m.userId } },
+          `${m.userId} (${m.access}${m.owner ? ", owner" : ""}) `,
+          m.userId === s.user
+            ? null
+            : el("button", {
+                type: "button",
+                text: "Remove",
+                "aria-label": `Remove ${m.userId}`,
+                onclick: () => manage(() => more.removeMember(name, m.userId)),
+              }),
+        ),
+      ),
+    );
+  } catch (err) {
+    $("manage-error").textContent = err instanceof ApiError ? err.message : String(err);
+  }
+}
+
+async function manage(call) {
+  const error = await session.manage(call);
+  $("manage-error").textContent = error ?? "";
+  await showMembers(true);
+  await showOpenRooms();
+}
+
+async function showOpenRooms() {
+  const s = session;
+  if (!s) return;
+  let rooms = [];
+  try {
+    rooms = await s.openRooms();
+  } catch {
+    return; // shown again at the next connect
+  }
+  if (session !== s) return;
+  $("open-rooms").replaceChildren(
+    ...rooms.map((r) =>
+      el(
+        "li",
+        { dataset: { room: r.name } },
+        el(
+          "button",
+          {
+            type: "button",
+            class: "join-button",
+            "aria-label": `Join open room ${r.name}`,
+            onclick: async () => {
+              const error = await s.joinOpen(r.name);
+              $("join-error").textContent = error ?? "";
+              await showOpenRooms();
+            },
+          },
+          el("span", { class: "room-name", text: r.name }),
+          el("span", { class: "join-mark", "aria-hidden": "true", text: "Join" }),
+        ),
+      ),
+    ),
+  );
+}
+
 function join(name) {
   const error = session.join(name);
   $("join-error").textContent = error ?? "";
@@ -398,6 +486,8 @@ function render() {
   $("rejoin").hidden = !gone;
   if (gone) $("rejoin").setAttribute("aria-label", `Try to join ${room.name} again`);
 
+  showMembers();
+
   const canSend = !!room && room.state === "joined" && room.write !== false && s.status === "connected";
   $("message").disabled = !canSend;
   $("send").disabled = !canSend;
@@ -421,6 +511,30 @@ function onJoin(event) {
   if (!join(input.value)) input.value = "";
 }
 
+async function onCreate(event) {
+  event.preventDefault();
+  if (!session) return;
+  const input = $("create-name");
+  const error = await session.createRoom(input.value, $("create-open").checked);
+  $("create-error").textContent = error ?? "";
+  if (!error) {
+    focusNext = `select:${input.value.trim()}`;
+    input.value = "";
+    render();
+  }
+}
+
+function onInvite(event) {
+  event.preventDefault();
+  const name = ownedRoom();
+  const user = $("invite-user").value.trim();
+  if (!name || !user) return;
+  const access = $("invite-access").value;
+  manage(() => api.addMember(name, user, access)).then(() => {
+    if (!$("manage-error").textContent) $("invite-user").value = "";
+  });
+}
+
 function onSend(event) {
   event.preventDefault();
   if (!session) return;
@@ -441,6 +555,12 @@ async function boot() {
   $("logout").addEventListener("click", onLogout);
   $("join-form").addEventListener("submit", onJoin);
   $("send-form").addEventListener("submit", onSend);
+  $("create-form").addEventListener("submit", onCreate);
+  $("invite-form").addEventListener("submit", onInvite);
+  $("delete-room").addEventListener("click", () => {
+    const name = ownedRoom();
+    if (name) manage(() => more.deleteRoom(name)).then(() => session?.leave(name));
+  });
   $("leave").addEventListener("click", () => {
     if (session?.current) {
       session.leave(session.current);
