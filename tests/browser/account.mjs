@@ -8,7 +8,7 @@
 
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { StepError, check, launch } from "./common.mjs";
+import { check, launch, loggedIn, report } from "./common.mjs";
 
 const { BASE_URL, PERMISSIONS_DIR, SCREENSHOT_DIR: SHOTS } = process.env;
 if (!BASE_URL || !PERMISSIONS_DIR || !SHOTS) {
@@ -22,19 +22,7 @@ const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}
 const browser = await launch();
 const users = [];
 
-async function login(name, device) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  const page = await context.newPage();
-  const u = { name: `${name}@${device}`, page, errors: [] };
-  page.on("pageerror", (e) => u.errors.push(`page error: ${e.message}`));
-  users.push(u);
-  await page.goto(BASE_URL);
-  await page.getByLabel("User name").fill(name);
-  await page.getByLabel("Password").fill(name);
-  await page.getByRole("button", { name: "Log in" }).click();
-  await page.locator('#conn-status[data-status="connected"]').waitFor({ timeout: STEP });
-  return u;
-}
+const login = (name, device) => loggedIn(browser, users, BASE_URL, name, `${name}@${device}`);
 
 const shot = (u, name) => u.page.screenshot({ path: join(SHOTS, `account-${name}.png`), fullPage: true });
 
@@ -131,11 +119,7 @@ try {
   for (const u of users) check(u.errors.length === 0, `${u.name}: ${u.errors.join("; ")}`);
 } catch (err) {
   failed = true;
-  console.error(`FAILED: ${err instanceof StepError ? err.message : err.stack}`);
-  for (const u of users) {
-    await shot(u, `failure-${u.name}`).catch(() => {});
-    console.error(`${u.name} at ${u.page.url()}; errors: ${u.errors.join("; ")}`);
-  }
+  await report(err, users, shot);
 } finally {
   await browser.close();
 }

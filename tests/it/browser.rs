@@ -230,25 +230,13 @@ async fn login_through_the_identity_provider_in_chromium() {
         .unwrap();
     assert_eq!(config["providers"], json!([{"name": "corp", "label": "corp"}]));
 
-    let shots = root().join("target/browser-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = run(
-        Command::new("node")
-            .arg("tests/browser/oidc.mjs")
-            .current_dir(root())
-            .env("BASE_URL", format!("{origin}/"))
-            .env("ISSUER", &idp.issuer)
-            .env("SCREENSHOT_DIR", &shots)
-            .env("CHROMIUM", chromium()),
+    page_script(
         "tests/browser/oidc.mjs",
-        Duration::from_secs(120),
+        &format!("{origin}/"),
+        &[("ISSUER", idp.issuer.as_ref())],
+        "the provider login in Chromium",
     )
     .await;
-    assert!(
-        out.status.success(),
-        "the provider login in Chromium failed (output above; screenshots in {})",
-        shots.display()
-    );
 }
 
 /// Rooms in data on the chat page: alice creates a room and invites bob, whose open page is
@@ -259,24 +247,14 @@ async fn rooms_in_data_on_the_chat_page_in_chromium() {
     let http_port = free_port();
     let env = page_env(http_port).await;
     let _svc = env.start_callout().await;
-    let shots = root().join("target/browser-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = run(
-        Command::new("node")
-            .arg("tests/browser/rooms.mjs")
-            .current_dir(root())
-            .env("BASE_URL", format!("http://127.0.0.1:{http_port}/"))
-            .env("SCREENSHOT_DIR", &shots)
-            .env("CHROMIUM", chromium()),
+    let base = format!("http://127.0.0.1:{http_port}/");
+    page_script(
         "tests/browser/rooms.mjs",
-        Duration::from_secs(120),
+        &base,
+        &[],
+        "the rooms-in-data page test",
     )
     .await;
-    assert!(
-        out.status.success(),
-        "the rooms-in-data page test failed (output above; screenshots in {})",
-        shots.display()
-    );
 }
 
 /// The account page (sign a device out, see its page lose its connection) and the admin
@@ -288,23 +266,35 @@ async fn account_page_and_admin_console_in_chromium() {
     let origin = format!("http://127.0.0.1:{http_port}");
     let env = page_env(http_port).await;
     let _svc = env.start_callout().await;
-    let shots = root().join("target/browser-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = run(
-        Command::new("node")
-            .arg("tests/browser/account.mjs")
-            .current_dir(root())
-            .env("BASE_URL", format!("{origin}/"))
-            .env("PERMISSIONS_DIR", &env.config.permissions.dir)
-            .env("SCREENSHOT_DIR", &shots)
-            .env("CHROMIUM", chromium()),
+    page_script(
         "tests/browser/account.mjs",
-        Duration::from_secs(120),
+        &format!("{origin}/"),
+        &[("PERMISSIONS_DIR", env.config.permissions.dir.as_os_str())],
+        "the account page and console test",
     )
     .await;
+}
+
+/// Run the page script `script` (tests/browser/*.mjs) in Chromium against the page at `base`
+/// with `vars` beside `BASE_URL`, `SCREENSHOT_DIR` and `CHROMIUM`; fails the test with
+/// `what` when the script fails (its output is above, its screenshots in
+/// target/browser-screenshots).
+async fn page_script(script: &str, base: &str, vars: &[(&str, &std::ffi::OsStr)], what: &str) {
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .current_dir(root())
+        .env("BASE_URL", base)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", chromium());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd, script, Duration::from_secs(120)).await;
     assert!(
         out.status.success(),
-        "the account page and console test failed (output above; screenshots in {})",
+        "{what} failed (output above; screenshots in {})",
         shots.display()
     );
 }
