@@ -205,7 +205,14 @@ struct PageConfig {
     max_rooms: usize,
     /// Where the user's notices (`grants-changed`) arrive (`{user}` placeholder).
     notice_subject: String,
+    /// The `clientId` the page logs in with ([`PAGE_CLIENT_ID`]), or null when the files
+    /// define applications and not this one (the page then names none).
+    page_client_id: Option<&'static str>,
 }
+
+/// The application the chat page names itself as, so that the account page can tell its
+/// sessions from other applications'.
+pub const PAGE_CLIENT_ID: &str = "chat-page";
 
 #[derive(Serialize, Debug)]
 struct LoginProvider {
@@ -229,6 +236,11 @@ async fn config(State(state): State<SharedState>, caller: Result<Caller, ApiErro
         inbox_prefix: state.protocol.inbox_prefix.clone(),
         max_rooms: state.protocol.max_rooms,
         notice_subject: crate::wire::notice_subject("{user}"),
+        page_client_id: {
+            let snapshot = state.permissions.load();
+            let known = !snapshot.has_applications() || snapshot.application(PAGE_CLIENT_ID).is_some();
+            known.then_some(PAGE_CLIENT_ID)
+        },
     };
     let mut resp = Json(body).into_response();
     let h = resp.headers_mut();

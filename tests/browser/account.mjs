@@ -41,6 +41,8 @@ try {
     });
   await count(3);
   check((await laptop.page.locator('#account-sessions tr[data-current="yes"]').count()) === 1, "one current session");
+  const named = await laptop.page.locator('#account-sessions tr[data-current="yes"]').innerText();
+  check(/chat-page/.test(named) && /chrome-linux/.test(named), `the page names itself and the browser: ${named}`);
   await shot(laptop, "three-sessions");
   // One row: the phone's (found by its session id through the page's own /api/config user).
   const phoneSession = await phone.page.evaluate(async () => {

@@ -62,11 +62,16 @@ export const api = {
       websocketUrl: data.websocketUrl ?? null,
       user: data.user ?? null,
       providers: data.providers ?? [],
+      pageClientId: data.pageClientId ?? null,
       expiresInMs: data.expiresAt ? data.expiresAt * 1000 - serverNow : 0,
     };
   },
-  async login(username, password) {
-    return tokenAnswer(await call("POST", "/api/auth/login", { username, password, cookie: true }));
+  /** `who`: the page's `clientId` (null: none) and this browser's `deviceId`. */
+  async login(username, password, who = {}) {
+    const body = { username, password, cookie: true };
+    if (who.clientId) body.clientId = who.clientId;
+    if (who.deviceId) body.deviceId = who.deviceId;
+    return tokenAnswer(await call("POST", "/api/auth/login", body));
   },
   /** Uses the `nats_refresh` cookie; renews both cookies. */
   async refresh() {

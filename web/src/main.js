@@ -37,6 +37,33 @@ const STATE_TEXT = {
 };
 
 
+// ---- who this page is ---------------------------------------------------------------------
+
+/** The `clientId` the service lets the page log in with (`GET /api/config`), or null. */
+let pageClientId = null;
+
+/** This browser as a device id the service accepts: "chrome-linux", "firefox-windows", ... */
+function deviceName() {
+  const ua = navigator.userAgent;
+  const browser =
+    [
+      ["edge", /Edg\//],
+      ["opera", /OPR\//],
+      ["firefox", /Firefox\//],
+      ["chrome", /Chrom(e|ium)\//],
+      ["safari", /Safari\//],
+    ].find(([, re]) => re.test(ua))?.[0] ?? "browser";
+  const os =
+    [
+      ["android", /Android/],
+      ["ios", /iPhone|iPad/],
+      ["windows", /Windows/],
+      ["macos", /Mac OS X/],
+      ["linux", /Linux|X11/],
+    ].find(([, re]) => re.test(ua))?.[0] ?? "unknown";
+  return `${browser}-${os}`;
+}
+
 // ---- notices ----------------------------------------------------------------------------
 
 function notice(text, kind = "info") {
@@ -86,7 +113,7 @@ async function onLogin(event) {
   button.disabled = true;
   error.textContent = "";
   try {
-    const answer = await api.login(username, password);
+    const answer = await api.login(username, password, { clientId: pageClientId, deviceId: deviceName() });
     localStorage.setItem(HINT, "1");
     $("password").value = "";
     startSession(answer.user, answer.expiresInMs);
@@ -583,6 +610,7 @@ async function boot() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   wsUrl = config.websocketUrl ?? `${scheme}://${location.hostname}:${config.websocketPort}`;
   renderProviders(config.providers);
+  pageClientId = config.pageClientId;
   const loginError = takeLoginError();
   if (loginError) {
     showLogin(loginError);

@@ -411,3 +411,21 @@ async fn the_config_follows_the_configured_templates() {
     assert_eq!(config["maxRooms"], 7);
     assert_eq!(config["noticeSubject"], "nats-callout.notice.{user}");
 }
+
+/// The page names itself `chat-page` when it may: always without applications in the files,
+/// and with them only when `chat-page` is one (a login naming another would be refused).
+#[tokio::test]
+async fn the_config_names_the_pages_application_when_it_may_log_in_as_one() {
+    let free = Api::new().get("/api/config", &[]).await;
+    assert_eq!(free.json["pageClientId"], "chat-page", "{}", free.text);
+    let others = permissions_with("[applications.mobile]\nrooms = [\"all1\"]\n");
+    let scoped = Api::with(HttpSettings::default(), others.path())
+        .get("/api/config", &[])
+        .await;
+    assert_eq!(scoped.json["pageClientId"], Value::Null, "{}", scoped.text);
+    let listed = permissions_with("[applications.chat-page]\nrooms = [\"all1\"]\n");
+    let page = Api::with(HttpSettings::default(), listed.path())
+        .get("/api/config", &[])
+        .await;
+    assert_eq!(page.json["pageClientId"], "chat-page");
+}
