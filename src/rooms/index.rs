@@ -395,7 +395,7 @@ impl RoomIndex {
     /// costs its own size, whatever the number of rooms.
     pub fn rooms_page(&self, after: Option<&str>, limit: usize) -> Vec<RoomRecord> {
         use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a));
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.read()
             .rooms
             .range::<str, _>((from, Bound::Unbounded))
