@@ -190,7 +190,15 @@ impl App {
             )
             .with_guest_refresh(self.config.tokens.guest_refresh)
             .with_rooms(self.rooms.clone())
-            .with_protocol((&self.config.callout).into()),
+            .with_protocol((&self.config.callout).into())
+            .with_credentials(
+                (self.config.callout.mode == crate::config::CalloutMode::Operator).then(|| {
+                    crate::http::state::Credentials {
+                        callout: self.callout.clone(),
+                        ttl: self.config.tokens.credentials_ttl,
+                    }
+                }),
+            ),
         )
     }
 

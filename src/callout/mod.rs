@@ -4,6 +4,7 @@
 //! around it (queue group, bounded concurrency that queues instead of denying).
 
 mod audited;
+pub mod credentials;
 pub mod decision;
 pub mod envelope;
 pub mod recent;
@@ -243,16 +244,7 @@ impl Callout {
             revocations: self.revocations.epoch(),
             rooms: self.rooms.epoch(),
         };
-        let snapshot = self.permissions.load();
-        let revoked = self.revocations.load();
-        let inputs = Inputs {
-            tokens: &self.tokens,
-            snapshot: &snapshot,
-            rooms: &self.rooms,
-            revoked: &revoked,
-            policy: &self.policy,
-        };
-        let verdict = match decide(&req, &inputs, now) {
+        let verdict = match self.decide_now(&req, now) {
             Ok(grant) => {
                 let record = decision_record(&req, &grant, epochs, now);
                 Verdict::Allowed(Box::new((grant, record)))
@@ -279,6 +271,20 @@ impl Callout {
         };
         let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
         (envelope::seal(reply, our_xkey, server_key), verdict, Some(req))
+    }
+
+    /// Decide `req` on the current permissions, rooms and revocations.
+    fn decide_now(&self, req: &AuthRequest, now: i64) -> Result<Grant, Denied> {
+        let snapshot = self.permissions.load();
+        let revoked = self.revocations.load();
+        let inputs = Inputs {
+            tokens: &self.tokens,
+            snapshot: &snapshot,
+            rooms: &self.rooms,
+            revoked: &revoked,
+            policy: &self.policy,
+        };
+        decide(req, &inputs, now)
     }
 
     fn respond(
