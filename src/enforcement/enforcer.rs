@@ -306,14 +306,15 @@ impl Enforcement {
     async fn kick(&self, job: &Job, reason: &str) {
         let leafnode = self.is_leafnode(&job.conn);
         let user = self.registry().get(&job.conn).map(|e| e.user.clone());
+        // Its reconnect is ours: not counted (excused before the kick, which it follows fast).
+        if let Some(u) = &user {
+            self.excuse(u, 1);
+        }
         match self.sys_request(&job.conn.server, "KICK", job.conn.cid).await {
             Ok(v) if v.get("error").is_none() => {
                 self.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nats_callout_kicks_total", "reason" => reason.to_string()).increment(1);
                 info!(server = %job.conn.server, cid = job.conn.cid, reason, leafnode, "kicked");
-                if let Some(u) = &user {
-                    self.excuse(u, 1);
-                }
                 if let Some(audit) = self.audit.get() {
                     let what = json!({"user": user, "server": job.conn.server, "cid": job.conn.cid, "reason": reason});
                     audit.action("kick", "service", crate::clock::now_secs(), what);
@@ -352,14 +353,15 @@ impl Enforcement {
                 if self.is_leafnode(&job.conn) {
                     return self.kick(&job, reason).await;
                 }
+                // The reconnect a notice asks for is ours: not counted.
+                if let Some(u) = self.registry().get(&job.conn).map(|e| e.user.clone()) {
+                    self.excuse(&u, 1);
+                }
                 match self.sys_request(&job.conn.server, "LDM", job.conn.cid).await {
                     Ok(v) if v.get("error").is_none() => {
                         self.stats.ldm_sent.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("nats_callout_ldm_total", "reason" => reason).increment(1);
                         info!(server = %job.conn.server, cid = job.conn.cid, reason, "lame-duck notice sent");
-                        if let Some(u) = self.registry().get(&job.conn).map(|e| e.user.clone()) {
-                            self.excuse(&u, 1);
-                        }
                         // A timer per notice, not owned by the enforcer's tasks: it only
                         // queues the kick (or records the lag) and ends by itself within the
                         // grace; at shutdown the queue it feeds is gone and it does nothing.
