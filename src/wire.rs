@@ -45,7 +45,7 @@ pub fn notice_subject(user: &str) -> String {
 
 /// The audit trail, in the service's account: `nats-callout.audit.<kind>`, where kind is a
 /// decision's result (`allowed`, `denied`, `refused`, `error`) or a change of access
-/// (`revocation`, `kick`, `token-reset`, `room`).
+/// (`revocation`, `kick`, `token-reset`, `room`, `limit`).
 pub const AUDIT_SUBJECTS: &str = "nats-callout.audit.>";
 
 /// The subject audit events of `kind` are published on.

@@ -261,3 +261,43 @@ async fn a_kick_storm_after_a_permission_edit_is_not_counted() {
     assert!(allowed >= 1, "the storm was counted: bob's own connect refused at once");
     drop(conns);
 }
+
+/// The looping-client phase of `make bench` (`bench run --only-looping`, BENCHMARKS.md) at a
+/// small scale, so that it cannot rot: normal clients are served on all three systems, and
+/// the looping client is refused only where `connect_rate` is on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_looping_client_benchmark_refuses_the_looper_only_with_the_rate() {
+    let tool = tokio::task::spawn_blocking(crate::rooms::bench::bench_tool).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("results.json");
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.args(["run", "--only-looping", "--rounds", "1", "--phase-secs", "1"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--service-bin")
+        .arg(env!("CARGO_BIN_EXE_nats-callout"))
+        .arg("--nats-server")
+        .arg(nats_callout::testing::nats_server_bin())
+        .kill_on_drop(true);
+    let ran = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the phase ends by itself")
+        .unwrap();
+    let log = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "bench failed:\n{log}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let l = &results["looping"];
+    let normal = l["normal"].as_array().unwrap();
+    let systems: Vec<&str> = normal.iter().map(|s| s["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["no-loop", "loop-rate-off", "loop-rate-on"], "{l}");
+    for s in normal {
+        assert!(s["ok"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["refused"], 0, "normal clients are never refused: {s}");
+    }
+    let refused = |system: &str| {
+        let looper = l["looper"].as_array().unwrap().iter().find(|x| x["system"] == system);
+        looper.and_then(|x| x["refused_per_second"].as_f64()).unwrap()
+    };
+    assert_eq!(refused("loop-rate-off"), 0.0, "{l}");
+    assert!(refused("loop-rate-on") > 0.0, "{l}\n{log}");
+}
