@@ -68,7 +68,12 @@ async fn looping(addr: std::net::SocketAddr, cred: Vec<u8>, stop: Arc<AtomicBool
 }
 
 /// Run the phase: `creds[0]` is the looping client's CONNECT, the rest the normal clients'.
-pub async fn run(args: &RunArgs, setup: &Setup, perms: &std::path::Path, creds: &[Vec<u8>]) -> anyhow::Result<Looping> {
+pub async fn run(
+    args: &RunArgs,
+    setup: &Setup,
+    perms: &std::path::Path,
+    creds: &[Vec<u8>],
+) -> anyhow::Result<Looping> {
     let nats = setup.system_user();
     let start = |name: &'static str, extra: String| -> anyhow::Result<_> {
         let server = setup.callout_server(name, 2)?;
@@ -121,9 +126,15 @@ pub async fn run(args: &RunArgs, setup: &Setup, perms: &std::path::Path, creds: 
             if let Some(l) = looper {
                 let _ = l.await;
                 let secs = p.seconds.max(1e-9);
-                let (ok, refused) = (counts.allowed.load(Ordering::Relaxed), counts.refused.load(Ordering::Relaxed));
+                let (ok, refused) = (
+                    counts.allowed.load(Ordering::Relaxed),
+                    counts.refused.load(Ordering::Relaxed),
+                );
                 loopers.push((t.name.clone(), ok as f64 / secs, refused as f64 / secs));
-                eprintln!("{}  (looping client: {ok} allowed, {refused} refused)", crate::stats::phase_line(&p));
+                eprintln!(
+                    "{}  (looping client: {ok} allowed, {refused} refused)",
+                    crate::stats::phase_line(&p)
+                );
             } else {
                 eprintln!("{}", crate::stats::phase_line(&p));
             }

@@ -129,7 +129,10 @@ pub fn print_storm(what: &str, s: &Storm) {
 
 pub fn print_looping(l: &crate::looping::Looping) {
     println!();
-    println!("A client reconnecting in a loop beside normal clients (c=20); rate-on: {}", l.rate);
+    println!(
+        "A client reconnecting in a loop beside normal clients (c=20); rate-on: {}",
+        l.rate
+    );
     for s in &l.normal {
         let looper = l.looper.iter().find(|x| x.system == s.system);
         let looped = looper.map_or(String::new(), |x| {

@@ -109,7 +109,8 @@ impl App {
             .with_audit(audit.clone())
             .with_limits(limits.clone()),
         );
-        let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
+        let enforcement =
+            build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
         }
@@ -419,7 +420,7 @@ async fn build_enforcement(
         }
         return Ok(None);
     };
-    Ok(Some(Enforcement::new(
+    let enforcement = Enforcement::new(
         sys,
         permissions.clone(),
         tokens.revocations().clone(),
@@ -427,8 +428,9 @@ async fn build_enforcement(
         config.enforcement.clone(),
         config.callout.enforced_accounts(),
         leadership(config),
-        limits,
-    )))
+    );
+    enforcement.limit_with(limits);
+    Ok(Some(enforcement))
 }
 
 /// The permission set's reloader: from the directory or the published set.

@@ -408,7 +408,11 @@ mod tests {
         assert!(render(&e).contains("limits: 2 connections, unlimited subscriptions per connection"));
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["limits"], serde_json::json!({"connections": 2}));
-        assert!(ask(text, &data, &question("carol", &["all1"], None)).limits.is_none());
+        assert!(
+            ask(text, &data, &question("carol", &["all1"], None))
+                .limits
+                .is_none()
+        );
     }
 
     /// The line of the first line of `text` containing `needle`.

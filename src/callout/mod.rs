@@ -142,10 +142,14 @@ impl Callout {
     /// A grant the limits refuse becomes a deny naming the limit.
     fn admit(&self, g: Grant) -> Result<Grant, Denied> {
         let (user, session) = (&g.identity.sub, &g.identity.sid);
-        match self.limits.check(user, session, g.limits, std::time::Instant::now()) {
+        match self
+            .limits
+            .check(user, session, g.limits, std::time::Instant::now())
+        {
             None => Ok(g),
             Some(code) => {
-                metrics::counter!("nats_callout_limits_total", "action" => "refused", "reason" => code).increment(1);
+                metrics::counter!("nats_callout_limits_total", "action" => "refused", "reason" => code)
+                    .increment(1);
                 Err(Denied {
                     deny: decision::Deny::Limit(code),
                     who: Some((user.clone(), session.clone())),

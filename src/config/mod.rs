@@ -342,12 +342,27 @@ mod tests {
             ("[store]\nbucket_prefix = \"a.b\"\n", "store.bucket_prefix"),
             ("[store]\nbucket_prefix = \"\"\n", "store.bucket_prefix"),
             ("[store]\nbackend = \"etcd\"\n", "backend"),
-            ("[limits]\nconnect_rate = { connects = 0, window = \"10s\", cooldown = \"1m\" }\n", "limits.connect_rate"),
-            ("[limits]\nconnect_rate = { connects = 5, window = \"0s\", cooldown = \"1m\" }\n", "limits.connect_rate"),
-            ("[limits]\nconnect_rate = { connects = 5, window = \"10s\" }\n", "cooldown"),
-            ("[limits]\nconnect_rate = { connects = 5, window = \"ten\", cooldown = \"1m\" }\n", "window"),
+            (
+                "[limits]\nconnect_rate = { connects = 0, window = \"10s\", cooldown = \"1m\" }\n",
+                "limits.connect_rate",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"0s\", cooldown = \"1m\" }\n",
+                "limits.connect_rate",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"10s\" }\n",
+                "cooldown",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"ten\", cooldown = \"1m\" }\n",
+                "window",
+            ),
             ("[limits]\njoin_grace = \"5m\"\n", "limits.join_grace"),
-            ("[limits]\nsubscriptions_interval = \"10ms\"\n", "limits.subscriptions_interval"),
+            (
+                "[limits]\nsubscriptions_interval = \"10ms\"\n",
+                "limits.subscriptions_interval",
+            ),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, body).unwrap();

@@ -94,7 +94,7 @@ impl Feeds {
                     me.limits_beat();
                 }
                 Some(m) = self.limits.next() => match serde_json::from_slice::<LimitFact>(&m.payload) {
-                    Ok(f) => me.limiter.gate.apply(&f, std::time::Instant::now()),
+                    Ok(f) => me.limiter.gate().apply(&f, std::time::Instant::now()),
                     Err(e) => warn!(error = %e, "ignored a malformed limit fact"),
                 },
                 Some(m) = self.leaving.next() => {

@@ -4,7 +4,7 @@
 //! what it did for every instance's decisions (and a notice to the user).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -16,7 +16,9 @@ use super::Enforcement;
 use super::assess::Action;
 use super::registry::ConnKey;
 use crate::limits::rate::{Counted, Rate};
-use crate::limits::{Gate, LiveConnections, TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTS, TOO_MANY_SUBSCRIPTIONS, cap};
+use crate::limits::{
+    Gate, LiveConnections, TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTS, TOO_MANY_SUBSCRIPTIONS, cap,
+};
 use crate::wire::{LIMITS_SUBJECT, LimitFact, notice_subject};
 
 /// The `type` of the notice a user's connection closed for a limit gets.
@@ -27,7 +29,8 @@ pub(super) type Outgoing = (String, Vec<u8>);
 
 /// What the enforcer keeps for limits.
 pub(super) struct Limiter {
-    pub(super) gate: Arc<Gate>,
+    /// Settings, and what every decision refuses (set once, see [`Enforcement::limit_with`]).
+    gate: OnceLock<Arc<Gate>>,
     rate: Mutex<Option<Rate>>,
     /// Connections being closed for a limit: not counted again.
     closing: Mutex<HashSet<ConnKey>>,
@@ -41,17 +44,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Limiter {
-    pub(super) fn new(gate: Arc<Gate>) -> (Limiter, mpsc::UnboundedReceiver<Outgoing>) {
+    pub(super) fn new() -> (Limiter, mpsc::UnboundedReceiver<Outgoing>) {
         let (outbox, rx) = mpsc::unbounded_channel();
-        let rate = gate.settings().connect_rate.clone().map(Rate::new);
         let l = Limiter {
-            gate,
-            rate: Mutex::new(rate),
+            gate: OnceLock::new(),
+            rate: Mutex::new(None),
             closing: Mutex::default(),
             watch: Mutex::default(),
             outbox,
         };
         (l, rx)
+    }
+
+    pub(super) fn gate(&self) -> &Gate {
+        self.gate.get_or_init(Arc::default)
+    }
+
+    /// Use `gate` (the first call wins): its connect rate is counted from now.
+    pub(super) fn set_gate(&self, gate: Arc<Gate>) {
+        let rate = gate.settings().connect_rate.clone().map(Rate::new);
+        if self.gate.set(gate).is_ok() {
+            *lock(&self.rate) = rate;
+        }
     }
 
     fn send(&self, subject: String, body: serde_json::Value) {
@@ -105,7 +119,12 @@ impl Enforcement {
             return;
         }
         let users = self.registry().users_on(server);
-        info!(server, why, users = users.len(), "server leaving: its clients' reconnects are not counted");
+        info!(
+            server,
+            why,
+            users = users.len(),
+            "server leaving: its clients' reconnects are not counted"
+        );
         for (user, n) in users {
             self.excuse(&user, n);
         }
@@ -134,7 +153,7 @@ impl Enforcement {
     /// expired is forgotten.
     pub(super) fn limits_beat(&self) {
         let now = Instant::now();
-        self.limiter.gate.prune(now);
+        self.limiter.gate().prune(now);
         if let Some(r) = lock(&self.limiter.rate).as_mut() {
             r.prune(now);
         }
@@ -144,7 +163,10 @@ impl Enforcement {
         }
         let due: Vec<String> = {
             let w = lock(&self.limiter.watch);
-            w.iter().filter(|(_, t)| **t <= now).map(|(u, _)| u.clone()).collect()
+            w.iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(u, _)| u.clone())
+                .collect()
         };
         for u in due {
             self.check_connections(&u);
@@ -167,7 +189,7 @@ impl Enforcement {
             lock(&self.limiter.watch).remove(user);
             return;
         };
-        let grace = self.limiter.gate.settings().join_grace;
+        let grace = self.limiter.gate().settings().join_grace;
         let (plan, sessions) = {
             let r = self.registry();
             let closing = lock(&self.limiter.closing);
@@ -188,7 +210,12 @@ impl Enforcement {
             None => lock(&self.limiter.watch).remove(user),
         };
         if !plan.close.is_empty() {
-            info!(user, cap, closing = plan.close.len(), "too many connections: closing the oldest");
+            info!(
+                user,
+                cap,
+                closing = plan.close.len(),
+                "too many connections: closing the oldest"
+            );
         }
         for (conn, session) in plan.close.into_iter().zip(sessions) {
             self.close_for_limit(conn, user, session, TOO_MANY_CONNECTIONS);
@@ -201,7 +228,7 @@ impl Enforcement {
         if !lock(&self.limiter.closing).insert(conn.clone()) {
             return;
         }
-        let cooldown = self.limiter.gate.settings().closed_cooldown;
+        let cooldown = self.limiter.gate().settings().closed_cooldown;
         if let Some(session) = session {
             self.publish_fact(LimitFact {
                 user: user.to_string(),
@@ -219,13 +246,14 @@ impl Enforcement {
 
     /// `user` connected too often: refused everywhere for the cool-down.
     fn cool_down(&self, user: &str) {
-        let Some(rate) = self.limiter.gate.settings().connect_rate.clone() else {
+        let Some(rate) = self.limiter.gate().settings().connect_rate.clone() else {
             return;
         };
         warn!(user, connects = rate.connects, window = ?rate.window, cooldown = ?rate.cooldown, "too many connects: refused for the cool-down");
         metrics::counter!("nats_callout_limits_total", "action" => "cool-down", "reason" => TOO_MANY_CONNECTS).increment(1);
         if let Some(audit) = self.audit.get() {
-            let what = json!({"user": user, "reason": TOO_MANY_CONNECTS, "forSeconds": rate.cooldown.as_secs()});
+            let what =
+                json!({"user": user, "reason": TOO_MANY_CONNECTS, "forSeconds": rate.cooldown.as_secs()});
             audit.action("limit", "service", crate::clock::now_secs(), what);
         }
         self.publish_fact(LimitFact {
@@ -238,7 +266,7 @@ impl Enforcement {
 
     /// Apply a fact here at once, and publish it for the other instances.
     fn publish_fact(&self, fact: LimitFact) {
-        self.limiter.gate.apply(&fact, Instant::now());
+        self.limiter.gate().apply(&fact, Instant::now());
         if let Ok(v) = serde_json::to_value(&fact) {
             self.limiter.send(LIMITS_SUBJECT.to_string(), v);
         }
@@ -264,7 +292,10 @@ impl Enforcement {
                 let (asserted, session) = {
                     let r = self.registry();
                     let asserted = r.live_user(&user).flatten();
-                    let session = r.get(&conn).and_then(|e| e.decision.as_ref()).map(|d| d.session.clone());
+                    let session = r
+                        .get(&conn)
+                        .and_then(|e| e.decision.as_ref())
+                        .map(|d| d.session.clone());
                     (asserted, session)
                 };
                 let cap = snapshot
@@ -280,7 +311,11 @@ impl Enforcement {
 }
 
 /// Publish what the limiter sends (facts, notices) on the service's connection until `stop`.
-pub(super) async fn send(client: async_nats::Client, mut rx: mpsc::UnboundedReceiver<Outgoing>, stop: CancellationToken) {
+pub(super) async fn send(
+    client: async_nats::Client,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    stop: CancellationToken,
+) {
     loop {
         let (subject, body) = tokio::select! {
             () = stop.cancelled() => return,
@@ -310,4 +345,3 @@ pub(super) async fn subscriptions_every(me: Arc<Enforcement>, every: Duration, s
         }
     }
 }
-

@@ -98,13 +98,12 @@ impl Enforcement {
         settings: EnforcementSettings,
         accounts: Vec<String>,
         leadership: lease::Leadership,
-        limits: Arc<crate::limits::Gate>,
     ) -> Arc<Self> {
-        let (limiter, lrx) = limiter::Limiter::new(limits.clone());
+        let (limiter, lrx) = limiter::Limiter::new();
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
         let (notices, nrx) = mpsc::unbounded_channel();
-        let me = Arc::new(Enforcement {
+        Arc::new(Enforcement {
             leadership,
             registry: Mutex::default(),
             permissions,
@@ -126,10 +125,16 @@ impl Enforcement {
             stats: EnforcementStats::default(),
             audit: std::sync::OnceLock::new(),
             limiter,
-        });
-        let live: std::sync::Weak<dyn crate::limits::LiveConnections> = Arc::downgrade(&me) as _;
-        limits.count_with(live);
-        me
+        })
+    }
+
+    /// Enforce the per-user limits of `gate`'s settings, and refuse there what this
+    /// instance's enforcer applied (the first call wins; without one, only the permission
+    /// files' caps with default settings).
+    pub fn limit_with(self: &Arc<Self>, gate: Arc<crate::limits::Gate>) {
+        let live: std::sync::Weak<dyn crate::limits::LiveConnections> = Arc::downgrade(self) as _;
+        gate.count_with(live);
+        self.limiter.set_gate(gate);
     }
 
     /// The roles that give `auth.v1.tokenReset` (`enforcement.token_reset_roles`).
@@ -260,7 +265,7 @@ impl Enforcement {
         tasks.spawn(limiter::send(service.clone(), limits, stop.clone()));
         tasks.spawn(limiter::subscriptions_every(
             self.clone(),
-            self.limiter.gate.settings().subscriptions_interval,
+            self.limiter.gate().settings().subscriptions_interval,
             stop.clone(),
         ));
         tasks.spawn(connz::reconcile_every(

@@ -221,7 +221,11 @@ impl Registry {
     }
 
     /// `user`'s live connections as the connection limit sees them, but those in `skip`.
-    pub fn limit_view<'a>(&'a self, user: &str, skip: &HashSet<ConnKey>) -> Vec<crate::limits::cap::Conn<'a>> {
+    pub fn limit_view<'a>(
+        &'a self,
+        user: &str,
+        skip: &HashSet<ConnKey>,
+    ) -> Vec<crate::limits::cap::Conn<'a>> {
         let Some(conns) = self.by_user.get(user) else {
             return Vec::new();
         };

@@ -108,7 +108,11 @@ mod tests {
     fn the_oldest_go_the_newest_stay() {
         let now = Instant::now() + Duration::from_secs(100);
         let k = keys(4);
-        let c = conns(&k, &[(60, Some("a")), (50, Some("b")), (40, Some("c")), (1, Some("d"))], now);
+        let c = conns(
+            &k,
+            &[(60, Some("a")), (50, Some("b")), (40, Some("c")), (1, Some("d"))],
+            now,
+        );
         assert_eq!(closed(&plan(&c, 4, GRACE, now)), Vec::<u64>::new());
         assert_eq!(closed(&plan(&c, 3, GRACE, now)), vec![1]);
         assert_eq!(closed(&plan(&c, 1, GRACE, now)), vec![1, 2, 3]);

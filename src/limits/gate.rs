@@ -40,7 +40,9 @@ pub struct Gate {
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Gate")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,7 +60,13 @@ fn known_reason(reason: &str) -> Option<&'static str> {
 }
 
 /// Insert into a bounded map: expired entries go first; when still full, nothing is added.
-fn bounded_insert<V>(map: &mut HashMap<String, V>, key: String, value: V, until: impl Fn(&V) -> Instant, now: Instant) {
+fn bounded_insert<V>(
+    map: &mut HashMap<String, V>,
+    key: String,
+    value: V,
+    until: impl Fn(&V) -> Instant,
+    now: Instant,
+) {
     if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
         map.retain(|_, v| until(v) > now);
         if map.len() >= MAX_ENTRIES {
@@ -189,13 +197,24 @@ mod tests {
         assert_eq!(g.check("bob", "s1", cap1, later), None, "the cool-down ended");
 
         g.apply(&fact("carol", Some("s1"), TOO_MANY_CONNECTIONS, 60), now);
-        assert_eq!(g.check("carol", "s1", cap1, now), Some(TOO_MANY_CONNECTIONS), "carol holds her cap");
+        assert_eq!(
+            g.check("carol", "s1", cap1, now),
+            Some(TOO_MANY_CONNECTIONS),
+            "carol holds her cap"
+        );
         assert_eq!(g.check("carol", "s1", cap2, now), None, "room for one more");
         assert_eq!(g.check("carol", "s2", cap1, now), None, "another session");
-        assert_eq!(g.check("eve", "s1", cap1, now), None, "another user naming the session");
+        assert_eq!(
+            g.check("eve", "s1", cap1, now),
+            None,
+            "another user naming the session"
+        );
 
         g.apply(&fact("carol", Some("s3"), TOO_MANY_SUBSCRIPTIONS, 60), now);
-        assert_eq!(g.check("carol", "s3", Limits::default(), now), Some(TOO_MANY_SUBSCRIPTIONS));
+        assert_eq!(
+            g.check("carol", "s3", Limits::default(), now),
+            Some(TOO_MANY_SUBSCRIPTIONS)
+        );
         g.apply(&fact("carol", Some("s4"), "made-up", 60), now);
         assert_eq!(g.check("carol", "s4", cap1, now), None);
         g.prune(later);

@@ -146,7 +146,11 @@ mod tests {
         assert_eq!(r.connect("bob", "S", at(100)), Counted::Counted);
         assert_eq!(r.connect("bob", "S", at(105)), Counted::Counted);
         assert_eq!(r.connect("bob", "S", at(111)), Counted::Counted);
-        assert_eq!(r.connect("bob", "S", at(112)), Counted::Counted, "the first left the window");
+        assert_eq!(
+            r.connect("bob", "S", at(112)),
+            Counted::Counted,
+            "the first left the window"
+        );
         r.prune(at(200));
         assert_eq!(r.users(), 0);
     }
@@ -162,7 +166,11 @@ mod tests {
         for i in 0..5 {
             assert_eq!(r.connect("bob", "S", at(1 + i)), Counted::Excused("service"));
         }
-        assert_eq!(r.connect("bob", "S", at(7)), Counted::Counted, "excuses are used up");
+        assert_eq!(
+            r.connect("bob", "S", at(7)),
+            Counted::Counted,
+            "excuses are used up"
+        );
         // Excuses expire.
         r.excuse("bob", 1, at(8));
         assert_eq!(r.connect("bob", "S", at(9)), Counted::Counted);

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::application::Application;
+use super::limits::Limits;
 use super::locate::{Path, Seg, keys};
 use super::model::{Access, Pattern, Role, RoleSet, User};
 use super::snapshot::Snapshot;
-use super::limits::Limits;
 use super::source::{Pending, RawApplication, RawFile, RawLimits, Text};
 use crate::names::validate_name;
 use crate::password::is_valid_hash;

@@ -28,7 +28,10 @@ pub struct LimitError {
 
 impl Limits {
     /// Limits from the raw file values, each checked.
-    pub(crate) fn parse(connections: Option<i64>, subscriptions: Option<i64>) -> Result<Self, Vec<LimitError>> {
+    pub(crate) fn parse(
+        connections: Option<i64>,
+        subscriptions: Option<i64>,
+    ) -> Result<Self, Vec<LimitError>> {
         let mut errors = Vec::new();
         let mut check = |field, v: Option<i64>| match v {
             None => None,
@@ -42,7 +45,11 @@ impl Limits {
             connections: check("connections", connections),
             subscriptions: check("subscriptions", subscriptions),
         };
-        if errors.is_empty() { Ok(limits) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(limits)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether nothing is limited.
@@ -82,7 +89,9 @@ mod tests {
             connections: c,
             subscriptions: s,
         };
-        let groups = l(Some(5), None).smallest(l(Some(3), Some(100))).smallest(l(None, Some(50)));
+        let groups = l(Some(5), None)
+            .smallest(l(Some(3), Some(100)))
+            .smallest(l(None, Some(50)));
         assert_eq!(groups, l(Some(3), Some(50)));
         assert_eq!(l(Some(10), None).over(groups), l(Some(10), Some(50)));
         assert_eq!(Limits::default().over(groups), groups);
@@ -91,9 +100,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert_eq!(Limits::parse(Some(2), Some(1_000_000)).unwrap().connections, Some(2));
+        assert_eq!(
+            Limits::parse(Some(2), Some(1_000_000)).unwrap().connections,
+            Some(2)
+        );
         for (c, s, want) in [
-            (Some(0), None, vec!["limits.connections = 0: must be a whole number from 1 to 1000000"]),
+            (
+                Some(0),
+                None,
+                vec!["limits.connections = 0: must be a whole number from 1 to 1000000"],
+            ),
             (
                 Some(-1),
                 Some(2_000_000),
@@ -103,7 +119,11 @@ mod tests {
                 ],
             ),
         ] {
-            let got: Vec<String> = Limits::parse(c, s).unwrap_err().iter().map(ToString::to_string).collect();
+            let got: Vec<String> = Limits::parse(c, s)
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             assert_eq!(got, want);
         }
     }

@@ -337,15 +337,22 @@ fn validation_problems() {
         ),
         (
             &[("l.toml", "[users.bob]\n\nlimits = { connection = 2 }\n")],
-            &["l.toml:3: user \"bob\": unknown field `connection`, expected `connections` or `subscriptions`"],
+            &[
+                "l.toml:3: user \"bob\": unknown field `connection`, expected `connections` or `subscriptions`",
+            ],
         ),
         (
             &[("l.toml", "[users.bob]\nlimits = { connections = \"2\" }\n")],
             &["l.toml:2: user \"bob\": invalid type: string \"2\", expected i64"],
         ),
         (
-            &[("l.json", "{\"users\": {\n  \"bob\": {\"limits\": {\"connections\": 2000000}}\n}}")],
-            &["l.json:2: user \"bob\": limits.connections = 2000000: must be a whole number from 1 to 1000000"],
+            &[(
+                "l.json",
+                "{\"users\": {\n  \"bob\": {\"limits\": {\"connections\": 2000000}}\n}}",
+            )],
+            &[
+                "l.json:2: user \"bob\": limits.connections = 2000000: must be a whole number from 1 to 1000000",
+            ],
         ),
         (
             &[("u.toml", "[users.bob]\nroles = \"admin\"\n")],

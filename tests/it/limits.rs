@@ -9,7 +9,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::enforcement::{ROOMS_WITHOUT_BOB_IN_ALL1, Seen, Watched, receives, registered, replace_file, watched};
+use crate::audit::event_where;
+use crate::enforcement::{
+    ROOMS_WITHOUT_BOB_IN_ALL1, Seen, Watched, receives, registered, replace_file, watched,
+};
 use crate::support::{CalloutHandle, DEADLINE, EnvOptions, TestEnv, wait_until};
 use nats_callout::config::ConnectRate;
 use nats_callout::tokens::MintRequest;
@@ -40,22 +43,6 @@ async fn audit(env: &TestEnv) -> async_nats::Subscriber {
     let events = watcher.subscribe("nats-callout.audit.>").await.unwrap();
     watcher.flush().await.unwrap();
     events
-}
-
-/// The next event on `subject` that `pred` accepts, skipping others.
-async fn event_where(events: &mut async_nats::Subscriber, subject: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let m = tokio::time::timeout(DEADLINE, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("no matching event on {subject}"))
-            .unwrap();
-        if m.subject.as_str() == subject {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap();
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
 }
 
 /// Every event on `subject` within `d`.
@@ -92,7 +79,11 @@ async fn the_oldest_goes(env: &TestEnv, instances: &[&CalloutHandle]) {
         .await;
     let kick = event_where(&mut events, "nats-callout.audit.kick", |_| true).await;
     assert_eq!(
-        (kick["reason"].as_str(), kick["user"].as_str(), kick["cid"].as_u64()),
+        (
+            kick["reason"].as_str(),
+            kick["user"].as_str(),
+            kick["cid"].as_u64()
+        ),
         (Some("too-many-connections"), Some("bob"), Some(oldest)),
         "{kick}"
     );
@@ -102,10 +93,19 @@ async fn the_oldest_goes(env: &TestEnv, instances: &[&CalloutHandle]) {
         (Some("too-many-connections"), Some("s1")),
         "the closed session's reconnect is refused while the cap is full: {refused}"
     );
-    let more_kicks = events_within(&mut events, "nats-callout.audit.kick", Duration::from_millis(1500)).await;
+    let more_kicks = events_within(
+        &mut events,
+        "nats-callout.audit.kick",
+        Duration::from_millis(1500),
+    )
+    .await;
     assert!(more_kicks.is_empty(), "one kick, by one enforcer: {more_kicks:?}");
     for (i, c) in conns[1..].iter().enumerate() {
-        assert!(!c.saw(|s| matches!(s, Seen::Disconnected)), "connection {} stays", i + 2);
+        assert!(
+            !c.saw(|s| matches!(s, Seen::Disconnected)),
+            "connection {} stays",
+            i + 2
+        );
     }
     receives(&conns[2].client, "all1", "bob").await;
     receives(&conns[1].client, "all1", "bob").await;
@@ -145,15 +145,20 @@ async fn a_connection_over_its_subscription_cap_is_closed() {
     }
     busy.client.flush().await.unwrap();
     let cid = busy.client.server_info().client_id;
-    busy.wait_for("closed for its subscriptions", |s| matches!(s, Seen::Disconnected))
-        .await;
+    busy.wait_for("closed for its subscriptions", |s| {
+        matches!(s, Seen::Disconnected)
+    })
+    .await;
     let kick = event_where(&mut events, "nats-callout.audit.kick", |_| true).await;
     assert_eq!(
         (kick["reason"].as_str(), kick["cid"].as_u64()),
         (Some("too-many-subscriptions"), Some(cid)),
         "{kick}"
     );
-    assert!(!calm.saw(|s| matches!(s, Seen::Disconnected)), "the other connection stays");
+    assert!(
+        !calm.saw(|s| matches!(s, Seen::Disconnected)),
+        "the other connection stays"
+    );
     receives(&calm.client, "all1", "bob").await;
 }
 
@@ -201,7 +206,10 @@ async fn a_client_connecting_in_a_loop_is_refused_for_the_cool_down() {
     assert!(allowed > 3, "{allowed} connects allowed");
     // The cool-down is audited when it starts (before any refusal), then each refusal.
     let limit = event_where(&mut events, "nats-callout.audit.limit", |_| true).await;
-    assert_eq!((limit["user"].as_str(), limit["reason"].as_str()), (Some("bob"), Some("too-many-connects")));
+    assert_eq!(
+        (limit["user"].as_str(), limit["reason"].as_str()),
+        (Some("bob"), Some("too-many-connects"))
+    );
     let deny = event_where(&mut events, "nats-callout.audit.denied", |e| e["user"] == "bob").await;
     assert_eq!(deny["reason"], "too-many-connects", "{deny}");
     env.connect(Some(&env.token("alice")), "all1")
@@ -226,7 +234,11 @@ async fn a_kick_storm_after_a_permission_edit_is_not_counted() {
     for _ in 0..4 {
         event_where(&mut events, "nats-callout.audit.allowed", |e| e["user"] == "bob").await;
     }
-    replace_file(&env.config.permissions.dir, "rooms.toml", ROOMS_WITHOUT_BOB_IN_ALL1);
+    replace_file(
+        &env.config.permissions.dir,
+        "rooms.toml",
+        ROOMS_WITHOUT_BOB_IN_ALL1,
+    );
     // Four reconnects within the window, beyond nothing: none refused.
     let mut reconnected = 0;
     while reconnected < 4 {
@@ -247,18 +259,19 @@ async fn a_kick_storm_after_a_permission_edit_is_not_counted() {
     // The rate still counts bob's own connects: the fifth is within it, a few more are not.
     let token = token_in(&env, "bob", "own");
     let mut allowed = 0;
-    loop {
-        match env.connect(Some(&token), "all2").await {
-            Ok(c) => {
-                allowed += 1;
-                assert!(allowed <= 4, "{allowed} own connects after the storm, never refused");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                drop(c);
-            }
-            Err(_) => break,
-        }
+    while let Ok(c) = env.connect(Some(&token), "all2").await {
+        allowed += 1;
+        assert!(
+            allowed <= 4,
+            "{allowed} own connects after the storm, never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(c);
     }
-    assert!(allowed >= 1, "the storm was counted: bob's own connect refused at once");
+    assert!(
+        allowed >= 1,
+        "the storm was counted: bob's own connect refused at once"
+    );
     drop(conns);
 }
 
@@ -267,25 +280,8 @@ async fn a_kick_storm_after_a_permission_edit_is_not_counted() {
 /// the looping client is refused only where `connect_rate` is on.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_looping_client_benchmark_refuses_the_looper_only_with_the_rate() {
-    let tool = tokio::task::spawn_blocking(crate::rooms::bench::bench_tool).await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("results.json");
-    let mut cmd = tokio::process::Command::new(tool);
-    cmd.args(["run", "--only-looping", "--rounds", "1", "--phase-secs", "1"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--service-bin")
-        .arg(env!("CARGO_BIN_EXE_nats-callout"))
-        .arg("--nats-server")
-        .arg(nats_callout::testing::nats_server_bin())
-        .kill_on_drop(true);
-    let ran = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the phase ends by itself")
-        .unwrap();
-    let log = String::from_utf8_lossy(&ran.stderr);
-    assert!(ran.status.success(), "bench failed:\n{log}");
-    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let (results, log) =
+        crate::rooms::bench::run_bench(&["--only-looping", "--rounds", "1", "--phase-secs", "1"]).await;
     let l = &results["looping"];
     let normal = l["normal"].as_array().unwrap();
     let systems: Vec<&str> = normal.iter().map(|s| s["system"].as_str().unwrap()).collect();
@@ -295,7 +291,11 @@ async fn the_looping_client_benchmark_refuses_the_looper_only_with_the_rate() {
         assert_eq!(s["refused"], 0, "normal clients are never refused: {s}");
     }
     let refused = |system: &str| {
-        let looper = l["looper"].as_array().unwrap().iter().find(|x| x["system"] == system);
+        let looper = l["looper"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["system"] == system);
         looper.and_then(|x| x["refused_per_second"].as_f64()).unwrap()
     };
     assert_eq!(refused("loop-rate-off"), 0.0, "{l}");

@@ -393,6 +393,9 @@ async fn a_join_under_a_connection_cap_of_one_is_not_cut_off() {
     }
     let second = login(&world, "bob").await;
     second.join("bob2").await.unwrap();
-    next_matching(&mut events, "the first client closed", |e| *e == Event::Disconnected).await;
+    next_matching(&mut events, "the first client closed", |e| {
+        *e == Event::Disconnected
+    })
+    .await;
     heard(&second, &second, "bob2").await;
 }
