@@ -2,7 +2,7 @@
 //! normal clients, with and without `limits.connect_rate`.
 //!
 //! Two callout servers, each answered by the real service with live enforcement; one has
-//! `connect_rate` on (the guide's example: 20 connects in 10 s, a 60 s cool-down). In each
+//! `connect_rate` on (by default the guide's example: 20 connects in 10 s, a 60 s cool-down). In each
 //! phase normal clients connect at c=20 (users `b1..`) while one broken client (user `b0`)
 //! connects and drops its connection as fast as it can, on the same server; a third system
 //! is the server without the rate and without the looping client (the baseline). Rounds are
@@ -22,8 +22,10 @@ use crate::stats::{Summary, summarize_systems};
 
 /// The systems of the phase, in the order of the report.
 pub const SYSTEMS: [&str; 3] = ["no-loop", "loop-rate-off", "loop-rate-on"];
-/// `limits.connect_rate` of the rate-on service.
-pub const RATE: &str = "connect_rate = { connects = 20, window = \"10s\", cooldown = \"60s\" }";
+/// `limits.connect_rate` of the rate-on service, with `connects` (the guide's example: 20).
+fn rate(connects: u32) -> String {
+    format!("connect_rate = {{ connects = {connects}, window = \"10s\", cooldown = \"60s\" }}")
+}
 
 /// What the phase measured.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -88,7 +90,8 @@ pub async fn run(
         Ok((server, service))
     };
     let (srv_off, svc_off) = start("loop-rate-off", String::new())?;
-    let (srv_on, svc_on) = start("loop-rate-on", format!("[limits]\n{RATE}\n"))?;
+    let rate = rate(args.looping_connects);
+    let (srv_on, svc_on) = start("loop-rate-on", format!("[limits]\n{rate}\n"))?;
     let normal = Arc::new(creds[1..].to_vec());
     let target = |name: &str, srv: &crate::servers::Server, svc: &crate::procs::Proc| Target {
         name: name.into(),
@@ -155,7 +158,7 @@ pub async fn run(
         })
         .collect();
     let measured = Looping {
-        rate: RATE.to_string(),
+        rate,
         normal: summarize_systems(&phases, &SYSTEMS, &[20]),
         looper,
     };

@@ -107,6 +107,9 @@ pub struct RunArgs {
     /// Run only the looping-client phase.
     #[arg(long)]
     pub only_looping: bool,
+    /// `connects` of the rate-on service's `limits.connect_rate` (10 s window, 60 s cool-down).
+    #[arg(long, default_value_t = 20)]
+    pub looping_connects: u32,
     /// Keep the work directory (configs, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,

@@ -280,8 +280,16 @@ async fn a_kick_storm_after_a_permission_edit_is_not_counted() {
 /// the looping client is refused only where `connect_rate` is on.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_looping_client_benchmark_refuses_the_looper_only_with_the_rate() {
-    let (results, log) =
-        crate::rooms::bench::run_bench(&["--only-looping", "--rounds", "1", "--phase-secs", "1"]).await;
+    let (results, log) = crate::rooms::bench::run_bench(&[
+        "--only-looping",
+        "--looping-connects",
+        "3",
+        "--rounds",
+        "1",
+        "--phase-secs",
+        "1",
+    ])
+    .await;
     let l = &results["looping"];
     let normal = l["normal"].as_array().unwrap();
     let systems: Vec<&str> = normal.iter().map(|s| s["system"].as_str().unwrap()).collect();
