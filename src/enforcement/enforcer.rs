@@ -87,6 +87,8 @@ impl Enforcement {
     /// something decide again, and users whose grants changed are told.
     pub fn on_snapshot_change(&self, old: &Snapshot) {
         self.judge_all(Some(old), "permission change");
+        // A cap set or lowered applies to the connections already there.
+        self.check_all_connections();
         let new = self.permissions.load();
         let users = self.registry().live_users();
         let mut told = 0;

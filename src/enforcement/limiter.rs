@@ -133,17 +133,28 @@ impl Enforcement {
     /// This instance became the enforcer: the servers named so far are not new, and every
     /// user's connections are counted.
     pub(super) fn limits_on_acquire(&self) {
-        let (servers, users): (Vec<String>, Vec<String>) = {
-            let r = self.registry();
-            let servers = r.servers().into_iter().map(str::to_string).collect();
-            (servers, r.users().map(str::to_string).collect())
-        };
+        let servers: Vec<String> = self
+            .registry()
+            .servers()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         if let Some(r) = lock(&self.limiter.rate).as_mut() {
             let now = Instant::now();
             for s in &servers {
                 r.know_server(s, now);
             }
         }
+        self.check_all_connections();
+    }
+
+    /// Every user's connections against its cap (the permissions changed, or this instance
+    /// took over). The enforcer only.
+    pub(super) fn check_all_connections(&self) {
+        if !self.is_leader() || self.permissions.load().smallest_limits().connections.is_none() {
+            return;
+        }
+        let users: Vec<String> = self.registry().users().map(str::to_string).collect();
         for u in users {
             self.check_connections(&u);
         }
@@ -181,6 +192,11 @@ impl Enforcement {
     /// `user`'s connections against its connection cap: the oldest beyond it are closed.
     fn check_connections(&self, user: &str) {
         let snapshot = self.permissions.load();
+        if snapshot.smallest_limits().connections.is_none() {
+            // Nobody is capped (the common case): nothing to count.
+            lock(&self.limiter.watch).clear();
+            return;
+        }
         let asserted = self.registry().live_user(user).flatten();
         let cap = snapshot
             .effective(user, asserted.as_ref())

@@ -309,3 +309,27 @@ async fn the_looping_client_benchmark_refuses_the_looper_only_with_the_rate() {
     assert_eq!(refused("loop-rate-off"), 0.0, "{l}");
     assert!(refused("loop-rate-on") > 0.0, "{l}\n{log}");
 }
+
+/// A cap set by an edit of the permission files applies to the connections already there:
+/// the oldest beyond it go, the newest stays.
+#[tokio::test]
+async fn a_cap_set_by_an_edit_closes_the_oldest_live_connections() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let svc = env.start_callout().await;
+    let mut conns = Vec::new();
+    for (i, session) in ["s1", "s2", "s3"].into_iter().enumerate() {
+        conns.push(watched(&env, &token_in(&env, "bob", session), "all1", false).await);
+        registered(&svc, "bob", i + 1).await;
+    }
+    let capped = "[groups.capped]\nmembers = [\"bob\"]\nlimits = { connections = 1 }\n";
+    replace_file(&env.config.permissions.dir, "limits.toml", capped);
+    for c in &mut conns[..2] {
+        c.wait_for("an older one closed", |s| matches!(s, Seen::Disconnected))
+            .await;
+    }
+    assert!(
+        !conns[2].saw(|s| matches!(s, Seen::Disconnected)),
+        "the newest stays"
+    );
+    receives(&conns[2].client, "all1", "bob").await;
+}
