@@ -1,7 +1,7 @@
 //! The kit against a real nats-server and the real service: joins granted and refused, a
 //! lame-duck notice, a kick and a server restart survived, an expired access token refreshed
-//! on the way, rooms as data appearing and disappearing through notices, and the `chat`
-//! example as a process.
+//! on the way, rooms as data appearing and disappearing through notices, a join under a
+//! connection cap of 1, and the `chat` example as a process.
 
 mod support;
 
