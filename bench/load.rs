@@ -62,6 +62,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let shared = crate::shared::run(&args, &setup, &perms, &callout_creds).await?;
         return finish(&args, &setup, started, work, Default::default(), Some(shared));
     }
+    if args.only_looping {
+        let measured = report::Results {
+            looping: Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?),
+            ..Default::default()
+        };
+        return finish(&args, &setup, started, work, measured, None);
+    }
     if args.rooms.only_rooms {
         let measured = report::Results {
             rooms: Some(crate::rooms::run(&args, &setup).await?),
@@ -191,8 +198,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Some(crate::rooms::run(&args, &setup).await?)
     };
+    let looping = if args.skip_looping {
+        None
+    } else {
+        Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?)
+    };
     let measured = report::Results {
         rooms,
+        looping,
         service_rss_mib: service_rss.0,
         throughput,
         storm,

@@ -10,12 +10,14 @@
 //! reconnect storm (every client kicked at once), a generated large permission set, and
 //! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
 //! JetStream store; revocation propagation; enforcer failover) and rooms as data at scale
-//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks).
+//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), and a
+//! client reconnecting in a loop beside normal traffic, with and without `limits.connect_rate`.
 //! Everything it starts is stopped when it ends.
 
 mod client;
 mod generate;
 mod load;
+mod looping;
 mod procs;
 mod report;
 mod responder;
@@ -99,6 +101,15 @@ pub struct RunArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub rooms: rooms::RoomsArgs,
+    /// Skip the looping-client phase (`limits.connect_rate`).
+    #[arg(long, conflicts_with = "only_looping")]
+    pub skip_looping: bool,
+    /// Run only the looping-client phase.
+    #[arg(long)]
+    pub only_looping: bool,
+    /// `connects` of the rate-on service's `limits.connect_rate` (10 s window, 60 s cool-down).
+    #[arg(long, default_value_t = 20)]
+    pub looping_connects: u32,
     /// Keep the work directory (configs, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,

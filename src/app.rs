@@ -95,6 +95,7 @@ impl App {
         rooms.audit_into(audit.clone());
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
+        let limits = Arc::new(crate::limits::Gate::new(config.limits.clone()));
         let callout = Arc::new(
             Callout::new(
                 keys,
@@ -105,9 +106,11 @@ impl App {
             )
             .with_operator(operator)
             .with_rooms(rooms.index().clone())
-            .with_audit(audit.clone()),
+            .with_audit(audit.clone())
+            .with_limits(limits.clone()),
         );
-        let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index()).await?;
+        let enforcement =
+            build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
         }
@@ -416,12 +419,16 @@ async fn build_enforcement(
     permissions: &Permissions,
     tokens: &TokenService,
     rooms: &Arc<RoomIndex>,
+    limits: Arc<crate::limits::Gate>,
 ) -> anyhow::Result<Option<Arc<Enforcement>>> {
     let Some(sys) = system_connection(config, health).await? else {
         warn!("no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off");
+        if config.limits.connect_rate.is_some() {
+            warn!("limits.connect_rate is set but needs live enforcement: it is off");
+        }
         return Ok(None);
     };
-    Ok(Some(Enforcement::new(
+    let enforcement = Enforcement::new(
         sys,
         permissions.clone(),
         tokens.revocations().clone(),
@@ -429,7 +436,9 @@ async fn build_enforcement(
         config.enforcement.clone(),
         config.callout.enforced_accounts(),
         leadership(config),
-    )))
+    );
+    enforcement.limit_with(limits);
+    Ok(Some(enforcement))
 }
 
 /// The permission set's reloader: from the directory or the published set.

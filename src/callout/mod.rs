@@ -43,6 +43,8 @@ pub struct Callout {
     counters: Arc<Counters>,
     /// Every decision goes into the audit trail (off by default).
     audit: crate::audit::Audit,
+    /// Refusals by per-user limits (see [`crate::limits`]).
+    limits: Arc<crate::limits::Gate>,
 }
 
 /// What this instance answered, shared with status and `$SRV.STATS`.
@@ -127,6 +129,33 @@ impl Callout {
             rooms: Arc::default(),
             counters: Arc::default(),
             audit: crate::audit::Audit::off(),
+            limits: Arc::default(),
+        }
+    }
+
+    /// Refuse what the enforcer's limits refuse (see [`crate::limits::Gate`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Gate>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A grant the limits refuse becomes a deny naming the limit.
+    fn admit(&self, g: Grant) -> Result<Grant, Denied> {
+        let (user, session) = (&g.identity.sub, &g.identity.sid);
+        match self
+            .limits
+            .check(user, session, g.limits, std::time::Instant::now())
+        {
+            None => Ok(g),
+            Some(code) => {
+                metrics::counter!("nats_callout_limits_total", "action" => "refused", "reason" => code)
+                    .increment(1);
+                Err(Denied {
+                    deny: decision::Deny::Limit(code),
+                    who: Some((user.clone(), session.clone())),
+                })
+            }
         }
     }
 
@@ -273,7 +302,7 @@ impl Callout {
         (envelope::seal(reply, our_xkey, server_key), verdict, Some(req))
     }
 
-    /// Decide `req` on the current permissions, rooms and revocations.
+    /// Decide `req` on the current permissions, rooms and revocations, then the limits.
     fn decide_now(&self, req: &AuthRequest, now: i64) -> Result<Grant, Denied> {
         let snapshot = self.permissions.load();
         let revoked = self.revocations.load();
@@ -284,7 +313,7 @@ impl Callout {
             revoked: &revoked,
             policy: &self.policy,
         };
-        decide(req, &inputs, now)
+        decide(req, &inputs, now).and_then(|g| self.admit(g))
     }
 
     fn respond(

@@ -9,6 +9,7 @@ mod connz;
 mod enforcer;
 mod feeds;
 pub mod lease;
+mod limiter;
 pub mod notices;
 pub mod registry;
 pub mod throttle;
@@ -59,6 +60,8 @@ struct Queues {
     changes: mpsc::UnboundedReceiver<Job>,
     revokes: mpsc::UnboundedReceiver<Job>,
     notices: mpsc::UnboundedReceiver<notices::Notice>,
+    /// What the limiter publishes.
+    limits: mpsc::UnboundedReceiver<limiter::Outgoing>,
 }
 
 /// The registry plus the enforcer. One per instance.
@@ -82,6 +85,8 @@ pub struct Enforcement {
     pub stats: EnforcementStats,
     /// Kicks go into the audit trail (set once, after the trail is open).
     audit: std::sync::OnceLock<crate::audit::Audit>,
+    /// Per-user limits: the connect rate, connection and subscription caps.
+    limiter: limiter::Limiter,
 }
 
 impl Enforcement {
@@ -94,6 +99,7 @@ impl Enforcement {
         accounts: Vec<String>,
         leadership: lease::Leadership,
     ) -> Arc<Self> {
+        let (limiter, lrx) = limiter::Limiter::new();
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
         let (notices, nrx) = mpsc::unbounded_channel();
@@ -114,10 +120,21 @@ impl Enforcement {
                 changes: crx,
                 revokes: rrx,
                 notices: nrx,
+                limits: lrx,
             })),
             stats: EnforcementStats::default(),
             audit: std::sync::OnceLock::new(),
+            limiter,
         })
+    }
+
+    /// Enforce the per-user limits of `gate`'s settings, and refuse there what this
+    /// instance's enforcer applied (the first call wins; without one, only the permission
+    /// files' caps with default settings).
+    pub fn limit_with(self: &Arc<Self>, gate: Arc<crate::limits::Gate>) {
+        let live: std::sync::Weak<dyn crate::limits::LiveConnections> = Arc::downgrade(self) as _;
+        gate.count_with(live);
+        self.limiter.set_gate(gate);
     }
 
     /// The roles that give `auth.v1.tokenReset` (`enforcement.token_reset_roles`).
@@ -200,6 +217,7 @@ impl Enforcement {
             changes,
             revokes,
             notices,
+            limits,
         } = self
             .queues
             .lock()
@@ -244,6 +262,12 @@ impl Enforcement {
             );
         }
         tasks.spawn(notices::send(service.clone(), notices, stop.clone()));
+        tasks.spawn(limiter::send(service.clone(), limits, stop.clone()));
+        tasks.spawn(limiter::subscriptions_every(
+            self.clone(),
+            self.limiter.gate().settings().subscriptions_interval,
+            stop.clone(),
+        ));
         tasks.spawn(connz::reconcile_every(
             self.clone(),
             s.reconcile_interval,

@@ -1,7 +1,7 @@
 //! The kit against a real nats-server and the real service: joins granted and refused, a
 //! lame-duck notice, a kick and a server restart survived, an expired access token refreshed
-//! on the way, rooms as data appearing and disappearing through notices, and the `chat`
-//! example as a process.
+//! on the way, rooms as data appearing and disappearing through notices, a join under a
+//! connection cap of 1, and the `chat` example as a process.
 
 mod support;
 
@@ -451,4 +451,38 @@ async fn messages_are_delivered_once_while_a_join_switches_connections() {
     for id in &sent {
         assert!(unique.contains(id), "bob missed {id}");
     }
+}
+
+/// Under a connection cap of 1 (`limits` in the permission files), a join's brief second
+/// connection is tolerated (`limits.join_grace`): the kit closes the old one itself and is
+/// never cut off. A second client of the same user is over the cap: the first one goes.
+#[tokio::test]
+async fn a_join_under_a_connection_cap_of_one_is_not_cut_off() {
+    let world = World::start(|c| {
+        let capped = "[groups.capped]\nmembers = [\"bob\"]\nlimits = { connections = 1 }\n";
+        std::fs::write(c.permissions.dir.join("limits.toml"), capped).unwrap();
+        c.limits.join_grace = Duration::from_secs(3);
+    })
+    .await;
+    let bob = login(&world, "bob").await;
+    let mut events = bob.events();
+    let alice = login(&world, "alice").await;
+    bob.join("all1").await.unwrap();
+    bob.join("bob1").await.unwrap();
+    alice.join("all1").await.unwrap();
+    heard(&alice, &bob, "all1").await;
+    // Past the grace: never cut off, both rooms held.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    heard(&bob, &bob, "bob1").await;
+    heard(&alice, &bob, "all1").await;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+        assert_ne!(e, Event::Disconnected, "a join under the cap was cut off");
+    }
+    let second = login(&world, "bob").await;
+    second.join("bob2").await.unwrap();
+    next_matching(&mut events, "the first client closed", |e| {
+        *e == Event::Disconnected
+    })
+    .await;
+    heard(&second, &second, "bob2").await;
 }
