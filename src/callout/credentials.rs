@@ -3,7 +3,7 @@
 //! can reconnect without a callout until it expires.
 //!
 //! The mint is a decision: the same request the callout would see (the access token, the
-//! rooms in `user`) goes through the same [`decide`], and the user JWT is signed as the
+//! rooms in `user`) goes through the same [`decide`](super::decision::decide), and the user JWT is signed as the
 //! callout's is, by the target account's (unscoped) signing key with `issuer_account`. Only
 //! its subject differs: the client's key, whose seed never leaves the client, so the JWT alone
 //! is useless without a signature of the server's nonce.
