@@ -70,8 +70,11 @@ impl App {
         let providers = load_providers(&config).await;
         let token_keys = load_token_keys(&config, &providers)?;
         let snapshot = load_permissions(&config)?;
+        let routes = crate::access::Routes::from_settings(&config.access.delegate)
+            .map_err(|e| anyhow::anyhow!("access.delegate: {e}"))?;
         let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_delegates(routes.clone());
         info!(
             users = snapshot.user_count(),
             rooms = snapshot.room_count(),
@@ -95,6 +98,11 @@ impl App {
         rooms.audit_into(audit.clone());
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
+        // Delegates are asked on the service's own connection.
+        let delegates = Arc::new(
+            crate::access::Delegates::new(routes, config.access.max_in_flight, config.access.cache_entries)
+                .with_client(client.clone()),
+        );
         let callout = Arc::new(
             Callout::new(
                 keys,
@@ -105,11 +113,15 @@ impl App {
             )
             .with_operator(operator)
             .with_rooms(rooms.index().clone())
-            .with_audit(audit.clone()),
+            .with_audit(audit.clone())
+            .with_delegates(delegates),
         );
         let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index()).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
+            if !callout.delegates().is_empty() {
+                e.delegate_to(callout.delegates().clone(), &config.callout.account);
+            }
         }
         let reloader = build_reloader(&config, &client, &permissions, enforcement.clone());
         let ops = Arc::new(

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::access::{Answer, Answers, Ask, Outcome, Routes};
 use crate::claims::request::AuthRequest;
 use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
@@ -37,6 +38,8 @@ pub struct Policy {
     /// The accounts users may be placed in: `[callout.accounts]` in operator mode,
     /// `account` and `user_accounts` in config mode. Any other is denied.
     pub placements: HashSet<String>,
+    /// The rooms app services decide (`[[access.delegate]]`): only their answers grant them.
+    pub delegates: Routes,
 }
 
 impl Policy {
@@ -65,7 +68,15 @@ impl Policy {
             user_jwt_ttl: s.user_jwt_ttl,
             token_reset_roles,
             placements: s.placements().into_iter().collect(),
+            delegates: Routes::default(),
         })
+    }
+
+    /// Rooms matching `delegates` are decided by their app services.
+    #[must_use]
+    pub fn with_delegates(mut self, delegates: Routes) -> Policy {
+        self.delegates = delegates;
+        self
     }
 
     /// The longest `user` field that can hold `max_rooms` valid names.
@@ -97,19 +108,32 @@ pub struct Grant {
     pub expires_at: i64,
     /// Role-derived publish rights granted.
     pub privileges: Privileges,
+    /// The delegated rooms (granted or refused), each with its delegate and answer.
+    pub delegated: Vec<Outcome>,
+    /// Delegated rooms without an answer in the decision's inputs (refused in this grant):
+    /// what to ask before deciding again.
+    pub asks: Vec<Ask>,
 }
 
 impl Grant {
-    /// Each refused room with why: `outside-application` or `no-grant`.
+    /// Each refused room with why: `outside-application`, `no-grant`, or the delegate's
+    /// `delegate-none`, `delegate-unavailable`, `delegate-bad-answer`.
     pub fn refusals(&self) -> impl Iterator<Item = (&str, &'static str)> {
         self.refused.iter().enumerate().map(|(i, room)| {
             let why = if i < self.outside_application {
                 "outside-application"
             } else {
-                "no-grant"
+                self.delegate_of(room)
+                    .and_then(|o| o.answer.refusal())
+                    .unwrap_or("no-grant")
             };
             (room.as_str(), why)
         })
+    }
+
+    /// The delegate that decided `room`, with its answer, if one did.
+    pub fn delegate_of(&self, room: &str) -> Option<&Outcome> {
+        self.delegated.iter().find(|o| o.room == room)
     }
 }
 
@@ -258,13 +282,21 @@ pub struct Inputs<'a> {
     pub policy: &'a Policy,
 }
 
-/// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds).
+/// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds). Delegated rooms
+/// are refused, each listed in [`Grant::asks`]: see [`decide_with`].
 pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Denied> {
+    decide_with(req, inputs, &Answers::default(), now)
+}
+
+/// [`decide`] with the delegates' answers for the delegated rooms (asked before, by the
+/// caller, for the rooms a first decision listed in [`Grant::asks`]). A delegated room
+/// without an answer here is refused and listed in `asks`.
+pub fn decide_with(req: &AuthRequest, inputs: &Inputs<'_>, answers: &Answers, now: i64) -> Result<Grant, Denied> {
     let Inputs { tokens, .. } = *inputs;
     check_connection_type(req, inputs.policy.types)?;
     let (token, _) = req.connect_opts.access_token();
     let identity = tokens.verify(token, now).map_err(Deny::from)?;
-    match grant_for(&identity, req, inputs, now) {
+    match grant_for(&identity, req, inputs, answers, now) {
         Ok(grant) => Ok(Grant { identity, ..grant }),
         // From here on every deny names the token's user and session.
         Err(deny) => Err(Denied {
@@ -279,6 +311,7 @@ fn grant_for(
     identity: &AccessClaims,
     req: &AuthRequest,
     inputs: &Inputs<'_>,
+    answers: &Answers,
     now: i64,
 ) -> Result<Grant, Deny> {
     let Inputs {
@@ -315,8 +348,28 @@ fn grant_for(
     let mut g = Granted::new(inbox, crate::wire::notice_subject(uid), requested.len());
     let outside_application = outside.len();
     g.refused.extend(outside.into_iter().map(str::to_string));
+    let (mut delegated, mut asks) = (Vec::new(), Vec::new());
     for room in requested {
-        match crate::rooms::access(snapshot, rooms, user, room) {
+        // A delegated room: the delegate's answer alone grants it (never the files or data).
+        let access = match policy.delegates.route(room) {
+            None => crate::rooms::access(snapshot, rooms, user, room),
+            Some(route) => {
+                let answer = answers.get(room).unwrap_or_else(|| {
+                    asks.push(ask_for(identity, user, &account, room));
+                    Answer::Unavailable
+                });
+                delegated.push(Outcome {
+                    room: room.to_string(),
+                    subject: route.subject.clone(),
+                    answer,
+                });
+                match answer {
+                    Answer::Access(access) => access,
+                    Answer::Unavailable | Answer::Bad => None,
+                }
+            }
+        };
+        match access {
             Some(access) => g.room(policy, room, uid, access),
             None => g.refused.push(room.to_string()),
         }
@@ -335,7 +388,22 @@ fn grant_for(
         },
         expires_at,
         privileges,
+        delegated,
+        asks,
     })
+}
+
+/// What a delegate is asked about `user` (as the files and the token make them) in `room`.
+fn ask_for(identity: &AccessClaims, user: &crate::permissions::User, account: &str, room: &str) -> Ask {
+    Ask {
+        user: identity.sub.clone(),
+        room: room.to_string(),
+        groups: user.groups().to_vec(),
+        roles: user.roles().map(|r| r.as_str().to_string()).collect(),
+        account: account.to_string(),
+        client_id: identity.client_id.clone(),
+        device_id: identity.did.clone(),
+    }
 }
 
 /// The user the token names, as the files (and a provider's assertion) make them.
@@ -824,7 +892,7 @@ mod tests {
             ("root", &["chat.ops.root"]),
             ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
             // The default token-reset roles are sysadmin alone (least privilege).
-            ("svc", &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.rooms.>"]),
+            ("svc", &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.access.invalidate"]),
         ];
         for (user, publish) in cases {
             let g = grant(user, "ops").unwrap();

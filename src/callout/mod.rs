@@ -25,7 +25,8 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
-use decision::{Denied, Grant, Inputs, Policy, decide};
+use crate::access::{Answers, Delegates};
+use decision::{Denied, Grant, Inputs, Policy, decide_with};
 use nkeys::KeyPair;
 
 /// Everything the request path needs, shared by all in-flight requests.
@@ -42,6 +43,8 @@ pub struct Callout {
     counters: Arc<Counters>,
     /// Every decision goes into the audit trail (off by default).
     audit: crate::audit::Audit,
+    /// The app services that decide delegated rooms (none by default).
+    delegates: Arc<Delegates>,
 }
 
 /// What this instance answered, shared with status and `$SRV.STATS`.
@@ -126,6 +129,7 @@ impl Callout {
             rooms: Arc::default(),
             counters: Arc::default(),
             audit: crate::audit::Audit::off(),
+            delegates: Arc::default(),
         }
     }
 
@@ -172,16 +176,65 @@ impl Callout {
     }
 
     /// Handle one request payload; returns the reply bytes (empty = immediate deny).
+    /// Delegated rooms are answered from the cache only (the others are refused as
+    /// unavailable); [`Callout::handle_async`] asks the delegates.
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
         let started = std::time::Instant::now();
-        let (reply, verdict, req) = self.handle_inner(payload, xkey_header, now);
+        let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
+            Err(refused) => refused,
+            Ok(opened) => {
+                let mut verdict = self.decide_now(&opened.req, &Answers::default(), now);
+                if let Some(asks) = asks_of(&verdict) {
+                    let answers = self.delegates.cached(asks);
+                    verdict = self.decide_now(&opened.req, &answers, now);
+                }
+                self.conclude(opened, verdict, now)
+            }
+        };
+        self.report(started, req.as_ref(), &verdict, now);
+        (reply, verdict)
+    }
+
+    /// [`Callout::handle`], asking the delegates about the delegated rooms the cache has no
+    /// answer for: in parallel, each within its budget, then deciding again with the answers.
+    pub async fn handle_async(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+        let started = std::time::Instant::now();
+        let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
+            Err(refused) => refused,
+            Ok(opened) => {
+                let mut verdict = self.decide_now(&opened.req, &Answers::default(), now);
+                if let Some(asks) = asks_of(&verdict) {
+                    let answers = self.delegates.resolve(asks).await;
+                    verdict = self.decide_now(&opened.req, &answers, now);
+                }
+                self.conclude(opened, verdict, now)
+            }
+        };
+        self.report(started, req.as_ref(), &verdict, now);
+        (reply, verdict)
+    }
+
+    /// The delegates decisions ask.
+    pub fn delegates(&self) -> &Arc<Delegates> {
+        &self.delegates
+    }
+
+    /// Ask these delegates (their routes are the policy's).
+    #[must_use]
+    pub fn with_delegates(mut self, delegates: Arc<Delegates>) -> Self {
+        self.delegates = delegates;
+        self
+    }
+
+    /// Audit, count and measure a handled request.
+    fn report(&self, started: std::time::Instant, req: Option<&AuthRequest>, verdict: &Verdict, now: i64) {
         if self.audit.is_on() {
-            let mut event = audited::decision(req.as_ref(), &verdict, &self.policy, now);
+            let mut event = audited::decision(req, verdict, &self.policy, now);
             event.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.audit.decision(event);
         }
-        self.counters.record(&verdict, now);
-        if let Verdict::Refused(code) = &verdict {
+        self.counters.record(verdict, now);
+        if let Verdict::Refused(code) = verdict {
             self.counters.recent.deny(recent::DenyEntry {
                 at: now,
                 reason: (*code).to_string(),
@@ -191,28 +244,22 @@ impl Callout {
                 requested: String::new(),
             });
         }
-        let (result, reason) = match &verdict {
+        let (result, reason) = match verdict {
             Verdict::Allowed(_) => ("allow", "granted"),
             Verdict::Denied(d) => ("deny", d.deny.code()),
             Verdict::Refused(code) => ("refused", *code),
         };
         metrics::counter!("nats_callout_authorizations_total", "result" => result, "reason" => reason)
             .increment(1);
-        (reply, verdict)
     }
 
-    /// The reply, the verdict, and the request when it could be opened and verified.
-    fn handle_inner(
-        &self,
-        payload: &[u8],
-        xkey_header: Option<&str>,
-        now: i64,
-    ) -> (Vec<u8>, Verdict, Option<AuthRequest>) {
+    /// Open and verify a request, or the empty reply refusing it.
+    fn open<'k>(&'k self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> Result<Request<'k>, Handled> {
         let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
                 warn!(reason = e.code(), error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused(e.code()), None);
+                return Err((Vec::new(), Verdict::Refused(e.code()), None));
             }
         };
         // Config mode: the server names our issuer; operator mode: the AUTH account.
@@ -224,7 +271,7 @@ impl Callout {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused("request-invalid"), None);
+                return Err((Vec::new(), Verdict::Refused("request-invalid"), None));
             }
         };
         if let Some((header, _)) = &opened.server_xkey
@@ -235,8 +282,17 @@ impl Callout {
                 signed: req.server_id.xkey.clone(),
             };
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
-            return (Vec::new(), Verdict::Refused("request-xkey-mismatch"), Some(req));
+            return Err((Vec::new(), Verdict::Refused("request-xkey-mismatch"), Some(req)));
         }
+        Ok(Request {
+            req,
+            our_xkey,
+            server_xkey: opened.server_xkey.map(|(_, k)| k),
+        })
+    }
+
+    /// Decide `req` now, with the delegates' `answers`.
+    fn decide_now(&self, req: &AuthRequest, answers: &Answers, now: i64) -> Verdict {
         // Epochs first: a decision never claims a newer epoch than the data it used.
         let epochs = Epochs {
             snapshot: self.permissions.epoch(),
@@ -252,13 +308,23 @@ impl Callout {
             revoked: &revoked,
             policy: &self.policy,
         };
-        let verdict = match decide(&req, &inputs, now) {
+        match decide_with(req, &inputs, answers, now) {
             Ok(grant) => {
-                let record = decision_record(&req, &grant, epochs, now);
+                let record = decision_record(req, &grant, epochs, now);
                 Verdict::Allowed(Box::new((grant, record)))
             }
             Err(deny) => Verdict::Denied(deny),
-        };
+        }
+    }
+
+    /// Log the verdict and answer it: the reply (sealed when the request was), the verdict
+    /// and the request.
+    fn conclude(&self, opened: Request<'_>, verdict: Verdict, now: i64) -> Handled {
+        let Request {
+            req,
+            our_xkey,
+            server_xkey,
+        } = opened;
         log_decision(&req, &verdict);
         if let Verdict::Denied(d) = &verdict {
             self.counters.recent.deny(recent::DenyEntry {
@@ -277,8 +343,7 @@ impl Callout {
                 return (Vec::new(), Verdict::Refused("sign-failed"), Some(req));
             }
         };
-        let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
-        (envelope::seal(reply, our_xkey, server_key), verdict, Some(req))
+        (envelope::seal(reply, our_xkey, server_xkey.as_ref()), verdict, Some(req))
     }
 
     fn respond(
@@ -340,7 +405,24 @@ impl Callout {
     }
 }
 
-/// What live enforcement needs to know about an allowed connection.
+/// A request opened and verified, with the keys its reply is sealed with.
+struct Request<'k> {
+    req: AuthRequest,
+    our_xkey: Option<&'k nkeys::XKey>,
+    server_xkey: Option<nkeys::XKey>,
+}
+
+/// The reply, the verdict, and the request when it could be opened and verified.
+type Handled = (Vec<u8>, Verdict, Option<AuthRequest>);
+
+/// The delegated rooms an allowed verdict still needs answers for, if any.
+fn asks_of(verdict: &Verdict) -> Option<&[crate::access::Ask]> {
+    match verdict {
+        Verdict::Allowed(a) if !a.0.asks.is_empty() => Some(&a.0.asks),
+        _ => None,
+    }
+}
+
 /// The epochs of the data a decision read.
 #[derive(Debug, Clone, Copy)]
 struct Epochs {
@@ -384,6 +466,8 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
             let g = &allowed.0;
             let granted = Joined(|| g.rooms.iter().map(|r| r.name.as_str()));
             let refused = Joined(|| g.refused.iter().map(String::as_str));
+            // Delegated rooms name their source: `team-a=delegate:apps.access:read`.
+            let delegated = Delegated(&g.delegated);
             info!(
                 result = "allow",
                 user = %g.identity.sub,
@@ -396,6 +480,7 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
                 token_from,
                 granted = %granted,
                 refused = %refused,
+                delegated = %delegated,
                 expires_at = g.expires_at,
                 "authorization"
             );
@@ -446,6 +531,25 @@ where
                 f.write_str(";")?;
             }
             f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Delegated rooms for the log line: `room=delegate:<subject>:<access or refusal>;...`.
+struct Delegated<'a>(&'a [crate::access::Outcome]);
+
+impl std::fmt::Display for Delegated<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, o) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            let answer = match o.answer {
+                crate::access::Answer::Access(Some(a)) => a.as_str(),
+                other => other.refusal().unwrap_or("none"),
+            };
+            write!(f, "{}=delegate:{}:{answer}", o.room, o.subject)?;
         }
         Ok(())
     }
@@ -544,7 +648,9 @@ async fn answer(
 ) {
     let Some(reply_to) = msg.reply.clone() else { return };
     let started = std::time::Instant::now();
-    let (reply, verdict) = callout.handle(&msg.payload, envelope::server_xkey(&msg), now_secs());
+    let (reply, verdict) = callout
+        .handle_async(&msg.payload, envelope::server_xkey(&msg), now_secs())
+        .await;
     let elapsed = started.elapsed();
     metrics::histogram!("nats_callout_decision_seconds").record(elapsed.as_secs_f64());
     callout

@@ -3,6 +3,7 @@
 //! holds (made relative to the configuration file) and its own checks; what spans sections
 //! is checked here.
 
+mod access;
 mod audit;
 mod callout;
 mod enforcement;
@@ -22,6 +23,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+pub use access::{AccessSettings, DelegateSettings, MAX_DELEGATE_TIMEOUT};
 pub use audit::AuditSettings;
 pub use callout::{CONNECTION_TYPES, CalloutMode, CalloutSettings, TargetAccount};
 pub use enforcement::EnforcementSettings;
@@ -82,6 +84,8 @@ pub struct Config {
     pub rooms: RoomSettings,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Decisions delegated to app services (`[[access.delegate]]`).
+    pub access: AccessSettings,
 }
 
 /// One section of the configuration (`[nats]`, `[callout]`, ...).
@@ -152,7 +156,7 @@ impl Config {
     /// Check values that would otherwise fail later, at the first request: each section,
     /// then what spans sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [&dyn Section; 11] = [
+        let sections: [&dyn Section; 12] = [
             &self.rooms,
             &self.nats,
             &self.callout,
@@ -164,11 +168,29 @@ impl Config {
             &self.log,
             &self.identity,
             &self.audit,
+            &self.access,
         ];
         for s in sections {
             s.validate()?;
         }
-        self.validate_callbacks()
+        self.validate_callbacks()?;
+        self.validate_delegates()
+    }
+
+    /// No user's grant may reach a delegate's subject, whatever the templates say.
+    fn validate_delegates(&self) -> Result<(), ConfigError> {
+        use crate::subjects::{Kind, Template};
+        let c = &self.callout;
+        let (Ok(read), Ok(write), Ok(inbox)) = (
+            Template::parse(&c.read_subject, Kind::Read),
+            Template::parse(&c.write_subject, Kind::Write),
+            Template::parse(&c.inbox_prefix, Kind::Inbox),
+        ) else {
+            return Ok(()); // refused with its own key already
+        };
+        crate::access::Routes::from_settings(&self.access.delegate)
+            .and_then(|r| r.check_private(&read, &write, &inbox))
+            .or_else(|reason| invalid("access.delegate", reason))
     }
 
     /// A provider's browser login needs a callback address that never comes from a
