@@ -272,12 +272,12 @@ fn delegated_verdict(room: &str, subject: &str, answer: Option<Answer>, scope: &
     };
     let (access, reason, said) = match answer {
         Some(Answer::Access(Some(a))) => (a.as_str(), "granted", format!("answered {a}")),
-        Some(a) => (
+        Some(a) => ("none", a.refusal().unwrap_or("no-grant"), "refused".to_string()),
+        None => (
             "none",
-            a.refusal().unwrap_or("no-grant"),
-            "refused".to_string(),
+            "delegated",
+            format!("delegated to {subject} (not asked offline)"),
         ),
-        None => ("none", "delegated", format!("delegated to {subject} (not asked offline)")),
     };
     Verdict {
         room: room.to_string(),

@@ -187,12 +187,21 @@ mod tests {
         assert!(subjects(p(false, false)).is_empty());
         assert_eq!(
             subjects(p(true, false)),
-            ["auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.access.invalidate"]
+            [
+                "auth.v1.usercontext",
+                "auth.v1.rooms.>",
+                "auth.v1.access.invalidate"
+            ]
         );
         assert_eq!(subjects(p(false, true)), ["auth.v1.tokenReset"]);
         assert_eq!(
             subjects(p(true, true)),
-            ["auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.access.invalidate", "auth.v1.tokenReset"]
+            [
+                "auth.v1.usercontext",
+                "auth.v1.rooms.>",
+                "auth.v1.access.invalidate",
+                "auth.v1.tokenReset"
+            ]
         );
     }
 

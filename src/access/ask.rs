@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 use crate::permissions::Access;
 
 /// What the service asks a delegate about one user and one room.

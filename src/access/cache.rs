@@ -59,7 +59,9 @@ impl Cache {
         inner.entries.insert(key.clone(), (access, now + ttl, seq));
         inner.order.push_back((key, seq));
         while inner.entries.len() > self.max {
-            let Some((old, old_seq)) = inner.order.pop_front() else { break };
+            let Some((old, old_seq)) = inner.order.pop_front() else {
+                break;
+            };
             if inner.entries.get(&old).is_some_and(|e| e.2 == old_seq) {
                 inner.entries.remove(&old);
             }
@@ -107,7 +109,11 @@ mod tests {
         c.put("bob", "team-a", Some(Access::Read), TTL, t0);
         c.put("bob", "team-b", None, TTL, t0);
         assert_eq!(c.get("bob", "team-a", t0), Some(Some(Access::Read)));
-        assert_eq!(c.get("bob", "team-b", t0), Some(None), "negative answers are kept");
+        assert_eq!(
+            c.get("bob", "team-b", t0),
+            Some(None),
+            "negative answers are kept"
+        );
         assert_eq!(c.get("alice", "team-a", t0), None);
         assert_eq!(c.get("bob", "team-a", t0 + TTL), None, "expired");
         c.put("bob", "team-c", Some(Access::Read), Duration::ZERO, t0);

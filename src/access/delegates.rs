@@ -89,7 +89,9 @@ impl Delegates {
         let mut answers = Answers::default();
         let mut pending = Vec::new();
         for ask in asks {
-            let Some(route) = self.routes.route(&ask.room) else { continue };
+            let Some(route) = self.routes.route(&ask.room) else {
+                continue;
+            };
             match self.cache.get(&ask.user, &ask.room, now) {
                 Some(access) => {
                     metrics::counter!("nats_callout_delegate_cache_hits_total", "delegate" => route.subject.clone())
@@ -131,7 +133,8 @@ impl Delegates {
             }
             Ok(Ok(payload)) => match parse_answer(&payload) {
                 Ok(access) => {
-                    self.cache.put(&ask.user, &ask.room, access, route.cache, Instant::now());
+                    self.cache
+                        .put(&ask.user, &ask.room, access, route.cache, Instant::now());
                     debug!(delegate = %route.subject, user = %ask.user, room = %ask.room,
                         access = access.map_or("none", Access::as_str), took_ms = ms(took), "delegate answered");
                     Answer::Access(access)
@@ -214,9 +217,21 @@ mod tests {
         assert_eq!(Invalidate::parse(b"").unwrap(), Invalidate::default());
         assert_eq!(Invalidate::parse(b"{}").unwrap(), Invalidate::default());
         let both = Invalidate::parse(br#"{"user":"bob","room":"team-a"}"#).unwrap();
-        assert_eq!((both.user.as_deref(), both.room.as_deref()), (Some("bob"), Some("team-a")));
-        for bad in [&br#"{"user":"a.b"}"#[..], br#"{"room":">"}"#, b"nope", br#"{"users":["bob"]}"#] {
-            assert!(Invalidate::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            (both.user.as_deref(), both.room.as_deref()),
+            (Some("bob"), Some("team-a"))
+        );
+        for bad in [
+            &br#"{"user":"a.b"}"#[..],
+            br#"{"room":">"}"#,
+            b"nope",
+            br#"{"users":["bob"]}"#,
+        ] {
+            assert!(
+                Invalidate::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

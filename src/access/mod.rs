@@ -139,9 +139,9 @@ impl Route {
 fn check_subject(subject: &str) -> Result<(), String> {
     let bad = subject.is_empty()
         || subject.len() > 256
-        || subject
-            .split('.')
-            .any(|t| t.is_empty() || t.contains(['*', '>']) || t.chars().any(|c| c.is_whitespace() || c.is_control()));
+        || subject.split('.').any(|t| {
+            t.is_empty() || t.contains(['*', '>']) || t.chars().any(|c| c.is_whitespace() || c.is_control())
+        });
     if bad {
         return Err(format!(
             "subject {subject:?}: a literal subject of non-empty tokens (no '*', '>' or whitespace)"
@@ -169,7 +169,9 @@ impl Routes {
         tables
             .iter()
             .enumerate()
-            .map(|(i, d)| Route::from_settings(d).map_err(|e| format!("table {} (rooms {:?}): {e}", i + 1, d.rooms)))
+            .map(|(i, d)| {
+                Route::from_settings(d).map_err(|e| format!("table {} (rooms {:?}): {e}", i + 1, d.rooms))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Routes)
     }
@@ -238,7 +240,8 @@ mod tests {
     fn tables_are_checked() {
         let good = [("team-*", "apps.access"), ("*", "x"), ("lounge", "a.b.c")];
         for (rooms, subject) in good {
-            Route::from_settings(&table(rooms, subject, 250)).unwrap_or_else(|e| panic!("{rooms} {subject}: {e}"));
+            Route::from_settings(&table(rooms, subject, 250))
+                .unwrap_or_else(|e| panic!("{rooms} {subject}: {e}"));
         }
         let bad = [
             ("team-**", "apps.access", 250, "rooms"),
@@ -308,7 +311,10 @@ mod tests {
         check2("rooms.x.ask").unwrap();
         assert!(check2("rooms.x.msgs.y").unwrap_err().contains("read_subject"));
         assert!(check2("replies.bob.x").unwrap_err().contains("inbox_prefix"));
-        assert!(check2("replies.bob").is_ok(), "the inbox grant is replies.<user>.>");
+        assert!(
+            check2("replies.bob").is_ok(),
+            "the inbox grant is replies.<user>.>"
+        );
     }
 
     #[test]

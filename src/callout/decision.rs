@@ -291,7 +291,12 @@ pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant,
 /// [`decide`] with the delegates' answers for the delegated rooms (asked before, by the
 /// caller, for the rooms a first decision listed in [`Grant::asks`]). A delegated room
 /// without an answer here is refused and listed in `asks`.
-pub fn decide_with(req: &AuthRequest, inputs: &Inputs<'_>, answers: &Answers, now: i64) -> Result<Grant, Denied> {
+pub fn decide_with(
+    req: &AuthRequest,
+    inputs: &Inputs<'_>,
+    answers: &Answers,
+    now: i64,
+) -> Result<Grant, Denied> {
     let Inputs { tokens, .. } = *inputs;
     check_connection_type(req, inputs.policy.types)?;
     let (token, _) = req.connect_opts.access_token();
@@ -866,6 +871,89 @@ mod tests {
     }
 
     #[test]
+    fn delegated_rooms_are_granted_by_their_delegate_alone() {
+        let (k, s, p) = world();
+        let routes = Routes::from_settings(&[crate::access::DelegateSettings {
+            rooms: "team-*".into(),
+            subject: "apps.access".into(),
+            timeout: Duration::from_millis(250),
+            cache: Duration::from_secs(30),
+        }])
+        .unwrap();
+        let p = p.with_delegates(routes);
+        let revoked = RevocationIndex::default();
+        let rooms = crate::rooms::RoomIndex::default();
+        let inputs = Inputs {
+            tokens: &k,
+            snapshot: &s,
+            rooms: &rooms,
+            revoked: &revoked,
+            policy: &p,
+        };
+        // alice's files grant "team-*" = read; the delegate decides those rooms alone.
+        let r = req(
+            Some(&token(&k, "alice", None)),
+            Some("all1;team-a;team-b;team-c;team-d"),
+            "Client",
+            "nats",
+        );
+        let first = decide(&r, &inputs, NOW).unwrap();
+        let asked: Vec<&str> = first.asks.iter().map(|a| a.room.as_str()).collect();
+        assert_eq!(asked, ["team-a", "team-b", "team-c", "team-d"]);
+        assert_eq!(first.asks[0].user, "alice");
+        assert_eq!(first.asks[0].groups, ["devs", "everyone"]);
+        assert_eq!(first.asks[0].roles, ["user"]);
+        assert_eq!(first.asks[0].account, "APP");
+        assert_eq!(first.asks[0].device_id, None);
+        assert_eq!(
+            first.rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["all1"],
+            "nothing delegated is granted before its answer"
+        );
+        let mut answers = Answers::default();
+        answers.insert("team-a".into(), Answer::Access(Some(Access::ReadWrite)));
+        answers.insert("team-b".into(), Answer::Access(None));
+        answers.insert("team-c".into(), Answer::Unavailable);
+        answers.insert("team-d".into(), Answer::Bad);
+        let g = decide_with(&r, &inputs, &answers, NOW).unwrap();
+        assert!(g.asks.is_empty());
+        assert_eq!(
+            g.permissions.publish.allow,
+            ["chat.all1.alice", "chat.team-a.alice"]
+        );
+        assert_eq!(
+            g.permissions.subscribe.allow,
+            [
+                "_INBOX.alice.>",
+                "nats-callout.notice.alice",
+                "chat.all1.>",
+                "chat.team-a.>"
+            ]
+        );
+        let refusals: Vec<(&str, &str)> = g.refusals().collect();
+        assert_eq!(
+            refusals,
+            [
+                ("team-b", "delegate-none"),
+                ("team-c", "delegate-unavailable"),
+                ("team-d", "delegate-bad-answer")
+            ]
+        );
+        assert_eq!(g.delegate_of("team-a").unwrap().subject, "apps.access");
+        assert!(g.delegate_of("all1").is_none());
+        // An admin's "every room" does not reach a delegated room either.
+        let admin = req(
+            Some(&token(&k, "root", None)),
+            Some("team-a;all1"),
+            "Client",
+            "nats",
+        );
+        let g = decide(&admin, &inputs, NOW).unwrap();
+        assert_eq!(g.refused, ["team-a"]);
+        assert_eq!(g.asks.len(), 1);
+    }
+
+    #[test]
     fn users_go_only_to_the_accounts_the_policy_names() {
         let (k, _, mut p) = world();
         let s = testing::snapshot(&format!(
@@ -892,7 +980,15 @@ mod tests {
             ("root", &["chat.ops.root"]),
             ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
             // The default token-reset roles are sysadmin alone (least privilege).
-            ("svc", &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.access.invalidate"]),
+            (
+                "svc",
+                &[
+                    "chat.ops.svc",
+                    "auth.v1.usercontext",
+                    "auth.v1.rooms.>",
+                    "auth.v1.access.invalidate",
+                ],
+            ),
         ];
         for (user, publish) in cases {
             let g = grant(user, "ops").unwrap();

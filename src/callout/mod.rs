@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use crate::access::{Answers, Delegates};
 use crate::claims::request::{self, AuthRequest};
 use crate::claims::response::{Outcome, UserJwt, response_jwt_as, user_jwt};
 use crate::clock::now_secs;
@@ -25,7 +26,6 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
-use crate::access::{Answers, Delegates};
 use decision::{Denied, Grant, Inputs, Policy, decide_with};
 use nkeys::KeyPair;
 
@@ -197,7 +197,12 @@ impl Callout {
 
     /// [`Callout::handle`], asking the delegates about the delegated rooms the cache has no
     /// answer for: in parallel, each within its budget, then deciding again with the answers.
-    pub async fn handle_async(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+    pub async fn handle_async(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+    ) -> (Vec<u8>, Verdict) {
         let started = std::time::Instant::now();
         let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
             Err(refused) => refused,
@@ -254,7 +259,12 @@ impl Callout {
     }
 
     /// Open and verify a request, or the empty reply refusing it.
-    fn open<'k>(&'k self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> Result<Request<'k>, Handled> {
+    fn open<'k>(
+        &'k self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+    ) -> Result<Request<'k>, Handled> {
         let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
@@ -343,7 +353,11 @@ impl Callout {
                 return (Vec::new(), Verdict::Refused("sign-failed"), Some(req));
             }
         };
-        (envelope::seal(reply, our_xkey, server_xkey.as_ref()), verdict, Some(req))
+        (
+            envelope::seal(reply, our_xkey, server_xkey.as_ref()),
+            verdict,
+            Some(req),
+        )
     }
 
     fn respond(

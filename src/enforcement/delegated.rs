@@ -39,14 +39,16 @@ impl Enforcement {
         }
         let since = Instant::now();
         let routes = dl.delegates.routes();
-        let named = |room: &str| routes.route(room).is_some() && req.room.as_deref().is_none_or(|r| r == room);
+        let named =
+            |room: &str| routes.route(room).is_some() && req.room.as_deref().is_none_or(|r| r == room);
         let (held, unknown) = {
             let r = self.registry();
             let keys: Vec<ConnKey> = match &req.user {
                 Some(u) => r.by_user(u),
                 None => r.all().map(|(k, _)| k.clone()).collect(),
             };
-            let (mut held, mut unknown): (Vec<(ConnKey, DecisionRecord)>, Vec<ConnKey>) = (Vec::new(), Vec::new());
+            let (mut held, mut unknown): (Vec<(ConnKey, DecisionRecord)>, Vec<ConnKey>) =
+                (Vec::new(), Vec::new());
             for k in keys {
                 match r.get(&k).map(|e| e.decision.as_ref()) {
                     Some(Some(d)) if d.rooms.iter().any(|(room, _)| named(room)) => held.push((k, d.clone())),
@@ -61,15 +63,20 @@ impl Enforcement {
         let answers = self.ask_again(dl, &held, &named).await;
         let mut affected = unknown;
         for (conn, d) in held {
-            let lost = d.rooms.iter().filter(|(room, _)| named(room)).any(|(room, granted)| {
-                match answers.get(&(d.user.clone(), room.clone())) {
-                    Some(Answer::Access(Some(now))) => {
-                        (granted.can_read() && !now.can_read()) || (granted.can_write() && !now.can_write())
+            let lost = d
+                .rooms
+                .iter()
+                .filter(|(room, _)| named(room))
+                .any(|(room, granted)| {
+                    match answers.get(&(d.user.clone(), room.clone())) {
+                        Some(Answer::Access(Some(now))) => {
+                            (granted.can_read() && !now.can_read())
+                                || (granted.can_write() && !now.can_write())
+                        }
+                        // "none", no answer, a bad one, or the user gone: taken back.
+                        _ => true,
                     }
-                    // "none", no answer, a bad one, or the user gone: taken back.
-                    _ => true,
-                }
-            });
+                });
             if lost {
                 affected.push(conn);
             }

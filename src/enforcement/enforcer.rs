@@ -46,7 +46,10 @@ impl Enforcement {
             old,
             revoked,
             token_reset_roles: &self.settings.token_reset_roles,
-            delegates: self.delegated.get().map_or(&NO_DELEGATES, |d| d.delegates.routes()),
+            delegates: self
+                .delegated
+                .get()
+                .map_or(&NO_DELEGATES, |d| d.delegates.routes()),
         }
     }
 
