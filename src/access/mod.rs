@@ -200,7 +200,7 @@ impl Routes {
     /// The first subject some grant could cover, with the template that would.
     pub fn check_private(&self, read: &Template, write: &Template, inbox: &Template) -> Result<(), String> {
         let notices = crate::wire::NOTICE_SUBJECTS;
-        for r in &self.0 {
+        for (i, r) in self.0.iter().enumerate() {
             let s = r.subject.as_str();
             let hit = [
                 (read.could_cover(s), "callout.read_subject"),
@@ -212,9 +212,10 @@ impl Routes {
             .find_map(|(hit, what)| hit.then_some(what));
             if let Some(what) = hit {
                 return Err(format!(
-                    "subject {s:?} of the delegate for rooms {}: a user's grant could reach it ({what}); \
+                    "table {} (rooms {:?}): subject {s:?}: a user's grant could reach it ({what}); \
                      whoever may subscribe there could answer and grant rooms",
-                    r.rooms
+                    i + 1,
+                    r.rooms.to_string()
                 ));
             }
         }

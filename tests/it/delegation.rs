@@ -544,3 +544,101 @@ async fn explain_names_the_delegate_offline_and_asks_it_live() {
         live.rooms[0]
     );
 }
+
+/// The fenced blocks of `lang` in the guide, in order.
+fn guide_blocks(lang: &str) -> Vec<String> {
+    let guide = include_str!("../../docs/src/guides/delegation.md");
+    guide
+        .split(&format!("```{lang}\n"))
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+/// The guide (`docs/src/guides/delegation.md`) as written: its table appended to the demo's
+/// `callout.toml` loads; its ask and answer are the contract's; its config-mode wiring, run
+/// by a real nats-server, lets an app service in the app account answer while a user of the
+/// app account can neither subscribe there nor send asks.
+#[tokio::test]
+async fn the_guide_runs_as_written() {
+    // The table, appended to the demo's configuration.
+    let table = &guide_blocks("toml")[0];
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/callout.toml")).unwrap();
+    let path = dir.path().join("callout.toml");
+    std::fs::write(&path, format!("{demo}\n{table}")).unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.access.delegate.len(), 1);
+    assert_eq!(c.access.delegate[0].subject, "apps.access");
+
+    // The messages.
+    let json = guide_blocks("json");
+    let ask: nats_callout::access::Ask = serde_json::from_str(&json[0]).unwrap();
+    assert_eq!(serde_json::to_value(&ask).unwrap(), serde_json::from_str::<Value>(&json[0]).unwrap());
+    assert_eq!(
+        nats_callout::access::ask::parse_answer(json[1].as_bytes()).unwrap(),
+        Some(nats_callout::permissions::Access::ReadWrite)
+    );
+
+    // The config-mode wiring on a real server, with this test's keys.
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let accounts = &guide_blocks("text")[0];
+    let keydir = env.dir.path().join("keys");
+    let sys_password = std::fs::read_to_string(keydir.join(nats_callout::keys::SYS_PASSWORD_FILE)).unwrap();
+    let issuer = nkeys::KeyPair::from_seed(
+        std::fs::read_to_string(&env.config.callout.issuer_seed_file).unwrap().trim(),
+    )
+    .unwrap()
+    .public_key();
+    let xkey = nkeys::XKey::from_seed(
+        std::fs::read_to_string(env.config.callout.xkey_seed_file.as_ref().unwrap()).unwrap().trim(),
+    )
+    .unwrap()
+    .public_key();
+    let port = crate::support::free_port();
+    let conf = env.dir.path().join("guide-server.conf");
+    let app_password = nuid::next().to_string();
+    std::fs::write(
+        &conf,
+        format!(
+            "CALLOUT_PASSWORD: \"{}\"\nSYS_PASSWORD: \"{}\"\nACCESS_SERVICE_PASSWORD: \"{app_password}\"\n\
+             listen: 127.0.0.1:{port}\nmax_control_line: 8KB\n{accounts}system_account: SYS\n{}",
+            env.callout_password,
+            sys_password.trim(),
+            nats_callout::keys::authorization_block(&issuer, Some(&xkey), &["callout", "sys", "access-service"], 2),
+        ),
+    )
+    .unwrap();
+    let server = crate::support::server::NatsServer::start_file(&conf, port, 0).expect("the guide's server starts");
+    let mut config = env.config.clone();
+    config.nats.url = server.url();
+    config.access.delegate = vec![delegate("team-*", "apps.access", 250)];
+    let _svc = env.start_callout_with(config).await;
+    let app = async_nats::ConnectOptions::new()
+        .user_and_password("access-service".into(), app_password)
+        .connect(server.url())
+        .await
+        .unwrap();
+    let access = AppService::start(app, "apps.access", Reply::Now(r#"{"access":"read"}"#.into())).await;
+    let watcher = async_nats::ConnectOptions::new()
+        .user_and_password("callout".into(), env.callout_password.clone())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut decisions = Decisions(watcher.subscribe("nats-callout.audit.allowed").await.unwrap());
+    watcher.flush().await.unwrap();
+    let bob = crate::support::connect_to(&server.url(), Some(&env.token("bob")), "all1;team-a", None)
+        .await
+        .expect("bob connects through the guide's server");
+    assert_eq!(access.asked(), 1);
+    let e = decisions.next("bob").await;
+    assert_eq!(
+        e["rooms"]["granted"][1],
+        json!({"room": "team-a", "access": "read", "source": "delegate:apps.access"})
+    );
+    // bob may not reach the delegate's subject.
+    let mut bob = bob;
+    let _d = bob.client.subscribe("apps.access").await.unwrap();
+    bob.expect_error("Permissions Violation for Subscription to \"apps.access\"")
+        .await;
+}
