@@ -574,7 +574,10 @@ async fn the_guide_runs_as_written() {
     // The messages.
     let json = guide_blocks("json");
     let ask: nats_callout::access::Ask = serde_json::from_str(&json[0]).unwrap();
-    assert_eq!(serde_json::to_value(&ask).unwrap(), serde_json::from_str::<Value>(&json[0]).unwrap());
+    assert_eq!(
+        serde_json::to_value(&ask).unwrap(),
+        serde_json::from_str::<Value>(&json[0]).unwrap()
+    );
     assert_eq!(
         nats_callout::access::ask::parse_answer(json[1].as_bytes()).unwrap(),
         Some(nats_callout::permissions::Access::ReadWrite)
@@ -586,12 +589,16 @@ async fn the_guide_runs_as_written() {
     let keydir = env.dir.path().join("keys");
     let sys_password = std::fs::read_to_string(keydir.join(nats_callout::keys::SYS_PASSWORD_FILE)).unwrap();
     let issuer = nkeys::KeyPair::from_seed(
-        std::fs::read_to_string(&env.config.callout.issuer_seed_file).unwrap().trim(),
+        std::fs::read_to_string(&env.config.callout.issuer_seed_file)
+            .unwrap()
+            .trim(),
     )
     .unwrap()
     .public_key();
     let xkey = nkeys::XKey::from_seed(
-        std::fs::read_to_string(env.config.callout.xkey_seed_file.as_ref().unwrap()).unwrap().trim(),
+        std::fs::read_to_string(env.config.callout.xkey_seed_file.as_ref().unwrap())
+            .unwrap()
+            .trim(),
     )
     .unwrap()
     .public_key();
@@ -605,11 +612,17 @@ async fn the_guide_runs_as_written() {
              listen: 127.0.0.1:{port}\nmax_control_line: 8KB\n{accounts}system_account: SYS\n{}",
             env.callout_password,
             sys_password.trim(),
-            nats_callout::keys::authorization_block(&issuer, Some(&xkey), &["callout", "sys", "access-service"], 2),
+            nats_callout::keys::authorization_block(
+                &issuer,
+                Some(&xkey),
+                &["callout", "sys", "access-service"],
+                2
+            ),
         ),
     )
     .unwrap();
-    let server = crate::support::server::NatsServer::start_file(&conf, port, 0).expect("the guide's server starts");
+    let server =
+        crate::support::server::NatsServer::start_file(&conf, port, 0).expect("the guide's server starts");
     let mut config = env.config.clone();
     config.nats.url = server.url();
     config.access.delegate = vec![delegate("team-*", "apps.access", 250)];
@@ -641,4 +654,71 @@ async fn the_guide_runs_as_written() {
     let _d = bob.client.subscribe("apps.access").await.unwrap();
     bob.expect_error("Permissions Violation for Subscription to \"apps.access\"")
         .await;
+}
+
+/// The delegated-decisions phase of `make bench` (`bench run --only-delegation`) at a small
+/// scale, so that it cannot rot: every system authorizes, none is refused, and each delegate
+/// was asked as its cache says (the cached one once per user at most).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_delegation_benchmark_runs() {
+    let tool = tokio::task::spawn_blocking(crate::rooms::bench::bench_tool)
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("results.json");
+    let ran = tokio::process::Command::new(tool)
+        .args(["run", "--only-delegation", "--rounds", "1", "--phase-secs", "0.3"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--service-bin")
+        .arg(env!("CARGO_BIN_EXE_nats-callout"))
+        .arg("--nats-server")
+        .arg(nats_callout::testing::nats_server_bin())
+        .kill_on_drop(true)
+        .output();
+    let ran = tokio::time::timeout(Duration::from_secs(300), ran)
+        .await
+        .expect("the phase ends by itself")
+        .unwrap();
+    let log = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "bench failed:\n{log}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let d = &results["delegation"];
+    let systems: Vec<(&str, u64)> = d["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["system"].as_str().unwrap(), s["concurrency"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(systems.len(), 10, "{d}");
+    for s in d["systems"].as_array().unwrap() {
+        assert!(s["ok"].as_u64().unwrap() > 0, "{s}");
+        let failed = ["refused", "timeouts", "io_errors"]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(failed, 0, "{s}\n{log}");
+    }
+    let never = d["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == "delegate-never")
+        .unwrap();
+    assert!(
+        never["p50_ms"].as_f64().unwrap() >= 250.0,
+        "a silent delegate costs the budget: {never}"
+    );
+    assert!(
+        d["asks_now"].as_u64().unwrap() > 0 && d["asks_never"].as_u64().unwrap() > 0,
+        "{d}"
+    );
+    assert!(d["asks_cached"].as_u64().unwrap() <= 1000, "{d}");
+    let targets = results["targets"].as_array().unwrap();
+    assert!(
+        targets
+            .iter()
+            .any(|t| t["target"] == "delegation: failed authorizations"),
+        "{results}"
+    );
 }

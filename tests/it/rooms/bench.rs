@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The load tool of this build's profile, built first (a no-op when it is up to date).
-fn bench_tool() -> PathBuf {
+pub(crate) fn bench_tool() -> PathBuf {
     let service = Path::new(env!("CARGO_BIN_EXE_nats-callout"));
     let profile_dir = service.parent().expect("the binary's directory");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {

@@ -5,7 +5,7 @@
 //! JetStream is in [`suite`]; the rooms-as-data benchmark at a small scale in [`bench`].
 
 mod api;
-mod bench;
+pub(crate) mod bench;
 mod guide;
 mod instances;
 mod nats;
