@@ -299,14 +299,9 @@ pub fn asks(q: &Question, snapshot: &Snapshot, policy: &Policy, asserted: Option
     q.rooms
         .iter()
         .filter(|r| validate_name(r).is_ok() && scope.reaches(r) && policy.delegates.route(r).is_some())
-        .map(|room| Ask {
-            user: q.user_id.clone(),
-            room: room.clone(),
-            groups: user.groups().to_vec(),
-            roles: user.roles().map(|r| r.as_str().to_string()).collect(),
-            account: user.account().unwrap_or(&policy.account).to_string(),
-            client_id: q.client_id.clone(),
-            device_id: None,
+        .map(|room| {
+            let account = user.account().unwrap_or(&policy.account);
+            Ask::of(&user, room, account, q.client_id.clone(), None)
         })
         .collect()
 }

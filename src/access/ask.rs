@@ -21,6 +21,29 @@ pub struct Ask {
     pub device_id: Option<String>,
 }
 
+impl Ask {
+    /// The ask about `user` (as the permission files, and a provider's assertion, make them)
+    /// in `room`, for a connection placed in `account`.
+    #[must_use]
+    pub fn of(
+        user: &crate::permissions::User,
+        room: &str,
+        account: &str,
+        client_id: Option<String>,
+        device_id: Option<String>,
+    ) -> Ask {
+        Ask {
+            user: user.id().to_string(),
+            room: room.to_string(),
+            groups: user.groups().to_vec(),
+            roles: user.roles().map(|r| r.as_str().to_string()).collect(),
+            account: account.to_string(),
+            client_id,
+            device_id,
+        }
+    }
+}
+
 /// The longest answer read; anything longer is a bad answer.
 pub const MAX_ANSWER_LEN: usize = 1024;
 

@@ -116,7 +116,7 @@ impl Delegates {
         let took = started.elapsed();
         metrics::histogram!("nats_callout_delegate_seconds", "delegate" => delegate.clone())
             .record(took.as_secs_f64());
-        let answer = match result {
+        match result {
             Err(_) => {
                 metrics::counter!("nats_callout_delegate_timeouts_total", "delegate" => delegate.clone())
                     .increment(1);
@@ -147,8 +147,7 @@ impl Delegates {
                     Answer::Bad
                 }
             },
-        };
-        answer
+        }
     }
 
     /// One request, after waiting for a slot.

@@ -360,7 +360,8 @@ fn grant_for(
             None => crate::rooms::access(snapshot, rooms, user, room),
             Some(route) => {
                 let answer = answers.get(room).unwrap_or_else(|| {
-                    asks.push(ask_for(identity, user, &account, room));
+                    let (client, device) = (identity.client_id.clone(), identity.did.clone());
+                    asks.push(Ask::of(user, room, &account, client, device));
                     Answer::Unavailable
                 });
                 delegated.push(Outcome {
@@ -396,19 +397,6 @@ fn grant_for(
         delegated,
         asks,
     })
-}
-
-/// What a delegate is asked about `user` (as the files and the token make them) in `room`.
-fn ask_for(identity: &AccessClaims, user: &crate::permissions::User, account: &str, room: &str) -> Ask {
-    Ask {
-        user: identity.sub.clone(),
-        room: room.to_string(),
-        groups: user.groups().to_vec(),
-        roles: user.roles().map(|r| r.as_str().to_string()).collect(),
-        account: account.to_string(),
-        client_id: identity.client_id.clone(),
-        device_id: identity.did.clone(),
-    }
 }
 
 /// The user the token names, as the files (and a provider's assertion) make them.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
@@ -179,20 +179,10 @@ impl Callout {
     /// Delegated rooms are answered from the cache only (the others are refused as
     /// unavailable); [`Callout::handle_async`] asks the delegates.
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
-        let started = std::time::Instant::now();
-        let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
-            Err(refused) => refused,
-            Ok(opened) => {
-                let mut verdict = self.decide_now(&opened.req, &Answers::default(), now);
-                if let Some(asks) = asks_of(&verdict) {
-                    let answers = self.delegates.cached(asks);
-                    verdict = self.decide_now(&opened.req, &answers, now);
-                }
-                self.conclude(opened, verdict, now)
-            }
-        };
-        self.report(started, req.as_ref(), &verdict, now);
-        (reply, verdict)
+        let cached = |asks: Vec<crate::access::Ask>| std::future::ready(self.delegates.cached(&asks));
+        self.handle_with(payload, xkey_header, now, cached)
+            .now_or_never()
+            .expect("answers from the cache are ready at once")
     }
 
     /// [`Callout::handle`], asking the delegates about the delegated rooms the cache has no
@@ -203,13 +193,30 @@ impl Callout {
         xkey_header: Option<&str>,
         now: i64,
     ) -> (Vec<u8>, Verdict) {
+        let asked = |asks: Vec<crate::access::Ask>| async move { self.delegates.resolve(&asks).await };
+        self.handle_with(payload, xkey_header, now, asked).await
+    }
+
+    /// Open, verify and decide; when delegated rooms need answers, get them from `answers`
+    /// and decide again; then answer, audit and count.
+    async fn handle_with<F, Fut>(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+        answers: F,
+    ) -> (Vec<u8>, Verdict)
+    where
+        F: FnOnce(Vec<crate::access::Ask>) -> Fut,
+        Fut: Future<Output = Answers>,
+    {
         let started = std::time::Instant::now();
         let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
-            Err(refused) => refused,
+            Err(refused) => *refused,
             Ok(opened) => {
                 let mut verdict = self.decide_now(&opened.req, &Answers::default(), now);
                 if let Some(asks) = asks_of(&verdict) {
-                    let answers = self.delegates.resolve(asks).await;
+                    let answers = answers(asks.to_vec()).await;
                     verdict = self.decide_now(&opened.req, &answers, now);
                 }
                 self.conclude(opened, verdict, now)
@@ -264,12 +271,12 @@ impl Callout {
         payload: &[u8],
         xkey_header: Option<&str>,
         now: i64,
-    ) -> Result<Request<'k>, Handled> {
+    ) -> Result<Request<'k>, Box<Handled>> {
         let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
                 warn!(reason = e.code(), error = %e, "authorization request refused");
-                return Err((Vec::new(), Verdict::Refused(e.code()), None));
+                return Err(Box::new((Vec::new(), Verdict::Refused(e.code()), None)));
             }
         };
         // Config mode: the server names our issuer; operator mode: the AUTH account.
@@ -281,7 +288,7 @@ impl Callout {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
-                return Err((Vec::new(), Verdict::Refused("request-invalid"), None));
+                return Err(Box::new((Vec::new(), Verdict::Refused("request-invalid"), None)));
             }
         };
         if let Some((header, _)) = &opened.server_xkey
@@ -292,7 +299,11 @@ impl Callout {
                 signed: req.server_id.xkey.clone(),
             };
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
-            return Err((Vec::new(), Verdict::Refused("request-xkey-mismatch"), Some(req)));
+            return Err(Box::new((
+                Vec::new(),
+                Verdict::Refused("request-xkey-mismatch"),
+                Some(req),
+            )));
         }
         Ok(Request {
             req,

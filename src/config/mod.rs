@@ -380,27 +380,54 @@ mod tests {
         .unwrap();
         let c = Config::load(&path).unwrap();
         let d = &c.access.delegate;
-        assert_eq!((d[0].rooms.as_str(), d[0].subject.as_str()), ("team-*", "apps.access"));
-        assert_eq!((d[0].timeout, d[0].cache), (Duration::from_millis(250), Duration::from_secs(30)));
-        assert_eq!((d[1].timeout, d[1].cache), (Duration::from_millis(100), Duration::ZERO));
+        assert_eq!(
+            (d[0].rooms.as_str(), d[0].subject.as_str()),
+            ("team-*", "apps.access")
+        );
+        assert_eq!(
+            (d[0].timeout, d[0].cache),
+            (Duration::from_millis(250), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (d[1].timeout, d[1].cache),
+            (Duration::from_millis(100), Duration::ZERO)
+        );
         // Each refusal names the table and says what is wrong.
         for (table, needle) in [
             ("rooms = \"team-**\"\nsubject = \"apps.access\"", "only one '*'"),
             ("rooms = \"a.b\"\nsubject = \"apps.access\"", "rooms"),
             ("rooms = \"team-*\"\nsubject = \"apps.>\"", "literal subject"),
-            ("rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"3s\"", "authorization.timeout"),
-            ("rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"soon\"", "timeout"),
-            ("rooms = \"team-*\"\nsubject = \"chat.team-a.ask\"", "callout.read_subject"),
+            (
+                "rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"3s\"",
+                "authorization.timeout",
+            ),
+            (
+                "rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"soon\"",
+                "timeout",
+            ),
+            (
+                "rooms = \"team-*\"\nsubject = \"chat.team-a.ask\"",
+                "callout.read_subject",
+            ),
             ("rooms = \"team-*\"\nsubject = \"_INBOX.bob.x\"", "reserved"),
             ("rooms = \"team-*\"\nsubject = \"auth.v1.x\"", "reserved"),
             ("rooms = \"team-*\"", "subject"),
             ("rooms = \"team-*\"\nsubject = \"a\"\nanswer = 1", "answer"),
         ] {
-            std::fs::write(&path, format!("[[access.delegate]]\nrooms = \"x\"\nsubject = \"ok.x\"\n[[access.delegate]]\n{table}\n")).unwrap();
+            std::fs::write(
+                &path,
+                format!(
+                    "[[access.delegate]]\nrooms = \"x\"\nsubject = \"ok.x\"\n[[access.delegate]]\n{table}\n"
+                ),
+            )
+            .unwrap();
             let err = Config::load(&path).unwrap_err().to_string();
             assert!(err.contains(needle), "{table}: {err}");
             if !err.contains("unknown field") && !err.contains("missing field") && !err.contains("soon") {
-                assert!(err.contains("access.delegate") && err.contains("table 2"), "{table}: {err}");
+                assert!(
+                    err.contains("access.delegate") && err.contains("table 2"),
+                    "{table}: {err}"
+                );
             }
         }
         // A subject the grant's own templates could reach, with other templates.

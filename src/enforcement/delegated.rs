@@ -113,15 +113,14 @@ impl Enforcement {
                 if asks.iter().any(|a| a.room == *room) {
                     continue;
                 }
-                asks.push(Ask {
-                    user: d.user.clone(),
-                    room: room.clone(),
-                    groups: user.groups().to_vec(),
-                    roles: user.roles().map(|r| r.as_str().to_string()).collect(),
-                    account: user.account().unwrap_or(&dl.account).to_string(),
-                    client_id: d.client_id.clone(),
-                    device_id: d.device.clone(),
-                });
+                let account = user.account().unwrap_or(&dl.account);
+                asks.push(Ask::of(
+                    &user,
+                    room,
+                    account,
+                    d.client_id.clone(),
+                    d.device.clone(),
+                ));
             }
         }
         let asked = futures::future::join_all(per_user.into_iter().map(|(user, asks)| async move {

@@ -39,6 +39,13 @@ pub(crate) struct AppService {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Reply {
+    /// `{"access": access}` at once.
+    pub(crate) fn access(access: &str) -> Reply {
+        Reply::Now(json!({ "access": access }).to_string())
+    }
+}
+
 impl Drop for AppService {
     fn drop(&mut self) {
         self.task.abort();
@@ -99,10 +106,10 @@ impl AppService {
     }
 
     pub(crate) fn answer(&self, user: &str, room: &str, access: &str) {
-        self.answers.lock().unwrap().insert(
-            (user.into(), room.into()),
-            Reply::Now(json!({ "access": access }).to_string()),
-        );
+        self.answers
+            .lock()
+            .unwrap()
+            .insert((user.into(), room.into()), Reply::access(access));
     }
 
     pub(crate) fn asked(&self) -> usize {
@@ -197,7 +204,7 @@ async fn app_services_in_the_app_account_and_in_the_services_own_decide_their_ro
         ],
     )
     .await;
-    let none = Reply::Now(r#"{"access":"none"}"#.into());
+    let none = Reply::access("none");
     // In the app account, exported to the service's.
     let teams = AppService::start(app_account_client(&env).await, "apps.teams", none.clone()).await;
     teams.answer("bob", "team-a", "readwrite");
@@ -289,12 +296,7 @@ async fn a_delegate_that_answers_garbage_slowly_never_or_is_gone_refuses_its_roo
     )
     .await;
     let app = app_account_client(&env).await;
-    let _teams = AppService::start(
-        app.clone(),
-        "apps.teams",
-        Reply::Now(r#"{"access":"readwrite"}"#.into()),
-    )
-    .await;
+    let _teams = AppService::start(app.clone(), "apps.teams", Reply::access("readwrite")).await;
     let _bad = AppService::start(app.clone(), "apps.garbage", Reply::Now("garbage".into())).await;
     let _slow = AppService::start(
         app.clone(),
@@ -402,7 +404,7 @@ async fn answers_are_cached_and_invalidation_takes_a_room_back_from_a_live_conne
     let teams = AppService::start(
         app_account_client(&env).await,
         "apps.teams",
-        Reply::Now(r#"{"access":"none"}"#.into()),
+        Reply::access("none"),
     )
     .await;
     teams.answer("bob", "team-a", "readwrite");
@@ -498,7 +500,7 @@ async fn explain_names_the_delegate_offline_and_asks_it_live() {
     let teams = AppService::start(
         app_account_client(&env).await,
         "apps.teams",
-        Reply::Now(r#"{"access":"none"}"#.into()),
+        Reply::access("none"),
     )
     .await;
     teams.answer("bob", "team-a", "read");
@@ -632,7 +634,7 @@ async fn the_guide_runs_as_written() {
         .connect(server.url())
         .await
         .unwrap();
-    let access = AppService::start(app, "apps.access", Reply::Now(r#"{"access":"read"}"#.into())).await;
+    let access = AppService::start(app, "apps.access", Reply::access("read")).await;
     let watcher = async_nats::ConnectOptions::new()
         .user_and_password("callout".into(), env.callout_password.clone())
         .connect(server.url())
@@ -661,28 +663,8 @@ async fn the_guide_runs_as_written() {
 /// was asked as its cache says (the cached one once per user at most).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_delegation_benchmark_runs() {
-    let tool = tokio::task::spawn_blocking(crate::rooms::bench::bench_tool)
-        .await
-        .unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let out = work.path().join("results.json");
-    let ran = tokio::process::Command::new(tool)
-        .args(["run", "--only-delegation", "--rounds", "1", "--phase-secs", "0.3"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--service-bin")
-        .arg(env!("CARGO_BIN_EXE_nats-callout"))
-        .arg("--nats-server")
-        .arg(nats_callout::testing::nats_server_bin())
-        .kill_on_drop(true)
-        .output();
-    let ran = tokio::time::timeout(Duration::from_secs(300), ran)
-        .await
-        .expect("the phase ends by itself")
-        .unwrap();
-    let log = String::from_utf8_lossy(&ran.stderr);
-    assert!(ran.status.success(), "bench failed:\n{log}");
-    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let (results, log) =
+        crate::rooms::bench::run_bench(&["--only-delegation", "--rounds", "1", "--phase-secs", "0.3"]).await;
     let d = &results["delegation"];
     let systems: Vec<(&str, u64)> = d["systems"]
         .as_array()

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The load tool of this build's profile, built first (a no-op when it is up to date).
-pub(crate) fn bench_tool() -> PathBuf {
+fn bench_tool() -> PathBuf {
     let service = Path::new(env!("CARGO_BIN_EXE_nats-callout"));
     let profile_dir = service.parent().expect("the binary's directory");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -35,21 +35,40 @@ fn n(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} in {v}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rooms_benchmark_hears_every_notice_and_sees_every_kick() {
+/// Run `bench run ARGS` (built first) against this build's service and nats-server, within
+/// five minutes; its results and its log.
+pub(crate) async fn run_bench(args: &[&str]) -> (Value, String) {
     let tool = tokio::task::spawn_blocking(bench_tool).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("results.json");
     let mut cmd = tokio::process::Command::new(tool);
-    cmd.args([
-        "run",
+    cmd.arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .arg("--service-bin")
+        .arg(env!("CARGO_BIN_EXE_nats-callout"))
+        .arg("--nats-server")
+        .arg(nats_callout::testing::nats_server_bin())
+        .kill_on_drop(true);
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the phase ends by itself")
+        .unwrap();
+    let log = String::from_utf8_lossy(&ran.stderr).into_owned();
+    assert!(ran.status.success(), "bench failed:\n{log}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (results, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rooms_benchmark_hears_every_notice_and_sees_every_kick() {
+    let (results, log) = run_bench(&[
         "--only-rooms",
         "--rooms-data",
         "200",
         "--rooms-members",
         "2000",
-    ])
-    .args([
         "--rooms-connections",
         "50",
         "--rounds",
@@ -57,20 +76,7 @@ async fn the_rooms_benchmark_hears_every_notice_and_sees_every_kick() {
         "--phase-secs",
         "0.5",
     ])
-    .arg("--out")
-    .arg(&out)
-    .arg("--service-bin")
-    .arg(env!("CARGO_BIN_EXE_nats-callout"))
-    .arg("--nats-server")
-    .arg(nats_callout::testing::nats_server_bin())
-    .kill_on_drop(true);
-    let ran = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the phase ends by itself")
-        .unwrap();
-    let log = String::from_utf8_lossy(&ran.stderr);
-    assert!(ran.status.success(), "bench failed:\n{log}");
-    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    .await;
     let r = &results["rooms"];
     assert_eq!((n(r, "/rooms"), n(r, "/memberships")), (200.0, 2000.0), "{r}");
     let stores: Vec<&str> = r["fill"]

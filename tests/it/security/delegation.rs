@@ -21,12 +21,7 @@ async fn a_user_cannot_subscribe_to_a_delegate_subject_nor_answer_an_ask() {
     )
     .await;
     let app = app_account_client(&env).await;
-    let _teams = AppService::start(
-        app.clone(),
-        "apps.teams",
-        Reply::Now(r#"{"access":"readwrite"}"#.into()),
-    )
-    .await;
+    let _teams = AppService::start(app.clone(), "apps.teams", Reply::access("readwrite")).await;
     let quiet = AppService::start(app, "apps.quiet", Reply::Silent).await;
     let mut decisions = Decisions::watch(&env).await;
 
