@@ -70,11 +70,17 @@ impl App {
         let providers = load_providers(&config).await;
         let token_keys = load_token_keys(&config, &providers)?;
         let snapshot = load_permissions(&config)?;
-        let routes = crate::access::Routes::from_settings(&config.access.delegate)
-            .map_err(|e| anyhow::anyhow!("access.delegate: {e}"))?;
         let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
-            .map_err(anyhow::Error::msg)?
-            .with_delegates(routes.clone());
+            .map_err(anyhow::Error::msg)?;
+        // Checked again here (a configuration built in code skips `Config::validate`): no
+        // grant of this policy may reach a delegate's subject.
+        let routes = crate::access::Routes::from_settings(&config.access.delegate)
+            .and_then(|r| {
+                r.check_private(&policy.read_subject, &policy.write_subject, &policy.inbox_prefix)
+                    .map(|()| r)
+            })
+            .map_err(|e| anyhow::anyhow!("invalid setting access.delegate: {e}"))?;
+        let policy = policy.with_delegates(routes.clone());
         info!(
             users = snapshot.user_count(),
             rooms = snapshot.room_count(),

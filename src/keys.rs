@@ -354,7 +354,7 @@ accounts {{
       {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}
       {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }}
     ]
-    # exports: [ {{ service: "apps.access" }} ]   # the delegate's subject, for AUTH only
+    # exports: [ {{ service: "apps.access", accounts: [ AUTH ] }} ]   # the delegate's, AUTH only
   }}
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}
