@@ -16,6 +16,11 @@ pub struct Cache {
     max: usize,
 }
 
+/// When an ask started, as the cache counts forgets: an answer to an ask that started
+/// before a forget is not kept (it may be what the forget meant to drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
 #[derive(Debug, Default)]
 struct Inner {
     /// (user, room) -> the answer, until when, and the insertion it came from.
@@ -24,6 +29,8 @@ struct Inner {
     /// skipped when it comes up).
     order: VecDeque<(Key, u64)>,
     next: u64,
+    /// Forgets so far.
+    forgets: u64,
 }
 
 impl Cache {
@@ -47,12 +54,29 @@ impl Cache {
         (now < *until).then_some(*access)
     }
 
-    /// Keep `access` for `user` in `room` for `ttl` (nothing for a zero `ttl`).
-    pub fn put(&self, user: &str, room: &str, access: Option<Access>, ttl: Duration, now: Instant) {
+    /// The generation an ask starting now belongs to.
+    pub fn generation(&self) -> Generation {
+        Generation(self.lock().forgets)
+    }
+
+    /// Keep `access` for `user` in `room` for `ttl` (nothing for a zero `ttl`, nor when a
+    /// forget came after `asked`).
+    pub fn put(
+        &self,
+        user: &str,
+        room: &str,
+        access: Option<Access>,
+        ttl: Duration,
+        now: Instant,
+        asked: Generation,
+    ) {
         if ttl.is_zero() {
             return;
         }
         let mut inner = self.lock();
+        if inner.forgets != asked.0 {
+            return;
+        }
         let seq = inner.next;
         inner.next += 1;
         let key = (user.to_string(), room.to_string());
@@ -77,6 +101,7 @@ impl Cache {
     /// `None`); how many were forgotten.
     pub fn forget(&self, user: Option<&str>, room: Option<&str>) -> usize {
         let mut inner = self.lock();
+        inner.forgets += 1;
         let before = inner.entries.len();
         inner
             .entries
@@ -102,12 +127,30 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(30);
 
+    impl Cache {
+        fn put_now(&self, user: &str, room: &str, access: Option<Access>, ttl: Duration, now: Instant) {
+            self.put(user, room, access, ttl, now, self.generation());
+        }
+    }
+
+    #[test]
+    fn an_answer_asked_before_a_forget_is_not_kept() {
+        let c = Cache::new(10);
+        let t0 = Instant::now();
+        let asked = c.generation();
+        c.forget(Some("bob"), None);
+        c.put("bob", "team-a", Some(Access::Read), TTL, t0, asked);
+        assert_eq!(c.get("bob", "team-a", t0), None);
+        c.put("bob", "team-a", Some(Access::Read), TTL, t0, c.generation());
+        assert_eq!(c.get("bob", "team-a", t0), Some(Some(Access::Read)));
+    }
+
     #[test]
     fn answers_are_kept_until_their_ttl() {
         let c = Cache::new(10);
         let t0 = Instant::now();
-        c.put("bob", "team-a", Some(Access::Read), TTL, t0);
-        c.put("bob", "team-b", None, TTL, t0);
+        c.put_now("bob", "team-a", Some(Access::Read), TTL, t0);
+        c.put_now("bob", "team-b", None, TTL, t0);
         assert_eq!(c.get("bob", "team-a", t0), Some(Some(Access::Read)));
         assert_eq!(
             c.get("bob", "team-b", t0),
@@ -116,7 +159,7 @@ mod tests {
         );
         assert_eq!(c.get("alice", "team-a", t0), None);
         assert_eq!(c.get("bob", "team-a", t0 + TTL), None, "expired");
-        c.put("bob", "team-c", Some(Access::Read), Duration::ZERO, t0);
+        c.put_now("bob", "team-c", Some(Access::Read), Duration::ZERO, t0);
         assert_eq!(c.get("bob", "team-c", t0), None, "cache = 0 keeps nothing");
     }
 
@@ -125,17 +168,17 @@ mod tests {
         let c = Cache::new(3);
         let t0 = Instant::now();
         for i in 0..3 {
-            c.put("u", &format!("r{i}"), Some(Access::Read), TTL, t0);
+            c.put_now("u", &format!("r{i}"), Some(Access::Read), TTL, t0);
         }
         // r0 answered again: now the newest.
-        c.put("u", "r0", Some(Access::Write), TTL, t0);
-        c.put("u", "r3", Some(Access::Read), TTL, t0);
+        c.put_now("u", "r0", Some(Access::Write), TTL, t0);
+        c.put_now("u", "r3", Some(Access::Read), TTL, t0);
         assert_eq!(c.len(), 3);
         assert_eq!(c.get("u", "r1", t0), None, "the oldest went");
         assert_eq!(c.get("u", "r0", t0), Some(Some(Access::Write)));
         for i in 0..1000 {
-            c.put("u", &format!("x{i}"), None, TTL, t0);
-            c.put("u", "x0", None, TTL, t0);
+            c.put_now("u", &format!("x{i}"), None, TTL, t0);
+            c.put_now("u", "x0", None, TTL, t0);
         }
         assert_eq!(c.len(), 3);
         assert!(c.lock().order.len() <= 7, "{}", c.lock().order.len());
@@ -146,13 +189,13 @@ mod tests {
         let c = Cache::new(10);
         let t0 = Instant::now();
         for (u, r) in [("bob", "a"), ("bob", "b"), ("alice", "a"), ("alice", "b")] {
-            c.put(u, r, Some(Access::Read), TTL, t0);
+            c.put_now(u, r, Some(Access::Read), TTL, t0);
         }
         assert_eq!(c.forget(Some("bob"), Some("a")), 1);
         assert_eq!(c.forget(None, Some("b")), 2);
         assert_eq!(c.forget(Some("alice"), None), 1);
         assert!(c.is_empty());
-        c.put("bob", "a", None, TTL, t0);
+        c.put_now("bob", "a", None, TTL, t0);
         assert_eq!(c.forget(None, None), 1);
     }
 }

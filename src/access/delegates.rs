@@ -111,7 +111,7 @@ impl Delegates {
     pub async fn ask(&self, route: &Route, ask: &Ask) -> Answer {
         let delegate = route.subject.clone();
         metrics::counter!("nats_callout_delegate_asks_total", "delegate" => delegate.clone()).increment(1);
-        let started = Instant::now();
+        let (started, generation) = (Instant::now(), self.cache.generation());
         let result = tokio::time::timeout(route.timeout, self.request(route, ask)).await;
         let took = started.elapsed();
         metrics::histogram!("nats_callout_delegate_seconds", "delegate" => delegate.clone())
@@ -133,8 +133,9 @@ impl Delegates {
             }
             Ok(Ok(payload)) => match parse_answer(&payload) {
                 Ok(access) => {
+                    let now = Instant::now();
                     self.cache
-                        .put(&ask.user, &ask.room, access, route.cache, Instant::now());
+                        .put(&ask.user, &ask.room, access, route.cache, now, generation);
                     debug!(delegate = %route.subject, user = %ask.user, room = %ask.room,
                         access = access.map_or("none", Access::as_str), took_ms = ms(took), "delegate answered");
                     Answer::Access(access)
