@@ -69,6 +69,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         return finish(&args, &setup, started, work, measured, None);
     }
+    if args.only_looping {
+        let measured = report::Results {
+            looping: Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?),
+            ..Default::default()
+        };
+        return finish(&args, &setup, started, work, measured, None);
+    }
     if args.rooms.only_rooms {
         let measured = report::Results {
             rooms: Some(crate::rooms::run(&args, &setup).await?),
@@ -198,6 +205,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Some(crate::rooms::run(&args, &setup).await?)
     };
+    let looping = if args.skip_looping {
+        None
+    } else {
+        Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?)
+    };
     let delegation = if args.delegation.skip_delegation {
         None
     } else {
@@ -205,6 +217,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let measured = report::Results {
         rooms,
+        looping,
         delegation,
         service_rss_mib: service_rss.0,
         throughput,

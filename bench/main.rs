@@ -10,15 +10,17 @@
 //! reconnect storm (every client kicked at once), a generated large permission set, and
 //! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
 //! JetStream store; revocation propagation; enforcer failover) and rooms as data at scale
-//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), and
-//! delegated decisions (connect latency with one delegated room answered at once, after
-//! 100 ms and never, beside the plain callout).
+//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), a
+//! client reconnecting in a loop beside normal traffic, with and without
+//! `limits.connect_rate`, and delegated decisions (connect latency with one delegated room
+//! answered at once, after 100 ms and never, beside the plain callout).
 //! Everything it starts is stopped when it ends.
 
 mod client;
 mod delegation;
 mod generate;
 mod load;
+mod looping;
 mod procs;
 mod report;
 mod responder;
@@ -104,6 +106,15 @@ pub struct RunArgs {
     pub rooms: rooms::RoomsArgs,
     #[command(flatten)]
     pub delegation: delegation::DelegationArgs,
+    /// Skip the looping-client phase (`limits.connect_rate`).
+    #[arg(long, conflicts_with = "only_looping")]
+    pub skip_looping: bool,
+    /// Run only the looping-client phase.
+    #[arg(long)]
+    pub only_looping: bool,
+    /// `connects` of the rate-on service's `limits.connect_rate` (10 s window, 60 s cool-down).
+    #[arg(long, default_value_t = 20)]
+    pub looping_connects: u32,
     /// Keep the work directory (configs, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,

@@ -29,6 +29,8 @@ pub struct Results {
     pub rooms: Option<crate::rooms::Rooms>,
     /// Delegated decisions: one delegated room beside the plain callout.
     pub delegation: Option<crate::delegation::Delegation>,
+    /// A client reconnecting in a loop, with and without `limits.connect_rate`.
+    pub looping: Option<crate::looping::Looping>,
     pub targets: Vec<Check>,
     pub phases: Vec<Phase>,
 }
@@ -125,6 +127,27 @@ pub fn print_storm(what: &str, s: &Storm) {
         s.reconnect_p99_ms,
         s.service_cpu_ms_per_auth
     );
+}
+
+pub fn print_looping(l: &crate::looping::Looping) {
+    println!();
+    println!(
+        "A client reconnecting in a loop beside normal clients (c=20); rate-on: {}",
+        l.rate
+    );
+    for s in &l.normal {
+        let looper = l.looper.iter().find(|x| x.system == s.system);
+        let looped = looper.map_or(String::new(), |x| {
+            format!(
+                "; looping client {:.0} allowed/s, {:.0} refused/s",
+                x.allowed_per_second, x.refused_per_second
+            )
+        });
+        println!(
+            "  {:14} normal {:7.0}/s  p50 {:6.2} ms  p99 {:6.2} ms{looped}",
+            s.system, s.rate_median, s.p50_ms, s.p99_ms
+        );
+    }
 }
 
 pub fn print_store(s: &Store) {

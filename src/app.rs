@@ -109,6 +109,7 @@ impl App {
             crate::access::Delegates::new(routes, config.access.max_in_flight, config.access.cache_entries)
                 .with_client(client.clone()),
         );
+        let limits = Arc::new(crate::limits::Gate::new(config.limits.clone()));
         let callout = Arc::new(
             Callout::new(
                 keys,
@@ -120,9 +121,11 @@ impl App {
             .with_operator(operator)
             .with_rooms(rooms.index().clone())
             .with_audit(audit.clone())
-            .with_delegates(delegates),
+            .with_delegates(delegates)
+            .with_limits(limits.clone()),
         );
-        let enforcement = build_enforcement(&config, &health, &permissions, &tokens, rooms.index()).await?;
+        let enforcement =
+            build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
             if !callout.delegates().is_empty() {
@@ -208,7 +211,15 @@ impl App {
             )
             .with_guest_refresh(self.config.tokens.guest_refresh)
             .with_rooms(self.rooms.clone())
-            .with_protocol((&self.config.callout).into()),
+            .with_protocol((&self.config.callout).into())
+            .with_credentials(
+                (self.config.callout.mode == crate::config::CalloutMode::Operator).then(|| {
+                    crate::http::state::Credentials {
+                        callout: self.callout.clone(),
+                        ttl: self.config.tokens.credentials_ttl,
+                    }
+                }),
+            ),
         )
     }
 
@@ -426,12 +437,16 @@ async fn build_enforcement(
     permissions: &Permissions,
     tokens: &TokenService,
     rooms: &Arc<RoomIndex>,
+    limits: Arc<crate::limits::Gate>,
 ) -> anyhow::Result<Option<Arc<Enforcement>>> {
     let Some(sys) = system_connection(config, health).await? else {
         warn!("no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off");
+        if config.limits.connect_rate.is_some() {
+            warn!("limits.connect_rate is set but needs live enforcement: it is off");
+        }
         return Ok(None);
     };
-    Ok(Some(Enforcement::new(
+    let enforcement = Enforcement::new(
         sys,
         permissions.clone(),
         tokens.revocations().clone(),
@@ -439,7 +454,9 @@ async fn build_enforcement(
         config.enforcement.clone(),
         config.callout.enforced_accounts(),
         leadership(config),
-    )))
+    );
+    enforcement.limit_with(limits);
+    Ok(Some(enforcement))
 }
 
 /// The permission set's reloader: from the directory or the published set.

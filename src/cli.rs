@@ -145,6 +145,10 @@ pub enum Command {
         ttl: Option<Duration>,
         #[arg(long, env = "NATS_CALLOUT_TOKEN_DEVICE")]
         device: Option<String>,
+        /// The application (`clientId`) the token is for: its connections reach only the
+        /// application's rooms (an `[applications.NAME]` when the files define some).
+        #[arg(long, env = "NATS_CALLOUT_TOKEN_CLIENT")]
+        client: Option<String>,
     },
 }
 
@@ -221,7 +225,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             ask_service(&load(config)?, TOKEN_RESET_SUBJECT, serde_json::to_vec(&req)?).await
         }
-        Command::Token { user, ttl, device } => token(&load(config)?, &user, ttl, device.as_deref()),
+        Command::Token {
+            user,
+            ttl,
+            device,
+            client,
+        } => token(&load(config)?, &user, ttl, device.as_deref(), client.as_deref()),
         Command::Explain {
             user,
             rooms,
@@ -355,17 +364,30 @@ async fn healthcheck(config: &Path, url: Option<String>) -> anyhow::Result<ExitC
     })
 }
 
-/// `token --user NAME [--ttl D] [--device ID]`: mint an access token.
+/// `token --user NAME [--ttl D] [--device ID] [--client APP]`: mint an access token.
 fn token(
     config: &Config,
     user: &str,
     ttl: Option<Duration>,
     device: Option<&str>,
+    client: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let keys = TokenKeys::from_settings(&config.tokens).context("while loading the token signing key")?;
+    if let Some(c) = client {
+        crate::names::validate_name(c).map_err(|e| anyhow::anyhow!("--client {c:?}: {e}"))?;
+    }
     match Snapshot::load_dir(&config.permissions.dir) {
-        Ok(s) if s.user(user).is_none() => eprintln!("warning: {user} is not in the permission files"),
-        Ok(_) => {}
+        Ok(s) => {
+            if s.user(user).is_none() {
+                eprintln!("warning: {user} is not in the permission files");
+            }
+            // As a login would: an application the files do not define is refused.
+            s.check_application(client)
+                .map_err(|e| anyhow::anyhow!("--client: {e}"))?;
+        }
+        Err(e) if client.is_some() => {
+            anyhow::bail!("--client cannot be checked: the permission files do not load:\n{e}")
+        }
         Err(e) => eprintln!("warning: permission files do not load:\n{e}"),
     }
     let ttl = ttl.unwrap_or(config.tokens.access_ttl);
@@ -388,7 +410,7 @@ fn token(
             ttl,
             session_expires_at: None,
             asserted: None,
-            client_id: None,
+            client_id: client,
         },
         crate::clock::now_secs(),
     )?;

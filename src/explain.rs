@@ -68,6 +68,10 @@ pub struct Explanation {
     /// and one for everyone), latest first (live only; empty when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revocations: Vec<UserRevocation>,
+    /// What the user may hold at once (`connections`, `subscriptions`), when the permission
+    /// files limit it (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::permissions::Limits>,
 }
 
 /// A revocation of every token of a user (or of everyone) issued at or before `before`.
@@ -135,6 +139,7 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
         rooms,
         sessions: None,
         revocations: Vec::new(),
+        limits: None,
     };
     // A deny of the whole connection: every room says it.
     let denied = |deny: Deny| {
@@ -175,7 +180,11 @@ pub fn explain(q: &Question, inputs: &Inputs<'_>) -> Explanation {
             room_verdict(room, user, &scope, files, inputs)
         })
         .collect();
-    answer(None, rooms)
+    let limits = Some(user.limits()).filter(|l| !l.is_none());
+    Explanation {
+        limits,
+        ..answer(None, rooms)
+    }
 }
 
 fn refused(room: &str, reason: &str, source: &str) -> Verdict {
@@ -374,6 +383,11 @@ pub fn render(e: &Explanation) -> String {
     if let Some(code) = &e.denied {
         let _ = writeln!(out, "every connection is denied: {code}");
     }
+    if let Some(l) = &e.limits {
+        let n = |v: Option<u32>| v.map_or("unlimited".to_string(), |n| n.to_string());
+        let (c, s) = (n(l.connections), n(l.subscriptions));
+        let _ = writeln!(out, "limits: {c} connections, {s} subscriptions per connection");
+    }
     for r in &e.revocations {
         let at = crate::clock::rfc3339(r.before);
         let _ = writeln!(out, "tokens issued at or before {at} are refused: {}", r.reason);
@@ -438,6 +452,23 @@ mod tests {
             mode: "offline",
         };
         explain(q, &inputs)
+    }
+
+    #[test]
+    fn the_users_limits_are_shown_when_the_files_set_them() {
+        let text = "[users.bob]\ngroups = [\"g\"]\n[groups.g]\nlimits = { connections = 2 }\n[users.carol]\n";
+        let data = RoomIndex::default();
+        let e = ask(text, &data, &question("bob", &["all1"], None));
+        let limits = e.limits.expect("limits shown");
+        assert_eq!((limits.connections, limits.subscriptions), (Some(2), None));
+        assert!(render(&e).contains("limits: 2 connections, unlimited subscriptions per connection"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["limits"], serde_json::json!({"connections": 2}));
+        assert!(
+            ask(text, &data, &question("carol", &["all1"], None))
+                .limits
+                .is_none()
+        );
     }
 
     /// The line of the first line of `text` containing `needle`.

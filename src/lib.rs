@@ -26,6 +26,7 @@
 //! - [`audit`]: the audit trail: decisions and changes of access as JSON events, never blocking a decision.
 //! - [`rooms`]: rooms as data: created, shared and taken back by users and apps; the index decisions read.
 //! - [`context`]: the user context of an access token (`/api/auth/me`, `auth.v1.usercontext`).
+//! - [`limits`]: per-user limits on live connections (connections, subscriptions) and the opt-in connect rate.
 //! - [`callout`]: the request path (envelope, verification, the pure [`callout::decision`], replies) and its NATS loop.
 //! - [`explain`]: what a connection of a user would get, room by room, and why (files, data, scope).
 //! - [`enforcement`]: live connections (registry) and the enforcer (notices, kicks, token reset).
@@ -54,6 +55,7 @@ pub mod health;
 pub mod http;
 pub mod keys;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod nats;
 pub mod oidc;

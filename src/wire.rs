@@ -15,6 +15,8 @@ pub const AUTH_ERROR_SUBJECT: &str = "$SYS.ACCOUNT.CLIENT.AUTH.ERR";
 
 /// Decision records of allowed connections, for live enforcement.
 pub const DECISION_SUBJECT: &str = "nats-callout.decisions";
+/// Limits the enforcer applied, for every instance's decisions ([`LimitFact`]).
+pub const LIMITS_SUBJECT: &str = "nats-callout.limits";
 /// Operators revoke through the running service (service credentials, `nats-callout revoke`).
 pub const ADMIN_REVOKE_SUBJECT: &str = "nats-callout.admin.revoke";
 /// Operators ask a running instance for its status (`nats-callout status`).
@@ -46,7 +48,7 @@ pub fn notice_subject(user: &str) -> String {
 
 /// The audit trail, in the service's account: `nats-callout.audit.<kind>`, where kind is a
 /// decision's result (`allowed`, `denied`, `refused`, `error`) or a change of access
-/// (`revocation`, `kick`, `token-reset`, `room`).
+/// (`revocation`, `kick`, `token-reset`, `room`, `limit`).
 pub const AUDIT_SUBJECTS: &str = "nats-callout.audit.>";
 
 /// The subject audit events of `kind` are published on.
@@ -70,6 +72,11 @@ pub fn privilege_subjects(p: Privileges) -> impl Iterator<Item = String> {
 /// A request to one server (`LDM`, `KICK`, `CONNZ`), or to all of them with `PING`.
 pub fn server_request(server: Option<&str>, verb: &str) -> String {
     format!("$SYS.REQ.SERVER.{}.{verb}", server.unwrap_or("PING"))
+}
+
+/// Events of a server (`LAMEDUCK`, `SHUTDOWN`); `*` for every server.
+pub fn server_event(server: &str, event: &str) -> String {
+    format!("$SYS.SERVER.{server}.{event}")
 }
 
 /// Connect (`CONNECT`) or disconnect (`DISCONNECT`) events of an account.
@@ -114,6 +121,19 @@ pub struct DecisionRecord {
     /// The token's application (`clientId`): its rooms are judged with it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+}
+
+/// A limit the enforcer applied (on [`LIMITS_SUBJECT`]): a user cooling down
+/// (`too-many-connects`, no session) or a login session closed for a limit
+/// (`too-many-connections`, `too-many-subscriptions`), refused for `for_ms` from receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitFact {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    pub reason: String,
+    pub for_ms: u64,
 }
 
 /// A token-reset request on [`TOKEN_RESET_SUBJECT`] (or `POST /api/admin/token-reset`):

@@ -4,9 +4,11 @@
 //   npm ci && npm run build     rebuild web/dist from web/src
 //   npm run check               rebuild in memory; exit 1 if web/dist is out of date
 //
-// esbuild bundles src/main.js and the pinned @nats-io/nats-core into dist/app.js, the only
-// built files with app.css, the styles bundled packages bring (index.html, style.css and
-// favicon.svg are embedded from web/src as they are).
+// esbuild bundles src/main.js, the client kit it runs on (clients/js/src) and the pinned
+// @nats-io packages into dist/app.js, the only built files with app.css, the styles bundled
+// packages bring (index.html, style.css and favicon.svg are embedded from web/src as they are).
+// The kit's own imports of @nats-io packages resolve here, in web/node_modules, so this
+// package's lock decides what the page bundles (clients/js/node_modules is never needed).
 // The output depends only on the sources and the locked versions.
 import { readFile, writeFile, mkdir, readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -16,6 +18,17 @@ import * as esbuild from "esbuild";
 const root = dirname(fileURLToPath(import.meta.url));
 const src = join(root, "src");
 const dist = join(root, "dist");
+const kit = join(root, "..", "clients", "js", "src");
+
+/** Bare imports from the kit's sources resolve from web/node_modules. */
+const kitDepsFromWeb = {
+  name: "kit-deps-from-web",
+  setup(build) {
+    build.onResolve({ filter: /^[@a-z]/ }, (args) =>
+      args.resolveDir.startsWith(kit) ? build.resolve(args.path, { kind: args.kind, resolveDir: root }) : undefined,
+    );
+  },
+};
 
 /** "name version (license)" of every npm package in the bundle, for the banner. */
 async function bundledPackages(metafile) {
@@ -46,6 +59,7 @@ async function build() {
     outfile: join(dist, "app.js"),
     logLevel: "warning",
     metafile: true,
+    plugins: [kitDepsFromWeb],
   });
   const banner =
     "/*! nats-callout chat page, built by web/build.mjs (npm run build). Bundled: " +

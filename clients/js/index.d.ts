@@ -94,6 +94,8 @@ export interface GrantsChanged {
 }
 
 export interface Events {
+  /** A connection is now the one in use (the first, or one that replaced another for any reason). */
+  connected: { rooms: string[]; reason: string; connects: number };
   /** A new connection replaced a lost one, or one told to go (lame-duck notice, grants changed). */
   reconnected: { reason: string };
   /** The connection in use closed (kick, server gone, expired); the kit reconnects by itself. */
@@ -146,6 +148,8 @@ export declare class ChatClient {
   readonly config: ServiceConfig;
   /** How many times the access token was renewed. */
   readonly refreshes: number;
+  /** How many connections were put in use so far (the first counts). */
+  readonly connects: number;
   /** Join: resolves once granted; rejects with `code === "refused"` if not (other rooms go on). */
   join(room: string): Promise<void>;
   /** Leave: its handlers hear nothing more at once; resolves when the connection no longer has it. */
@@ -154,8 +158,11 @@ export declare class ChatClient {
   rooms(): string[];
   /** Hear a room's messages; returns a function that stops listening. */
   onMessage(room: string, fn: (from: string, text: string, meta: MessageMeta) => void): () => void;
-  /** Send to a joined room; resolves with the message id once nats-server took it. */
-  send(room: string, text: string): Promise<string>;
+  /**
+   * Send to a joined room; resolves with the message id once nats-server took it. `id` (1 to 64
+   * characters) chooses it, e.g. to show the message as pending before the server echoes it.
+   */
+  send(room: string, text: string, options?: { id?: string }): Promise<string>;
   on<E extends keyof Events>(event: E, fn: (detail: Events[E]) => void): () => void;
   /** Rooms the user may join (`{open: true}`: open rooms not joined yet, paged). */
   availableRooms(query?: { open?: boolean; after?: string; limit?: number }): Promise<Room[]>;

@@ -8,7 +8,7 @@ use crate::claims::request::AuthRequest;
 use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
 use crate::names::{NameError, validate_name};
-use crate::permissions::{Access, Privileges, Role, Snapshot};
+use crate::permissions::{Access, Limits, Privileges, Role, Snapshot};
 use crate::subjects::{Kind, Template};
 use crate::tokens::revocation::RevocationIndex;
 use crate::tokens::{AccessClaims, TokenError, TokenKeys};
@@ -113,6 +113,8 @@ pub struct Grant {
     /// Delegated rooms without an answer in the decision's inputs (refused in this grant):
     /// what to ask before deciding again.
     pub asks: Vec<Ask>,
+    /// What the user may hold at once.
+    pub limits: Limits,
 }
 
 impl Grant {
@@ -166,6 +168,10 @@ pub enum Deny {
     ReservedRoom(String),
     #[error("account {0:?} is not one users are placed in (callout.accounts, callout.user_accounts)")]
     AccountNotServed(String),
+    /// A per-user limit refuses the connection (`too-many-connects`, `too-many-connections`,
+    /// `too-many-subscriptions`; see [`crate::limits`]).
+    #[error("refused by a limit ({0})")]
+    Limit(&'static str),
 }
 
 impl Deny {
@@ -183,6 +189,7 @@ impl Deny {
             Deny::BadRoom { .. } => "bad-room-name",
             Deny::ReservedRoom(_) => "reserved-room-name",
             Deny::AccountNotServed(_) => "account-not-served",
+            Deny::Limit(code) => code,
         }
     }
 }
@@ -396,6 +403,7 @@ fn grant_for(
         privileges,
         delegated,
         asks,
+        limits: user.limits(),
     })
 }
 

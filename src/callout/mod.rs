@@ -4,6 +4,7 @@
 //! around it (queue group, bounded concurrency that queues instead of denying).
 
 mod audited;
+pub mod credentials;
 pub mod decision;
 pub mod envelope;
 pub mod recent;
@@ -45,6 +46,8 @@ pub struct Callout {
     audit: crate::audit::Audit,
     /// The app services that decide delegated rooms (none by default).
     delegates: Arc<Delegates>,
+    /// Refusals by per-user limits (see [`crate::limits`]).
+    limits: Arc<crate::limits::Gate>,
 }
 
 /// What this instance answered, shared with status and `$SRV.STATS`.
@@ -130,6 +133,33 @@ impl Callout {
             counters: Arc::default(),
             audit: crate::audit::Audit::off(),
             delegates: Arc::default(),
+            limits: Arc::default(),
+        }
+    }
+
+    /// Refuse what the enforcer's limits refuse (see [`crate::limits::Gate`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<crate::limits::Gate>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A grant the limits refuse becomes a deny naming the limit.
+    fn admit(&self, g: Grant) -> Result<Grant, Denied> {
+        let (user, session) = (&g.identity.sub, &g.identity.sid);
+        match self
+            .limits
+            .check(user, session, g.limits, std::time::Instant::now())
+        {
+            None => Ok(g),
+            Some(code) => {
+                metrics::counter!("nats_callout_limits_total", "action" => "refused", "reason" => code)
+                    .increment(1);
+                Err(Denied {
+                    deny: decision::Deny::Limit(code),
+                    who: Some((user.clone(), session.clone())),
+                })
+            }
         }
     }
 
@@ -179,8 +209,7 @@ impl Callout {
     /// Delegated rooms are answered from the cache only (the others are refused as
     /// unavailable); [`Callout::handle_async`] asks the delegates.
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
-        let cached = |asks: Vec<crate::access::Ask>| std::future::ready(self.delegates.cached(&asks));
-        self.handle_with(payload, xkey_header, now, cached)
+        self.handle_with(payload, xkey_header, now, Delegation::Cached)
             .now_or_never()
             .expect("answers from the cache are ready at once")
     }
@@ -193,37 +222,71 @@ impl Callout {
         xkey_header: Option<&str>,
         now: i64,
     ) -> (Vec<u8>, Verdict) {
-        let asked = |asks: Vec<crate::access::Ask>| async move { self.delegates.resolve(&asks).await };
-        self.handle_with(payload, xkey_header, now, asked).await
+        self.handle_with(payload, xkey_header, now, Delegation::Asked)
+            .await
     }
 
-    /// Open, verify and decide; when delegated rooms need answers, get them from `answers`
-    /// and decide again; then answer, audit and count.
-    async fn handle_with<F, Fut>(
+    /// Open, verify and decide (see [`Callout::decide_now`]); then answer, audit and count.
+    async fn handle_with(
         &self,
         payload: &[u8],
         xkey_header: Option<&str>,
         now: i64,
-        answers: F,
-    ) -> (Vec<u8>, Verdict)
-    where
-        F: FnOnce(Vec<crate::access::Ask>) -> Fut,
-        Fut: Future<Output = Answers>,
-    {
+        delegation: Delegation,
+    ) -> (Vec<u8>, Verdict) {
         let started = std::time::Instant::now();
         let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
             Err(refused) => *refused,
             Ok(opened) => {
-                let mut verdict = self.decide_now(&opened.req, &Answers::default(), now);
-                if let Some(asks) = asks_of(&verdict) {
-                    let answers = answers(asks.to_vec()).await;
-                    verdict = self.decide_now(&opened.req, &answers, now);
-                }
+                // Epochs first: a decision never claims a newer epoch than the data it used.
+                let epochs = Epochs {
+                    snapshot: self.permissions.epoch(),
+                    revocations: self.revocations.epoch(),
+                    rooms: self.rooms.epoch(),
+                };
+                let verdict = match self.decide_now(&opened.req, now, delegation).await {
+                    Ok(grant) => {
+                        let record = decision_record(&opened.req, &grant, epochs, now);
+                        Verdict::Allowed(Box::new((grant, record)))
+                    }
+                    Err(deny) => Verdict::Denied(deny),
+                };
                 self.conclude(opened, verdict, now)
             }
         };
         self.report(started, req.as_ref(), &verdict, now);
         (reply, verdict)
+    }
+
+    /// The one decision of the request path and of [`Callout::credentials`]: decide `req` on
+    /// the current permissions, rooms and revocations, then the limits; when delegated rooms
+    /// need answers, get them (from the cache, or asking as `delegation` says) and decide
+    /// again with them, then the limits again. A user the limits refuse is refused before
+    /// any delegate is asked.
+    async fn decide_now(&self, req: &AuthRequest, now: i64, delegation: Delegation) -> Result<Grant, Denied> {
+        let grant = self.decide_on(req, &Answers::default(), now)?;
+        if grant.asks.is_empty() {
+            return Ok(grant);
+        }
+        let answers = match delegation {
+            Delegation::Cached => self.delegates.cached(&grant.asks),
+            Delegation::Asked => self.delegates.resolve(&grant.asks).await,
+        };
+        self.decide_on(req, &answers, now)
+    }
+
+    /// Decide `req` on the current inputs with the delegates' `answers`, then the limits.
+    fn decide_on(&self, req: &AuthRequest, answers: &Answers, now: i64) -> Result<Grant, Denied> {
+        let snapshot = self.permissions.load();
+        let revoked = self.revocations.load();
+        let inputs = Inputs {
+            tokens: &self.tokens,
+            snapshot: &snapshot,
+            rooms: &self.rooms,
+            revoked: &revoked,
+            policy: &self.policy,
+        };
+        decide_with(req, &inputs, answers, now).and_then(|g| self.admit(g))
     }
 
     /// The delegates decisions ask.
@@ -310,32 +373,6 @@ impl Callout {
             our_xkey,
             server_xkey: opened.server_xkey.map(|(_, k)| k),
         })
-    }
-
-    /// Decide `req` now, with the delegates' `answers`.
-    fn decide_now(&self, req: &AuthRequest, answers: &Answers, now: i64) -> Verdict {
-        // Epochs first: a decision never claims a newer epoch than the data it used.
-        let epochs = Epochs {
-            snapshot: self.permissions.epoch(),
-            revocations: self.revocations.epoch(),
-            rooms: self.rooms.epoch(),
-        };
-        let snapshot = self.permissions.load();
-        let revoked = self.revocations.load();
-        let inputs = Inputs {
-            tokens: &self.tokens,
-            snapshot: &snapshot,
-            rooms: &self.rooms,
-            revoked: &revoked,
-            policy: &self.policy,
-        };
-        match decide_with(req, &inputs, answers, now) {
-            Ok(grant) => {
-                let record = decision_record(req, &grant, epochs, now);
-                Verdict::Allowed(Box::new((grant, record)))
-            }
-            Err(deny) => Verdict::Denied(deny),
-        }
     }
 
     /// Log the verdict and answer it: the reply (sealed when the request was), the verdict
@@ -440,12 +477,13 @@ struct Request<'k> {
 /// The reply, the verdict, and the request when it could be opened and verified.
 type Handled = (Vec<u8>, Verdict, Option<AuthRequest>);
 
-/// The delegated rooms an allowed verdict still needs answers for, if any.
-fn asks_of(verdict: &Verdict) -> Option<&[crate::access::Ask]> {
-    match verdict {
-        Verdict::Allowed(a) if !a.0.asks.is_empty() => Some(&a.0.asks),
-        _ => None,
-    }
+/// Where a decision gets the answers for delegated rooms.
+#[derive(Debug, Clone, Copy)]
+enum Delegation {
+    /// From the cache only: a room without a cached answer is refused as unavailable.
+    Cached,
+    /// From the cache, else by asking the delegate within its budget.
+    Asked,
 }
 
 /// The epochs of the data a decision read.

@@ -9,6 +9,7 @@ mod callout;
 mod enforcement;
 mod http;
 pub mod identity;
+mod limits;
 mod log;
 mod nats;
 mod permissions;
@@ -29,6 +30,7 @@ pub use callout::{CONNECTION_TYPES, CalloutMode, CalloutSettings, TargetAccount}
 pub use enforcement::EnforcementSettings;
 pub use http::HttpSettings;
 pub use identity::{IdentitySettings, OidcSettings, UnknownUsers};
+pub use limits::{ConnectRate, LimitsSettings};
 pub use log::{LogFormat, LogSettings};
 pub use nats::NatsSettings;
 pub use permissions::{PermissionSettings, PermissionSource};
@@ -86,6 +88,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Decisions delegated to app services (`[[access.delegate]]`).
     pub access: AccessSettings,
+    /// How per-user limits are enforced; the connect rate.
+    pub limits: LimitsSettings,
 }
 
 /// One section of the configuration (`[nats]`, `[callout]`, ...).
@@ -156,7 +160,7 @@ impl Config {
     /// Check values that would otherwise fail later, at the first request: each section,
     /// then what spans sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [&dyn Section; 12] = [
+        let sections: [&dyn Section; 13] = [
             &self.rooms,
             &self.nats,
             &self.callout,
@@ -169,6 +173,7 @@ impl Config {
             &self.identity,
             &self.audit,
             &self.access,
+            &self.limits,
         ];
         for s in sections {
             s.validate()?;
@@ -359,6 +364,27 @@ mod tests {
             ("[store]\nbucket_prefix = \"a.b\"\n", "store.bucket_prefix"),
             ("[store]\nbucket_prefix = \"\"\n", "store.bucket_prefix"),
             ("[store]\nbackend = \"etcd\"\n", "backend"),
+            (
+                "[limits]\nconnect_rate = { connects = 0, window = \"10s\", cooldown = \"1m\" }\n",
+                "limits.connect_rate",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"0s\", cooldown = \"1m\" }\n",
+                "limits.connect_rate",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"10s\" }\n",
+                "cooldown",
+            ),
+            (
+                "[limits]\nconnect_rate = { connects = 5, window = \"ten\", cooldown = \"1m\" }\n",
+                "window",
+            ),
+            ("[limits]\njoin_grace = \"5m\"\n", "limits.join_grace"),
+            (
+                "[limits]\nsubscriptions_interval = \"10ms\"\n",
+                "limits.subscriptions_interval",
+            ),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, body).unwrap();

@@ -46,7 +46,16 @@ pub struct TokenSettings {
     /// Guest sessions: `default` (the refresh lifetimes above) or `never` (no idle or
     /// absolute expiry; tokens still rotate and can be revoked).
     pub guest_refresh: GuestRefresh,
+    /// Operator mode: the longest life of the NATS credentials `POST
+    /// /api/auth/nats-credentials` mints (a user JWT for the client's own key). Unset (the
+    /// default): none are minted, until live enforcement reaches connections made with them.
+    #[serde(with = "humantime_serde")]
+    pub credentials_ttl: Option<Duration>,
 }
+
+/// The longest `tokens.credentials_ttl`: a user JWT lives until it expires unless the enforcer
+/// closes its connection.
+pub const MAX_CREDENTIALS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a guest's session lives.
 #[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +85,7 @@ impl Default for TokenSettings {
             janitor_interval: Duration::from_secs(600),
             janitor_batch: 1000,
             guest_refresh: GuestRefresh::Default,
+            credentials_ttl: None,
         }
     }
 }
@@ -97,6 +107,11 @@ impl Section for TokenSettings {
                 "tokens.max_token_ttl",
                 "must be at least tokens.access_ttl (revocations are kept this long)".into(),
             );
+        }
+        if let Some(ttl) = self.credentials_ttl
+            && !(Duration::from_secs(1)..=MAX_CREDENTIALS_TTL).contains(&ttl)
+        {
+            return invalid("tokens.credentials_ttl", "must be between 1s and 24h".into());
         }
         Ok(())
     }

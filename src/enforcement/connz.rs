@@ -62,6 +62,9 @@ struct ConnzConnection {
     cid: u64,
     #[serde(default)]
     authorized_user: String,
+    /// How many subscriptions it holds.
+    #[serde(default)]
+    subscriptions: u32,
 }
 
 /// Reconcile every `every` (at least a second) until `stop`; missed ticks are delayed, not
@@ -132,12 +135,64 @@ impl Enforcement {
     /// CONNZ of one account from every server, paged.
     async fn account_connz(&self, acc: &str) -> anyhow::Result<AccountConnz> {
         let mut out = AccountConnz::default();
+        self.each_page(acc, None, |id, page| {
+            // A server with no connection left still counts: its old entries go.
+            let alive = out.seen.entry(id.to_string()).or_default();
+            for c in &page.connections {
+                alive.insert(c.cid);
+                let conn = ConnKey {
+                    server: id.to_string(),
+                    cid: c.cid,
+                };
+                out.users.push((conn, c.authorized_user.clone()));
+            }
+            if page.total <= page.offset + page.limit {
+                out.complete.insert(id.to_string());
+            }
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// The connections of `acc` holding more than `floor` subscriptions, from every
+    /// server, with their users and counts: each server's list sorted by subscriptions,
+    /// read only as far as it stays above the floor (usually one page).
+    pub(super) async fn busiest(&self, acc: &str, floor: u32) -> anyhow::Result<Vec<(ConnKey, String, u32)>> {
+        let mut out = Vec::new();
+        self.each_page(acc, Some("subs"), |id, page| {
+            let above = page.connections.iter().filter(|c| c.subscriptions > floor);
+            out.extend(above.map(|c| {
+                let conn = ConnKey {
+                    server: id.to_string(),
+                    cid: c.cid,
+                };
+                (conn, c.authorized_user.clone(), c.subscriptions)
+            }));
+            page.connections.last().is_some_and(|c| c.subscriptions > floor)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Every page of `acc`'s CONNZ (sorted by `sort` when given) from every server: `on_page`
+    /// sees each with its server's id and says whether that server's next page is wanted.
+    /// One ask to all servers first, then one per server and page; each waits half a second.
+    async fn each_page(
+        &self,
+        acc: &str,
+        sort: Option<&str>,
+        mut on_page: impl FnMut(&str, &ConnzPage) -> bool,
+    ) -> anyhow::Result<()> {
         let mut pending: Vec<(Option<String>, u64)> = vec![(None, 0)];
         while let Some((server, offset)) = pending.pop() {
             let subject = server_request(server.as_deref(), "CONNZ");
             let inbox = self.sys.new_inbox();
             let mut replies = self.sys.subscribe(inbox.clone()).await?;
-            let body = json!({"acc": acc, "auth": true, "limit": 1024, "offset": offset});
+            let mut body = json!({"acc": acc, "auth": true, "limit": 1024, "offset": offset});
+            if let Some(sort) = sort {
+                body["sort"] = sort.into();
+            }
             self.sys
                 .publish_with_reply(subject, inbox, body.to_string().into())
                 .await?;
@@ -150,27 +205,16 @@ impl Enforcement {
                 };
                 let id = reply.server.id;
                 let page = reply.data;
-                // A server with no connection left still counts: its old entries go.
-                let alive = out.seen.entry(id.clone()).or_default();
-                for c in page.connections {
-                    alive.insert(c.cid);
-                    let conn = ConnKey {
-                        server: id.clone(),
-                        cid: c.cid,
-                    };
-                    out.users.push((conn, c.authorized_user));
-                }
+                let more = on_page(&id, &page);
                 let got = page.offset + page.limit;
-                if page.total > got {
+                if more && page.total > got {
                     pending.push((Some(id), got));
-                } else {
-                    out.complete.insert(id);
                 }
                 if server.is_some() {
                     break;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }

@@ -70,11 +70,13 @@ impl Enforcement {
             || d.revocation_epoch < self.revocations.epoch()
             || d.rooms_epoch < self.rooms.epoch();
         let conn = d.conn.clone();
+        let user = d.user.clone();
         let entry = {
             let mut r = self.registry();
             r.add_decision(d);
             r.get(&conn).cloned()
         };
+        self.limits_on_decision(&user, &conn.server);
         if stale
             && self.is_leader()
             && let Some(e) = entry
@@ -92,6 +94,8 @@ impl Enforcement {
     /// something decide again, and users whose grants changed are told.
     pub fn on_snapshot_change(&self, old: &Snapshot) {
         self.judge_all(Some(old), "permission change");
+        // A cap set or lowered applies to the connections already there.
+        self.check_all_connections();
         let new = self.permissions.load();
         let users = self.registry().live_users();
         let mut told = 0;
@@ -121,6 +125,7 @@ impl Enforcement {
         if !self.is_leader() {
             return;
         }
+        self.limits_on_acquire();
         let held = self.held.take(Instant::now(), self.held_for());
         if !held.is_empty() {
             info!(
@@ -309,13 +314,17 @@ impl Enforcement {
 
     async fn kick(&self, job: &Job, reason: &str) {
         let leafnode = self.is_leafnode(&job.conn);
+        let user = self.registry().get(&job.conn).map(|e| e.user.clone());
+        // Its reconnect is ours: not counted (excused before the kick, which it follows fast).
+        if let Some(u) = &user {
+            self.excuse(u, 1);
+        }
         match self.sys_request(&job.conn.server, "KICK", job.conn.cid).await {
             Ok(v) if v.get("error").is_none() => {
                 self.stats.kicks_sent.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("nats_callout_kicks_total", "reason" => reason.to_string()).increment(1);
                 info!(server = %job.conn.server, cid = job.conn.cid, reason, leafnode, "kicked");
                 if let Some(audit) = self.audit.get() {
-                    let user = self.registry().get(&job.conn).map(|e| e.user.clone());
                     let what = json!({"user": user, "server": job.conn.server, "cid": job.conn.cid, "reason": reason});
                     audit.action("kick", "service", crate::clock::now_secs(), what);
                 }
@@ -326,6 +335,7 @@ impl Enforcement {
             Err(e) => warn!(server = %job.conn.server, cid = job.conn.cid, error = %e, "kick failed"),
         }
         self.registry().remove(&job.conn);
+        self.limits_closed(&job.conn);
         self.record_lag(job.since);
     }
 
@@ -351,6 +361,10 @@ impl Enforcement {
             Action::Reauthorize(reason) => {
                 if self.is_leafnode(&job.conn) {
                     return self.kick(&job, reason).await;
+                }
+                // The reconnect a notice asks for is ours: not counted.
+                if let Some(u) = self.registry().get(&job.conn).map(|e| e.user.clone()) {
+                    self.excuse(&u, 1);
                 }
                 match self.sys_request(&job.conn.server, "LDM", job.conn.cid).await {
                     Ok(v) if v.get("error").is_none() => {

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::Enforcement;
 use super::registry::{ConnKey, DecisionRecord};
-use crate::wire::{DECISION_SUBJECT, account_event};
+use crate::wire::{DECISION_SUBJECT, LIMITS_SUBJECT, LimitFact, account_event, server_event};
 
 #[derive(Deserialize)]
 struct EventServer {
@@ -49,6 +49,10 @@ impl ConnectEvent {
 /// The subscriptions, made before the feeds run (so nothing is missed once ready).
 pub(super) struct Feeds {
     decisions: Subscriber,
+    /// Limits the enforcer applied ([`crate::wire::LIMITS_SUBJECT`]).
+    limits: Subscriber,
+    /// Servers entering lame-duck mode or shutting down.
+    leaving: SelectAll<Subscriber>,
     connects: SelectAll<Subscriber>,
     disconnects: SelectAll<Subscriber>,
 }
@@ -56,6 +60,11 @@ pub(super) struct Feeds {
 impl Feeds {
     pub(super) async fn subscribe(e: &Enforcement, service: &async_nats::Client) -> anyhow::Result<Feeds> {
         let decisions = service.subscribe(DECISION_SUBJECT).await?;
+        let limits = service.subscribe(LIMITS_SUBJECT).await?;
+        let leaving = vec![
+            e.sys.subscribe(server_event("*", "LAMEDUCK")).await?,
+            e.sys.subscribe(server_event("*", "SHUTDOWN")).await?,
+        ];
         // The accounts users are placed in (one in config mode; every allowed account in
         // operator mode).
         let (mut connects, mut disconnects) = (Vec::new(), Vec::new());
@@ -65,6 +74,8 @@ impl Feeds {
         }
         Ok(Feeds {
             decisions,
+            limits,
+            leaving: futures::stream::select_all(leaving),
             connects: futures::stream::select_all(connects),
             disconnects: futures::stream::select_all(disconnects),
         })
@@ -78,7 +89,21 @@ impl Feeds {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = beat.tick() => me.publish_gauges(),
+                _ = beat.tick() => {
+                    me.publish_gauges();
+                    me.limits_beat();
+                }
+                Some(m) = self.limits.next() => match serde_json::from_slice::<LimitFact>(&m.payload) {
+                    Ok(f) => me.limiter.gate().apply(&f, std::time::Instant::now()),
+                    Err(e) => warn!(error = %e, "ignored a malformed limit fact"),
+                },
+                Some(m) = self.leaving.next() => {
+                    // `$SYS.SERVER.<id>.LAMEDUCK|SHUTDOWN`
+                    let mut parts = m.subject.split('.').skip(2);
+                    if let (Some(id), Some(why)) = (parts.next(), parts.next()) {
+                        me.on_server_leaving(id, why);
+                    }
+                }
                 Some(m) = self.decisions.next() => match serde_json::from_slice::<DecisionRecord>(&m.payload) {
                     Ok(d) => me.on_decision(d),
                     Err(e) => warn!(error = %e, "ignored a malformed decision record"),
@@ -88,6 +113,7 @@ impl Feeds {
                         let (conn, user, acc) = ev.conn();
                         if me.accounts.contains(&acc) {
                             me.registry().add_seen(conn, &user);
+                            me.limits_on_connect(&user);
                         }
                     }
                 }

@@ -10,6 +10,7 @@ mod delegated;
 mod enforcer;
 mod feeds;
 pub mod lease;
+mod limiter;
 pub mod notices;
 pub mod registry;
 pub mod throttle;
@@ -60,6 +61,8 @@ struct Queues {
     changes: mpsc::UnboundedReceiver<Job>,
     revokes: mpsc::UnboundedReceiver<Job>,
     notices: mpsc::UnboundedReceiver<notices::Notice>,
+    /// What the limiter publishes.
+    limits: mpsc::UnboundedReceiver<limiter::Outgoing>,
 }
 
 /// The registry plus the enforcer. One per instance.
@@ -85,6 +88,8 @@ pub struct Enforcement {
     audit: std::sync::OnceLock<crate::audit::Audit>,
     /// The app services deciding delegated rooms (set once, when there are any).
     delegated: std::sync::OnceLock<delegated::Delegated>,
+    /// Per-user limits: the connect rate, connection and subscription caps.
+    limiter: limiter::Limiter,
 }
 
 impl Enforcement {
@@ -97,6 +102,7 @@ impl Enforcement {
         accounts: Vec<String>,
         leadership: lease::Leadership,
     ) -> Arc<Self> {
+        let (limiter, lrx) = limiter::Limiter::new();
         let (changes, crx) = mpsc::unbounded_channel();
         let (revokes, rrx) = mpsc::unbounded_channel();
         let (notices, nrx) = mpsc::unbounded_channel();
@@ -117,11 +123,22 @@ impl Enforcement {
                 changes: crx,
                 revokes: rrx,
                 notices: nrx,
+                limits: lrx,
             })),
             stats: EnforcementStats::default(),
             audit: std::sync::OnceLock::new(),
             delegated: std::sync::OnceLock::new(),
+            limiter,
         })
+    }
+
+    /// Enforce the per-user limits of `gate`'s settings, and refuse there what this
+    /// instance's enforcer applied (the first call wins; without one, only the permission
+    /// files' caps with default settings).
+    pub fn limit_with(self: &Arc<Self>, gate: Arc<crate::limits::Gate>) {
+        let live: std::sync::Weak<dyn crate::limits::LiveConnections> = Arc::downgrade(self) as _;
+        gate.count_with(live);
+        self.limiter.set_gate(gate);
     }
 
     /// The roles that give `auth.v1.tokenReset` (`enforcement.token_reset_roles`).
@@ -204,6 +221,7 @@ impl Enforcement {
             changes,
             revokes,
             notices,
+            limits,
         } = self
             .queues
             .lock()
@@ -248,6 +266,12 @@ impl Enforcement {
             );
         }
         tasks.spawn(notices::send(service.clone(), notices, stop.clone()));
+        tasks.spawn(limiter::send(service.clone(), limits, stop.clone()));
+        tasks.spawn(limiter::subscriptions_every(
+            self.clone(),
+            self.limiter.gate().settings().subscriptions_interval,
+            stop.clone(),
+        ));
         tasks.spawn(connz::reconcile_every(
             self.clone(),
             s.reconcile_interval,

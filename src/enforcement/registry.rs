@@ -2,6 +2,7 @@
 //! events and CONNZ, indexed by user, session, device, token id and room.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use crate::permissions::Asserted;
 use crate::tokens::revocation::{Revocation, RevocationKind, split_user_device};
@@ -22,6 +23,9 @@ pub struct Registry {
     /// Each connection with when it was recorded (the registry's clock): a CONNZ list
     /// taken earlier knows nothing of a connection recorded after it and must not remove it.
     entries: HashMap<ConnKey, (Entry, u64)>,
+    /// When each connection was first recorded (registry order, and the clock), kept when
+    /// its entry is replaced: "oldest" for the connection limit.
+    first: HashMap<ConnKey, (u64, Instant)>,
     by_user: HashMap<String, HashSet<ConnKey>>,
     by_session: HashMap<String, HashSet<ConnKey>>,
     by_device: HashMap<String, HashSet<ConnKey>>,
@@ -78,6 +82,7 @@ impl Registry {
         let now = self.tick();
         self.removed.remove(&conn);
         self.missing.remove(&conn);
+        self.first.entry(conn.clone()).or_insert((now, Instant::now()));
         self.entries.insert(conn, (entry, now));
     }
 
@@ -124,6 +129,7 @@ impl Registry {
     pub fn remove(&mut self, conn: &ConnKey) -> Option<Entry> {
         let now = self.tick();
         self.removed.insert(conn.clone(), now);
+        self.first.remove(conn);
         self.take(conn)
     }
 
@@ -187,6 +193,7 @@ impl Registry {
         for k in absent {
             if self.missing.contains(&k) {
                 self.take(&k);
+                self.first.remove(&k);
                 dropped += 1;
             } else {
                 self.missing.insert(k);
@@ -206,6 +213,52 @@ impl Registry {
 
     pub fn by_user(&self, user: &str) -> Vec<ConnKey> {
         Self::collect(&self.by_user, user)
+    }
+
+    /// How many live connections `user` holds.
+    pub fn count(&self, user: &str) -> usize {
+        self.by_user.get(user).map_or(0, HashSet::len)
+    }
+
+    /// `user`'s live connections as the connection limit sees them, but those in `skip`.
+    pub fn limit_view<'a>(
+        &'a self,
+        user: &str,
+        skip: &HashSet<ConnKey>,
+    ) -> Vec<crate::limits::cap::Conn<'a>> {
+        let Some(conns) = self.by_user.get(user) else {
+            return Vec::new();
+        };
+        conns
+            .iter()
+            .filter(|k| !skip.contains(*k))
+            .filter_map(|k| {
+                let (key, (entry, _)) = self.entries.get_key_value(k)?;
+                let (order, since) = self.first.get(k).copied()?;
+                Some(crate::limits::cap::Conn {
+                    key,
+                    order,
+                    since,
+                    session: entry.decision.as_ref().map(|d| d.session.as_str()),
+                })
+            })
+            .collect()
+    }
+
+    /// The servers that hold a live connection.
+    pub fn servers(&self) -> HashSet<&str> {
+        self.entries.keys().map(|k| k.server.as_str()).collect()
+    }
+
+    /// Users with live connections on `server`, with how many each.
+    pub fn users_on(&self, server: &str) -> HashMap<String, usize> {
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for (k, (e, _)) in &self.entries {
+            if k.server == server {
+                *out.entry(e.user.clone()).or_default() += 1;
+            }
+        }
+        out
     }
     pub fn by_session(&self, session: &str) -> Vec<ConnKey> {
         Self::collect(&self.by_session, session)
@@ -442,6 +495,30 @@ mod tests {
         let later = r.now();
         assert_eq!(r.reconcile(later, listed, &complete), 0);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn the_first_record_of_a_connection_keeps_its_place() {
+        let mut r = Registry::default();
+        let k = |c| ConnKey {
+            server: "A".into(),
+            cid: c,
+        };
+        r.add_seen(k(2), "bob");
+        r.add_decision(rec("A", 1, "bob", "phone", "t1", &["all1"]));
+        // The decision of the first comes after its connect event: it stays the oldest.
+        r.add_decision(rec("A", 2, "bob", "laptop", "t2", &["all1"]));
+        let none = HashSet::new();
+        let mut view = r.limit_view("bob", &none);
+        view.sort_by_key(|c| c.order);
+        let order: Vec<u64> = view.iter().map(|c| c.key.cid).collect();
+        assert_eq!(order, vec![2, 1]);
+        assert_eq!(view[0].session, Some("s-bob-laptop"));
+        assert_eq!(r.count("bob"), 2);
+        r.remove(&k(2));
+        assert_eq!(r.limit_view("bob", &none).len(), 1);
+        let skip: HashSet<ConnKey> = [k(1)].into();
+        assert!(r.limit_view("bob", &skip).is_empty());
     }
 
     #[test]

@@ -85,28 +85,38 @@ impl Caller {
         headers: &HeaderMap,
         state_changing: bool,
     ) -> Result<Caller, ApiError> {
-        let bearer = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split_once(' ')
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            })
-            .map(|(_, token)| token.trim());
-        let token = match bearer {
-            Some(t) => t,
-            None => {
-                let t = cookies::get(headers, cookies::ACCESS_COOKIE)
-                    .ok_or_else(|| ApiError::unauthorized("missing-token", "no access token"))?;
-                check_origin(state, headers, state_changing)?;
-                t
-            }
-        };
+        let token = access_token(state, headers, state_changing)?;
         let claims = state
             .tokens
             .verify_access(token, state.now())
             .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
         Ok(Caller { claims })
+    }
+}
+
+/// The caller's access token as sent, not yet verified: `Authorization: Bearer` or, failing
+/// that, the `nats_token` cookie (checked against `Origin`).
+pub fn access_token<'h>(
+    state: &HttpState,
+    headers: &'h HeaderMap,
+    state_changing: bool,
+) -> Result<&'h str, ApiError> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, token)| token.trim());
+    match bearer {
+        Some(t) => Ok(t),
+        None => {
+            let t = cookies::get(headers, cookies::ACCESS_COOKIE)
+                .ok_or_else(|| ApiError::unauthorized("missing-token", "no access token"))?;
+            check_origin(state, headers, state_changing)?;
+            Ok(t)
+        }
     }
 }
 

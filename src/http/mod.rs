@@ -39,6 +39,7 @@ mod admin;
 mod auth;
 mod console;
 pub mod cookies;
+mod credentials;
 pub mod error;
 pub mod extract;
 mod guest;
@@ -74,6 +75,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/revoke", post(auth::revoke))
         .route("/api/auth/introspect", post(auth::introspect))
+        .route("/api/auth/nats-credentials", post(credentials::mint))
         .route("/api/auth/me", get(user::me))
         .route("/api/auth/sessions", get(sessions::list))
         .route("/api/auth/oidc/{name}/login", get(oidc::begin))

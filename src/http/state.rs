@@ -32,6 +32,15 @@ pub struct HttpState {
     pub rooms: Arc<RoomService>,
     /// What client kits need of `[callout]` (served by `GET /api/config`).
     pub protocol: ClientProtocol,
+    /// Operator mode: the callout that mints NATS credentials (`None`: config mode).
+    pub credentials: Option<Credentials>,
+}
+
+/// What `POST /api/auth/nats-credentials` mints with.
+pub struct Credentials {
+    pub callout: Arc<crate::callout::Callout>,
+    /// `tokens.credentials_ttl` (`None`: minting is off).
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// The client side of the protocol, as configured in `[callout]`: the subject templates, the
@@ -108,7 +117,14 @@ impl HttpState {
             guest_refresh: GuestRefresh::Default,
             rooms: Arc::new(RoomService::in_memory()),
             protocol: ClientProtocol::default(),
+            credentials: None,
         }
+    }
+
+    /// Mint NATS credentials with this callout (operator mode).
+    #[must_use]
+    pub fn with_credentials(self, credentials: Option<Credentials>) -> Self {
+        HttpState { credentials, ..self }
     }
 
     /// The subjects and limits of `[callout]` that `GET /api/config` tells clients.

@@ -72,7 +72,9 @@ impl Snapshot {
         for role in &a.roles {
             user.roles.insert(*role);
         }
+        let mut inherited = crate::permissions::Limits::default();
         for g in groups {
+            inherited = inherited.smallest(g.own_limits);
             user.groups.push(g.id.clone());
             for (room, access) in &g.grants {
                 grant_room(&mut user, room, *access);
@@ -82,6 +84,7 @@ impl Snapshot {
         user.groups.sort_unstable();
         user.groups.dedup();
         merge_patterns(&mut user.patterns);
+        user.limits = user.own_limits.over(user.limits.smallest(inherited));
         Some(Cow::Owned(user))
     }
 }

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::application::Application;
+use super::limits::Limits;
 use super::locate::{Path, Seg, keys};
 use super::model::{Access, Pattern, Role, RoleSet, User};
 use super::snapshot::Snapshot;
-use super::source::{Pending, RawApplication, RawFile, Text};
+use super::source::{Pending, RawApplication, RawFile, RawLimits, Text};
 use crate::names::validate_name;
 use crate::password::is_valid_hash;
 
@@ -37,12 +38,14 @@ struct UserDef<'a> {
     grants: Vec<(Target, Access)>,
     nkeys: Vec<Text<'a>>,
     account: Option<Text<'a>>,
+    limits: Limits,
 }
 
 struct GroupDef<'a> {
     file: usize,
     name: Text<'a>,
     members: Vec<Text<'a>>,
+    limits: Limits,
 }
 
 struct RoomDef<'a> {
@@ -81,6 +84,21 @@ pub(crate) struct Defs<'a> {
 struct Members {
     users: Vec<usize>,
     groups: Vec<usize>,
+}
+
+/// Check a user's or group's `limits` (`section` is `users` or `groups`); problems at its line.
+fn limits(file: usize, section: &str, name: &str, raw: Option<&RawLimits>, out: &mut Vec<Pending>) -> Limits {
+    let Some(raw) = raw else {
+        return Limits::default();
+    };
+    Limits::parse(raw.connections, raw.subscriptions).unwrap_or_else(|errors| {
+        let kind = if section == "users" { "user" } else { "group" };
+        for e in errors {
+            let at = keys(&[section, name, "limits", e.field]);
+            out.push(Pending::at(file, at, format!("{kind} {name:?}: {e}")));
+        }
+        Limits::default()
+    })
 }
 
 fn path(parts: &[&str], tail: Seg) -> Path {
@@ -181,8 +199,10 @@ impl<'a> Defs<'a> {
                     (t, a) => out.extend(t.err().into_iter().chain(a.err())),
                 }
             }
+            let limits = limits(file, "users", &name, u.limits.as_ref(), out);
             self.users.push(UserDef {
                 file,
+                limits,
                 name,
                 roles,
                 password: u.password,
@@ -197,8 +217,10 @@ impl<'a> Defs<'a> {
                 let reason = format!("invalid group name {:?}: {e}", &*name);
                 out.push(Pending::at(file, keys(&["groups", &name]), reason));
             }
+            let limits = limits(file, "groups", &name, g.limits.as_ref(), out);
             self.groups.push(GroupDef {
                 file,
+                limits,
                 name,
                 members: g.members,
             });
@@ -398,6 +420,8 @@ impl<'a> Defs<'a> {
             .zip(sizes)
             .map(|(u, size)| {
                 let mut user = User {
+                    own_limits: u.limits,
+                    limits: u.limits,
                     account: u.account.as_deref().map(str::to_owned),
                     roles: u.roles,
                     password_hash: u.password.as_deref().map(str::to_owned),
@@ -410,19 +434,28 @@ impl<'a> Defs<'a> {
                 user
             })
             .collect();
+        let mut inherited = vec![Limits::default(); users.len()];
         for (gi, g) in self.groups.iter().enumerate() {
             for &ui in group_users(gi) {
                 if let Some(user) = users.get_mut(ui) {
                     user.groups.push(g.name.to_string());
+                    inherited[ui] = inherited[ui].smallest(g.limits);
                 }
             }
         }
+        for (user, inherited) in users.iter_mut().zip(inherited) {
+            user.limits = user.own_limits.over(inherited);
+        }
 
-        // Each group's own grants, for users an identity provider places in a group.
+        // Each group's own grants (and limits), for users an identity provider places in a group.
         let mut groups: Vec<User> = self
             .groups
             .iter()
-            .map(|g| User::empty(g.name.to_string(), id))
+            .map(|g| User {
+                own_limits: g.limits,
+                limits: g.limits,
+                ..User::empty(g.name.to_string(), id)
+            })
             .collect();
         let descriptions = self.grant_rooms(&mut users, &mut groups);
 

@@ -11,12 +11,14 @@
 //! groups = ["everyone"]       # optional
 //! nkeys = ["U..."]            # optional: public user nkeys for the key login, one user each
 //! account = "APP2"            # optional: where the user's connections go (default callout.account)
+//! limits = { connections = 3, subscriptions = 500 }   # optional (see [`Limits`])
 //! [users.bob.rooms]           # optional direct grants: room or pattern -> access
 //! bob1 = "readwrite"
 //! "team-*" = "read"
 //!
 //! [groups.everyone]
 //! members = ["bob", "alice"]  # users only (users may also list their groups)
+//! limits = { connections = 5 } # optional: for members that set none (the smallest group's wins)
 //!
 //! [rooms.all1]
 //! members = ["bob", "@everyone"]  # users, or groups prefixed with '@'
@@ -39,6 +41,7 @@
 mod application;
 mod asserted;
 mod build;
+pub mod limits;
 mod locate;
 mod model;
 pub mod published;
@@ -52,6 +55,7 @@ use std::path::Path;
 
 pub use application::{Application, ApplicationError, Scope};
 pub use asserted::Asserted;
+pub use limits::Limits;
 pub use model::{Access, Pattern, PatternError, Role, UnknownAccess, UnknownRole, User};
 pub use shared::{Permissions, Privileges};
 pub use snapshot::Snapshot;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
 use crate::names::{MAX_NAME_LEN, NameError, is_name_char};
 
 /// What a user may do in a room.
@@ -240,6 +241,10 @@ pub struct User {
     pub(crate) snapshot: u64,
     /// The account the user's connections are placed in, when not the default.
     pub(crate) account: Option<String>,
+    /// The limits the user's own entry sets (a group's, for a group).
+    pub(crate) own_limits: Limits,
+    /// The limits that apply: the user's own, else the smallest of its groups'.
+    pub(crate) limits: Limits,
 }
 
 impl User {
@@ -254,7 +259,15 @@ impl User {
             patterns: Vec::new(),
             snapshot,
             account: None,
+            own_limits: Limits::default(),
+            limits: Limits::default(),
         }
+    }
+
+    /// What the user may hold at once (see [`Limits`]).
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The account the user's connections are placed in, when the files name one.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::application::{Application, ApplicationError, Scope};
+use super::limits::Limits;
 use super::model::{Access, User};
 use crate::names::is_valid_name;
 
@@ -22,6 +23,8 @@ pub struct Snapshot {
     descriptions: HashMap<String, String>,
     /// `[applications.NAME]` by name; none in the demo (then `clientId` is free-form).
     applications: HashMap<String, Application>,
+    /// The smallest limits any user or group has (none: nothing is limited).
+    smallest: Limits,
 }
 
 impl Snapshot {
@@ -33,6 +36,11 @@ impl Snapshot {
         rooms: Vec<Arc<str>>,
         descriptions: HashMap<String, String>,
     ) -> Self {
+        let smallest = users
+            .values()
+            .map(User::limits)
+            .chain(groups.values().map(|g| g.own_limits))
+            .fold(Limits::default(), Limits::smallest);
         Self {
             id,
             users,
@@ -41,7 +49,14 @@ impl Snapshot {
             rooms,
             descriptions,
             applications: HashMap::default(),
+            smallest,
         }
+    }
+
+    /// The smallest limits any user or group has: whether (and from where) anything is limited.
+    #[must_use]
+    pub fn smallest_limits(&self) -> Limits {
+        self.smallest
     }
 
     /// The same snapshot with these applications.

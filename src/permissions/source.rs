@@ -156,6 +156,19 @@ pub(crate) struct RawUser<'a> {
     /// The account the user's connections are placed in (default `callout.account`).
     #[serde(default)]
     pub(crate) account: Option<Text<'a>>,
+    /// What the user may hold at once (`limits = { connections = N, subscriptions = N }`).
+    #[serde(default)]
+    pub(crate) limits: Option<RawLimits>,
+}
+
+/// `limits = { connections = N, subscriptions = N }` of a user or group, checked later.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a limits table")]
+pub(crate) struct RawLimits {
+    #[serde(default)]
+    pub(crate) connections: Option<i64>,
+    #[serde(default)]
+    pub(crate) subscriptions: Option<i64>,
 }
 
 /// `[groups.NAME]`
@@ -168,6 +181,9 @@ pub(crate) struct RawUser<'a> {
 pub(crate) struct RawGroup<'a> {
     #[serde(default)]
     pub(crate) members: Vec<Text<'a>>,
+    /// What each member may hold at once, unless the member sets its own.
+    #[serde(default)]
+    pub(crate) limits: Option<RawLimits>,
 }
 
 /// `[rooms.NAME]`

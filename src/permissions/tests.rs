@@ -321,7 +321,37 @@ fn validation_problems() {
         (
             &[("u.toml", "[users.bob]\npasword = \"x\"\n")],
             &[
-                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`",
+                "u.toml:2: user \"bob\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`, `limits`",
+            ],
+        ),
+        // Limits: whole numbers from 1, known fields only, at the line of the value.
+        (
+            &[(
+                "l.toml",
+                "[users.bob]\nlimits = { connections = 0 }\n[groups.g]\nmembers = []\nlimits = { subscriptions = -5 }\n",
+            )],
+            &[
+                "l.toml:2: user \"bob\": limits.connections = 0: must be a whole number from 1 to 1000000",
+                "l.toml:5: group \"g\": limits.subscriptions = -5: must be a whole number from 1 to 1000000",
+            ],
+        ),
+        (
+            &[("l.toml", "[users.bob]\n\nlimits = { connection = 2 }\n")],
+            &[
+                "l.toml:3: user \"bob\": unknown field `connection`, expected `connections` or `subscriptions`",
+            ],
+        ),
+        (
+            &[("l.toml", "[users.bob]\nlimits = { connections = \"2\" }\n")],
+            &["l.toml:2: user \"bob\": invalid type: string \"2\", expected i64"],
+        ),
+        (
+            &[(
+                "l.json",
+                "{\"users\": {\n  \"bob\": {\"limits\": {\"connections\": 2000000}}\n}}",
+            )],
+            &[
+                "l.json:2: user \"bob\": limits.connections = 2000000: must be a whole number from 1 to 1000000",
             ],
         ),
         (
@@ -453,7 +483,7 @@ fn validation_problems() {
             )],
             &[
                 "p.json:3: user \"bob\": unknown role \"root\" (expected \"user\", \"admin\", \"sysadmin\" or \"service\")",
-                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`",
+                "p.json:4: user \"carol\": unknown field `pasword`, expected one of `password`, `roles`, `groups`, `rooms`, `nkeys`, `account`, `limits`",
                 "p.json:5: user \"dave\": invalid type: integer `5`, expected a sequence",
                 "p.json:7: unknown table \"user\" (expected \"users\", \"groups\", \"rooms\" or \"applications\")",
             ],
@@ -726,4 +756,42 @@ fn applications_scope_rooms_and_name_the_client_ids_a_login_may_use() {
     assert!(!demo.has_applications());
     assert_eq!(demo.check_application(Some("anything")), Ok(()));
     assert_eq!(demo.scope(Some("anything")), Scope::Unscoped);
+}
+
+#[test]
+fn limits_a_users_own_wins_otherwise_the_smallest_of_its_groups() {
+    let files = r#"
+[users.bob]
+groups = ["a", "b"]
+[users.carol]
+groups = ["a", "b"]
+limits = { connections = 9 }
+[users.dave]
+[groups.a]
+members = []
+limits = { connections = 5, subscriptions = 100 }
+[groups.b]
+members = ["dave"]
+limits = { connections = 3 }
+"#;
+    let s = load(&[("l.toml", files)]).expect("valid");
+    let limits = |u: &str| s.user(u).expect(u).limits();
+    let l = |c, sub| crate::permissions::Limits {
+        connections: c,
+        subscriptions: sub,
+    };
+    assert_eq!(limits("bob"), l(Some(3), Some(100)));
+    assert_eq!(limits("carol"), l(Some(9), Some(100)));
+    assert_eq!(limits("dave"), l(Some(3), None));
+    assert_eq!(s.smallest_limits(), l(Some(3), Some(100)));
+    // A provider's groups count like the files' (the user's own value still wins).
+    let asserted = crate::permissions::Asserted {
+        groups: vec!["a".into()],
+        file_users: true,
+        ..Default::default()
+    };
+    let dave = s.effective("dave", Some(&asserted)).expect("dave");
+    assert_eq!(dave.limits(), l(Some(3), Some(100)));
+    let none = load(&[("n.toml", "[users.x]\n")]).expect("valid");
+    assert!(none.smallest_limits().is_none());
 }

@@ -391,6 +391,19 @@ impl RoomIndex {
         self.read().rooms.values().cloned().collect()
     }
 
+    /// Up to `limit` rooms in name order after `after`: a range of the sorted map, so a page
+    /// costs its own size, whatever the number of rooms.
+    pub fn rooms_page(&self, after: Option<&str>, limit: usize) -> Vec<RoomRecord> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.read()
+            .rooms
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
     /// Memberships that grant nothing (their room is gone or was made again).
     pub fn orphans(&self) -> Vec<Orphan> {
         let inner = self.read();

@@ -403,15 +403,8 @@ impl RoomService {
     /// Every room in data after `after` by name, at most `limit`, each with its members
     /// (the admin console).
     pub fn every_room(&self, after: Option<&str>, limit: usize) -> Vec<(RoomView, Vec<MemberView>)> {
-        let mut rooms: Vec<RoomRecord> = self
-            .index
-            .all_rooms()
-            .into_iter()
-            .filter(|r| after.is_none_or(|a| r.name.as_str() > a))
-            .collect();
-        rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        rooms.truncate(limit);
-        rooms
+        self.index
+            .rooms_page(after, limit)
             .into_iter()
             .map(|r| {
                 let members = self

@@ -107,6 +107,8 @@ try {
     return [room.status, member.status];
   });
   check(made[0] === 201 && made[1] === 200, `room made and bob added: ${made}`);
+  // The list is polled every ten seconds; the button asks now.
+  await admin.page.getByRole("button", { name: "Refresh rooms" }).click();
   const roomRow = admin.page.locator('#console-rooms tr[data-room="ops-room"]');
   await roomRow.locator('li[data-user="bob"]', { hasText: "bob (read)" }).waitFor({ timeout: STEP });
   check((await roomRow.locator("td").nth(1).textContent()) === "admin", "the console names the room's owner");

@@ -18,13 +18,25 @@ use crate::support::{DEADLINE, EnvOptions, TestEnv};
 /// The next event on `subject`, skipping events of other kinds (decisions of other
 /// connections, the service's own).
 async fn next(events: &mut async_nats::Subscriber, subject: &str) -> Value {
+    event_where(events, subject, |_| true).await
+}
+
+/// The next event on `subject` that `pred` accepts, skipping others.
+pub(crate) async fn event_where(
+    events: &mut async_nats::Subscriber,
+    subject: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let m = tokio::time::timeout(DEADLINE, events.next())
             .await
-            .unwrap_or_else(|_| panic!("no event on {subject}"))
+            .unwrap_or_else(|_| panic!("no matching event on {subject}"))
             .unwrap();
         if m.subject.as_str() == subject {
-            return serde_json::from_slice(&m.payload).unwrap();
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            if pred(&v) {
+                return v;
+            }
         }
     }
 }

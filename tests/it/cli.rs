@@ -272,3 +272,50 @@ fn token_ttl_beyond_the_revocation_horizon_is_refused() {
     assert_ne!(code, 0);
     assert!(err.contains("tokens.max_token_ttl"), "{err}");
 }
+
+/// `token --client APP` mints an application's token (its connections reach only the
+/// application's rooms); an application the files do not define, or no valid name, is refused.
+#[test]
+fn token_for_an_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("k");
+    assert_eq!(run(bin().args(["keys", "--dir"]).arg(&keys)).0, 0);
+    let perms = dir.path().join("permissions");
+    std::fs::create_dir_all(&perms).unwrap();
+    std::fs::write(perms.join("users.toml"), "[users.bob]\n").unwrap();
+    std::fs::write(
+        perms.join("rooms.toml"),
+        "[rooms.all1]\nmembers = [\"bob\"]\n[applications.mobile]\nrooms = [\"all1\"]\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tokens]\nsigning_key_file = {:?}\n[permissions]\ndir = {perms:?}\n",
+            keys.join("token-signing.pem")
+        ),
+    )
+    .unwrap();
+    let token = |client: &str| {
+        run(bin()
+            .args(["token", "--user", "bob", "--client", client, "--config"])
+            .arg(&cfg))
+    };
+    let (code, out, err) = token("mobile");
+    assert_eq!(code, 0, "{err}");
+    let verifier = nats_callout::tokens::TokenKeys::from_settings(&nats_callout::config::TokenSettings {
+        signing_key_file: keys.join("token-signing.pem"),
+        ..Default::default()
+    })
+    .unwrap();
+    let claims = verifier
+        .verify(out.trim(), nats_callout::clock::now_secs())
+        .unwrap();
+    assert_eq!(claims.client_id.as_deref(), Some("mobile"));
+    for bad in ["desktop", "a.b"] {
+        let (code, out, err) = token(bad);
+        assert_ne!(code, 0, "{bad}: {out}");
+        assert!(out.is_empty() && err.contains("--client"), "{bad}: {err}");
+    }
+}

@@ -381,6 +381,57 @@ fn code_shaped(s: &str) -> bool {
             .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
 }
 
+const KITS_SECTION: &str = "## Client kits";
+
+/// The code-shaped words in backquotes.
+fn codes_named(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| code_shaped(s))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The kits' own codes: the JS kit's `new ChatError("code"` and the Rust kit's `code()` arms.
+#[test]
+fn the_error_codes_page_names_every_code_of_the_client_kits() {
+    let mut given = BTreeSet::new();
+    for path in files(&repo().join("clients/js/src"), ".js") {
+        let text = read(&path);
+        given.extend(
+            literals_after(&text, "new ChatError(")
+                .into_iter()
+                .map(str::to_string),
+        );
+    }
+    let rust = read(&repo().join("clients/rust/src/error.rs"));
+    for body in function_bodies(&rust, "pub fn code(&self)") {
+        given.extend(literals_after(body, "=> ").into_iter().map(str::to_string));
+    }
+    assert!(given.len() >= 14, "{given:?}");
+    let page = read(&repo().join("docs/src/reference/error-codes.md"));
+    let (service_part, kits) = page.split_once(KITS_SECTION).expect("the kits' section");
+    // The kits have one-word codes too: their table's first column is what they name.
+    let (service, named) = (codes_named(service_part), first_column(kits));
+    let missing: Vec<_> = given
+        .iter()
+        .filter(|c| !named.contains(*c) && !service.contains(*c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kit codes missing from the error codes page: {missing:?}"
+    );
+    let invented: Vec<_> = named
+        .iter()
+        .filter(|c| !given.contains(*c) && !service.contains(*c))
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "the kits' section names codes no kit gives: {invented:?}"
+    );
+}
+
 #[test]
 fn the_error_codes_page_names_every_code_and_only_real_ones() {
     let mut given = BTreeSet::new();
@@ -427,13 +478,8 @@ fn the_error_codes_page_names_every_code_and_only_real_ones() {
     }
     assert!(given.len() > 60, "{given:?}");
     let page = read(&repo().join("docs/src/reference/error-codes.md"));
-    let named: BTreeSet<String> = page
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|s| code_shaped(s))
-        .map(str::to_string)
-        .collect();
+    let (service_part, _kits) = page.split_once(KITS_SECTION).expect("the kits' section");
+    let named = codes_named(service_part);
     let missing: Vec<_> = given.difference(&named).collect();
     assert!(
         missing.is_empty(),

@@ -11,6 +11,8 @@
 //! - [`oidc`]: identity providers (the real npm `oidc-provider`): their tokens, groups, roles;
 //! - [`operator`]: operator mode on a real nats-server with an operator and accounts;
 //! - [`audit`]: the audit trail: decisions field by field, changes of access, the stream;
+//! - [`limits`]: per-user limits: the connection cap (one and two instances), the
+//!   subscription cap, the connect rate and the reconnects it does not count;
 //! - [`browser`]: the chat page in headless Chromium;
 //! - [`clients`]: the JavaScript client kit's own tests (`node --test`) against a real world,
 //!   and its browser mode in headless Chromium;
@@ -47,6 +49,7 @@ mod enforcement;
 mod explain;
 mod http;
 mod jetstream;
+mod limits;
 mod oidc;
 mod operator;
 mod production;

@@ -19,9 +19,12 @@ use tokio::sync::oneshot;
 use crate::support::env::copy_demo_permissions;
 use crate::support::server::NatsServer;
 use crate::support::{
-    Conn, DEADLINE, TokenIn, after_a_reconcile, connect_to, connect_via, free_port, talks, wait_until,
-    ws_exchange,
+    Conn, DEADLINE, TokenIn, after_a_reconcile, connect_to, connect_via, connect_with_jwt, free_port, talks,
+    wait_until, ws_exchange,
 };
+
+/// `tokens.credentials_ttl` of these tests (one test sets a short one to see its JWT expire).
+const CREDENTIALS_TTL: Duration = Duration::from_secs(120);
 
 /// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
 /// not allow.
@@ -50,6 +53,20 @@ impl Drop for World {
 
 impl World {
     async fn start(xkey: bool) -> World {
+        World::start_with(xkey, CREDENTIALS_TTL).await
+    }
+
+    /// The world with NATS credentials living at most `credentials_ttl`.
+    async fn start_with(xkey: bool, credentials_ttl: Duration) -> World {
+        World::start_configured(xkey, credentials_ttl, |_| {}).await
+    }
+
+    /// [`World::start_with`], the generated configuration changed by `configure` first.
+    async fn start_configured(
+        xkey: bool,
+        credentials_ttl: Duration,
+        configure: impl Fn(&mut Config),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         nats_callout::keys::generate(&dir.path().join("tokens"), false).unwrap();
         let permissions = dir.path().join("permissions");
@@ -87,6 +104,9 @@ impl World {
             config.http.allowed_origins = vec![origin.clone()];
             // Reconcile with CONNZ often: every account's connections must survive it.
             config.enforcement.reconcile_interval = Duration::from_secs(1);
+            config.tokens.credentials_ttl = Some(credentials_ttl);
+            config.audit.enabled = true;
+            configure(&mut config);
             let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
             match App::build(config).await {
                 Ok(app) => break (server, generated, origin, tokens, app),
@@ -192,6 +212,17 @@ impl World {
             .await
             .unwrap()
             .json()
+            .await
+            .unwrap()
+    }
+
+    /// A connection of the service's own user (in AUTH).
+    async fn service(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .credentials_file(self.generated.dir.join("service.creds"))
+            .await
+            .unwrap()
+            .connect(self.server.url())
             .await
             .unwrap()
     }
@@ -510,4 +541,230 @@ async fn operator_mode_enforcement_follows_users_in_a_second_account() {
         .await
         .expect("carol's connection gets the lame-duck notice")
         .unwrap();
+}
+
+/// `POST /api/auth/nats-credentials` as `token`'s holder: the status and the JSON answer.
+async fn credentials(w: &World, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/nats-credentials", w.http))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// The claims of a JWT, unverified (nats-server verifies; the test reads what it was given).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn operator_mode_credentials_carry_the_callouts_grant_for_the_clients_own_key() {
+    let w = World::start(true).await;
+    // The audit trail, as the service's own user (in AUTH) sees it.
+    let service = w.service().await;
+    let mut audit = service.subscribe("nats-callout.audit.credentials").await.unwrap();
+    service.flush().await.unwrap();
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let bob = w.token("bob");
+    let (status, answer) = credentials(
+        &w,
+        Some(&bob),
+        json!({"publicKey": key.public_key(), "rooms": ["all1", "alice1", "bob1"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rooms"], json!(["all1", "bob1"]));
+    assert_eq!(answer["refused"], json!(["alice1"]));
+    let jwt = answer["jwt"].as_str().unwrap();
+    let now = nats_callout::clock::now_secs();
+    let exp = answer["expiresAt"].as_i64().unwrap();
+    assert!(
+        exp > now && exp <= now + CREDENTIALS_TTL.as_secs() as i64,
+        "{exp} vs {now}"
+    );
+    // Signed as the callout signs: APP's signing key with issuer_account; for bob's key only.
+    let c = claims(jwt);
+    assert_eq!(c["sub"], key.public_key());
+    assert_eq!(c["name"], "bob");
+    assert_eq!(c["nats"]["issuer_account"], w.target("APP"));
+    assert_ne!(c["iss"], w.target("APP"), "a signing key signs, not the account");
+    assert!(c["nats"].get("bearer_token").is_none(), "not a bearer token");
+    let event = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut audit))
+        .await
+        .expect("an audit event for the mint")
+        .unwrap();
+    let event: Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(
+        (&event["by"], &event["nkey"], &event["rooms"], &event["refused"]),
+        (
+            &json!("bob"),
+            &json!(key.public_key()),
+            &json!(["all1", "bob1"]),
+            &json!(["alice1"])
+        ),
+        "{event}"
+    );
+
+    // With the key's nonce signature: bob's grant, as the callout gives it, no callout asked.
+    let inbox = "_INBOX.bob";
+    let mut conn = connect_with_jwt(&w.server.url(), jwt, key.clone(), inbox)
+        .await
+        .expect("the credentials connect");
+    talks(&conn, "all1", "bob").await;
+    talks(&conn, "bob1", "bob").await;
+    let alice = w.connect(Some(&w.token("alice")), "all1").await.unwrap();
+    let mut heard = alice.client.subscribe("chat.all1.>").await.unwrap();
+    alice.client.flush().await.unwrap();
+    // alice (through the callout) hears bob (through his JWT): one account, one room. Said
+    // until heard, as `talks` does (a first message may pass before a fresh subscription
+    // reaches every route of the account's interest).
+    let heard_it = tokio::time::timeout(DEADLINE, async {
+        loop {
+            conn.client
+                .publish("chat.all1.bob", "from a JWT".into())
+                .await
+                .unwrap();
+            if let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut heard)).await
+            {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("alice hears bob's JWT connection");
+    assert_eq!(
+        (heard_it.subject.as_str(), &heard_it.payload[..]),
+        ("chat.all1.bob", &b"from a JWT"[..])
+    );
+    let _s = conn.client.subscribe("chat.alice1.>").await.unwrap();
+    conn.expect_error("Permissions Violation for Subscription to \"chat.alice1.>\"")
+        .await;
+    conn.client
+        .publish("chat.all1.alice", "as alice".into())
+        .await
+        .unwrap();
+    conn.expect_error("Permissions Violation for Publish to \"chat.all1.alice\"")
+        .await;
+    conn.client
+        .publish("auth.v1.tokenReset", "{}".into())
+        .await
+        .unwrap();
+    conn.expect_error("Permissions Violation for Publish to \"auth.v1.tokenReset\"")
+        .await;
+
+    // Another key cannot use the JWT: it cannot sign the nonce for bob's key.
+    let thief = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let stolen = connect_with_jwt(&w.server.url(), jwt, thief, inbox).await;
+    assert!(stolen.is_err(), "a stolen JWT connected");
+}
+
+/// Credentials resolve a delegated room as the callout does: its delegate (an app service
+/// in the service's own account) is asked within the budget, and its answer is the grant
+/// the JWT carries.
+#[tokio::test]
+async fn operator_mode_credentials_ask_the_delegate_of_a_delegated_room() {
+    use crate::delegation::{AppService, Reply, delegate};
+    let w = World::start_configured(true, CREDENTIALS_TTL, |c| {
+        c.access.delegate = vec![delegate("team-*", "svc.teams", 1000)];
+    })
+    .await;
+    let service = w.service().await;
+    let teams = AppService::start(service, "svc.teams", Reply::access("none")).await;
+    teams.answer("bob", "team-a", "readwrite");
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let body = json!({"publicKey": key.public_key(), "rooms": ["all1", "team-a", "team-b"]});
+    let (status, answer) = credentials(&w, Some(&w.token("bob")), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rooms"], json!(["all1", "team-a"]), "{answer}");
+    assert_eq!(answer["refused"], json!(["team-b"]), "{answer}");
+    assert_eq!(teams.asked(), 2, "one ask per delegated room");
+    let conn = connect_with_jwt(
+        &w.server.url(),
+        answer["jwt"].as_str().unwrap(),
+        key,
+        "_INBOX.bob",
+    )
+    .await
+    .expect("the credentials connect");
+    talks(&conn, "team-a", "bob").await;
+}
+
+#[tokio::test]
+async fn operator_mode_credentials_expire_and_the_server_closes_their_connection() {
+    const TTL: Duration = Duration::from_secs(5);
+    let w = World::start_with(false, TTL).await;
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let body = json!({"publicKey": key.public_key(), "rooms": ["all1"]});
+    let (status, answer) = credentials(&w, Some(&w.token("bob")), body).await;
+    assert_eq!(status, 200, "{answer}");
+    let exp = answer["expiresAt"].as_i64().unwrap();
+    assert!(exp <= nats_callout::clock::now_secs() + TTL.as_secs() as i64);
+    let conn = connect_with_jwt(
+        &w.server.url(),
+        answer["jwt"].as_str().unwrap(),
+        key,
+        "_INBOX.bob",
+    )
+    .await
+    .expect("the credentials connect");
+    let closed = tokio::time::timeout(TTL + DEADLINE, async {
+        while conn.client.connection_state() == async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection outlived its JWT");
+    assert!(
+        nats_callout::clock::now_secs() >= exp,
+        "closed before the JWT expired: it was not the expiry"
+    );
+}
+
+#[tokio::test]
+async fn operator_mode_credentials_refuse_bad_input() {
+    let w = World::start(false).await;
+    let key = nkeys::KeyPair::new_user().public_key();
+    let bob = w.token("bob");
+    let refused = |status: u16, code: &'static str| {
+        move |(s, a): (u16, Value)| {
+            assert_eq!((s, a["error_code"].as_str()), (status, Some(code)), "{a}");
+        }
+    };
+    refused(401, "missing-token")(credentials(&w, None, json!({"publicKey": key, "rooms": []})).await);
+    refused(401, "token-malformed")(credentials(&w, Some("nope"), json!({"publicKey": key})).await);
+    for bad in [
+        String::new(),
+        "UABC".into(),
+        nkeys::KeyPair::new_account().public_key(),
+        nkeys::KeyPair::new_user().seed().unwrap(),
+    ] {
+        refused(400, "bad-public-key")(credentials(&w, Some(&bob), json!({"publicKey": bad})).await);
+    }
+    let many: Vec<String> = (0..51).map(|i| format!("r{i}")).collect();
+    refused(400, "too-many-rooms")(
+        credentials(&w, Some(&bob), json!({"publicKey": key, "rooms": many})).await,
+    );
+    refused(400, "bad-room-name")(
+        credentials(&w, Some(&bob), json!({"publicKey": key, "rooms": ["a.b"]})).await,
+    );
+    refused(400, "bad-request")(credentials(&w, Some(&bob), json!({"publicKey": key, "extra": 1})).await);
+    // A revoked session mints nothing.
+    let revoked = w.admin("/api/auth/revoke", Some(json!({"userId": "bob"}))).await;
+    assert!(revoked["revokedSessions"].is_number(), "{revoked}");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the next second's iat is after the cutoff
+    refused(401, "access-token-revoked")(credentials(&w, Some(&bob), json!({"publicKey": key})).await);
+    let fresh = w.token("bob");
+    let (status, answer) = credentials(&w, Some(&fresh), json!({"publicKey": key})).await;
+    assert_eq!(status, 200, "a token issued after the revocation mints: {answer}");
 }

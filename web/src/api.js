@@ -10,12 +10,6 @@ export class ApiError extends Error {
   }
 }
 
-/** Milliseconds until an RFC 3339 expiry, measured on the server's clock (`Date` header). */
-function remainingMs(expiresAt, response) {
-  const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
-  return Date.parse(expiresAt) - serverNow;
-}
-
 async function call(method, path, body) {
   const init = { method, credentials: "same-origin", cache: "no-store", headers: {} };
   if (body !== undefined) {
@@ -44,26 +38,21 @@ async function call(method, path, body) {
   return { data, response };
 }
 
-/**
- * A token answer (login, refresh) in browser mode carries no token, only the expiry.
- * Returns `{user, expiresInMs}`.
- */
-function tokenAnswer({ data, response }) {
-  return { user: data.userId, expiresInMs: remainingMs(data.accessTokenExpiresAt, response) };
+/** A token answer (login, refresh) in browser mode carries no token: `{user}`. */
+function tokenAnswer({ data }) {
+  return { user: data.userId };
 }
 
 export const api = {
-  /** `{websocketPort, websocketUrl, user, providers, expiresAt}`; `user` is null without a valid `nats_token` cookie. */
+  /** `{websocketPort, websocketUrl, user, providers, pageClientId}`; `user` is null without a valid `nats_token` cookie. */
   async config() {
-    const { data, response } = await call("GET", "/api/config");
-    const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
+    const { data } = await call("GET", "/api/config");
     return {
       websocketPort: data.websocketPort,
       websocketUrl: data.websocketUrl ?? null,
       user: data.user ?? null,
       providers: data.providers ?? [],
       pageClientId: data.pageClientId ?? null,
-      expiresInMs: data.expiresAt ? data.expiresAt * 1000 - serverNow : 0,
     };
   },
   /** `who`: the page's `clientId` (null: none) and this browser's `deviceId`. */
@@ -81,28 +70,6 @@ export const api = {
   async logout() {
     const { data } = await call("POST", "/api/auth/logout");
     return data?.providerLogout ?? null;
-  },
-  /** `[{name, read, write, owner?, join?}]`: the rooms the caller may join (data rooms name their owner). */
-  async rooms() {
-    return (await call("GET", "/api/rooms")).data;
-  },
-  // Rooms as data (contract 11).
-  async createRoom(name, join) {
-    return (await call("POST", "/api/rooms", { name, join })).data;
-  },
-  async addMember(room, userId, access) {
-    return (await call("POST", `/api/rooms/${encodeURIComponent(room)}/members`, { userId, access })).data;
-  },
-  /** `[{userId, access, owner}]` */
-  async members(room) {
-    return (await call("GET", `/api/rooms/${encodeURIComponent(room)}/members`)).data;
-  },
-  /** Open rooms the caller has not joined yet: `[{name, owner, join, ...}]` */
-  async openRooms() {
-    return (await call("GET", "/api/rooms?open=true")).data;
-  },
-  async joinOpen(room) {
-    return (await call("POST", `/api/rooms/${encodeURIComponent(room)}/join`)).data;
   },
 };
 

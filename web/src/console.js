@@ -10,6 +10,9 @@ import { $, el, when } from "./dom.js";
 
 const POINTS = 60;
 const EVERY_MS = 1000;
+/** The permission set and the rooms in data change rarely (and the latter may be long): every
+ * tenth tick, and after an action here. */
+const SLOW_EVERY = 10;
 
 export class Console {
   constructor() {
@@ -19,6 +22,7 @@ export class Console {
     $("console-revoke").addEventListener("submit", (e) => this.act(e, "revoke"));
     $("console-reset").addEventListener("submit", (e) => this.act(e, "reset"));
     $("console-explain").addEventListener("submit", (e) => this.explain(e));
+    $("console-rooms-refresh").addEventListener("click", () => this.dataRooms().catch(() => {}));
   }
 
   start() {
@@ -65,7 +69,12 @@ export class Console {
     }
     if (!this.last || m.at > this.last.at) this.last = m;
     $("console-totals").textContent = `allowed ${m.allowed} · denied ${m.denied} · refused ${m.refused} · p99 ${m.p99Ms.toFixed(2)} ms`;
-    await Promise.all([this.connections(), this.permissions(), this.denies(), this.dataRooms()]);
+    const slow = (this.ticks = (this.ticks ?? 0) + 1) % SLOW_EVERY === 1;
+    await Promise.all([
+      this.connections(),
+      this.denies(),
+      ...(slow ? [this.permissions(), this.dataRooms()] : []),
+    ]);
   }
 
   push(at, rate, p99) {

@@ -116,7 +116,7 @@ async function onLogin(event) {
     const answer = await api.login(username, password, { clientId: pageClientId, deviceId: deviceName() });
     localStorage.setItem(HINT, "1");
     $("password").value = "";
-    startSession(answer.user, answer.expiresInMs);
+    startSession(answer.user);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
       error.textContent = "Wrong user name or password.";
@@ -231,10 +231,10 @@ function resetChat() {
   $("send-error").textContent = "";
 }
 
-function startSession(user, expiresInMs) {
+function startSession(user) {
   resetChat();
   clearNotices();
-  session = new Session({ user, expiresInMs, wsUrl, api });
+  session = new Session({ user, wsUrl });
   const s = session;
   const mine = (fn) => (event) => {
     if (session === s) fn(event.detail);
@@ -318,6 +318,7 @@ function markMessage(room, id, how) {
 function renderStatus(status) {
   const box = $("conn-status");
   box.dataset.status = status;
+  box.dataset.connects = String(session?.connects ?? 0);
   box.textContent = STATUS_TEXT[status] ?? status;
 }
 
@@ -406,13 +407,13 @@ async function showMembers(force = false) {
                 type: "button",
                 text: "Remove",
                 "aria-label": `Remove ${m.userId}`,
-                onclick: () => manage(() => more.removeMember(name, m.userId)),
+                onclick: () => manage((c) => c.removeMember(name, m.userId)),
               }),
         ),
       ),
     );
   } catch (err) {
-    $("manage-error").textContent = err instanceof ApiError ? err.message : String(err);
+    $("manage-error").textContent = err?.message ?? String(err);
   }
 }
 
@@ -557,7 +558,7 @@ function onInvite(event) {
   const user = $("invite-user").value.trim();
   if (!name || !user) return;
   const access = $("invite-access").value;
-  manage(() => api.addMember(name, user, access)).then(() => {
+  manage((c) => c.invite(name, user, access)).then(() => {
     if (!$("manage-error").textContent) $("invite-user").value = "";
   });
 }
@@ -586,7 +587,7 @@ async function boot() {
   $("invite-form").addEventListener("submit", onInvite);
   $("delete-room").addEventListener("click", () => {
     const name = ownedRoom();
-    if (name) manage(() => more.deleteRoom(name)).then(() => session?.leave(name));
+    if (name) manage((c) => c.deleteRoom(name)).then(() => session?.leave(name));
   });
   $("leave").addEventListener("click", () => {
     if (session?.current) {
@@ -616,12 +617,12 @@ async function boot() {
     showLogin(loginError);
   } else if (config.user) {
     localStorage.setItem(HINT, "1");
-    startSession(config.user, config.expiresInMs);
+    startSession(config.user);
   } else if (localStorage.getItem(HINT)) {
     // The access cookie expired while the page was closed; the refresh cookie may still work.
     try {
       const answer = await api.refresh();
-      startSession(answer.user, answer.expiresInMs);
+      startSession(answer.user);
     } catch {
       localStorage.removeItem(HINT);
       showLogin("Your session has ended. Please log in again.");

@@ -127,6 +127,16 @@ export class Api {
     return data;
   }
 
+  /**
+   * A browser session already in the cookies: `GET /api/config` names its user and the access
+   * cookie's expiry (unix seconds), so the renewal can be scheduled as after a login.
+   */
+  adoptCookieSession({ data, response }) {
+    this.user = data.user;
+    const serverNow = Date.parse(response.headers.get("date") ?? "") || Date.now();
+    this.#expiresIn(typeof data.expiresAt === "number" ? data.expiresAt * 1000 - serverNow : null);
+  }
+
   #expiresIn(ms) {
     this.lifetimeMs = ms === null ? null : Math.max(ms, 0);
     this.expiresAt = ms === null ? null : Date.now() + this.lifetimeMs;

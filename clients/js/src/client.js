@@ -21,6 +21,8 @@ export const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_SEEN = 5000;
 const DRAIN_TIMEOUT_MS = 3000;
 const REFRESH_MARGIN_MS = 30_000;
+/** How long a notice heard on one connection is recognised when another repeats it. */
+const NOTICE_ECHO_MS = 5000;
 /** Access levels as bits: 1 read, 2 write. */
 const ACCESS = { none: 0, read: 1, write: 2, readwrite: 3 };
 
@@ -99,7 +101,7 @@ export class ChatClient {
       // A page reloaded while logged in: the cookie holds the session.
       const now = await api.raw("GET", "/api/config", undefined, { bearer: false });
       if (now.data?.user) {
-        api.user = now.data.user;
+        api.adoptCookieSession(now);
       } else {
         await api.refresh();
       }
@@ -219,15 +221,20 @@ export class ChatClient {
     await this.#reconnect(`leave ${room}`);
   }
 
-  /** Send `text` to `room` (joined). Resolves with the message id once the server took it. */
-  async send(room, text) {
+  /**
+   * Send `text` to `room` (joined). Resolves with the message id once the server took it;
+   * `{id}` chooses the id (1 to 64 characters), e.g. to show the message before it is sent.
+   */
+  async send(room, text, { id = newId() } = {}) {
     const entry = this.wanted.get(room);
     if (!entry) throw new ChatError("not-joined", `join ${room} first`, { room });
     if (entry.state === "joining") await this.join(room);
     if (typeof text !== "string") throw new ChatError("bad-request", "text must be a string");
+    if (typeof id !== "string" || id.length === 0 || id.length > 64) {
+      throw new ChatError("bad-request", "a message id is 1 to 64 characters");
+    }
     const conn = await this.#connected();
     const subject = fill(this.config.writeSubject, { room, user: this.user });
-    const id = newId();
     conn.pubDenied.delete(subject);
     try {
       conn.nc.publish(subject, JSON.stringify({ id, text }));
@@ -473,7 +480,7 @@ export class ChatClient {
     this.#watch(conn);
     try {
       const notices = fill(this.config.noticeSubject, { user: this.user });
-      conn.nc.subscribe(notices, { callback: (err, msg) => err || this.#notice(msg) });
+      conn.nc.subscribe(notices, { callback: (err, msg) => err || this.#notice(conn, msg) });
       for (const room of rooms) {
         const sub = conn.nc.subscribe(fill(this.config.readSubject, { room }), {
           callback: (err, msg) => {
@@ -513,6 +520,7 @@ export class ChatClient {
     this.connects += 1;
     for (const w of this.waitingForConn) w.resolve(conn);
     this.waitingForConn = [];
+    this.#emit("connected", { rooms: this.rooms(), reason: why, connects: this.connects });
     if (this.connects > 1 && !/^(join|leave) /.test(why)) this.#emit("reconnected", { reason: why });
     if (old) this.#retire(old);
   }
@@ -565,7 +573,23 @@ export class ChatClient {
     });
   }
 
-  #notice(msg) {
+  /**
+   * Whether a notice is new: during a swap both connections hear it, so the same payload from
+   * another connection within a few seconds is the same notice (one connection repeating it is
+   * a new one).
+   */
+  #firstHearing(conn, msg) {
+    if (conn !== this.conn && conn !== this.pending && !this.retiring?.has(conn)) return false;
+    const now = Date.now();
+    const key = msg.string();
+    this.heard = (this.heard ?? []).filter((h) => now - h.at < NOTICE_ECHO_MS);
+    if (this.heard.some((h) => h.key === key && h.conn !== conn)) return false;
+    this.heard.push({ key, conn, at: now });
+    return true;
+  }
+
+  #notice(conn, msg) {
+    if (!this.#firstHearing(conn, msg)) return;
     let n;
     try {
       n = msg.json();

@@ -64,6 +64,29 @@ test("messages carry the sender the server guarantees, once each", { skip: needs
   assert.equal(seen[0].from, "alice");
   assert.equal(seen[0].id, id);
   assert.equal(seen[0].subject, "chat.all2.alice");
+  // An id the app chooses (to show the message before its echo), and one it may not.
+  assert.equal(await alice.send("all2", "chosen id", { id: "pending-1" }), "pending-1");
+  await until("the second message", () => seen.length === 2);
+  assert.equal(seen[1].id, "pending-1");
+  await assert.rejects(alice.send("all2", "x", { id: "" }), { code: "bad-request" });
+  await assert.rejects(alice.send("all2", "x", { id: "i".repeat(65) }), { code: "bad-request" });
+});
+
+test("every connection put in use is a connected event", { skip: needsWorld, timeout: 60_000 }, async () => {
+  const bob = await login("bob");
+  const events = [];
+  bob.on("connected", (e) => events.push(e));
+  const first = bob.connects;
+  assert.ok(first >= 1);
+  await bob.join("all1");
+  await bob.join("all2");
+  assert.deepEqual(
+    events.map((e) => [e.rooms, e.reason, e.connects]),
+    [
+      [["all1"], "join all1", first + 1],
+      [["all1", "all2"], "join all2", first + 2],
+    ],
+  );
 });
 
 test("a key login (challenge signed with the seed) and a guest login", { skip: needsWorld, timeout: 60_000 }, async () => {

@@ -127,10 +127,14 @@ test("a room granted while connected becomes joinable; removed, it is lost", { s
   await bob.join("all1");
   await assert.rejects(bob.join(room), { code: "refused" });
   const granted = next(bob, "granted", (g) => g.room === room);
+  const notices = [];
+  bob.on("grants-changed", (n) => notices.push(n));
   assert.deepEqual(await alice.invite(room, "bob", "readwrite"), { userId: "bob", access: "readwrite", owner: false });
   assert.deepEqual(await granted, { room, access: "readwrite", previous: "none" });
   await bob.join(room);
   await hears(bob, alice, room, "welcome");
+  // Told once, although the join's two connections both listen for notices.
+  assert.equal(notices.filter((n) => n.room === room).length, 1, JSON.stringify(notices));
   const members = await alice.members(room);
   assert.deepEqual(members.map((m) => m.userId).sort(), ["alice", "bob"]);
   // Taken back: bob's kit loses the room, keeps the others.

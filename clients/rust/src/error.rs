@@ -23,7 +23,7 @@ pub enum Error {
     AuthExpired,
     /// Not a room name (`[A-Za-z0-9_-]`, 1 to 64 characters).
     #[error("{0:?} is not a room name")]
-    BadRoom(String),
+    BadRoomName(String),
     /// More rooms than the service allows on one connection (`maxRooms`).
     #[error("at most {0} rooms per connection")]
     TooManyRooms(usize),
@@ -36,26 +36,35 @@ pub enum Error {
     /// NATS could not be reached, or refused the connection.
     #[error("NATS: {0}")]
     Nats(String),
+    /// nats-server refused a publish to the room: it may be read, not written.
+    #[error("room {0:?} is read only")]
+    ReadOnly(String),
+    /// A publish could not be handed to nats-server (the connection is gone).
+    #[error("not sent: {0}")]
+    NotSent(String),
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
 }
 
 impl Error {
-    /// The stable code: the service's `error_code` for [`Error::Api`], else `refused`,
-    /// `auth-expired`, `bad-room`, `too-many-rooms`, `not-joined`, `unreachable`,
-    /// `nats-error` or `closed`.
+    /// The stable code: the service's `error_code` for [`Error::Api`], else the kit's, the
+    /// same as the JavaScript kit's: `refused`, `read-only`, `auth-expired`, `bad-room-name`,
+    /// `too-many-rooms`, `not-joined`, `network` (the service cannot be reached, or a publish
+    /// failed), `connect-failed` (nats-server cannot be reached or refused the connection) or
+    /// `closed`.
     #[must_use]
     pub fn code(&self) -> &str {
         match self {
             Error::Api { code, .. } => code,
             Error::Refused { .. } => "refused",
             Error::AuthExpired => "auth-expired",
-            Error::BadRoom(_) => "bad-room",
+            Error::BadRoomName(_) => "bad-room-name",
             Error::TooManyRooms(_) => "too-many-rooms",
             Error::NotJoined(_) => "not-joined",
-            Error::Unreachable(_) => "unreachable",
-            Error::Nats(_) => "nats-error",
+            Error::Unreachable(_) | Error::NotSent(_) => "network",
+            Error::Nats(_) => "connect-failed",
+            Error::ReadOnly(_) => "read-only",
             Error::Closed => "closed",
         }
     }

@@ -24,14 +24,16 @@
 //! checks the grant (nats-server answers each refused subscription with a permission error, in
 //! order; a last probe subscription that no grant allows, below the user's notice subject,
 //! closes the check), and only then closes the old connection: for that moment the user holds
-//! two connections, and a message may be heard twice.
+//! two connections. Both hear the room; a message with an id (every message the kits and the
+//! chat page send) is delivered once, one without an id may be delivered twice.
 
 pub mod api;
 mod backoff;
 mod error;
+mod message;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -46,6 +48,7 @@ use tokio::task::JoinHandle;
 pub use api::{Access, Api, JoinPolicy, Member, RoomInfo, ServerConfig};
 pub use backoff::Backoff;
 pub use error::{Error, Result};
+pub use message::Message;
 
 /// Longest room or user name the service accepts.
 const MAX_NAME: usize = 64;
@@ -134,15 +137,6 @@ impl Options {
     }
 }
 
-/// A message heard in a room: the sender is the write subject's last token, which the server
-/// guarantees (nobody may publish under another's name).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Message {
-    pub room: String,
-    pub from: String,
-    pub text: String,
-}
-
 /// What happens to the client on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,11 +158,14 @@ pub enum Event {
     Disconnected,
     /// The session ended (refresh token expired or revoked): log in again.
     AuthExpired,
+    /// nats-server refused a publish to `room`: it may be read, not written. `send` says
+    /// `read-only` from now on (until a notice grants write).
+    PublishRefused { room: String },
 }
 
 impl Event {
     /// The event's name: `room-lost`, `grants-changed`, `lame-duck`, `connected`,
-    /// `disconnected`, `auth-expired`.
+    /// `disconnected`, `auth-expired`, `publish-refused`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -178,6 +175,7 @@ impl Event {
             Event::Connected => "connected",
             Event::Disconnected => "disconnected",
             Event::AuthExpired => "auth-expired",
+            Event::PublishRefused { .. } => "publish-refused",
         }
     }
 }
@@ -204,7 +202,7 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRoom(name.into()))
+        Err(Error::BadRoomName(name.into()))
     }
 }
 
@@ -214,8 +212,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The subject nats-server names in `Permissions Violation for Subscription to "S"`.
 fn refused_subject(error: &str) -> Option<&str> {
-    let lower = error.to_ascii_lowercase();
-    if !lower.contains("permissions violation for subscription") {
+    violation_subject(error, "permissions violation for subscription")
+}
+
+/// The subject nats-server names in `Permissions Violation for Publish to "S"`.
+fn refused_publish(error: &str) -> Option<&str> {
+    violation_subject(error, "permissions violation for publish")
+}
+
+fn violation_subject<'a>(error: &'a str, kind: &str) -> Option<&'a str> {
+    if !error.to_ascii_lowercase().contains(kind) {
         return None;
     }
     let start = error.find('"')? + 1;
@@ -250,10 +256,14 @@ impl Live {
         }
     }
 
-    /// Stop forwarding, then close (flushing what was sent).
+    /// Stop watching, drain (what the old connection still hears is forwarded: the new one
+    /// is already subscribed, and each id is delivered once), then stop forwarding.
     async fn retire(mut self) {
-        self.abort_tasks();
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
         let _ = tokio::time::timeout(DRAIN, self.client.drain()).await;
+        self.abort_tasks();
     }
 }
 
@@ -274,6 +284,10 @@ struct Inner {
     live: tokio::sync::Mutex<Option<Live>>,
     view: Mutex<Option<View>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Message>>>,
+    /// Message ids each room heard lately (two connections hear a room during a join).
+    seen: Mutex<HashMap<String, message::Seen>>,
+    /// Rooms nats-server refused a publish to (read only), until a notice grants write.
+    read_only: Mutex<HashSet<String>>,
     events: broadcast::Sender<Event>,
     generation: AtomicU64,
 }
@@ -330,6 +344,8 @@ impl ChatClient {
             live: tokio::sync::Mutex::new(None),
             view: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            read_only: Mutex::new(HashSet::new()),
             events,
             generation: AtomicU64::new(0),
         });
@@ -398,19 +414,31 @@ impl ChatClient {
         receiver_stream(self.inner.events.subscribe())
     }
 
-    /// Send `text` to `room` (joined, with write access: a publish without it is dropped by
-    /// nats-server with a permission error).
-    pub async fn send(&self, room: &str, text: &str) -> Result<()> {
+    /// Send `text` to `room` (joined) as JSON `{"id", "text"}`; resolves with the id once
+    /// nats-server took it. nats-server drops a publish the grant does not allow and says so
+    /// in a permission error, which the kit reports as [`Event::PublishRefused`]; from then on
+    /// (until a notice grants write) `send` to that room fails with `read-only` before
+    /// publishing, as it does when the refusal is already here when the flush ends.
+    pub async fn send(&self, room: &str, text: &str) -> Result<String> {
         let view = lock(&self.inner.view).clone().ok_or(Error::Closed)?;
         if !lock(&view.rooms).iter().any(|r| r == room) {
             return Err(Error::NotJoined(room.into()));
         }
+        if lock(&self.inner.read_only).contains(room) {
+            return Err(Error::ReadOnly(room.into()));
+        }
         let subject = ServerConfig::render(&self.inner.config.write_subject, room, self.user());
+        let id = message::new_id();
+        let not_sent = |e: &dyn std::fmt::Display| Error::NotSent(e.to_string());
         view.client
-            .publish(subject, text.to_string().into())
+            .publish(subject, message::encode(&id, text).into())
             .await
-            .map_err(|e| Error::Nats(e.to_string()))?;
-        view.client.flush().await.map_err(|e| Error::Nats(e.to_string()))
+            .map_err(|e| not_sent(&e))?;
+        view.client.flush().await.map_err(|e| not_sent(&e))?;
+        if lock(&self.inner.read_only).contains(room) {
+            return Err(Error::ReadOnly(room.into()));
+        }
+        Ok(id)
     }
 
     /// The live NATS connection (for subjects of your own, or its server info).
@@ -752,11 +780,17 @@ async fn forward(inner: Weak<Inner>, room: String, mut sub: async_nats::Subscrib
             .next()
             .unwrap_or_default()
             .to_string();
-        let text = String::from_utf8_lossy(&m.payload).into_owned();
+        let (text, id) = message::parse(&m.payload);
+        if let Some(id) = &id
+            && !lock(&i.seen).entry(room.clone()).or_default().first(&from, id)
+        {
+            continue; // heard on the other connection of a join
+        }
         let _ = i.channel(&room).send(Message {
             room: room.clone(),
             from,
             text,
+            id,
         });
     }
 }
@@ -799,6 +833,16 @@ async fn watch(
                 let lower = s.to_ascii_lowercase();
                 if lower.contains("authorization violation") || lower.contains("authentication expired") {
                     i.session.mark_stale().await;
+                } else if let Some(subject) = refused_publish(&s) {
+                    let user = i.session.user().to_string();
+                    let held = lock(&list).clone();
+                    if let Some(room) = held
+                        .into_iter()
+                        .find(|r| ServerConfig::render(&i.config.write_subject, r, &user) == subject)
+                        && lock(&i.read_only).insert(room.clone())
+                    {
+                        i.emit(Event::PublishRefused { room });
+                    }
                 } else if let Some(subject) = refused_subject(&s) {
                     let held = lock(&list).clone();
                     if let Some(room) = i.room_of(subject, &held) {
@@ -833,6 +877,9 @@ async fn read_notices(
             continue;
         }
         let held = lock(&list).contains(&n.room);
+        if n.access.contains("write") {
+            lock(&i.read_only).remove(&n.room);
+        }
         i.emit(Event::GrantsChanged {
             room: n.room,
             access: n.access,
@@ -872,7 +919,7 @@ mod tests {
             assert!(check_name(good).is_ok(), "{good}");
         }
         for bad in ["", "a.b", "a>", "*", "a b", &"x".repeat(65), "é"] {
-            assert_eq!(check_name(bad).unwrap_err().code(), "bad-room", "{bad:?}");
+            assert_eq!(check_name(bad).unwrap_err().code(), "bad-room-name", "{bad:?}");
         }
     }
 

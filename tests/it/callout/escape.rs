@@ -330,6 +330,11 @@ async fn wildcards_queues_inboxes_and_system_subjects_stay_closed() {
         "$SRV.>",
         "auth.v1.>",
         "_R_.>",
+        "nats-callout.>",
+        "nats-callout.audit.>",
+        "nats-callout.admin.>",
+        "nats-callout.notice.alice",
+        "nats-callout.notice.*",
     ];
     for (i, s) in refused_subs.iter().enumerate() {
         bob.send(&format!("SUB {s} {i}\r\nSUB {s} grp {}\r\n", i + 100))
@@ -375,6 +380,11 @@ async fn wildcards_queues_inboxes_and_system_subjects_stay_closed() {
         "auth.v1.tokenReset",
         "$KV.callout_revocations.user.vYm9i",
         "$JS.API.STREAM.INFO.KV_callout_sessions",
+        "nats-callout.admin.explain",
+        "nats-callout.admin.revoke",
+        "nats-callout.audit.allowed",
+        "nats-callout.notice.bob",
+        "nats-callout.notice.alice",
     ];
     let from = observer.delivered.len();
     for (i, s) in refused_pubs.iter().enumerate() {

@@ -134,3 +134,23 @@ async fn only_admins_may_introspect() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "missing-token");
 }
+
+/// Config mode mints no NATS credentials: the endpoint says so, for any caller.
+#[tokio::test]
+async fn nats_credentials_are_operator_mode_only() {
+    let api = Api::new();
+    let bob = api.login("bob", "bob").await.access();
+    let key = nkeys::KeyPair::new_user().public_key();
+    let bearer = format!("Bearer {bob}");
+    let r = api
+        .post(
+            "/api/auth/nats-credentials",
+            json!({"publicKey": key, "rooms": ["all1"]}),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.json["error_code"].as_str()),
+        (404, Some("operator-mode-only"))
+    );
+}

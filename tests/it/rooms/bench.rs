@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The load tool of this build's profile, built first (a no-op when it is up to date).
-fn bench_tool() -> PathBuf {
+pub(crate) fn bench_tool() -> PathBuf {
     let service = Path::new(env!("CARGO_BIN_EXE_nats-callout"));
     let profile_dir = service.parent().expect("the binary's directory");
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -29,14 +29,8 @@ fn bench_tool() -> PathBuf {
     profile_dir.join("examples").join("bench")
 }
 
-fn n(v: &Value, path: &str) -> f64 {
-    v.pointer(path)
-        .and_then(Value::as_f64)
-        .unwrap_or_else(|| panic!("{path} in {v}"))
-}
-
-/// Run `bench run ARGS` (built first) against this build's service and nats-server, within
-/// five minutes; its results and its log.
+/// `bench run ARGS` with this build's service and nats-server (at most 5 minutes): the
+/// results it wrote, and what it printed on stderr.
 pub(crate) async fn run_bench(args: &[&str]) -> (Value, String) {
     let tool = tokio::task::spawn_blocking(bench_tool).await.unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -59,6 +53,12 @@ pub(crate) async fn run_bench(args: &[&str]) -> (Value, String) {
     assert!(ran.status.success(), "bench failed:\n{log}");
     let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     (results, log)
+}
+
+fn n(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} in {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

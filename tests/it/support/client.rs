@@ -63,13 +63,40 @@ pub async fn connect_via(
     inbox: Option<&str>,
     how: TokenIn,
 ) -> Result<Conn, async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
     let password = match (how, token) {
         (TokenIn::Pass, Some(t)) => t.to_string(),
         _ => String::new(),
     };
-    let mut opts = ConnectOptions::new()
-        .user_and_password(rooms.to_string(), password)
+    let mut opts = ConnectOptions::new().user_and_password(rooms.to_string(), password);
+    if let (TokenIn::AuthToken, Some(t)) = (how, token) {
+        opts = opts.token(t.to_string());
+    }
+    if let Some(i) = inbox {
+        opts = opts.custom_inbox_prefix(i);
+    }
+    connect_watching(opts, url).await
+}
+
+/// A client presenting a user JWT and signing the server's nonce with `key` (operator mode's
+/// NATS credentials), its inbox below `inbox`.
+pub async fn connect_with_jwt(
+    url: &str,
+    jwt: &str,
+    key: std::sync::Arc<nkeys::KeyPair>,
+    inbox: &str,
+) -> Result<Conn, async_nats::ConnectError> {
+    let opts = ConnectOptions::with_jwt(jwt.to_string(), move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .custom_inbox_prefix(inbox);
+    connect_watching(opts, url).await
+}
+
+/// Connect once (one reconnect at most), the server's errors collected in [`Conn::errors`].
+async fn connect_watching(opts: ConnectOptions, url: &str) -> Result<Conn, async_nats::ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = opts
         .max_reconnects(Some(1))
         .connection_timeout(DEADLINE)
         .event_callback(move |e| {
@@ -79,14 +106,9 @@ pub async fn connect_via(
                     let _ = tx.send(s);
                 }
             }
-        });
-    if let (TokenIn::AuthToken, Some(t)) = (how, token) {
-        opts = opts.token(t.to_string());
-    }
-    if let Some(i) = inbox {
-        opts = opts.custom_inbox_prefix(i);
-    }
-    let client = opts.connect(url).await?;
+        })
+        .connect(url)
+        .await?;
     Ok(Conn {
         client,
         user: None,

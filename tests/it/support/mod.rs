@@ -22,7 +22,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub use client::{Conn, TokenIn, connect_to, connect_via, talks, ws_exchange};
+pub use client::{Conn, TokenIn, connect_to, connect_via, connect_with_jwt, talks, ws_exchange};
 pub use env::{EnvOptions, TestEnv};
 pub use service::CalloutHandle;
 
