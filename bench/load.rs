@@ -62,6 +62,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let shared = crate::shared::run(&args, &setup, &perms, &callout_creds).await?;
         return finish(&args, &setup, started, work, Default::default(), Some(shared));
     }
+    if args.delegation.only_delegation {
+        let measured = report::Results {
+            delegation: Some(crate::delegation::run(&args, &setup).await?),
+            ..Default::default()
+        };
+        return finish(&args, &setup, started, work, measured, None);
+    }
     if args.only_looping {
         let measured = report::Results {
             looping: Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?),
@@ -203,9 +210,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Some(crate::looping::run(&args, &setup, &perms, &callout_creds).await?)
     };
+    let delegation = if args.delegation.skip_delegation {
+        None
+    } else {
+        Some(crate::delegation::run(&args, &setup).await?)
+    };
     let measured = report::Results {
         rooms,
         looping,
+        delegation,
         service_rss_mib: service_rss.0,
         throughput,
         storm,

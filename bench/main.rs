@@ -10,11 +10,14 @@
 //! reconnect storm (every client kicked at once), a generated large permission set, and
 //! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
 //! JetStream store; revocation propagation; enforcer failover) and rooms as data at scale
-//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), and a
-//! client reconnecting in a loop beside normal traffic, with and without `limits.connect_rate`.
+//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), a
+//! client reconnecting in a loop beside normal traffic, with and without
+//! `limits.connect_rate`, and delegated decisions (connect latency with one delegated room
+//! answered at once, after 100 ms and never, beside the plain callout).
 //! Everything it starts is stopped when it ends.
 
 mod client;
+mod delegation;
 mod generate;
 mod load;
 mod looping;
@@ -101,6 +104,8 @@ pub struct RunArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub rooms: rooms::RoomsArgs,
+    #[command(flatten)]
+    pub delegation: delegation::DelegationArgs,
     /// Skip the looping-client phase (`limits.connect_rate`).
     #[arg(long, conflicts_with = "only_looping")]
     pub skip_looping: bool,

@@ -27,6 +27,8 @@ pub struct Results {
     pub shared: Option<crate::shared::Shared>,
     /// Rooms as data at scale.
     pub rooms: Option<crate::rooms::Rooms>,
+    /// Delegated decisions: one delegated room beside the plain callout.
+    pub delegation: Option<crate::delegation::Delegation>,
     /// A client reconnecting in a loop, with and without `limits.connect_rate`.
     pub looping: Option<crate::looping::Looping>,
     pub targets: Vec<Check>,
@@ -312,6 +314,38 @@ pub fn targets(r: &Results) -> Vec<Check> {
             &format!("< {limit:.0} (grace + 1 s), none missing"),
             ro.kick_ms.p99 < limit && ro.kicks_missing == 0 && ro.kick_ms.n > 0,
         );
+    }
+    if let Some(d) = &r.delegation {
+        let failed: usize = d
+            .systems
+            .iter()
+            .map(|x| x.refused + x.timeouts + x.io_errors)
+            .sum();
+        check(
+            "delegation: failed authorizations",
+            failed as f64,
+            "= 0",
+            failed == 0,
+        );
+        if let Some(never) = find(&d.systems, "delegate-never", 20) {
+            let limit = d.budget_ms + 150.0;
+            check(
+                "delegation: c=20 p99 ms, delegate never answers",
+                never.p99_ms,
+                &format!("< {limit:.0} (budget + 150 ms)"),
+                never.p99_ms < limit,
+            );
+        }
+        if let (Some(plain), Some(now)) = (find(&d.systems, "plain", 1), find(&d.systems, "delegate-now", 1))
+        {
+            let v = now.p50_ms - plain.p50_ms;
+            check(
+                "delegation: c=1 p50 ms added by an ask answered at once",
+                v,
+                "< 2",
+                v < 2.0,
+            );
+        }
     }
     if let Some(sh) = &r.shared {
         let rate = |n: &str| {

@@ -72,6 +72,15 @@ impl App {
         let snapshot = load_permissions(&config)?;
         let policy = Policy::with_token_reset_roles(&config.callout, &config.enforcement.token_reset_roles)
             .map_err(anyhow::Error::msg)?;
+        // Checked again here (a configuration built in code skips `Config::validate`): no
+        // grant of this policy may reach a delegate's subject.
+        let routes = crate::access::Routes::from_settings(&config.access.delegate)
+            .and_then(|r| {
+                r.check_private(&policy.read_subject, &policy.write_subject, &policy.inbox_prefix)
+                    .map(|()| r)
+            })
+            .map_err(|e| anyhow::anyhow!("invalid setting access.delegate: {e}"))?;
+        let policy = policy.with_delegates(routes.clone());
         info!(
             users = snapshot.user_count(),
             rooms = snapshot.room_count(),
@@ -95,6 +104,11 @@ impl App {
         rooms.audit_into(audit.clone());
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
+        // Delegates are asked on the service's own connection.
+        let delegates = Arc::new(
+            crate::access::Delegates::new(routes, config.access.max_in_flight, config.access.cache_entries)
+                .with_client(client.clone()),
+        );
         let limits = Arc::new(crate::limits::Gate::new(config.limits.clone()));
         let callout = Arc::new(
             Callout::new(
@@ -107,12 +121,16 @@ impl App {
             .with_operator(operator)
             .with_rooms(rooms.index().clone())
             .with_audit(audit.clone())
+            .with_delegates(delegates)
             .with_limits(limits.clone()),
         );
         let enforcement =
             build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
+            if !callout.delegates().is_empty() {
+                e.delegate_to(callout.delegates().clone(), &config.callout.account);
+            }
         }
         let reloader = build_reloader(&config, &client, &permissions, enforcement.clone());
         let ops = Arc::new(

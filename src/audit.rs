@@ -89,12 +89,18 @@ pub struct Rooms {
 pub struct GrantedRoom {
     pub room: String,
     pub access: &'static str,
+    /// `delegate:<subject>` when an app service decided the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct RefusedRoom {
     pub room: String,
     pub reason: &'static str,
+    /// `delegate:<subject>` when an app service decided the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The connecting client as nats-server describes it.

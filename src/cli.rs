@@ -258,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 serde_json::from_value(body)?
             } else {
                 let dir = dir.unwrap_or_else(|| config.permissions.dir.clone());
-                crate::explain::offline(&config.callout, &dir, &q)?
+                crate::explain::offline(&config.callout, &config.access.delegate, &dir, &q)?
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);

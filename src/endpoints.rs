@@ -19,8 +19,9 @@ use crate::rooms::RoomService;
 use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::service::TokenService;
 use crate::wire::{
-    ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT, AUTH_ERROR_SUBJECT,
-    DISCOVERY_SUBJECTS, ROOMS_SUBJECTS, TOKEN_RESET_SUBJECT, TokenResetRequest, USER_CONTEXT_SUBJECT,
+    ACCESS_INVALIDATE_SUBJECT, ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT,
+    AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, ROOMS_SUBJECTS, TOKEN_RESET_SUBJECT, TokenResetRequest,
+    USER_CONTEXT_SUBJECT,
 };
 
 /// What precedes a room operation's name in its subject.
@@ -108,6 +109,8 @@ impl Endpoints {
         let mut discovery = client.subscribe(DISCOVERY_SUBJECTS).await?;
         let mut auth_errors = client.subscribe(AUTH_ERROR_SUBJECT).await?;
         let room_requests = client.queue_subscribe(ROOMS_SUBJECTS, queue.clone()).await?;
+        // Every instance forgets its own cache: no queue group.
+        let mut invalidations = client.subscribe(ACCESS_INVALIDATE_SUBJECT).await?;
         // Room requests beside the rest: a change waits for its store.
         let rooms_served = room_requests
             .take_until(stop.clone().cancelled_owned())
@@ -152,6 +155,15 @@ impl Endpoints {
                     }
                     respond(&client, m.reply, reply).await;
                 }
+                Some(m) = invalidations.next() => {
+                    // Re-deciding live connections asks the delegates again: beside the loop.
+                    let (client, ops) = (client.clone(), ops.clone());
+                    tokio::spawn(async move {
+                        if let Some(reply) = invalidate_reply(&ops, &m.payload).await {
+                            respond(&client, m.reply, reply).await;
+                        }
+                    });
+                }
                 Some(m) = admin.next() => {
                     let reply = revoke_reply(&tokens, &ops.audit, &m.payload).await;
                     respond(&client, m.reply, reply).await;
@@ -169,6 +181,34 @@ impl Endpoints {
         }
         Ok(())
     }
+}
+
+/// `auth.v1.access.invalidate {user?, room?}`: forget the delegates' answers it names and
+/// re-decide the live connections holding those rooms. Answered by the enforcing instance
+/// (or every instance when none enforces): `{"forgotten": n, "reauthorized": m}`; the
+/// others forget their answers silently.
+async fn invalidate_reply(ops: &Ops, payload: &[u8]) -> Option<serde_json::Value> {
+    let Some(callout) = ops.callout.as_ref() else {
+        return Some(error_reply(&"this instance serves no callout", "unavailable"));
+    };
+    let req = match crate::access::Invalidate::parse(payload) {
+        Ok(r) => r,
+        Err(e) => return Some(error_reply(&e, "bad-request")),
+    };
+    let forgotten = callout.delegates().forget(&req);
+    let (enforcing, reauthorized) = match ops.enforcement.as_deref() {
+        Some(e) if e.is_leader() => (true, e.on_delegates_invalidated(&req).await),
+        Some(_) => (false, 0),
+        None => (true, 0),
+    };
+    info!(
+        user = req.user.as_deref().unwrap_or("*"),
+        room = req.room.as_deref().unwrap_or("*"),
+        forgotten,
+        reauthorized,
+        "delegates' answers invalidated"
+    );
+    enforcing.then(|| json!({"forgotten": forgotten, "reauthorized": reauthorized}))
 }
 
 /// `explain --live`: a [`crate::explain::Question`] answered with the running service's

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Answer, Answers, Ask};
 use crate::callout::decision::{Deny, Policy, parse_rooms};
 use crate::names::validate_name;
 use crate::permissions::{Access, Asserted, GrantSource, Role, Scope, Snapshot};
@@ -122,6 +123,8 @@ pub struct Inputs<'a> {
     pub files: &'a [Vec<GrantSource>],
     /// What an identity provider asserts of the user (their latest session's), if anything.
     pub asserted: Option<&'a Asserted>,
+    /// The delegates' answers for the delegated rooms (none offline: not asked).
+    pub answers: &'a Answers,
     pub mode: &'static str,
 }
 
@@ -218,6 +221,9 @@ fn room_verdict(
         }
         _ => {}
     }
+    if let Some(route) = inputs.policy.delegates.route(room) {
+        return delegated_verdict(room, &route.subject, inputs.answers.get(room), scope);
+    }
     let from_files = inputs.snapshot.access(user, room);
     let in_data = inputs.rooms.held(room, user.id());
     let Some(access) = Access::either(from_files, in_data.map(|(a, _)| a)) else {
@@ -267,22 +273,67 @@ fn room_verdict(
     }
 }
 
-/// Explain `q` with a running callout's rules, permissions and rooms in data; `files` are
-/// the per-room file definitions ([`crate::permissions::grant_sources`]).
+/// A room an app service decides: its answer (when asked), or that it was not asked.
+fn delegated_verdict(room: &str, subject: &str, answer: Option<Answer>, scope: &Scope<'_>) -> Verdict {
+    let within = match scope {
+        Scope::Within(app) => format!("; within application {:?}", app.name()),
+        _ => String::new(),
+    };
+    let (access, reason, said) = match answer {
+        Some(Answer::Access(Some(a))) => (a.as_str(), "granted", format!("answered {a}")),
+        Some(a) => ("none", a.refusal().unwrap_or("no-grant"), "refused".to_string()),
+        None => (
+            "none",
+            "delegated",
+            format!("delegated to {subject} (not asked offline)"),
+        ),
+    };
+    Verdict {
+        room: room.to_string(),
+        access: access.to_string(),
+        reason: reason.to_string(),
+        source: format!("delegate:{subject}: {said}{within}"),
+        files: Vec::new(),
+    }
+}
+
+/// What the delegates would be asked about the delegated rooms of `q` (none when the user
+/// is unknown or the room is out of the question's scope). For `--live`, which asks.
 #[must_use]
-pub fn live(
+pub fn asks(q: &Question, snapshot: &Snapshot, policy: &Policy, asserted: Option<&Asserted>) -> Vec<Ask> {
+    let Some(user) = snapshot.effective(&q.user_id, asserted) else {
+        return Vec::new();
+    };
+    let scope = snapshot.scope(q.client_id.as_deref());
+    q.rooms
+        .iter()
+        .filter(|r| validate_name(r).is_ok() && scope.reaches(r) && policy.delegates.route(r).is_some())
+        .map(|room| {
+            let account = user.account().unwrap_or(&policy.account);
+            Ask::of(&user, room, account, q.client_id.clone(), None)
+        })
+        .collect()
+}
+
+/// Explain `q` with a running callout's rules, permissions and rooms in data; `files` are
+/// the per-room file definitions ([`crate::permissions::grant_sources`]); the delegated
+/// rooms are asked (or answered from the cache).
+pub async fn live(
     callout: &crate::callout::Callout,
     q: &Question,
     files: &[Vec<GrantSource>],
     asserted: Option<&Asserted>,
 ) -> Explanation {
     let snapshot = callout.snapshot();
+    let asks = asks(q, &snapshot, callout.policy(), asserted);
+    let answers = callout.delegates().resolve(&asks).await;
     let inputs = Inputs {
         snapshot: &snapshot,
         rooms: callout.rooms(),
         policy: callout.policy(),
         files,
         asserted,
+        answers: &answers,
         mode: "live",
     };
     explain(q, &inputs)
@@ -295,10 +346,13 @@ pub fn live(
 /// The rules do not build, or the files do not load (every problem, `file:line: reason`).
 pub fn offline(
     callout: &crate::config::CalloutSettings,
+    delegates: &[crate::access::DelegateSettings],
     dir: &std::path::Path,
     q: &Question,
 ) -> anyhow::Result<Explanation> {
-    let policy = Policy::from_settings(callout).map_err(anyhow::Error::msg)?;
+    let policy = Policy::from_settings(callout)
+        .map_err(anyhow::Error::msg)?
+        .with_delegates(crate::access::Routes::from_settings(delegates).map_err(anyhow::Error::msg)?);
     let sources = crate::permissions::read_files(dir)?;
     let snapshot = Snapshot::from_sources(&sources)?;
     let rooms: Vec<&str> = q.rooms.iter().map(String::as_str).collect();
@@ -309,6 +363,7 @@ pub fn offline(
         policy: &policy,
         files: &files,
         asserted: None,
+        answers: &Answers::default(),
         mode: "offline",
     };
     Ok(explain(q, &inputs))
@@ -393,6 +448,7 @@ mod tests {
             policy: &testing::policy(),
             files: &files,
             asserted,
+            answers: &Answers::default(),
             mode: "offline",
         };
         explain(q, &inputs)

@@ -345,12 +345,16 @@ accounts {{
   AUTH {{
     users: [ {{ user: callout, password: $CALLOUT_PASSWORD }} ]
     exports: [ {{ service: "auth.v1.>" }}, {{ stream: "nats-callout.notice.>" }} ]
+    # Delegated decisions ([[access.delegate]] in callout.toml): an app service in APP
+    # answers on its subject, which APP exports and AUTH imports (the reverse of auth.v1):
+    # imports: [ {{ service: {{ account: APP, subject: "apps.access" }} }} ]
   }}
   APP {{
     imports: [
       {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}
       {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }}
     ]
+    # exports: [ {{ service: "apps.access", accounts: [ AUTH ] }} ]   # the delegate's, AUTH only
   }}
   SYS {{ users: [ {{ user: sys, password: $SYS_PASSWORD }} ] }}
 }}

@@ -15,6 +15,7 @@
 //! - [`permissions`]: the permission files, the immutable snapshot decisions read, its shared handle and role privileges.
 //! - [`wire`]: the wire contract: every NATS subject the service uses or serves, decision records, token-reset requests.
 //! - [`subjects`]: subject templates such as `chat.{room}.>`.
+//! - [`access`]: delegated decisions: the rooms app services decide, asking them (bounded, cached), invalidation.
 //! - [`config`]: the settings (file and environment), one file per section, validated.
 //! - [`keys`]: key material, loaded and generated: issuer nkey, xkey, token signing key, secrets.
 //! - [`nats`]: the service's NATS connections: options, credentials, waiting for NATS with backoff.
@@ -37,6 +38,7 @@
 //! - [`app`]: the running service: everything built and wired, served until shutdown.
 //! - [`cli`]: the command line.
 //! - `testing`: the shared test world (feature `testing`): keys, permission texts, requests as nats-server sends them, the fuzz targets.
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod callout;

@@ -111,7 +111,7 @@ impl Ops {
         // A provider's user is decided with what the provider asserted at their latest login.
         let asserted = sessions.first().and_then(|s| s.info.asserted.clone());
         let files = self.file_lines(q, asserted.clone()).await;
-        let mut answer = crate::explain::live(callout, q, &files, asserted.as_ref());
+        let mut answer = crate::explain::live(callout, q, &files, asserted.as_ref()).await;
         let revoked = self.tokens.revocations().load();
         answer.revocations = revoked
             .of_user(&q.user_id)

@@ -94,6 +94,30 @@ impl Template {
         self.parts.len() == read.parts.len()
     }
 
+    /// The template as a NATS pattern: each placeholder a `*` (any room, any user).
+    fn as_pattern(&self) -> String {
+        let parts: Vec<&str> = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(l) => l.as_str(),
+                Part::Room | Part::User => "*",
+            })
+            .collect();
+        parts.join(".")
+    }
+
+    /// Whether a subject this template renders, for some room and user, covers `subject`
+    /// (conservatively: any token stands for a placeholder).
+    pub fn could_cover(&self, subject: &str) -> bool {
+        covers(&self.as_pattern(), subject)
+    }
+
+    /// [`Template::could_cover`] for a prefix granted with `.>` below it (the inbox).
+    pub fn could_cover_below(&self, subject: &str) -> bool {
+        covers(&format!("{}.>", self.as_pattern()), subject)
+    }
+
     /// Fill in the placeholders. Both values must be valid names; callers validated
     /// them already, and this checks again so no value can add a token or a wildcard.
     pub fn render(&self, room: &str, user: &str) -> Option<String> {
@@ -116,6 +140,21 @@ impl Template {
         }
         Some(out)
     }
+}
+
+/// Whether the NATS pattern `pattern` (with `*` and a trailing `>`) covers the literal `subject`.
+#[must_use]
+pub fn covers(pattern: &str, subject: &str) -> bool {
+    let mut s = subject.split('.');
+    for p in pattern.split('.') {
+        match (p, s.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (p, Some(t)) if p == t => {}
+            _ => return false,
+        }
+    }
+    s.next().is_none()
 }
 
 #[cfg(test)]

@@ -30,8 +30,11 @@ pub const USER_CONTEXT_SUBJECT: &str = "auth.v1.usercontext";
 pub const TOKEN_RESET_SUBJECT: &str = "auth.v1.tokenReset";
 /// Rooms as data for app services: `auth.v1.rooms.<operation>` (exported to the app account).
 pub const ROOMS_SUBJECTS: &str = "auth.v1.rooms.>";
+/// App services forget delegates' answers (`{user?, room?}`), and the live connections
+/// holding the rooms named decide again (exported to the app account).
+pub const ACCESS_INVALIDATE_SUBJECT: &str = "auth.v1.access.invalidate";
 /// What users with the `service` role may publish to: the service's own endpoints.
-pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT, ROOMS_SUBJECTS];
+pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT, ROOMS_SUBJECTS, ACCESS_INVALIDATE_SUBJECT];
 
 /// Notices to users (`nats-callout.notice.<user>`): their grants changed. Exported as a
 /// stream to the app accounts; each user JWT may subscribe to its own subject and no other.
@@ -204,12 +207,21 @@ mod tests {
         assert!(subjects(p(false, false)).is_empty());
         assert_eq!(
             subjects(p(true, false)),
-            ["auth.v1.usercontext", "auth.v1.rooms.>"]
+            [
+                "auth.v1.usercontext",
+                "auth.v1.rooms.>",
+                "auth.v1.access.invalidate"
+            ]
         );
         assert_eq!(subjects(p(false, true)), ["auth.v1.tokenReset"]);
         assert_eq!(
             subjects(p(true, true)),
-            ["auth.v1.usercontext", "auth.v1.rooms.>", "auth.v1.tokenReset"]
+            [
+                "auth.v1.usercontext",
+                "auth.v1.rooms.>",
+                "auth.v1.access.invalidate",
+                "auth.v1.tokenReset"
+            ]
         );
     }
 

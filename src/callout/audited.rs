@@ -50,6 +50,7 @@ pub(super) fn decision(
                     .map(|r| GrantedRoom {
                         room: r.name.clone(),
                         access: r.access.as_str(),
+                        source: delegate_source(g, &r.name),
                     })
                     .collect(),
                 refused: g
@@ -57,6 +58,7 @@ pub(super) fn decision(
                     .map(|(room, reason)| RefusedRoom {
                         room: room.to_string(),
                         reason,
+                        source: delegate_source(g, room),
                     })
                     .collect(),
             };
@@ -80,4 +82,9 @@ pub(super) fn decision(
         }
     }
     d
+}
+
+/// `delegate:<subject>` when an app service decided `room`.
+fn delegate_source(g: &super::decision::Grant, room: &str) -> Option<String> {
+    g.delegate_of(room).map(|o| format!("delegate:{}", o.subject))
 }

@@ -3,15 +3,17 @@
 //! can reconnect without a callout until it expires.
 //!
 //! The mint is a decision: the same request the callout would see (the access token, the
-//! rooms in `user`) goes through the same [`decide`](super::decision::decide), and the user JWT is signed as the
+//! rooms in `user`) goes through the callout's own decision (delegated rooms answered from
+//! the cache or by asking their delegate within its budget, then the limits), and the user
+//! JWT is signed as the
 //! callout's is, by the target account's (unscoped) signing key with `issuer_account`. Only
 //! its subject differs: the client's key, whose seed never leaves the client, so the JWT alone
 //! is useless without a signature of the server's nonce.
 
 use std::time::Duration;
 
-use super::Callout;
 use super::decision::{Denied, Grant};
+use super::{Callout, Delegation};
 use crate::claims::ClaimsError;
 use crate::claims::request::{AuthRequest, ClientInfo, ConnectOpts};
 use crate::claims::response::{UserJwt, user_jwt};
@@ -63,8 +65,9 @@ pub fn user_public_key(key: &str) -> bool {
 
 impl Callout {
     /// Mint a user JWT for `public_key` holding what the callout would grant `token` for
-    /// `rooms`, valid for at most `ttl` (`None`: minting is off).
-    pub fn credentials(
+    /// `rooms`, valid for at most `ttl` (`None`: minting is off). Delegated rooms are
+    /// resolved as the callout resolves them: from the cache, else by asking the delegate.
+    pub async fn credentials(
         &self,
         token: &str,
         public_key: &str,
@@ -91,7 +94,10 @@ impl Callout {
             },
             ..AuthRequest::default()
         };
-        let grant = self.decide_now(&req, now).map_err(CredentialsError::Denied)?;
+        let grant = self
+            .decide_now(&req, now, Delegation::Asked)
+            .await
+            .map_err(CredentialsError::Denied)?;
         let target = op
             .target(&grant.account)
             .ok_or_else(|| CredentialsError::NoTarget(grant.account.clone()))?;

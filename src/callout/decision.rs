@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::access::{Answer, Answers, Ask, Outcome, Routes};
 use crate::claims::request::AuthRequest;
 use crate::claims::response::{Permission, UserPermissions};
 use crate::config::CalloutSettings;
@@ -37,6 +38,8 @@ pub struct Policy {
     /// The accounts users may be placed in: `[callout.accounts]` in operator mode,
     /// `account` and `user_accounts` in config mode. Any other is denied.
     pub placements: HashSet<String>,
+    /// The rooms app services decide (`[[access.delegate]]`): only their answers grant them.
+    pub delegates: Routes,
 }
 
 impl Policy {
@@ -65,7 +68,15 @@ impl Policy {
             user_jwt_ttl: s.user_jwt_ttl,
             token_reset_roles,
             placements: s.placements().into_iter().collect(),
+            delegates: Routes::default(),
         })
+    }
+
+    /// Rooms matching `delegates` are decided by their app services.
+    #[must_use]
+    pub fn with_delegates(mut self, delegates: Routes) -> Policy {
+        self.delegates = delegates;
+        self
     }
 
     /// The longest `user` field that can hold `max_rooms` valid names.
@@ -97,21 +108,34 @@ pub struct Grant {
     pub expires_at: i64,
     /// Role-derived publish rights granted.
     pub privileges: Privileges,
+    /// The delegated rooms (granted or refused), each with its delegate and answer.
+    pub delegated: Vec<Outcome>,
+    /// Delegated rooms without an answer in the decision's inputs (refused in this grant):
+    /// what to ask before deciding again.
+    pub asks: Vec<Ask>,
     /// What the user may hold at once.
     pub limits: Limits,
 }
 
 impl Grant {
-    /// Each refused room with why: `outside-application` or `no-grant`.
+    /// Each refused room with why: `outside-application`, `no-grant`, or the delegate's
+    /// `delegate-none`, `delegate-unavailable`, `delegate-bad-answer`.
     pub fn refusals(&self) -> impl Iterator<Item = (&str, &'static str)> {
         self.refused.iter().enumerate().map(|(i, room)| {
             let why = if i < self.outside_application {
                 "outside-application"
             } else {
-                "no-grant"
+                self.delegate_of(room)
+                    .and_then(|o| o.answer.refusal())
+                    .unwrap_or("no-grant")
             };
             (room.as_str(), why)
         })
+    }
+
+    /// The delegate that decided `room`, with its answer, if one did.
+    pub fn delegate_of(&self, room: &str) -> Option<&Outcome> {
+        self.delegated.iter().find(|o| o.room == room)
     }
 }
 
@@ -265,13 +289,26 @@ pub struct Inputs<'a> {
     pub policy: &'a Policy,
 }
 
-/// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds).
+/// Decide one connection. Pure: no I/O, the clock is `now` (unix seconds). Delegated rooms
+/// are refused, each listed in [`Grant::asks`]: see [`decide_with`].
 pub fn decide(req: &AuthRequest, inputs: &Inputs<'_>, now: i64) -> Result<Grant, Denied> {
+    decide_with(req, inputs, &Answers::default(), now)
+}
+
+/// [`decide`] with the delegates' answers for the delegated rooms (asked before, by the
+/// caller, for the rooms a first decision listed in [`Grant::asks`]). A delegated room
+/// without an answer here is refused and listed in `asks`.
+pub fn decide_with(
+    req: &AuthRequest,
+    inputs: &Inputs<'_>,
+    answers: &Answers,
+    now: i64,
+) -> Result<Grant, Denied> {
     let Inputs { tokens, .. } = *inputs;
     check_connection_type(req, inputs.policy.types)?;
     let (token, _) = req.connect_opts.access_token();
     let identity = tokens.verify(token, now).map_err(Deny::from)?;
-    match grant_for(&identity, req, inputs, now) {
+    match grant_for(&identity, req, inputs, answers, now) {
         Ok(grant) => Ok(Grant { identity, ..grant }),
         // From here on every deny names the token's user and session.
         Err(deny) => Err(Denied {
@@ -286,6 +323,7 @@ fn grant_for(
     identity: &AccessClaims,
     req: &AuthRequest,
     inputs: &Inputs<'_>,
+    answers: &Answers,
     now: i64,
 ) -> Result<Grant, Deny> {
     let Inputs {
@@ -322,8 +360,29 @@ fn grant_for(
     let mut g = Granted::new(inbox, crate::wire::notice_subject(uid), requested.len());
     let outside_application = outside.len();
     g.refused.extend(outside.into_iter().map(str::to_string));
+    let (mut delegated, mut asks) = (Vec::new(), Vec::new());
     for room in requested {
-        match crate::rooms::access(snapshot, rooms, user, room) {
+        // A delegated room: the delegate's answer alone grants it (never the files or data).
+        let access = match policy.delegates.route(room) {
+            None => crate::rooms::access(snapshot, rooms, user, room),
+            Some(route) => {
+                let answer = answers.get(room).unwrap_or_else(|| {
+                    let (client, device) = (identity.client_id.clone(), identity.did.clone());
+                    asks.push(Ask::of(user, room, &account, client, device));
+                    Answer::Unavailable
+                });
+                delegated.push(Outcome {
+                    room: room.to_string(),
+                    subject: route.subject.clone(),
+                    answer,
+                });
+                match answer {
+                    Answer::Access(access) => access,
+                    Answer::Unavailable | Answer::Bad => None,
+                }
+            }
+        };
+        match access {
             Some(access) => g.room(policy, room, uid, access),
             None => g.refused.push(room.to_string()),
         }
@@ -342,6 +401,8 @@ fn grant_for(
         },
         expires_at,
         privileges,
+        delegated,
+        asks,
         limits: user.limits(),
     })
 }
@@ -806,6 +867,89 @@ mod tests {
     }
 
     #[test]
+    fn delegated_rooms_are_granted_by_their_delegate_alone() {
+        let (k, s, p) = world();
+        let routes = Routes::from_settings(&[crate::access::DelegateSettings {
+            rooms: "team-*".into(),
+            subject: "apps.access".into(),
+            timeout: Duration::from_millis(250),
+            cache: Duration::from_secs(30),
+        }])
+        .unwrap();
+        let p = p.with_delegates(routes);
+        let revoked = RevocationIndex::default();
+        let rooms = crate::rooms::RoomIndex::default();
+        let inputs = Inputs {
+            tokens: &k,
+            snapshot: &s,
+            rooms: &rooms,
+            revoked: &revoked,
+            policy: &p,
+        };
+        // alice's files grant "team-*" = read; the delegate decides those rooms alone.
+        let r = req(
+            Some(&token(&k, "alice", None)),
+            Some("all1;team-a;team-b;team-c;team-d"),
+            "Client",
+            "nats",
+        );
+        let first = decide(&r, &inputs, NOW).unwrap();
+        let asked: Vec<&str> = first.asks.iter().map(|a| a.room.as_str()).collect();
+        assert_eq!(asked, ["team-a", "team-b", "team-c", "team-d"]);
+        assert_eq!(first.asks[0].user, "alice");
+        assert_eq!(first.asks[0].groups, ["devs", "everyone"]);
+        assert_eq!(first.asks[0].roles, ["user"]);
+        assert_eq!(first.asks[0].account, "APP");
+        assert_eq!(first.asks[0].device_id, None);
+        assert_eq!(
+            first.rooms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["all1"],
+            "nothing delegated is granted before its answer"
+        );
+        let mut answers = Answers::default();
+        answers.insert("team-a".into(), Answer::Access(Some(Access::ReadWrite)));
+        answers.insert("team-b".into(), Answer::Access(None));
+        answers.insert("team-c".into(), Answer::Unavailable);
+        answers.insert("team-d".into(), Answer::Bad);
+        let g = decide_with(&r, &inputs, &answers, NOW).unwrap();
+        assert!(g.asks.is_empty());
+        assert_eq!(
+            g.permissions.publish.allow,
+            ["chat.all1.alice", "chat.team-a.alice"]
+        );
+        assert_eq!(
+            g.permissions.subscribe.allow,
+            [
+                "_INBOX.alice.>",
+                "nats-callout.notice.alice",
+                "chat.all1.>",
+                "chat.team-a.>"
+            ]
+        );
+        let refusals: Vec<(&str, &str)> = g.refusals().collect();
+        assert_eq!(
+            refusals,
+            [
+                ("team-b", "delegate-none"),
+                ("team-c", "delegate-unavailable"),
+                ("team-d", "delegate-bad-answer")
+            ]
+        );
+        assert_eq!(g.delegate_of("team-a").unwrap().subject, "apps.access");
+        assert!(g.delegate_of("all1").is_none());
+        // An admin's "every room" does not reach a delegated room either.
+        let admin = req(
+            Some(&token(&k, "root", None)),
+            Some("team-a;all1"),
+            "Client",
+            "nats",
+        );
+        let g = decide(&admin, &inputs, NOW).unwrap();
+        assert_eq!(g.refused, ["team-a"]);
+        assert_eq!(g.asks.len(), 1);
+    }
+
+    #[test]
     fn users_go_only_to_the_accounts_the_policy_names() {
         let (k, _, mut p) = world();
         let s = testing::snapshot(&format!(
@@ -832,7 +976,15 @@ mod tests {
             ("root", &["chat.ops.root"]),
             ("sysop", &["chat.ops.sysop", "auth.v1.tokenReset"]),
             // The default token-reset roles are sysadmin alone (least privilege).
-            ("svc", &["chat.ops.svc", "auth.v1.usercontext", "auth.v1.rooms.>"]),
+            (
+                "svc",
+                &[
+                    "chat.ops.svc",
+                    "auth.v1.usercontext",
+                    "auth.v1.rooms.>",
+                    "auth.v1.access.invalidate",
+                ],
+            ),
         ];
         for (user, publish) in cases {
             let g = grant(user, "ops").unwrap();

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use crate::access::{Answers, Delegates};
 use crate::claims::request::{self, AuthRequest};
 use crate::claims::response::{Outcome, UserJwt, response_jwt_as, user_jwt};
 use crate::clock::now_secs;
@@ -26,7 +27,7 @@ use crate::permissions::{Permissions, Snapshot};
 use crate::tokens::TokenKeys;
 use crate::tokens::revocation::Revocations;
 use crate::wire::{AUTH_SUBJECT, ConnKey, DECISION_SUBJECT, DecisionRecord};
-use decision::{Denied, Grant, Inputs, Policy, decide};
+use decision::{Denied, Grant, Inputs, Policy, decide_with};
 use nkeys::KeyPair;
 
 /// Everything the request path needs, shared by all in-flight requests.
@@ -43,6 +44,8 @@ pub struct Callout {
     counters: Arc<Counters>,
     /// Every decision goes into the audit trail (off by default).
     audit: crate::audit::Audit,
+    /// The app services that decide delegated rooms (none by default).
+    delegates: Arc<Delegates>,
     /// Refusals by per-user limits (see [`crate::limits`]).
     limits: Arc<crate::limits::Gate>,
 }
@@ -129,6 +132,7 @@ impl Callout {
             rooms: Arc::default(),
             counters: Arc::default(),
             audit: crate::audit::Audit::off(),
+            delegates: Arc::default(),
             limits: Arc::default(),
         }
     }
@@ -202,16 +206,110 @@ impl Callout {
     }
 
     /// Handle one request payload; returns the reply bytes (empty = immediate deny).
+    /// Delegated rooms are answered from the cache only (the others are refused as
+    /// unavailable); [`Callout::handle_async`] asks the delegates.
     pub fn handle(&self, payload: &[u8], xkey_header: Option<&str>, now: i64) -> (Vec<u8>, Verdict) {
+        self.handle_with(payload, xkey_header, now, Delegation::Cached)
+            .now_or_never()
+            .expect("answers from the cache are ready at once")
+    }
+
+    /// [`Callout::handle`], asking the delegates about the delegated rooms the cache has no
+    /// answer for: in parallel, each within its budget, then deciding again with the answers.
+    pub async fn handle_async(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+    ) -> (Vec<u8>, Verdict) {
+        self.handle_with(payload, xkey_header, now, Delegation::Asked)
+            .await
+    }
+
+    /// Open, verify and decide (see [`Callout::decide_now`]); then answer, audit and count.
+    async fn handle_with(
+        &self,
+        payload: &[u8],
+        xkey_header: Option<&str>,
+        now: i64,
+        delegation: Delegation,
+    ) -> (Vec<u8>, Verdict) {
         let started = std::time::Instant::now();
-        let (reply, verdict, req) = self.handle_inner(payload, xkey_header, now);
+        let (reply, verdict, req) = match self.open(payload, xkey_header, now) {
+            Err(refused) => *refused,
+            Ok(opened) => {
+                // Epochs first: a decision never claims a newer epoch than the data it used.
+                let epochs = Epochs {
+                    snapshot: self.permissions.epoch(),
+                    revocations: self.revocations.epoch(),
+                    rooms: self.rooms.epoch(),
+                };
+                let verdict = match self.decide_now(&opened.req, now, delegation).await {
+                    Ok(grant) => {
+                        let record = decision_record(&opened.req, &grant, epochs, now);
+                        Verdict::Allowed(Box::new((grant, record)))
+                    }
+                    Err(deny) => Verdict::Denied(deny),
+                };
+                self.conclude(opened, verdict, now)
+            }
+        };
+        self.report(started, req.as_ref(), &verdict, now);
+        (reply, verdict)
+    }
+
+    /// The one decision of the request path and of [`Callout::credentials`]: decide `req` on
+    /// the current permissions, rooms and revocations, then the limits; when delegated rooms
+    /// need answers, get them (from the cache, or asking as `delegation` says) and decide
+    /// again with them, then the limits again. A user the limits refuse is refused before
+    /// any delegate is asked.
+    async fn decide_now(&self, req: &AuthRequest, now: i64, delegation: Delegation) -> Result<Grant, Denied> {
+        let grant = self.decide_on(req, &Answers::default(), now)?;
+        if grant.asks.is_empty() {
+            return Ok(grant);
+        }
+        let answers = match delegation {
+            Delegation::Cached => self.delegates.cached(&grant.asks),
+            Delegation::Asked => self.delegates.resolve(&grant.asks).await,
+        };
+        self.decide_on(req, &answers, now)
+    }
+
+    /// Decide `req` on the current inputs with the delegates' `answers`, then the limits.
+    fn decide_on(&self, req: &AuthRequest, answers: &Answers, now: i64) -> Result<Grant, Denied> {
+        let snapshot = self.permissions.load();
+        let revoked = self.revocations.load();
+        let inputs = Inputs {
+            tokens: &self.tokens,
+            snapshot: &snapshot,
+            rooms: &self.rooms,
+            revoked: &revoked,
+            policy: &self.policy,
+        };
+        decide_with(req, &inputs, answers, now).and_then(|g| self.admit(g))
+    }
+
+    /// The delegates decisions ask.
+    pub fn delegates(&self) -> &Arc<Delegates> {
+        &self.delegates
+    }
+
+    /// Ask these delegates (their routes are the policy's).
+    #[must_use]
+    pub fn with_delegates(mut self, delegates: Arc<Delegates>) -> Self {
+        self.delegates = delegates;
+        self
+    }
+
+    /// Audit, count and measure a handled request.
+    fn report(&self, started: std::time::Instant, req: Option<&AuthRequest>, verdict: &Verdict, now: i64) {
         if self.audit.is_on() {
-            let mut event = audited::decision(req.as_ref(), &verdict, &self.policy, now);
+            let mut event = audited::decision(req, verdict, &self.policy, now);
             event.took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.audit.decision(event);
         }
-        self.counters.record(&verdict, now);
-        if let Verdict::Refused(code) = &verdict {
+        self.counters.record(verdict, now);
+        if let Verdict::Refused(code) = verdict {
             self.counters.recent.deny(recent::DenyEntry {
                 at: now,
                 reason: (*code).to_string(),
@@ -221,28 +319,27 @@ impl Callout {
                 requested: String::new(),
             });
         }
-        let (result, reason) = match &verdict {
+        let (result, reason) = match verdict {
             Verdict::Allowed(_) => ("allow", "granted"),
             Verdict::Denied(d) => ("deny", d.deny.code()),
             Verdict::Refused(code) => ("refused", *code),
         };
         metrics::counter!("nats_callout_authorizations_total", "result" => result, "reason" => reason)
             .increment(1);
-        (reply, verdict)
     }
 
-    /// The reply, the verdict, and the request when it could be opened and verified.
-    fn handle_inner(
-        &self,
+    /// Open and verify a request, or the empty reply refusing it.
+    fn open<'k>(
+        &'k self,
         payload: &[u8],
         xkey_header: Option<&str>,
         now: i64,
-    ) -> (Vec<u8>, Verdict, Option<AuthRequest>) {
+    ) -> Result<Request<'k>, Box<Handled>> {
         let (opened, our_xkey) = match envelope::open_with(payload, xkey_header, self.keys.xkeys()) {
             Ok(o) => o,
             Err(e) => {
                 warn!(reason = e.code(), error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused(e.code()), None);
+                return Err(Box::new((Vec::new(), Verdict::Refused(e.code()), None)));
             }
         };
         // Config mode: the server names our issuer; operator mode: the AUTH account.
@@ -254,7 +351,7 @@ impl Callout {
             Ok(r) => r,
             Err(e) => {
                 warn!(reason = "request-invalid", error = %e, "authorization request refused");
-                return (Vec::new(), Verdict::Refused("request-invalid"), None);
+                return Err(Box::new((Vec::new(), Verdict::Refused("request-invalid"), None)));
             }
         };
         if let Some((header, _)) = &opened.server_xkey
@@ -265,21 +362,27 @@ impl Callout {
                 signed: req.server_id.xkey.clone(),
             };
             warn!(reason = "request-xkey-mismatch", error = %e, "authorization request refused");
-            return (Vec::new(), Verdict::Refused("request-xkey-mismatch"), Some(req));
+            return Err(Box::new((
+                Vec::new(),
+                Verdict::Refused("request-xkey-mismatch"),
+                Some(req),
+            )));
         }
-        // Epochs first: a decision never claims a newer epoch than the data it used.
-        let epochs = Epochs {
-            snapshot: self.permissions.epoch(),
-            revocations: self.revocations.epoch(),
-            rooms: self.rooms.epoch(),
-        };
-        let verdict = match self.decide_now(&req, now) {
-            Ok(grant) => {
-                let record = decision_record(&req, &grant, epochs, now);
-                Verdict::Allowed(Box::new((grant, record)))
-            }
-            Err(deny) => Verdict::Denied(deny),
-        };
+        Ok(Request {
+            req,
+            our_xkey,
+            server_xkey: opened.server_xkey.map(|(_, k)| k),
+        })
+    }
+
+    /// Log the verdict and answer it: the reply (sealed when the request was), the verdict
+    /// and the request.
+    fn conclude(&self, opened: Request<'_>, verdict: Verdict, now: i64) -> Handled {
+        let Request {
+            req,
+            our_xkey,
+            server_xkey,
+        } = opened;
         log_decision(&req, &verdict);
         if let Verdict::Denied(d) = &verdict {
             self.counters.recent.deny(recent::DenyEntry {
@@ -298,22 +401,11 @@ impl Callout {
                 return (Vec::new(), Verdict::Refused("sign-failed"), Some(req));
             }
         };
-        let server_key = opened.server_xkey.as_ref().map(|(_, k)| k);
-        (envelope::seal(reply, our_xkey, server_key), verdict, Some(req))
-    }
-
-    /// Decide `req` on the current permissions, rooms and revocations, then the limits.
-    fn decide_now(&self, req: &AuthRequest, now: i64) -> Result<Grant, Denied> {
-        let snapshot = self.permissions.load();
-        let revoked = self.revocations.load();
-        let inputs = Inputs {
-            tokens: &self.tokens,
-            snapshot: &snapshot,
-            rooms: &self.rooms,
-            revoked: &revoked,
-            policy: &self.policy,
-        };
-        decide(req, &inputs, now).and_then(|g| self.admit(g))
+        (
+            envelope::seal(reply, our_xkey, server_xkey.as_ref()),
+            verdict,
+            Some(req),
+        )
     }
 
     fn respond(
@@ -375,7 +467,25 @@ impl Callout {
     }
 }
 
-/// What live enforcement needs to know about an allowed connection.
+/// A request opened and verified, with the keys its reply is sealed with.
+struct Request<'k> {
+    req: AuthRequest,
+    our_xkey: Option<&'k nkeys::XKey>,
+    server_xkey: Option<nkeys::XKey>,
+}
+
+/// The reply, the verdict, and the request when it could be opened and verified.
+type Handled = (Vec<u8>, Verdict, Option<AuthRequest>);
+
+/// Where a decision gets the answers for delegated rooms.
+#[derive(Debug, Clone, Copy)]
+enum Delegation {
+    /// From the cache only: a room without a cached answer is refused as unavailable.
+    Cached,
+    /// From the cache, else by asking the delegate within its budget.
+    Asked,
+}
+
 /// The epochs of the data a decision read.
 #[derive(Debug, Clone, Copy)]
 struct Epochs {
@@ -419,6 +529,8 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
             let g = &allowed.0;
             let granted = Joined(|| g.rooms.iter().map(|r| r.name.as_str()));
             let refused = Joined(|| g.refused.iter().map(String::as_str));
+            // Delegated rooms name their source: `team-a=delegate:apps.access:read`.
+            let delegated = Delegated(&g.delegated);
             info!(
                 result = "allow",
                 user = %g.identity.sub,
@@ -431,6 +543,7 @@ fn log_decision(req: &AuthRequest, verdict: &Verdict) {
                 token_from,
                 granted = %granted,
                 refused = %refused,
+                delegated = %delegated,
                 expires_at = g.expires_at,
                 "authorization"
             );
@@ -481,6 +594,25 @@ where
                 f.write_str(";")?;
             }
             f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Delegated rooms for the log line: `room=delegate:<subject>:<access or refusal>;...`.
+struct Delegated<'a>(&'a [crate::access::Outcome]);
+
+impl std::fmt::Display for Delegated<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, o) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            let answer = match o.answer {
+                crate::access::Answer::Access(Some(a)) => a.as_str(),
+                other => other.refusal().unwrap_or("none"),
+            };
+            write!(f, "{}=delegate:{}:{answer}", o.room, o.subject)?;
         }
         Ok(())
     }
@@ -579,7 +711,9 @@ async fn answer(
 ) {
     let Some(reply_to) = msg.reply.clone() else { return };
     let started = std::time::Instant::now();
-    let (reply, verdict) = callout.handle(&msg.payload, envelope::server_xkey(&msg), now_secs());
+    let (reply, verdict) = callout
+        .handle_async(&msg.payload, envelope::server_xkey(&msg), now_secs())
+        .await;
     let elapsed = started.elapsed();
     metrics::histogram!("nats_callout_decision_seconds").record(elapsed.as_secs_f64());
     callout

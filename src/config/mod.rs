@@ -3,6 +3,7 @@
 //! holds (made relative to the configuration file) and its own checks; what spans sections
 //! is checked here.
 
+mod access;
 mod audit;
 mod callout;
 mod enforcement;
@@ -23,6 +24,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+pub use access::{AccessSettings, DelegateSettings, MAX_DELEGATE_TIMEOUT};
 pub use audit::AuditSettings;
 pub use callout::{CONNECTION_TYPES, CalloutMode, CalloutSettings, TargetAccount};
 pub use enforcement::EnforcementSettings;
@@ -84,6 +86,8 @@ pub struct Config {
     pub rooms: RoomSettings,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Decisions delegated to app services (`[[access.delegate]]`).
+    pub access: AccessSettings,
     /// How per-user limits are enforced; the connect rate.
     pub limits: LimitsSettings,
 }
@@ -156,7 +160,7 @@ impl Config {
     /// Check values that would otherwise fail later, at the first request: each section,
     /// then what spans sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections: [&dyn Section; 12] = [
+        let sections: [&dyn Section; 13] = [
             &self.rooms,
             &self.nats,
             &self.callout,
@@ -168,12 +172,30 @@ impl Config {
             &self.log,
             &self.identity,
             &self.audit,
+            &self.access,
             &self.limits,
         ];
         for s in sections {
             s.validate()?;
         }
-        self.validate_callbacks()
+        self.validate_callbacks()?;
+        self.validate_delegates()
+    }
+
+    /// No user's grant may reach a delegate's subject, whatever the templates say.
+    fn validate_delegates(&self) -> Result<(), ConfigError> {
+        use crate::subjects::{Kind, Template};
+        let c = &self.callout;
+        let (Ok(read), Ok(write), Ok(inbox)) = (
+            Template::parse(&c.read_subject, Kind::Read),
+            Template::parse(&c.write_subject, Kind::Write),
+            Template::parse(&c.inbox_prefix, Kind::Inbox),
+        ) else {
+            return Ok(()); // refused with its own key already
+        };
+        crate::access::Routes::from_settings(&self.access.delegate)
+            .and_then(|r| r.check_private(&read, &write, &inbox))
+            .or_else(|reason| invalid("access.delegate", reason))
     }
 
     /// A provider's browser login needs a callback address that never comes from a
@@ -369,6 +391,80 @@ mod tests {
             let err = Config::load(&path).unwrap_err().to_string();
             assert!(err.contains(key), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn delegate_tables_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        // Appended to a configuration as the demo's callout.toml would be.
+        std::fs::write(
+            &path,
+            "[[access.delegate]]\nrooms = \"team-*\"\nsubject = \"apps.access\"\n\
+             [[access.delegate]]\nrooms = \"lounge\"\nsubject = \"svc.lounge\"\ntimeout = \"100ms\"\ncache = \"0s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        let d = &c.access.delegate;
+        assert_eq!(
+            (d[0].rooms.as_str(), d[0].subject.as_str()),
+            ("team-*", "apps.access")
+        );
+        assert_eq!(
+            (d[0].timeout, d[0].cache),
+            (Duration::from_millis(250), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (d[1].timeout, d[1].cache),
+            (Duration::from_millis(100), Duration::ZERO)
+        );
+        // Each refusal names the table and says what is wrong.
+        for (table, needle) in [
+            ("rooms = \"team-**\"\nsubject = \"apps.access\"", "only one '*'"),
+            ("rooms = \"a.b\"\nsubject = \"apps.access\"", "rooms"),
+            ("rooms = \"team-*\"\nsubject = \"apps.>\"", "literal subject"),
+            (
+                "rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"3s\"",
+                "authorization.timeout",
+            ),
+            (
+                "rooms = \"team-*\"\nsubject = \"apps.access\"\ntimeout = \"soon\"",
+                "timeout",
+            ),
+            (
+                "rooms = \"team-*\"\nsubject = \"chat.team-a.ask\"",
+                "callout.read_subject",
+            ),
+            ("rooms = \"team-*\"\nsubject = \"_INBOX.bob.x\"", "reserved"),
+            ("rooms = \"team-*\"\nsubject = \"auth.v1.x\"", "reserved"),
+            ("rooms = \"team-*\"", "subject"),
+            ("rooms = \"team-*\"\nsubject = \"a\"\nanswer = 1", "answer"),
+        ] {
+            std::fs::write(
+                &path,
+                format!(
+                    "[[access.delegate]]\nrooms = \"x\"\nsubject = \"ok.x\"\n[[access.delegate]]\n{table}\n"
+                ),
+            )
+            .unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains(needle), "{table}: {err}");
+            if !err.contains("unknown field") && !err.contains("missing field") && !err.contains("soon") {
+                assert!(
+                    err.contains("access.delegate") && err.contains("table 2"),
+                    "{table}: {err}"
+                );
+            }
+        }
+        // A subject the grant's own templates could reach, with other templates.
+        std::fs::write(
+            &path,
+            "[callout]\nread_subject = \"rooms.{room}.>\"\nwrite_subject = \"rooms.{room}.{user}\"\n\
+             inbox_prefix = \"replies.{user}\"\n[[access.delegate]]\nrooms = \"*\"\nsubject = \"replies.svc.ask\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("callout.inbox_prefix"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Current<'a> {
     pub revoked: &'a RevocationIndex,
     /// The roles that give `auth.v1.tokenReset`.
     pub token_reset_roles: &'a [Role],
+    /// The rooms app services decide: their answers, not the files, take them back
+    /// (see `Enforcement::on_delegates_invalidated`).
+    pub delegates: &'a crate::access::Routes,
 }
 
 /// Compare a connection's grant with the current permissions and revocations.
@@ -40,6 +43,7 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
         old,
         revoked,
         token_reset_roles,
+        delegates,
     } = *current;
     let Some(d) = &entry.decision else {
         // Decision lost (made before this instance started): judge the user as a whole.
@@ -65,7 +69,7 @@ pub fn assess(entry: &Entry, current: &Current<'_>) -> Action {
         return Action::Reauthorize("user-removed");
     };
     let scope = new.scope(d.client_id.as_deref());
-    for (room, granted) in &d.rooms {
+    for (room, granted) in d.rooms.iter().filter(|(r, _)| delegates.route(r).is_none()) {
         // The user's access (the files and data), within what the token's application may
         // reach.
         let lost = match crate::rooms::access(new, rooms, &user, room).filter(|_| scope.reaches(room)) {
@@ -132,6 +136,7 @@ mod tests {
             old,
             revoked,
             token_reset_roles: &[Role::Sysadmin, Role::Service],
+            delegates: &crate::access::Routes::default(),
         };
         assess(e, &current)
     }
@@ -160,6 +165,45 @@ mod tests {
         for (after, want) in cases {
             assert_eq!(judge(&e, None, &snap(after), &none), want, "{after}");
         }
+    }
+
+    #[test]
+    fn a_file_edit_never_takes_back_a_delegated_room() {
+        let none = RevocationIndex::default();
+        let e = entry(&[("team-a", Access::ReadWrite), ("all1", Access::ReadWrite)]);
+        let routes = crate::access::Routes::from_settings(&[crate::access::DelegateSettings {
+            rooms: "team-*".into(),
+            subject: "apps.access".into(),
+            timeout: std::time::Duration::from_millis(250),
+            cache: std::time::Duration::from_secs(30),
+        }])
+        .unwrap();
+        let (rooms, no_delegates) = (RoomIndex::default(), crate::access::Routes::EMPTY);
+        let judge_with = |after: &str, delegates: &crate::access::Routes| {
+            let after = snap(after);
+            assess(
+                &e,
+                &Current {
+                    snapshot: &after,
+                    rooms: &rooms,
+                    old: None,
+                    revoked: &none,
+                    token_reset_roles: &[],
+                    delegates,
+                },
+            )
+        };
+        // The files never granted team-a: its delegate did.
+        assert_eq!(judge_with(BEFORE, &routes), Action::Keep);
+        assert_eq!(
+            judge_with(BEFORE, &no_delegates),
+            Action::Reauthorize("room-lost")
+        );
+        // A file room lost is still taken back.
+        assert_eq!(
+            judge_with("[users.bob]\n", &routes),
+            Action::Reauthorize("room-lost")
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ use crate::permissions::Snapshot;
 use crate::tokens::revocation::{Revocation, RevocationIndex};
 use crate::wire::{TokenResetRequest, server_request};
 
+/// No delegate: every room is judged against the files and data.
+static NO_DELEGATES: crate::access::Routes = crate::access::Routes::EMPTY;
+
 /// One connection to act on.
 pub(super) struct Job {
     pub conn: ConnKey,
@@ -43,6 +46,10 @@ impl Enforcement {
             old,
             revoked,
             token_reset_roles: &self.settings.token_reset_roles,
+            delegates: self
+                .delegated
+                .get()
+                .map_or(&NO_DELEGATES, |d| d.delegates.routes()),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod assess;
 mod connz;
+mod delegated;
 mod enforcer;
 mod feeds;
 pub mod lease;
@@ -85,6 +86,8 @@ pub struct Enforcement {
     pub stats: EnforcementStats,
     /// Kicks go into the audit trail (set once, after the trail is open).
     audit: std::sync::OnceLock<crate::audit::Audit>,
+    /// The app services deciding delegated rooms (set once, when there are any).
+    delegated: std::sync::OnceLock<delegated::Delegated>,
     /// Per-user limits: the connect rate, connection and subscription caps.
     limiter: limiter::Limiter,
 }
@@ -124,6 +127,7 @@ impl Enforcement {
             })),
             stats: EnforcementStats::default(),
             audit: std::sync::OnceLock::new(),
+            delegated: std::sync::OnceLock::new(),
             limiter,
         })
     }

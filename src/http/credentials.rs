@@ -37,6 +37,7 @@ pub(super) async fn mint(
     let minted = credentials
         .callout
         .credentials(token, &req.public_key, &req.rooms, credentials.ttl, now)
+        .await
         .map_err(|e| {
             metrics::counter!("nats_callout_credentials_total", "result" => e.code()).increment(1);
             info!(result = "deny", reason = e.code(), "nats credentials");

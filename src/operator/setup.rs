@@ -336,6 +336,15 @@ fn callout_toml(opts: &SetupOptions, k: &Keys) -> String {
             key = t.key.public,
         ));
     }
+    toml.push_str(
+        "\n# Rooms an app service decides (docs: Delegating decisions to app services). Its\n\
+         # subject is exported as a service by APP's JWT and imported by AUTH's:\n\
+         #   nsc add export --account APP --service --subject apps.access --private\n\
+         #   nsc add import --account AUTH --src-account APP --remote-subject apps.access --service\n\
+         # [[access.delegate]]\n\
+         # rooms = \"team-*\"\n\
+         # subject = \"apps.access\"\n",
+    );
     toml.push_str(&format!(
         "\n[tokens]\n\
          signing_key_file = \"{tok}/token-signing.pem\"\n\

@@ -26,6 +26,8 @@
 //! - [`server_setup`]: the nats-server configuration `keys` writes and prints, used as README
 //!   says with a real nats-server;
 //! - [`properties`]: property tests of the decision and the fuzz inputs replayed;
+//! - [`delegation`]: delegated decisions: app services answering for their rooms, failing
+//!   closed, the cache and invalidation;
 //! - [`rooms`]: rooms as data: the HTTP API, live connections, app services, instances;
 //! - [`security`]: the HTTP surfaces around the grant, tried as an attacker would;
 //! - [`architecture`]: the module graph has no cycle; the layout lists are true;
@@ -39,6 +41,7 @@ mod browser;
 mod callout;
 mod cli;
 mod clients;
+mod delegation;
 mod demo;
 mod deploy;
 mod docs;

@@ -58,6 +58,15 @@ impl World {
 
     /// The world with NATS credentials living at most `credentials_ttl`.
     async fn start_with(xkey: bool, credentials_ttl: Duration) -> World {
+        World::start_configured(xkey, credentials_ttl, |_| {}).await
+    }
+
+    /// [`World::start_with`], the generated configuration changed by `configure` first.
+    async fn start_configured(
+        xkey: bool,
+        credentials_ttl: Duration,
+        configure: impl Fn(&mut Config),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         nats_callout::keys::generate(&dir.path().join("tokens"), false).unwrap();
         let permissions = dir.path().join("permissions");
@@ -97,6 +106,7 @@ impl World {
             config.enforcement.reconcile_interval = Duration::from_secs(1);
             config.tokens.credentials_ttl = Some(credentials_ttl);
             config.audit.enabled = true;
+            configure(&mut config);
             let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
             match App::build(config).await {
                 Ok(app) => break (server, generated, origin, tokens, app),
@@ -202,6 +212,17 @@ impl World {
             .await
             .unwrap()
             .json()
+            .await
+            .unwrap()
+    }
+
+    /// A connection of the service's own user (in AUTH).
+    async fn service(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .credentials_file(self.generated.dir.join("service.creds"))
+            .await
+            .unwrap()
+            .connect(self.server.url())
             .await
             .unwrap()
     }
@@ -550,13 +571,7 @@ fn claims(jwt: &str) -> Value {
 async fn operator_mode_credentials_carry_the_callouts_grant_for_the_clients_own_key() {
     let w = World::start(true).await;
     // The audit trail, as the service's own user (in AUTH) sees it.
-    let service = async_nats::ConnectOptions::new()
-        .credentials_file(w.generated.dir.join("service.creds"))
-        .await
-        .unwrap()
-        .connect(w.server.url())
-        .await
-        .unwrap();
+    let service = w.service().await;
     let mut audit = service.subscribe("nats-callout.audit.credentials").await.unwrap();
     service.flush().await.unwrap();
     let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
@@ -652,6 +667,37 @@ async fn operator_mode_credentials_carry_the_callouts_grant_for_the_clients_own_
     let thief = std::sync::Arc::new(nkeys::KeyPair::new_user());
     let stolen = connect_with_jwt(&w.server.url(), jwt, thief, inbox).await;
     assert!(stolen.is_err(), "a stolen JWT connected");
+}
+
+/// Credentials resolve a delegated room as the callout does: its delegate (an app service
+/// in the service's own account) is asked within the budget, and its answer is the grant
+/// the JWT carries.
+#[tokio::test]
+async fn operator_mode_credentials_ask_the_delegate_of_a_delegated_room() {
+    use crate::delegation::{AppService, Reply, delegate};
+    let w = World::start_configured(true, CREDENTIALS_TTL, |c| {
+        c.access.delegate = vec![delegate("team-*", "svc.teams", 1000)];
+    })
+    .await;
+    let service = w.service().await;
+    let teams = AppService::start(service, "svc.teams", Reply::access("none")).await;
+    teams.answer("bob", "team-a", "readwrite");
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let body = json!({"publicKey": key.public_key(), "rooms": ["all1", "team-a", "team-b"]});
+    let (status, answer) = credentials(&w, Some(&w.token("bob")), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rooms"], json!(["all1", "team-a"]), "{answer}");
+    assert_eq!(answer["refused"], json!(["team-b"]), "{answer}");
+    assert_eq!(teams.asked(), 2, "one ask per delegated room");
+    let conn = connect_with_jwt(
+        &w.server.url(),
+        answer["jwt"].as_str().unwrap(),
+        key,
+        "_INBOX.bob",
+    )
+    .await
+    .expect("the credentials connect");
+    talks(&conn, "team-a", "bob").await;
 }
 
 #[tokio::test]

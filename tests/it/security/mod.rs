@@ -11,10 +11,12 @@
 //! - [`redirect`]: the identity provider's callback is never built from a request;
 //! - [`devices`]: a bare device id reaches only the caller's own devices;
 //! - [`privilege`]: app services do not reset tokens unless granted;
+//! - [`delegation`]: no user can subscribe to a delegate's subject or answer its asks;
 //! - [`demo_cluster`]: the cluster demo survives one of its processes.
 
 mod client_address;
 mod csrf;
+mod delegation;
 mod demo_cluster;
 mod devices;
 mod keylogin;

@@ -35,6 +35,9 @@ pub struct EnvOptions {
     pub hardened: bool,
     /// JetStream on the server, enabled for the app account and the service's (AUTH).
     pub jetstream: bool,
+    /// Subjects the app account (APP) exports as services and the service's account (AUTH)
+    /// imports: where app services in APP answer delegated decisions.
+    pub app_services: &'static [&'static str],
 }
 
 impl EnvOptions {
@@ -58,6 +61,7 @@ impl Default for EnvOptions {
             ws_allowed_origins: vec!["http://127.0.0.1:8080".into()],
             hardened: false,
             jetstream: false,
+            app_services: &[],
         }
     }
 }

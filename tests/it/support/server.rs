@@ -273,6 +273,26 @@ fn conf(dir: &Path, secrets: &ServerSecrets<'_>, opts: &EnvOptions, node: &Node)
         (String::new(), "")
     };
     let (name, cluster) = (&node.name, &node.cluster);
+    // App services answering in APP for the service (delegated decisions): the reverse of
+    // auth.v1, exported by APP and imported by AUTH.
+    let (app_exports, auth_imports) = if opts.app_services.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let list = |f: &dyn Fn(&str) -> String| {
+            opts.app_services
+                .iter()
+                .map(|s| f(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        (
+            format!("exports: [ {} ],", list(&|s| format!("{{ service: {s:?} }}"))),
+            format!(
+                "imports: [ {} ],",
+                list(&|s| format!("{{ service: {{ account: APP, subject: {s:?} }} }}"))
+            ),
+        )
+    };
     format!(
         r#"listen: 127.0.0.1:{port}
 server_name: {name}
@@ -280,8 +300,8 @@ max_control_line: 8KB
 {jetstream}
 {cluster}
 accounts {{
-  AUTH {{ {js} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }}, {{ stream: "nats-callout.notice.>" }} ] }}
-  APP {{ {js} users: [ {{ user: observer, password: "{observer_pw}" }} ],
+  AUTH {{ {js} {auth_imports} users: [ {callout_user} ], exports: [ {{ service: "auth.v1.>" }}, {{ stream: "nats-callout.notice.>" }} ] }}
+  APP {{ {js} {app_exports} users: [ {{ user: observer, password: "{observer_pw}" }} ],
          imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}, {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }} ] }}
   APP2 {{ imports: [ {{ service: {{ account: AUTH, subject: "auth.v1.>" }} }}, {{ stream: {{ account: AUTH, subject: "nats-callout.notice.>" }} }} ] }}
   SYS {{ users: [ {{ user: sys, password: "{sys_pw}" }} ] }}
