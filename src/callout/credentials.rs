@@ -5,10 +5,9 @@
 //! The mint is a decision: the same request the callout would see (the access token, the
 //! rooms in `user`) goes through the callout's own decision (delegated rooms answered from
 //! the cache or by asking their delegate within its budget, then the limits), and the user
-//! JWT is signed as the
-//! callout's is, by the target account's (unscoped) signing key with `issuer_account`. Only
-//! its subject differs: the client's key, whose seed never leaves the client, so the JWT alone
-//! is useless without a signature of the server's nonce.
+//! JWT is signed as the callout's is, by the target account's (unscoped) signing key with
+//! `issuer_account`. Only its subject differs: the client's key, whose seed never leaves the
+//! client, so the JWT alone is useless without a signature of the server's nonce.
 
 use std::time::Duration;
 
