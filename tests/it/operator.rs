@@ -626,8 +626,9 @@ async fn operator_mode_credentials_carry_the_callouts_grant_for_the_clients_own_
     let mut heard = alice.client.subscribe("chat.all1.>").await.unwrap();
     alice.client.flush().await.unwrap();
     // alice (through the callout) hears bob (through his JWT): one account, one room. Said
-    // until heard, as `talks` does (a first message may pass before a fresh subscription
-    // reaches every route of the account's interest).
+    // until heard, as `talks` does. Under load a first message was once not delivered
+    // although alice's SUB had been flushed (CONNZ: bob's in_msgs counted it, alice's out_msgs
+    // stayed 0); the cause is not known, see the closing note of stop 34.
     let heard_it = tokio::time::timeout(DEADLINE, async {
         loop {
             conn.client
