@@ -46,6 +46,8 @@ impl Responder {
             expires_at: now + 3600,
             permissions: &self.grant,
             issuer_account: None,
+            subscriptions: None,
+            record: None,
         };
         let Ok(jwt) = user_jwt(issuer, issuer_pk, &user, now) else {
             return Vec::new();

@@ -130,6 +130,8 @@ fn steps(c: &mut Crit) {
                 expires_at: grant.expires_at,
                 permissions: &grant.permissions,
                 issuer_account: None,
+                subscriptions: None,
+                record: None,
             };
             let jwt = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
             response_jwt(
@@ -151,6 +153,8 @@ fn steps(c: &mut Crit) {
         expires_at: grant.expires_at,
         permissions: &grant.permissions,
         issuer_account: None,
+        subscriptions: None,
+        record: None,
     };
     let user = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
     let reply = response_jwt(

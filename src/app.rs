@@ -80,7 +80,9 @@ impl App {
                     .map(|()| r)
             })
             .map_err(|e| anyhow::anyhow!("invalid setting access.delegate: {e}"))?;
-        let policy = policy.with_delegates(routes.clone());
+        let minting = config.callout.mode == crate::config::CalloutMode::Operator
+            && config.tokens.credentials().is_some();
+        let policy = policy.with_delegates(routes.clone()).with_credentials(minting);
         info!(
             users = snapshot.user_count(),
             rooms = snapshot.room_count(),
@@ -104,6 +106,11 @@ impl App {
         rooms.audit_into(audit.clone());
         let operator = crate::operator::OperatorKeys::load(&config.callout)
             .context("while loading the operator-mode account keys")?;
+        // Connections made with minted credentials are read back by their signers.
+        let mint_signers: Vec<String> = operator
+            .iter()
+            .flat_map(|op| op.signers().map(str::to_string))
+            .collect();
         // Delegates are asked on the service's own connection.
         let delegates = Arc::new(
             crate::access::Delegates::new(routes, config.access.max_in_flight, config.access.cache_entries)
@@ -128,6 +135,7 @@ impl App {
             build_enforcement(&config, &health, &permissions, &tokens, rooms.index(), limits).await?;
         if let Some(e) = &enforcement {
             e.audit_into(audit.clone());
+            e.read_mints_of(mint_signers);
             if !callout.delegates().is_empty() {
                 e.delegate_to(callout.delegates().clone(), &config.callout.account);
             }
@@ -212,21 +220,23 @@ impl App {
             .with_guest_refresh(self.config.tokens.guest_refresh)
             .with_rooms(self.rooms.clone())
             .with_protocol((&self.config.callout).into())
-            .with_credentials(
-                (self.config.callout.mode == crate::config::CalloutMode::Operator).then(|| {
-                    crate::http::state::Credentials {
-                        callout: self.callout.clone(),
-                        ttl: self.config.tokens.credentials_ttl,
-                    }
-                }),
-            ),
+            .with_credentials(Some(self.minter())),
         )
+    }
+
+    /// What mints NATS credentials (it answers `operator-mode-only` in config mode).
+    fn minter(&self) -> crate::callout::credentials::Minter {
+        crate::callout::credentials::Minter {
+            callout: self.callout.clone(),
+            ttl: self.config.tokens.credentials(),
+        }
     }
 
     /// Serve until `shutdown` resolves, then finish the requests in flight and drain.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let state = self.http_state();
+        let minter = self.minter();
         let App {
             client,
             requests,
@@ -263,6 +273,7 @@ impl App {
             permissions,
             rooms: rooms.clone(),
             ops: ops.clone(),
+            credentials: minter,
         };
         let s = stop.clone();
         tasks.spawn(async move { Ok(endpoints.serve(s).await?) });

@@ -1,6 +1,7 @@
 //! The service's own NATS endpoints: `auth.v1.usercontext` for internal services (by token
-//! or by user), `auth.v1.rooms.*` for app services, `auth.v1.tokenReset`, and the admin
-//! subjects the `revoke`, `status` and `explain --live` commands talk to.
+//! or by user), `auth.v1.rooms.*` for app services, `auth.v1.tokenReset`,
+//! `auth.v1.credentials` for connected clients (operator mode), and the admin subjects the
+//! `revoke`, `status` and `explain --live` commands talk to.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::callout::credentials::{CredentialsRequest, Minter};
 use crate::clock::now_secs;
 use crate::context::{user_context, user_context_of};
 use crate::enforcement::Enforcement;
@@ -20,8 +22,8 @@ use crate::tokens::revocation::RevokeRequest;
 use crate::tokens::service::TokenService;
 use crate::wire::{
     ACCESS_INVALIDATE_SUBJECT, ADMIN_EXPLAIN_SUBJECT, ADMIN_REVOKE_SUBJECT, ADMIN_STATUS_SUBJECT,
-    AUTH_ERROR_SUBJECT, DISCOVERY_SUBJECTS, ROOMS_SUBJECTS, TOKEN_RESET_SUBJECT, TokenResetRequest,
-    USER_CONTEXT_SUBJECT,
+    AUTH_ERROR_SUBJECT, CREDENTIALS_SUBJECT, DISCOVERY_SUBJECTS, ROOMS_SUBJECTS, TOKEN_RESET_SUBJECT,
+    TokenResetRequest, USER_CONTEXT_SUBJECT,
 };
 
 /// What precedes a room operation's name in its subject.
@@ -72,6 +74,44 @@ pub async fn user_context_reply(
     }
 }
 
+/// `auth.v1.credentials`: `{token, publicKey, rooms?}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CredentialsAsk {
+    #[serde(default)]
+    token: String,
+    public_key: String,
+    #[serde(default)]
+    rooms: Vec<String>,
+}
+
+/// The largest `auth.v1.credentials` request read (as `POST /api/auth/nats-credentials`).
+const CREDENTIALS_REQUEST_LIMIT: usize = 8 * 1024;
+
+/// The answer to `auth.v1.credentials`: what `POST /api/auth/nats-credentials` answers, or
+/// `{error, error_code}`.
+pub async fn credentials_reply(minter: &Minter, payload: &[u8], now: i64) -> serde_json::Value {
+    if payload.len() > CREDENTIALS_REQUEST_LIMIT {
+        let e = format!("{} bytes, at most {CREDENTIALS_REQUEST_LIMIT}", payload.len());
+        return error_reply(&e, "bad-request");
+    }
+    let ask = match serde_json::from_slice::<CredentialsAsk>(payload) {
+        Ok(a) => a,
+        Err(e) => return error_reply(&e, "bad-request"),
+    };
+    if ask.token.is_empty() {
+        return error_reply(&"no token: name it in `token`", "missing-token");
+    }
+    let req = CredentialsRequest {
+        public_key: ask.public_key,
+        rooms: ask.rooms,
+    };
+    match minter.mint(&ask.token, &req, "nats", now).await {
+        Ok(answer) => answer,
+        Err(e) => error_reply(&e, e.code()),
+    }
+}
+
 /// What the endpoints need.
 pub struct Endpoints {
     pub client: async_nats::Client,
@@ -79,10 +119,14 @@ pub struct Endpoints {
     pub permissions: Permissions,
     pub rooms: Arc<RoomService>,
     pub ops: Arc<Ops>,
+    /// Mints `auth.v1.credentials` (it answers `operator-mode-only` in config mode).
+    pub credentials: Minter,
 }
 
 /// Room requests answered at once (each may wait for the store).
 const ROOM_REQUESTS_AT_ONCE: usize = 16;
+/// Credentials requests answered at once (each may wait for a delegate).
+const CREDENTIAL_REQUESTS_AT_ONCE: usize = 64;
 
 impl Endpoints {
     /// Serve until `stop`.
@@ -93,6 +137,7 @@ impl Endpoints {
             permissions,
             rooms,
             ops,
+            credentials,
         } = self;
         let queue = ops.instance.queue_group.clone();
         let mut contexts = client
@@ -111,6 +156,19 @@ impl Endpoints {
         let room_requests = client.queue_subscribe(ROOMS_SUBJECTS, queue.clone()).await?;
         // Every instance forgets its own cache: no queue group.
         let mut invalidations = client.subscribe(ACCESS_INVALIDATE_SUBJECT).await?;
+        // Credentials beside the rest: a delegated room may wait for its delegate.
+        let credential_requests = client.queue_subscribe(CREDENTIALS_SUBJECT, queue.clone()).await?;
+        let credentials_served = credential_requests
+            .take_until(stop.clone().cancelled_owned())
+            .for_each_concurrent(CREDENTIAL_REQUESTS_AT_ONCE, |m| {
+                let (client, credentials) = (&client, &credentials);
+                async move {
+                    let reply = credentials_reply(credentials, &m.payload, now_secs()).await;
+                    respond(client, m.reply, reply).await;
+                }
+            });
+        tokio::pin!(credentials_served);
+        let mut credentials_done = false;
         // Room requests beside the rest: a change waits for its store.
         let rooms_served = room_requests
             .take_until(stop.clone().cancelled_owned())
@@ -141,6 +199,7 @@ impl Endpoints {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 () = &mut rooms_served, if !rooms_done => rooms_done = true,
+                () = &mut credentials_served, if !credentials_done => credentials_done = true,
                 () = &mut ready, if readying => readying = false,
                 Some(m) = contexts.next() => {
                     let snapshot = permissions.load_full();

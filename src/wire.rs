@@ -33,6 +33,9 @@ pub const ROOMS_SUBJECTS: &str = "auth.v1.rooms.>";
 /// App services forget delegates' answers (`{user?, room?}`), and the live connections
 /// holding the rooms named decide again (exported to the app account).
 pub const ACCESS_INVALIDATE_SUBJECT: &str = "auth.v1.access.invalidate";
+/// Connected clients ask for NATS credentials (operator mode; exported to the app accounts;
+/// every user JWT may publish here while minting is on).
+pub const CREDENTIALS_SUBJECT: &str = "auth.v1.credentials";
 /// What users with the `service` role may publish to: the service's own endpoints.
 pub const SERVICE_SUBJECTS: &[&str] = &[USER_CONTEXT_SUBJECT, ROOMS_SUBJECTS, ACCESS_INVALIDATE_SUBJECT];
 
@@ -121,6 +124,18 @@ pub struct DecisionRecord {
     /// The token's application (`clientId`): its rooms are judged with it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+}
+
+/// The claims of a user JWT that enforcement reads back from a connect event or the
+/// connection list: a JWT minted by `POST /api/auth/nats-credentials` carries its decision
+/// in the `nats_callout` claim (with an empty `conn`, filled in when a connection uses it), so the
+/// connection joins the registry as a decided one on every instance, after any restart.
+#[derive(Debug, Deserialize)]
+pub struct MintedClaims {
+    /// The client's user nkey (a JWT connection's user in events and CONNZ).
+    pub sub: String,
+    #[serde(default)]
+    pub nats_callout: Option<DecisionRecord>,
 }
 
 /// A limit the enforcer applied (on [`LIMITS_SUBJECT`]): a user cooling down

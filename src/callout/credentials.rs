@@ -8,11 +8,21 @@
 //! JWT is signed as the callout's is, by the target account's (unscoped) signing key with
 //! `issuer_account`. Only its subject differs: the client's key, whose seed never leaves the
 //! client, so the JWT alone is useless without a signature of the server's nonce.
+//!
+//! The JWT carries its decision record ([`crate::wire::MintedClaims`]): a connection made with
+//! it joins live enforcement like a decided one (revocations, grant changes and limits reach
+//! it, and it is judged again at every connect), and its subscription cap is the JWT's
+//! `subs`, which nats-server enforces for such a connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
+
 use super::decision::{Denied, Grant};
-use super::{Callout, Delegation};
+use super::{Callout, Delegation, Epochs, decision_record};
 use crate::claims::ClaimsError;
 use crate::claims::request::{AuthRequest, ClientInfo, ConnectOpts};
 use crate::claims::response::{UserJwt, user_jwt};
@@ -32,7 +42,7 @@ pub struct Minted {
 pub enum CredentialsError {
     #[error("credentials are minted in operator mode only (callout.mode = \"operator\")")]
     OperatorModeOnly,
-    #[error("minting credentials is off (set tokens.credentials_ttl)")]
+    #[error("minting credentials is off (tokens.credentials_ttl = \"0s\")")]
     Off,
     #[error("publicKey is not a user public key (U...)")]
     BadPublicKey,
@@ -54,6 +64,78 @@ impl CredentialsError {
             CredentialsError::NoTarget(_) => "account-not-served",
             CredentialsError::Sign(_) => "sign-failed",
         }
+    }
+}
+
+/// What a client asks for: credentials for its key, holding what the callout would grant
+/// for these rooms.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsRequest {
+    pub public_key: String,
+    #[serde(default)]
+    pub rooms: Vec<String>,
+}
+
+/// What mints NATS credentials for `POST /api/auth/nats-credentials` and
+/// `auth.v1.credentials`: the callout and `tokens.credentials_ttl` (`None`: none minted).
+#[derive(Clone)]
+pub struct Minter {
+    pub callout: Arc<Callout>,
+    pub ttl: Option<Duration>,
+}
+
+impl Minter {
+    /// Mint for `token`'s holder and record it (a metric, a log line naming `via`, an audit
+    /// event `credentials`): the answer `{jwt, expiresAt, rooms, refused}`, the rooms granted
+    /// and those left out.
+    pub async fn mint(
+        &self,
+        token: &str,
+        req: &CredentialsRequest,
+        via: &'static str,
+        now: i64,
+    ) -> Result<serde_json::Value, CredentialsError> {
+        let minted = self
+            .callout
+            .credentials(token, &req.public_key, &req.rooms, self.ttl, now)
+            .await
+            .inspect_err(|e| {
+                metrics::counter!("nats_callout_credentials_total", "result" => e.code()).increment(1);
+                info!(result = "deny", reason = e.code(), via, "nats credentials");
+            })?;
+        let g = &minted.grant;
+        let rooms: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
+        metrics::counter!("nats_callout_credentials_total", "result" => "minted").increment(1);
+        info!(
+            result = "allow",
+            via,
+            user = %g.identity.sub,
+            session = %g.identity.sid,
+            nkey = %req.public_key,
+            rooms = %rooms.join(";"),
+            expires_at = minted.expires_at,
+            "nats credentials"
+        );
+        self.callout.audit.action(
+            "credentials",
+            &g.identity.sub,
+            now,
+            json!({
+                "user": g.identity.sub,
+                "session": g.identity.sid,
+                "nkey": req.public_key,
+                "rooms": rooms,
+                "refused": g.refused,
+                "expiresAt": minted.expires_at,
+            }),
+        );
+        Ok(json!({
+            "jwt": minted.jwt,
+            "expiresAt": minted.expires_at,
+            "rooms": rooms,
+            "refused": g.refused,
+        }))
     }
 }
 
@@ -102,6 +184,10 @@ impl Callout {
             .ok_or_else(|| CredentialsError::NoTarget(grant.account.clone()))?;
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let expires_at = grant.expires_at.min(now.saturating_add(ttl));
+        // The record a connection made with the JWT joins the registry with. Its epochs are
+        // none: such a connection is judged again at every connect, however old the JWT.
+        let mut record = decision_record(&req, &grant, Epochs::NONE, now);
+        record.expires_at = expires_at;
         let jwt = user_jwt(
             &target.signer,
             &target.signer_public,
@@ -112,6 +198,8 @@ impl Callout {
                 expires_at,
                 permissions: &grant.permissions,
                 issuer_account: target.issuer_account(),
+                subscriptions: grant.limits.subscriptions,
+                record: Some(&record),
             },
             now,
         )?;

@@ -40,6 +40,9 @@ pub struct Policy {
     pub placements: HashSet<String>,
     /// The rooms app services decide (`[[access.delegate]]`): only their answers grant them.
     pub delegates: Routes,
+    /// Every user may ask for NATS credentials over NATS (`auth.v1.credentials`): operator
+    /// mode while minting is on.
+    pub credentials: bool,
 }
 
 impl Policy {
@@ -69,7 +72,15 @@ impl Policy {
             token_reset_roles,
             placements: s.placements().into_iter().collect(),
             delegates: Routes::default(),
+            credentials: false,
         })
+    }
+
+    /// Every grant may publish `auth.v1.credentials` (operator mode, minting on).
+    #[must_use]
+    pub fn with_credentials(mut self, on: bool) -> Policy {
+        self.credentials = on;
+        self
     }
 
     /// Rooms matching `delegates` are decided by their app services.
@@ -389,6 +400,9 @@ fn grant_for(
     }
     let privileges = Privileges::of(user, &policy.token_reset_roles);
     g.publish.extend(crate::wire::privilege_subjects(privileges));
+    if policy.credentials {
+        g.publish.push(crate::wire::CREDENTIALS_SUBJECT.to_string());
+    }
     Ok(Grant {
         identity: AccessClaims::default(),
         account,
@@ -992,6 +1006,23 @@ mod tests {
             let deny: &[&str] = if publish.is_empty() { &[">"] } else { &[] };
             assert_eq!(g.permissions.publish.deny, deny, "{user}");
         }
+    }
+
+    #[test]
+    fn while_minting_every_grant_may_ask_for_credentials() {
+        let (k, s, p) = world();
+        let p = p.with_credentials(true);
+        let r = req(Some(&token(&k, "bob", None)), Some("all1"), "Client", "nats");
+        let g = run(&r, &k, &s, &p, NOW).unwrap();
+        assert_eq!(
+            g.permissions.publish.allow,
+            ["chat.all1.bob", "auth.v1.credentials"]
+        );
+        // A user without a room to write to may still ask (nothing else to publish).
+        let r = req(Some(&token(&k, "bob", None)), Some(""), "Client", "nats");
+        let g = run(&r, &k, &s, &p, NOW).unwrap();
+        assert_eq!(g.permissions.publish.allow, ["auth.v1.credentials"]);
+        assert!(g.permissions.publish.deny.is_empty());
     }
 
     #[test]

@@ -447,6 +447,8 @@ impl Callout {
                             expires_at: grant.expires_at,
                             permissions: &grant.permissions,
                             issuer_account,
+                            subscriptions: None,
+                            record: None,
                         },
                         now,
                     )
@@ -492,6 +494,15 @@ struct Epochs {
     snapshot: u64,
     revocations: u64,
     rooms: u64,
+}
+
+impl Epochs {
+    /// No data read at a known moment: the record is judged whenever it is seen.
+    const NONE: Epochs = Epochs {
+        snapshot: 0,
+        revocations: 0,
+        rooms: 0,
+    };
 }
 
 fn decision_record(req: &AuthRequest, g: &Grant, epochs: Epochs, now: i64) -> DecisionRecord {

@@ -4,6 +4,7 @@ use nkeys::KeyPair;
 use serde::Serialize;
 
 use super::{ClaimsError, encode, new_jti};
+use crate::wire::DecisionRecord;
 
 /// `nats.type` of our reply.
 pub const RESPONSE_TYPE: &str = "authorization_response";
@@ -66,6 +67,8 @@ struct UserClaims<'a> {
     aud: &'a str,
     exp: i64,
     nats: UserNats<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nats_callout: Option<&'a DecisionRecord>,
 }
 
 #[derive(Serialize)]
@@ -104,10 +107,16 @@ pub struct UserJwt<'a> {
     pub issuer_account: Option<&'a str>,
     pub expires_at: i64,
     pub permissions: &'a UserPermissions,
+    /// The most subscriptions (`nats.subs`; `None`: -1, no limit). nats-server enforces it
+    /// for a client connecting with the JWT itself, not for callout users.
+    pub subscriptions: Option<u32>,
+    /// Minted credentials: the decision behind the JWT, read back by live enforcement
+    /// ([`crate::wire::MintedClaims`]).
+    pub record: Option<&'a DecisionRecord>,
 }
 
-/// Sign a user JWT with the issuer account key. `subs`/`data`/`payload` are -1:
-/// nats-server does not enforce them for callout users anyway.
+/// Sign a user JWT with the issuer account key. `data`/`payload` are -1 (no such limits);
+/// `subs` is the subscription cap, if any.
 pub fn user_jwt(
     issuer: &KeyPair,
     issuer_public: &str,
@@ -125,13 +134,14 @@ pub fn user_jwt(
         nats: UserNats {
             publish: &u.permissions.publish,
             subscribe: &u.permissions.subscribe,
-            subs: -1,
+            subs: u.subscriptions.map_or(-1, i64::from),
             data: -1,
             payload: -1,
             issuer_account: u.issuer_account,
             kind: "user",
             version: 2,
         },
+        nats_callout: u.record,
     };
     encode(&claims, issuer)
 }
@@ -215,6 +225,8 @@ mod tests {
             expires_at: 4600,
             permissions: &p,
             issuer_account: None,
+            subscriptions: None,
+            record: None,
         };
         let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
         let (iss, v): (String, Value) = decode_verified(&jwt).unwrap();

@@ -317,6 +317,20 @@ mod tests {
     }
 
     #[test]
+    fn credentials_live_an_hour_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.tokens.credentials(), Some(Duration::from_secs(3600)));
+        std::fs::write(&path, "[tokens]\ncredentials_ttl = \"0s\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().tokens.credentials(), None);
+        std::fs::write(&path, "[tokens]\ncredentials_ttl = \"10m\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.tokens.credentials(), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
     fn a_url_may_name_several_servers() {
         let n = NatsSettings {
             url: "nats://a:4222, nats://b:4223,".into(),
@@ -381,6 +395,11 @@ mod tests {
                 "window",
             ),
             ("[limits]\njoin_grace = \"5m\"\n", "limits.join_grace"),
+            ("[tokens]\ncredentials_ttl = \"25h\"\n", "tokens.credentials_ttl"),
+            (
+                "[tokens]\ncredentials_ttl = \"500ms\"\n",
+                "tokens.credentials_ttl",
+            ),
             (
                 "[limits]\nsubscriptions_interval = \"10ms\"\n",
                 "limits.subscriptions_interval",

@@ -47,11 +47,14 @@ pub struct TokenSettings {
     /// absolute expiry; tokens still rotate and can be revoked).
     pub guest_refresh: GuestRefresh,
     /// Operator mode: the longest life of the NATS credentials `POST
-    /// /api/auth/nats-credentials` mints (a user JWT for the client's own key). Unset (the
-    /// default): none are minted, until live enforcement reaches connections made with them.
+    /// /api/auth/nats-credentials` mints (a user JWT for the client's own key); one hour by
+    /// default, like the callout's user JWTs. `"0s"` mints none.
     #[serde(with = "humantime_serde")]
     pub credentials_ttl: Option<Duration>,
 }
+
+/// The default `tokens.credentials_ttl`.
+pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(3600);
 
 /// The longest `tokens.credentials_ttl`: a user JWT lives until it expires unless the enforcer
 /// closes its connection.
@@ -85,7 +88,7 @@ impl Default for TokenSettings {
             janitor_interval: Duration::from_secs(600),
             janitor_batch: 1000,
             guest_refresh: GuestRefresh::Default,
-            credentials_ttl: None,
+            credentials_ttl: Some(DEFAULT_CREDENTIALS_TTL),
         }
     }
 }
@@ -108,11 +111,21 @@ impl Section for TokenSettings {
                 "must be at least tokens.access_ttl (revocations are kept this long)".into(),
             );
         }
-        if let Some(ttl) = self.credentials_ttl
+        if let Some(ttl) = self.credentials()
             && !(Duration::from_secs(1)..=MAX_CREDENTIALS_TTL).contains(&ttl)
         {
-            return invalid("tokens.credentials_ttl", "must be between 1s and 24h".into());
+            return invalid(
+                "tokens.credentials_ttl",
+                "must be between 1s and 24h (\"0s\" mints none)".into(),
+            );
         }
         Ok(())
+    }
+}
+
+impl TokenSettings {
+    /// The longest life of minted NATS credentials; `None` when none are minted.
+    pub fn credentials(&self) -> Option<Duration> {
+        self.credentials_ttl.filter(|t| !t.is_zero())
     }
 }

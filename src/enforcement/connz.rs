@@ -17,8 +17,12 @@ use super::registry::ConnKey;
 use crate::wire::server_request;
 
 /// What a CONNZ round found: every connection named, with its user, and the servers whose
-/// lists are complete, with their connections.
-type ConnzLists = (Vec<(ConnKey, String)>, HashMap<String, HashSet<u64>>);
+/// lists are complete, with their connections; and the JWTs connections were made with.
+struct ConnzLists {
+    listed: Vec<(ConnKey, String)>,
+    complete: HashMap<String, HashSet<u64>>,
+    jwts: HashMap<ConnKey, String>,
+}
 
 /// What the servers listed for one account: connections per server, each with its user,
 /// and the servers whose every page arrived.
@@ -27,6 +31,7 @@ struct AccountConnz {
     seen: HashMap<String, HashSet<u64>>,
     users: Vec<(ConnKey, String)>,
     complete: HashSet<String>,
+    jwts: HashMap<ConnKey, String>,
 }
 
 /// One server's answer to `$SYS.REQ.SERVER.*.CONNZ` (the parts used).
@@ -65,6 +70,9 @@ struct ConnzConnection {
     /// How many subscriptions it holds.
     #[serde(default)]
     subscriptions: u32,
+    /// The user JWT it connected with (none for callout users).
+    #[serde(default)]
+    jwt: String,
 }
 
 /// Reconcile every `every` (at least a second) until `stop`; missed ticks are delayed, not
@@ -91,10 +99,20 @@ impl Enforcement {
         let asked = self.registry().now();
         let asked_ok = self.ask_connz().await;
         let result = if asked_ok.is_ok() { "ok" } else { "failed" };
-        let (listed, complete) = asked_ok.unwrap_or_else(|e| {
+        let ConnzLists {
+            mut listed,
+            complete,
+            jwts,
+        } = asked_ok.unwrap_or_else(|e| {
             warn!(error = %e, "CONNZ reconcile failed");
-            Default::default()
+            ConnzLists {
+                listed: Vec::new(),
+                complete: HashMap::new(),
+                jwts: HashMap::new(),
+            }
         });
+        // Connections made with minted credentials are their decisions' users'.
+        let minted = self.resolve_minted(&mut listed, &jwts);
         {
             let mut r = self.registry();
             r.reconcile(asked, listed, &complete);
@@ -103,6 +121,13 @@ impl Enforcement {
                 servers = complete.len(),
                 "reconciled with CONNZ"
             );
+        }
+        // Their decisions, unless they went (or were decided) meanwhile.
+        for d in minted {
+            let unknown = self.registry().get(&d.conn).is_some_and(|e| e.decision.is_none());
+            if unknown && let Some(d) = self.on_minted(d) {
+                self.check_minted_delegated(d).await;
+            }
         }
         if result == "ok" {
             self.stats.reconciles.fetch_add(1, Ordering::Relaxed);
@@ -120,16 +145,22 @@ impl Enforcement {
         let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
         let mut users: Vec<(ConnKey, String)> = Vec::new();
         let mut complete: Vec<HashSet<String>> = Vec::new();
+        let mut jwts = HashMap::new();
         for list in lists {
             for (server, cids) in list.seen {
                 seen.entry(server).or_default().extend(cids);
             }
             users.extend(list.users);
             complete.push(list.complete);
+            jwts.extend(list.jwts);
         }
         // Only a server complete for every account may remove connections.
         seen.retain(|server, _| complete.iter().all(|c| c.contains(server)));
-        Ok((users, seen))
+        Ok(ConnzLists {
+            listed: users,
+            complete: seen,
+            jwts,
+        })
     }
 
     /// CONNZ of one account from every server, paged.
@@ -144,6 +175,9 @@ impl Enforcement {
                     server: id.to_string(),
                     cid: c.cid,
                 };
+                if !c.jwt.is_empty() {
+                    out.jwts.insert(conn.clone(), c.jwt.clone());
+                }
                 out.users.push((conn, c.authorized_user.clone()));
             }
             if page.total <= page.offset + page.limit {

@@ -60,27 +60,8 @@ impl Enforcement {
             }
             (held, unknown)
         };
-        let answers = self.ask_again(dl, &held, &named).await;
         let mut affected = unknown;
-        for (conn, d) in held {
-            let lost = d
-                .rooms
-                .iter()
-                .filter(|(room, _)| named(room))
-                .any(|(room, granted)| {
-                    match answers.get(&(d.user.clone(), room.clone())) {
-                        Some(Answer::Access(Some(now))) => {
-                            (granted.can_read() && !now.can_read())
-                                || (granted.can_write() && !now.can_write())
-                        }
-                        // "none", no answer, a bad one, or the user gone: taken back.
-                        _ => true,
-                    }
-                });
-            if lost {
-                affected.push(conn);
-            }
-        }
+        affected.extend(self.lost_delegated(dl, held, &named).await);
         info!(
             user = req.user.as_deref().unwrap_or("*"),
             room = req.room.as_deref().unwrap_or("*"),
@@ -92,6 +73,34 @@ impl Enforcement {
             self.enqueue(conn, Action::Reauthorize("room-lost"), since);
         }
         n
+    }
+
+    /// The connections among `held` that lost one of their rooms `named` (delegated), asked
+    /// again: "none", no answer, a bad one, or the user gone takes a room back.
+    pub(super) async fn lost_delegated(
+        &self,
+        dl: &Delegated,
+        held: Vec<(ConnKey, DecisionRecord)>,
+        named: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Vec<ConnKey> {
+        let answers = self.ask_again(dl, &held, named).await;
+        held.into_iter()
+            .filter(|(_, d)| {
+                d.rooms
+                    .iter()
+                    .filter(|(room, _)| named(room))
+                    .any(
+                        |(room, granted)| match answers.get(&(d.user.clone(), room.clone())) {
+                            Some(Answer::Access(Some(now))) => {
+                                (granted.can_read() && !now.can_read())
+                                    || (granted.can_write() && !now.can_write())
+                            }
+                            _ => true,
+                        },
+                    )
+            })
+            .map(|(conn, _)| conn)
+            .collect()
     }
 
     /// Each user's delegated rooms among `held` asked again (one ask per user and room, the

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::Enforcement;
 use super::assess::{Action, Current, assess};
 use super::notices;
-use super::registry::{ConnKey, DecisionRecord};
+use super::registry::{ConnKey, DecisionRecord, Entry};
 use super::throttle::TokenBucket;
 use crate::permissions::Snapshot;
 use crate::tokens::revocation::{Revocation, RevocationIndex};
@@ -34,7 +34,7 @@ pub(super) struct Job {
 
 impl Enforcement {
     /// What connections are judged against now.
-    fn current<'a>(
+    pub(super) fn current<'a>(
         &'a self,
         snapshot: &'a Snapshot,
         old: Option<&'a Snapshot>,
@@ -63,19 +63,23 @@ impl Enforcement {
         let _ = q.send(job);
     }
 
+    /// Record `d` in the registry: its connection, user and entry as recorded.
+    pub(super) fn record_decision(&self, d: DecisionRecord) -> (ConnKey, String, Option<Entry>) {
+        let conn = d.conn.clone();
+        let user = d.user.clone();
+        let mut r = self.registry();
+        r.add_decision(d);
+        let entry = r.get(&conn).cloned();
+        (conn, user, entry)
+    }
+
     /// A new decision arrived: record it; if it was made on an older snapshot or
     /// revocation epoch, judge it again now.
     pub fn on_decision(&self, d: DecisionRecord) {
         let stale = d.snapshot_epoch < self.permissions.epoch()
             || d.revocation_epoch < self.revocations.epoch()
             || d.rooms_epoch < self.rooms.epoch();
-        let conn = d.conn.clone();
-        let user = d.user.clone();
-        let entry = {
-            let mut r = self.registry();
-            r.add_decision(d);
-            r.get(&conn).cloned()
-        };
+        let (conn, user, entry) = self.record_decision(d);
         self.limits_on_decision(&user, &conn.server);
         if stale
             && self.is_leader()

@@ -27,6 +27,9 @@ struct EventClient {
     user: String,
     #[serde(default)]
     acc: String,
+    /// The user JWT a client connected with (none for callout users).
+    #[serde(default)]
+    jwt: String,
 }
 
 /// `$SYS.ACCOUNT.<acc>.CONNECT` / `.DISCONNECT` (the parts used).
@@ -37,12 +40,11 @@ struct ConnectEvent {
 }
 
 impl ConnectEvent {
-    fn conn(self) -> (ConnKey, String, String) {
-        let key = ConnKey {
-            server: self.server.id,
+    fn conn(&self) -> ConnKey {
+        ConnKey {
+            server: self.server.id.clone(),
             cid: self.client.id,
-        };
-        (key, self.client.user, self.client.acc)
+        }
     }
 }
 
@@ -86,9 +88,15 @@ impl Feeds {
         let mut revocations = me.revocations.subscribe();
         let mut rooms = me.rooms.subscribe();
         let mut beat = tokio::time::interval(std::time::Duration::from_secs(1));
+        // Delegated rooms of connections made with minted credentials, asked about again.
+        let mut checks = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    checks.shutdown().await;
+                    return;
+                }
+                Some(_) = checks.join_next() => {}
                 _ = beat.tick() => {
                     me.publish_gauges();
                     me.limits_beat();
@@ -109,17 +117,24 @@ impl Feeds {
                     Err(e) => warn!(error = %e, "ignored a malformed decision record"),
                 },
                 Some(m) = self.connects.next() => {
-                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) {
-                        let (conn, user, acc) = ev.conn();
-                        if me.accounts.contains(&acc) {
-                            me.registry().add_seen(conn, &user);
-                            me.limits_on_connect(&user);
+                    if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload)
+                        && me.accounts.contains(&ev.client.acc)
+                    {
+                        let (conn, user) = (ev.conn(), &ev.client.user);
+                        if let Some(d) = me.minted(&ev.client.jwt, user, conn.clone()) {
+                            if let Some(d) = me.on_minted(d) {
+                                let me = me.clone();
+                                checks.spawn(async move { me.check_minted_delegated(d).await });
+                            }
+                        } else {
+                            me.registry().add_seen(conn, user);
+                            me.limits_on_connect(user);
                         }
                     }
                 }
                 Some(m) = self.disconnects.next() => {
                     if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload) {
-                        me.registry().remove(&ev.conn().0);
+                        me.registry().remove(&ev.conn());
                     }
                 }
                 r = rooms.recv() => match r {

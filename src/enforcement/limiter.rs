@@ -304,15 +304,17 @@ impl Enforcement {
                 }
             };
             let snapshot = self.permissions.load();
-            for (conn, user, subs) in busy {
-                let (asserted, session) = {
+            for (conn, listed, subs) in busy {
+                let (user, asserted, session) = {
                     let r = self.registry();
+                    // A connection made with credentials is listed by its nkey.
+                    let user = r.get(&conn).map_or(listed, |e| e.user.clone());
                     let asserted = r.live_user(&user).flatten();
                     let session = r
                         .get(&conn)
                         .and_then(|e| e.decision.as_ref())
                         .map(|d| d.session.clone());
-                    (asserted, session)
+                    (user, asserted, session)
                 };
                 let cap = snapshot
                     .effective(&user, asserted.as_ref())

@@ -1,5 +1,6 @@
 //! Live connections and live enforcement: the [`registry`] (decision records joined with
-//! connect/disconnect events, the `feeds`, and CONNZ, `connz`) and the `enforcer` (LDM,
+//! connect/disconnect events, the `feeds`, and CONNZ, `connz`; connections made with
+//! minted credentials carry their decision in their JWT, `minted`) and the `enforcer` (LDM,
 //! then KICK after a grace; revocations kick at once), throttled, with exactly one enforcer
 //! among the instances (a [`lease::Lease`] in JetStream KV). Every task it starts is owned
 //! by one [`JoinSet`] under the service's cancellation token and awaited when it stops.
@@ -11,6 +12,7 @@ mod enforcer;
 mod feeds;
 pub mod lease;
 mod limiter;
+mod minted;
 pub mod notices;
 pub mod registry;
 pub mod throttle;
@@ -90,6 +92,8 @@ pub struct Enforcement {
     delegated: std::sync::OnceLock<delegated::Delegated>,
     /// Per-user limits: the connect rate, connection and subscription caps.
     limiter: limiter::Limiter,
+    /// Operator mode: the keys minted credentials are signed with (set once).
+    mints: std::sync::OnceLock<minted::Mints>,
 }
 
 impl Enforcement {
@@ -129,6 +133,7 @@ impl Enforcement {
             audit: std::sync::OnceLock::new(),
             delegated: std::sync::OnceLock::new(),
             limiter,
+            mints: std::sync::OnceLock::new(),
         })
     }
 

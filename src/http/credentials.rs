@@ -5,22 +5,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
-use tracing::info;
 
 use super::error::ApiError;
 use super::extract::{Body, access_token};
 use super::state::SharedState;
-use crate::callout::credentials::CredentialsError;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct CredentialsRequest {
-    public_key: String,
-    #[serde(default)]
-    rooms: Vec<String>,
-}
+use crate::callout::credentials::{CredentialsError, CredentialsRequest};
 
 /// `{jwt, expiresAt, rooms, refused}`: the rooms granted and those left out, as the callout
 /// would decide them.
@@ -30,50 +19,11 @@ pub(super) async fn mint(
     Body(req): Body<CredentialsRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = access_token(&state, &headers, true)?;
-    let Some(credentials) = &state.credentials else {
+    let Some(minter) = &state.credentials else {
         return Err(refusal(&CredentialsError::OperatorModeOnly));
     };
-    let now = state.now();
-    let minted = credentials
-        .callout
-        .credentials(token, &req.public_key, &req.rooms, credentials.ttl, now)
-        .await
-        .map_err(|e| {
-            metrics::counter!("nats_callout_credentials_total", "result" => e.code()).increment(1);
-            info!(result = "deny", reason = e.code(), "nats credentials");
-            refusal(&e)
-        })?;
-    let g = &minted.grant;
-    let rooms: Vec<&str> = g.rooms.iter().map(|r| r.name.as_str()).collect();
-    metrics::counter!("nats_callout_credentials_total", "result" => "minted").increment(1);
-    info!(
-        result = "allow",
-        user = %g.identity.sub,
-        session = %g.identity.sid,
-        nkey = %req.public_key,
-        rooms = %rooms.join(";"),
-        expires_at = minted.expires_at,
-        "nats credentials"
-    );
-    state.ops.audit.action(
-        "credentials",
-        &g.identity.sub,
-        now,
-        json!({
-            "user": g.identity.sub,
-            "session": g.identity.sid,
-            "nkey": req.public_key,
-            "rooms": rooms,
-            "refused": g.refused,
-            "expiresAt": minted.expires_at,
-        }),
-    );
-    Ok(Json(json!({
-        "jwt": minted.jwt,
-        "expiresAt": minted.expires_at,
-        "rooms": rooms,
-        "refused": g.refused,
-    })))
+    let answer = minter.mint(token, &req, "http", state.now()).await;
+    answer.map(Json).map_err(|e| refusal(&e))
 }
 
 /// The answer for a refusal: 404 where nothing is minted, 400 for bad input, 401 for the

@@ -33,14 +33,7 @@ pub struct HttpState {
     /// What client kits need of `[callout]` (served by `GET /api/config`).
     pub protocol: ClientProtocol,
     /// Operator mode: the callout that mints NATS credentials (`None`: config mode).
-    pub credentials: Option<Credentials>,
-}
-
-/// What `POST /api/auth/nats-credentials` mints with.
-pub struct Credentials {
-    pub callout: Arc<crate::callout::Callout>,
-    /// `tokens.credentials_ttl` (`None`: minting is off).
-    pub ttl: Option<std::time::Duration>,
+    pub credentials: Option<crate::callout::credentials::Minter>,
 }
 
 /// The client side of the protocol, as configured in `[callout]`: the subject templates, the
@@ -123,7 +116,7 @@ impl HttpState {
 
     /// Mint NATS credentials with this callout (operator mode).
     #[must_use]
-    pub fn with_credentials(self, credentials: Option<Credentials>) -> Self {
+    pub fn with_credentials(self, credentials: Option<crate::callout::credentials::Minter>) -> Self {
         HttpState { credentials, ..self }
     }
 

@@ -102,6 +102,11 @@ impl OperatorKeys {
         self.targets.get(name)
     }
 
+    /// The keys that sign the users of the accounts users may be placed in.
+    pub fn signers(&self) -> impl Iterator<Item = &str> {
+        self.targets.values().map(|t| t.signer_public.as_str())
+    }
+
     /// The names of the accounts users may be placed in.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.targets.keys().map(String::as_str)

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+use crate::enforcement::{Seen, Watched, watched_with};
 use crate::support::env::copy_demo_permissions;
 use crate::support::server::NatsServer;
 use crate::support::{
@@ -29,7 +30,9 @@ const CREDENTIALS_TTL: Duration = Duration::from_secs(120);
 /// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
 /// not allow.
 const PLACED: &str = "[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nall1 = \"readwrite\"\n\n\
-                      [users.dave]\naccount = \"OTHER\"\n[users.dave.rooms]\nall1 = \"readwrite\"\n";
+                      [users.dave]\naccount = \"OTHER\"\n[users.dave.rooms]\nall1 = \"readwrite\"\n\n\
+                      [users.erin]\nlimits = { connections = 1, subscriptions = 2 }\n\
+                      [users.erin.rooms]\nall1 = \"readwrite\"\n";
 
 struct World {
     server: NatsServer,
@@ -768,4 +771,268 @@ async fn operator_mode_credentials_refuse_bad_input() {
     let fresh = w.token("bob");
     let (status, answer) = credentials(&w, Some(&fresh), json!({"publicKey": key})).await;
     assert_eq!(status, 200, "a token issued after the revocation mints: {answer}");
+}
+
+/// A client on `jwt` signed with `key`: it reconnects at once when closed, and what it sees
+/// (connects, lame-duck notices, closes) is watched.
+async fn on_credentials(w: &World, jwt: &str, key: std::sync::Arc<nkeys::KeyPair>, inbox: &str) -> Watched {
+    let opts = async_nats::ConnectOptions::with_jwt(jwt.to_string(), move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .custom_inbox_prefix(inbox)
+    .max_reconnects(None)
+    .reconnect_delay_callback(|_| Duration::from_millis(100));
+    watched_with(opts, &w.server.url(), false).await
+}
+
+/// Mint `user`'s credentials for `rooms` with `token`: the JWT and its key.
+async fn minted(w: &World, token: &str, rooms: &[&str]) -> (String, std::sync::Arc<nkeys::KeyPair>) {
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let body = json!({"publicKey": key.public_key(), "rooms": rooms});
+    let (status, answer) = credentials(w, Some(token), body).await;
+    assert_eq!(status, 200, "{answer}");
+    (answer["jwt"].as_str().unwrap().to_string(), key)
+}
+
+/// Each time `c` connects it is closed again within a second of it, `times` times over.
+async fn closed_at_every_connect(c: &mut Watched, times: usize, what: &str) {
+    for _ in 0..times {
+        let Seen::Connected(at) = c
+            .wait_for(&format!("{what}: a connect"), |s| matches!(s, Seen::Connected(_)))
+            .await
+        else {
+            unreachable!()
+        };
+        c.wait_for(&format!("{what}: closed"), |s| matches!(s, Seen::Disconnected))
+            .await;
+        assert!(
+            at.elapsed() < Duration::from_secs(1),
+            "{what}: closed {:?} after its connect",
+            at.elapsed()
+        );
+    }
+}
+
+/// The live connections the admin console lists for `user`.
+async fn console_connections(w: &World, user: &str) -> Vec<Value> {
+    let all = w.admin("/api/console/connections", None).await;
+    let list = all["connections"].as_array().cloned().unwrap_or_default();
+    list.into_iter().filter(|c| c["user"] == user).collect()
+}
+
+/// A connection made with credentials is in the registry as its user's, with the session it
+/// was minted in: revoking that session closes it, and closes it again at every reconnect
+/// with the same JWT, within a second of the connect; a new client with it likewise.
+#[tokio::test]
+async fn operator_mode_revoking_a_session_closes_its_credentials_connections_at_every_connect() {
+    let w = World::start(false).await;
+    let (status, login) = {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/auth/login", w.http))
+            .json(&json!({"username": "bob", "password": "bob", "deviceId": "phone"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200, "{login}");
+    let access = login["accessToken"].as_str().unwrap();
+    let (jwt, key) = minted(&w, access, &["all1"]).await;
+    let mut bob = on_credentials(&w, &jwt, key.clone(), "_INBOX.bob").await;
+    crate::enforcement::receives(&bob.client, "all1", "bob").await;
+    // Known as bob's (not by its nkey), with the session and device it was minted in.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let known = loop {
+        let conns = console_connections(&w, "bob").await;
+        if let Some(c) = conns.into_iter().next() {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's JWT connection never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(known["rooms"], json!(["all1"]), "{known}");
+    assert_eq!(known["device"], "phone", "{known}");
+    assert!(
+        known["session"].as_str().is_some_and(|s| !s.is_empty()),
+        "{known}"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/revoke", w.http))
+        .bearer_auth(access)
+        .json(&json!({"deviceId": "phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    bob.wait_for("the revoked connection closed", |s| {
+        matches!(s, Seen::Disconnected)
+    })
+    .await;
+    // It comes back with the same JWT (nats-server takes it: the service cannot revoke it
+    // there) and is closed each time.
+    closed_at_every_connect(&mut bob, 2, "the reconnect").await;
+    let mut again = on_credentials(&w, &jwt, key, "_INBOX.bob").await;
+    again
+        .wait_for("the new client closed", |s| matches!(s, Seen::Disconnected))
+        .await;
+    closed_at_every_connect(&mut again, 1, "the new client's reconnect").await;
+    // No new credentials for that session.
+    let body = json!({"publicKey": nkeys::KeyPair::new_user().public_key(), "rooms": ["all1"]});
+    let (status, answer) = credentials(&w, Some(access), body).await;
+    assert_eq!(status, 401, "{answer}");
+}
+
+/// A room taken away in the files reaches a credentials connection as a callout one (the
+/// lame-duck notice, then the kick), and its JWT no longer holds at a connect.
+#[tokio::test]
+async fn operator_mode_a_room_taken_away_closes_credentials_connections() {
+    let w = World::start(false).await;
+    let (jwt, key) = minted(&w, &w.token("carol"), &["all1"]).await;
+    let mut carol = on_credentials(&w, &jwt, key.clone(), "_INBOX.carol").await;
+    crate::enforcement::receives(&carol.client, "all1", "carol").await;
+    wait_until_listed(&w, "carol").await;
+    let placed = PLACED.replace(
+        "[users.carol.rooms]\nall1 = \"readwrite\"\n",
+        "[users.carol.rooms]\nall2 = \"readwrite\"\n",
+    );
+    crate::enforcement::replace_file(&w._dir.path().join("permissions"), "placed.toml", &placed);
+    carol
+        .wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
+        .await;
+    carol
+        .wait_for("the kick", |s| matches!(s, Seen::Disconnected))
+        .await;
+    closed_at_every_connect(&mut carol, 2, "the reconnect with the old grant").await;
+    // New credentials carry the new grant.
+    let (jwt, key) = minted(&w, &w.token("carol"), &["all1", "all2"]).await;
+    assert_eq!(
+        claims(&jwt)["nats_callout"]["rooms"],
+        json!([["all2", "readwrite"]])
+    );
+    let fresh = on_credentials(&w, &jwt, key, "_INBOX.carol").await;
+    crate::enforcement::receives(&fresh.client, "all2", "carol").await;
+}
+
+/// Wait until the console lists a connection of `user`.
+async fn wait_until_listed(w: &World, user: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while console_connections(w, user).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user}'s connection never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Per-user limits count credentials connections: erin (one connection at most) on her JWT,
+/// then through the callout: the older, her JWT connection, is closed and stays refused at
+/// every reconnect while the other holds her cap. Her subscription cap is the JWT's `subs`,
+/// which nats-server enforces for it.
+#[tokio::test]
+async fn operator_mode_limits_count_credentials_connections() {
+    let w = World::start_configured(false, CREDENTIALS_TTL, |c| {
+        c.limits.join_grace = Duration::ZERO;
+    })
+    .await;
+    let (jwt, key) = minted(&w, &w.token("erin"), &["all1"]).await;
+    assert_eq!(claims(&jwt)["nats"]["subs"], 2);
+    let mut on_jwt = on_credentials(&w, &jwt, key.clone(), "_INBOX.erin").await;
+    let sub = |c: &async_nats::Client, n: usize| {
+        let c = c.clone();
+        async move { c.subscribe(format!("chat.all1.x{n}")).await.unwrap() }
+    };
+    let (_a, _b, _c) = (
+        sub(&on_jwt.client, 1).await,
+        sub(&on_jwt.client, 2).await,
+        sub(&on_jwt.client, 3).await,
+    );
+    on_jwt
+        .wait_for(
+            "the server's subscription cap",
+            |s| matches!(s, Seen::Error(e) if e.to_lowercase().contains("maximum subscriptions")),
+        )
+        .await;
+    wait_until_listed(&w, "erin").await;
+    let _callout = w
+        .connect(Some(&w.token("erin")), "all1")
+        .await
+        .expect("erin connects");
+    on_jwt
+        .wait_for("the older connection closed", |s| matches!(s, Seen::Disconnected))
+        .await;
+    closed_at_every_connect(&mut on_jwt, 2, "the reconnect over the cap").await;
+}
+
+/// `tokens.credentials_ttl = "0s"` turns minting off: a clear answer, no JWT.
+#[tokio::test]
+async fn operator_mode_credentials_turned_off_answer_credentials_off() {
+    let w = World::start_configured(false, CREDENTIALS_TTL, |c| {
+        c.tokens.credentials_ttl = Some(Duration::ZERO);
+    })
+    .await;
+    let body = json!({"publicKey": nkeys::KeyPair::new_user().public_key(), "rooms": ["all1"]});
+    let (status, answer) = credentials(&w, Some(&w.token("bob")), body).await;
+    assert_eq!(
+        (status, &answer["error_code"]),
+        (404, &json!("credentials-off")),
+        "{answer}"
+    );
+    assert!(answer.get("jwt").is_none(), "{answer}");
+}
+
+/// `auth.v1.credentials`: a connected client asks over NATS (every grant may publish there
+/// while minting is on) and gets what the HTTP API answers; bad requests are refused.
+#[tokio::test]
+async fn operator_mode_connected_clients_get_credentials_over_nats() {
+    use crate::support::api::ask;
+    let w = World::start(false).await;
+    let token = w.token("bob");
+    let conn = connect_to(&w.server.url(), Some(&token), "all1", Some("_INBOX.bob"))
+        .await
+        .expect("bob connects through the callout");
+    let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
+    let body = json!({"token": token, "publicKey": key.public_key(), "rooms": ["all1", "alice1"]});
+    let answer = ask(&conn.client, "auth.v1.credentials", &body).await;
+    assert_eq!(
+        (&answer["rooms"], &answer["refused"]),
+        (&json!(["all1"]), &json!(["alice1"])),
+        "{answer}"
+    );
+    let jwt = answer["jwt"].as_str().unwrap();
+    assert_eq!(claims(jwt)["sub"], key.public_key());
+    let on_jwt = connect_with_jwt(&w.server.url(), jwt, key.clone(), "_INBOX.bob")
+        .await
+        .expect("the credentials connect");
+    talks(&on_jwt, "all1", "bob").await;
+    // Renewed over the JWT connection itself.
+    let renewed = ask(&on_jwt.client, "auth.v1.credentials", &body).await;
+    assert!(renewed["jwt"].is_string(), "{renewed}");
+    let fresh = nkeys::KeyPair::new_user().public_key();
+    for (body, code) in [
+        (json!({"publicKey": fresh}), "missing-token"),
+        (json!({"token": "nope", "publicKey": fresh}), "token-malformed"),
+        (json!({"token": token, "publicKey": "UNOPE"}), "bad-public-key"),
+        (
+            json!({"token": token, "publicKey": fresh, "extra": 1}),
+            "bad-request",
+        ),
+        (json!({"token": token}), "bad-request"),
+        (
+            json!({"token": token, "publicKey": fresh, "rooms": ["a.b"]}),
+            "bad-room-name",
+        ),
+        (
+            json!({"token": "x".repeat(9000), "publicKey": fresh}),
+            "bad-request",
+        ),
+    ] {
+        let answer = ask(&conn.client, "auth.v1.credentials", &body).await;
+        assert_eq!(answer["error_code"], code, "{body} -> {answer}");
+        assert!(answer.get("jwt").is_none());
+    }
 }

@@ -241,6 +241,26 @@ async fn user_context_endpoint_is_for_services_only() {
         .await;
 }
 
+/// Config mode mints no NATS credentials: no user JWT may ask for them, and the service's
+/// own account is told `operator-mode-only`.
+#[tokio::test]
+async fn config_mode_answers_no_credentials_over_nats() {
+    let env = TestEnv::start(EnvOptions::default()).await;
+    let _svc = env.start_callout().await;
+    let mut bob = env.connect(Some(&env.token("bob")), "all1").await.unwrap();
+    bob.client
+        .publish("auth.v1.credentials", "{}".into())
+        .await
+        .unwrap();
+    bob.expect_error("Permissions Violation for Publish to \"auth.v1.credentials\"")
+        .await;
+    let auth = env.connect_auth_user().await;
+    let key = nkeys::KeyPair::new_user().public_key();
+    let body = json!({"token": env.token("bob"), "publicKey": key, "rooms": ["all1"]});
+    let answer = ask(&auth, "auth.v1.credentials", &body).await;
+    assert_eq!(answer["error_code"], "operator-mode-only", "{answer}");
+}
+
 /// Gateways and services (role `service`) look a user of the files up by id over
 /// `auth.v1.usercontext {userId}`: the context without a token's parts; an unknown user is
 /// `unknown-user`, a name no user can have or both a token and a user `bad-request`.

@@ -19,6 +19,7 @@ mod revocations;
 /// What a watched client saw, with when.
 #[derive(Debug, Clone)]
 pub(crate) enum Seen {
+    Connected(Instant),
     LameDuck(Instant),
     Disconnected,
     Error(String),
@@ -53,13 +54,20 @@ impl Watched {
 
 /// Connect like a chat client; with `handle_ldm` it reconnects when told to.
 pub(crate) async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm: bool) -> Watched {
+    let opts = ConnectOptions::new()
+        .user_and_password(rooms.to_string(), String::new())
+        .token(token.to_string());
+    watched_with(opts, &env.server.url(), handle_ldm).await
+}
+
+/// Connect to `url` with `opts`, watching what happens; with `handle_ldm` it reconnects
+/// when told to.
+pub(crate) async fn watched_with(opts: ConnectOptions, url: &str, handle_ldm: bool) -> Watched {
     let (tx, rx) = mpsc::unbounded_channel();
     let log = Arc::new(Mutex::new(Vec::new()));
     let me: Arc<Mutex<Option<async_nats::Client>>> = Arc::default();
     let (me2, log2) = (me.clone(), log.clone());
-    let client = ConnectOptions::new()
-        .user_and_password(rooms.to_string(), String::new())
-        .token(token.to_string())
+    let client = opts
         .event_callback(move |e| {
             let (tx, me, log) = (tx.clone(), me2.clone(), log2.clone());
             async move {
@@ -72,6 +80,7 @@ pub(crate) async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm:
                         }
                         Seen::LameDuck(Instant::now())
                     }
+                    Event::Connected => Seen::Connected(Instant::now()),
                     Event::Disconnected => Seen::Disconnected,
                     Event::ServerError(ServerError::Other(s)) => Seen::Error(s),
                     _ => return,
@@ -80,7 +89,7 @@ pub(crate) async fn watched(env: &TestEnv, token: &str, rooms: &str, handle_ldm:
                 let _ = tx.send(seen);
             }
         })
-        .connect(env.server.url())
+        .connect(url)
         .await
         .expect("connects");
     *me.lock().unwrap() = Some(client.clone());

@@ -1,0 +1,260 @@
+//! Connections made with minted credentials (operator mode): the decision each user JWT
+//! carries, read back from the connect event or the connection list and checked to be one
+//! this service signed, so that the connection is enforced like a decided one, and judged
+//! again at every connect however old the JWT.
+//!
+//! nats-server names such a connection's user by its nkey; the record names the user.
+//! Without the operator's key the service cannot revoke the JWT itself: a connection whose
+//! decision no longer holds is closed at once, at every connect, until the JWT expires or
+//! the client fetches new credentials (the kits do).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::Enforcement;
+use super::assess::{Action, assess};
+use super::registry::{ConnKey, DecisionRecord};
+use crate::claims::decode_verified;
+use crate::wire::MintedClaims;
+
+/// The keys minted credentials are signed with (each target account's signing key).
+#[derive(Debug, Default)]
+pub(super) struct Mints {
+    signers: HashSet<String>,
+}
+
+impl Mints {
+    /// The decision `jwt` carries, for the connection `conn` of the user nkey `user`, if
+    /// this service minted it: signed by one of its keys (checked here, though nats-server
+    /// checked it too), for that key, with a record. Any other JWT is not ours: `None`.
+    fn record(&self, jwt: &str, user: &str, conn: ConnKey, now: i64) -> Option<DecisionRecord> {
+        if jwt.is_empty() || self.signers.is_empty() {
+            return None;
+        }
+        let (issuer, claims) = match decode_verified::<MintedClaims>(jwt) {
+            Ok(v) => v,
+            Err(e) => {
+                debug!(user, error = %e, "a connection's JWT is not one of ours");
+                return None;
+            }
+        };
+        if !self.signers.contains(&issuer) {
+            return None; // another signer of the account: not minted here
+        }
+        if claims.sub != user {
+            warn!(user, subject = %claims.sub, "a minted JWT for another key: not read");
+            return None;
+        }
+        let Some(mut d) = claims.nats_callout else {
+            warn!(user, "a JWT signed here without a decision record: not read");
+            return None;
+        };
+        d.conn = conn;
+        d.at = now;
+        Some(d)
+    }
+}
+
+impl Enforcement {
+    /// Read the decisions of JWTs signed by `signers` (operator mode; the first call wins).
+    pub fn read_mints_of(&self, signers: impl IntoIterator<Item = String>) {
+        let _ = self.mints.set(Mints {
+            signers: signers.into_iter().collect(),
+        });
+    }
+
+    /// The decision of a connection made with credentials this service minted.
+    pub(super) fn minted(&self, jwt: &str, user: &str, conn: ConnKey) -> Option<DecisionRecord> {
+        let now = crate::clock::now_secs();
+        self.mints.get()?.record(jwt, user, conn, now)
+    }
+
+    /// A connection made with minted credentials: record its decision and judge it now.
+    /// What no longer holds closes it at once (there is nothing to decide again: it would
+    /// come back with the same JWT). A decision holding delegated rooms is returned, for
+    /// [`Enforcement::check_minted_delegated`] (their answers may have been invalidated
+    /// since the mint).
+    pub(super) fn on_minted(&self, d: DecisionRecord) -> Option<DecisionRecord> {
+        // What the limits refuse now (a session closed for a limit, a user cooling down),
+        // judged before this connection counts, as the callout judges before it exists.
+        let refused = self.refused_by_limits(&d);
+        let (conn, user, entry) = self.record_decision(d);
+        if refused.is_none() {
+            self.limits_on_decision(&user, &conn.server);
+        }
+        let e = entry.filter(|_| self.is_leader())?;
+        let why = refused.or_else(|| {
+            let (snapshot, revoked) = (self.permissions.load(), self.revocations.load());
+            match assess(&e, &self.current(&snapshot, None, &revoked)) {
+                Action::Keep => None,
+                Action::Reauthorize(why) | Action::Kick(why) => Some(why),
+            }
+        });
+        if let Some(why) = why {
+            info!(user = %user, server = %conn.server, cid = conn.cid, reason = why, "credentials no longer hold: closed");
+            self.enqueue(conn, Action::Kick(why), Instant::now());
+            return None;
+        }
+        let routes = self.delegated.get()?.delegates.routes();
+        let d = e.decision?;
+        d.rooms
+            .iter()
+            .any(|(room, _)| routes.route(room).is_some())
+            .then_some(d)
+    }
+
+    /// Why the limits refuse `d`'s user and session now, if they do.
+    fn refused_by_limits(&self, d: &DecisionRecord) -> Option<&'static str> {
+        let snapshot = self.permissions.load();
+        let limits = snapshot.effective(&d.user, d.asserted.as_ref())?.limits();
+        self.limiter
+            .gate()
+            .check(&d.user, &d.session, limits, Instant::now())
+    }
+
+    /// Ask the delegates about the delegated rooms of `d` (a connection made with minted
+    /// credentials) again; one no longer granted closes it.
+    pub(super) async fn check_minted_delegated(&self, d: DecisionRecord) {
+        let Some(dl) = self.delegated.get() else { return };
+        let routes = dl.delegates.routes();
+        let delegated = |room: &str| routes.route(room).is_some();
+        let user = d.user.clone();
+        for conn in self
+            .lost_delegated(dl, vec![(d.conn.clone(), d)], &delegated)
+            .await
+        {
+            info!(user = %user, server = %conn.server, cid = conn.cid, "credentials hold a delegated room no longer granted: closed");
+            self.enqueue(conn, Action::Kick("room-lost"), Instant::now());
+        }
+    }
+
+    /// A connection list names its connections' users by nkey when they connected with a
+    /// JWT (`jwts`): those made with minted credentials are named by their decision's user
+    /// instead, and the decisions this instance does not know yet are returned, to record.
+    pub(super) fn resolve_minted(
+        &self,
+        listed: &mut [(ConnKey, String)],
+        jwts: &HashMap<ConnKey, String>,
+    ) -> Vec<DecisionRecord> {
+        let mut unknown = Vec::new();
+        for (conn, user) in listed.iter_mut() {
+            let Some(jwt) = jwts.get(conn) else { continue };
+            let known = self
+                .registry()
+                .get(conn)
+                .and_then(|e| e.decision.as_ref().map(|d| d.user.clone()));
+            if let Some(known) = known {
+                *user = known;
+            } else if let Some(d) = self.minted(jwt, user, conn.clone()) {
+                user.clone_from(&d.user);
+                unknown.push(d);
+            }
+        }
+        unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nkeys::KeyPair;
+
+    use super::*;
+    use crate::claims::response::{Permission, UserJwt, UserPermissions, user_jwt};
+
+    fn decision() -> DecisionRecord {
+        serde_json::from_value(serde_json::json!({
+            "conn": {"server": "", "cid": 0},
+            "user": "bob", "session": "s1", "device": "phone", "tid": "t1", "iat": 100,
+            "rooms": [["all1", "readwrite"]], "leafnode": false, "expires_at": 2000,
+            "snapshot_epoch": 0, "revocation_epoch": 0,
+        }))
+        .unwrap()
+    }
+
+    /// A user JWT for `key` signed by `signer`, carrying `record`.
+    fn jwt(signer: &KeyPair, key: &str, record: Option<&DecisionRecord>) -> String {
+        let permissions = UserPermissions {
+            publish: Permission::only(vec!["chat.all1.bob".into()]),
+            subscribe: Permission::only(vec!["chat.all1.>".into()]),
+        };
+        let u = UserJwt {
+            user_nkey: key,
+            name: "bob",
+            account: "APP",
+            issuer_account: Some("AAPP"),
+            expires_at: 2000,
+            permissions: &permissions,
+            subscriptions: None,
+            record,
+        };
+        user_jwt(signer, &signer.public_key(), &u, 1000).unwrap()
+    }
+
+    /// Mints signed by a fresh key: the key and the mints.
+    fn ours() -> (KeyPair, Mints) {
+        let ours = KeyPair::new_account();
+        let mints = Mints {
+            signers: [ours.public_key()].into(),
+        };
+        (ours, mints)
+    }
+
+    fn conn() -> ConnKey {
+        ConnKey {
+            server: "NSERVER".into(),
+            cid: 7,
+        }
+    }
+
+    #[test]
+    fn a_jwt_minted_here_gives_its_decision_for_the_connection() {
+        let (ours, mints) = ours();
+        let key = KeyPair::new_user().public_key();
+        let d = mints
+            .record(&jwt(&ours, &key, Some(&decision())), &key, conn(), 1500)
+            .expect("ours");
+        assert_eq!((d.conn, d.at, d.user.as_str()), (conn(), 1500, "bob"));
+        assert_eq!(d.session, "s1");
+    }
+
+    #[test]
+    fn any_other_jwt_is_not_read() {
+        let (ours, mints) = ours();
+        let key = KeyPair::new_user().public_key();
+        let record = decision();
+        let good = jwt(&ours, &key, Some(&record));
+        // A signature that does not verify (the claims changed after signing).
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged_claims = {
+            use base64::Engine;
+            let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut c: serde_json::Value = serde_json::from_slice(&e.decode(parts[1]).unwrap()).unwrap();
+            c["nats_callout"]["user"] = "alice".into();
+            e.encode(c.to_string())
+        };
+        parts[1] = &forged_claims;
+        let forged = parts.join(".");
+        for (what, jwt, user) in [
+            ("no JWT (a callout user)", String::new(), key.clone()),
+            ("not a JWT", "a.b.c".to_string(), key.clone()),
+            (
+                "another signer of the account",
+                jwt(&KeyPair::new_account(), &key, Some(&record)),
+                key.clone(),
+            ),
+            ("for another key", good.clone(), KeyPair::new_user().public_key()),
+            (
+                "signed here without a record",
+                jwt(&ours, &key, None),
+                key.clone(),
+            ),
+            ("claims changed after signing", forged, key.clone()),
+        ] {
+            assert!(mints.record(&jwt, &user, conn(), 1500).is_none(), "{what}");
+        }
+        // Config mode: no signers, nothing read.
+        assert!(Mints::default().record(&good, &key, conn(), 1500).is_none());
+    }
+}
