@@ -551,10 +551,11 @@ export class ChatClient {
     }
     if (this.ended) return;
     const rooms = [...this.wanted.keys()];
-    const auth = { user: rooms.join(";") };
-    if (!this.api.cookie && this.api.accessToken) auth.auth_token = this.api.accessToken;
     const jwt = await this.#credentialsFor(rooms);
     if (this.ended) return;
+    // After the mint, which may have renewed the token.
+    const auth = { user: rooms.join(";") };
+    if (!this.api.cookie && this.api.accessToken) auth.auth_token = this.api.accessToken;
     const conn = { nc: null, subs: new Map(), rooms, refused: new Set(), pubDenied: new Set(), via: "callout" };
     this.pending = conn;
     const open = (authenticator) =>
@@ -638,7 +639,8 @@ export class ChatClient {
     for (const w of this.waitingForConn) w.resolve(conn);
     this.waitingForConn = [];
     this.#emit("connected", { rooms: this.rooms(), reason: why, connects: this.connects, via: conn.via });
-    if (this.connects > 1 && !/^(join|leave) /.test(why)) this.#emit("reconnected", { reason: why });
+    // A join, a leave or a credentials renewal is the app's or the kit's own move, not a reconnect.
+    if (this.connects > 1 && !/^(join |leave |credentials renewal$)/.test(why)) this.#emit("reconnected", { reason: why });
     if (old) this.#retire(old);
   }
 

@@ -955,6 +955,7 @@ impl Inner {
 /// with fresh ones, make-before-break); idle while it holds none.
 async fn renew_credentials(inner: Weak<Inner>, id: u64, auth: credentials::Shared) {
     let changed = lock(&auth).changed();
+    let mut failures = 0;
     loop {
         let due = lock(&auth).renew_in(std::time::Instant::now());
         match due {
@@ -968,9 +969,12 @@ async fn renew_credentials(inner: Weak<Inner>, id: u64, auth: credentials::Share
             Some(_) => {
                 let Some(i) = inner.upgrade() else { return };
                 // Not awaited here: the renewal retires this connection, and this task with it.
+                let backoff = i.backoff;
                 tokio::spawn(i.renew(id));
-                // A renewal that failed is tried again a little later.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Still here: that renewal failed (the service or nats-server is down). Again,
+                // after a backoff: the connection lives on until its JWT expires.
+                tokio::time::sleep(backoff.delay(failures).max(Duration::from_secs(1))).await;
+                failures += 1;
             }
         }
     }

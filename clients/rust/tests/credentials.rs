@@ -106,3 +106,40 @@ async fn without_credentials_the_callout_decides() {
     heard(&bob, &bob, "bob1").await;
     assert_eq!(bob.via(), Via::Callout);
 }
+
+/// A member removed from a data room: the `grants-changed` notice makes the kit reconnect with
+/// fresh credentials (never the JWT it holds, which still carries the room), and the room is
+/// lost.
+#[tokio::test]
+async fn a_room_taken_is_lost_with_credentials_too() {
+    let world = World::operator(Some(LONG), |_| {}).await;
+    let alice = login(&world, "alice").await;
+    let bob = login(&world, "bob").await;
+    alice
+        .create_room("credroom", None, nats_callout_client::JoinPolicy::Invite)
+        .await
+        .unwrap();
+    alice.join("all1").await.unwrap();
+    alice.join("credroom").await.unwrap();
+    alice
+        .invite("credroom", "bob", nats_callout_client::Access::Readwrite)
+        .await
+        .unwrap();
+    bob.join("all1").await.unwrap();
+    bob.join("credroom").await.unwrap();
+    assert_eq!(bob.via(), Via::Credentials);
+    heard(&alice, &bob, "credroom").await;
+    // Longer than a kick's short life: only the notice says the JWT is stale.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut events = bob.events();
+    alice.remove_member("credroom", "bob").await.unwrap();
+    next_matching(&mut events, "room-lost", |e| {
+        *e == Event::RoomLost {
+            room: "credroom".into(),
+        }
+    })
+    .await;
+    assert_eq!(bob.rooms(), vec!["all1".to_string()]);
+    assert_eq!(bob.via(), Via::Credentials);
+    heard(&alice, &bob, "all1").await;
+}
