@@ -442,7 +442,10 @@ export class ChatClient {
     h.upSince = Date.now();
     h.fresh = false;
     this.credentialsTimer = setTimeout(
-      () => this.#reconnect("credentials renewal"),
+      () => {
+        h.spent = true; // a timer may fire a little before renewAt on Date.now()'s clock
+        this.#reconnect("credentials renewal");
+      },
       Math.max(h.renewAt - Date.now(), 0),
     );
   }

@@ -79,6 +79,53 @@ test("operator mode: a room taken is lost, the reconnect asking for fresh creden
   await hears(bob, alice, "all1", "all1 still works");
 });
 
+/** A fetch that hands the service's mint answers to `change` (status, body) and counts them. */
+function mints(change) {
+  const seen = { count: 0 };
+  seen.fetch = async (url, init) => {
+    const r = await fetch(url, init);
+    if (!String(url).endsWith("/api/auth/nats-credentials")) return r;
+    seen.count += 1;
+    const [status, body] = change(seen.count, r.status, await r.json());
+    return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+  };
+  return seen;
+}
+
+test("operator mode: a JWT nats-server refuses turns credentials off; the callout decides", { skip: on, timeout: 60_000 }, async () => {
+  // The signature broken: nats-server answers Authorization Violation.
+  const broken = mints((_, status, body) => {
+    if (status === 200) body.jwt = `${body.jwt.slice(0, -6)}AAAAAA`;
+    return [status, body];
+  });
+  const bob = await login("bob", { fetch: broken.fetch });
+  const alice = await login("alice");
+  assert.equal(bob.via, "callout");
+  await bob.join("all1");
+  await alice.join("all1");
+  await hears(bob, alice, "all1", "through the callout");
+  assert.equal(bob.via, "callout");
+  assert.equal(broken.count, 1, "asked once, then never again");
+});
+
+test("operator mode: credentials refused at renewal: the callout takes over, without a disconnect", { skip: on, timeout: 60_000 }, async () => {
+  const later = mints((n, status, body) => (n === 1 ? [status, body] : [403, { error: "no", error_code: "account-not-served" }]));
+  const bob = await login("bob", { fetch: later.fetch });
+  const alice = await login("alice");
+  assert.equal(bob.via, "credentials");
+  const lost = [];
+  bob.on("disconnected", (d) => lost.push(d.reason));
+  const renewed = await next(bob, "connected", (d) => d.reason === "credentials renewal", ttl * 2);
+  assert.equal(renewed.via, "callout");
+  assert.deepEqual(lost, []);
+  // A 403 is for that connect only: the join's connection asks again, and goes through the callout.
+  await bob.join("all1");
+  await alice.join("all1");
+  assert.equal(bob.via, "callout");
+  await hears(bob, alice, "all1", "hello");
+  assert.equal(later.count, 3);
+});
+
 test("operator mode without credentials: the callout decides", { skip: off, timeout: 60_000 }, async () => {
   const bob = await login("bob");
   const alice = await login("alice");
