@@ -19,6 +19,13 @@ export type ConnectOptions = Credentials & {
   servers?: string | string[];
   /** Browser mode: the tokens stay in HttpOnly cookies (default true in browsers, false in Node). */
   cookie?: boolean;
+  /**
+   * Connect with NATS credentials where the service mints them (operator mode): a user JWT for
+   * a key generated for this client, so nats-server asks no callout; the callout decides
+   * whenever they are refused or not offered. Default true in Node, false in browsers (the
+   * key's seed would live in page JavaScript for the JWT's lifetime).
+   */
+  natsCredentials?: boolean;
   /** The device and application the session is for (the account page shows them). */
   deviceId?: string;
   clientId?: string;
@@ -93,9 +100,15 @@ export interface GrantsChanged {
   source: "rooms" | "permissions";
 }
 
+/** How a connection authenticated: NATS credentials (a user JWT, operator mode) or the callout. */
+export type Via = "credentials" | "callout";
+
 export interface Events {
-  /** A connection is now the one in use (the first, or one that replaced another for any reason). */
-  connected: { rooms: string[]; reason: string; connects: number };
+  /**
+   * A connection is now the one in use (the first, or one that replaced another for any reason:
+   * `reason` "credentials renewal" when its NATS credentials were due).
+   */
+  connected: { rooms: string[]; reason: string; connects: number; via: Via };
   /** A new connection replaced a lost one, or one told to go (lame-duck notice, grants changed). */
   reconnected: { reason: string };
   /** The connection in use closed (kick, server gone, expired); the kit reconnects by itself. */
@@ -112,6 +125,11 @@ export interface Events {
   "grants-changed": GrantsChanged;
   /** The access token was renewed; `reason`: timer, expiring, api-401, nats-denied, closed. */
   refreshed: { expiresAt: number | null; reason: string };
+  /**
+   * NATS credentials are not used from now on (`reason`: the service's `operator-mode-only` or
+   * `credentials-off`, or nats-server refused them): the callout decides every connect.
+   */
+  "credentials-off": { reason: string };
   /** A failed attempt (the kit retries), or `auth-expired` (the client then closes). */
   error: ChatError | Error;
   closed: {};
@@ -150,6 +168,8 @@ export declare class ChatClient {
   readonly refreshes: number;
   /** How many connections were put in use so far (the first counts). */
   readonly connects: number;
+  /** How the connection in use authenticated. */
+  readonly via: Via;
   /** Join: resolves once granted; rejects with `code === "refused"` if not (other rooms go on). */
   join(room: string): Promise<void>;
   /** Leave: its handlers hear nothing more at once; resolves when the connection no longer has it. */

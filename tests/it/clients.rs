@@ -67,14 +67,53 @@ async fn js_kit_in_chromium() {
     assert!(out.status.success(), "the kit in Chromium failed (output above)");
 }
 
+/// In operator mode, the kit connects with NATS credentials (here living 3 s: renewed before
+/// they expire), keeps the callout's grant, and goes through the callout when asked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_kit_uses_nats_credentials_in_operator_mode() {
+    let ttl = Duration::from_secs(3);
+    run_kit_operator(Some(ttl), &[("CREDENTIALS_TTL_MS", ttl.as_millis().to_string())]).await;
+}
+
+/// In operator mode without `tokens.credentials_ttl`, the service answers `credentials-off`
+/// and the kit goes through the callout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_kit_falls_back_to_the_callout_when_credentials_are_off() {
+    run_kit_operator(None, &[]).await;
+}
+
+/// `tests/credentials.test.js` against the operator-mode world of tests/it/operator.rs,
+/// credentials living at most `ttl` (`None`: none minted).
+async fn run_kit_operator(ttl: Option<Duration>, vars: &[(&str, String)]) {
+    let w = crate::operator::World::start_configured(false, Duration::from_secs(120), |c| {
+        c.tokens.credentials_ttl = ttl;
+        c.http.login_per_user_per_minute = 1000;
+        c.http.login_per_address_per_minute = 1000;
+    })
+    .await;
+    let mode = if ttl.is_some() { "on" } else { "off" };
+    let mut vars: Vec<(&str, String)> = vars.to_vec();
+    vars.push(("NATS_CREDENTIALS", mode.into()));
+    let status = node_tests(
+        "tests/credentials.test.js",
+        &format!("http://{}", w.http),
+        &w.server.url(),
+        &vars,
+        None,
+    )
+    .await;
+    if !status.success() {
+        print_tail(&w.server.log());
+    }
+    assert!(
+        status.success(),
+        "the JS kit's tests failed (their output is above)"
+    );
+}
+
 /// Start the world (`tweak` changes the service's configuration), run `node --test` on
 /// `files` in clients/js with the world's addresses and `vars`, and serve its controls.
 async fn run_kit(files: &str, tweak: impl FnOnce(&mut TestEnv), vars: &[(&str, String)]) {
-    let kit = root().join("clients/js");
-    assert!(
-        kit.join("node_modules/@nats-io/transport-node").exists(),
-        "clients/js/node_modules is missing: run `npm ci` in clients/js (make test does)"
-    );
     let mut env = TestEnv::start(EnvOptions::default()).await;
     env.config.tokens.access_ttl = ACCESS_TTL;
     env.config.http.guests = true;
@@ -94,42 +133,67 @@ async fn run_kit(files: &str, tweak: impl FnOnce(&mut TestEnv), vars: &[(&str, S
     )
     .unwrap();
     let svc = env.start_callout().await;
+    let mut vars: Vec<(&str, String)> = vars.to_vec();
+    vars.push(("ACCESS_TTL_MS", ACCESS_TTL.as_millis().to_string()));
+    vars.push(("CAROL_SEED", carol.seed().unwrap()));
+    let (api, nats) = (svc.http_url(), env.server.url());
+    let status = node_tests(files, &api, &nats, &vars, Some(&mut env)).await;
+    if !status.success() {
+        print_tail(&env.server.log());
+    }
+    assert!(
+        status.success(),
+        "the JS kit's tests failed (their output is above)"
+    );
+}
 
+/// `node --test` on `files` in clients/js with the world's addresses and `vars`, serving its
+/// controls (when `env` is given) until it ends.
+async fn node_tests(
+    files: &str,
+    api: &str,
+    nats: &str,
+    vars: &[(&str, String)],
+    mut env: Option<&mut TestEnv>,
+) -> std::process::ExitStatus {
+    let kit = root().join("clients/js");
+    assert!(
+        kit.join("node_modules/@nats-io/transport-node").exists(),
+        "clients/js/node_modules is missing: run `npm ci` in clients/js (make test does)"
+    );
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut node = Command::new("node");
     node.args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
         .args(files.split_whitespace())
         .current_dir(&kit)
-        .env("API_URL", svc.http_url())
-        .env("NATS_URL", env.server.url())
+        .env("API_URL", api)
+        .env("NATS_URL", nats)
         .env("CONTROL_URL", format!("http://{}", control.local_addr().unwrap()))
-        .env("ACCESS_TTL_MS", ACCESS_TTL.as_millis().to_string())
-        .env("CAROL_SEED", carol.seed().unwrap())
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let mut child = node.spawn().expect("cannot run node (is Node.js installed?)");
     let limit = tokio::time::sleep(Duration::from_secs(300));
     tokio::pin!(limit);
-    let status = loop {
+    loop {
         tokio::select! {
             s = child.wait() => break s.unwrap(),
-            a = control.accept() => serve_control(&mut env, a.unwrap().0).await,
+            a = control.accept() => match env.as_deref_mut() {
+                Some(env) => serve_control(env, a.unwrap().0).await,
+                None => drop(a),
+            },
             _ = &mut limit => panic!("node --test in clients/js did not finish within 300 s"),
         }
-    };
-    if !status.success() {
-        let log = env.server.log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        println!("---- nats-server log (tail)");
-        for line in tail.into_iter().rev() {
-            println!("{line}");
-        }
     }
-    assert!(
-        status.success(),
-        "the JS kit's tests failed (their output is above)"
-    );
+}
+
+/// The last lines of nats-server's log, after a failure.
+fn print_tail(log: &str) {
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    println!("---- nats-server log (tail)");
+    for line in tail.into_iter().rev() {
+        println!("{line}");
+    }
 }
 
 /// One control request: `POST /kick/USER`, `POST /ldm/USER` (answers how many connections

@@ -34,11 +34,11 @@ const PLACED: &str = "[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nal
                       [users.erin]\nlimits = { connections = 1, subscriptions = 2 }\n\
                       [users.erin.rooms]\nall1 = \"readwrite\"\n";
 
-struct World {
-    server: NatsServer,
+pub(crate) struct World {
+    pub(crate) server: NatsServer,
     generated: Generated,
     tokens: TokenKeys,
-    http: std::net::SocketAddr,
+    pub(crate) http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     ops: std::sync::Arc<nats_callout::ops::Ops>,
     _task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -65,7 +65,7 @@ impl World {
     }
 
     /// [`World::start_with`], the generated configuration changed by `configure` first.
-    async fn start_configured(
+    pub(crate) async fn start_configured(
         xkey: bool,
         credentials_ttl: Duration,
         configure: impl Fn(&mut Config),

@@ -20,21 +20,28 @@ export const DEFAULT_CONFIG = Object.freeze({
 
 const REFRESH_CODES = /^(access-token-expired|token-|missing-token)/;
 
-function base64url(bytes) {
+/** Bytes as unpadded base64url (signatures). */
+export function base64url(bytes) {
   let s = "";
   for (const b of bytes) s += String.fromCharCode(b);
   return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The `exp` (unix seconds) of a JWT, or null; nothing is verified (the server does that). */
-export function jwtExpiry(token) {
+/** The claims of a JWT, or null; nothing is verified (the server does that). */
+export function jwtClaims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const exp = JSON.parse(atob(part)).exp;
-    return typeof exp === "number" ? exp : null;
+    const claims = JSON.parse(atob(part));
+    return claims !== null && typeof claims === "object" ? claims : null;
   } catch {
     return null;
   }
+}
+
+/** The `exp` (unix seconds) of a JWT, or null. */
+export function jwtExpiry(token) {
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === "number" ? exp : null;
 }
 
 export class Api {

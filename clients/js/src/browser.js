@@ -1,6 +1,9 @@
 // The kit for browsers: nats-server's websocket listener. With `cookie: true` (the default
 // here) the service keeps the tokens in HttpOnly cookies; the websocket listener lifts the
 // access token from the cookie, so CONNECT carries no `auth_token` and no script sees one.
+// NATS credentials (operator mode) are off here unless the app asks (`natsCredentials: true`):
+// their key's seed would live in page JavaScript, where an injected script could take it and
+// connect as the user until the JWT expires.
 
 import { wsconnect } from "@nats-io/nats-core";
 import { ChatClient as Core } from "./client.js";
@@ -20,6 +23,6 @@ function websocketUrl(config) {
 export class ChatClient extends Core {
   /** Log in and connect; see index.d.ts. */
   static connect(options) {
-    return this.open(options, wsconnect, { cookie: true, servers: websocketUrl });
+    return this.open(options, wsconnect, { cookie: true, natsCredentials: false, servers: websocketUrl });
   }
 }

@@ -13,8 +13,17 @@
 //   connection (kick, restart, "User Authentication Expired") all lead to the same swap, with
 //   a jittered exponential backoff between failed attempts; a denied connect ("Authorization
 //   Violation") first renews the access token.
+// - NATS credentials (operator mode; docs: guides/operator-mode#nats-credentials): with
+//   `natsCredentials` (Node's default) each connection first asks the service for a user JWT
+//   for the client's own nkey and the rooms wanted, and connects with it, signing the nonce:
+//   nats-server then asks no callout. A 404 (`operator-mode-only`, `credentials-off`) or
+//   nats-server refusing a fresh JWT turns them off for the client's life; any other failure
+//   leaves that one connect to the callout. A reconnect with the same rooms reuses the JWT
+//   unless a notice came, its connection lived less than SHORT_LIVED_MS (a kick) or four
+//   fifths of its life have passed; then the kit swaps to a connection with fresh ones.
 
-import { Api, seg } from "./api.js";
+import { createUser } from "@nats-io/nkeys";
+import { Api, base64url, jwtClaims, seg } from "./api.js";
 import { ChatError, isAuthError, isExpired } from "./errors.js";
 
 export const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
@@ -23,6 +32,8 @@ const DRAIN_TIMEOUT_MS = 3000;
 const REFRESH_MARGIN_MS = 30_000;
 /** How long a notice heard on one connection is recognised when another repeats it. */
 const NOTICE_ECHO_MS = 5000;
+/** A credentials connection closed sooner than this was likely closed on purpose (a kick). */
+const SHORT_LIVED_MS = 5000;
 /** Access levels as bits: 1 read, 2 write. */
 const ACCESS = { none: 0, read: 1, write: 2, readwrite: 3 };
 
@@ -61,6 +72,16 @@ export function senderOf(writeTemplate, room, subject) {
     else if (fill(want[i], { room }) !== got[i]) return null;
   }
   return user;
+}
+
+/**
+ * What is left of a JWT's life at receipt (ms): until `exp` (unix seconds) on this machine's
+ * clock, never more than it was issued for (`exp - iat`), so a clock behind cannot stretch it.
+ */
+export function credentialsLifeMs(exp, iat, nowMs = Date.now()) {
+  const left = exp * 1000 - nowMs;
+  const issued = typeof iat === "number" ? (exp - iat) * 1000 : left;
+  return Math.max(0, Math.min(left, issued));
 }
 
 /**
@@ -117,7 +138,8 @@ export class ChatClient {
     }
     const servers = o.servers ?? defaults.servers?.(config);
     if (!servers) throw new ChatError("bad-request", "`servers` (nats-server's URL) is required");
-    const client = new this(o, api, config, servers, dial);
+    const credentials = o.natsCredentials ?? defaults.natsCredentials ?? false;
+    const client = new this(o, api, config, servers, dial, credentials);
     try {
       await client.#first();
     } catch (err) {
@@ -127,8 +149,13 @@ export class ChatClient {
     return client;
   }
 
+  /** The client's own user nkey (NATS credentials), or null when they are off. */
+  #nkey = null;
+  /** The JWT held: {jwt, rooms, renewAt, upSince, spent, fresh}, or null. */
+  #held = null;
+
   /** @private use ChatClient.connect */
-  constructor(o, api, config, servers, dial) {
+  constructor(o, api, config, servers, dial, credentials = false) {
     this.api = api;
     this.config = config;
     this.servers = servers;
@@ -148,6 +175,9 @@ export class ChatClient {
     this.connects = 0;
     this.refreshes = 0;
     this.waitingForConn = [];
+    /** How the connection in use authenticated: "credentials" or "callout" (null before). */
+    this.via = null;
+    if (credentials) this.#nkey = createUser();
     this.api.onRefreshed = (reason) => {
       this.refreshes += 1;
       this.#schedule();
@@ -303,6 +333,7 @@ export class ChatClient {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.refreshTimer);
+    clearTimeout(this.credentialsTimer);
     for (const [room, entry] of this.wanted) {
       for (const w of entry.waiters) w.reject(new ChatError("closed", "the client is closed", { room }));
       entry.waiters = [];
@@ -313,6 +344,7 @@ export class ChatClient {
     const conns = [this.conn, this.pending].filter((c) => c?.nc);
     this.conn = this.pending = null;
     await Promise.all(conns.map((c) => c.nc.close().catch(() => {})));
+    this.#credentialsOff();
     this.#emit("closed", {});
   }
 
@@ -346,6 +378,76 @@ export class ChatClient {
     if (this.ended) return;
     this.#emit("error", err);
     this.close();
+  }
+
+  // ---- NATS credentials (operator mode) --------------------------------------------------
+
+  /** No credentials from now on: the callout decides every connect. */
+  #credentialsOff(why) {
+    if (!this.#nkey) return;
+    this.#nkey.clear();
+    this.#nkey = null;
+    this.#held = null;
+    clearTimeout(this.credentialsTimer);
+    if (why) this.#emit("credentials-off", { reason: why });
+  }
+
+  /** The grant may have changed: the next connect asks for fresh credentials. */
+  #spend() {
+    if (this.#held) this.#held.spent = true;
+  }
+
+  /** A JWT for `rooms` (reused or fresh), or null when the callout is to decide. */
+  async #credentialsFor(rooms) {
+    if (!this.#nkey) return null;
+    const key = rooms.join(";");
+    const h = this.#held;
+    if (h && !h.spent && h.rooms === key && Date.now() < h.renewAt) return h.jwt;
+    let data;
+    try {
+      data = await this.api.call("POST", "/api/auth/nats-credentials", {
+        publicKey: this.#nkey.getPublicKey(),
+        rooms,
+      });
+    } catch (err) {
+      if (err.code === "auth-expired") throw err;
+      if (err.status === 404) this.#credentialsOff(err.code);
+      return null;
+    }
+    if (typeof data?.jwt !== "string" || typeof data.expiresAt !== "number") return null;
+    const life = credentialsLifeMs(data.expiresAt, jwtClaims(data.jwt)?.iat);
+    this.#held = {
+      jwt: data.jwt,
+      rooms: key,
+      renewAt: Date.now() + life * 0.8,
+      upSince: null,
+      spent: false,
+      fresh: true,
+    };
+    return data.jwt;
+  }
+
+  /** CONNECT with the JWT and the nonce signed by the client's key. */
+  #jwtAuth(jwt) {
+    const kp = this.#nkey;
+    const nkey = kp.getPublicKey();
+    return (nonce) => ({ jwt, nkey, sig: base64url(kp.sign(new TextEncoder().encode(nonce ?? ""))) });
+  }
+
+  /** A connection with credentials is in use: renew them at four fifths of their life. */
+  #credentialsInUse(conn) {
+    clearTimeout(this.credentialsTimer);
+    const h = this.#held;
+    if (conn.via !== "credentials" || !h) return;
+    h.upSince = Date.now();
+    h.fresh = false;
+    this.credentialsTimer = setTimeout(
+      () => {
+        h.spent = true; // a timer may fire a little before renewAt on Date.now()'s clock
+        this.#reconnect("credentials renewal");
+      },
+      Math.max(h.renewAt - Date.now(), 0),
+    );
   }
 
   // ---- connections ------------------------------------------------------------------------
@@ -452,15 +554,18 @@ export class ChatClient {
     }
     if (this.ended) return;
     const rooms = [...this.wanted.keys()];
+    const jwt = await this.#credentialsFor(rooms);
+    if (this.ended) return;
+    // After the mint, which may have renewed the token.
     const auth = { user: rooms.join(";") };
     if (!this.api.cookie && this.api.accessToken) auth.auth_token = this.api.accessToken;
-    const conn = { nc: null, subs: new Map(), rooms, refused: new Set(), pubDenied: new Set() };
+    const conn = { nc: null, subs: new Map(), rooms, refused: new Set(), pubDenied: new Set(), via: "callout" };
     this.pending = conn;
-    try {
-      conn.nc = await this.dial({
+    const open = (authenticator) =>
+      this.dial({
         servers: this.servers,
         name: this.options.name ?? `nats-callout-client (${this.user})`,
-        authenticator: () => auth,
+        authenticator,
         inboxPrefix: fill(this.config.inboxPrefix, { user: this.user }),
         // The kit reconnects itself: make-before-break, token renewed first, backoff.
         reconnect: false,
@@ -469,6 +574,20 @@ export class ChatClient {
         pingInterval: this.options.pingIntervalMs ?? 20_000,
         maxPingOut: 2,
       });
+    try {
+      if (jwt) {
+        try {
+          conn.via = "credentials";
+          conn.nc = await open(this.#jwtAuth(jwt));
+        } catch (err) {
+          if (!isAuthError(err)) throw err;
+          // nats-server refused the JWT: a fresh one means credentials do not work here.
+          if (this.#held?.fresh) this.#credentialsOff("nats-server refused the credentials");
+          else this.#spend();
+          conn.via = "callout";
+        }
+      }
+      if (!conn.nc) conn.nc = await open(() => auth);
     } catch (err) {
       if (this.pending === conn) this.pending = null;
       throw err;
@@ -518,10 +637,13 @@ export class ChatClient {
     this.conn = conn;
     this.pending = null;
     this.connects += 1;
+    this.via = conn.via;
+    this.#credentialsInUse(conn);
     for (const w of this.waitingForConn) w.resolve(conn);
     this.waitingForConn = [];
-    this.#emit("connected", { rooms: this.rooms(), reason: why, connects: this.connects });
-    if (this.connects > 1 && !/^(join|leave) /.test(why)) this.#emit("reconnected", { reason: why });
+    this.#emit("connected", { rooms: this.rooms(), reason: why, connects: this.connects, via: conn.via });
+    // A join, a leave or a credentials renewal is the app's or the kit's own move, not a reconnect.
+    if (this.connects > 1 && !/^(join |leave |credentials renewal$)/.test(why)) this.#emit("reconnected", { reason: why });
     if (old) this.#retire(old);
   }
 
@@ -556,6 +678,7 @@ export class ChatClient {
       for await (const s of nc.status()) {
         if (s.type === "ldm" && (conn === this.conn || conn === this.pending)) {
           this.#emit("lame-duck", {});
+          this.#spend(); // the grant may have changed: fresh credentials
           this.#reconnect("lame-duck notice");
         } else if (s.type === "error" && s.error?.name === "PermissionViolationError") {
           if (s.error.operation === "publish") conn.pubDenied.add(s.error.subject);
@@ -568,7 +691,12 @@ export class ChatClient {
       // refused or its connection expired).
       this.conn = null;
       this.#emit("disconnected", { reason: err ? err.message : "closed" });
-      if (err && (isExpired(err) || isAuthError(err))) this.forceRefresh = "closed";
+      if (conn.via === "credentials") {
+        // Closed soon after it came up (a kick): reconnect with fresh credentials. An expired
+        // JWT is past its renewal time anyway; the access token is not at fault.
+        const h = this.#held;
+        if (h && (h.upSince === null || Date.now() - h.upSince < SHORT_LIVED_MS || isAuthError(err))) this.#spend();
+      } else if (err && (isExpired(err) || isAuthError(err))) this.forceRefresh = "closed";
       this.#reconnect(err ? `closed: ${err.message}` : "closed");
     });
   }
@@ -610,7 +738,10 @@ export class ChatClient {
       this.removed?.delete(n.room);
     }
     // The connection keeps the grant it was decided with: ask again for what is wanted.
-    if (this.wanted.has(n.room)) this.#reconnect("grants-changed");
+    if (this.wanted.has(n.room)) {
+      this.#spend();
+      this.#reconnect("grants-changed");
+    }
   }
 
   #deliver(room, msg) {

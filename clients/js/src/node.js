@@ -1,6 +1,7 @@
 // The kit for Node: nats-server over TCP (`nats://`) with @nats-io/transport-node, or over a
 // websocket (`ws://`, `wss://`) where Node has a WebSocket (22 and later). The access token
-// goes in CONNECT `auth_token`.
+// goes in CONNECT `auth_token`; where the service mints NATS credentials (operator mode), the
+// kit connects with those instead (`natsCredentials: false` keeps the callout).
 
 import { connect } from "@nats-io/transport-node";
 import { wsconnect } from "@nats-io/nats-core";
@@ -20,6 +21,6 @@ function dial(opts) {
 export class ChatClient extends Core {
   /** Log in and connect; see index.d.ts. */
   static connect(options) {
-    return this.open(options, dial, { cookie: false });
+    return this.open(options, dial, { cookie: false, natsCredentials: true });
   }
 }

@@ -19,5 +19,8 @@ export async function main(): Promise<void> {
   const guest = await ChatClient.connect({ api: "", guest: true });
   const key = await ChatClient.connect({ api: "", seed: "SU...", servers: ["nats://a:4222"] });
   const provider = await ChatClient.connect({ api: "", token: async () => "a token", autoRefresh: false });
-  await Promise.all([guest.close(), key.close(), provider.close(), c.close()]);
+  const page = await ChatClient.connect({ api: "", natsCredentials: true });
+  page.on("connected", ({ via }) => console.log(via === c.via ? "same way" : `via ${via}`));
+  page.on("credentials-off", ({ reason }) => console.log(`the callout decides (${reason})`));
+  await Promise.all([guest.close(), key.close(), provider.close(), page.close(), c.close()]);
 }

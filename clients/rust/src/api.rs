@@ -102,6 +102,21 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// What `POST /api/auth/nats-credentials` answers: a user JWT for the client's key.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NatsCredentials {
+    pub(crate) jwt: String,
+    /// Unix seconds.
+    pub(crate) expires_at: i64,
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NatsCredentials(expires_at: {}, ..)", self.expires_at)
+    }
+}
+
 /// The HTTP API at one base URL (`http://127.0.0.1:8080`).
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -142,6 +157,24 @@ impl Api {
         let body = json!({"refreshToken": refresh_token});
         self.call(reqwest::Method::POST, "/api/auth/refresh", None, Some(body))
             .await
+    }
+
+    /// `POST /api/auth/nats-credentials` (operator mode): a user JWT for `public_key` with the
+    /// grant the callout would give `token` for `rooms`.
+    pub(crate) async fn nats_credentials(
+        &self,
+        token: &str,
+        public_key: &str,
+        rooms: &[String],
+    ) -> Result<NatsCredentials> {
+        let body = json!({"publicKey": public_key, "rooms": rooms});
+        self.call(
+            reqwest::Method::POST,
+            "/api/auth/nats-credentials",
+            Some(token),
+            Some(body),
+        )
+        .await
     }
 
     /// `GET /api/auth/me`: the user id the service reads from `token` (for an identity

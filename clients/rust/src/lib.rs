@@ -29,6 +29,7 @@
 
 pub mod api;
 mod backoff;
+mod credentials;
 mod error;
 mod message;
 mod session;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use api::{Access, Api, JoinPolicy, Member, RoomInfo, ServerConfig};
 pub use backoff::Backoff;
+pub use credentials::Via;
 pub use error::{Error, Result};
 pub use message::Message;
 
@@ -96,6 +98,10 @@ pub struct Options {
     pub client_id: Option<String>,
     /// Delays between reconnection attempts.
     pub backoff: Backoff,
+    /// Connect with NATS credentials where the service mints them (operator mode; default
+    /// true): a user JWT for a key of this client's own instead of the callout, which
+    /// decides whenever credentials are refused or not offered.
+    pub nats_credentials: bool,
 }
 
 impl Options {
@@ -126,7 +132,16 @@ impl Options {
             rooms: Vec::new(),
             client_id: None,
             backoff: Backoff::default(),
+            nats_credentials: true,
         }
+    }
+
+    /// Whether to connect with NATS credentials where the service offers them (default
+    /// true; false: the callout decides every connect).
+    #[must_use]
+    pub fn nats_credentials(mut self, on: bool) -> Options {
+        self.nats_credentials = on;
+        self
     }
 
     /// Connect with these rooms.
@@ -231,7 +246,11 @@ fn violation_subject<'a>(error: &'a str, kind: &str) -> Option<&'a str> {
 
 /// One connection and what runs for it.
 struct Live {
+    /// Which connection of the client this is (its generation).
+    id: u64,
     client: Client,
+    /// How it authenticates, and the NATS credentials it holds.
+    auth: credentials::Shared,
     /// The rooms it holds (the auth callback's room list on every reconnect).
     rooms: Arc<Mutex<Vec<String>>>,
     /// Each room's forwarder (dropping it unsubscribes).
@@ -245,6 +264,7 @@ impl Live {
         View {
             client: self.client.clone(),
             rooms: self.rooms.clone(),
+            auth: self.auth.clone(),
         }
     }
 
@@ -272,12 +292,15 @@ impl Live {
 struct View {
     client: Client,
     rooms: Arc<Mutex<Vec<String>>>,
+    auth: credentials::Shared,
 }
 
 struct Inner {
     api: Api,
     config: ServerConfig,
     session: session::Session,
+    /// The client's own user nkey, for NATS credentials.
+    credentials: Arc<credentials::Credentials>,
     nats_url: String,
     backoff: Backoff,
     /// The live connection; held across a join or leave, so switches happen one at a time.
@@ -339,6 +362,7 @@ impl ChatClient {
             api,
             config,
             session,
+            credentials: Arc::new(credentials::Credentials::new(options.nats_credentials)),
             nats_url: options.nats.clone(),
             backoff: options.backoff,
             live: tokio::sync::Mutex::new(None),
@@ -360,6 +384,15 @@ impl ChatClient {
     #[must_use]
     pub fn user(&self) -> &str {
         self.inner.session.user()
+    }
+
+    /// How the live connection authenticated (or, while it reconnects, is authenticating):
+    /// with NATS credentials (operator mode) or through the callout.
+    #[must_use]
+    pub fn via(&self) -> Via {
+        lock(&self.inner.view)
+            .as_ref()
+            .map_or(Via::Callout, |v| lock(&v.auth).via())
     }
 
     /// What the service told the kit (subjects, inbox prefix, room limit).
@@ -540,13 +573,7 @@ impl ChatClient {
             tracing::debug!(room, "join refused");
             return Err(Error::Refused { room: room.clone() });
         }
-        for room in refused {
-            self.inner.emit(Event::RoomLost { room });
-        }
-        *lock(&self.inner.view) = Some(new.view());
-        if let Some(old) = live.replace(new) {
-            old.retire().await;
-        }
+        self.inner.install(&mut live, new, refused).await;
         Ok(())
     }
 }
@@ -603,6 +630,38 @@ async fn refresh_loop(inner: Weak<Inner>) {
 }
 
 impl Inner {
+    /// Put `new` in use (the rooms `refused` on it are lost), then close the old connection.
+    async fn install(&self, live: &mut Option<Live>, new: Live, refused: Vec<String>) {
+        for room in refused {
+            self.emit(Event::RoomLost { room });
+        }
+        *lock(&self.view) = Some(new.view());
+        if let Some(old) = live.replace(new) {
+            old.retire().await;
+        }
+    }
+
+    /// Connection `id`'s NATS credentials are due: the same rooms on a new connection with
+    /// fresh ones, make-before-break (unless the connection was replaced meanwhile).
+    /// (Boxed: a connection's renewal task opens the next connection.)
+    fn renew(self: Arc<Self>, id: u64) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut live = self.live.lock().await;
+            let Some(rooms) = live
+                .as_ref()
+                .filter(|l| l.id == id)
+                .map(|l| lock(&l.rooms).clone())
+            else {
+                return;
+            };
+            match Inner::open(&self, rooms).await {
+                Ok((new, refused)) => self.install(&mut live, new, refused).await,
+                // The old connection goes on until its JWT expires; its reconnect asks again.
+                Err(e) => tracing::warn!(error = %e, "renewing the NATS credentials failed"),
+            }
+        })
+    }
+
     fn emit(&self, e: Event) {
         tracing::debug!(event = e.name(), "event");
         let _ = self.events.send(e);
@@ -632,16 +691,33 @@ impl Inner {
         let id = self.generation.fetch_add(1, Ordering::SeqCst);
         let user = self.session.user().to_string();
         let list = Arc::new(Mutex::new(rooms.clone()));
+        let auth = credentials::Shared::default();
         let (tx, mut rx) = mpsc::unbounded_channel::<async_nats::Event>();
-        let client = match self.dial(&list, tx.clone()).await {
-            Err(e) if e.kind() == ConnectErrorKind::AuthorizationViolation => {
+        let mut dialled = self.dial(&list, &auth, tx.clone()).await;
+        let mut token_renewed = false;
+        // At most: a reused JWT refused, a fresh one refused, the token refused.
+        for _ in 0..3 {
+            match &dialled {
+                Err(e) if e.kind() == ConnectErrorKind::AuthorizationViolation => {}
+                _ => break,
+            }
+            let jwt = lock(&auth).via() == Via::Credentials;
+            if jwt {
+                // nats-server refused the JWT: the next attempt asks afresh, or goes through
+                // the callout.
+                if lock(&auth).refused() {
+                    self.credentials.turn_off("nats-server refused a fresh JWT");
+                }
+            } else if token_renewed {
+                break;
+            } else {
                 // An access token nats-server refused: once more with a fresh one.
                 self.session.mark_stale().await;
-                self.dial(&list, tx).await
+                token_renewed = true;
             }
-            other => other,
+            dialled = self.dial(&list, &auth, tx.clone()).await;
         }
-        .map_err(|e| match e.kind() {
+        let client = dialled.map_err(|e| match e.kind() {
             ConnectErrorKind::AuthorizationViolation => Error::Nats("authorization violation".into()),
             _ => Error::Nats(e.to_string()),
         })?;
@@ -706,7 +782,9 @@ impl Inner {
                 }
             }
         }
-        tracing::debug!(id, user, ?refused, "connection open");
+        let via = lock(&auth).via();
+        lock(&auth).connected(std::time::Instant::now());
+        tracing::debug!(id, user, ?refused, via = via.name(), "connection open");
         let weak = Arc::downgrade(self);
         let live = Live {
             tasks: vec![
@@ -715,50 +793,79 @@ impl Inner {
                     client.clone(),
                     list.clone(),
                     forwarders.clone(),
+                    auth.clone(),
                     early,
                     rx,
                 )),
-                tokio::spawn(read_notices(weak, client.clone(), list.clone(), notices)),
+                tokio::spawn(read_notices(
+                    weak.clone(),
+                    client.clone(),
+                    list.clone(),
+                    auth.clone(),
+                    notices,
+                )),
+                tokio::spawn(renew_credentials(weak, id, auth.clone())),
             ],
+            id,
             client,
+            auth,
             rooms: list,
             forwarders,
         };
         Ok((live, refused))
     }
 
-    /// Connect with the room list and a fresh token on every (re)connect.
+    /// Connect with the room list on every (re)connect: NATS credentials for it where the
+    /// service mints them, else a fresh access token for the callout.
     async fn dial(
         self: &Arc<Self>,
         list: &Arc<Mutex<Vec<String>>>,
+        conn: &credentials::Shared,
         events: mpsc::UnboundedSender<async_nats::Event>,
     ) -> Result<Client, async_nats::ConnectError> {
         let weak = Arc::downgrade(self);
         let rooms = list.clone();
         let backoff = self.backoff;
         let inbox = ServerConfig::render(&self.config.inbox_prefix, "", self.session.user());
-        ConnectOptions::with_auth_callback(move |_nonce| {
-            let user = lock(&rooms).join(";");
+        let conn_auth = conn.clone();
+        let seen = conn.clone();
+        let creds = self.credentials.clone();
+        ConnectOptions::with_auth_callback(move |nonce| {
+            let rooms = lock(&rooms).clone();
             let weak = weak.clone();
-            let token = tokio::spawn(async move {
+            let conn = conn_auth.clone();
+            let auth = tokio::spawn(async move {
                 match weak.upgrade() {
-                    Some(inner) => inner.session.token().await,
+                    Some(inner) => inner.authenticate(&conn, rooms, &nonce).await,
                     None => Err(Error::Closed),
                 }
             });
-            async move {
-                let token = token.await.map_err(AuthError::new)?.map_err(AuthError::new)?;
-                let mut auth = Auth::new();
-                auth.username = Some(user);
-                auth.password = Some(String::new());
-                auth.token = Some(token);
-                Ok(auth)
-            }
+            async move { auth.await.map_err(AuthError::new)?.map_err(AuthError::new) }
         })
         .custom_inbox_prefix(inbox)
         .reconnect_delay_callback(move |attempt| backoff.delay(attempt))
         .connection_timeout(Duration::from_secs(10))
         .event_callback(move |e| {
+            // Before the next attempt's auth callback: how the JWT's connection went.
+            let now = std::time::Instant::now();
+            let refused = match &e {
+                async_nats::Event::Connected => {
+                    lock(&seen).connected(now);
+                    false
+                }
+                async_nats::Event::Disconnected => {
+                    lock(&seen).disconnected(now);
+                    false
+                }
+                async_nats::Event::ServerError(ServerError::AuthorizationViolation) => true,
+                async_nats::Event::ClientError(ClientError::Other(s)) => {
+                    s.to_ascii_lowercase().contains("authorization violation")
+                }
+                _ => false,
+            };
+            if refused && lock(&seen).refused() {
+                creds.turn_off("nats-server refused a fresh JWT");
+            }
             let events = events.clone();
             async move {
                 let _ = events.send(e);
@@ -766,6 +873,110 @@ impl Inner {
         })
         .connect(self.nats_url.as_str())
         .await
+    }
+}
+
+impl Inner {
+    /// The CONNECT fields of one attempt for `rooms`: the JWT and the nonce's signature when
+    /// NATS credentials are had, else the rooms in `user` and the access token.
+    async fn authenticate(
+        &self,
+        conn: &credentials::Shared,
+        rooms: Vec<String>,
+        nonce: &[u8],
+    ) -> Result<Auth> {
+        if let Some(jwt) = self.credentials_for(conn, &rooms).await
+            && let Some(signature) = self.credentials.sign(nonce)
+        {
+            lock(conn).attempt(Via::Credentials);
+            let mut auth = Auth::new();
+            auth.jwt = Some(jwt);
+            auth.signature = Some(signature);
+            return Ok(auth);
+        }
+        lock(conn).attempt(Via::Callout);
+        let token = self.session.token().await?;
+        let mut auth = Auth::new();
+        auth.username = Some(rooms.join(";"));
+        auth.password = Some(String::new());
+        auth.token = Some(token);
+        Ok(auth)
+    }
+
+    /// A JWT for `rooms`: the connection's own if it may be reused, else a fresh one from the
+    /// service; `None` when the callout is to decide (see the `credentials` module).
+    async fn credentials_for(&self, conn: &credentials::Shared, rooms: &[String]) -> Option<String> {
+        if self.credentials.is_off() {
+            return None;
+        }
+        if let Some(jwt) = lock(conn).reusable(rooms, std::time::Instant::now()) {
+            return Some(jwt);
+        }
+        let key = self.credentials.public_key();
+        let mut token_renewed = false;
+        loop {
+            let token = self.session.token().await.ok()?;
+            match self.api.nats_credentials(&token, &key, rooms).await {
+                Ok(c) => {
+                    let claims = session::Claims::of(&c.jwt).ok();
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    let life = credentials::life(c.expires_at, claims.and_then(|c| c.iat), now_ms);
+                    tracing::debug!(expires_at = c.expires_at, "NATS credentials minted");
+                    let jwt = c.jwt.clone();
+                    lock(conn).hold(c.jwt, rooms.to_vec(), life, std::time::Instant::now());
+                    return Some(jwt);
+                }
+                // `operator-mode-only`, `credentials-off`: not here, not later.
+                Err(Error::Api {
+                    status: 404, code, ..
+                }) => {
+                    self.credentials.turn_off(&code);
+                    return None;
+                }
+                Err(Error::Api { status: 401, .. }) if !token_renewed => {
+                    self.session.mark_stale().await;
+                    token_renewed = true;
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        code = e.code(),
+                        "no NATS credentials for this connect: the callout decides"
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Renew connection `id`'s NATS credentials at four fifths of their life (a new connection
+/// with fresh ones, make-before-break); idle while it holds none.
+async fn renew_credentials(inner: Weak<Inner>, id: u64, auth: credentials::Shared) {
+    let changed = lock(&auth).changed();
+    let mut failures = 0;
+    loop {
+        let due = lock(&auth).renew_in(std::time::Instant::now());
+        match due {
+            None => changed.notified().await,
+            Some(d) if !d.is_zero() => {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    () = changed.notified() => {}
+                }
+            }
+            Some(_) => {
+                let Some(i) = inner.upgrade() else { return };
+                // Not awaited here: the renewal retires this connection, and this task with it.
+                let backoff = i.backoff;
+                tokio::spawn(i.renew(id));
+                // Still here: that renewal failed (the service or nats-server is down). Again,
+                // after a backoff: the connection lives on until its JWT expires.
+                tokio::time::sleep(backoff.delay(failures).max(Duration::from_secs(1))).await;
+                failures += 1;
+            }
+        }
     }
 }
 
@@ -803,6 +1014,7 @@ async fn watch(
     client: Client,
     list: Arc<Mutex<Vec<String>>>,
     forwarders: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
+    auth: credentials::Shared,
     early: Vec<async_nats::Event>,
     mut rx: mpsc::UnboundedReceiver<async_nats::Event>,
 ) {
@@ -819,6 +1031,8 @@ async fn watch(
         match e {
             async_nats::Event::LameDuckMode => {
                 i.emit(Event::LameDuck);
+                // The grant may have changed: the reconnect asks for fresh credentials.
+                lock(&auth).forget();
                 if let Err(e) = client.force_reconnect().await {
                     tracing::warn!(error = %e, "reconnect after a lame-duck notice failed");
                 }
@@ -865,6 +1079,7 @@ async fn read_notices(
     inner: Weak<Inner>,
     client: Client,
     list: Arc<Mutex<Vec<String>>>,
+    auth: credentials::Shared,
     mut sub: async_nats::Subscriber,
 ) {
     while let Some(m) = sub.next().await {
@@ -885,6 +1100,9 @@ async fn read_notices(
             access: n.access,
             previous: n.previous,
         });
+        if held {
+            lock(&auth).forget();
+        }
         if held && let Err(e) = client.force_reconnect().await {
             tracing::warn!(error = %e, "reconnect after a notice failed");
         }

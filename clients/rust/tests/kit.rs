@@ -8,58 +8,8 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use nats_callout_client::{Access, ChatClient, Event, JoinPolicy, Message, Options};
-use support::{DEADLINE, World, next_matching};
-
-async fn login(world: &World, user: &str) -> ChatClient {
-    ChatClient::connect(Options::password(&world.api, &world.nats, user, user))
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
-}
-
-/// `speaker` says something in `room` until `listener` hears it (a subscription of a
-/// connection that is just reconnecting may miss the first ones).
-async fn heard(speaker: &ChatClient, listener: &ChatClient, room: &str) {
-    let mut stream = listener.messages(room);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let text = format!("hello {}", rand_suffix());
-    let mut ids = Vec::new();
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never heard {} in {room}",
-            listener.user(),
-            speaker.user()
-        );
-        // A send may fail while the speaker itself reconnects, never for not being in the room.
-        match speaker.send(room, &text).await {
-            Ok(id) => ids.push(id),
-            Err(e) => assert_ne!(e.code(), "not-joined", "{} is not in {room}", speaker.user()),
-        }
-        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await
-            && m.text == text
-        {
-            let expected = Message {
-                room: room.into(),
-                from: speaker.user().into(),
-                text,
-                id: m.id.clone(),
-            };
-            assert_eq!(m, expected);
-            assert!(
-                ids.contains(m.id.as_ref().unwrap()),
-                "{m:?} has an id the speaker sent"
-            );
-            return;
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
-}
+use nats_callout_client::{Access, ChatClient, Event, JoinPolicy, Options};
+use support::{DEADLINE, World, heard, login, next_matching};
 
 #[tokio::test]
 async fn a_refused_join_leaves_the_other_rooms_working() {

@@ -1,5 +1,6 @@
 //! One test's world: generated keys, the demo permission files, a real nats-server with auth
-//! callout on free ports, and the real service in-process (its HTTP API on a free port).
+//! callout on free ports (in config mode, or in operator mode as `nats-callout keys
+//! --operator` sets it up), and the real service in-process (its HTTP API on a free port).
 
 #![allow(dead_code)]
 
@@ -8,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use nats_callout::app::App;
 use nats_callout::config::Config;
 use nats_callout::keys;
+use nats_callout_client::{ChatClient, Message, Options};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -23,10 +26,18 @@ pub struct World {
     pub port: u16,
     pub api: String,
     pub nats: String,
-    sys_password: String,
+    /// How the system user connects.
+    sys: Sys,
+    server_conf: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     service: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub dir: TempDir,
+}
+
+/// The system user: a password (config mode) or creds (operator mode).
+enum Sys {
+    Password(String),
+    Creds(PathBuf),
 }
 
 impl Drop for World {
@@ -79,11 +90,7 @@ impl World {
         let callout_password = read(keys::CALLOUT_PASSWORD_FILE);
         let sys_password = read(keys::SYS_PASSWORD_FILE);
         let perms = dir.path().join("permissions");
-        std::fs::create_dir_all(&perms).unwrap();
-        for e in std::fs::read_dir(repo().join("permissions")).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), perms.join(e.file_name())).unwrap();
-        }
+        copy_permissions(&perms);
         let (server, port) = start_server(
             dir.path(),
             &g.issuer_public,
@@ -103,54 +110,109 @@ impl World {
         config.tokens.signing_key_file = keydir.join(keys::TOKEN_KEY_FILE);
         config.tokens.refresh_secret_file = keydir.join(keys::REFRESH_SECRET_FILE);
         config.tokens.store_path = dir.path().join("tokens.redb");
-        config.http.listen = "127.0.0.1:0".into();
-        config.http.admin_listen = String::new();
-        config.enforcement.grace = Duration::from_secs(1);
         config.permissions.dir = perms;
-        tweak(&mut config);
-        config.validate().unwrap();
-
-        let app = App::build(config).await.expect("the service starts");
-        let http = app.http_addr().expect("an HTTP listener");
-        let ops = app.ops();
-        let (stop, rx) = oneshot::channel::<()>();
-        let service = tokio::spawn(app.run(async move {
-            let _ = rx.await;
-        }));
-        let deadline = Instant::now() + DEADLINE;
-        while !ops.readiness().await.0 {
-            assert!(Instant::now() < deadline, "the service never got ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (stop, service, api) = serve(config, tweak).await;
         World {
             server,
             port,
-            api: format!("http://{http}"),
+            api,
             nats: format!("nats://127.0.0.1:{port}"),
-            sys_password,
+            sys: Sys::Password(sys_password),
+            server_conf: dir.path().join("nats-server.conf"),
             stop: Some(stop),
             service: Some(service),
             dir,
         }
     }
 
+    /// The world in operator mode (`nats-callout keys --operator`'s set-up: a nats-server
+    /// trusting a generated operator, users placed in APP), NATS credentials living at most
+    /// `credentials_ttl` (`None`: not minted), the configuration changed by `tweak`.
+    pub async fn operator(credentials_ttl: Option<Duration>, tweak: impl Fn(&mut Config)) -> World {
+        use nats_callout::operator::setup::{SetupOptions, generate};
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        keys::generate(&tokens, false).unwrap();
+        let perms = dir.path().join("permissions");
+        copy_permissions(&perms);
+        // A port chosen free may be taken before nats-server binds it: then other ports.
+        for attempt in 0..5 {
+            let port = free_port();
+            let opts = SetupOptions {
+                dir: dir.path().join(format!("operator{attempt}")),
+                force: false,
+                client_port: port,
+                http_port: free_port(),
+                websocket_port: free_port(),
+                allowed_origins: Vec::new(),
+                xkey: true,
+                tokens_dir: tokens.clone(),
+                permissions_dir: perms.clone(),
+            };
+            let generated = generate(&opts).unwrap();
+            let log = generated.dir.join("nats-server.log");
+            let Some(server) = spawn_server(&generated.server_config, &log) else {
+                continue;
+            };
+            let mut config =
+                Config::load(&generated.callout_config).expect("the generated callout.toml loads");
+            config.tokens.credentials_ttl = credentials_ttl;
+            let (stop, service, api) = serve(config, &tweak).await;
+            return World {
+                server,
+                port,
+                api,
+                nats: format!("nats://127.0.0.1:{port}"),
+                sys: Sys::Creds(generated.dir.join("sys.creds")),
+                server_conf: generated.server_config,
+                stop: Some(stop),
+                service: Some(service),
+                dir,
+            };
+        }
+        panic!("the operator-mode nats-server did not start");
+    }
+
     /// Stop nats-server (SIGKILL, as a crash) and start it again on the same port.
     pub fn restart_server(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-        let dir = self.dir.path();
-        self.server = spawn_server(&dir.join("nats-server.conf"), &dir.join("nats-server.log"))
-            .expect("nats-server comes back on its port");
+        let log = self.server_conf.with_file_name("nats-server.log");
+        self.server = spawn_server(&self.server_conf, &log).expect("nats-server comes back on its port");
     }
 
     /// A connection in the system account: lame-duck notices and kicks, as the service's
     /// enforcer sends them.
     pub async fn system(&self) -> async_nats::Client {
-        async_nats::ConnectOptions::new()
-            .user_and_password("sys".into(), self.sys_password.clone())
-            .connect(&self.nats)
+        let options = match &self.sys {
+            Sys::Password(p) => async_nats::ConnectOptions::new().user_and_password("sys".into(), p.clone()),
+            Sys::Creds(path) => async_nats::ConnectOptions::new()
+                .credentials_file(path)
+                .await
+                .unwrap(),
+        };
+        options.connect(&self.nats).await.unwrap()
+    }
+
+    /// Who nats-server says `client`'s live connection authenticated as (CONNZ's
+    /// `authorized_user`): the user's name through the callout, the user nkey with a JWT.
+    pub async fn authorized_user(&self, client: &async_nats::Client) -> String {
+        let info = client.server_info();
+        let sys = self.system().await;
+        let reply = sys
+            .request(
+                format!("$SYS.REQ.SERVER.{}.CONNZ", info.server_id),
+                serde_json::json!({"cid": info.client_id, "auth": true})
+                    .to_string()
+                    .into(),
+            )
             .await
-            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        body["data"]["connections"][0]["authorized_user"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no connection {}: {body}", info.client_id))
+            .to_string()
     }
 
     /// Send `verb` (`LDM`, `KICK`) about `client`'s live connection to its server.
@@ -167,6 +229,46 @@ impl World {
         let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
         assert!(body.get("error").is_none(), "{verb}: {body}");
     }
+}
+
+/// The demo permission files, copied to `to`.
+fn copy_permissions(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(repo().join("permissions")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// The service running `config` in-process (the HTTP API on a free port, no operations
+/// listener, a grace of 1 s, then `tweak`), once ready: its stop switch, its task and the
+/// HTTP API's base URL.
+async fn serve(
+    mut config: Config,
+    tweak: impl FnOnce(&mut Config),
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    String,
+) {
+    config.http.listen = "127.0.0.1:0".into();
+    config.http.admin_listen = String::new();
+    config.enforcement.grace = Duration::from_secs(1);
+    tweak(&mut config);
+    config.validate().unwrap();
+    let app = App::build(config).await.expect("the service starts");
+    let http = app.http_addr().expect("an HTTP listener");
+    let ops = app.ops();
+    let (stop, rx) = oneshot::channel::<()>();
+    let service = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    let deadline = Instant::now() + DEADLINE;
+    while !ops.readiness().await.0 {
+        assert!(Instant::now() < deadline, "the service never got ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (stop, service, format!("http://{http}"))
 }
 
 fn start_server(dir: &Path, issuer: &str, xkey: &str, callout_pw: &str, sys_pw: &str) -> (Child, u16) {
@@ -240,4 +342,55 @@ pub async fn next_matching<T, S: futures::Stream<Item = T> + Unpin>(
     })
     .await
     .unwrap_or_else(|_| panic!("no {what} within {DEADLINE:?}"))
+}
+
+/// `user` logged in with the password `user` (the demo's).
+pub async fn login(world: &World, user: &str) -> ChatClient {
+    ChatClient::connect(Options::password(&world.api, &world.nats, user, user))
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+}
+
+/// `speaker` says something in `room` until `listener` hears it (a subscription of a
+/// connection that is just reconnecting may miss the first ones).
+pub async fn heard(speaker: &ChatClient, listener: &ChatClient, room: &str) {
+    let mut stream = listener.messages(room);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let text = format!("hello {}", rand_suffix());
+    let mut ids = Vec::new();
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never heard {} in {room}",
+            listener.user(),
+            speaker.user()
+        );
+        // A send may fail while the speaker itself reconnects, never for not being in the room.
+        match speaker.send(room, &text).await {
+            Ok(id) => ids.push(id),
+            Err(e) => assert_ne!(e.code(), "not-joined", "{} is not in {room}", speaker.user()),
+        }
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await
+            && m.text == text
+        {
+            let expected = Message {
+                room: room.into(),
+                from: speaker.user().into(),
+                text,
+                id: m.id.clone(),
+            };
+            assert_eq!(m, expected);
+            assert!(
+                ids.contains(m.id.as_ref().unwrap()),
+                "{m:?} has an id the speaker sent"
+            );
+            return;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
 }
