@@ -75,7 +75,7 @@ async fn js_kit_uses_nats_credentials_in_operator_mode() {
     run_kit_operator(Some(ttl), &[("CREDENTIALS_TTL_MS", ttl.as_millis().to_string())]).await;
 }
 
-/// In operator mode without `tokens.credentials_ttl`, the service answers `credentials-off`
+/// In operator mode with `tokens.credentials_ttl = "0s"`, the service answers `credentials-off`
 /// and the kit goes through the callout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_kit_falls_back_to_the_callout_when_credentials_are_off() {
@@ -86,7 +86,7 @@ async fn js_kit_falls_back_to_the_callout_when_credentials_are_off() {
 /// credentials living at most `ttl` (`None`: none minted).
 async fn run_kit_operator(ttl: Option<Duration>, vars: &[(&str, String)]) {
     let w = crate::operator::World::start_configured(false, Duration::from_secs(120), |c| {
-        c.tokens.credentials_ttl = ttl;
+        c.tokens.credentials_ttl = Some(ttl.unwrap_or(Duration::ZERO));
         c.http.login_per_user_per_minute = 1000;
         c.http.login_per_address_per_minute = 1000;
     })

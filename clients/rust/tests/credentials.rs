@@ -90,7 +90,7 @@ async fn short_lived_credentials_are_renewed_before_they_expire() {
     );
 }
 
-/// `tokens.credentials_ttl` unset: the endpoint says `credentials-off`, and the kit goes
+/// `tokens.credentials_ttl = "0s"`: the endpoint says `credentials-off`, and the kit goes
 /// through the callout, as in config mode.
 #[tokio::test]
 async fn without_credentials_the_callout_decides() {

@@ -156,7 +156,7 @@ impl World {
             };
             let mut config =
                 Config::load(&generated.callout_config).expect("the generated callout.toml loads");
-            config.tokens.credentials_ttl = credentials_ttl;
+            config.tokens.credentials_ttl = Some(credentials_ttl.unwrap_or_default());
             let (stop, service, api) = serve(config, &tweak).await;
             return World {
                 server,
