@@ -39,14 +39,58 @@ pub(crate) struct World {
     generated: Generated,
     tokens: TokenKeys,
     pub(crate) http: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    ops: std::sync::Arc<nats_callout::ops::Ops>,
-    _task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    service: Option<Running>,
+    /// The configuration the service runs with (a restart runs it again).
+    config: Config,
     origin: String,
     _dir: TempDir,
 }
 
-impl Drop for World {
+/// The service running in this process.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    ops: std::sync::Arc<nats_callout::ops::Ops>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Run `app` until stopped, once it is ready.
+    async fn start(app: App) -> Running {
+        let ops = app.ops();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let (ready, body) = ops.readiness().await;
+            if ready {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Running {
+            stop: Some(tx),
+            ops,
+            task,
+        }
+    }
+
+    /// Stop it and wait until it has stopped (its store closed, its ports free).
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        drop(self); // its handle on the service's state (the store among it)
+        let _ = tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("the service stops");
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -78,7 +122,7 @@ impl World {
         // A port chosen free may be taken (by any client's outbound socket) before it is
         // bound: nats-server and the HTTP API then start again on other ports.
         let mut attempt = 0;
-        let (server, generated, origin, tokens, app) = loop {
+        let (server, generated, origin, tokens, app, config) = loop {
             attempt += 1;
             let http_port = free_port();
             let origin = format!("http://127.0.0.1:{http_port}");
@@ -111,38 +155,39 @@ impl World {
             config.audit.enabled = true;
             configure(&mut config);
             let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
-            match App::build(config).await {
-                Ok(app) => break (server, generated, origin, tokens, app),
+            match App::build(config.clone()).await {
+                Ok(app) => break (server, generated, origin, tokens, app, config),
                 Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => continue,
                 Err(e) => panic!("the service starts in operator mode: {e:#}"),
             }
         };
         let http = app.http_addr().unwrap();
-        let ops = app.ops();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async move {
-            let _ = rx.await;
-        }));
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            let (ready, body) = ops.readiness().await;
-            if ready {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         World {
             server,
             generated,
             tokens,
             http,
-            stop: Some(tx),
-            ops,
-            _task: task,
+            service: Some(Running::start(app).await),
+            config,
             origin,
             _dir: dir,
         }
+    }
+
+    /// Stop the service and start it again on the same configuration, ports and store: it
+    /// knows only what the servers and its store tell it.
+    async fn restart(&mut self) {
+        if let Some(running) = self.service.take() {
+            running.stop().await;
+        }
+        let app = App::build(self.config.clone())
+            .await
+            .expect("the service starts again");
+        self.service = Some(Running::start(app).await);
+    }
+
+    fn ops(&self) -> &nats_callout::ops::Ops {
+        &self.service.as_ref().expect("the service runs").ops
     }
 
     fn token(&self, user: &str) -> String {
@@ -531,7 +576,7 @@ async fn operator_mode_enforcement_follows_users_in_a_second_account() {
     }
     // Let a CONNZ reconcile pass first: it must keep connections of every account (one that
     // asked only the default account would drop carol's, and no notice would reach her).
-    after_a_reconcile(&w.ops).await;
+    after_a_reconcile(w.ops()).await;
     let placed = w._dir.path().join("permissions/placed.toml");
     let tmp = w._dir.path().join("permissions/.placed.tmp");
     std::fs::write(
@@ -1035,4 +1080,77 @@ async fn operator_mode_connected_clients_get_credentials_over_nats() {
         assert_eq!(answer["error_code"], code, "{body} -> {answer}");
         assert!(answer.get("jwt").is_none());
     }
+}
+
+/// A connection made with credentials while no service ran is known after a start from the
+/// servers' connection list alone (the JWT carries its decision): a token reset and a
+/// revocation reach it.
+#[tokio::test]
+async fn operator_mode_a_restarted_service_enforces_credentials_connections_made_meanwhile() {
+    let mut w = World::start(false).await;
+    let (jwt, key) = minted(&w, &w.token("bob"), &["all1"]).await;
+    if let Some(running) = w.service.take() {
+        running.stop().await;
+    }
+    // nats-server needs no callout for it.
+    let mut bob = on_credentials(&w, &jwt, key, "_INBOX.bob").await;
+    crate::enforcement::receives(&bob.client, "all1", "bob").await;
+    w.restart().await;
+    after_a_reconcile(w.ops()).await;
+    let listed = console_connections(&w, "bob").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["rooms"], json!(["all1"]), "{listed:?}");
+    let r = w
+        .admin("/api/console/token-reset", Some(json!({"users": ["bob"]})))
+        .await;
+    assert_eq!(r["affected"], 1, "{r}");
+    bob.wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
+        .await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/revoke", w.http))
+        .bearer_auth(w.token("admin"))
+        .json(&json!({"userId": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    bob.wait_for("the revoked connection closed", |s| {
+        matches!(s, Seen::Disconnected)
+    })
+    .await;
+    closed_at_every_connect(&mut bob, 1, "the reconnect after the revocation").await;
+}
+
+/// A delegate's invalidation reaches a credentials connection holding the room (the
+/// lame-duck notice, then the kick), and at every reconnect with that JWT the delegate's new
+/// answer closes it again.
+#[tokio::test]
+async fn operator_mode_a_delegates_invalidation_closes_credentials_connections() {
+    use crate::delegation::{AppService, Reply, delegate};
+    let w = World::start_configured(false, CREDENTIALS_TTL, |c| {
+        c.access.delegate = vec![delegate("team-*", "svc.teams", 1000)];
+    })
+    .await;
+    let service = w.service().await;
+    let teams = AppService::start(service.clone(), "svc.teams", Reply::access("none")).await;
+    teams.answer("bob", "team-a", "readwrite");
+    let (jwt, key) = minted(&w, &w.token("bob"), &["team-a"]).await;
+    let mut bob = on_credentials(&w, &jwt, key, "_INBOX.bob").await;
+    crate::enforcement::receives(&bob.client, "team-a", "bob").await;
+    wait_until_listed(&w, "bob").await;
+    teams.answer("bob", "team-a", "none");
+    let reply = service
+        .request(
+            "auth.v1.access.invalidate",
+            json!({"user": "bob", "room": "team-a"}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["reauthorized"], 1, "{reply}");
+    bob.wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
+        .await;
+    bob.wait_for("the kick after the grace", |s| matches!(s, Seen::Disconnected))
+        .await;
+    closed_at_every_connect(&mut bob, 2, "the reconnect with the old grant").await;
 }
