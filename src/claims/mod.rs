@@ -105,6 +105,11 @@ pub struct Unverified<'t, T> {
 }
 
 impl<T> Unverified<'_, T> {
+    /// The key the token says signed it (not checked yet).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// Check the signature by the key in `iss`; returns the issuer and the claims.
     pub fn verify(self) -> Result<(String, T), ClaimsError> {
         verify_by(&self.issuer, self.signed, &self.signature)?;

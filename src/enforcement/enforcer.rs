@@ -73,6 +73,12 @@ impl Enforcement {
         (conn, user, entry)
     }
 
+    /// A connection of `user` seen (a connect event) without a decision to go with it.
+    pub(super) fn on_seen(&self, conn: ConnKey, user: &str) {
+        self.registry().add_seen(conn, user);
+        self.limits_on_connect(user);
+    }
+
     /// A new decision arrived: record it; if it was made on an older snapshot or
     /// revocation epoch, judge it again now.
     pub fn on_decision(&self, d: DecisionRecord) {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Enforcement;
+use super::minted::JwtUser;
 use super::registry::{ConnKey, DecisionRecord};
 use crate::wire::{DECISION_SUBJECT, LIMITS_SUBJECT, LimitFact, account_event, server_event};
 
@@ -120,15 +121,17 @@ impl Feeds {
                     if let Ok(ev) = serde_json::from_slice::<ConnectEvent>(&m.payload)
                         && me.accounts.contains(&ev.client.acc)
                     {
-                        let (conn, user) = (ev.conn(), &ev.client.user);
-                        if let Some(d) = me.minted(&ev.client.jwt, user, conn.clone()) {
-                            if let Some(d) = me.on_minted(d) {
-                                let me = me.clone();
-                                checks.spawn(async move { me.check_minted_delegated(d).await });
+                        let conn = ev.conn();
+                        match me.identify(&ev.client.jwt, conn.clone()) {
+                            Some(JwtUser::Minted(d)) => {
+                                if let Some(d) = me.on_minted(*d) {
+                                    let me = me.clone();
+                                    checks.spawn(async move { me.check_minted_delegated(d).await });
+                                }
                             }
-                        } else {
-                            me.registry().add_seen(conn, user);
-                            me.limits_on_connect(user);
+                            // A JWT's subject, never the name a client may add in CONNECT.
+                            Some(JwtUser::Other(sub)) => me.on_seen(conn, &sub),
+                            None => me.on_seen(conn, &ev.client.user),
                         }
                     }
                 }

@@ -11,12 +11,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Enforcement;
 use super::assess::{Action, assess};
 use super::registry::{ConnKey, DecisionRecord};
-use crate::claims::decode_verified;
+use crate::claims::decode_unverified;
 use crate::wire::MintedClaims;
 
 /// The keys minted credentials are signed with (each target account's signing key).
@@ -25,35 +25,58 @@ pub(super) struct Mints {
     signers: HashSet<String>,
 }
 
+/// Who a connection made with a JWT is.
+#[derive(Debug)]
+pub(super) enum JwtUser {
+    /// Minted here: its decision.
+    Minted(Box<DecisionRecord>),
+    /// Any other JWT: its subject (the user nkey nats-server checked the nonce against).
+    Other(String),
+}
+
 impl Mints {
-    /// The decision `jwt` carries, for the connection `conn` of the user nkey `user`, if
-    /// this service minted it: signed by one of its keys (checked here, though nats-server
-    /// checked it too), for that key, with a record. Any other JWT is not ours: `None`.
-    fn record(&self, jwt: &str, user: &str, conn: ConnKey, now: i64) -> Option<DecisionRecord> {
-        if jwt.is_empty() || self.signers.is_empty() {
+    /// Who the connection `conn`, which nats-server let in with `jwt`, is: the decision the
+    /// JWT carries if this service minted it (signed by one of its keys, checked here though
+    /// nats-server checked it too), else the JWT's subject. Never the CONNECT `user` or
+    /// `nkey` fields, which a client on a JWT may still fill with any name and which
+    /// nats-server then reports as the connection's user. `None`: no JWT (a callout user).
+    fn identify(&self, jwt: &str, conn: ConnKey, now: i64) -> Option<JwtUser> {
+        if jwt.is_empty() {
             return None;
         }
-        let (issuer, claims) = match decode_verified::<MintedClaims>(jwt) {
-            Ok(v) => v,
+        let unverified = match decode_unverified::<MintedClaims>(jwt) {
+            Ok(u) => u,
             Err(e) => {
-                debug!(user, error = %e, "a connection's JWT is not one of ours");
+                warn!(server = %conn.server, cid = conn.cid, error = %e, "a connection's JWT does not decode");
                 return None;
             }
         };
-        if !self.signers.contains(&issuer) {
-            return None; // another signer of the account: not minted here
+        let sub = unverified.claims.sub.clone();
+        // The cheap test first: another signer's JWT is not verified for nothing.
+        if !self.signers.contains(unverified.issuer()) {
+            return Some(JwtUser::Other(sub));
         }
-        if claims.sub != user {
-            warn!(user, subject = %claims.sub, "a minted JWT for another key: not read");
-            return None;
+        match unverified.verify() {
+            Ok((
+                _,
+                MintedClaims {
+                    nats_callout: Some(mut d),
+                    ..
+                },
+            )) => {
+                d.conn = conn;
+                d.at = now;
+                Some(JwtUser::Minted(Box::new(d)))
+            }
+            Ok(_) => {
+                warn!(user = %sub, "a JWT signed here without a decision record");
+                Some(JwtUser::Other(sub))
+            }
+            Err(e) => {
+                warn!(user = %sub, error = %e, "a JWT naming one of our keys does not verify");
+                Some(JwtUser::Other(sub))
+            }
         }
-        let Some(mut d) = claims.nats_callout else {
-            warn!(user, "a JWT signed here without a decision record: not read");
-            return None;
-        };
-        d.conn = conn;
-        d.at = now;
-        Some(d)
     }
 }
 
@@ -65,10 +88,10 @@ impl Enforcement {
         });
     }
 
-    /// The decision of a connection made with credentials this service minted.
-    pub(super) fn minted(&self, jwt: &str, user: &str, conn: ConnKey) -> Option<DecisionRecord> {
+    /// Who the connection `conn` made with `jwt` is (`None`: no JWT, or not operator mode).
+    pub(super) fn identify(&self, jwt: &str, conn: ConnKey) -> Option<JwtUser> {
         let now = crate::clock::now_secs();
-        self.mints.get()?.record(jwt, user, conn, now)
+        self.mints.get()?.identify(jwt, conn, now)
     }
 
     /// A connection made with minted credentials: record its decision and judge it now.
@@ -130,9 +153,9 @@ impl Enforcement {
         }
     }
 
-    /// A connection list names its connections' users by nkey when they connected with a
-    /// JWT (`jwts`): those made with minted credentials are named by their decision's user
-    /// instead, and the decisions this instance does not know yet are returned, to record.
+    /// A connection list names its connections' users by what they sent in CONNECT; those
+    /// made with a JWT (`jwts`) are named by the JWT instead (its decision's user when minted
+    /// here), and the decisions this instance does not know yet are returned, to record.
     pub(super) fn resolve_minted(
         &self,
         listed: &mut [(ConnKey, String)],
@@ -147,9 +170,15 @@ impl Enforcement {
                 .and_then(|e| e.decision.as_ref().map(|d| d.user.clone()));
             if let Some(known) = known {
                 *user = known;
-            } else if let Some(d) = self.minted(jwt, user, conn.clone()) {
-                user.clone_from(&d.user);
-                unknown.push(d);
+                continue;
+            }
+            match self.identify(jwt, conn.clone()) {
+                Some(JwtUser::Minted(d)) => {
+                    user.clone_from(&d.user);
+                    unknown.push(*d);
+                }
+                Some(JwtUser::Other(sub)) => *user = sub,
+                None => {}
             }
         }
         unknown
@@ -212,15 +241,16 @@ mod tests {
     fn a_jwt_minted_here_gives_its_decision_for_the_connection() {
         let (ours, mints) = ours();
         let key = KeyPair::new_user().public_key();
-        let d = mints
-            .record(&jwt(&ours, &key, Some(&decision())), &key, conn(), 1500)
-            .expect("ours");
+        let Some(JwtUser::Minted(d)) = mints.identify(&jwt(&ours, &key, Some(&decision())), conn(), 1500)
+        else {
+            panic!("ours")
+        };
         assert_eq!((d.conn, d.at, d.user.as_str()), (conn(), 1500, "bob"));
         assert_eq!(d.session, "s1");
     }
 
     #[test]
-    fn any_other_jwt_is_not_read() {
+    fn any_other_jwt_is_its_subject_and_no_jwt_is_nobody() {
         let (ours, mints) = ours();
         let key = KeyPair::new_user().public_key();
         let record = decision();
@@ -236,25 +266,23 @@ mod tests {
         };
         parts[1] = &forged_claims;
         let forged = parts.join(".");
-        for (what, jwt, user) in [
-            ("no JWT (a callout user)", String::new(), key.clone()),
-            ("not a JWT", "a.b.c".to_string(), key.clone()),
+        for (what, jwt) in [
             (
                 "another signer of the account",
                 jwt(&KeyPair::new_account(), &key, Some(&record)),
-                key.clone(),
             ),
-            ("for another key", good.clone(), KeyPair::new_user().public_key()),
-            (
-                "signed here without a record",
-                jwt(&ours, &key, None),
-                key.clone(),
-            ),
-            ("claims changed after signing", forged, key.clone()),
+            ("signed here without a record", jwt(&ours, &key, None)),
+            ("claims changed after signing", forged),
         ] {
-            assert!(mints.record(&jwt, &user, conn(), 1500).is_none(), "{what}");
+            match mints.identify(&jwt, conn(), 1500) {
+                Some(JwtUser::Other(sub)) => assert_eq!(sub, key, "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
         }
-        // Config mode: no signers, nothing read.
-        assert!(Mints::default().record(&good, &key, conn(), 1500).is_none());
+        assert!(
+            mints.identify("", conn(), 1500).is_none(),
+            "no JWT: a callout user"
+        );
+        assert!(mints.identify("a.b.c", conn(), 1500).is_none(), "not a JWT");
     }
 }

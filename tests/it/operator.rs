@@ -1154,3 +1154,54 @@ async fn operator_mode_a_delegates_invalidation_closes_credentials_connections()
         .await;
     closed_at_every_connect(&mut bob, 2, "the reconnect with the old grant").await;
 }
+
+/// A client on a JWT may still send a name in CONNECT (`user`), and nats-server then reports
+/// that name as the connection's user: the service goes by the JWT instead, so bob naming
+/// himself alice is bob's connection, and revoking bob closes it.
+#[tokio::test]
+async fn operator_mode_a_name_sent_beside_a_jwt_is_not_its_identity() {
+    let w = World::start(false).await;
+    let (jwt, key) = minted(&w, &w.token("bob"), &["all1"]).await;
+    let opts = async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .user_and_password("alice".into(), String::new())
+    .custom_inbox_prefix("_INBOX.bob")
+    .max_reconnects(None)
+    .reconnect_delay_callback(|_| Duration::from_millis(100));
+    let mut spoof = watched_with(opts, &w.server.url(), false).await;
+    crate::enforcement::receives(&spoof.client, "all1", "bob").await;
+    let connz = w.connections(&w.target("APP")).await;
+    let names: Vec<&str> = connz["data"]["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["authorized_user"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"alice"),
+        "nats-server reports the name sent: {names:?}"
+    );
+    wait_until_listed(&w, "bob").await;
+    assert!(console_connections(&w, "alice").await.is_empty());
+    after_a_reconcile(w.ops()).await;
+    assert!(
+        console_connections(&w, "alice").await.is_empty(),
+        "CONNZ renamed it"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/auth/revoke", w.http))
+        .bearer_auth(w.token("admin"))
+        .json(&json!({"userId": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    spoof
+        .wait_for("the revoked connection closed", |s| {
+            matches!(s, Seen::Disconnected)
+        })
+        .await;
+    closed_at_every_connect(&mut spoof, 1, "the reconnect under another name").await;
+}
