@@ -80,8 +80,7 @@ impl App {
                     .map(|()| r)
             })
             .map_err(|e| anyhow::anyhow!("invalid setting access.delegate: {e}"))?;
-        let minting = config.callout.mode == crate::config::CalloutMode::Operator
-            && config.tokens.credentials().is_some();
+        let minting = config.credentials().is_some();
         let policy = policy.with_delegates(routes.clone()).with_credentials(minting);
         info!(
             users = snapshot.user_count(),
@@ -228,7 +227,7 @@ impl App {
     fn minter(&self) -> crate::callout::credentials::Minter {
         crate::callout::credentials::Minter {
             callout: self.callout.clone(),
-            ttl: self.config.tokens.credentials(),
+            ttl: self.config.credentials(),
         }
     }
 
@@ -452,6 +451,11 @@ async fn build_enforcement(
 ) -> anyhow::Result<Option<Arc<Enforcement>>> {
     let Some(sys) = system_connection(config, health).await? else {
         warn!("no nats.system_user or nats.system_credentials_file: live enforcement (LDM/KICK) is off");
+        if config.callout.mode == crate::config::CalloutMode::Operator
+            && config.tokens.credentials().is_some()
+        {
+            warn!("NATS credentials need live enforcement to close their connections: none are minted");
+        }
         if config.limits.connect_rate.is_some() {
             warn!("limits.connect_rate is set but needs live enforcement: it is off");
         }

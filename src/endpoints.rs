@@ -88,27 +88,55 @@ struct CredentialsAsk {
 /// The largest `auth.v1.credentials` request read (as `POST /api/auth/nats-credentials`).
 const CREDENTIALS_REQUEST_LIMIT: usize = 8 * 1024;
 
-/// The answer to `auth.v1.credentials`: what `POST /api/auth/nats-credentials` answers, or
-/// `{error, error_code}`.
-pub async fn credentials_reply(minter: &Minter, payload: &[u8], now: i64) -> serde_json::Value {
+/// What to tell whom for an `auth.v1.credentials` request: the user its token names, and
+/// `{"type": "credentials", "publicKey", jwt, expiresAt, rooms, refused}` or `{"type":
+/// "credentials", "publicKey"?, error, error_code}`. It goes on that user's notice subject,
+/// never on the request's reply subject: nats-server delivers a service's answer to any
+/// subject the requester names in its account (another user's room among them), and every
+/// user may ask here. A request whose token names nobody is answered to nobody (logged).
+pub async fn credentials_notice(
+    minter: &Minter,
+    payload: &[u8],
+    now: i64,
+) -> Option<(String, serde_json::Value)> {
+    let tell = |user: Option<String>, key: Option<&str>, mut body: serde_json::Value| {
+        body["type"] = "credentials".into();
+        if let Some(key) = key {
+            body["publicKey"] = key.into();
+        }
+        user.map(|u| (u, body))
+    };
     if payload.len() > CREDENTIALS_REQUEST_LIMIT {
-        let e = format!("{} bytes, at most {CREDENTIALS_REQUEST_LIMIT}", payload.len());
-        return error_reply(&e, "bad-request");
+        info!(
+            bytes = payload.len(),
+            "auth.v1.credentials: request too large, not read"
+        );
+        return None;
     }
     let ask = match serde_json::from_slice::<CredentialsAsk>(payload) {
         Ok(a) => a,
-        Err(e) => return error_reply(&e, "bad-request"),
+        Err(e) => {
+            // Its sender, if the token says who, is told (a malformed request is its own).
+            #[derive(Deserialize)]
+            struct TokenOnly {
+                token: String,
+            }
+            let user = serde_json::from_slice::<TokenOnly>(payload)
+                .ok()
+                .and_then(|t| minter.user_of(&t.token, now));
+            info!(known = user.is_some(), error = %e, "auth.v1.credentials: bad request");
+            return tell(user, None, error_reply(&e, "bad-request"));
+        }
     };
-    if ask.token.is_empty() {
-        return error_reply(&"no token: name it in `token`", "missing-token");
-    }
     let req = CredentialsRequest {
         public_key: ask.public_key,
         rooms: ask.rooms,
     };
+    let key =
+        crate::callout::credentials::user_public_key(&req.public_key).then_some(req.public_key.as_str());
     match minter.mint(&ask.token, &req, "nats", now).await {
-        Ok(answer) => answer,
-        Err(e) => error_reply(&e, e.code()),
+        Ok((user, answer)) => tell(Some(user), key, answer),
+        Err(e) => tell(minter.user_of(&ask.token, now), key, error_reply(&e, e.code())),
     }
 }
 
@@ -163,8 +191,13 @@ impl Endpoints {
             .for_each_concurrent(CREDENTIAL_REQUESTS_AT_ONCE, |m| {
                 let (client, credentials) = (&client, &credentials);
                 async move {
-                    let reply = credentials_reply(credentials, &m.payload, now_secs()).await;
-                    respond(client, m.reply, reply).await;
+                    if let Some((user, body)) = credentials_notice(credentials, &m.payload, now_secs()).await
+                    {
+                        let subject = crate::wire::notice_subject(&user);
+                        if let Err(e) = client.publish(subject, body.to_string().into()).await {
+                            warn!(error = %e, user, "could not send credentials");
+                        }
+                    }
                 }
             });
         tokio::pin!(credentials_served);

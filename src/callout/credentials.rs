@@ -86,16 +86,21 @@ pub struct Minter {
 }
 
 impl Minter {
+    /// The user a valid access token names (to tell them why a request was refused).
+    pub fn user_of(&self, token: &str, now: i64) -> Option<String> {
+        self.callout.tokens.verify(token, now).ok().map(|c| c.sub)
+    }
+
     /// Mint for `token`'s holder and record it (a metric, a log line naming `via`, an audit
-    /// event `credentials`): the answer `{jwt, expiresAt, rooms, refused}`, the rooms granted
-    /// and those left out.
+    /// event `credentials`): the user, and the answer `{jwt, expiresAt, rooms, refused}`, the
+    /// rooms granted and those left out.
     pub async fn mint(
         &self,
         token: &str,
         req: &CredentialsRequest,
         via: &'static str,
         now: i64,
-    ) -> Result<serde_json::Value, CredentialsError> {
+    ) -> Result<(String, serde_json::Value), CredentialsError> {
         let minted = self
             .callout
             .credentials(token, &req.public_key, &req.rooms, self.ttl, now)
@@ -130,12 +135,13 @@ impl Minter {
                 "expiresAt": minted.expires_at,
             }),
         );
-        Ok(json!({
+        let answer = json!({
             "jwt": minted.jwt,
             "expiresAt": minted.expires_at,
             "rooms": rooms,
             "refused": g.refused,
-        }))
+        });
+        Ok((g.identity.sub.clone(), answer))
     }
 }
 

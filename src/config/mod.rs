@@ -112,6 +112,15 @@ fn invalid<T>(key: &'static str, reason: String) -> Result<T, ConfigError> {
 }
 
 impl Config {
+    /// How long minted NATS credentials live, when the service mints them: in operator mode,
+    /// unless `tokens.credentials_ttl = "0s"`, and only with live enforcement (a system
+    /// user), without which nothing could close a connection made with one before it expires.
+    pub fn credentials(&self) -> Option<std::time::Duration> {
+        let enforced = self.nats.system_user.is_some() || self.nats.system_credentials_file.is_some();
+        let operator = self.callout.mode == CalloutMode::Operator;
+        self.tokens.credentials().filter(|_| operator && enforced)
+    }
+
     /// Load `path` (if it exists), then apply `NATS_CALLOUT_<SECTION>__<KEY>` variables.
     /// Relative paths are resolved against the directory of `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -328,6 +337,13 @@ mod tests {
         std::fs::write(&path, "[tokens]\ncredentials_ttl = \"10m\"\n").unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.tokens.credentials(), Some(Duration::from_secs(600)));
+        // Minted only in operator mode, and only where live enforcement can close them.
+        assert_eq!(c.credentials(), None, "config mode");
+        let mut c = c;
+        c.callout.mode = CalloutMode::Operator;
+        assert_eq!(c.credentials(), None, "no system user");
+        c.nats.system_credentials_file = Some("sys.creds".into());
+        assert_eq!(c.credentials(), Some(Duration::from_secs(600)));
     }
 
     #[test]

@@ -111,13 +111,21 @@ impl Section for TokenSettings {
                 "must be at least tokens.access_ttl (revocations are kept this long)".into(),
             );
         }
-        if let Some(ttl) = self.credentials()
-            && !(Duration::from_secs(1)..=MAX_CREDENTIALS_TTL).contains(&ttl)
-        {
-            return invalid(
-                "tokens.credentials_ttl",
-                "must be between 1s and 24h (\"0s\" mints none)".into(),
-            );
+        if let Some(ttl) = self.credentials() {
+            if !(Duration::from_secs(1)..=MAX_CREDENTIALS_TTL).contains(&ttl) {
+                return invalid(
+                    "tokens.credentials_ttl",
+                    "must be between 1s and 24h (\"0s\" mints none)".into(),
+                );
+            }
+            // Revocations are kept this long: a JWT living longer could outlive the one that
+            // should close its connections.
+            if ttl > self.max_token_ttl {
+                return invalid(
+                    "tokens.credentials_ttl",
+                    "must be at most tokens.max_token_ttl (revocations are kept this long)".into(),
+                );
+            }
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ pub(super) async fn mint(
         return Err(refusal(&CredentialsError::OperatorModeOnly));
     };
     let answer = minter.mint(token, &req, "http", state.now()).await;
-    answer.map(Json).map_err(|e| refusal(&e))
+    answer.map(|(_, body)| Json(body)).map_err(|e| refusal(&e))
 }
 
 /// The answer for a refusal: 404 where nothing is minted, 400 for bad input, 401 for the

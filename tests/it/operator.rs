@@ -1030,19 +1030,48 @@ async fn operator_mode_credentials_turned_off_answer_credentials_off() {
     assert!(answer.get("jwt").is_none(), "{answer}");
 }
 
+/// The next notice on `told`, as JSON.
+async fn next(told: &mut async_nats::Subscriber) -> Value {
+    let m = tokio::time::timeout(DEADLINE, futures::StreamExt::next(told))
+        .await
+        .expect("a notice")
+        .unwrap();
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
 /// `auth.v1.credentials`: a connected client asks over NATS (every grant may publish there
-/// while minting is on) and gets what the HTTP API answers; bad requests are refused.
+/// while minting is on) and is told on its own notice subject what the HTTP API answers,
+/// never on the request's reply subject (which could be another user's room); bad requests
+/// are refused to their sender, and one whose token names nobody to nobody.
 #[tokio::test]
 async fn operator_mode_connected_clients_get_credentials_over_nats() {
-    use crate::support::api::ask;
     let w = World::start(false).await;
     let token = w.token("bob");
     let conn = connect_to(&w.server.url(), Some(&token), "all1", Some("_INBOX.bob"))
         .await
         .expect("bob connects through the callout");
+    let mut told = conn.client.subscribe("nats-callout.notice.bob").await.unwrap();
+    conn.client.flush().await.unwrap();
+    // alice listens in all1: a reply aimed at her name there must not reach her.
+    let alice = w.connect(Some(&w.token("alice")), "all1").await.unwrap();
+    let mut room = alice.client.subscribe("chat.all1.alice").await.unwrap();
+    alice.client.flush().await.unwrap();
+    let ask = |c: &async_nats::Client, body: Value| {
+        let c = c.clone();
+        async move {
+            c.publish_with_reply("auth.v1.credentials", "chat.all1.alice", body.to_string().into())
+                .await
+                .unwrap();
+        }
+    };
     let key = std::sync::Arc::new(nkeys::KeyPair::new_user());
     let body = json!({"token": token, "publicKey": key.public_key(), "rooms": ["all1", "alice1"]});
-    let answer = ask(&conn.client, "auth.v1.credentials", &body).await;
+    ask(&conn.client, body.clone()).await;
+    let answer = next(&mut told).await;
+    assert_eq!(
+        (&answer["type"], &answer["publicKey"]),
+        (&json!("credentials"), &json!(key.public_key()))
+    );
     assert_eq!(
         (&answer["rooms"], &answer["refused"]),
         (&json!(["all1"]), &json!(["alice1"])),
@@ -1055,12 +1084,13 @@ async fn operator_mode_connected_clients_get_credentials_over_nats() {
         .expect("the credentials connect");
     talks(&on_jwt, "all1", "bob").await;
     // Renewed over the JWT connection itself.
-    let renewed = ask(&on_jwt.client, "auth.v1.credentials", &body).await;
-    assert!(renewed["jwt"].is_string(), "{renewed}");
+    let mut told_too = on_jwt.client.subscribe("nats-callout.notice.bob").await.unwrap();
+    on_jwt.client.flush().await.unwrap();
+    ask(&on_jwt.client, body).await;
+    assert!(next(&mut told_too).await["jwt"].is_string());
+    let _ = next(&mut told).await; // the same notice, on bob's other connection
     let fresh = nkeys::KeyPair::new_user().public_key();
     for (body, code) in [
-        (json!({"publicKey": fresh}), "missing-token"),
-        (json!({"token": "nope", "publicKey": fresh}), "token-malformed"),
         (json!({"token": token, "publicKey": "UNOPE"}), "bad-public-key"),
         (
             json!({"token": token, "publicKey": fresh, "extra": 1}),
@@ -1071,15 +1101,30 @@ async fn operator_mode_connected_clients_get_credentials_over_nats() {
             json!({"token": token, "publicKey": fresh, "rooms": ["a.b"]}),
             "bad-room-name",
         ),
-        (
-            json!({"token": "x".repeat(9000), "publicKey": fresh}),
-            "bad-request",
-        ),
     ] {
-        let answer = ask(&conn.client, "auth.v1.credentials", &body).await;
+        ask(&conn.client, body.clone()).await;
+        let answer = next(&mut told).await;
         assert_eq!(answer["error_code"], code, "{body} -> {answer}");
         assert!(answer.get("jwt").is_none());
     }
+    // Nobody to tell: no token, a bad one, too large a request. Then a good one, told.
+    for body in [
+        json!({"publicKey": fresh}),
+        json!({"token": "nope", "publicKey": fresh}),
+        json!({"token": "x".repeat(9000), "publicKey": fresh}),
+    ] {
+        ask(&conn.client, body).await;
+    }
+    ask(&conn.client, json!({"token": token, "publicKey": fresh})).await;
+    let answer = next(&mut told).await;
+    assert_eq!(
+        answer["publicKey"], fresh,
+        "only the good request was answered: {answer}"
+    );
+    // Nothing reached the reply subject bob named in alice's room.
+    alice.client.flush().await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut room)).await;
+    assert!(heard.is_err(), "an answer reached alice's room: {heard:?}");
 }
 
 /// A connection made with credentials while no service ran is known after a start from the

@@ -241,13 +241,15 @@ async fn user_context_endpoint_is_for_services_only() {
         .await;
 }
 
-/// Config mode mints no NATS credentials: no user JWT may ask for them, and the service's
-/// own account is told `operator-mode-only`.
+/// Config mode mints no NATS credentials: no user JWT may ask for them, and a request from
+/// the service's own account is answered `operator-mode-only`, to the token's user.
 #[tokio::test]
 async fn config_mode_answers_no_credentials_over_nats() {
     let env = TestEnv::start(EnvOptions::default()).await;
     let _svc = env.start_callout().await;
     let mut bob = env.connect(Some(&env.token("bob")), "all1").await.unwrap();
+    let mut told = bob.client.subscribe("nats-callout.notice.bob").await.unwrap();
+    bob.client.flush().await.unwrap();
     bob.client
         .publish("auth.v1.credentials", "{}".into())
         .await
@@ -257,8 +259,19 @@ async fn config_mode_answers_no_credentials_over_nats() {
     let auth = env.connect_auth_user().await;
     let key = nkeys::KeyPair::new_user().public_key();
     let body = json!({"token": env.token("bob"), "publicKey": key, "rooms": ["all1"]});
-    let answer = ask(&auth, "auth.v1.credentials", &body).await;
-    assert_eq!(answer["error_code"], "operator-mode-only", "{answer}");
+    auth.publish("auth.v1.credentials", body.to_string().into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(crate::support::DEADLINE, futures::StreamExt::next(&mut told))
+        .await
+        .expect("bob is told")
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(
+        (&answer["type"], &answer["error_code"]),
+        (&json!("credentials"), &json!("operator-mode-only")),
+        "{answer}"
+    );
 }
 
 /// Gateways and services (role `service`) look a user of the files up by id over
