@@ -322,19 +322,16 @@ pub fn targets(r: &Results) -> Vec<Check> {
     }
     if let (Some(cr), Some(op)) = (&r.storm_credentials, &r.storm_callout_op) {
         let v = (cr.refused + cr.timeouts + cr.io_errors) as f64;
-        let all = cr.recovered == cr.clients && op.recovered == op.clients;
-        check(
-            "storm failed connects (credentials)",
-            v,
-            "= 0",
-            v == 0.0 && cr.recovered == cr.clients,
-        );
+        let back = cr.recovered == cr.clients;
+        check("storm failed connects (credentials)", v, "= 0", v == 0.0 && back);
+        // A callout storm not back within the limit counts the limit: the ratio is then an
+        // upper bound.
         let v = cr.recovery_seconds / op.recovery_seconds;
         check(
             "storm recovery credentials/callout-op",
             v,
             "<= 0.50",
-            all && v <= 0.5,
+            back && v <= 0.5,
         );
     }
     if let Some(st) = &r.store {
