@@ -1,9 +1,13 @@
-//! A raw NATS client: TCP connect, INFO, `CONNECT {auth_token, user, pass}` + PING, and
-//! PONG (authorized) or `-ERR` (refused). The least client work per connection, so that
-//! the two cores go to nats-server and the service.
+//! A raw NATS client: TCP connect, INFO, `CONNECT {auth_token, user, pass}` (or
+//! `CONNECT {jwt, sig}` with the nonce of INFO signed) + PING, and PONG (authorized) or
+//! `-ERR` (refused). The least client work per connection, so that the two cores go to
+//! nats-server and the service.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use base64::Engine as _;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -12,15 +16,39 @@ use tokio::net::TcpStream;
 /// authorization timeout is 2 s, so a slow callout shows up as `-ERR` first).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a client authenticates with.
+#[derive(Clone)]
+pub enum Cred {
+    /// A fixed CONNECT line (token and room list, or a static user's password) + PING.
+    Line(Vec<u8>),
+    /// A user JWT (NATS credentials) and the user nkey it was minted for: the CONNECT
+    /// carries the JWT and the nonce of each INFO signed with the key.
+    Jwt { jwt: String, key: Arc<nkeys::KeyPair> },
+}
+
 /// The CONNECT line a chat client sends, followed by PING.
-pub fn connect_line(auth_token: &str, user: &str, pass: &str) -> Vec<u8> {
+pub fn connect_line(auth_token: &str, user: &str, pass: &str) -> Cred {
     let opts = serde_json::json!({
         "verbose": false, "pedantic": false, "tls_required": false,
         "auth_token": auth_token, "user": user, "pass": pass,
         "name": "bench", "lang": "rust", "version": "0.1.0", "protocol": 1,
         "echo": true, "headers": true, "no_responders": true,
     });
-    format!("CONNECT {opts}\r\nPING\r\n").into_bytes()
+    Cred::Line(format!("CONNECT {opts}\r\nPING\r\n").into_bytes())
+}
+
+/// The CONNECT line (+ PING) of a JWT client answering the server's `nonce`.
+fn jwt_connect_line(jwt: &str, key: &nkeys::KeyPair, nonce: &str) -> Result<Vec<u8>, Failure> {
+    let sig = key
+        .sign(nonce.as_bytes())
+        .map_err(|e| Failure::Io(format!("signing the nonce: {e}")))?;
+    let opts = serde_json::json!({
+        "verbose": false, "pedantic": false, "tls_required": false,
+        "jwt": jwt, "sig": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig),
+        "name": "bench", "lang": "rust", "version": "0.1.0", "protocol": 1,
+        "echo": true, "headers": true, "no_responders": true,
+    });
+    Ok(format!("CONNECT {opts}\r\nPING\r\n").into_bytes())
 }
 
 /// Why a connect did not end in PONG.
@@ -72,9 +100,9 @@ impl Connected {
 
 /// One connect: TCP, INFO, CONNECT + PING, PONG. `parse_info` reads the client id and the
 /// server id from INFO (the storm needs them to kick).
-pub async fn connect(addr: SocketAddr, connect: &[u8], parse_info: bool) -> Result<Connected, Failure> {
+pub async fn connect(addr: SocketAddr, cred: &Cred, parse_info: bool) -> Result<Connected, Failure> {
     let start = Instant::now();
-    match tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr, connect, parse_info, start)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr, cred, parse_info, start)).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
     }
@@ -82,7 +110,7 @@ pub async fn connect(addr: SocketAddr, connect: &[u8], parse_info: bool) -> Resu
 
 async fn handshake(
     addr: SocketAddr,
-    connect: &[u8],
+    cred: &Cred,
     parse_info: bool,
     start: Instant,
 ) -> Result<Connected, Failure> {
@@ -92,12 +120,23 @@ async fn handshake(
     let mut buf = Vec::with_capacity(2048);
     let info_end = read_until_crlf(&mut stream, &mut buf, 0).await?;
     let (mut cid, mut server_id) = (0, String::new());
-    if parse_info {
-        let line = &buf[..info_end];
-        let json = line.strip_prefix(b"INFO ").ok_or(Failure::Io("no INFO".into()))?;
-        let info: Info = serde_json::from_slice(json).map_err(|e| Failure::Io(e.to_string()))?;
-        (cid, server_id) = (info.client_id, info.server_id);
-    }
+    let signed;
+    let connect = match cred {
+        Cred::Line(line) if !parse_info => line,
+        _ => {
+            let line = &buf[..info_end];
+            let json = line.strip_prefix(b"INFO ").ok_or(Failure::Io("no INFO".into()))?;
+            let info: Info = serde_json::from_slice(json).map_err(|e| Failure::Io(e.to_string()))?;
+            (cid, server_id) = (info.client_id, info.server_id);
+            match cred {
+                Cred::Line(line) => line,
+                Cred::Jwt { jwt, key } => {
+                    signed = jwt_connect_line(jwt, key, &info.nonce)?;
+                    &signed
+                }
+            }
+        }
+    };
     buf.drain(..info_end + 2);
     stream.write_all(connect).await.map_err(io)?;
     loop {
@@ -146,6 +185,9 @@ struct Info {
     client_id: u64,
     #[serde(default)]
     server_id: String,
+    /// What a JWT client signs (only in INFO when the server has nkey or JWT users).
+    #[serde(default)]
+    nonce: String,
 }
 
 /// Read until `buf[from..]` holds a CRLF; returns the index of the CR.

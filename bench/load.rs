@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::RunArgs;
-use crate::client;
+use crate::client::{self, Cred};
 use crate::procs::{self, Proc};
 use crate::report;
 use crate::servers;
@@ -49,7 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // Fresh tokens (never seen by the service) for the cold-cache phases.
     let fresh_n = ((4000.0 * args.phase_secs) as usize * args.rounds).clamp(2000, 40_000);
-    let fresh_creds: Vec<Vec<u8>> = (0..fresh_n)
+    let fresh_creds: Vec<Cred> = (0..fresh_n)
         .map(|n| {
             let i = n % USERS;
             let token = setup.token(&format!("b{i}"), &format!("fresh{n}"));
@@ -90,6 +90,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         servers::static_conf(port, &users, &setup.callout_pw, &setup.sys_pw)
     })?;
 
+    // Operator mode: NATS credentials, and the callout behind the same server.
+    let operator = if args.skip_credentials {
+        None
+    } else {
+        Some(crate::operator::Operator::start(&setup, &perms)?)
+    };
+
     let service_conf = setup.service_config("service", &srv_callout, &perms)?;
     let service = setup.start_service("service", &service_conf)?;
     let responder_conf = setup.service_config("responder", &srv_minimal, &perms)?;
@@ -98,7 +105,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut responder = Proc::spawn("responder", cmd, &dir.join("responder.log"))?;
     responder.wait_line("ready", Duration::from_secs(20))?;
 
-    let targets = [
+    let mut targets = vec![
         Target {
             name: "callout".into(),
             addr: srv_callout.addr(),
@@ -124,6 +131,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             once: false,
         },
     ];
+    let mut jwt_creds = Vec::new();
+    let mut mint = None;
+    if let Some(op) = &operator {
+        op.wait_minting(
+            &setup.token("b0", "probe"),
+            &requested[0],
+            Duration::from_secs(30),
+        )
+        .await?;
+        eprintln!("bench: minting NATS credentials for {USERS} users");
+        let (creds, m) = op.mint_all(&setup, &requested).await?;
+        report::print_mint(&m);
+        (jwt_creds, mint) = (creds, Some(m));
+        let on_op = |name: &str, creds: Arc<Vec<Cred>>| Target {
+            name: name.into(),
+            addr: op.server.addr(),
+            server_pid: op.server.pid(),
+            service_pid: Some(op.service.pid()),
+            creds,
+            once: false,
+        };
+        targets.push(on_op("credentials", Arc::new(jwt_creds.clone())));
+        targets.push(on_op("callout-op", callout_creds.clone()));
+    }
     let fresh = Target {
         name: "callout-fresh".into(),
         creds: Arc::new(fresh_creds),
@@ -186,6 +217,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let label = "authorization.timeout 10s";
         storm_long_timeout = Some(storm_on(&setup, &srv, svc.pid(), &requested, n, label).await?);
     }
+    let (mut storm_credentials, mut storm_callout_op) = (None, None);
+    if let Some(op) = &operator
+        && n > 0
+    {
+        let sys = op.sys_client().await?;
+        let pid = Some(op.service.pid());
+        // Each nkey's JWT used by several clients, as the callout's storm repeats users.
+        let creds = (0..n).map(|k| jwt_creds[k % jwt_creds.len()].clone()).collect();
+        let s = crate::storm::run(&op.server, &sys, creds, pid).await?;
+        report::print_storm("operator mode, NATS credentials (JWT + nonce signature)", &s);
+        storm_credentials = Some(s);
+        let creds = crate::storm::token_creds(&setup, &requested, n);
+        let s = crate::storm::run(&op.server, &sys, creds, pid).await?;
+        report::print_storm("operator mode, the callout (same server)", &s);
+        storm_callout_op = Some(s);
+    }
+    drop(operator);
 
     let store = if args.skip_store {
         None
@@ -224,6 +272,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         storm,
         storm_minimal,
         storm_long_timeout,
+        mint,
+        storm_credentials,
+        storm_callout_op,
         store,
         phases,
         ..Default::default()
@@ -275,7 +326,8 @@ async fn storm_on(
     label: &str,
 ) -> anyhow::Result<crate::storm::Storm> {
     let kick_conn = crate::storm::sys_client(server, &setup.sys_pw).await?;
-    let s = crate::storm::run(server, &kick_conn, setup, requested, clients, Some(pid)).await?;
+    let creds = crate::storm::token_creds(setup, requested, clients);
+    let s = crate::storm::run(server, &kick_conn, creds, Some(pid)).await?;
     report::print_storm(label, &s);
     Ok(s)
 }

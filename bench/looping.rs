@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::RunArgs;
-use crate::client::{self, Failure};
+use crate::client::{self, Cred, Failure};
 use crate::setup::{ConfigParts, Setup, Target, phase, wait_authorized};
 use crate::stats::{Summary, summarize_systems};
 
@@ -54,7 +54,7 @@ struct Counts {
 
 /// Connect with `cred` as fast as possible until `stop` (a refused one is retried at once:
 /// a broken client).
-async fn looping(addr: std::net::SocketAddr, cred: Vec<u8>, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
+async fn looping(addr: std::net::SocketAddr, cred: Cred, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
     while !stop.load(Ordering::Relaxed) {
         match client::connect(addr, &cred, false).await {
             Ok(c) => {
@@ -74,7 +74,7 @@ pub async fn run(
     args: &RunArgs,
     setup: &Setup,
     perms: &std::path::Path,
-    creds: &[Vec<u8>],
+    creds: &[Cred],
 ) -> anyhow::Result<Looping> {
     let nats = setup.system_user();
     let start = |name: &'static str, extra: String| -> anyhow::Result<_> {

@@ -3,24 +3,27 @@
 //! `bench run` starts, on 127.0.0.1 only, three nats-servers: one answered by the real
 //! `nats-callout serve`, one by a minimal responder (same crypto, one fixed grant, no
 //! store, no token checks: the floor of any callout) and one with static users granted
-//! the same subjects. Raw-protocol clients send CONNECT with `auth_token` and `user`
-//! like real clients, then PING; a PONG is an authorized connection. It measures
-//! connections/s and connect latency at concurrency 1, 20 and 200 (rounds interleaved so
-//! that the ratios come from one run), service CPU per authorization (`/proc`), a
-//! reconnect storm (every client kicked at once), a generated large permission set, and
-//! the scale-out phase (refreshes on redb, JetStream R1 and R3; authorizations with the
-//! JetStream store; revocation propagation; enforcer failover) and rooms as data at scale
-//! (100,000 data rooms on redb and JetStream R1: start, decisions, notices and kicks), a
-//! client reconnecting in a loop beside normal traffic, with and without
-//! `limits.connect_rate`, and delegated decisions (connect latency with one delegated room
-//! answered at once, after 100 ms and never, beside the plain callout).
-//! Everything it starts is stopped when it ends.
+//! the same subjects; and a fourth in operator mode, where clients bring NATS credentials
+//! (a user JWT minted once over HTTP for their own nkey; JWT + nonce signature on every
+//! connect, no callout) or go through the callout as before. Raw-protocol clients send
+//! CONNECT with `auth_token` and `user` like real clients (or `jwt` and `sig`), then PING;
+//! a PONG is an authorized connection. It measures connections/s and connect latency at
+//! concurrency 1, 20 and 200 (rounds interleaved so that the ratios come from one run),
+//! service CPU per authorization (`/proc`), reconnect storms (every client kicked at once),
+//! a generated large permission set, and the scale-out phase (refreshes on redb, JetStream
+//! R1 and R3; authorizations with the JetStream store; revocation propagation; enforcer
+//! failover) and rooms as data at scale (100,000 data rooms on redb and JetStream R1:
+//! start, decisions, notices and kicks), a client reconnecting in a loop beside normal
+//! traffic, with and without `limits.connect_rate`, and delegated decisions (connect
+//! latency with one delegated room answered at once, after 100 ms and never, beside the
+//! plain callout). Everything it starts is stopped when it ends.
 
 mod client;
 mod delegation;
 mod generate;
 mod load;
 mod looping;
+mod operator;
 mod procs;
 mod report;
 mod responder;
@@ -77,6 +80,9 @@ pub struct RunArgs {
     /// Clients in the reconnect storm (0 = skip).
     #[arg(long, default_value_t = 5000)]
     pub storm_clients: usize,
+    /// Skip the operator-mode systems (NATS credentials, and the callout behind that server).
+    #[arg(long)]
+    pub skip_credentials: bool,
     /// Skip the large permission set.
     #[arg(long)]
     pub skip_store: bool,

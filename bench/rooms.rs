@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::RunArgs;
-use crate::client;
+use crate::client::{self, Cred};
 use crate::procs::{self, Proc, free_port};
 use crate::servers::Server;
 use crate::setup::{ConfigParts, Setup, Target, interleaved_c20, write_bench_permissions_n};
@@ -388,10 +388,10 @@ async fn decisions(
     let tokens: Vec<String> = (0..n)
         .map(|u| setup.token(&Layout::user(u), &format!("rooms{u}")))
         .collect();
-    let files: Vec<Vec<u8>> = (0..n)
+    let files: Vec<Cred> = (0..n)
         .map(|u| client::connect_line(&tokens[u], &files_asked[u], ""))
         .collect();
-    let data: Vec<Vec<u8>> = (0..n)
+    let data: Vec<Cred> = (0..n)
         .map(|u| client::connect_line(&tokens[u], &layout.asked(u), ""))
         .collect();
     let (files, data) = (Arc::new(files), Arc::new(data));
@@ -435,7 +435,7 @@ enum Seen {
 /// Connect user `u` with `connect`, subscribe to its notices, and report what it sees.
 async fn live_connection(
     addr: SocketAddr,
-    connect: Vec<u8>,
+    connect: Cred,
     u: usize,
     seen: mpsc::UnboundedSender<(usize, Seen)>,
 ) -> anyhow::Result<()> {

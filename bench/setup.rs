@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::RunArgs;
-use crate::client::{self, Failure};
+use crate::client::{self, Cred, Failure};
 use crate::procs::{self, Proc};
 use crate::servers::{self, Server, StaticUser};
 
@@ -79,7 +79,7 @@ pub struct Target {
     pub addr: SocketAddr,
     pub server_pid: u32,
     pub service_pid: Option<u32>,
-    pub creds: Arc<Vec<Vec<u8>>>,
+    pub creds: Arc<Vec<Cred>>,
     /// Each CONNECT at most once (fresh tokens); the phase ends early when they run out.
     pub once: bool,
 }
@@ -154,7 +154,7 @@ pub async fn interleaved_c20(args: &RunArgs, targets: &[Target]) -> Vec<Phase> {
 }
 
 /// Connect once with `cred` until it is authorized (the service is up and subscribed).
-pub async fn wait_authorized(addr: SocketAddr, cred: &[u8], timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_authorized(addr: SocketAddr, cred: &Cred, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         match client::connect(addr, cred, false).await {

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::RunArgs;
+use crate::client::Cred;
 use crate::procs::free_port;
 use crate::servers::{self, Server};
 use crate::setup::{Setup, Target, interleaved_c20, wait_authorized};
@@ -269,7 +270,7 @@ async fn authorization(
     args: &RunArgs,
     setup: &Setup,
     perms: &Path,
-    creds: &Arc<Vec<Vec<u8>>>,
+    creds: &Arc<Vec<Cred>>,
 ) -> anyhow::Result<Vec<Summary>> {
     let mut targets = Vec::new();
     let mut keep = Vec::new();
@@ -312,7 +313,7 @@ pub async fn run(
     args: &RunArgs,
     setup: &Setup,
     perms: &Path,
-    creds: &Arc<Vec<Vec<u8>>>,
+    creds: &Arc<Vec<Cred>>,
 ) -> anyhow::Result<Shared> {
     let dir = setup.dir.join("shared");
     std::fs::create_dir_all(&dir)?;

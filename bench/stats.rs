@@ -42,7 +42,14 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 pub fn summarize(phases: &[Phase], concurrency: &[usize]) -> Vec<Summary> {
     summarize_systems(
         phases,
-        &["callout", "minimal", "static", "callout-fresh"],
+        &[
+            "callout",
+            "minimal",
+            "static",
+            "credentials",
+            "callout-op",
+            "callout-fresh",
+        ],
         concurrency,
     )
 }

@@ -12,7 +12,7 @@ use nats_callout::permissions::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::RunArgs;
-use crate::client;
+use crate::client::{self, Cred};
 use crate::generate::{self, GenArgs};
 use crate::procs::{self, Proc};
 use crate::servers::Server;
@@ -206,7 +206,7 @@ pub async fn run(args: &RunArgs, setup: &Setup, server: &Server) -> anyhow::Resu
     eprintln!("bench: store: the service on the large set, reloading under load");
     let (users, rooms) = (args.store_users, args.store_rooms);
     let direct = generate::direct_per_user(users, args.store_grants).max(2);
-    let creds: Vec<Vec<u8>> = (0..1000)
+    let creds: Vec<Cred> = (0..1000)
         .map(|k| {
             let u = (k * 7919) % users;
             let list = format!(

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::client::{self, Failure};
+use crate::client::{self, Cred, Failure};
 use crate::procs;
 use crate::servers::Server;
 use crate::setup::{Setup, USERS};
@@ -81,7 +81,7 @@ impl ClientReport {
 
 async fn one_client(
     addr: std::net::SocketAddr,
-    cred: Vec<u8>,
+    cred: Cred,
     ramp: Arc<Semaphore>,
     ids: mpsc::UnboundedSender<(u64, String)>,
     back: Arc<AtomicUsize>,
@@ -134,22 +134,27 @@ async fn one_client(
     }
 }
 
-pub async fn run(
-    server: &Server,
-    sys: &async_nats::Client,
-    setup: &Setup,
-    requested: &[String],
-    n: usize,
-    service_pid: Option<u32>,
-) -> anyhow::Result<Storm> {
+/// A never-seen access token and the room list of a bench user for each of `n` storm clients.
+pub fn token_creds(setup: &Setup, requested: &[String], n: usize) -> Vec<Cred> {
     eprintln!("bench: storm: minting {n} tokens");
-    let creds: Vec<Vec<u8>> = (0..n)
+    (0..n)
         .map(|k| {
             let i = k % USERS;
             let token = setup.token(&format!("b{i}"), &format!("storm{k}"));
             client::connect_line(&token, &requested[i], "")
         })
-        .collect();
+        .collect()
+}
+
+/// The storm: one client per cred in `creds`, connected to `server`, all kicked through the
+/// system connection `sys`; `service_pid` is the process whose CPU counts per authorization.
+pub async fn run(
+    server: &Server,
+    sys: &async_nats::Client,
+    creds: Vec<Cred>,
+    service_pid: Option<u32>,
+) -> anyhow::Result<Storm> {
+    let n = creds.len();
     let ramp = Arc::new(Semaphore::new(RAMP_CONCURRENCY));
     let (ids_tx, mut ids_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);

@@ -229,7 +229,8 @@ mod tests {
             String::new(),
             nkeys::KeyPair::new_account().public_key(),
             nkeys::KeyPair::new_server().public_key(),
-            format!("{}X", &user[..55]),
+            // The last character changed (to one it is not): the checksum fails.
+            format!("{}{}", &user[..55], if user.ends_with('X') { 'Y' } else { 'X' }),
             user.to_lowercase(),
             format!("{user} "),
             "U".repeat(56),

@@ -85,7 +85,7 @@ async fn js_kit_falls_back_to_the_callout_when_credentials_are_off() {
 /// `tests/credentials.test.js` against the operator-mode world of tests/it/operator.rs,
 /// credentials living at most `ttl` (`None`: none minted).
 async fn run_kit_operator(ttl: Option<Duration>, vars: &[(&str, String)]) {
-    let w = crate::operator::World::start_configured(false, Duration::from_secs(120), |c| {
+    let w = crate::support::operator::World::start_configured(false, Duration::from_secs(120), |c| {
         c.tokens.credentials_ttl = Some(ttl.unwrap_or(Duration::ZERO));
         c.http.login_per_user_per_minute = 1000;
         c.http.login_per_address_per_minute = 1000;

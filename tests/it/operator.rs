@@ -8,282 +8,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_nats::ConnectErrorKind;
-use nats_callout::app::App;
-use nats_callout::config::Config;
-use nats_callout::operator::setup::{Generated, SetupOptions, generate};
-use nats_callout::tokens::{MintRequest, TokenKeys};
+use nats_callout::operator::setup::{SetupOptions, generate};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
 
 use crate::enforcement::{Seen, Watched, watched_with};
-use crate::support::env::copy_demo_permissions;
-use crate::support::server::NatsServer;
+use crate::support::operator::{CREDENTIALS_TTL, PLACED, World, credentials};
 use crate::support::{
-    Conn, DEADLINE, TokenIn, after_a_reconcile, connect_to, connect_via, connect_with_jwt, free_port, talks,
-    wait_until, ws_exchange,
+    DEADLINE, TokenIn, after_a_reconcile, connect_to, connect_via, connect_with_jwt, talks, wait_until,
+    ws_exchange,
 };
-
-/// `tokens.credentials_ttl` of these tests (one test sets a short one to see its JWT expire).
-const CREDENTIALS_TTL: Duration = Duration::from_secs(120);
-
-/// Users beside the demo ones: carol lives in APP2, dave in an account the AUTH JWT does
-/// not allow.
-const PLACED: &str = "[users.carol]\naccount = \"APP2\"\n[users.carol.rooms]\nall1 = \"readwrite\"\n\n\
-                      [users.dave]\naccount = \"OTHER\"\n[users.dave.rooms]\nall1 = \"readwrite\"\n\n\
-                      [users.erin]\nlimits = { connections = 1, subscriptions = 2 }\n\
-                      [users.erin.rooms]\nall1 = \"readwrite\"\n";
-
-pub(crate) struct World {
-    pub(crate) server: NatsServer,
-    generated: Generated,
-    tokens: TokenKeys,
-    pub(crate) http: std::net::SocketAddr,
-    service: Option<Running>,
-    /// The configuration the service runs with (a restart runs it again).
-    config: Config,
-    origin: String,
-    _dir: TempDir,
-}
-
-/// The service running in this process.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    ops: std::sync::Arc<nats_callout::ops::Ops>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    /// Run `app` until stopped, once it is ready.
-    async fn start(app: App) -> Running {
-        let ops = app.ops();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async move {
-            let _ = rx.await;
-        }));
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            let (ready, body) = ops.readiness().await;
-            if ready {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Running {
-            stop: Some(tx),
-            ops,
-            task,
-        }
-    }
-
-    /// Stop it and wait until it has stopped (its store closed, its ports free).
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
-        drop(self); // its handle on the service's state (the store among it)
-        let _ = tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("the service stops");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl World {
-    async fn start(xkey: bool) -> World {
-        World::start_with(xkey, CREDENTIALS_TTL).await
-    }
-
-    /// The world with NATS credentials living at most `credentials_ttl`.
-    async fn start_with(xkey: bool, credentials_ttl: Duration) -> World {
-        World::start_configured(xkey, credentials_ttl, |_| {}).await
-    }
-
-    /// [`World::start_with`], the generated configuration changed by `configure` first.
-    pub(crate) async fn start_configured(
-        xkey: bool,
-        credentials_ttl: Duration,
-        configure: impl Fn(&mut Config),
-    ) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        nats_callout::keys::generate(&dir.path().join("tokens"), false).unwrap();
-        let permissions = dir.path().join("permissions");
-        copy_demo_permissions(&permissions);
-        std::fs::write(permissions.join("placed.toml"), PLACED).unwrap();
-        // A port chosen free may be taken (by any client's outbound socket) before it is
-        // bound: nats-server and the HTTP API then start again on other ports.
-        let mut attempt = 0;
-        let (server, generated, origin, tokens, app, config) = loop {
-            attempt += 1;
-            let http_port = free_port();
-            let origin = format!("http://127.0.0.1:{http_port}");
-            let opts = SetupOptions {
-                dir: dir.path().join(format!("operator{attempt}")),
-                force: false,
-                client_port: free_port(),
-                http_port: free_port(),
-                websocket_port: free_port(),
-                allowed_origins: vec![origin.clone()],
-                xkey,
-                tokens_dir: dir.path().join("tokens"),
-                permissions_dir: permissions.clone(),
-            };
-            let generated = generate(&opts).unwrap();
-            let Some(server) =
-                NatsServer::start_file(&generated.server_config, opts.client_port, opts.websocket_port)
-            else {
-                assert!(attempt < 5, "the operator-mode nats-server did not start");
-                continue;
-            };
-            let mut config =
-                Config::load(&generated.callout_config).expect("the generated callout.toml loads");
-            config.http.listen = format!("127.0.0.1:{http_port}");
-            config.http.admin_listen = String::new();
-            config.http.allowed_origins = vec![origin.clone()];
-            // Reconcile with CONNZ often: every account's connections must survive it.
-            config.enforcement.reconcile_interval = Duration::from_secs(1);
-            config.tokens.credentials_ttl = Some(credentials_ttl);
-            config.audit.enabled = true;
-            configure(&mut config);
-            let tokens = TokenKeys::from_settings(&config.tokens).unwrap();
-            match App::build(config.clone()).await {
-                Ok(app) => break (server, generated, origin, tokens, app, config),
-                Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => continue,
-                Err(e) => panic!("the service starts in operator mode: {e:#}"),
-            }
-        };
-        let http = app.http_addr().unwrap();
-        World {
-            server,
-            generated,
-            tokens,
-            http,
-            service: Some(Running::start(app).await),
-            config,
-            origin,
-            _dir: dir,
-        }
-    }
-
-    /// Stop the service and start it again on the same configuration, ports and store: it
-    /// knows only what the servers and its store tell it.
-    async fn restart(&mut self) {
-        if let Some(running) = self.service.take() {
-            running.stop().await;
-        }
-        let app = App::build(self.config.clone())
-            .await
-            .expect("the service starts again");
-        self.service = Some(Running::start(app).await);
-    }
-
-    fn ops(&self) -> &nats_callout::ops::Ops {
-        &self.service.as_ref().expect("the service runs").ops
-    }
-
-    fn token(&self, user: &str) -> String {
-        let req = MintRequest {
-            user,
-            session: "operator-session",
-            device: None,
-            ttl: Duration::from_secs(300),
-            session_expires_at: None,
-            asserted: None,
-            client_id: None,
-        };
-        self.tokens.mint(&req, nats_callout::clock::now_secs()).unwrap().0
-    }
-
-    async fn connect(&self, token: Option<&str>, rooms: &str) -> Result<Conn, async_nats::ConnectError> {
-        connect_to(&self.server.url(), token, rooms, None).await
-    }
-
-    /// CONNZ of one account through the system user's creds.
-    async fn connections(&self, account: &str) -> Value {
-        let sys = async_nats::ConnectOptions::new()
-            .credentials_file(self.generated.dir.join("sys.creds"))
-            .await
-            .unwrap()
-            .connect(self.server.url())
-            .await
-            .unwrap();
-        let body = json!({"acc": account, "auth": true});
-        let reply = sys
-            .request("$SYS.REQ.SERVER.PING.CONNZ", body.to_string().into())
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    /// `user` connected to `rooms`, and a channel that gets one item per lame-duck notice.
-    async fn watch_lame_duck(
-        &self,
-        user: &str,
-        rooms: &str,
-    ) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<()>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
-            .token(self.token(user))
-            .user_and_password(rooms.into(), String::new())
-            .event_callback(move |e| {
-                let tx = tx.clone();
-                async move {
-                    if matches!(e, async_nats::Event::LameDuckMode) {
-                        let _ = tx.send(());
-                    }
-                }
-            })
-            .connect(self.server.url())
-            .await
-            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
-        (client, rx)
-    }
-
-    /// An admin's call to the HTTP API (a GET without a body, a POST with one): its JSON answer.
-    async fn admin(&self, path: &str, body: Option<Value>) -> Value {
-        let url = format!("http://{}{path}", self.http);
-        let req = match body {
-            Some(b) => reqwest::Client::new().post(url).json(&b),
-            None => reqwest::Client::new().get(url),
-        };
-        req.bearer_auth(self.token("admin"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// A connection of the service's own user (in AUTH).
-    async fn service(&self) -> async_nats::Client {
-        async_nats::ConnectOptions::new()
-            .credentials_file(self.generated.dir.join("service.creds"))
-            .await
-            .unwrap()
-            .connect(self.server.url())
-            .await
-            .unwrap()
-    }
-
-    fn target(&self, name: &str) -> String {
-        self.generated
-            .targets
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| k.clone())
-            .unwrap()
-    }
-}
 
 async fn chat_and_placement(xkey: bool) {
     let w = World::start(xkey).await;
@@ -589,18 +322,6 @@ async fn operator_mode_enforcement_follows_users_in_a_second_account() {
         .await
         .expect("carol's connection gets the lame-duck notice")
         .unwrap();
-}
-
-/// `POST /api/auth/nats-credentials` as `token`'s holder: the status and the JSON answer.
-async fn credentials(w: &World, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("http://{}/api/auth/nats-credentials", w.http))
-        .json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// The claims of a JWT, unverified (nats-server verifies; the test reads what it was given).
@@ -1249,4 +970,64 @@ async fn operator_mode_a_name_sent_beside_a_jwt_is_not_its_identity() {
         })
         .await;
     closed_at_every_connect(&mut spoof, 1, "the reconnect under another name").await;
+}
+
+/// The credentials phase of `make bench` (BENCHMARKS.md) at a small scale, so that it cannot
+/// rot: every bench user's credentials minted over HTTP, clients connecting with JWT + nonce
+/// signature and through the callout on the same operator-mode server, side by side with
+/// the other systems, and both storms back; the targets are stated in the results.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_credentials_benchmark_connects_with_minted_jwts() {
+    let (results, log) = crate::rooms::bench::run_bench(&[
+        "--rounds",
+        "1",
+        "--phase-secs",
+        "0.5",
+        "--concurrency",
+        "1,20",
+        "--storm-clients",
+        "50",
+        "--skip-store",
+        "--skip-shared",
+        "--skip-rooms",
+        "--skip-looping",
+        "--skip-delegation",
+    ])
+    .await;
+    let mint = &results["mint"];
+    assert_eq!(
+        (mint["minted"].as_u64(), mint["failed"].as_u64()),
+        (Some(1000), Some(0)),
+        "{mint}"
+    );
+    let throughput = results["throughput"].as_array().unwrap();
+    for system in ["callout", "minimal", "static", "credentials", "callout-op"] {
+        for c in [1, 20] {
+            let s = throughput
+                .iter()
+                .find(|x| x["system"] == system && x["concurrency"] == c)
+                .unwrap_or_else(|| panic!("no {system} c={c}:\n{log}"));
+            assert!(s["ok"].as_u64().unwrap() > 0, "{s}");
+            let failed = ["refused", "timeouts", "io_errors"].map(|k| s[k].as_u64().unwrap());
+            assert_eq!(failed, [0, 0, 0], "{s}\n{log}");
+        }
+    }
+    for storm in ["storm_credentials", "storm_callout_op"] {
+        let s = &results[storm];
+        assert_eq!(s["recovered"], 50, "{storm}: {s}\n{log}");
+        assert_eq!(s["refused"], 0, "{storm}: {s}");
+    }
+    let targets: Vec<&str> = results["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["target"].as_str())
+        .collect();
+    for t in [
+        "c=20 throughput credentials/callout-op",
+        "credentials failed connects (all c)",
+        "storm recovery credentials/callout-op",
+    ] {
+        assert!(targets.contains(&t), "{t} not stated: {targets:?}");
+    }
 }

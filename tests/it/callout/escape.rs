@@ -1,13 +1,17 @@
 //! Grant integrity against a real nats-server: every protocol trick we know of, tried with raw
 //! protocol lines, and a seeded random walk checked against a model of the grants. The judge
 //! is an observer in the app account subscribed to `>`: it sees every message anybody managed
-//! to publish there.
+//! to publish there. Each trick runs through both doors ([`Door`]): clients authorized by the
+//! callout, and clients connected with NATS credentials in operator mode (a user JWT minted
+//! for their own nkey, no callout on connect), which must get exactly the callout's grant;
+//! and a JWT is useless without its key.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::support::operator::{CREDENTIALS_TTL, World};
 use crate::support::raw::{Raw, hpub_line, matches, pub_line};
-use crate::support::{EnvOptions, TestEnv, TokenIn};
+use crate::support::{CalloutHandle, EnvOptions, TestEnv, TokenIn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -105,6 +109,61 @@ async fn client_via(env: &TestEnv, user: &str, rooms: &str, echo: bool, how: Tok
         .unwrap_or_else(|e| panic!("{user} connects with {rooms:?}: {e}"))
 }
 
+/// How the suite's clients get in: through the callout (config mode, xkey on, JetStream),
+/// or with NATS credentials minted over HTTP for a fresh nkey of theirs (operator mode, xkey
+/// on): the same users, rooms and tricks, the same expected grant.
+enum Door {
+    /// The service first: stopped before its server.
+    Callout {
+        _service: CalloutHandle,
+        env: Box<TestEnv>,
+    },
+    Credentials(Box<World>),
+}
+
+impl Door {
+    async fn callout() -> Door {
+        let env = env().await;
+        Door::Callout {
+            _service: env.start_callout().await,
+            env: Box::new(env),
+        }
+    }
+
+    async fn credentials() -> Door {
+        let files = [("escape.toml", EXTRA_USERS)];
+        let world = World::start_with_files(true, CREDENTIALS_TTL, &files, |_| {}).await;
+        Door::Credentials(Box::new(world))
+    }
+
+    async fn client(&self, user: &str, rooms: &str, echo: bool) -> Raw {
+        self.client_via(user, rooms, echo, TokenIn::AuthToken).await
+    }
+
+    /// A raw chat client of `user` asking for `rooms`: through the callout with its token
+    /// where `how` says, or with credentials minted for `rooms` (`how` does not apply).
+    async fn client_via(&self, user: &str, rooms: &str, echo: bool, how: TokenIn) -> Raw {
+        match self {
+            Door::Callout { env, .. } => client_via(env, user, rooms, echo, how).await,
+            Door::Credentials(w) => w.raw_client(user, rooms, echo).await,
+        }
+    }
+
+    async fn observer(&self) -> Raw {
+        match self {
+            Door::Callout { env, .. } => env.observer().await,
+            Door::Credentials(w) => w.observer().await,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        match self {
+            Door::Callout { env, .. } => env.token(user),
+            Door::Credentials(w) => w.token(user),
+        }
+    }
+}
+
 /// The sender of a payload written by [`payload`].
 fn sender_of(payload: &str) -> Option<&str> {
     payload.strip_prefix("from:")?.split(':').next()
@@ -154,15 +213,22 @@ fn violation(c: &Raw, what: &str, subject: &str) -> bool {
 /// delivered back to himself, must never become a publish permission.
 #[tokio::test]
 async fn reply_subjects_are_never_a_way_out() {
-    let env = env().await;
-    let _svc = env.start_callout().await;
-    let mut observer = env.observer().await;
+    reply_subjects(&Door::callout().await).await;
+}
+
+#[tokio::test]
+async fn reply_subjects_are_never_a_way_out_with_credentials() {
+    reply_subjects(&Door::credentials().await).await;
+}
+
+async fn reply_subjects(door: &Door) {
+    let mut observer = door.observer().await;
     let grants: HashMap<&str, Grant> = [
         ("bob", grant("bob", "all1;bob1")),
         ("alice", grant("alice", "all1;alice1")),
     ]
     .into();
-    let mut alice = client(&env, "alice", "all1;alice1", true).await;
+    let mut alice = door.client("alice", "all1;alice1", true).await;
     alice.send("SUB chat.alice1.> 1\r\n").await;
     alice.sync().await.unwrap();
 
@@ -235,10 +301,10 @@ async fn reply_subjects_are_never_a_way_out() {
         ),
     ];
     for (name, echo, other, sub, bait) in &variants {
-        let mut bob = client(&env, "bob", "all1;bob1", *echo).await;
+        let mut bob = door.client("bob", "all1;bob1", *echo).await;
         bob.send(sub).await;
         bob.sync().await.unwrap();
-        let mut second = client(&env, "bob", "all1;bob1", true).await;
+        let mut second = door.client("bob", "all1;bob1", true).await;
         let from = observer.delivered.len();
         if *other {
             second.send(bait).await;
@@ -281,7 +347,7 @@ async fn reply_subjects_are_never_a_way_out() {
     }
 
     // A request from alice into a shared room: bob sees her reply subject but may not answer.
-    let mut bob = client(&env, "bob", "all1;bob1", true).await;
+    let mut bob = door.client("bob", "all1;bob1", true).await;
     bob.send("SUB chat.all1.> 8\r\n").await;
     bob.sync().await.unwrap();
     let from = observer.delivered.len();
@@ -306,12 +372,19 @@ async fn reply_subjects_are_never_a_way_out() {
 /// nothing outside the grant; publishing to wildcards or system subjects gets nowhere.
 #[tokio::test]
 async fn wildcards_queues_inboxes_and_system_subjects_stay_closed() {
-    let env = env().await;
-    let _svc = env.start_callout().await;
-    let mut observer = env.observer().await;
+    wildcards_and_system_subjects(&Door::callout().await).await;
+}
+
+#[tokio::test]
+async fn wildcards_queues_inboxes_and_system_subjects_stay_closed_with_credentials() {
+    wildcards_and_system_subjects(&Door::credentials().await).await;
+}
+
+async fn wildcards_and_system_subjects(door: &Door) {
+    let mut observer = door.observer().await;
     let bob_grant = grant("bob", "all1;bob1");
     let grants: HashMap<&str, Grant> = [("bob", bob_grant.clone())].into();
-    let mut bob = client(&env, "bob", "all1;bob1", true).await;
+    let mut bob = door.client("bob", "all1;bob1", true).await;
     let refused_subs = [
         ">",
         "*",
@@ -436,10 +509,19 @@ async fn wildcards_queues_inboxes_and_system_subjects_stay_closed() {
 /// the roles in `enforcement.token_reset_roles`; replies come back on the caller's inbox.
 #[tokio::test]
 async fn service_subjects_only_by_role() {
-    let env = env().await;
-    let _svc = env.start_callout().await;
+    service_subjects(&Door::callout().await).await;
+}
+
+/// In operator mode the service's subjects live in AUTH, imported by APP: the import opens
+/// them to nobody the grant does not.
+#[tokio::test]
+async fn service_subjects_only_by_role_with_credentials() {
+    service_subjects(&Door::credentials().await).await;
+}
+
+async fn service_subjects(door: &Door) {
     let ask = |subject: &str, reply: &str, body: &str| pub_line(subject, Some(reply), body);
-    let context_req = json!({ "token": env.token("bob") }).to_string();
+    let context_req = json!({ "token": door.token("bob") }).to_string();
     let reset_req = json!({ "users": ["nobody"] }).to_string();
     // (user, rooms, subject, body, answered)
     let cases = [
@@ -452,7 +534,7 @@ async fn service_subjects_only_by_role() {
         ("svc", "all1", "auth.v1.tokenReset", &reset_req, false),
     ];
     for (user, rooms, subject, body, answered) in cases {
-        let mut c = client(&env, user, rooms, true).await;
+        let mut c = door.client(user, rooms, true).await;
         c.send(&format!("SUB _INBOX.{user}.> 1\r\n")).await;
         c.send(&ask(subject, &format!("_INBOX.{user}.r1"), body)).await;
         c.sync().await.unwrap();
@@ -543,6 +625,84 @@ async fn a_reconnect_with_fewer_rooms_keeps_nothing_of_the_old_grant() {
     );
 }
 
+/// NATS credentials are not a bearer token: nats-server lets a JWT in only with the nonce of
+/// this very connection signed by the key it was minted for. Another key's signature, no
+/// signature, a garbage signature, a signature replayed from an earlier connection, a grant
+/// edited into the JWT, and a JWT the client signed itself are all refused; the JWT with its own key connects.
+#[tokio::test]
+async fn credentials_are_useless_without_their_key() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let door = Door::credentials().await;
+    let Door::Credentials(w) = &door else {
+        unreachable!()
+    };
+    let port = w.server.port;
+    let (key, jwt) = w.mint("bob", "all1;bob1").await;
+    let refused = |what: &str, r: Result<Raw, String>| match r {
+        Ok(_) => panic!("{what}: connected"),
+        Err(e) => assert!(e.contains("Authorization Violation"), "{what}: {e}"),
+    };
+
+    // The control: the JWT with its own key's signature of this connection's nonce.
+    let mut seen = String::new();
+    let mut own = Raw::connect_answering(port, |nonce| {
+        seen = nonce.to_string();
+        Raw::jwt_body(&jwt, Some(&key.sign(nonce.as_bytes()).unwrap()), true)
+    })
+    .await
+    .expect("the JWT with its own key connects");
+    assert!(!seen.is_empty(), "the server sent a nonce");
+    own.send(&pub_line("chat.all1.bob", None, "hi")).await;
+    own.sync().await.unwrap();
+    assert!(own.errors.is_empty(), "{:?}", own.errors);
+
+    let thief = nkeys::KeyPair::new_user();
+    refused(
+        "another key's signature",
+        Raw::connect_jwt(port, &jwt, &thief, true).await,
+    );
+    refused(
+        "no signature",
+        Raw::connect(port, &Raw::jwt_body(&jwt, None, true)).await,
+    );
+    let replayed = key.sign(seen.as_bytes()).unwrap();
+    refused(
+        "a signature of an earlier connection's nonce",
+        Raw::connect(port, &Raw::jwt_body(&jwt, Some(&replayed), true)).await,
+    );
+    let mut garbage = Raw::jwt_body(&jwt, None, true);
+    garbage["sig"] = "not a signature".into();
+    refused("a signature that is not one", Raw::connect(port, &garbage).await);
+
+    // A wider grant edited into the JWT: its signature no longer matches.
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["nats"]["pub"] = json!({"allow": [">"]});
+    claims["nats"]["sub"] = json!({"allow": [">"]});
+    let edited = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
+    refused(
+        "a grant edited into the JWT",
+        Raw::connect_jwt(port, &edited, &key, true).await,
+    );
+    // The same claims signed by the client's own key: not a signing key of any account.
+    claims["iss"] = key.public_key().into();
+    let self_signed = nats_callout::claims::encode(&claims, &key).unwrap();
+    refused(
+        "a JWT the client signed itself",
+        Raw::connect_jwt(port, &self_signed, &key, true).await,
+    );
+    // The control connection is untouched by all of that.
+    own.send(&pub_line("chat.all1.bob", None, "still here")).await;
+    own.sync().await.unwrap();
+    assert!(own.errors.is_empty(), "{:?}", own.errors);
+}
+
 // ---- the model-based random walk ----
 
 /// One client in the walk, as the model sees it.
@@ -561,13 +721,13 @@ struct Actor {
 }
 
 impl Actor {
-    async fn connect(env: &TestEnv, user: &'static str, rng: &mut StdRng, how: TokenIn) -> Actor {
+    async fn connect(door: &Door, user: &'static str, rng: &mut StdRng, how: TokenIn) -> Actor {
         let rooms: Vec<&str> = ROOMS.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
         let rooms = rooms.join(";");
         let echo = rng.gen_bool(0.7);
         Actor {
             user,
-            conn: client_via(env, user, &rooms, echo, how).await,
+            conn: door.client_via(user, &rooms, echo, how).await,
             rooms,
             echo,
             subs: BTreeMap::new(),
@@ -706,29 +866,38 @@ async fn random_op(
 /// exactly what the model refuses. Seeded: `ESCAPE_SEED=n` replays a run.
 #[tokio::test]
 async fn random_protocol_walk_matches_the_grant_model() {
-    protocol_walk(TokenIn::AuthToken).await;
+    protocol_walk(&Door::callout().await, TokenIn::AuthToken).await;
 }
 
 /// The same walk with every client's token in `pass` (no `auth_token`), as clients that
 /// cannot send both send it.
 #[tokio::test]
 async fn random_protocol_walk_with_the_token_in_pass() {
-    protocol_walk(TokenIn::Pass).await;
+    protocol_walk(&Door::callout().await, TokenIn::Pass).await;
 }
 
-async fn protocol_walk(how: TokenIn) {
+/// The same walk with every client connected with NATS credentials minted for its rooms (a
+/// reconnect mints new ones): the JWT's grant is the model's, as the callout's is.
+#[tokio::test]
+async fn random_protocol_walk_with_credentials() {
+    protocol_walk(&Door::credentials().await, TokenIn::AuthToken).await;
+}
+
+async fn protocol_walk(door: &Door, how: TokenIn) {
     let seed: u64 = std::env::var("ESCAPE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("random walk seed {seed}, token in {how:?} (replay with ESCAPE_SEED={seed})");
-    let env = env().await;
-    let _svc = env.start_callout().await;
+    let door_name = match door {
+        Door::Callout { .. } => format!("callout, token in {how:?}"),
+        Door::Credentials(_) => "NATS credentials".to_string(),
+    };
+    eprintln!("random walk seed {seed}, {door_name} (replay with ESCAPE_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut observer = env.observer().await;
+    let mut observer = door.observer().await;
     let mut actors = Vec::new();
     for user in WALK_USERS {
-        actors.push(Actor::connect(&env, user, &mut rng, how).await);
+        actors.push(Actor::connect(door, user, &mut rng, how).await);
     }
     let pools = (publish_pool(), subscribe_pool());
     let mut n = 0;
@@ -815,7 +984,7 @@ async fn protocol_walk(how: TokenIn) {
         if rng.gen_bool(0.3) {
             let i = rng.gen_range(0..actors.len());
             let user = actors[i].user;
-            actors[i] = Actor::connect(&env, user, &mut rng, how).await;
+            actors[i] = Actor::connect(door, user, &mut rng, how).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`env`]: one test's world around it: keys, permission files, the service configuration;
 //! - [`service`]: the service in-process, and the binary;
 //! - [`client`]: chat clients (async-nats, websocket);
+//! - [`operator`]: an operator-mode world (decentralized JWTs, NATS credentials);
 //! - [`raw`]: raw protocol connections;
 //! - [`api`]: the HTTP API as a client uses it;
 //! - [`idp`]: a real OpenID provider (npm `oidc-provider`);
@@ -13,6 +14,7 @@ pub mod api;
 pub mod client;
 pub mod env;
 pub mod idp;
+pub mod operator;
 pub mod proxy;
 pub mod raw;
 pub mod server;

@@ -36,6 +36,40 @@ impl Raw {
     /// Connect, send `CONNECT <connect>` and a `PING`; `Err` with the server's `-ERR` text
     /// (for example `Authorization Violation`) when it refuses.
     pub async fn connect(port: u16, connect: &serde_json::Value) -> Result<Raw, String> {
+        Self::connect_answering(port, |_| connect.clone()).await
+    }
+
+    /// [`Raw::connect`] presenting a user JWT with the nonce of INFO signed by `key`, as a
+    /// client with operator mode's NATS credentials does.
+    pub async fn connect_jwt(port: u16, jwt: &str, key: &nkeys::KeyPair, echo: bool) -> Result<Raw, String> {
+        Self::connect_answering(port, |nonce| {
+            let sig = key.sign(nonce.as_bytes()).expect("a user key signs");
+            Self::jwt_body(jwt, Some(&sig), echo)
+        })
+        .await
+    }
+
+    /// The CONNECT body of a client presenting `jwt` and `sig` (the server's nonce signed).
+    pub fn jwt_body(jwt: &str, sig: Option<&[u8]>, echo: bool) -> serde_json::Value {
+        use base64::Engine;
+        let mut v = serde_json::json!({
+            "verbose": false, "pedantic": false, "lang": "raw", "version": "0",
+            "protocol": 1, "headers": true, "no_responders": true, "echo": echo, "jwt": jwt,
+        });
+        if let Some(sig) = sig {
+            v["sig"] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sig)
+                .into();
+        }
+        v
+    }
+
+    /// [`Raw::connect`] with the CONNECT body made from the `nonce` of the server's INFO
+    /// ("" when it sent none).
+    pub async fn connect_answering(
+        port: u16,
+        connect: impl FnOnce(&str) -> serde_json::Value,
+    ) -> Result<Raw, String> {
         let stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| e.to_string())?;
@@ -50,9 +84,11 @@ impl Raw {
             closed: false,
         };
         let info = raw.line().await.ok_or("no INFO")?;
-        if !info.starts_with("INFO ") {
+        let Some(info) = info.strip_prefix("INFO ") else {
             return Err(format!("expected INFO, got {info:?}"));
-        }
+        };
+        let info: serde_json::Value = serde_json::from_str(info).map_err(|e| format!("INFO: {e}"))?;
+        let connect = connect(info["nonce"].as_str().unwrap_or_default());
         raw.send(&format!("CONNECT {connect}\r\n")).await;
         raw.sync().await.map(|_| raw)
     }
