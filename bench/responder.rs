@@ -48,6 +48,7 @@ impl Responder {
             issuer_account: None,
             subscriptions: None,
             record: None,
+            connection_types: &[],
         };
         let Ok(jwt) = user_jwt(issuer, issuer_pk, &user, now) else {
             return Vec::new();

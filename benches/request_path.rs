@@ -132,6 +132,7 @@ fn steps(c: &mut Crit) {
                 issuer_account: None,
                 subscriptions: None,
                 record: None,
+                connection_types: &[],
             };
             let jwt = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
             response_jwt(
@@ -155,6 +156,7 @@ fn steps(c: &mut Crit) {
         issuer_account: None,
         subscriptions: None,
         record: None,
+        connection_types: &[],
     };
     let user = user_jwt(&w.issuer, &issuer_pk, &u, now).unwrap();
     let reply = response_jwt(

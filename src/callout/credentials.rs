@@ -206,6 +206,7 @@ impl Callout {
                 issuer_account: target.issuer_account(),
                 subscriptions: grant.limits.subscriptions,
                 record: Some(&record),
+                connection_types: &self.policy.types.jwt_names(),
             },
             now,
         )?;

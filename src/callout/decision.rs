@@ -22,6 +22,22 @@ pub struct ConnectionTypes {
     pub mqtt: bool,
 }
 
+impl ConnectionTypes {
+    /// The user JWT's `allowed_connection_types` for these: nats-server enforces them for a
+    /// client connecting with the JWT itself (not for callout users, checked here instead).
+    pub fn jwt_names(self) -> Vec<&'static str> {
+        [
+            (self.nats, "STANDARD"),
+            (self.websocket, "WEBSOCKET"),
+            (self.leafnode, "LEAFNODE"),
+            (self.mqtt, "MQTT"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
 /// The rules of a decision, derived from the configuration once.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -1006,6 +1022,24 @@ mod tests {
             let deny: &[&str] = if publish.is_empty() { &[">"] } else { &[] };
             assert_eq!(g.permissions.publish.deny, deny, "{user}");
         }
+    }
+
+    #[test]
+    fn connection_types_name_the_jwts_types() {
+        let all = ConnectionTypes {
+            nats: true,
+            websocket: true,
+            leafnode: true,
+            mqtt: true,
+        };
+        assert_eq!(all.jwt_names(), ["STANDARD", "WEBSOCKET", "LEAFNODE", "MQTT"]);
+        let ws = ConnectionTypes {
+            nats: false,
+            websocket: true,
+            leafnode: false,
+            mqtt: false,
+        };
+        assert_eq!(ws.jwt_names(), ["WEBSOCKET"]);
     }
 
     #[test]

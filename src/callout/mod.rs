@@ -449,6 +449,7 @@ impl Callout {
                             issuer_account,
                             subscriptions: None,
                             record: None,
+                            connection_types: &[],
                         },
                         now,
                     )

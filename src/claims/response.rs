@@ -52,6 +52,8 @@ struct UserNats<'a> {
     /// Operator mode: the target account, when a signing key of it signs.
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer_account: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    allowed_connection_types: &'a [&'a str],
     #[serde(rename = "type")]
     kind: &'static str,
     version: u8,
@@ -113,6 +115,9 @@ pub struct UserJwt<'a> {
     /// Minted credentials: the decision behind the JWT, read back by live enforcement
     /// ([`crate::wire::MintedClaims`]).
     pub record: Option<&'a DecisionRecord>,
+    /// Minted credentials: the connection types the JWT may connect over (`STANDARD`,
+    /// `WEBSOCKET`, ...; empty: not written, any).
+    pub connection_types: &'a [&'a str],
 }
 
 /// Sign a user JWT with the issuer account key. `data`/`payload` are -1 (no such limits);
@@ -138,6 +143,7 @@ pub fn user_jwt(
             data: -1,
             payload: -1,
             issuer_account: u.issuer_account,
+            allowed_connection_types: u.connection_types,
             kind: "user",
             version: 2,
         },
@@ -227,6 +233,7 @@ mod tests {
             issuer_account: None,
             subscriptions: None,
             record: None,
+            connection_types: &[],
         };
         let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
         let (iss, v): (String, Value) = decode_verified(&jwt).unwrap();
@@ -270,5 +277,42 @@ mod tests {
         assert_eq!(v["nats"]["jwt"], "x.y.z");
         assert!(v["nats"].get("error").is_none());
         assert_eq!(v["nats"]["type"], RESPONSE_TYPE);
+    }
+
+    /// A minted JWT for 50 rooms of the longest names (the default room limit), with its
+    /// decision record, fits the 32 KiB control line the operator-mode set-up writes, beside
+    /// the nonce signature and CONNECT's other fields.
+    #[test]
+    fn a_minted_jwt_for_the_most_rooms_fits_the_control_line() {
+        let issuer = KeyPair::new_account();
+        let user = "u".repeat(crate::names::MAX_NAME_LEN);
+        let rooms: Vec<String> = (0..50)
+            .map(|i| format!("{i:02}{}", "r".repeat(crate::names::MAX_NAME_LEN - 2)))
+            .collect();
+        let p = UserPermissions {
+            publish: Permission::only(rooms.iter().map(|r| format!("chat.{r}.{user}")).collect()),
+            subscribe: Permission::only(rooms.iter().map(|r| format!("chat.{r}.>")).collect()),
+        };
+        let record: DecisionRecord = serde_json::from_value(serde_json::json!({
+            "conn": {"server": "", "cid": 0}, "user": user, "session": "s".repeat(43),
+            "device": "d".repeat(64), "tid": "t".repeat(43), "iat": 1000,
+            "rooms": rooms.iter().map(|r| (r, "readwrite")).collect::<Vec<_>>(),
+            "leafnode": false, "expires_at": 4600, "snapshot_epoch": 0, "revocation_epoch": 0,
+        }))
+        .unwrap();
+        let key = KeyPair::new_user().public_key();
+        let u = UserJwt {
+            user_nkey: &key,
+            name: &user,
+            account: "APP",
+            expires_at: 4600,
+            permissions: &p,
+            issuer_account: Some("AAPP"),
+            subscriptions: Some(500),
+            record: Some(&record),
+            connection_types: &["STANDARD", "WEBSOCKET"],
+        };
+        let jwt = user_jwt(&issuer, &issuer.public_key(), &u, 1000).unwrap();
+        assert!(jwt.len() + 1024 < 32 * 1024, "{} bytes", jwt.len());
     }
 }

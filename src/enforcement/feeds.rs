@@ -148,7 +148,9 @@ impl Feeds {
                 },
                 r = revocations.recv() => match r {
                     Ok(revs) => me.on_revocations(&revs),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    // Too many at once to follow one by one: judge everyone (a connection made
+                    // with credentials meets no callout that would refuse it).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => me.on_acquire(),
                     Err(_) => {}
                 },
             }

@@ -217,6 +217,7 @@ mod tests {
             permissions: &permissions,
             subscriptions: None,
             record,
+            connection_types: &[],
         };
         user_jwt(signer, &signer.public_key(), &u, 1000).unwrap()
     }

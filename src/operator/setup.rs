@@ -285,7 +285,9 @@ fn server_conf(opts: &SetupOptions, k: &Keys, j: &Jwts) -> String {
          server_name: operator-demo\n\
          listen: 127.0.0.1:{client}\n\
          http: 127.0.0.1:{http}\n\
-         max_control_line: 8KB\n\n\
+         # A CONNECT with a minted user JWT for many rooms (NATS credentials) is larger than\n\
+         # one with a token: docs, Limits.\n\
+         max_control_line: 32KB\n\n\
          operator: {operator_jwt}\n\
          system_account: {sys_key}\n\n\
          resolver: MEMORY\n\

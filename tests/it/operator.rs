@@ -368,6 +368,11 @@ async fn operator_mode_credentials_carry_the_callouts_grant_for_the_clients_own_
     assert_eq!(c["nats"]["issuer_account"], w.target("APP"));
     assert_ne!(c["iss"], w.target("APP"), "a signing key signs, not the account");
     assert!(c["nats"].get("bearer_token").is_none(), "not a bearer token");
+    // The connection types of `callout.connection_types`, which nats-server enforces for it.
+    assert_eq!(
+        c["nats"]["allowed_connection_types"],
+        json!(["STANDARD", "WEBSOCKET"])
+    );
     let event = tokio::time::timeout(DEADLINE, futures::StreamExt::next(&mut audit))
         .await
         .expect("an audit event for the mint")
