@@ -877,14 +877,8 @@ async fn operator_mode_a_restarted_service_enforces_credentials_connections_made
     assert_eq!(r["affected"], 1, "{r}");
     bob.wait_for("the lame-duck notice", |s| matches!(s, Seen::LameDuck(_)))
         .await;
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/api/auth/revoke", w.http))
-        .bearer_auth(w.token("admin"))
-        .json(&json!({"userId": "bob"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let r = w.admin("/api/auth/revoke", Some(json!({"userId": "bob"}))).await;
+    assert!(r["revokedSessions"].is_number(), "{r}");
     bob.wait_for("the revoked connection closed", |s| {
         matches!(s, Seen::Disconnected)
     })
@@ -961,14 +955,8 @@ async fn operator_mode_a_name_sent_beside_a_jwt_is_not_its_identity() {
         console_connections(&w, "alice").await.is_empty(),
         "CONNZ renamed it"
     );
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/api/auth/revoke", w.http))
-        .bearer_auth(w.token("admin"))
-        .json(&json!({"userId": "bob"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let r = w.admin("/api/auth/revoke", Some(json!({"userId": "bob"}))).await;
+    assert!(r["revokedSessions"].is_number(), "{r}");
     spoof
         .wait_for("the revoked connection closed", |s| {
             matches!(s, Seen::Disconnected)
