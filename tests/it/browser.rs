@@ -57,6 +57,14 @@ pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::
     out
 }
 
+/// The last lines a script wrote to stderr (where the browser scripts report the failed
+/// step), for the failure message itself: a long test log may be cut before them.
+pub(crate) fn last_words(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
 /// A test environment serving the chat page on `http_port`: its origin is allowed by the
 /// websocket listener (known before nats-server starts) and for cookie requests.
 pub(crate) async fn page_env(http_port: u16) -> TestEnv {
@@ -294,7 +302,8 @@ async fn page_script(script: &str, base: &str, vars: &[(&str, &std::ffi::OsStr)]
     let out = run(&mut cmd, script, Duration::from_secs(120)).await;
     assert!(
         out.status.success(),
-        "{what} failed (output above; screenshots in {})",
-        shots.display()
+        "{what} failed (output above; screenshots in {}):\n{}",
+        shots.display(),
+        last_words(&out)
     );
 }

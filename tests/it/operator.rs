@@ -262,7 +262,7 @@ async fn operator_mode_token_reset_sends_the_lame_duck_notice() {
 /// file's problem, token reset) – the browser script of the config-mode test, unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_mode_chat_page_in_chromium() {
-    use crate::browser::{chromium, prerequisites, root, run};
+    use crate::browser::{chromium, last_words, prerequisites, root, run};
     prerequisites();
     let w = World::start(true).await;
     let shots = root().join("target/browser-screenshots/operator");
@@ -282,7 +282,8 @@ async fn operator_mode_chat_page_in_chromium() {
     .await;
     assert!(
         out.status.success(),
-        "the page in operator mode failed (output above)"
+        "the page in operator mode failed (output above):\n{}",
+        last_words(&out)
     );
 }
 

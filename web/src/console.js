@@ -10,8 +10,9 @@ import { $, el, when } from "./dom.js";
 
 const POINTS = 60;
 const EVERY_MS = 1000;
-/** The permission set and the rooms in data change rarely (and the latter may be long): every
- * tenth tick, and after an action here. */
+/** The rooms in data change rarely and may be long: every tenth tick, and after an action
+ * here. (The permission summary is small and an admin who just saved a file wants its
+ * problem at once: every tick.) */
 const SLOW_EVERY = 10;
 
 export class Console {
@@ -73,7 +74,8 @@ export class Console {
     await Promise.all([
       this.connections(),
       this.denies(),
-      ...(slow ? [this.permissions(), this.dataRooms()] : []),
+      this.permissions(),
+      ...(slow ? [this.dataRooms()] : []),
     ]);
   }
 
