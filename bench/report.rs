@@ -117,6 +117,17 @@ pub fn print_throughput(s: &[Summary]) {
                 cr.rate_median / st.rate_median,
                 op.rate_median / co.rate_median,
             );
+            // On a host where every process shares the cores, connects/s follow CPU per
+            // connect: what nats-server and the service spend on each way in bounds the ratio
+            // (the load generator's own share, alike for both, pulls it towards 1).
+            let svc = |x: &Summary| x.service_cpu_ms_per_auth.unwrap_or(0.0);
+            let op_cpu = op.server_cpu_ms_per_conn + svc(op);
+            println!(
+                "        CPU per connect (nats-server + service) callout-op/credentials {:.2}x; \
+                 with a service spending nothing on credentials {:.2}x",
+                op_cpu / (cr.server_cpu_ms_per_conn + svc(cr)),
+                op_cpu / cr.server_cpu_ms_per_conn,
+            );
         }
     }
 }
