@@ -8,6 +8,7 @@
 //! - [`version`]: what this binary is: version, commit, clean or dirty sources.
 //! - [`names`]: validated names (users, rooms, devices): one subject token each.
 //! - [`clock`]: unix seconds now, RFC 3339 times written and read.
+//! - [`verified`]: what passed its signature check once, remembered by its text (bounded).
 //! - [`password`]: argon2id password hashes.
 //! - [`forwarded`]: the client's address behind trusted proxies.
 //! - [`health`]: what each part the service depends on says of its own state.
@@ -70,5 +71,6 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokens;
+pub mod verified;
 pub mod version;
 pub mod wire;

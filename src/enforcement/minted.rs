@@ -17,12 +17,19 @@ use super::Enforcement;
 use super::assess::{Action, assess};
 use super::registry::{ConnKey, DecisionRecord};
 use crate::claims::decode_unverified;
+use crate::verified::VerifiedCache;
 use crate::wire::MintedClaims;
 
-/// The keys minted credentials are signed with (each target account's signing key).
-#[derive(Debug, Default)]
+/// JWT decisions remembered per generation (at most twice as many; a JWT of a few rooms
+/// and its record take about 2 KiB).
+const VERIFIED_GENERATION: usize = 4096;
+
+/// The keys minted credentials are signed with (each target account's signing key), and the
+/// decisions of the JWTs already verified: a client reconnecting with the same JWT costs a
+/// lookup, not a signature check.
 pub(super) struct Mints {
     signers: HashSet<String>,
+    verified: VerifiedCache<DecisionRecord>,
 }
 
 /// Who a connection made with a JWT is.
@@ -35,14 +42,24 @@ pub(super) enum JwtUser {
 }
 
 impl Mints {
+    fn of(signers: impl IntoIterator<Item = String>) -> Mints {
+        Mints {
+            signers: signers.into_iter().collect(),
+            verified: VerifiedCache::with_generation(VERIFIED_GENERATION),
+        }
+    }
+
     /// Who the connection `conn`, which nats-server let in with `jwt`, is: the decision the
-    /// JWT carries if this service minted it (signed by one of its keys, checked here though
-    /// nats-server checked it too), else the JWT's subject. Never the CONNECT `user` or
+    /// JWT carries if this service minted it (signed by one of its keys, checked here once
+    /// though nats-server checked it too, then remembered by its text), else the JWT's subject. Never the CONNECT `user` or
     /// `nkey` fields, which a client on a JWT may still fill with any name and which
     /// nats-server then reports as the connection's user. `None`: no JWT (a callout user).
     fn identify(&self, jwt: &str, conn: ConnKey, now: i64) -> Option<JwtUser> {
         if jwt.is_empty() {
             return None;
+        }
+        if let Some(d) = self.verified.get(jwt) {
+            return Some(JwtUser::Minted(Box::new(DecisionRecord { conn, at: now, ..d })));
         }
         let unverified = match decode_unverified::<MintedClaims>(jwt) {
             Ok(u) => u,
@@ -64,6 +81,7 @@ impl Mints {
                     ..
                 },
             )) => {
+                self.verified.insert(jwt, &d);
                 d.conn = conn;
                 d.at = now;
                 Some(JwtUser::Minted(Box::new(d)))
@@ -83,9 +101,7 @@ impl Mints {
 impl Enforcement {
     /// Read the decisions of JWTs signed by `signers` (operator mode; the first call wins).
     pub fn read_mints_of(&self, signers: impl IntoIterator<Item = String>) {
-        let _ = self.mints.set(Mints {
-            signers: signers.into_iter().collect(),
-        });
+        let _ = self.mints.set(Mints::of(signers));
     }
 
     /// Who the connection `conn` made with `jwt` is (`None`: no JWT, or not operator mode).
@@ -225,9 +241,7 @@ mod tests {
     /// Mints signed by a fresh key: the key and the mints.
     fn ours() -> (KeyPair, Mints) {
         let ours = KeyPair::new_account();
-        let mints = Mints {
-            signers: [ours.public_key()].into(),
-        };
+        let mints = Mints::of([ours.public_key()]);
         (ours, mints)
     }
 
@@ -248,6 +262,33 @@ mod tests {
         };
         assert_eq!((d.conn, d.at, d.user.as_str()), (conn(), 1500, "bob"));
         assert_eq!(d.session, "s1");
+    }
+
+    #[test]
+    fn a_jwt_seen_again_gives_its_decision_for_the_new_connection() {
+        let (ours, mints) = ours();
+        let key = KeyPair::new_user().public_key();
+        let token = jwt(&ours, &key, Some(&decision()));
+        assert!(matches!(
+            mints.identify(&token, conn(), 1500),
+            Some(JwtUser::Minted(_))
+        ));
+        assert_eq!(mints.verified.len(), 1, "remembered once verified");
+        let again = ConnKey {
+            server: "NOTHER".into(),
+            cid: 9,
+        };
+        let Some(JwtUser::Minted(d)) = mints.identify(&token, again.clone(), 1600) else {
+            panic!("ours, from memory")
+        };
+        assert_eq!((d.conn, d.at, d.user.as_str()), (again, 1600, "bob"));
+        // Only what verified is remembered: another signer's and a forged JWT are not.
+        let other = jwt(&KeyPair::new_account(), &key, Some(&decision()));
+        assert!(matches!(
+            mints.identify(&other, conn(), 1500),
+            Some(JwtUser::Other(_))
+        ));
+        assert_eq!(mints.verified.len(), 1);
     }
 
     #[test]
@@ -285,5 +326,6 @@ mod tests {
             "no JWT: a callout user"
         );
         assert!(mints.identify("a.b.c", conn(), 1500).is_none(), "not a JWT");
+        assert!(mints.verified.is_empty(), "nothing that failed is remembered");
     }
 }

@@ -21,8 +21,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use crate::config::identity::{IdentitySettings, OidcSettings, UnknownUsers};
-use crate::tokens::access::{TrustedIssuers, VerifiedCache};
+use crate::tokens::access::TrustedIssuers;
 use crate::tokens::{AccessClaims, TokenError};
+use crate::verified::VerifiedCache;
 use keys::KeySet;
 use verify::{Refusal, Rules};
 
@@ -58,7 +59,7 @@ pub struct KeyStatus {
 #[derive(Default)]
 pub struct Current {
     keys: KeySet,
-    verified: VerifiedCache,
+    verified: VerifiedCache<AccessClaims>,
 }
 
 /// One trusted provider.

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::permissions::{Asserted, Snapshot, User};
+use crate::verified::VerifiedCache;
 use sha2::{Digest, Sha256};
 
 /// The explicit `typ` of an access token (RFC 9068), so no other JWT of ours passes as one.
@@ -157,7 +158,7 @@ pub struct TokenKeys {
     max_lifetime: i64,
     signer: Option<Signer>,
     verifiers: HashMap<String, VerifyingKey>,
-    verified: VerifiedCache,
+    verified: VerifiedCache<AccessClaims>,
     /// Other issuers whose tokens are accepted too (OpenID providers).
     trusted: Option<Arc<dyn TrustedIssuers>>,
 }
@@ -168,47 +169,6 @@ pub trait TrustedIssuers: Send + Sync {
     /// Verify `token` (every check, the clock included) if `iss` is one of these issuers;
     /// `None` if it is not.
     fn verify(&self, iss: &str, token: &str, now: i64) -> Option<Result<AccessClaims, TokenError>>;
-}
-
-/// Tokens per generation of the verified-token cache; at most twice as many are kept
-/// (about 1 KiB each).
-pub const VERIFIED_CACHE_GENERATION: usize = 8192;
-
-/// Access tokens that passed every check but the clock, by their text: two generations,
-/// the older dropped whole when the newer fills up (a hit moves an entry to the newer).
-#[derive(Default)]
-pub struct VerifiedCache {
-    generations: Mutex<[HashMap<Box<str>, AccessClaims>; 2]>,
-}
-
-impl VerifiedCache {
-    pub fn get(&self, token: &str) -> Option<AccessClaims> {
-        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = g[0].get(token) {
-            return Some(c.clone());
-        }
-        let (key, claims) = g[1].remove_entry(token)?;
-        let out = claims.clone();
-        Self::put(&mut g, key, claims);
-        Some(out)
-    }
-
-    pub fn insert(&self, token: &str, claims: &AccessClaims) {
-        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        Self::put(&mut g, token.into(), claims.clone());
-    }
-
-    fn put(g: &mut [HashMap<Box<str>, AccessClaims>; 2], token: Box<str>, claims: AccessClaims) {
-        if g[0].len() >= VERIFIED_CACHE_GENERATION {
-            g[1] = std::mem::take(&mut g[0]);
-        }
-        g[0].insert(token, claims);
-    }
-
-    fn len(&self) -> usize {
-        let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        g[0].len() + g[1].len()
-    }
 }
 
 /// The JOSE header fields an access token must carry.
@@ -820,34 +780,5 @@ mod tests {
         let tampered = resign_claims(&tok, |v| v["sub"] = "alice".into());
         assert_eq!(k.verify(&tampered, 1001).unwrap_err(), TokenError::Signature);
         assert_eq!(k.cached_tokens(), 1, "failures are not remembered");
-    }
-
-    #[test]
-    fn verified_cache_is_bounded_and_keeps_recent_hits() {
-        let cache = VerifiedCache::default();
-        let claims = |i: usize| AccessClaims {
-            iss: "i".into(),
-            aud: "a".into(),
-            sub: format!("u{i}"),
-            sid: "s".into(),
-            did: None,
-            tid: "t".into(),
-            iat: 0,
-            exp: 1,
-            sexp: None,
-            ext: None,
-            client_id: None,
-        };
-        cache.insert("hot", &claims(0));
-        for i in 1..3 * VERIFIED_CACHE_GENERATION {
-            cache.insert(&format!("t{i}"), &claims(i));
-            if i % (VERIFIED_CACHE_GENERATION / 2) == 0 {
-                assert_eq!(cache.get("hot").unwrap().sub, "u0", "after {i}");
-            }
-            assert!(cache.len() <= 2 * VERIFIED_CACHE_GENERATION);
-        }
-        assert!(cache.get("t1").is_none(), "old entries are dropped");
-        let last = format!("t{}", 3 * VERIFIED_CACHE_GENERATION - 1);
-        assert!(cache.get(&last).is_some());
     }
 }
