@@ -50,10 +50,14 @@ impl PyChat {
         PyChat { child, lines }
     }
 
-    /// The next line, which must be step `want`.
+    /// The next line, which must be step `want`. The script bounds each of its own waits
+    /// (10 s) and says on stderr which one failed; this waits longer, so that its report is
+    /// what a failure shows.
     async fn step(&mut self, want: &str) -> Value {
-        let line = tokio::time::timeout(DEADLINE, self.lines.next_line()).await;
+        let line = tokio::time::timeout(2 * DEADLINE, self.lines.next_line()).await;
         let Ok(Ok(Some(line))) = line else {
+            // Let it finish its report (it exits on its own timeouts) before stopping it.
+            let _ = tokio::time::timeout(DEADLINE, self.child.wait()).await;
             let _ = self.child.start_kill();
             let mut err = String::new();
             let stderr = self.child.stderr.as_mut().unwrap();
