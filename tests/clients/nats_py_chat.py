@@ -6,7 +6,8 @@
 #
 # Started by tests/it/callout/clients.rs, which plays alice. One JSON line per step on
 # stdout:
-#   {"step": "ready"}                     subscribed to chat.all1.> (alice then says hello)
+#   {"step": "ready"}                     subscribed to chat.all1.> and heard itself there
+#                                         (alice then says hello)
 #   {"step": "heard", "subject", "data"}  alice's hello
 #   {"step": "refused", "errors": [...]}  subscribing to chat.alice1.> and publishing as
 #                                         alice were refused; "hi from python" then went to
@@ -69,7 +70,12 @@ async def main(api, url):
         max_reconnect_attempts=3,
     )
     sub = await nc.subscribe("chat.all1.>")
-    await nc.flush(timeout=TIMEOUT)
+    # In place for certain once the server has routed a message of ours through it (after a
+    # flush alone, alice's hello sent right after "ready" once went unheard under load).
+    await nc.publish("chat.all1.bob", b"python is here")
+    probe = await sub.next_msg(timeout=TIMEOUT)
+    if probe.data != b"python is here":
+        raise SystemExit(f"unexpected {probe.subject}: {probe.data!r}")
     say("ready")
     msg = await sub.next_msg(timeout=TIMEOUT)
     say("heard", subject=msg.subject, data=msg.data.decode())

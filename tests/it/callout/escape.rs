@@ -708,6 +708,8 @@ async fn credentials_are_useless_without_their_key() {
 /// One client in the walk, as the model sees it.
 struct Actor {
     user: &'static str,
+    /// Unique to this connection in the walk.
+    id: usize,
     rooms: String,
     echo: bool,
     conn: Raw,
@@ -725,8 +727,10 @@ impl Actor {
         let rooms: Vec<&str> = ROOMS.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
         let rooms = rooms.join(";");
         let echo = rng.gen_bool(0.7);
+        static CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         Actor {
             user,
+            id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             conn: door.client_via(user, &rooms, echo, how).await,
             rooms,
             echo,
@@ -802,8 +806,10 @@ async fn random_op(
         let a = &mut actors[i];
         let sid = format!("{}", a.next_sid);
         a.next_sid += 1;
-        // Queue groups are unique per subscription, so every one gets its copy.
-        let queue = rng.gen_bool(0.3).then(|| format!("q{sid}"));
+        // Queue groups are unique per subscription (across clients and their reconnects:
+        // two clients' `q4` would share a group and split its messages), so every one gets
+        // its copy.
+        let queue = rng.gen_bool(0.3).then(|| format!("q{}-{sid}", a.id));
         let line = match &queue {
             Some(q) => format!("SUB {subject} {q} {sid}\r\n"),
             None => format!("SUB {subject} {sid}\r\n"),
