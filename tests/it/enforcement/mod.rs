@@ -425,10 +425,14 @@ async fn a_reload_under_steady_connects_makes_no_mixed_decision() {
             let mut n = 0;
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(3) {
-                let c = crate::support::connect_to(&url, Some(&token), "all1;bob1;team1", None)
-                    .await
-                    .expect("allowed");
-                drop(c);
+                match crate::support::connect_to(&url, Some(&token), "all1;bob1;team1", None).await {
+                    Ok(c) => drop(c),
+                    // Decided on the files just replaced, the enforcer may close it before
+                    // the client has read the server's answer (its decision still counts
+                    // below); anything else is a refusal.
+                    Err(e) if e.kind() == async_nats::ConnectErrorKind::Io => {}
+                    Err(e) => panic!("allowed: {e:?}"),
+                }
                 n += 1;
             }
             n
