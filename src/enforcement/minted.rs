@@ -51,16 +51,30 @@ impl Mints {
 
     /// Who the connection `conn`, which nats-server let in with `jwt`, is: the decision the
     /// JWT carries if this service minted it (signed by one of its keys, checked here once
-    /// though nats-server checked it too, then remembered by its text), else the JWT's subject. Never the CONNECT `user` or
-    /// `nkey` fields, which a client on a JWT may still fill with any name and which
-    /// nats-server then reports as the connection's user. `None`: no JWT (a callout user).
+    /// though nats-server checked it too, then remembered by its text), else the JWT's
+    /// subject. Never the CONNECT `user` or `nkey` fields, which a client on a JWT may still
+    /// fill with any name and which nats-server then reports as the connection's user.
+    /// `None`: no JWT (a callout user).
     fn identify(&self, jwt: &str, conn: ConnKey, now: i64) -> Option<JwtUser> {
         if jwt.is_empty() {
             return None;
         }
-        if let Some(d) = self.verified.get(jwt) {
-            return Some(JwtUser::Minted(Box::new(DecisionRecord { conn, at: now, ..d })));
-        }
+        let d = match self.verified.get(jwt) {
+            Some(d) => d,
+            None => match self.read(jwt, &conn)? {
+                JwtUser::Minted(d) => {
+                    self.verified.insert(jwt, &d);
+                    *d
+                }
+                other => return Some(other),
+            },
+        };
+        Some(JwtUser::Minted(Box::new(DecisionRecord { conn, at: now, ..d })))
+    }
+
+    /// What `jwt` says, its signature checked when one of our keys signed it: the decision
+    /// as minted (no connection yet), or the JWT's subject.
+    fn read(&self, jwt: &str, conn: &ConnKey) -> Option<JwtUser> {
         let unverified = match decode_unverified::<MintedClaims>(jwt) {
             Ok(u) => u,
             Err(e) => {
@@ -77,15 +91,10 @@ impl Mints {
             Ok((
                 _,
                 MintedClaims {
-                    nats_callout: Some(mut d),
+                    nats_callout: Some(d),
                     ..
                 },
-            )) => {
-                self.verified.insert(jwt, &d);
-                d.conn = conn;
-                d.at = now;
-                Some(JwtUser::Minted(Box::new(d)))
-            }
+            )) => Some(JwtUser::Minted(Box::new(d))),
             Ok(_) => {
                 warn!(user = %sub, "a JWT signed here without a decision record");
                 Some(JwtUser::Other(sub))

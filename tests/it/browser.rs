@@ -57,12 +57,14 @@ pub(crate) async fn run(cmd: &mut Command, what: &str, limit: Duration) -> std::
     out
 }
 
-/// The last lines a script wrote to stderr (where the browser scripts report the failed
-/// step), for the failure message itself: a long test log may be cut before them.
-pub(crate) fn last_words(out: &std::process::Output) -> String {
+/// Fail with `failure` unless the script succeeded, quoting the last lines it wrote to
+/// stderr (where the browser scripts report the failed step): a long test log may be cut
+/// before them.
+pub(crate) fn assert_succeeded(out: &std::process::Output, failure: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    lines[lines.len().saturating_sub(12)..].join("\n")
+    let last = lines[lines.len().saturating_sub(12)..].join("\n");
+    assert!(out.status.success(), "{failure} (output above):\n{last}");
 }
 
 /// A test environment serving the chat page on `http_port`: its origin is allowed by the
@@ -92,10 +94,7 @@ async fn committed_bundle_is_up_to_date() {
         Duration::from_secs(60),
     )
     .await;
-    assert!(
-        out.status.success(),
-        "web/dist is stale: run `npm run build` in web/"
-    );
+    assert_succeeded(&out, "web/dist is stale: run `npm run build` in web/");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +299,8 @@ async fn page_script(script: &str, base: &str, vars: &[(&str, &std::ffi::OsStr)]
         cmd.env(k, v);
     }
     let out = run(&mut cmd, script, Duration::from_secs(120)).await;
-    assert!(
-        out.status.success(),
-        "{what} failed (output above; screenshots in {}):\n{}",
-        shots.display(),
-        last_words(&out)
+    assert_succeeded(
+        &out,
+        &format!("{what} failed (screenshots in {})", shots.display()),
     );
 }

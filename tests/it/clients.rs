@@ -64,11 +64,7 @@ async fn js_kit_in_chromium() {
     if !out.status.success() {
         println!("---- nats-server log\n{}", env.server.log());
     }
-    assert!(
-        out.status.success(),
-        "the kit in Chromium failed (output above):\n{}",
-        crate::browser::last_words(&out)
-    );
+    crate::browser::assert_succeeded(&out, "the kit in Chromium failed");
 }
 
 /// In operator mode, the kit connects with NATS credentials (here living 3 s: renewed before

@@ -262,7 +262,7 @@ async fn operator_mode_token_reset_sends_the_lame_duck_notice() {
 /// file's problem, token reset) – the browser script of the config-mode test, unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_mode_chat_page_in_chromium() {
-    use crate::browser::{chromium, last_words, prerequisites, root, run};
+    use crate::browser::{assert_succeeded, chromium, prerequisites, root, run};
     prerequisites();
     let w = World::start(true).await;
     let shots = root().join("target/browser-screenshots/operator");
@@ -280,11 +280,7 @@ async fn operator_mode_chat_page_in_chromium() {
         Duration::from_secs(120),
     )
     .await;
-    assert!(
-        out.status.success(),
-        "the page in operator mode failed (output above):\n{}",
-        last_words(&out)
-    );
+    assert_succeeded(&out, "the page in operator mode failed");
 }
 
 /// Live enforcement follows every account users are placed in: carol, in APP2, gets the
